@@ -1,0 +1,81 @@
+"""`bufsync check`: config, mappings and every connection, each with a verdict and a reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from bufsync.config import LoadedSettings
+from bufsync.db import connect_buffer
+from bufsync.errors import BufsyncError
+from bufsync.mapping.loader import MappingSet
+from bufsync.migrations import current_revisions, head_revisions, pending_changes
+
+
+@dataclass
+class CheckItem:
+    name: str
+    ok: bool | None  # None: not configured, skipped
+    detail: str
+
+
+def _check_buffer(loaded: LoadedSettings, mappings: MappingSet) -> list[CheckItem]:
+    items = []
+    try:
+        with connect_buffer(loaded):
+            pass
+    except BufsyncError as exc:
+        return [CheckItem("buffer", False, str(exc))]
+    items.append(CheckItem("buffer", True, f"connected to {loaded.buffer_url_display}"))
+    current = current_revisions(loaded)
+    heads = head_revisions(loaded, mappings)
+    if not current:
+        items.append(CheckItem("schema", False, "no bufsync tables yet; run `bufsync db upgrade`"))
+    elif sorted(current) != sorted(heads):
+        items.append(CheckItem("schema", False,
+                               f"at revision {', '.join(current)}, head is {', '.join(heads)}; "
+                               "run `bufsync db upgrade`"))
+    else:
+        diffs = pending_changes(loaded, mappings)
+        if diffs:
+            items.append(CheckItem("schema", False,
+                                   f"at head {', '.join(current)} but {len(diffs)} difference(s) from the "
+                                   "mappings; run `bufsync db revision -m \"...\"` then `bufsync db upgrade`"))
+        else:
+            items.append(CheckItem("schema", True, f"at head {', '.join(current)}, matches the mappings"))
+    return items
+
+
+def _check_moodle(loaded: LoadedSettings) -> CheckItem:
+    moodle = loaded.moodle
+    if not moodle.url:
+        return CheckItem("moodle", None, "not configured (BUFSYNC_MOODLE_URL)")
+    if moodle.token is None:
+        return CheckItem("moodle", False, "BUFSYNC_MOODLE_TOKEN is not set")
+    try:
+        response = httpx.post(
+            f"{moodle.url}/webservice/rest/server.php",
+            data={"wstoken": moodle.token.get_secret_value(), "wsfunction": "core_webservice_get_site_info",
+                  "moodlewsrestformat": "json"},
+            timeout=moodle.timeout, verify=moodle.verify_tls)
+    except httpx.HTTPError as exc:
+        return CheckItem("moodle", False, f"cannot reach {moodle.url}: {type(exc).__name__}: {exc}")
+    try:
+        body = response.json()
+    except ValueError:
+        return CheckItem("moodle", False, f"{moodle.url} answered HTTP {response.status_code}, not Moodle JSON")
+    if isinstance(body, dict) and "exception" in body:
+        return CheckItem("moodle", False, f"Moodle refused: {body.get('message')} ({body.get('errorcode')})")
+    return CheckItem("moodle", True, f"{body.get('sitename')} — Moodle {body.get('release')}, "
+                                     f"{len(body.get('functions', []))} functions in the service")
+
+
+def run_checks(loaded: LoadedSettings, mappings: MappingSet) -> list[CheckItem]:
+    source = f"from {loaded.file}" if loaded.file else "no config file: defaults and BUFSYNC_* variables"
+    items = [CheckItem("config", True, source),
+             CheckItem("mappings", True, f"{len(mappings.mappings)} mappings from {loaded.mappings_dir}, "
+                                         f"order: {', '.join(mappings.order)}")]
+    items += _check_buffer(loaded, mappings)
+    items.append(_check_moodle(loaded))
+    return items

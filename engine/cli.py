@@ -1,0 +1,180 @@
+"""The `bufsync` command line: parse, call one function in commands.py, set the exit code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bufsync import __version__, commands
+from bufsync.config import LoadedSettings, load_settings
+from bufsync.errors import EXIT_REJECTED, BufsyncError, ConfigError
+from bufsync.log import setup_logging
+
+
+class _Group(click.Group):
+    """Reports bufsync's own errors as one clear message and their exit code, no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BufsyncError as exc:
+            if isinstance(exc, ConfigError):
+                click.echo("bufsync: configuration error:", err=True)
+                for problem in exc.problems:
+                    click.echo(f"  {problem.render()}", err=True)
+            else:
+                click.echo(f"bufsync: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+class _State:
+    def __init__(self, config: Path | None, log_format: str | None) -> None:
+        self.config_path = config
+        self.log_format = log_format
+        self._loaded: LoadedSettings | None = None
+
+    @property
+    def loaded(self) -> LoadedSettings:
+        if self._loaded is None:
+            self._loaded = load_settings(self.config_path)
+            setup_logging(self.log_format or self._loaded.settings.log_format)
+        return self._loaded
+
+
+pass_state = click.make_pass_decorator(_State)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "-c", type=click.Path(path_type=Path, dir_okay=False),
+              help="Config file (default: $BUFSYNC_CONFIG, else ./bufsync.yaml if present).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format (stderr).")
+@click.version_option(__version__, prog_name="bufsync")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, log_format: str | None) -> None:
+    """bufsync: 1C buffer tables <-> Moodle and the state portals.
+
+    Exit codes: 0 ok, 1 finished with rejected rows (or a check found a difference),
+    2 bad configuration or usage, 3 refused by a guard, 4 a remote unavailable.
+    """
+    ctx.obj = _State(config, log_format)
+
+
+@cli.command()
+@pass_state
+def check(state: _State) -> None:
+    """Validate config and mappings and try each connection."""
+    items = commands.check(state.loaded)
+    failed = False
+    for item in items:
+        mark = {True: "ok  ", False: "FAIL", None: "skip"}[item.ok]
+        click.echo(f"{mark}  {item.name:<9} {item.detail}")
+        failed |= item.ok is False
+    if failed:
+        sys.exit(EXIT_REJECTED)
+
+
+@cli.command("mappings")
+@pass_state
+def mappings_cmd(state: _State) -> None:
+    """List the mappings in the order a run takes them."""
+    ms = commands.mappings_list(state.loaded)
+    for mapping in ms:
+        role = "table only"
+        if mapping.sync:
+            s = mapping.sync
+            src = s.source.entity or mapping.table.name
+            dst = s.target.entity or mapping.table.name
+            role = f"{s.source.system}:{src} -> {s.target.system}:{dst}, on_missing={s.on_missing}"
+        elif mapping.attach:
+            role = f"attached to {mapping.attach.mapping} as {mapping.attach.into}"
+        elif mapping.load_markers:
+            role = "load markers"
+        click.echo(f"{mapping.name:<20} {mapping.table.name:<24} {role}")
+
+
+@cli.group()
+def sql() -> None:
+    """DDL scripts for DBAs (sql/*.sql)."""
+
+
+@sql.command("render")
+@click.option("--dir", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("sql"),
+              show_default=True, help="Folder of the scripts.")
+@click.option("--check", "check_only", is_flag=True, help="Write nothing; exit 1 if a file differs.")
+@pass_state
+def sql_render(state: _State, out_dir: Path, check_only: bool) -> None:
+    """Render sql/postgresql.sql, sql/mssql.sql and sql/sqlite.sql from the mappings."""
+    results = commands.sql_render(state.loaded, out_dir, check_only)
+    changed = [r for r in results if r.changed]
+    for result in results:
+        if not result.changed:
+            click.echo(f"up to date  {result.path}")
+        elif check_only:
+            click.echo(f"DIFFERS     {result.path}")
+            click.echo(result.diff, nl=False)
+        else:
+            click.echo(f"written     {result.path}")
+    if check_only and changed:
+        click.echo("run `bufsync sql render` and commit the result", err=True)
+        sys.exit(EXIT_REJECTED)
+
+
+@cli.group()
+def db() -> None:
+    """Migrations of the buffer and engine tables (alembic)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="heads")
+@click.option("--sql", "as_sql", is_flag=True, help="Print the SQL instead of running it.")
+@pass_state
+def db_upgrade(state: _State, revision: str, as_sql: bool) -> None:
+    """Create or upgrade the tables to REVISION (default: the newest)."""
+    commands.db_upgrade(state.loaded, revision, sql=as_sql)
+    if not as_sql:
+        current, _ = commands.db_current(state.loaded)
+        click.echo(f"database at {', '.join(current) or 'base'} ({state.loaded.buffer_url_display})")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.option("--sql", "as_sql", is_flag=True, help="Print the SQL instead of running it.")
+@pass_state
+def db_downgrade(state: _State, revision: str, as_sql: bool) -> None:
+    """Downgrade to REVISION (`base` drops every bufsync table: data is lost)."""
+    commands.db_downgrade(state.loaded, revision, sql=as_sql)
+    if not as_sql:
+        current, _ = commands.db_current(state.loaded)
+        click.echo(f"database at {', '.join(current) or 'base'} ({state.loaded.buffer_url_display})")
+
+
+@db.command("current")
+@pass_state
+def db_current(state: _State) -> None:
+    """Show the database's revision and the newest known one."""
+    current, heads = commands.db_current(state.loaded)
+    click.echo(f"database: {', '.join(current) or 'base (no bufsync tables)'}")
+    click.echo(f"head:     {', '.join(heads)}")
+    if sorted(current) != sorted(heads):
+        click.echo("the database is behind; run `bufsync db upgrade`")
+        sys.exit(EXIT_REJECTED)
+
+
+@db.command("revision")
+@click.option("-m", "--message", required=True, help="What the revision changes.")
+@click.option("--empty", is_flag=True, help="An empty revision to fill by hand (no autogenerate).")
+@pass_state
+def db_revision(state: _State, message: str, empty: bool) -> None:
+    """Write a migration for a site's edited mappings into migrations_dir."""
+    for path in commands.db_revision(state.loaded, message, autogenerate=not empty):
+        click.echo(f"written {path}")
+
+
+def main() -> None:
+    cli(prog_name="bufsync")
+
+
+if __name__ == "__main__":
+    main()

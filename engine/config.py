@@ -1,0 +1,188 @@
+"""Typed settings: one YAML file, every key overridable from the environment.
+
+Environment names are derived from key paths: `moodle.token` -> `BUFSYNC_MOODLE_TOKEN`,
+`buffer_url` -> `BUFSYNC_BUFFER_URL`. Secrets are `SecretStr`: pydantic never prints them
+and `bufsync.secrets` masks them anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from bufsync import secrets
+from bufsync.errors import ConfigError, Problem
+from bufsync.paths import shipped_mappings_dir
+from bufsync.validation import StrictModel, validate
+from bufsync.yamlfile import YamlDocument, load_yaml
+
+ENV_PREFIX = "BUFSYNC_"
+CONFIG_ENV = "BUFSYNC_CONFIG"
+DEFAULT_CONFIG_NAME = "bufsync.yaml"
+DEFAULT_SQLITE_NAME = "bufsync.db"
+
+
+class MoodleSettings(StrictModel):
+    url: str | None = Field(None, description="Moodle site URL, e.g. https://lms.example.edu")
+    token: SecretStr | None = Field(None, description="Web service token of the bufsync service")
+    timeout: float = Field(30.0, gt=0, description="seconds for one HTTP call")
+    max_input_vars: int = Field(5000, ge=100, description="PHP max_input_vars of the Moodle server")
+    verify_tls: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class Settings(StrictModel):
+    buffer_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL of the buffer database; empty: a SQLite file in the working directory")
+    mappings_dir: Path | None = Field(None, description="a site's own copy of the mapping files")
+    migrations_dir: Path | None = Field(
+        None, description="where `bufsync db revision` writes a site's own migrations")
+    timezone: str = Field("Europe/Moscow", description="time zone of datetimes written by 1C")
+    log_format: Literal["text", "json"] = "text"
+    moodle: MoodleSettings = MoodleSettings()
+
+    @field_validator("buffer_url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        try:
+            url = make_url(value.get_secret_value())
+        except ArgumentError:
+            raise ValueError(
+                "expected a SQLAlchemy database URL such as postgresql+psycopg2://user@host/db, "
+                "mssql+pymssql://user:password@host/db or sqlite:///path/buffer.db") from None
+        if url.get_backend_name() not in ("postgresql", "mssql", "sqlite"):
+            raise ValueError(f"expected a postgresql, mssql or sqlite URL, not {url.get_backend_name()}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone such as Europe/Moscow") from None
+        return value
+
+
+class LoadedSettings:
+    """Settings plus where they came from (for messages and relative paths)."""
+
+    def __init__(self, settings: Settings, file: Path | None, base_dir: Path) -> None:
+        self.settings = settings
+        self.file = file
+        self.base_dir = base_dir
+
+    @property
+    def buffer_url(self) -> str:
+        if self.settings.buffer_url is not None:
+            return self.settings.buffer_url.get_secret_value()
+        return f"sqlite:///{(self.base_dir / DEFAULT_SQLITE_NAME).as_posix()}"
+
+    @property
+    def buffer_url_display(self) -> str:
+        return make_url(self.buffer_url).render_as_string(hide_password=True)
+
+    @property
+    def mappings_dir(self) -> Path:
+        return self._resolve(self.settings.mappings_dir) or shipped_mappings_dir()
+
+    @property
+    def migrations_dir(self) -> Path:
+        return self._resolve(self.settings.migrations_dir) or self.base_dir / "migrations"
+
+    @property
+    def moodle(self) -> MoodleSettings:
+        return self.settings.moodle
+
+    def _resolve(self, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        return path if path.is_absolute() else (self.base_dir / path)
+
+
+def env_names(model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
+    """Every environment variable a setting can come from, with its key path."""
+    names: dict[str, tuple[str, ...]] = {}
+    for name, info in model.model_fields.items():
+        path = prefix + (name,)
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names.update(env_names(annotation, path))
+        else:
+            names[ENV_PREFIX + "_".join(path).upper()] = path
+    return names
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> list[tuple[str, ...]]:
+    applied = []
+    for env, path in env_names().items():
+        if env in environ and environ[env] != "":
+            node = data
+            for part in path[:-1]:
+                existing = node.get(part)
+                if not isinstance(existing, dict):
+                    existing = {}
+                    node[part] = existing
+                node = existing
+            node[path[-1]] = environ[env]
+            applied.append(path)
+    return applied
+
+
+def load_settings(config: Path | None = None, environ: dict[str, str] | None = None) -> LoadedSettings:
+    """Read the config file (if any) and the environment; fail with file, key and expectation."""
+    environ = dict(os.environ) if environ is None else environ
+    explicit = config is not None or bool(environ.get(CONFIG_ENV))
+    file = config or (Path(environ[CONFIG_ENV]) if environ.get(CONFIG_ENV) else Path(DEFAULT_CONFIG_NAME))
+    doc: YamlDocument | None = None
+    data: dict[str, Any] = {}
+    if file.exists() or explicit:
+        doc = load_yaml(file)
+        if doc.data is None:
+            data = {}
+        elif not isinstance(doc.data, dict):
+            raise ConfigError(Problem(file, "", f"expected a mapping of keys, found {type(doc.data).__name__}", 1))
+        else:
+            data = dict(doc.data)
+            if isinstance(data.get("moodle"), dict):
+                data["moodle"] = dict(data["moodle"])
+    from_env = _apply_env(data, environ)
+    try:
+        settings = validate(Settings, data, doc)
+    except ConfigError as exc:
+        # say when a bad value came from the environment rather than the file
+        for problem in exc.problems:
+            for path in from_env:
+                if problem.key == ".".join(path):
+                    env = ENV_PREFIX + "_".join(path).upper()
+                    exc.problems[exc.problems.index(problem)] = Problem(
+                        None, f"{env} (environment)", problem.message)
+        raise ConfigError(exc.problems) from None
+    _register_secrets(settings)
+    base_dir = file.resolve().parent if doc is not None else Path.cwd()
+    return LoadedSettings(settings, file if doc is not None else None, base_dir)
+
+
+def _register_secrets(settings: Settings) -> None:
+    if settings.moodle.token is not None:
+        secrets.register(settings.moodle.token.get_secret_value())
+    if settings.buffer_url is not None:
+        password = make_url(settings.buffer_url.get_secret_value()).password
+        if password:
+            secrets.register(str(password))

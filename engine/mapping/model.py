@@ -1,0 +1,272 @@
+"""The mapping file format (one YAML file per flow), as pydantic models.
+
+`docs/mappings.md` documents every key; the model is the executable form of that page.
+Checks that need the whole file (a column a key refers to) live in `loader.py`, where
+they can name the exact key and line.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from bufsync.mapping.types import PortableType, parse_type
+from bufsync.validation import IDENTIFIER, StrictModel
+
+FORMAT_VERSION = 1
+_REMOTE_FIELD = re.compile(r"^[a-z][a-z0-9_]{0,62}(\.[a-z0-9_]{1,100})?$")
+
+
+@cache
+def reserved_words() -> dict[str, list[str]]:
+    """Reserved words of every supported dialect: a name must be usable unquoted in all."""
+    from sqlalchemy.dialects.mssql.base import RESERVED_WORDS as MSSQL
+    from sqlalchemy.dialects.postgresql.base import RESERVED_WORDS as POSTGRESQL
+    from sqlalchemy.dialects.sqlite.base import SQLiteIdentifierPreparer
+
+    words: dict[str, list[str]] = {}
+    for dialect, names in (("PostgreSQL", POSTGRESQL), ("MS SQL", MSSQL),
+                           ("SQLite", SQLiteIdentifierPreparer.reserved_words)):
+        for word in names:
+            words.setdefault(word.lower(), []).append(dialect)
+    return words
+
+
+def check_identifier(value: str) -> str:
+    """The strict pattern; reserved words pass because SQLAlchemy quotes them (see reserved_in)."""
+    if not isinstance(value, str) or not IDENTIFIER.match(value):
+        raise ValueError("expected an identifier: lower-case latin letter first, then a-z, 0-9 "
+                         "or _, at most 63 characters")
+    return value
+
+
+def reserved_in(name: str) -> list[str]:
+    """Dialects where hand-written SQL must quote this name (e.g. percent on MS SQL)."""
+    return reserved_words().get(name, [])
+
+
+def check_remote_field(value: str) -> str:
+    if not isinstance(value, str) or not _REMOTE_FIELD.match(value):
+        raise ValueError("expected a remote field name: lower-case latin, digits and _, "
+                         "optionally one dotted part (customfields.snils)")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(check_identifier)]
+RemoteField = Annotated[str, AfterValidator(check_remote_field)]
+Description = Annotated[str, Field(min_length=1, max_length=1000)]
+Transform = Literal["trim", "lower", "upper", "null_if_empty", "timestamp", "bool"]
+Policy = Literal["force", "initial", "keep"]
+OnMissing = Literal["keep", "suspend", "delete"]
+
+
+def _check_type(value: str) -> str:
+    parse_type(value)
+    return value
+
+
+class Column(StrictModel):
+    name: Identifier
+    type: Annotated[str, AfterValidator(_check_type)]
+    description: Description
+    key: bool = False
+    nullable: bool | None = Field(None, description="default: false for key columns, true otherwise")
+    default: str | bool | int | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Column:
+        portable = parse_type(self.type)
+        if self.key and self.nullable:
+            raise ValueError("a key column cannot be nullable")
+        if self.default is not None:
+            expected = {"boolean": bool, "integer": int, "bigint": int}.get(portable.name, str)
+            if isinstance(self.default, bool) and expected is not bool or not isinstance(self.default, expected):
+                raise ValueError(f"default of a {portable} column must be a {expected.__name__}")
+            if portable.name in ("date", "datetime") and self.default != "now":
+                raise ValueError("the only default of a date/datetime column is 'now'")
+            if portable.name == "string" and len(str(self.default)) > (portable.length or 0):
+                raise ValueError("default is longer than the column")
+        return self
+
+    @property
+    def portable(self) -> PortableType:
+        return parse_type(self.type)
+
+    @property
+    def is_nullable(self) -> bool:
+        return (not self.key) if self.nullable is None else self.nullable
+
+
+class Writeback(StrictModel):
+    """Columns the engine owns in an inbound table; 1C never writes them."""
+
+    status: Identifier | None = None
+    error: Identifier | None = None
+    synced_at: Identifier | None = None
+    remote_id: Identifier | None = None
+
+    def columns(self) -> dict[str, str]:
+        """role -> column name, for the roles in use."""
+        return {role: name for role, name in self.model_dump().items() if name}
+
+
+class Index(StrictModel):
+    name: Identifier
+    columns: list[Identifier] = Field(min_length=1)
+    unique: bool = False
+
+
+class Table(StrictModel):
+    name: Identifier
+    description: Description
+    columns: list[Column] = Field(min_length=1)
+    writeback: Writeback | None = None
+    indexes: list[Index] = []
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def key(self) -> list[str]:
+        return [c.name for c in self.columns if c.key]
+
+    @property
+    def all_column_names(self) -> list[str]:
+        names = [c.name for c in self.columns]
+        if self.writeback:
+            names += list(self.writeback.columns().values())
+        return names
+
+
+def _shorthand_field(value: Any) -> Any:
+    """`firstname: first_name` is short for `firstname: {source: first_name}`."""
+    return {"source": value} if isinstance(value, str) else value
+
+
+class FieldMap(StrictModel):
+    source: str | None = Field(None, description="column (inbound) or remote field (outbound)")
+    value: str | int | bool | None = Field(None, description="a constant instead of a source")
+    default: str | int | bool | None = Field(None, description="used when the source is empty")
+    transform: list[Transform] = []
+    policy: Policy = "force"
+    lookup: str | None = Field(None, description="mapping whose ledger turns this key into a remote id")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FieldMap:
+        if (self.source is None) == (self.value is None):
+            raise ValueError("give exactly one of 'source' or 'value'")
+        if self.default is not None and self.source is None:
+            raise ValueError("'default' applies to a 'source'; a 'value' is already constant")
+        if self.lookup is not None and self.source is None:
+            raise ValueError("'lookup' needs a 'source' column holding the other mapping's key")
+        return self
+
+
+class Endpoint(StrictModel):
+    system: Literal["buffer", "moodle", "queue"]
+    entity: Identifier | None = Field(None, description="moodle: user, course, category, enrolment, ...")
+    portal: Identifier | None = Field(None, description="queue: scos, sferum, u2035")
+
+    @model_validator(mode="after")
+    def _needs(self) -> Endpoint:
+        if self.system in ("moodle", "queue") and not self.entity:
+            raise ValueError(f"a {self.system} endpoint needs 'entity'")
+        if self.system == "queue" and not self.portal:
+            raise ValueError("a queue endpoint needs 'portal'")
+        if self.system != "queue" and self.portal:
+            raise ValueError("'portal' belongs to a queue endpoint only")
+        return self
+
+
+class Correlation(StrictModel):
+    """Find an existing remote record for an unlinked key: adopt it instead of duplicating."""
+
+    remote: RemoteField
+    source: Identifier
+    transform: list[Transform] = []
+
+
+class Status(StrictModel):
+    column: Identifier
+    active: list[str] = Field(min_length=1)
+    suspended: list[str] = []
+
+
+class Guards(StrictModel):
+    refuse_empty: bool = True
+    max_remove_ratio: float = Field(0.1, ge=0, le=1)
+    require_batch: str | None = Field(None, description="entity name in the load-marker table")
+
+
+class Sync(StrictModel):
+    source: Endpoint
+    target: Endpoint
+    key: list[Identifier] = Field(min_length=1)
+    correlation: list[Correlation] = []
+    fields: dict[RemoteField, Annotated[FieldMap, BeforeValidator(_shorthand_field)]] = Field(min_length=1)
+    status: Status | None = None
+    on_missing: OnMissing = "keep"
+    guards: Guards = Guards()
+    depends_on: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_buffer_side(self) -> Sync:
+        if (self.source.system == "buffer") == (self.target.system == "buffer"):
+            raise ValueError("exactly one of source and target must be the buffer")
+        if self.source.system == "queue":
+            raise ValueError("a queue is a target, never a source")
+        return self
+
+    @property
+    def inbound(self) -> bool:
+        """Buffer -> remote (the buffer table is read; its writeback columns are written)."""
+        return self.source.system == "buffer"
+
+
+class Attach(StrictModel):
+    """Rows of this table are folded into the records of another mapping (name/value pairs)."""
+
+    mapping: str
+    join: dict[Identifier, Identifier] = Field(min_length=1, description="column here -> key column there")
+    into: RemoteField
+    name_column: Identifier
+    value_column: Identifier
+
+
+class LoadMarkers(StrictModel):
+    """This table holds load markers: which batch of an entity 1C has finished writing."""
+
+    entity: Identifier
+    batch_id: Identifier
+    status: Identifier
+    rows_expected: Identifier
+    ready_value: str = "ready"
+
+
+class Mapping(StrictModel):
+    format: Literal[1]
+    name: Identifier
+    description: Description
+    table: Table
+    sync: Sync | None = None
+    attach: Attach | None = None
+    load_markers: LoadMarkers | None = None
+
+    @model_validator(mode="after")
+    def _one_role(self) -> Mapping:
+        roles = [k for k in ("sync", "attach", "load_markers") if getattr(self, k) is not None]
+        if len(roles) > 1:
+            raise ValueError(f"a mapping has one role; found {', '.join(roles)}")
+        return self
+
+    @property
+    def dependencies(self) -> list[str]:
+        """Mappings that must run before this one: declared or looked up."""
+        deps: list[str] = []
+        if self.sync:
+            deps += self.sync.depends_on
+            deps += [f.lookup for f in self.sync.fields.values() if f.lookup]
+        return list(dict.fromkeys(deps))

@@ -1,0 +1,61 @@
+"""Engine tables, declared once; buffer tables come from the mappings instead."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from bufsync.mapping.types import parse_type
+
+
+def _t(text: str) -> sa.types.TypeEngine:
+    return parse_type(text).sqlalchemy()
+
+
+def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    ledger = sa.Table(
+        "sync_ledger", metadata,
+        sa.Column("mapping_name", _t("string(64)"), primary_key=True, comment="Имя маппинга (файл в mappings/)"),
+        sa.Column("record_key", _t("string(300)"), primary_key=True,
+                  comment="Ключ строки буфера (значения ключевых столбцов)"),
+        sa.Column("remote_id", sa.BigInteger(), nullable=True, comment="Идентификатор записи в LMS или на портале"),
+        sa.Column("content_hash", _t("string(64)"), nullable=True,
+                  comment="Хеш применённого содержимого: изменилось ли что-то с прошлого прогона"),
+        sa.Column("state", _t("string(16)"), nullable=False,
+                  comment="Состояние: linked, suspended, removed, error, pending"),
+        sa.Column("last_error", _t("string(2000)"), nullable=True, comment="Последняя ошибка по этой записи"),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.literal_column("0"),
+                  comment="Сколько раз подряд запись не удалось применить"),
+        sa.Column("created_at", _t("datetime"), nullable=False, comment="Когда запись впервые попала в журнал"),
+        sa.Column("updated_at", _t("datetime"), nullable=False, comment="Когда запись журнала изменилась"),
+        sa.Column("applied_at", _t("datetime"), nullable=True, comment="Когда изменение последний раз применено в LMS"),
+        comment="Журнал движка: что применено в LMS по каждому ключу каждого маппинга",
+    )
+    sa.Index("ix_sync_ledger_state", ledger.c.mapping_name, ledger.c.state)
+    sa.Index("ix_sync_ledger_remote", ledger.c.mapping_name, ledger.c.remote_id)
+
+    runs = sa.Table(
+        "sync_runs", metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+                  autoincrement=True, comment="Номер прогона"),
+        sa.Column("job", _t("string(100)"), nullable=True, comment="Задача расписания (пусто для ручного запуска)"),
+        sa.Column("kind", _t("string(32)"), nullable=False, comment="Вид: sync, dispatch, poll, ..."),
+        sa.Column("triggered_by", _t("string(16)"), nullable=False, comment="Кто запустил: manual, schedule"),
+        sa.Column("host", _t("string(255)"), nullable=False, comment="Сервер, на котором шёл прогон"),
+        sa.Column("pid", sa.Integer(), nullable=False, comment="Идентификатор процесса"),
+        sa.Column("started_at", _t("datetime"), nullable=False, comment="Начало (UTC)"),
+        sa.Column("finished_at", _t("datetime"), nullable=True, comment="Конец (UTC); пусто, пока идёт"),
+        sa.Column("outcome", _t("string(16)"), nullable=False,
+                  comment="Итог: running, ok, rejected, refused, failed, interrupted"),
+        sa.Column("dry_run", sa.Boolean(), nullable=False, server_default=sa.false(),
+                  comment="Пробный прогон: ничего не менялось"),
+        sa.Column("options", _t("text"), nullable=True, comment="Параметры запуска (JSON), включая обходы защит"),
+        sa.Column("counts", _t("text"), nullable=True,
+                  comment="Счётчики по маппингам (JSON): created, updated, suspended, unchanged, rejected, skipped"),
+        sa.Column("error", _t("string(2000)"), nullable=True, comment="Текст ошибки прогона"),
+        comment="История прогонов движка",
+    )
+    sa.Index("ix_sync_runs_started", runs.c.started_at)
+    sa.Index("ix_sync_runs_job", runs.c.job, runs.c.started_at)
+    return {"sync_ledger": ledger, "sync_runs": runs}
+
+
