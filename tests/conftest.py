@@ -51,6 +51,28 @@ def pg_url(pg_admin: sa.Engine) -> Iterator[str]:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def _docker_running() -> bool:
+    import shutil
+    import subprocess
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def mssql_server_url() -> Iterator[str]:
+    """BUFSYNC_TEST_MSSQL_URL, else a throwaway SQL Server from testcontainers, else skip."""
+    if MSSQL_URL:
+        yield MSSQL_URL
+        return
+    if not _docker_running():
+        pytest.skip("no MS SQL Server: set BUFSYNC_TEST_MSSQL_URL=mssql+pymssql://user:password@host:1433/db, "
+                    "or run a Docker engine for testcontainers (none runs here)")
+    from testcontainers.mssql import SqlServerContainer
+    with SqlServerContainer("mcr.microsoft.com/mssql/server:2022-latest", dialect="mssql+pymssql") as server:
+        yield server.get_connection_url()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{(tmp_path / 'buffer.db').as_posix()}"

@@ -1,4 +1,4 @@
-"""Live MS SQL Server tests: run when BUFSYNC_TEST_MSSQL_URL names a server (no server here)."""
+"""Live MS SQL Server tests: BUFSYNC_TEST_MSSQL_URL, or Docker + testcontainers; skipped otherwise."""
 
 import pytest
 import sqlalchemy as sa
@@ -8,13 +8,8 @@ from bufsync.dialects import DIALECTS
 from bufsync.mapping import load_mappings
 from bufsync.schema import VERSION_TABLE, build_metadata
 from bufsync.sqlrender import render
-from tests.conftest import MSSQL_URL
 
-pytestmark = [
-    pytest.mark.mssql,
-    pytest.mark.skipif(not MSSQL_URL, reason="no MS SQL Server here: set BUFSYNC_TEST_MSSQL_URL="
-                                             "mssql+pymssql://user:password@host:1433/db to run these"),
-]
+pytestmark = pytest.mark.mssql
 
 
 def _drop_all(url: str) -> None:
@@ -29,10 +24,10 @@ def _drop_all(url: str) -> None:
 
 
 @pytest.fixture
-def mssql_url():
-    _drop_all(MSSQL_URL)
-    yield MSSQL_URL
-    _drop_all(MSSQL_URL)
+def mssql_url(mssql_server_url: str):
+    _drop_all(mssql_server_url)
+    yield mssql_server_url
+    _drop_all(mssql_server_url)
 
 
 def test_upgrade_matches_mappings_and_downgrades(mssql_url: str, settings_for) -> None:
