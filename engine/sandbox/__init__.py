@@ -1,0 +1,1 @@
+"""Emulators users run to try bufsync and tests run against: Moodle now, the portals later."""

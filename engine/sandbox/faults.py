@@ -1,0 +1,68 @@
+"""Fault injection for the sandboxes: what real servers do to clients on a bad day.
+
+Rules are matched per request, in order; each has an optional function filter, a count
+(how many times it fires) or a rate (a share of requests, seeded, so tests repeat).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+FaultKind = Literal["latency", "http_500", "http_503", "drop", "drop_after_write", "timeout_after_write"]
+KINDS = ("latency", "http_500", "http_503", "drop", "drop_after_write", "timeout_after_write")
+
+
+@dataclass
+class FaultRule:
+    kind: FaultKind
+    function: str | None = None
+    count: int | None = None       # fire this many times, then the rule is spent
+    rate: float | None = None      # or: fire on this share of matching requests
+    seconds: float = 0.0           # latency, or how long timeout_after_write holds the answer
+    skip: int = 0                  # let this many matching requests pass first
+
+
+@dataclass
+class Faults:
+    rules: list[FaultRule] = field(default_factory=list)
+    seed: int = 1
+    fired: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._random = random.Random(self.seed)
+
+    def add(self, rule: FaultRule) -> None:
+        if rule.kind not in KINDS:
+            raise ValueError(f"unknown fault {rule.kind!r}; expected one of {', '.join(KINDS)}")
+        with self._lock:
+            self.rules.append(rule)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+
+    def pick(self, function: str | None) -> list[FaultRule]:
+        """The rules that fire for this request (a latency rule can combine with one failure)."""
+        chosen: list[FaultRule] = []
+        with self._lock:
+            for rule in list(self.rules):
+                if rule.function and rule.function != function:
+                    continue
+                if rule.skip > 0:
+                    rule.skip -= 1
+                    continue
+                if rule.rate is not None and self._random.random() >= rule.rate:
+                    continue
+                if rule.count is not None:
+                    rule.count -= 1
+                    if rule.count <= 0:
+                        self.rules.remove(rule)
+                if rule.kind != "latency" and any(r.kind != "latency" for r in chosen):
+                    continue
+                chosen.append(rule)
+                self.fired[rule.kind] = self.fired.get(rule.kind, 0) + 1
+        return chosen

@@ -1,0 +1,247 @@
+"""The emulated Moodle site: its settings, the function registry, dispatch of one REST call."""
+
+from __future__ import annotations
+
+import secrets as _secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bufsync.sandbox.moodle.errors import WsError, invalid_parameter, missing_record
+from bufsync.sandbox.moodle.params import Single, parse_php_form, truncate_input_vars, validate_parameters
+from bufsync.sandbox.moodle.render import JSON_TYPE, XML_TYPE, error_json, error_xml, php_json, php_xml
+from bufsync.sandbox.moodle.store import Store
+
+RELEASE = "4.5dev+ (Build: 20240903)"
+VERSION = "2024090300"
+
+
+@dataclass
+class WsFunction:
+    name: str
+    params: Single
+    handler: Callable[[Site, dict[str, Any]], Any]
+    returns: Any = None
+    version: str = VERSION
+    transactional: bool = True
+
+
+FUNCTIONS: dict[str, WsFunction] = {}
+ADMIN_ACTIONS: dict[str, Callable[..., Any]] = {}
+INSTALLERS: list[Callable[[Site], None]] = []
+
+# The functions of the recorded site's service, in the order site info lists them.
+SERVICE_FUNCTIONS: list[tuple[str, str]] = [
+    ("core_webservice_get_site_info", VERSION), ("core_user_create_users", VERSION),
+    ("core_user_update_users", VERSION), ("core_user_get_users_by_field", VERSION),
+    ("core_user_delete_users", VERSION), ("core_course_create_courses", VERSION),
+    ("core_course_get_courses_by_field", VERSION), ("core_course_update_courses", VERSION),
+    ("core_course_create_categories", VERSION), ("core_course_get_categories", VERSION),
+    ("enrol_manual_enrol_users", "2024042200"), ("enrol_manual_unenrol_users", "2024042200"),
+    ("core_enrol_get_enrolled_users", VERSION), ("core_cohort_create_cohorts", VERSION),
+    ("core_cohort_add_cohort_members", VERSION), ("core_group_create_groups", VERSION),
+    ("core_group_add_group_members", VERSION), ("gradereport_user_get_grade_items", "2024042200"),
+    ("core_completion_get_course_completion_status", VERSION), ("core_user_get_users", VERSION),
+    ("core_course_get_courses", VERSION), ("core_course_delete_courses", VERSION),
+    ("core_course_search_courses", VERSION), ("core_course_update_categories", VERSION),
+    ("core_course_delete_categories", VERSION), ("core_course_get_contents", VERSION),
+    ("core_enrol_get_users_courses", VERSION), ("core_enrol_get_course_enrolment_methods", VERSION),
+    ("core_cohort_get_cohorts", VERSION), ("core_cohort_search_cohorts", VERSION),
+    ("core_cohort_update_cohorts", VERSION), ("core_cohort_delete_cohorts", VERSION),
+    ("core_cohort_get_cohort_members", VERSION), ("core_cohort_delete_cohort_members", VERSION),
+    ("core_group_get_course_groups", VERSION), ("core_group_get_groups", VERSION),
+    ("core_group_update_groups", VERSION), ("core_group_delete_groups", VERSION),
+    ("core_group_get_group_members", VERSION), ("core_group_delete_group_members", VERSION),
+    ("core_role_assign_roles", VERSION), ("core_role_unassign_roles", VERSION),
+    ("gradereport_user_get_grades_table", "2024042200"), ("core_grades_get_gradeitems", VERSION),
+    ("core_completion_get_activities_completion_status", VERSION),
+]
+_PAD = "\n" + " " * 21
+ACCESS_REASONS = _PAD.join([
+    "", "There could be multiple reasons for this:",
+    "1. The service linked to the user token does not contain the function.",
+    "2. The service is user-restricted and the user is not listed.",
+    "3. The service is IP-restricted and the user IP is not listed.",
+    "4. The service is time-restricted and the time has expired.",
+    "5. The token is time-restricted and the time has expired.",
+    "6. The service requires a specific capability which the user does not have.",
+    "7. The function is called with username/password (no user token is sent)",
+    "and none of the services has the function to allow the user.",
+    "These settings can be found in Administration > Site administration",
+    "> Server > Web services > External services and Manage tokens."])
+# Real Moodle functions outside the service (a call gets accessexception, not invalidrecord).
+OTHER_MOODLE_FUNCTIONS = {
+    "core_course_delete_modules", "core_user_view_user_list", "core_course_duplicate_course",
+    "core_course_import_course", "core_message_send_instant_messages", "core_user_add_user_device",
+    "core_webservice_get_site_info_legacy", "enrol_self_enrol_user", "core_calendar_get_calendar_events",
+}
+
+
+def ws_function(name: str, params: dict[str, Any], returns: Any = None, version: str = VERSION,
+                transactional: bool = True) -> Callable:
+    def register(handler: Callable[[Site, dict[str, Any]], Any]) -> Callable:
+        FUNCTIONS[name] = WsFunction(name, Single(params), handler, returns, version, transactional)
+        return handler
+    return register
+
+
+def admin_action(name: str) -> Callable:
+    """A sandbox-only operation (what the recorded site did with PHP CLI), via POST /sandbox/admin."""
+    def register(handler: Callable[..., Any]) -> Callable:
+        ADMIN_ACTIONS[name] = handler
+        return handler
+    return register
+
+
+def installer(handler: Callable[[Site], None]) -> Callable[[Site], None]:
+    """Seeds a fresh site (admin, guest, site course, roles, ...), in registration order."""
+    INSTALLERS.append(handler)
+    return handler
+
+
+@dataclass
+class PasswordPolicy:
+    enabled: bool = True
+    min_length: int = 8
+    min_digits: int = 1
+    min_lower: int = 1
+    min_upper: int = 1
+    min_special: int = 1
+
+    def errors(self, password: str) -> list[str]:
+        if not self.enabled:
+            return []
+        out = []
+        if len(password) < self.min_length:
+            out.append(f"<div>Passwords must be at least {self.min_length} characters long.</div>")
+        if sum(c.isdigit() for c in password) < self.min_digits:
+            out.append(f"<div>Passwords must have at least {self.min_digits} digit(s).</div>")
+        if sum(c.islower() for c in password) < self.min_lower:
+            out.append(f"<div>Passwords must have at least {self.min_lower} lower case letter(s).</div>")
+        if sum(c.isupper() for c in password) < self.min_upper:
+            out.append(f"<div>Passwords must have at least {self.min_upper} upper case letter(s).</div>")
+        if sum((not c.isalnum()) for c in password) < self.min_special:
+            out.append(f"<div>The password must have at least {self.min_special} special character(s) "
+                       "such as *, -, or #.</div>")
+        return out
+
+
+@dataclass
+class SiteConfig:
+    token: str = field(default_factory=lambda: _secrets.token_hex(16))
+    debug: bool = False
+    max_input_vars: int = 5000
+    password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
+    allow_accounts_same_email: bool = False
+    site_url: str = "http://127.0.0.1:8081"
+    sitename: str = "Lab"
+
+
+@dataclass
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+
+
+class Site:
+    """One emulated Moodle site. `call` is the whole REST endpoint, transport excluded."""
+
+    def __init__(self, config: SiteConfig | None = None, data_path: str | None = None) -> None:
+        _load_functions()
+        self.config = config or SiteConfig()
+        self.store = Store(data_path)
+        self.lock = threading.RLock()
+        self.calls: dict[str, int] = {}
+        self.after_commit: list[Callable[[], None]] = []
+        with self.store.transaction():
+            if self.store.fresh:
+                for install in INSTALLERS:
+                    install(self)
+                self.store.x("INSERT INTO sandbox_config (name, value) VALUES ('installed', ?)", (str(int(time.time())),))
+            self.store.x("INSERT INTO ws_token (token, userid, validuntil) VALUES (?, 2, 0) "
+                         "ON CONFLICT(token) DO NOTHING", (self.config.token,))
+
+    # -- helpers for function modules -------------------------------------------------------
+    def now(self) -> int:
+        return int(time.time())
+
+    @property
+    def debug(self) -> bool:
+        return self.config.debug
+
+    # -- the REST endpoint -----------------------------------------------------------------
+    def call(self, pairs: list[tuple[str, str]]) -> Response:
+        """Form fields in request order (query string then body), as PHP receives them."""
+        pairs = truncate_input_vars(pairs, self.config.max_input_vars)
+        form = parse_php_form(pairs)
+        fmt = form.get("moodlewsrestformat")
+        use_json = fmt == "json"
+        try:
+            result, function = self._dispatch(form)
+        except WsError as error:
+            if use_json:
+                return Response(200, JSON_TYPE, error_json(error, self.debug))
+            return Response(200, XML_TYPE, error_xml(error, self.debug))
+        if use_json:
+            return Response(200, JSON_TYPE, php_json(result))
+        return Response(200, XML_TYPE, php_xml(result, function.returns))
+
+    def _dispatch(self, form: dict[Any, Any]) -> tuple[Any, WsFunction]:
+        token = form.get("wstoken")
+        row = self.store.one("SELECT userid, validuntil FROM ws_token WHERE token = ?", (str(token),)) \
+            if isinstance(token, str) else None
+        if row is None:
+            raise WsError("core\\exception\\moodle_exception", "invalidtoken", "Invalid token - token not found")
+        if row["validuntil"] and row["validuntil"] < self.now():
+            raise WsError("webservice_access_exception", "accessexception", "Access control exception",
+                          "Invalid token - token expired - check validuntil time for the token")
+        name = form.get("wsfunction")
+        if not isinstance(name, str):
+            raise invalid_parameter("Missing function name")
+        service = dict(SERVICE_FUNCTIONS)
+        if name not in service:
+            if name in OTHER_MOODLE_FUNCTIONS or name in FUNCTIONS:
+                raise WsError(
+                    "webservice_access_exception", "accessexception", "Access control exception",
+                    f"Access to the function {name}() is not allowed."
+                    + ACCESS_REASONS)
+            raise missing_record("invalidrecord", "Can't find data record in database table external_functions.",
+                                 "external_functions", "name = ?", [name])
+        function = FUNCTIONS.get(name)
+        if function is None:
+            raise WsError("core\\exception\\moodle_exception", "sandboxnotemulated",
+                          f"The bufsync sandbox does not emulate {name}")
+        params = {k: v for k, v in form.items() if k not in ("wstoken", "wsfunction", "moodlewsrestformat")}
+        with self.lock:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            self.userid = row["userid"]
+            if function.transactional:
+                with self.store.transaction():
+                    cleaned = validate_parameters(function.params, params)
+                    result = function.handler(self, cleaned)
+            else:
+                cleaned = validate_parameters(function.params, params)
+                result = function.handler(self, cleaned)
+            hooks, self.after_commit = self.after_commit, []
+        for hook in hooks:
+            hook()  # e.g. a welcome mail that fails after the enrolment was saved
+        return result, function
+
+    # -- sandbox administration -----------------------------------------------------------
+    def admin(self, action: str, args: dict[str, Any]) -> Any:
+        handler = ADMIN_ACTIONS.get(action)
+        if handler is None:
+            raise KeyError(f"unknown sandbox admin action {action!r}; known: {', '.join(sorted(ADMIN_ACTIONS))}")
+        with self.lock, self.store.transaction():
+            return handler(self, **args)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _load_functions() -> None:
+    """Import every function module once (each registers its functions, tables and installers)."""
+    from bufsync.sandbox.moodle import functions  # noqa: F401
