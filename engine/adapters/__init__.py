@@ -1,0 +1,1 @@
+"""Adapters: each speaks one remote (Moodle Web Services, a portal API)."""

@@ -1,0 +1,1 @@
+"""The Moodle Web Services client: transport, batching, isolation, errors for 1C."""
