@@ -172,6 +172,22 @@ def db_revision(state: _State, message: str, empty: bool) -> None:
         click.echo(f"written {path}")
 
 
+@cli.command()
+@click.option("--port", default=8081, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--data", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the sandbox's SQLite state (default: in memory).")
+@click.option("--token", help="Web-service token to accept (default: a random one, printed).")
+@click.option("--debug", is_flag=True, help="Answer errors with debuginfo, like a site with debugging on.")
+@click.option("--max-input-vars", default=5000, show_default=True, help="PHP max_input_vars to emulate.")
+@click.option("--fault", "faults", multiple=True, metavar="KIND[:RATE[:SECONDS]]",
+              help="Inject faults: latency, http_500, http_503, drop, drop_after_write, timeout_after_write; "
+                   "e.g. --fault http_503:0.05 --fault latency:1:0.2")
+def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
+            faults: tuple[str, ...]) -> None:
+    """Run the sandbox Moodle (the REST web-service protocol of Moodle 4.5) on 127.0.0.1."""
+    commands.sandbox(port, data, token, debug, max_input_vars, list(faults))
+
+
 def main() -> None:
     cli(prog_name="bufsync")
 

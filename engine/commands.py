@@ -47,3 +47,10 @@ def db_revision(loaded: LoadedSettings, message: str, autogenerate: bool = True)
 
 def mappings_list(loaded: LoadedSettings) -> MappingSet:
     return load(loaded)
+
+
+def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
+            faults: list[str]) -> None:
+    from bufsync.sandbox.faults import parse_fault
+    from bufsync.sandbox.moodle.run import serve
+    serve(port, data, token, debug, max_input_vars, [parse_fault(f) for f in faults])

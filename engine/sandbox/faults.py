@@ -66,3 +66,19 @@ class Faults:
                 chosen.append(rule)
                 self.fired[rule.kind] = self.fired.get(rule.kind, 0) + 1
         return chosen
+
+
+def parse_fault(text: str) -> FaultRule:
+    """KIND[:RATE[:SECONDS]] from the command line."""
+    from bufsync.errors import ConfigError
+    parts = text.split(":")
+    if parts[0] not in KINDS or len(parts) > 3:
+        raise ConfigError(f"--fault {text!r}: expected KIND[:RATE[:SECONDS]] with KIND one of {', '.join(KINDS)}")
+    try:
+        rate = float(parts[1]) if len(parts) > 1 else 1.0
+        seconds = float(parts[2]) if len(parts) > 2 else (0.2 if parts[0] == "latency" else 30.0)
+    except ValueError:
+        raise ConfigError(f"--fault {text!r}: RATE and SECONDS must be numbers") from None
+    if not 0 <= rate <= 1:
+        raise ConfigError(f"--fault {text!r}: RATE must be between 0 and 1")
+    return FaultRule(kind=parts[0], rate=rate, seconds=seconds)  # type: ignore[arg-type]

@@ -11,7 +11,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from bufsync.adapters.moodle.rules import clean_username, validate_email
 from bufsync.sandbox.moodle.errors import invalid_parameter
+
+__all__ = ["clean_username", "validate_email"]
 
 VALUE_REQUIRED, VALUE_OPTIONAL, VALUE_DEFAULT = 1, 2, 0
 AUTH_PLUGINS = {"manual", "nologin", "email", "cas", "db", "ldap", "lti", "mnet", "none", "oauth2",
@@ -124,23 +127,8 @@ def loose_equal(a: Any, b: Any) -> bool:
 # --- clean_param -------------------------------------------------------------------------------
 
 _TAG = re.compile(r"<[^>]*>")
-_EMAIL = re.compile(
-    r"^(?!\.)[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", re.I)
 _COMPONENT = re.compile(r"^[a-z][a-z0-9]*(_[a-z][a-z0-9_]*)?[a-z0-9]+$")
 _TIMEZONE = re.compile(r"^(([+-]?(0?[0-9](\.[5|0])?|1[0-3](\.0)?|1[0-2]\.5))|(99)|[A-Za-z0-9]+(/?[A-Za-z_-])+)$")
-
-
-def validate_email(address: str | None) -> bool:
-    return bool(address) and bool(_EMAIL.match(address)) and not re.search(r"[<>]", address)
-
-
-def clean_username(value: str, extended: bool = False) -> str:
-    value = value.strip().lower()
-    if extended:
-        return re.sub(r"[\x00-\x1f\x7f<>&\"']", "", value)
-    value = value.replace(" ", "")
-    return re.sub(r"[^-.@_a-z0-9]", "", value)
 
 
 def clean_param(value: Any, kind: str) -> Any:

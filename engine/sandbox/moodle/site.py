@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bufsync.adapters.moodle.rules import PasswordPolicy
 from bufsync.sandbox.moodle.errors import WsError, invalid_parameter, missing_record
 from bufsync.sandbox.moodle.params import Single, parse_php_form, truncate_input_vars, validate_parameters
 from bufsync.sandbox.moodle.render import JSON_TYPE, XML_TYPE, error_json, error_xml, php_json, php_xml
@@ -99,33 +100,6 @@ def installer(handler: Callable[[Site], None]) -> Callable[[Site], None]:
     """Seeds a fresh site (admin, guest, site course, roles, ...), in registration order."""
     INSTALLERS.append(handler)
     return handler
-
-
-@dataclass
-class PasswordPolicy:
-    enabled: bool = True
-    min_length: int = 8
-    min_digits: int = 1
-    min_lower: int = 1
-    min_upper: int = 1
-    min_special: int = 1
-
-    def errors(self, password: str) -> list[str]:
-        if not self.enabled:
-            return []
-        out = []
-        if len(password) < self.min_length:
-            out.append(f"<div>Passwords must be at least {self.min_length} characters long.</div>")
-        if sum(c.isdigit() for c in password) < self.min_digits:
-            out.append(f"<div>Passwords must have at least {self.min_digits} digit(s).</div>")
-        if sum(c.islower() for c in password) < self.min_lower:
-            out.append(f"<div>Passwords must have at least {self.min_lower} lower case letter(s).</div>")
-        if sum(c.isupper() for c in password) < self.min_upper:
-            out.append(f"<div>Passwords must have at least {self.min_upper} upper case letter(s).</div>")
-        if sum((not c.isalnum()) for c in password) < self.min_special:
-            out.append(f"<div>The password must have at least {self.min_special} special character(s) "
-                       "such as *, -, or #.</div>")
-        return out
 
 
 @dataclass

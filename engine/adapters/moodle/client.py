@@ -1,0 +1,372 @@
+"""The Moodle client bufsync uses: typed calls, batching, isolation, read-back, 1C texts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bufsync.adapters.moodle import messages
+from bufsync.adapters.moodle.errors import MoodleError, OutcomeUnknown
+from bufsync.adapters.moodle.isolation import bisect, chunk_by_fields, field_budget
+from bufsync.adapters.moodle.rules import PasswordPolicy, clean_username, validate_email
+from bufsync.adapters.moodle.transport import Transport
+
+log = logging.getLogger("bufsync.moodle")
+
+# What bufsync calls; `bufsync check` names the ones the site's service lacks.
+REQUIRED_FUNCTIONS = (
+    "core_webservice_get_site_info", "core_user_create_users", "core_user_update_users",
+    "core_user_get_users_by_field", "core_user_get_users", "core_user_delete_users",
+    "core_course_create_categories", "core_course_get_categories", "core_course_create_courses",
+    "core_course_update_courses", "core_course_get_courses_by_field", "enrol_manual_enrol_users",
+    "enrol_manual_unenrol_users", "core_enrol_get_enrolled_users", "core_cohort_create_cohorts",
+    "core_cohort_add_cohort_members", "core_cohort_delete_cohort_members", "core_cohort_search_cohorts",
+    "core_group_create_groups", "core_group_add_group_members", "core_group_get_course_groups",
+    "gradereport_user_get_grade_items", "core_completion_get_course_completion_status",
+)
+
+
+@dataclass
+class ItemResult:
+    """The outcome of one record of a batch call."""
+
+    ok: bool
+    remote_id: int | None = None
+    error: str | None = None           # for sync_error: Russian, ends with Moodle's code
+    code: str | None = None            # Moodle's errorcode (or the local rule's)
+    sent: bool = True                  # False: rejected locally, Moodle never saw it
+
+    @classmethod
+    def rejected(cls, text: str, code: str = "invalidparameter") -> ItemResult:
+        return cls(False, error=text, code=code, sent=False)
+
+    @classmethod
+    def failed(cls, error: MoodleError, text: str | None = None) -> ItemResult:
+        return cls(False, error=text or messages.from_moodle(error), code=error.code)
+
+
+class MoodleClient:
+    def __init__(self, transport: Transport, *, max_input_vars: int = 5000,
+                 password_policy: PasswordPolicy | None = None, margin: float = 0.05) -> None:
+        self.transport = transport
+        self.budget = field_budget(max_input_vars, margin)
+        self.password_policy = password_policy
+
+    @classmethod
+    def connect(cls, url: str, token: str, **kwargs: Any) -> MoodleClient:
+        transport_keys = {"timeout", "verify", "attempts", "backoff"}
+        transport = Transport(url, token, **{k: v for k, v in kwargs.items() if k in transport_keys})
+        return cls(transport, **{k: v for k, v in kwargs.items() if k not in transport_keys})
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> MoodleClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, function: str, params: dict[str, Any] | None = None, *, write: bool = False) -> Any:
+        return self.transport.call(function, params, write=write)
+
+    # -- site -------------------------------------------------------------------------------
+    def site_info(self) -> dict[str, Any]:
+        return self.call("core_webservice_get_site_info")
+
+    def missing_functions(self, required: Iterable[str] = REQUIRED_FUNCTIONS) -> list[str]:
+        present = {f["name"] for f in self.site_info().get("functions", [])}
+        return [name for name in required if name not in present]
+
+    # -- reads, batched by the values they carry --------------------------------------------
+    def get_users_by_field(self, field: str, values: Sequence[str | int]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        values = list(dict.fromkeys(values))
+        step = max(1, self.budget - 1)
+        for start in range(0, len(values), step):
+            chunk = values[start:start + step]
+            out += self.call("core_user_get_users_by_field", {"field": field, "values": chunk})
+        return out
+
+    def find_users_by_email(self, email: str) -> list[dict[str, Any]]:
+        """Case-insensitive exact match (core_user_get_users uses LIKE; filter its wildcards out)."""
+        result = self.call("core_user_get_users", {"criteria": [{"key": "email", "value": email}]})
+        return [u for u in result.get("users", []) if u.get("email", "").lower() == email.lower()]
+
+    # -- users ------------------------------------------------------------------------------
+    def prevalidate_user(self, user: dict[str, Any], creating: bool) -> ItemResult | None:
+        """Moodle's rules checked here, so the reason is exact even on a production site."""
+        username = user.get("username")
+        if creating or username is not None:
+            if not username:
+                return ItemResult.rejected(messages.missing_field("username"))
+            if clean_username(str(username)) != username:
+                return ItemResult.rejected(messages.bad_username(str(username)))
+        for name in ("firstname", "lastname") if creating else ():
+            if not str(user.get(name) or "").strip():
+                return ItemResult.rejected(messages.missing_field(name))
+        email = user.get("email")
+        if creating and not email:
+            return ItemResult.rejected(messages.missing_field("email"))
+        if email is not None and not validate_email(str(email)):
+            return ItemResult.rejected(messages.bad_email(str(email)))
+        password = user.get("password")
+        if creating and not password and not user.get("createpassword"):
+            return ItemResult.rejected(messages.missing_field("password"))
+        if password and self.password_policy is not None:
+            problems = self.password_policy.errors_ru(str(password))
+            if problems:
+                return ItemResult.rejected(messages.weak_password(problems), "passwordpolicy")
+        return None
+
+    def create_users(self, users: Sequence[dict[str, Any]]) -> list[ItemResult]:
+        """All-or-nothing in Moodle; here each bad user fails alone, the others are created."""
+        results: list[ItemResult | None] = [self.prevalidate_user(u, creating=True) for u in users]
+        seen: dict[str, int] = {}
+        for index, user in enumerate(users):
+            if results[index] is None:
+                name = user["username"]
+                if name in seen:
+                    results[index] = ItemResult.rejected(messages.username_twice(name))
+                seen.setdefault(name, index)
+        pending = [i for i, r in enumerate(results) if r is None]
+        todo = [users[i] for i in pending]
+        for batch in chunk_by_fields(todo, "users", self.budget):
+            items = [pending[i] for i in batch]
+            outcome = bisect(items, lambda idx: self._create_users_batch([users[i] for i in idx]))
+            for index, result in zip(items, outcome):
+                results[index] = (self._explain_user_failure(users[index], result)
+                                  if isinstance(result, MoodleError) else result)
+        return [r for r in results if r is not None]
+
+    def _create_users_batch(self, batch: list[dict[str, Any]]) -> list[ItemResult]:
+        """One call; a lost answer or a silently truncated batch is resolved by reading back."""
+        try:
+            created = self.call("core_user_create_users", {"users": batch}, write=True)
+        except OutcomeUnknown as unknown:
+            log.warning("%s; reading back %d users by username", unknown, len(batch))
+            created = self._read_back_users(batch)
+        ids = {c["username"]: int(c["id"]) for c in created}
+        rest = [u for u in batch if u["username"] not in ids]
+        if rest and not ids:
+            raise MoodleError("truncated", "truncated", "Moodle created none of the users sent and said nothing",
+                              None, "core_user_create_users")
+        again: dict[str, ItemResult] = {}
+        if rest:
+            # max_input_vars cut the tail silently (or the lost call never ran): send the rest again
+            log.warning("Moodle created %d of %d users; sending the other %d again", len(ids), len(batch), len(rest))
+            again = {u["username"]: r for u, r in zip(rest, self.create_users(rest))}
+        return [ItemResult(True, ids[u["username"]]) if u["username"] in ids else again[u["username"]]
+                for u in batch]
+
+    def _read_back_users(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Users of this batch that exist now (same username and idnumber): the write happened."""
+        wanted = {u["username"]: u for u in batch}
+        found = self.get_users_by_field("username", list(wanted))
+        return [{"id": u["id"], "username": u["username"]} for u in found
+                if str(u.get("idnumber", "")) == str(wanted[u["username"]].get("idnumber") or "")]
+
+    def _explain_user_failure(self, user: dict[str, Any], error: MoodleError) -> ItemResult:
+        """Production Moodle says only `invalidparameter`: find the real reason."""
+        if error.errorcode and "Password" in error.errorcode and self.password_policy is None:
+            return ItemResult.failed(error, messages.weak_password(PasswordPolicy().errors_ru(
+                str(user.get("password") or ""))))
+        if error.errorcode == "invalidparameter":
+            debug = error.debuginfo or ""
+            try:
+                if "Username already exists" in debug or self.get_users_by_field("username", [user["username"]]):
+                    return ItemResult.failed(error, messages.username_taken(user["username"]))
+                if "Email address already exists" in debug or (
+                        user.get("email") and self.find_users_by_email(user["email"])):
+                    return ItemResult.failed(error, messages.email_taken(user["email"]))
+            except MoodleError:
+                pass
+        return ItemResult.failed(error)
+
+    def update_users(self, users: Sequence[dict[str, Any]]) -> list[ItemResult]:
+        """Per user in Moodle: valid ones are saved, bad ones come back as warnings."""
+        results: list[ItemResult | None] = [self.prevalidate_user(u, creating=False) for u in users]
+        pending = [i for i, r in enumerate(results) if r is None]
+        todo = [users[i] for i in pending]
+        for batch in chunk_by_fields(todo, "users", self.budget):
+            items = [pending[i] for i in batch]
+            outcome = bisect(items, lambda idx: self._update_users_batch([users[i] for i in idx]))
+            for index, result in zip(items, outcome):
+                results[index] = ItemResult.failed(result) if isinstance(result, MoodleError) else result
+        return [r for r in results if r is not None]
+
+    def _update_users_batch(self, batch: list[dict[str, Any]]) -> list[ItemResult]:
+        try:
+            answer = self.call("core_user_update_users", {"users": batch}, write=True)
+        except OutcomeUnknown:
+            # an update sends the full wanted state: sending it again is harmless
+            answer = self.call("core_user_update_users", {"users": batch}, write=True)
+        warnings = {int(w["itemid"]): w for w in answer.get("warnings", []) if w.get("itemid") is not None}
+        out = []
+        for user in batch:
+            warning = warnings.get(int(user["id"]))
+            if warning:
+                error = MoodleError("warning", warning.get("warningcode"), warning.get("message", ""),
+                                    None, "core_user_update_users")
+                out.append(ItemResult.failed(error))
+            else:
+                out.append(ItemResult(True, int(user["id"])))
+        return out
+
+    def delete_users(self, ids: Sequence[int]) -> list[ItemResult]:
+        def send(batch: list[int]) -> list[ItemResult]:
+            self.call("core_user_delete_users", {"userids": batch}, write=True)
+            return [ItemResult(True, i) for i in batch]
+        out = bisect(list(ids), send)
+        return [ItemResult.failed(r) if isinstance(r, MoodleError) else r for r in out]
+
+    # -- categories and courses -------------------------------------------------------------
+    def get_categories(self, criteria: Sequence[dict[str, str]] = (), subcategories: bool = True) -> list[dict]:
+        return self.call("core_course_get_categories",
+                         {"criteria": list(criteria), "addsubcategories": subcategories})
+
+    def create_categories(self, categories: Sequence[dict[str, Any]]) -> list[ItemResult]:
+        return self._create_all_or_nothing("core_course_create_categories", "categories", categories,
+                                           lambda c: self.get_categories([{"key": "idnumber",
+                                                                           "value": c["idnumber"]}]))
+
+    def get_courses_by_field(self, field: str = "", value: str | int = "") -> list[dict[str, Any]]:
+        params = {"field": field, "value": value} if field else {}
+        return self.call("core_course_get_courses_by_field", params).get("courses", [])
+
+    def create_courses(self, courses: Sequence[dict[str, Any]]) -> list[ItemResult]:
+        return self._create_all_or_nothing(
+            "core_course_create_courses", "courses", courses,
+            lambda c: [x for x in self.get_courses_by_field("shortname", c["shortname"])
+                       if str(x.get("idnumber") or "") == str(c.get("idnumber") or "")])
+
+    def update_courses(self, courses: Sequence[dict[str, Any]]) -> list[ItemResult]:
+        results: list[ItemResult] = []
+        for batch in chunk_by_fields(courses, "courses", self.budget):
+            items = [courses[i] for i in batch]
+            answer = self.call("core_course_update_courses", {"courses": items}, write=True)
+            warnings = {int(w["itemid"]): w for w in answer.get("warnings", []) if w.get("itemid") is not None}
+            for course in items:
+                warning = warnings.get(int(course["id"]))
+                if warning:
+                    results.append(ItemResult.failed(MoodleError("warning", warning.get("warningcode"),
+                                                                 warning.get("message", ""))))
+                else:
+                    results.append(ItemResult(True, int(course["id"])))
+        return results
+
+    def _create_all_or_nothing(self, function: str, list_name: str, records: Sequence[dict[str, Any]],
+                               find: Any) -> list[ItemResult]:
+        results: list[ItemResult] = []
+
+        def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
+            try:
+                created = self.call(function, {list_name: batch}, write=True)
+            except OutcomeUnknown:
+                found = [find(record) for record in batch]
+                if all(found):
+                    return [ItemResult(True, int(f[0]["id"])) for f in found]
+                created = self.call(function, {list_name: [r for r, f in zip(batch, found) if not f]}, write=True)
+                it = iter(created)
+                return [ItemResult(True, int(f[0]["id"])) if f else ItemResult(True, int(next(it)["id"]))
+                        for f in found]
+            if len(created) < len(batch):
+                raise MoodleError("truncated", "truncated", f"{len(created)} of {len(batch)} created")
+            return [ItemResult(True, int(c["id"])) for c in created]
+
+        for batch in chunk_by_fields(records, list_name, self.budget):
+            items = [records[i] for i in batch]
+            for result in bisect(items, send):
+                results.append(ItemResult.failed(result) if isinstance(result, MoodleError) else result)
+        return results
+
+    # -- enrolments -------------------------------------------------------------------------
+    def enrol(self, enrolments: Sequence[dict[str, Any]]) -> list[ItemResult]:
+        """Always the full state: Moodle resets omitted dates and reactivates on re-enrol."""
+        full = [{"roleid": int(e["roleid"]), "userid": int(e["userid"]), "courseid": int(e["courseid"]),
+                 "timestart": int(e.get("timestart") or 0), "timeend": int(e.get("timeend") or 0),
+                 "suspend": 1 if e.get("suspend") else 0} for e in enrolments]
+
+        def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
+            try:
+                self.call("enrol_manual_enrol_users", {"enrolments": batch}, write=True)
+            except OutcomeUnknown:
+                self.call("enrol_manual_enrol_users", {"enrolments": batch}, write=True)  # idempotent
+            return [ItemResult(True) for _ in batch]
+
+        return self._isolated(full, "enrolments", send, self._explain_enrol_failure)
+
+    def unenrol(self, enrolments: Sequence[dict[str, Any]]) -> list[ItemResult]:
+        items = [{"userid": int(e["userid"]), "courseid": int(e["courseid"])} for e in enrolments]
+
+        def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
+            try:
+                self.call("enrol_manual_unenrol_users", {"enrolments": batch}, write=True)
+            except OutcomeUnknown:
+                self.call("enrol_manual_unenrol_users", {"enrolments": batch}, write=True)
+            return [ItemResult(True) for _ in batch]
+
+        return self._isolated(items, "enrolments", send, lambda item, error: ItemResult.failed(error))
+
+    def _explain_enrol_failure(self, item: dict[str, Any], error: MoodleError) -> ItemResult:
+        if error.errorcode is None and "TypeError" in error.exception:
+            return ItemResult.failed(error, messages.with_code(
+                f"Пользователь Moodle с id {item['userid']} не найден (удалён вручную?)", "TypeError"))
+        if error.errorcode == "codingerror":
+            return ItemResult.failed(error, messages.with_code(
+                f"Пользователь Moodle с id {item['userid']} удалён", "codingerror"))
+        if error.errorcode == "invalidparameter":
+            return ItemResult.failed(error, messages.with_code(
+                f"Курс Moodle с id {item['courseid']} не найден", "invalidparameter"))
+        return ItemResult.failed(error)
+
+    def _isolated(self, items: list[dict[str, Any]], list_name: str, send: Any, explain: Any) -> list[ItemResult]:
+        results: list[ItemResult] = []
+        for batch in chunk_by_fields(items, list_name, self.budget):
+            chunk = [items[i] for i in batch]
+            for item, result in zip(chunk, bisect(chunk, send)):
+                results.append(explain(item, result) if isinstance(result, MoodleError) else result)
+        return results
+
+    def get_enrolled_users(self, courseid: int, **options: Any) -> list[dict[str, Any]]:
+        opts = [{"name": k, "value": (1 if v is True else 0 if v is False else v)} for k, v in options.items()]
+        return self.call("core_enrol_get_enrolled_users", {"courseid": courseid, "options": opts})
+
+    # -- cohorts, groups, grades, completion: thin typed calls -------------------------------
+    def create_cohorts(self, cohorts: Sequence[dict[str, Any]]) -> list[ItemResult]:
+        return self._create_all_or_nothing(
+            "core_cohort_create_cohorts", "cohorts", cohorts,
+            lambda c: [x for x in self.search_cohorts(c["idnumber"]) if x.get("idnumber") == c["idnumber"]])
+
+    def search_cohorts(self, query: str) -> list[dict[str, Any]]:
+        answer = self.call("core_cohort_search_cohorts", {"query": query, "context": {"contextlevel": "system",
+                                                                                     "instanceid": 0},
+                                                           "includes": "all"})
+        return answer.get("cohorts", [])
+
+    def add_cohort_members(self, members: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return self.call("core_cohort_add_cohort_members", {"members": list(members)}, write=True)
+
+    def delete_cohort_members(self, members: Sequence[dict[str, int]]) -> None:
+        self.call("core_cohort_delete_cohort_members", {"members": list(members)}, write=True)
+
+    def create_groups(self, groups: Sequence[dict[str, Any]]) -> list[ItemResult]:
+        return self._create_all_or_nothing("core_group_create_groups", "groups", groups,
+                                           lambda g: [x for x in self.call("core_group_get_course_groups",
+                                                                           {"courseid": g["courseid"]})
+                                                      if x.get("name") == g["name"]])
+
+    def add_group_members(self, members: Sequence[dict[str, int]]) -> list[ItemResult]:
+        def send(batch: list[dict[str, int]]) -> list[ItemResult]:
+            self.call("core_group_add_group_members", {"members": batch}, write=True)
+            return [ItemResult(True) for _ in batch]
+        return self._isolated(list(members), "members", send, lambda item, error: ItemResult.failed(error))
+
+    def grade_items(self, courseid: int, userid: int = 0) -> list[dict[str, Any]]:
+        return self.call("gradereport_user_get_grade_items", {"courseid": courseid, "userid": userid}
+                         ).get("usergrades", [])
+
+    def course_completion(self, courseid: int, userid: int) -> dict[str, Any]:
+        return self.call("core_completion_get_course_completion_status", {"courseid": courseid, "userid": userid})

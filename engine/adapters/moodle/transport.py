@@ -1,0 +1,138 @@
+"""One Moodle REST endpoint over httpx: PHP-style form encoding, typed errors, safe retries.
+
+Reads and requests that never left the machine are retried with backoff; a write whose
+request was sent but whose answer was lost raises OutcomeUnknown instead of being resent —
+the caller reads back to learn whether it happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter)
+
+from bufsync.adapters.moodle.errors import MoodleError, MoodleUnavailable, OutcomeUnknown
+
+log = logging.getLogger("bufsync.moodle")
+REST_PATH = "/webservice/rest/server.php"
+CONTROL_FIELDS = 3  # wstoken, wsfunction, moodlewsrestformat
+
+
+def encode(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """{'users': [{'username': 'x'}]} -> [('users[0][username]', 'x')]; bools as 0/1; None omitted."""
+    pairs: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(f"{prefix}[{key}]" if prefix else str(key), item)
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(f"{prefix}[{index}]", item)
+        elif isinstance(value, bool):
+            pairs.append((prefix, "1" if value else "0"))
+        else:
+            pairs.append((prefix, str(value)))
+
+    walk("", params)
+    return pairs
+
+
+class _Transient(Exception):
+    """Worth another try: connection refused, 5xx, a read that timed out."""
+
+
+@dataclass
+class CallStats:
+    calls: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    by_function: dict[str, int] = field(default_factory=dict)
+
+
+class Transport:
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0, verify: bool = True,
+                 attempts: int = 4, backoff: float = 0.5, client: httpx.Client | None = None) -> None:
+        self.endpoint = url.rstrip("/") + REST_PATH
+        self._token = token
+        self.attempts = attempts
+        self.backoff = backoff
+        self.stats = CallStats()
+        self._client = client or httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)), verify=verify,
+            limits=httpx.Limits(max_keepalive_connections=8, max_connections=16),
+            headers={"User-Agent": "bufsync"})
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, function: str, params: Mapping[str, Any] | None = None, *, write: bool = False) -> Any:
+        """The decoded JSON result; MoodleError for a Moodle exception body."""
+        fields = [("wstoken", self._token), ("wsfunction", function), ("moodlewsrestformat", "json")]
+        fields += encode(params or {})
+        return self.call_fields(function, fields, write=write)
+
+    def call_fields(self, function: str, fields: Iterable[tuple[str, str]], *, write: bool) -> Any:
+        body = httpx.QueryParams(list(fields))
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential_jitter(multiplier=self.backoff, max=10 * self.backoff, jitter=self.backoff),
+            retry=retry_if_exception_type(_Transient), reraise=True)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        self.stats.retries += 1
+                    return self._once(function, str(body), write)
+        except _Transient as exc:
+            raise MoodleUnavailable(f"{function}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    def _once(self, function: str, body: str, write: bool) -> Any:
+        started = time.perf_counter()
+        self.stats.calls += 1
+        self.stats.by_function[function] = self.stats.by_function.get(function, 0) + 1
+        try:
+            response = self._client.post(self.endpoint, content=body.encode("ascii"),
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise _Transient(f"cannot connect to {self._host()}: {type(exc).__name__}") from None
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            if write:
+                raise OutcomeUnknown(function, exc) from None
+            raise _Transient(f"no answer from {self._host()}: {type(exc).__name__}") from None
+        finally:
+            self.stats.seconds += time.perf_counter() - started
+        if response.status_code >= 500:
+            if write:
+                # PHP may have committed before failing; the caller must read back
+                raise OutcomeUnknown(function, RuntimeError(f"HTTP {response.status_code}"))
+            raise _Transient(f"HTTP {response.status_code} from {self._host()}")
+        if response.status_code != 200:
+            raise MoodleUnavailable(f"{function}: HTTP {response.status_code} from {self._host()} "
+                                    "(is this the Moodle site URL?)")
+        try:
+            result = response.json()
+        except ValueError:
+            snippet = response.text[:120].replace("\n", " ")
+            raise MoodleUnavailable(f"{function}: {self._host()} did not answer Moodle JSON: {snippet!r}") from None
+        if isinstance(result, dict) and "exception" in result and "message" in result:
+            raise MoodleError(result["exception"], result.get("errorcode"), result["message"],
+                              result.get("debuginfo"), function)
+        return result
+
+    def _host(self) -> str:
+        return self.endpoint.rsplit(REST_PATH, 1)[0]

@@ -1,0 +1,46 @@
+"""Start the sandbox Moodle for a user: print the variables to paste, then serve until stopped."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from bufsync.sandbox.faults import FaultRule, Faults
+from bufsync.sandbox.moodle.server import SandboxServer
+from bufsync.sandbox.moodle.site import Site, SiteConfig
+
+
+def start(port: int = 8081, data: Path | None = None, token: str | None = None, debug: bool = False,
+          max_input_vars: int = 5000, faults: list[FaultRule] | None = None,
+          host: str = "127.0.0.1") -> SandboxServer:
+    """A running sandbox (in a background thread); the caller shuts it down."""
+    config = SiteConfig(debug=debug, max_input_vars=max_input_vars)
+    if token:
+        config.token = token
+    path = None
+    if data is not None:
+        data.mkdir(parents=True, exist_ok=True)
+        path = str(data / "moodle.db")
+    site = Site(config, path)
+    server = SandboxServer(site, host, port, Faults(list(faults or [])))
+    server.serve_in_thread()
+    return server
+
+
+def serve(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
+          faults: list[FaultRule], out: TextIO = sys.stdout) -> None:
+    server = start(port, data, token, debug, max_input_vars, faults)
+    out.write(f"BUFSYNC_MOODLE_URL={server.url}\nBUFSYNC_MOODLE_TOKEN={server.site.config.token}\n")
+    out.write(f"# sandbox Moodle {'(debug) ' if debug else ''}serving; state: "
+              f"{data / 'moodle.db' if data else 'in memory'}; Ctrl-C stops\n")
+    out.flush()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    server.site.close()
