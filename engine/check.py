@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
-
+from bufsync.adapters.moodle.client import REQUIRED_FUNCTIONS, MoodleClient
+from bufsync.adapters.moodle.errors import MoodleError, MoodleUnavailable
 from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
 from bufsync.errors import BufsyncError
@@ -54,21 +54,20 @@ def _check_moodle(loaded: LoadedSettings) -> CheckItem:
     if moodle.token is None:
         return CheckItem("moodle", False, "BUFSYNC_MOODLE_TOKEN is not set")
     try:
-        response = httpx.post(
-            f"{moodle.url}/webservice/rest/server.php",
-            data={"wstoken": moodle.token.get_secret_value(), "wsfunction": "core_webservice_get_site_info",
-                  "moodlewsrestformat": "json"},
-            timeout=moodle.timeout, verify=moodle.verify_tls)
-    except httpx.HTTPError as exc:
-        return CheckItem("moodle", False, f"cannot reach {moodle.url}: {type(exc).__name__}: {exc}")
-    try:
-        body = response.json()
-    except ValueError:
-        return CheckItem("moodle", False, f"{moodle.url} answered HTTP {response.status_code}, not Moodle JSON")
-    if isinstance(body, dict) and "exception" in body:
-        return CheckItem("moodle", False, f"Moodle refused: {body.get('message')} ({body.get('errorcode')})")
-    return CheckItem("moodle", True, f"{body.get('sitename')} — Moodle {body.get('release')}, "
-                                     f"{len(body.get('functions', []))} functions in the service")
+        with MoodleClient.connect(moodle.url, moodle.token.get_secret_value(), timeout=moodle.timeout,
+                                  verify=moodle.verify_tls, attempts=2) as client:
+            info = client.site_info()
+            present = {f["name"] for f in info.get("functions", [])}
+    except MoodleUnavailable as exc:
+        return CheckItem("moodle", False, str(exc))
+    except MoodleError as exc:
+        return CheckItem("moodle", False, f"Moodle refused: {exc.message} ({exc.errorcode})")
+    missing = [name for name in REQUIRED_FUNCTIONS if name not in present]
+    head = f"{info.get('sitename')} — Moodle {info.get('release')} as {info.get('username')}"
+    if missing:
+        return CheckItem("moodle", False, f"{head}; the service lacks {len(missing)} function(s) bufsync needs: "
+                                          f"{', '.join(missing)}")
+    return CheckItem("moodle", True, f"{head}; the service has all {len(REQUIRED_FUNCTIONS)} functions bufsync needs")
 
 
 def run_checks(loaded: LoadedSettings, mappings: MappingSet) -> list[CheckItem]:

@@ -102,3 +102,20 @@ def test_check_never_prints_secrets(tmp_path: Path, pg_url: str) -> None:
     assert result.returncode == 1  # schema missing, Moodle unreachable
     assert "FAIL  moodle" in result.stdout and "FAIL  schema" in result.stdout
     assert token not in result.stdout + result.stderr
+
+
+def test_check_against_the_sandbox_names_missing_functions(tmp_path: Path) -> None:
+    from bufsync.sandbox.moodle.run import start
+    server = start(port=0, token="c0ffee" * 6)
+    try:
+        env = {"BUFSYNC_MOODLE_URL": server.url, "BUFSYNC_MOODLE_TOKEN": "c0ffee" * 6}
+        assert bufsync("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+        result = bufsync("check", env=env, cwd=tmp_path)
+        assert "Moodle 4.5dev+ (Build: 20240903) as admin" in result.stdout, result.stdout
+        assert "c0ffee" * 6 not in result.stdout + result.stderr
+        bad = bufsync("check", env={**env, "BUFSYNC_MOODLE_TOKEN": "0" * 32}, cwd=tmp_path)
+        assert bad.returncode == 1 and "Moodle refused: Invalid token - token not found (invalidtoken)" in bad.stdout
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.site.close()

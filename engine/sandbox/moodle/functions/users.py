@@ -170,7 +170,8 @@ def user_record(site: Site, row: Any) -> dict[str, Any]:
 
 
 def _email_taken(site: Site, email: str, exclude: int | None = None) -> bool:
-    row = site.store.one("SELECT id FROM user WHERE lower(email) = lower(?) AND deleted = 0 AND id <> ?",
+    # NOCASE index: Moodle compares e-mails case-insensitively (sql_equal(..., false))
+    row = site.store.one("SELECT id FROM user WHERE email = ? COLLATE NOCASE AND deleted = 0 AND id <> ?",
                          (email, exclude or 0))
     return row is not None
 
