@@ -303,6 +303,7 @@ CREATE TABLE sync_ledger (
 	remote_id BIGINT NULL, 
 	content_hash NVARCHAR(64) NULL, 
 	state NVARCHAR(16) NOT NULL, 
+	applied NVARCHAR(max) NULL, 
 	last_error NVARCHAR(2000) NULL, 
 	attempts INTEGER NOT NULL DEFAULT 0, 
 	created_at DATETIME2 NOT NULL, 
@@ -318,6 +319,7 @@ execute sp_addextendedproperty 'MS_Description', N'Ключ строки буф�
 execute sp_addextendedproperty 'MS_Description', N'Идентификатор записи в LMS или на портале', 'schema', dbo, 'table', sync_ledger, 'column', remote_id;
 execute sp_addextendedproperty 'MS_Description', N'Хеш применённого содержимого: изменилось ли что-то с прошлого прогона', 'schema', dbo, 'table', sync_ledger, 'column', content_hash;
 execute sp_addextendedproperty 'MS_Description', N'Состояние: linked, suspended, removed, error, pending', 'schema', dbo, 'table', sync_ledger, 'column', state;
+execute sp_addextendedproperty 'MS_Description', N'Что применено в LMS (JSON, без паролей): нужно, чтобы приостановить исчезнувшую запись', 'schema', dbo, 'table', sync_ledger, 'column', applied;
 execute sp_addextendedproperty 'MS_Description', N'Последняя ошибка по этой записи', 'schema', dbo, 'table', sync_ledger, 'column', last_error;
 execute sp_addextendedproperty 'MS_Description', N'Сколько раз подряд запись не удалось применить', 'schema', dbo, 'table', sync_ledger, 'column', attempts;
 execute sp_addextendedproperty 'MS_Description', N'Когда запись впервые попала в журнал', 'schema', dbo, 'table', sync_ledger, 'column', created_at;

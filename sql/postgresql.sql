@@ -292,6 +292,7 @@ CREATE TABLE sync_ledger (
 	remote_id BIGINT, 
 	content_hash VARCHAR(64), 
 	state VARCHAR(16) NOT NULL, 
+	applied TEXT, 
 	last_error VARCHAR(2000), 
 	attempts INTEGER DEFAULT 0 NOT NULL, 
 	created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
@@ -307,6 +308,7 @@ COMMENT ON COLUMN sync_ledger.record_key IS 'Ключ строки буфера 
 COMMENT ON COLUMN sync_ledger.remote_id IS 'Идентификатор записи в LMS или на портале';
 COMMENT ON COLUMN sync_ledger.content_hash IS 'Хеш применённого содержимого: изменилось ли что-то с прошлого прогона';
 COMMENT ON COLUMN sync_ledger.state IS 'Состояние: linked, suspended, removed, error, pending';
+COMMENT ON COLUMN sync_ledger.applied IS 'Что применено в LMS (JSON, без паролей): нужно, чтобы приостановить исчезнувшую запись';
 COMMENT ON COLUMN sync_ledger.last_error IS 'Последняя ошибка по этой записи';
 COMMENT ON COLUMN sync_ledger.attempts IS 'Сколько раз подряд запись не удалось применить';
 COMMENT ON COLUMN sync_ledger.created_at IS 'Когда запись впервые попала в журнал';

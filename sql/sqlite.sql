@@ -292,6 +292,7 @@ CREATE INDEX ix_buf_users_sync_status ON buf_users (sync_status);
 --   remote_id     Идентификатор записи в LMS или на портале
 --   content_hash  Хеш применённого содержимого: изменилось ли что-то с прошлого прогона
 --   state         Состояние: linked, suspended, removed, error, pending
+--   applied       Что применено в LMS (JSON, без паролей): нужно, чтобы приостановить исчезнувшую запись
 --   last_error    Последняя ошибка по этой записи
 --   attempts      Сколько раз подряд запись не удалось применить
 --   created_at    Когда запись впервые попала в журнал
@@ -303,6 +304,7 @@ CREATE TABLE sync_ledger (
 	remote_id BIGINT, 
 	content_hash VARCHAR(64), 
 	state VARCHAR(16) NOT NULL, 
+	applied TEXT, 
 	last_error VARCHAR(2000), 
 	attempts INTEGER DEFAULT 0 NOT NULL, 
 	created_at DATETIME NOT NULL, 

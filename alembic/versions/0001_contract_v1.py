@@ -187,6 +187,7 @@ def upgrade() -> None:
     sa.Column('remote_id', sa.BigInteger(), nullable=True, comment='Идентификатор записи в LMS или на портале'),
     sa.Column('content_hash', sa.String(length=64).with_variant(sa.NVARCHAR(length=64), 'mssql'), nullable=True, comment='Хеш применённого содержимого: изменилось ли что-то с прошлого прогона'),
     sa.Column('state', sa.String(length=16).with_variant(sa.NVARCHAR(length=16), 'mssql'), nullable=False, comment='Состояние: linked, suspended, removed, error, pending'),
+    sa.Column('applied', sa.Text().with_variant(sa.NVARCHAR(), 'mssql'), nullable=True, comment='Что применено в LMS (JSON, без паролей): нужно, чтобы приостановить исчезнувшую запись'),
     sa.Column('last_error', sa.String(length=2000).with_variant(sa.NVARCHAR(length=2000), 'mssql'), nullable=True, comment='Последняя ошибка по этой записи'),
     sa.Column('attempts', sa.Integer(), server_default=sa.text('0'), nullable=False, comment='Сколько раз подряд запись не удалось применить'),
     sa.Column('created_at', sa.DateTime().with_variant(mssql.DATETIME2(), 'mssql'), nullable=False, comment='Когда запись впервые попала в журнал'),

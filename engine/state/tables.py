@@ -22,6 +22,8 @@ def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
                   comment="Хеш применённого содержимого: изменилось ли что-то с прошлого прогона"),
         sa.Column("state", _t("string(16)"), nullable=False,
                   comment="Состояние: linked, suspended, removed, error, pending"),
+        sa.Column("applied", _t("text"), nullable=True,
+                  comment="Что применено в LMS (JSON, без паролей): нужно, чтобы приостановить исчезнувшую запись"),
         sa.Column("last_error", _t("string(2000)"), nullable=True, comment="Последняя ошибка по этой записи"),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.literal_column("0"),
                   comment="Сколько раз подряд запись не удалось применить"),

@@ -13,6 +13,8 @@ SETUP_ACTIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("create_course_customfield", {"shortname": "scos_publish", "name": "Publish to SCOS", "type": "checkbox"}),
         ("create_course_customfield", {"shortname": "scos_id", "name": "SCOS id", "type": "text"}),
     ],
+    "setup_delete_manual_instance": [("delete_enrol_instance", {"shortname": "NOMAN-301", "enrol": "manual"})],
+    "setup_mail_broken_for_one_call": [("break_mail", {"calls": 1})],
 }
 
 

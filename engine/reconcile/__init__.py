@@ -1,0 +1,1 @@
+"""The generic core: records, situations, plan, guards, apply. It knows mappings, not Moodle."""

@@ -1,0 +1,47 @@
+"""What the core asks of a target system; one implementation per entity (adapters/moodle/entities)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bufsync.mapping.model import Correlation, Mapping
+from bufsync.reconcile.records import Desired
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    remote_id: int | None = None
+    error: str | None = None
+    code: str | None = None
+
+
+@dataclass
+class Existing:
+    """A record already applied: its remote id and what the ledger says was applied."""
+
+    key: str
+    remote_id: int
+    applied: dict[str, Any] | None
+
+
+class TargetAdapter(Protocol):
+    mapping: Mapping
+
+    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[int]]:
+        """key -> remote ids found by the first rule that finds any (several: disputed)."""
+
+    def find(self, values: list[Any]) -> dict[Any, int]:
+        """Remote ids of records this mapping would link, by its key value (for other mappings' lookups)."""
+
+    def create(self, items: list[Desired]) -> list[Outcome]: ...
+
+    def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]: ...
+
+    def suspend(self, items: list[Existing]) -> list[Outcome]: ...
+
+    def delete(self, items: list[Existing]) -> list[Outcome]: ...
+
+    def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
+        """--full: keys whose remote record no longer matches what was applied (edited or removed by hand)."""

@@ -1,0 +1,80 @@
+"""Situations per key and the plan of a mapping: every change, computed before any is applied."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from bufsync.reconcile.adapter import Existing
+from bufsync.reconcile.records import Desired
+from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry
+
+# actions
+CREATE, ADOPT, UPDATE, SUSPEND, REACTIVATE, DELETE = "create", "adopt", "update", "suspend", "reactivate", "delete"
+UNCHANGED, SKIP, REJECT, DISPUTED, KEEP_ERROR = "unchanged", "skip", "reject", "disputed", "keep_error"
+REPAIR = "repair"
+WRITES = (CREATE, ADOPT, UPDATE, SUSPEND, REACTIVATE, DELETE, REPAIR)
+
+
+@dataclass
+class Step:
+    action: str
+    key: str
+    desired: Desired | None = None
+    existing: Existing | None = None
+    reason: str | None = None
+    candidates: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"action": self.action, "key": self.key}
+        if self.existing:
+            out["remote_id"] = self.existing.remote_id
+        if self.reason:
+            out["reason"] = self.reason
+        if self.candidates:
+            out["candidates"] = self.candidates
+        return out
+
+
+@dataclass
+class MappingPlan:
+    mapping: str
+    source_rows: int = 0
+    linked_before: int = 0
+    steps: list[Step] = field(default_factory=list)
+    unchanged: int = 0
+    writeback_only: list[Desired] = field(default_factory=list)  # unchanged, but sync_* must be restored
+    full_check: list[tuple[Desired, Existing]] = field(default_factory=list)  # --full: compare with the LMS
+    refused: str | None = None
+
+    @property
+    def counts(self) -> Counter:
+        c = Counter(step.action for step in self.steps)
+        c[UNCHANGED] += self.unchanged
+        return c
+
+    @property
+    def removals(self) -> int:
+        return sum(1 for s in self.steps if s.action in (SUSPEND, DELETE) and s.desired is None)
+
+    @property
+    def writes(self) -> int:
+        return sum(1 for s in self.steps if s.action in WRITES)
+
+
+def classify(desired: Desired, entry: Entry | None, full: bool) -> str:
+    """The situation of a key present in the source, against the ledger."""
+    if entry is None or entry.state == REMOVED or (entry.state == ERROR and entry.remote_id is None):
+        if entry is not None and entry.state == ERROR and entry.content_hash == desired.content_hash and not full:
+            return KEEP_ERROR  # nothing changed since it failed: do not hammer the LMS every run
+        return "unmatched"
+    if entry.content_hash == desired.content_hash and entry.state in (LINKED, SUSPENDED):
+        return UNCHANGED
+    if entry.state == ERROR and entry.content_hash == desired.content_hash and not full:
+        return KEEP_ERROR
+    return "linked-changed"
+
+
+def linked_state(entry: Entry | None) -> bool:
+    return entry is not None and entry.state in (LINKED, SUSPENDED) and entry.remote_id is not None

@@ -1,0 +1,112 @@
+"""From a buffer row to the record the target should hold: transforms, defaults, hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from bufsync.mapping.model import FieldMap, Mapping
+from bufsync.state.ledger import record_key
+
+
+@dataclass
+class Desired:
+    """What one key of the source says the target must hold."""
+
+    key: str
+    key_values: tuple[Any, ...]
+    payload: dict[str, Any]                 # target field -> value (transforms applied)
+    lookups: dict[str, tuple[str, Any]]     # target field -> (mapping, that mapping's key value)
+    active: bool = True
+    resolved: dict[str, int | None] = field(default_factory=dict)
+    writeback: tuple[Any, Any, Any] = (None, None, None)  # current sync_status, sync_error, remote id
+    content_hash: str = ""
+
+    def value(self, name: str) -> Any:
+        if name in self.lookups:
+            return self.resolved.get(name)
+        return self.payload.get(name)
+
+
+class RecordBuilder:
+    def __init__(self, mapping: Mapping, timezone: str) -> None:
+        self.mapping = mapping
+        self.sync = mapping.sync
+        self.zone = ZoneInfo(timezone)
+        self.hashed = [name for name, spec in self.sync.fields.items() if spec.policy != "initial"]
+
+    def transform(self, value: Any, spec: FieldMap) -> Any:
+        for step in spec.transform:
+            if value is None:
+                break
+            if step == "trim" and isinstance(value, str):
+                value = value.strip()
+            elif step == "lower" and isinstance(value, str):
+                value = value.lower()
+            elif step == "upper" and isinstance(value, str):
+                value = value.upper()
+            elif step == "null_if_empty" and value == "":
+                value = None
+            elif step == "timestamp":
+                value = self._timestamp(value)
+            elif step == "bool":
+                value = 1 if value in (True, 1, "1", "true", "t", "yes") else 0
+        if (value is None or value == "") and spec.default is not None:
+            value = spec.default
+            if "bool" in spec.transform:
+                value = 1 if value in (True, 1, "1", "true") else 0
+        return value
+
+    def _timestamp(self, value: Any) -> int | None:
+        if isinstance(value, datetime):
+            moment = value if value.tzinfo else value.replace(tzinfo=self.zone)
+            return int(moment.timestamp())
+        if isinstance(value, date):
+            return int(datetime(value.year, value.month, value.day, tzinfo=self.zone).timestamp())
+        if isinstance(value, str) and value:
+            return self._timestamp(datetime.fromisoformat(value))
+        return None
+
+    def build(self, row: sa.Row, attached: dict[str, dict[tuple[Any, ...], list[tuple[str, Any]]]]) -> Desired:
+        data = row._mapping
+        key_values = tuple(data[name] for name in self.sync.key)
+        payload: dict[str, Any] = {}
+        lookups: dict[str, tuple[str, Any]] = {}
+        for target, spec in self.sync.fields.items():
+            raw = spec.value if spec.value is not None else data[spec.source]
+            value = self.transform(raw, spec)
+            if spec.lookup:
+                lookups[target] = (spec.lookup, value)
+            else:
+                payload[target] = value
+        for into, groups in attached.items():
+            for name, value in groups.get(key_values, []):
+                payload[f"{into}.{name}"] = value
+        active = True
+        if self.sync.status is not None:
+            active = data[self.sync.status.column] not in self.sync.status.suspended
+        return Desired(record_key(key_values), key_values, payload, lookups, active)
+
+    def finish(self, desired: Desired) -> Desired:
+        """The hash covers what is written on update (not create-only fields) and resolved ids."""
+        content = {name: desired.payload.get(name) for name in self.hashed if name in desired.payload}
+        content.update({k: v for k, v in desired.payload.items() if k not in self.sync.fields})
+        content["@lookups"] = {name: desired.resolved.get(name) for name in desired.lookups}
+        content["@active"] = desired.active
+        blob = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
+        desired.content_hash = hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return desired
+
+    def applied_view(self, desired: Desired) -> dict[str, Any]:
+        """What the ledger keeps of an applied record: no create-only fields (passwords never)."""
+        view = {k: v for k, v in desired.payload.items()
+                if k not in self.sync.fields or self.sync.fields[k].policy != "initial"}
+        view.update({name: desired.resolved.get(name) for name in desired.lookups})
+        view["@active"] = desired.active
+        return view

@@ -1,0 +1,321 @@
+"""One inbound mapping: stream the buffer once, diff against the ledger, plan, apply, record."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from bufsync.buffer import reader, writeback
+from bufsync.mapping.loader import MappingSet
+from bufsync.mapping.model import Mapping
+from bufsync.reconcile import plan as p
+from bufsync.reconcile.adapter import Existing, Outcome, TargetAdapter
+from bufsync.reconcile.records import Desired, RecordBuilder
+from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry, Ledger, now_utc
+
+log = logging.getLogger("bufsync.reconcile")
+CHUNK = 1000
+
+
+@dataclass
+class Options:
+    dry_run: bool = False
+    full: bool = False
+    no_create: bool = False
+    no_update: bool = False
+    no_delete: bool = False
+    allow_removals: int | None = None
+
+
+@dataclass
+class Context:
+    """Shared by the mappings of one run."""
+
+    engine: Engine
+    mappings: MappingSet
+    tables: dict[str, sa.Table]
+    ledger: Ledger
+    timezone: str
+    adapter_for: Callable[[Mapping], TargetAdapter]
+    options: Options
+    remote_ids: dict[str, dict[str, int]] = field(default_factory=dict)
+    errors: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _lookup_reason(ctx: Context, mapping_name: str, value: Any) -> tuple[str, str]:
+    """(sync_status, text) for a record whose referenced record is not in the LMS."""
+    other = ctx.mappings[mapping_name]
+    failed = ctx.errors.get(mapping_name, {}).get(str(value))
+    what = {"users": "Пользователь", "courses": "Курс", "departments": "Подразделение"}.get(mapping_name, "Запись")
+    if failed:
+        return "skipped", f"{what} «{value}» не применён(а) в LMS: {failed}"
+    return "error", (f"{what} «{value}» не найден(а) ни в LMS, ни в таблице {other.table.name}; "
+                     f"добавьте строку в {other.table.name} или проверьте идентификатор (notfound)")
+
+
+def _resolve(ctx: Context, mapping: Mapping, batch: list[Desired]) -> None:
+    """Turn lookup values into remote ids: the other mapping's ledger, else that adapter's find()."""
+    wanted: dict[str, set[Any]] = {}
+    for desired in batch:
+        for target, (other, value) in desired.lookups.items():
+            if value is None:
+                desired.resolved[target] = None
+                continue
+            known = ctx.remote_ids.get(other, {}).get(str(value))
+            if known is not None:
+                desired.resolved[target] = known
+            else:
+                wanted.setdefault(other, set()).add(value)
+    for other, values in wanted.items():
+        values_failed = {v for v in values if str(v) in ctx.errors.get(other, {})}
+        ask = sorted(values - values_failed, key=str)
+        found = ctx.adapter_for(ctx.mappings[other]).find(ask) if ask else {}
+        cache = ctx.remote_ids.setdefault(other, {})
+        for value, remote_id in found.items():
+            cache[str(value)] = remote_id
+    for desired in batch:
+        for target, (other, value) in desired.lookups.items():
+            if value is not None and target not in desired.resolved:
+                desired.resolved[target] = ctx.remote_ids.get(other, {}).get(str(value))
+
+
+def plan_mapping(ctx: Context, mapping: Mapping) -> tuple[p.MappingPlan, dict[str, Entry]]:
+    table = ctx.tables[mapping.table.name]
+    builder = RecordBuilder(mapping, ctx.timezone)
+    plan = p.MappingPlan(mapping.name)
+    with ctx.engine.connect() as conn:
+        entries = ctx.ledger.load(conn, mapping.name)
+        attached = reader.attached(conn, ctx.mappings, ctx.tables, mapping)
+        plan.linked_before = sum(1 for e in entries.values() if e.state in (LINKED, SUSPENDED))
+        seen: set[str] = set()
+        pending: list[Desired] = []
+
+        def flush() -> None:
+            _resolve(ctx, mapping, pending)
+            for desired in pending:
+                _classify_one(ctx, mapping, plan, builder, desired, entries.get(desired.key))
+            pending.clear()
+
+        for row in reader.stream(conn, table, mapping):
+            plan.source_rows += 1
+            desired = builder.build(row, attached)
+            desired.writeback = writeback.current(row, mapping)
+            seen.add(desired.key)
+            pending.append(desired)
+            if len(pending) >= CHUNK:
+                flush()
+        flush()
+    for key, entry in entries.items():
+        if key in seen or entry.state not in (LINKED, SUSPENDED) or entry.remote_id is None:
+            continue
+        existing = Existing(key, entry.remote_id, entry.applied)
+        on_missing = mapping.sync.on_missing
+        if on_missing == "delete":
+            plan.steps.append(p.Step(p.DELETE, key, None, existing))
+        elif on_missing == "suspend" and entry.state == LINKED:
+            plan.steps.append(p.Step(p.SUSPEND, key, None, existing))
+    _correlate(ctx, mapping, plan)
+    if ctx.options.full:
+        _drift(ctx, mapping, plan, entries)
+    return plan, entries
+
+
+def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: RecordBuilder,
+                  desired: Desired, entry: Entry | None) -> None:
+    for target, (other, value) in desired.lookups.items():
+        if value is not None and desired.resolved.get(target) is None:
+            status, text = _lookup_reason(ctx, other, value)
+            plan.steps.append(p.Step(p.SKIP if status == "skipped" else p.REJECT, desired.key, desired,
+                                     reason=text))
+            return
+    builder.finish(desired)
+    situation = p.classify(desired, entry, ctx.options.full)
+    if situation == p.UNCHANGED and ctx.options.full and entry is not None:
+        plan.full_check.append((desired, Existing(desired.key, entry.remote_id, entry.applied)))
+    if situation == p.UNCHANGED:
+        plan.unchanged += 1
+        status = "ok"
+        if desired.writeback[0] != status or desired.writeback[1] is not None or (
+                mapping.table.writeback and mapping.table.writeback.remote_id
+                and desired.writeback[2] != entry.remote_id):
+            plan.writeback_only.append(desired)
+        return
+    if situation == p.KEEP_ERROR:
+        plan.unchanged += 1
+        if desired.writeback[0] not in ("error", "skipped") or desired.writeback[1] != entry.last_error:
+            plan.writeback_only.append(desired)
+        return
+    if situation == "unmatched":
+        plan.steps.append(p.Step(p.CREATE, desired.key, desired))  # may become ADOPT after correlation
+        return
+    existing = Existing(desired.key, entry.remote_id, entry.applied)
+    action = p.UPDATE
+    was_active = entry.state == LINKED
+    if desired.active and not was_active:
+        action = p.REACTIVATE
+    elif not desired.active and was_active:
+        action = p.SUSPEND
+    plan.steps.append(p.Step(action, desired.key, desired, existing))
+
+
+def _correlate(ctx: Context, mapping: Mapping, plan: p.MappingPlan) -> None:
+    creates = [s for s in plan.steps if s.action == p.CREATE]
+    if not creates or not mapping.sync.correlation:
+        return
+    adapter = ctx.adapter_for(mapping)
+    for start in range(0, len(creates), CHUNK):
+        chunk = creates[start:start + CHUNK]
+        found = adapter.correlate([s.desired for s in chunk], mapping.sync.correlation)
+        for step in chunk:
+            candidates = found.get(step.key, [])
+            if len(candidates) == 1:
+                step.action = p.ADOPT
+                step.existing = Existing(step.key, candidates[0], None)
+            elif len(candidates) > 1:
+                step.action = p.DISPUTED
+                step.candidates = candidates
+                step.reason = (f"В LMS несколько записей подходят к этой строке (id {', '.join(map(str, candidates))}); "
+                               "оставьте одну или задайте idnumber вручную (disputed)")
+
+
+def _drift(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[str, Entry]) -> None:
+    """--full: unchanged keys whose LMS record was edited or removed by hand are applied again."""
+    adapter = ctx.adapter_for(mapping)
+    for start in range(0, len(plan.full_check), CHUNK):
+        chunk = plan.full_check[start:start + CHUNK]
+        drifted = adapter.drifted(chunk)
+        for desired, existing in chunk:
+            if desired.key in drifted:
+                plan.unchanged -= 1
+                plan.steps.append(p.Step(p.REPAIR, desired.key, desired, existing))
+    plan.full_check.clear()
+
+
+def apply_plan(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[str, Entry]) -> None:
+    """Apply in batches; each chunk's ledger entries and write-back are stored in one transaction."""
+    opts = ctx.options
+    adapter = ctx.adapter_for(mapping)
+    builder = RecordBuilder(mapping, ctx.timezone)
+    table = ctx.tables[mapping.table.name]
+    remote_cache = ctx.remote_ids.setdefault(mapping.name, {})
+    error_cache = ctx.errors.setdefault(mapping.name, {})
+    groups: dict[str, list[p.Step]] = {}
+    for step in plan.steps:
+        groups.setdefault(step.action, []).append(step)
+    results: list[tuple[p.Step, Outcome, str]] = []  # step, outcome, ledger state if ok
+
+    def run(action: str, call: Callable[[list[p.Step]], list[Outcome]], state: str, blocked: bool) -> None:
+        steps = groups.get(action, [])
+        for start in range(0, len(steps), CHUNK):
+            chunk = steps[start:start + CHUNK]
+            if blocked:
+                outcomes = [Outcome(False, None, None, "blocked") for _ in chunk]
+            else:
+                outcomes = call(chunk)
+            results.extend((s, o, state) for s, o in zip(chunk, outcomes))
+            _store(ctx, mapping, table, builder, results, entries, remote_cache, error_cache)
+            results.clear()
+
+    def state_of(step: p.Step) -> str:
+        return LINKED if step.desired is None or step.desired.active else SUSPENDED
+
+    run(p.CREATE, lambda c: _create(adapter, c), LINKED, opts.no_create)
+    run(p.ADOPT, lambda c: adapter.update([(s.desired, s.existing) for s in c]), LINKED, opts.no_update)
+    for action in (p.UPDATE, p.REACTIVATE):
+        run(action, lambda c: adapter.update([(s.desired, s.existing) for s in c]), LINKED, opts.no_update)
+    suspends_with_row = [s for s in groups.get(p.SUSPEND, []) if s.desired is not None]
+    groups[p.SUSPEND] = [s for s in groups.get(p.SUSPEND, []) if s.desired is None]
+    groups["suspend_row"] = suspends_with_row
+    run("suspend_row", lambda c: adapter.update([(s.desired, s.existing) for s in c]), SUSPENDED, opts.no_update)
+    run(p.SUSPEND, lambda c: adapter.suspend([s.existing for s in c]), SUSPENDED, opts.no_delete)
+    run(p.DELETE, lambda c: adapter.delete([s.existing for s in c]), REMOVED, opts.no_delete)
+    run(p.REPAIR, lambda c: adapter.update([(s.desired, s.existing) for s in c]), LINKED, opts.no_update)
+    for action in (p.SKIP, p.REJECT, p.DISPUTED):
+        run(action, lambda c: [Outcome(False, None, s.reason, action) for s in c], ERROR, False)
+    if plan.writeback_only:
+        _restore_writeback(ctx, mapping, table, plan.writeback_only, entries)
+
+
+def _create(adapter: TargetAdapter, steps: list[p.Step]) -> list[Outcome]:
+    return adapter.create([s.desired for s in steps])
+
+
+def _store(ctx: Context, mapping: Mapping, table: sa.Table, builder: RecordBuilder,
+           results: list[tuple[p.Step, Outcome, str]], entries: dict[str, Entry],
+           remote_cache: dict[str, int], error_cache: dict[str, str]) -> None:
+    now = now_utc()
+    ledger_entries: list[Entry] = []
+    statuses: list[writeback.Status] = []
+    known = {step.key for step, _, _ in results if step.key in entries}
+    for step, outcome, state in results:
+        previous = entries.get(step.key)
+        if outcome.code == "blocked":
+            continue  # --no-create / --no-update / --no-delete: left for a later run
+        if step.action == "suspend_row":
+            state = SUSPENDED
+        if step.action in (p.UPDATE, p.ADOPT, p.REACTIVATE, p.REPAIR) and step.desired is not None and not step.desired.active:
+            state = SUSPENDED
+        if outcome.ok:
+            remote_id = outcome.remote_id or (step.existing.remote_id if step.existing else None)
+            applied = builder.applied_view(step.desired) if step.desired else (previous.applied if previous else None)
+            content_hash = step.desired.content_hash if step.desired else (previous.content_hash if previous else None)
+            entry = Entry(step.key, remote_id, content_hash, state, None, 0, applied)
+            if remote_id is not None and state != REMOVED:
+                remote_cache[step.key] = remote_id
+            error_cache.pop(step.key, None)
+            status, error = "ok", None
+        else:
+            remote_id = step.existing.remote_id if step.existing else (previous.remote_id if previous else None)
+            keep_state = previous.state if previous and previous.state in (LINKED, SUSPENDED) else ERROR
+            if step.desired is not None and keep_state != ERROR:
+                keep_state = ERROR if step.action in (p.UPDATE, p.REACTIVATE, "suspend_row") else keep_state
+            entry = Entry(step.key, remote_id,
+                          step.desired.content_hash if step.desired and step.desired.content_hash else None,
+                          keep_state, outcome.error, (previous.attempts if previous else 0) + 1,
+                          previous.applied if previous else None)
+            error_cache[step.key] = outcome.error or ""
+            status = "skipped" if outcome.code == p.SKIP else "error"
+            error = outcome.error
+        ledger_entries.append(entry)
+        entries[step.key] = entry
+        if step.desired is not None:
+            statuses.append(writeback.Status(step.desired.key_values, status, error,
+                                             remote_id if status == "ok" else step.desired.writeback[2], now))
+    if ctx.options.dry_run:
+        return
+    with ctx.engine.begin() as conn:
+        ctx.ledger.save(conn, mapping.name, ledger_entries, known=known)
+        writeback.write(conn, table, mapping, statuses)
+
+
+def _restore_writeback(ctx: Context, mapping: Mapping, table: sa.Table, items: list[Desired],
+                       entries: dict[str, Entry]) -> None:
+    if ctx.options.dry_run:
+        return
+    now = now_utc()
+    statuses = []
+    for desired in items:
+        entry = entries[desired.key]
+        if entry.state == ERROR:
+            statuses.append(writeback.Status(desired.key_values, "skipped" if "не применён" in (entry.last_error or "")
+                                             else "error", entry.last_error, desired.writeback[2], now))
+        else:
+            statuses.append(writeback.Status(desired.key_values, "ok", None, entry.remote_id, now))
+    for start in range(0, len(statuses), CHUNK):
+        with ctx.engine.begin() as conn:
+            writeback.write(conn, table, mapping, statuses[start:start + CHUNK])
+
+
+def known_remote_ids(ctx: Context, mapping: Mapping) -> None:
+    """Warm the lookup cache of a mapping from its ledger (one query)."""
+    with ctx.engine.connect() as conn:
+        ctx.remote_ids[mapping.name] = ctx.ledger.remote_ids(conn, mapping.name)
+        t = ctx.ledger.table
+        rows = conn.execute(sa.select(t.c.record_key, t.c.last_error).where(
+            t.c.mapping_name == mapping.name, t.c.state == ERROR))
+        ctx.errors[mapping.name] = {r.record_key: r.last_error or "" for r in rows}

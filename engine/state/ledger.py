@@ -1,0 +1,94 @@
+"""The ledger: per (mapping, key) what the engine applied in the remote system.
+
+Incremental runs diff the buffer against it instead of reading the LMS; it is written in
+batches, in the same transaction as the buffer write-back of those keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+LINKED, SUSPENDED, REMOVED, ERROR = "linked", "suspended", "removed", "error"
+
+
+def record_key(values: tuple[Any, ...]) -> str:
+    """One key column: its value; several: a JSON array (readable in plain SQL)."""
+    if len(values) == 1:
+        return str(values[0])
+    return json.dumps([None if v is None else str(v) for v in values], ensure_ascii=False)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+@dataclass
+class Entry:
+    key: str
+    remote_id: int | None
+    content_hash: str | None
+    state: str
+    last_error: str | None = None
+    attempts: int = 0
+    applied: dict[str, Any] | None = None
+
+
+class Ledger:
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+
+    def load(self, conn: Connection, mapping: str) -> dict[str, Entry]:
+        t = self.table
+        rows = conn.execute(sa.select(t.c.record_key, t.c.remote_id, t.c.content_hash, t.c.state, t.c.last_error,
+                                      t.c.attempts, t.c.applied).where(t.c.mapping_name == mapping))
+        return {r.record_key: Entry(r.record_key, r.remote_id, r.content_hash, r.state, r.last_error, r.attempts,
+                                    json.loads(r.applied) if r.applied else None) for r in rows}
+
+    def remote_ids(self, conn: Connection, mapping: str, keys: list[str] | None = None) -> dict[str, int]:
+        t = self.table
+        query = sa.select(t.c.record_key, t.c.remote_id).where(
+            t.c.mapping_name == mapping, t.c.remote_id.is_not(None), t.c.state.in_([LINKED, SUSPENDED]))
+        if keys is not None:
+            out: dict[str, int] = {}
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                out.update({r.record_key: r.remote_id for r in conn.execute(query.where(t.c.record_key.in_(chunk)))})
+            return out
+        return {r.record_key: r.remote_id for r in conn.execute(query)}
+
+    def save(self, conn: Connection, mapping: str, entries: list[Entry], known: set[str]) -> None:
+        """Insert new keys, update known ones; executemany in both cases."""
+        if not entries:
+            return
+        t = self.table
+        now = now_utc()
+        fresh = [e for e in entries if e.key not in known]
+        old = [e for e in entries if e.key in known]
+        if fresh:
+            conn.execute(t.insert(), [
+                {"mapping_name": mapping, "record_key": e.key, "remote_id": e.remote_id,
+                 "content_hash": e.content_hash, "state": e.state, "last_error": e.last_error,
+                 "attempts": e.attempts, "created_at": now, "updated_at": now, "applied": _dump(e.applied),
+                 "applied_at": now if e.state != ERROR else None} for e in fresh])
+        if old:
+            conn.execute(
+                t.update().where(t.c.mapping_name == sa.bindparam("m"), t.c.record_key == sa.bindparam("k")).values(
+                    remote_id=sa.bindparam("remote_id"), content_hash=sa.bindparam("content_hash"),
+                    state=sa.bindparam("state"), last_error=sa.bindparam("last_error"),
+                    attempts=sa.bindparam("attempts"), updated_at=sa.bindparam("updated_at"),
+                    applied=sa.bindparam("applied_json"),
+                    applied_at=sa.case((sa.bindparam("is_applied") == 1, sa.bindparam("updated_at")),
+                                       else_=t.c.applied_at)),
+                [{"m": mapping, "k": e.key, "remote_id": e.remote_id, "content_hash": e.content_hash,
+                  "state": e.state, "last_error": e.last_error, "attempts": e.attempts, "updated_at": now,
+                  "applied_json": _dump(e.applied), "is_applied": 0 if e.state == ERROR else 1} for e in old])
+
+
+def _dump(applied: dict[str, Any] | None) -> str | None:
+    return json.dumps(applied, ensure_ascii=False, sort_keys=True, default=str) if applied is not None else None
