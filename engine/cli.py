@@ -172,6 +172,50 @@ def db_revision(state: _State, message: str, empty: bool) -> None:
         click.echo(f"written {path}")
 
 
+@cli.command("run")
+@click.argument("mappings", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing anywhere.")
+@click.option("--full", is_flag=True, help="Also read Moodle to find and repair drift; retry failed rows.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--no-create", is_flag=True, help="Create nothing.")
+@click.option("--no-update", is_flag=True, help="Update nothing.")
+@click.option("--no-delete", is_flag=True, help="Suspend or delete nothing.")
+@click.option("--allow-removals", type=int, metavar="N",
+              help="Allow up to N suspensions/removals above the guards (logged in the run).")
+@pass_state
+def run_cmd(state: _State, mappings: tuple[str, ...], dry_run: bool, full: bool, as_json: bool, no_create: bool,
+            no_update: bool, no_delete: bool, allow_removals: int | None) -> None:
+    """Synchronise the buffer with Moodle (all runnable mappings, or the ones named)."""
+    import logging
+    from bufsync.runner import exit_code
+    progress = None if as_json else (lambda text: logging.getLogger("bufsync.run").info(text))
+    report = commands.run(state.loaded, list(mappings), dry_run, full, no_create, no_update, no_delete,
+                          allow_removals, progress)
+    click.echo(report.to_json() if as_json else report.render())
+    sys.exit(exit_code(report))
+
+
+@cli.command("runs")
+@click.option("--last", default=20, show_default=True, help="How many runs.")
+@click.option("--job", help="Only this job's runs.")
+@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+@pass_state
+def runs_cmd(state: _State, last: int, job: str | None, as_json: bool) -> None:
+    """List recent runs (sync_runs)."""
+    import json
+    rows = commands.runs_list(state.loaded, last, job)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return
+    for row in rows:
+        counts = row["counts"] or {}
+        total = {k: sum(v.get(k, 0) for v in counts.values() if isinstance(v, dict))
+                 for k in ("created", "updated", "suspended", "rejected", "skipped")}
+        summary = " ".join(f"{k}={v}" for k, v in total.items() if v)
+        click.echo(f"{row['id']:>5}  {row['started_at']}  {row['outcome']:<11} {'dry-run ' if row['dry_run'] else ''}"
+                   f"{row['kind']:<6} {summary}  {row['error'] or ''}".rstrip())
+
+
 @cli.command()
 @click.option("--port", default=8081, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False),

@@ -54,3 +54,21 @@ def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_in
     from bufsync.sandbox.faults import parse_fault
     from bufsync.sandbox.moodle.run import serve
     serve(port, data, token, debug, max_input_vars, [parse_fault(f) for f in faults])
+
+
+def run(loaded: LoadedSettings, names: list[str], dry_run: bool = False, full: bool = False,
+        no_create: bool = False, no_update: bool = False, no_delete: bool = False,
+        allow_removals: int | None = None, progress: Any = None) -> Any:
+    from bufsync.reconcile.sync import Options
+    from bufsync.runner import run as run_sync
+    return run_sync(loaded, names, Options(dry_run, full, no_create, no_update, no_delete, allow_removals), progress)
+
+
+def runs_list(loaded: LoadedSettings, last: int = 20, job: str | None = None) -> list[dict[str, Any]]:
+    from bufsync.db import connect_buffer
+    from bufsync.state import runs
+    from bufsync.state.tables import add_state_tables
+    import sqlalchemy as sa
+    tables = add_state_tables(sa.MetaData())
+    with connect_buffer(loaded) as engine:
+        return runs.recent(engine, tables["sync_runs"], last, job)

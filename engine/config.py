@@ -34,6 +34,9 @@ class MoodleSettings(StrictModel):
     timeout: float = Field(30.0, gt=0, description="seconds for one HTTP call")
     max_input_vars: int = Field(5000, ge=100, description="PHP max_input_vars of the Moodle server")
     verify_tls: bool = True
+    default_category: int = Field(1, ge=1, description="category id for courses without a department")
+    roles: dict[str, int] | None = Field(None, description="role shortname -> id, when the site's ids differ")
+    password_policy: bool = Field(True, description="check Moodle's default password policy locally")
 
     @field_validator("url")
     @classmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 
 import sqlalchemy as sa
@@ -30,7 +33,25 @@ class BufferDialect:
         """Descriptions as SQL comments, for dialects that cannot store them."""
         return []
 
+    @contextmanager
+    def lock(self, engine: sa.Engine, name: str) -> Iterator[None]:
+        """Hold a named lock across processes and hosts for the duration; LockHeld if taken.
+
+        The lock lives in a database session (or an open file on SQLite): a crashed holder
+        loses it with its connection.
+        """
+        raise NotImplementedError
+        yield
+
+    @staticmethod
+    def lock_key(name: str) -> int:
+        return zlib.crc32(f"bufsync:{name}".encode()) - 2**31
+
     def create_statements(self, table: sa.Table) -> list[DDLElement]:
         statements: list[DDLElement] = [CreateTable(table)]
         statements += [CreateIndex(index) for index in sorted(table.indexes, key=lambda i: i.name or "")]
         return statements + self.comment_statements(table)
+
+
+class LockHeld(Exception):
+    """Another process holds the named lock."""

@@ -7,7 +7,15 @@ from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import DDLElement, SetColumnComment, SetTableComment
 
-from bufsync.dialects.base import BufferDialect
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bufsync.dialects.base import BufferDialect, LockHeld
+
+# sp_getapplock returns >= 0 when granted; session-owned, so it ends with the connection
+GET_APPLOCK = sa.text("DECLARE @r int; EXEC @r = sp_getapplock @Resource = :resource, @LockMode = 'Exclusive', "
+                      "@LockOwner = 'Session', @LockTimeout = 0; SELECT @r")
+RELEASE_APPLOCK = sa.text("EXEC sp_releaseapplock @Resource = :resource, @LockOwner = 'Session'")
 
 DEFAULT_SCHEMA = "dbo"
 
@@ -30,3 +38,17 @@ class MssqlDialect(BufferDialect):
             statements.append(SetTableComment(table))
         statements += [SetColumnComment(c) for c in table.columns if c.comment]
         return statements
+
+    @contextmanager
+    def lock(self, engine: sa.Engine, name: str) -> Iterator[None]:
+        resource = f"bufsync:{name}"
+        with engine.connect() as conn:
+            if conn.execute(GET_APPLOCK, {"resource": resource}).scalar_one() < 0:
+                conn.rollback()
+                raise LockHeld(name)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(RELEASE_APPLOCK, {"resource": resource})
+                conn.commit()

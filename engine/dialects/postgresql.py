@@ -7,7 +7,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import DDLElement, SetColumnComment, SetTableComment
 
-from bufsync.dialects.base import BufferDialect
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bufsync.dialects.base import BufferDialect, LockHeld
 
 
 class PostgresqlDialect(BufferDialect):
@@ -23,3 +26,17 @@ class PostgresqlDialect(BufferDialect):
             statements.append(SetTableComment(table))
         statements += [SetColumnComment(c) for c in table.columns if c.comment]
         return statements
+
+    @contextmanager
+    def lock(self, engine: sa.Engine, name: str) -> Iterator[None]:
+        key = self.lock_key(name)
+        with engine.connect() as conn:
+            if not conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one():
+                conn.rollback()
+                raise LockHeld(name)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+                conn.commit()

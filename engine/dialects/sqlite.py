@@ -6,7 +6,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 
-from bufsync.dialects.base import BufferDialect
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bufsync.dialects.base import BufferDialect, LockHeld
 
 
 class SqliteDialect(BufferDialect):
@@ -21,3 +26,23 @@ class SqliteDialect(BufferDialect):
         width = max((len(c.name) for c in table.columns), default=0)
         lines += [f"  {c.name.ljust(width)}  {c.comment}" for c in table.columns if c.comment]
         return lines
+
+    @contextmanager
+    def lock(self, engine: sa.Engine, name: str) -> Iterator[None]:
+        """flock on a file beside the database: released by the kernel if the holder dies."""
+        database = engine.url.database or ""
+        base = database if database and database != ":memory:" else os.path.join(os.getcwd(), "bufsync")
+        path = f"{base}.{name}.lock"
+        handle = open(path, "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockHeld(name) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()

@@ -27,6 +27,7 @@ class Desired:
     resolved: dict[str, int | None] = field(default_factory=dict)
     writeback: tuple[Any, Any, Any] = (None, None, None)  # current sync_status, sync_error, remote id
     content_hash: str = ""
+    correlation: list[Any] = field(default_factory=list)  # the value each correlation rule looks for
 
     def value(self, name: str) -> Any:
         if name in self.lookups:
@@ -91,7 +92,9 @@ class RecordBuilder:
         active = True
         if self.sync.status is not None:
             active = data[self.sync.status.column] not in self.sync.status.suspended
-        return Desired(record_key(key_values), key_values, payload, lookups, active)
+        correlation = [self.transform(data[rule.source], FieldMap(source=rule.source, transform=rule.transform))
+                       for rule in self.sync.correlation]
+        return Desired(record_key(key_values), key_values, payload, lookups, active, correlation=correlation)
 
     def finish(self, desired: Desired) -> Desired:
         """The hash covers what is written on update (not create-only fields) and resolved ids."""

@@ -15,6 +15,24 @@ SETUP_ACTIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     ],
     "setup_delete_manual_instance": [("delete_enrol_instance", {"shortname": "NOMAN-301", "enrol": "manual"})],
     "setup_mail_broken_for_one_call": [("break_mail", {"calls": 1})],
+    # The assignment's idnumber is set after the manual item exists: the order core_grades_get_gradeitems
+    # shows (the table's physical order) says the essay's row was written last.
+    "setup_grades_php": [
+        ("create_assignment", {"courseid": 5, "name": "Essay 1", "grademax": 100, "cmid": 10}),
+        ("create_grade_item", {"courseid": 5, "itemname": "Exam", "grademax": 100, "idnumber": "EXAM1"}),
+        ("update_grade_item", {"courseid": 5, "item_name": "Essay 1", "idnumber": "ESSAY1"}),
+        ("set_grade", {"courseid": 5, "itemname": "Essay 1", "username": "ivanov", "grade": 87.5}),
+        ("set_grade", {"courseid": 5, "idnumber": "EXAM1", "username": "ivanov", "grade": 92,
+                       "feedback": "Good work, молодец"}),
+        ("set_grade", {"courseid": 5, "itemname": "Essay 1", "username": "petrova", "grade": 64}),
+    ],
+    "setup_completion_php": [
+        ("set_completion_criteria", {"courseid": 5, "aggregation": "all",
+                                     "criteria": [{"type": "self"}, {"type": "role", "role": "editingteacher"}]}),
+        ("mark_completion", {"courseid": 5, "username": "ivanov", "criteria": ["self", "role"],
+                             "complete_course": True}),
+        ("mark_completion", {"courseid": 5, "username": "petrova", "criteria": ["self"]}),
+    ],
 }
 
 

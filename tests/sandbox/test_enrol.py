@@ -281,3 +281,10 @@ def test_mail_breaks_only_where_a_teacher_sends_it(site: Site) -> None:
     assert got["errorcode"] == "Message was not sent."
     assert enrol.is_enrolled(site, 5, 2)  # saved before the mail failed
     assert _enrol(site, 7, 2) is None  # one call only
+
+
+def test_course_contacts(site: Site) -> None:
+    _enrol(site, 3, 2, roleid=3)
+    _enrol(site, 4, 2, roleid=3, suspend="1")
+    assert enrol.course_contacts(site, 2) == [3, 4]  # who may send the welcome message
+    assert enrol.course_contacts(site, 2, active_only=True) == [3]  # who course listings show

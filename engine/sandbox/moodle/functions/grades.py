@@ -883,20 +883,20 @@ _ITEM_FIELDS = ("itemname", "idnumber", "grademax", "grademin", "gradepass", "hi
 
 @admin_action("update_grade_item")
 def admin_update_grade_item(site: Site, itemid: int | None = None, courseid: int | None = None,
-                            idnumber: str | None = None, **changes: Any) -> dict[str, Any]:
-    """grade_item::update(): rename, set idnumber, range, hidden/locked...; a new range forces a regrade.
+                            item_idnumber: str | None = None, item_name: str | None = None,
+                            **changes: Any) -> dict[str, Any]:
+    """grade_item::update(): rename, set the idnumber, range, hidden/locked...; a new range forces a regrade.
 
-    Identify the item by itemid (then `idnumber` is a change) or by courseid + idnumber.
+    The item is itemid, or courseid with item_idnumber or item_name; the other arguments are the changes.
     """
-    if itemid is not None:
-        item = item_by_ref(site, itemid=itemid)
-        if idnumber is not None:
-            changes["idnumber"] = idnumber
-    else:
-        item = item_by_ref(site, courseid=courseid, idnumber=idnumber)
+    item = item_by_ref(site, itemid, courseid, item_idnumber, item_name)
     unknown = set(changes) - set(_ITEM_FIELDS)
-    if unknown:
-        raise ValueError(f"cannot change {sorted(unknown)}; allowed: {', '.join(_ITEM_FIELDS)}")
+    if unknown or not changes:
+        raise ValueError(f"cannot change {sorted(unknown) or 'nothing'}; allowed: {', '.join(_ITEM_FIELDS)}")
+    regrading = any(k in changes and changes[k] != item[k]
+                    for k in ("grademax", "grademin", "multfactor", "plusfactor", "locked"))
+    if regrading:
+        force_regrading(site, item["id"])
     changes["timemodified"] = site.now()
     site.store.update("grade_items", item["id"], changes)
     _bump(site, [item["id"]])
@@ -904,9 +904,6 @@ def admin_update_grade_item(site: Site, itemid: int | None = None, courseid: int
         cm = _cm_of(site, item)
         if cm is not None:
             site.store.update("course_modules", cm["id"], {"idnumber": changes["idnumber"]})
-    if any(k in changes for k in ("grademax", "grademin", "multfactor", "plusfactor", "locked")) and any(
-            changes.get(k) != item[k] for k in changes if k in item.keys()):
-        force_regrading(site, item["id"])
     return {"itemid": item["id"]}
 
 
@@ -974,9 +971,24 @@ def _user_deleted(site: Site, userid: int) -> None:
     site.store.x("DELETE FROM grade_grades WHERE userid = ?", (userid,))
 
 
+def _course_deleted(site: Site, courseid: int) -> None:
+    """remove_course_contents(): activities (and their completion states) and the whole gradebook go."""
+    for cm in site.store.q("SELECT cm.id, cm.instance, m.name FROM course_modules cm JOIN modules m ON m.id = cm.module "
+                           "WHERE cm.course = ?", (courseid,)):
+        site.store.x("DELETE FROM course_modules_completion WHERE coursemoduleid = ?", (cm["id"],))
+        if cm["name"] == "assign":
+            site.store.x("DELETE FROM assign WHERE id = ?", (cm["instance"],))
+    site.store.x("DELETE FROM course_modules WHERE course = ?", (courseid,))
+    site.store.x("DELETE FROM grade_grades WHERE itemid IN (SELECT id FROM grade_items WHERE courseid = ?)", (courseid,))
+    site.store.x("DELETE FROM grade_items WHERE courseid = ?", (courseid,))
+    site.store.x("DELETE FROM grade_categories WHERE courseid = ?", (courseid,))
+
+
 def _register() -> None:
-    from bufsync.sandbox.moodle.functions import enrol
+    from bufsync.sandbox.moodle.functions import courses, enrol
     from bufsync.sandbox.moodle.functions.users import DELETE_HOOKS
+    if _course_deleted not in courses.COURSE_DELETE_HOOKS:
+        courses.COURSE_DELETE_HOOKS.append(_course_deleted)
     if _user_deleted not in DELETE_HOOKS:
         DELETE_HOOKS.append(_user_deleted)
     if _user_unenrolled not in enrol.UNENROL_HOOKS:

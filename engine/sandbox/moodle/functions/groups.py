@@ -329,9 +329,17 @@ def user_groups_in_course(site: Site, courseid: int, userid: int) -> list[dict[s
     return out
 
 
+def _course_deleted(site: Site, courseid: int) -> None:
+    """remove_course_contents(): a deleted course's groups and memberships go."""
+    site.store.x("DELETE FROM groups_members WHERE groupid IN (SELECT id FROM groups WHERE courseid = ?)", (courseid,))
+    site.store.x("DELETE FROM groups WHERE courseid = ?", (courseid,))
+
+
 def _register() -> None:
-    from bufsync.sandbox.moodle.functions import enrol
+    from bufsync.sandbox.moodle.functions import courses, enrol
     from bufsync.sandbox.moodle.functions.users import DELETE_HOOKS
+    if _course_deleted not in courses.COURSE_DELETE_HOOKS:
+        courses.COURSE_DELETE_HOOKS.append(_course_deleted)
     if _user_deleted not in DELETE_HOOKS:
         DELETE_HOOKS.append(_user_deleted)
     if remove_user_from_course_groups not in enrol.UNENROL_HOOKS:

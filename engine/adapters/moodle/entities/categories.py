@@ -1,0 +1,89 @@
+"""Moodle course categories from departments (and programs): create, rename, move, adopt by idnumber."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bufsync.adapters.moodle.client import MoodleClient
+from bufsync.adapters.moodle.entities import changed, outcome
+from bufsync.mapping.model import Correlation, Mapping
+from bufsync.reconcile.adapter import Existing, Outcome
+from bufsync.reconcile.records import Desired
+
+
+class CategoryAdapter:
+    def __init__(self, client: MoodleClient, mapping: Mapping, settings: Any = None) -> None:
+        self.client = client
+        self.mapping = mapping
+        fields = mapping.sync.fields
+        self.names = list(fields)
+        self.updatable = [n for n, f in fields.items() if f.policy == "force"]
+        self._index: dict[str, list[int]] | None = None
+
+    def _record(self, desired: Desired, names: list[str]) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        for name in names:
+            value = desired.value(name)
+            if name == "parent":
+                value = value or 0
+            if value is not None:
+                record[name] = value
+        return record
+
+    def _by_idnumber(self) -> dict[str, list[int]]:
+        if self._index is None:
+            self._index = {}
+            for category in self.client.get_categories():
+                if category.get("idnumber"):
+                    self._index.setdefault(str(category["idnumber"]), []).append(int(category["id"]))
+        return self._index
+
+    def create(self, items: list[Desired]) -> list[Outcome]:
+        self._index = None
+        return [outcome(r) for r in self.client.create_categories([self._record(d, self.names) for d in items])]
+
+    def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]:
+        out = []
+        for desired, existing in items:
+            view = {n: desired.value(n) for n in self.updatable}
+            record = self._record(desired, changed(view, existing.applied, self.updatable))
+            record["id"] = existing.remote_id
+            try:
+                self.client.call("core_course_update_categories", {"categories": [record]}, write=True)
+                out.append(Outcome(True, existing.remote_id))
+            except Exception as exc:  # one category fails alone
+                from bufsync.adapters.moodle.errors import MoodleError
+                from bufsync.adapters.moodle.messages import from_moodle
+                if not isinstance(exc, MoodleError):
+                    raise
+                out.append(Outcome(False, existing.remote_id, from_moodle(exc), exc.code))
+        return out
+
+    def suspend(self, items: list[Existing]) -> list[Outcome]:
+        # Moodle's web services cannot hide a category: a closed department stays as it is
+        return [Outcome(True, e.remote_id) for e in items]
+
+    def delete(self, items: list[Existing]) -> list[Outcome]:
+        return self.suspend(items)
+
+    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[int]]:
+        index = self._by_idnumber()
+        found: dict[str, list[int]] = {}
+        for position, rule in enumerate(rules):
+            if rule.remote != "idnumber":
+                continue
+            for desired in items:
+                value = desired.correlation[position]
+                if desired.key not in found and value and str(value) in index:
+                    found[desired.key] = index[str(value)]
+        return found
+
+    def find(self, values: list[Any]) -> dict[Any, int]:
+        index = self._by_idnumber()
+        return {v: index[str(v)][0] for v in values if len(index.get(str(v), [])) == 1}
+
+    def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
+        self._index = None
+        remote = {int(c["id"]): c for c in self.client.get_categories()}
+        return {d.key for d, e in items
+                if e.remote_id not in remote or str(remote[e.remote_id].get("name")) != str(d.value("name"))}

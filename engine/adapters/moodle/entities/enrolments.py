@@ -1,0 +1,96 @@
+"""Manual enrolments: always the full state (Moodle resets what a re-enrol omits)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bufsync.adapters.moodle import messages
+from bufsync.adapters.moodle.client import MoodleClient
+from bufsync.adapters.moodle.entities import outcome
+from bufsync.mapping.model import Correlation, Mapping
+from bufsync.reconcile.adapter import Existing, Outcome
+from bufsync.reconcile.records import Desired
+
+# Moodle's standard role ids; a site with other ids sets moodle.roles in the config
+DEFAULT_ROLES = {"manager": 1, "coursecreator": 2, "editingteacher": 3, "teacher": 4, "student": 5}
+
+
+class EnrolmentAdapter:
+    def __init__(self, client: MoodleClient, mapping: Mapping, settings: Any = None) -> None:
+        self.client = client
+        self.mapping = mapping
+        self.roles = dict(getattr(settings, "roles", None) or DEFAULT_ROLES)
+
+    def _state(self, view: dict[str, Any], active: bool) -> dict[str, Any] | str:
+        role = view.get("role")
+        roleid = self.roles.get(str(role)) if role is not None else None
+        if roleid is None:
+            return messages.with_code(f"Роль «{role}» неизвестна; известны: {', '.join(sorted(self.roles))} "
+                                      "(настройка moodle.roles)", "unknownrole")
+        return {"roleid": roleid, "userid": view["userid"], "courseid": view["courseid"],
+                "timestart": view.get("timestart") or 0, "timeend": view.get("timeend") or 0, "suspend": not active}
+
+    def _view(self, desired: Desired) -> dict[str, Any]:
+        view = dict(desired.payload)
+        view.update({name: desired.resolved.get(name) for name in desired.lookups})
+        return view
+
+    def _enrol(self, states: list[dict[str, Any] | str]) -> list[Outcome]:
+        sendable = [s for s in states if isinstance(s, dict)]
+        results = iter(self.client.enrol(sendable)) if sendable else iter(())
+        out = []
+        for state in states:
+            if isinstance(state, str):
+                out.append(Outcome(False, None, state, "unknownrole"))
+            else:
+                out.append(outcome(next(results)))
+        return out
+
+    def create(self, items: list[Desired]) -> list[Outcome]:
+        return self._enrol([self._state(self._view(d), d.active) for d in items])
+
+    def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]:
+        return self._enrol([self._state(self._view(d), d.active) for d, _ in items])
+
+    def suspend(self, items: list[Existing]) -> list[Outcome]:
+        states: list[dict[str, Any] | str] = []
+        for existing in items:
+            view = existing.applied or {}
+            states.append(self._state(view, False) if view.get("userid") and view.get("courseid")
+                          else "Нет сведений о применённой записи на курс; приостановите её в Moodle (noledger)")
+        return self._enrol(states)
+
+    def delete(self, items: list[Existing]) -> list[Outcome]:
+        pairs = [{"userid": (e.applied or {}).get("userid"), "courseid": (e.applied or {}).get("courseid")}
+                 for e in items]
+        ready = [p for p in pairs if p["userid"] and p["courseid"]]
+        results = iter(self.client.unenrol(ready)) if ready else iter(())
+        return [outcome(next(results)) if p["userid"] and p["courseid"]
+                else Outcome(False, None, "Нет сведений о применённой записи на курс (noledger)", "noledger")
+                for p in pairs]
+
+    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[int]]:
+        return {}  # enrolling is an upsert: nothing to adopt
+
+    def find(self, values: list[Any]) -> dict[Any, int]:
+        return {}
+
+    def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
+        """Per course: who Moodle has enrolled (all / only active) against what was applied."""
+        by_course: dict[int, list[tuple[Desired, dict[str, Any]]]] = {}
+        for desired, _ in items:
+            view = self._view(desired)
+            by_course.setdefault(int(view["courseid"]), []).append((desired, view))
+        out = set()
+        for courseid, group in by_course.items():
+            everyone = {int(u["id"]): {r["shortname"] for r in u.get("roles", [])}
+                        for u in self.client.get_enrolled_users(courseid, userfields="id,roles")}
+            active = {int(u["id"]) for u in self.client.get_enrolled_users(courseid, onlyactive=True,
+                                                                            userfields="id")}
+            for desired, view in group:
+                userid = int(view["userid"])
+                if userid not in everyone or str(view.get("role")) not in everyone[userid]:
+                    out.add(desired.key)
+                elif desired.active != (userid in active):
+                    out.add(desired.key)
+        return out

@@ -1,0 +1,234 @@
+"""`bufsync run`: the mappings in dependency order, under one lock per buffer, recorded in sync_runs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+import sqlalchemy as sa
+
+from bufsync.adapters.moodle.client import MoodleClient
+from bufsync.adapters.moodle.entities import entity_adapters
+from bufsync.adapters.moodle.errors import MoodleError, MoodleUnavailable
+from bufsync.adapters.moodle.rules import PasswordPolicy
+from bufsync.buffer import markers, reader
+from bufsync.config import LoadedSettings
+from bufsync.db import connect_buffer
+from bufsync.dialects import dialect_named
+from bufsync.dialects.base import LockHeld
+from bufsync.errors import EXIT_GUARD, EXIT_REJECTED, EXIT_UNAVAILABLE, BufsyncError, ConfigError
+from bufsync.mapping.loader import MappingSet, load_mappings
+from bufsync.mapping.model import Mapping
+from bufsync.reconcile import plan as p
+from bufsync.reconcile.sync import Context, Options, apply_plan, known_remote_ids, plan_mapping
+from bufsync.report import MappingReport, RunReport
+from bufsync.schema import build_metadata
+from bufsync.state import runs
+from bufsync.state.ledger import Ledger
+
+log = logging.getLogger("bufsync.run")
+LOCK_NAME = "run"
+
+
+class GuardRefused(BufsyncError):
+    exit_code = EXIT_GUARD
+
+
+class RunBusy(BufsyncError):
+    exit_code = EXIT_UNAVAILABLE
+
+
+def select_mappings(mappings: MappingSet, names: list[str]) -> tuple[list[Mapping], dict[str, str]]:
+    """Inbound syncs to Moodle that this version can execute; with names, exactly those."""
+    adapters = entity_adapters()
+    skipped: dict[str, str] = {}
+    chosen = []
+    for mapping in mappings:
+        sync = mapping.sync
+        if sync is None or (names and mapping.name not in names):
+            continue
+        if not sync.inbound or sync.target.system != "moodle":
+            reason = f"{sync.source.system} -> {sync.target.system} flows are run by their own jobs"
+        elif sync.target.entity not in adapters:
+            reason = f"no Moodle adapter for entity '{sync.target.entity}' in this version"
+        else:
+            chosen.append(mapping)
+            continue
+        if names:
+            raise ConfigError(f"mapping '{mapping.name}' cannot be run: {reason}")
+        skipped[mapping.name] = reason
+    unknown = [n for n in names if n not in mappings]
+    if unknown:
+        raise ConfigError(f"unknown mapping(s): {', '.join(unknown)}; known: {', '.join(mappings.order)}")
+    return chosen, skipped
+
+
+def _guard_source(ctx: Context, mapping: Mapping, table: sa.Table, linked: int, rows: int) -> str | None:
+    guards = mapping.sync.guards
+    if guards.refuse_empty and rows == 0 and linked > 0:
+        return (f"{mapping.name}: {table.name} is empty but {linked} records were synced before; an empty table "
+                "must not suspend everyone. Fill the table, or run with --allow-removals "
+                f"{linked} to remove them deliberately (guard refuse_empty)")
+    if guards.require_batch:
+        marker_mapping = ctx.mappings.load_markers()
+        with ctx.engine.connect() as conn:
+            state = markers.latest_ready(conn, marker_mapping, ctx.tables[marker_mapping.table.name],
+                                         guards.require_batch, rows)
+        if not state.ready:
+            return (f"{mapping.name}: {state.reason}; the engine applies only a 'ready' batch whose row count "
+                    "matches (guard require_batch)")
+    return None
+
+
+def _guard_removals(mapping: Mapping, plan: p.MappingPlan, allow: int | None) -> str | None:
+    removals = plan.removals
+    if removals == 0 or plan.linked_before == 0:
+        return None
+    if plan.source_rows == 0 and mapping.sync.guards.refuse_empty and (allow is None or allow < removals):
+        return (f"{mapping.name}: the source is empty and {removals} records would be removed (guard refuse_empty); "
+                f"to proceed deliberately: --allow-removals {removals}")
+    limit = int(mapping.sync.guards.max_remove_ratio * plan.linked_before)
+    if removals > limit and (allow is None or allow < removals):
+        return (f"{mapping.name}: {removals} of {plan.linked_before} linked records would be "
+                f"{mapping.sync.on_missing}ed ({removals / plan.linked_before:.0%}), more than max_remove_ratio "
+                f"{mapping.sync.guards.max_remove_ratio:.0%} ({limit}); if this is intended: --allow-removals {removals}")
+    return None
+
+
+def run(loaded: LoadedSettings, names: list[str], options: Options, progress: Any = None) -> RunReport:
+    started = time.perf_counter()
+    mappings = load_mappings(loaded.mappings_dir)
+    chosen, skipped = select_mappings(mappings, names)
+    metadata = build_metadata(mappings)
+    report = RunReport(dry_run=options.dry_run)
+    moodle = loaded.moodle
+    if not moodle.url or moodle.token is None:
+        raise ConfigError("BUFSYNC_MOODLE_URL and BUFSYNC_MOODLE_TOKEN (moodle.url, moodle.token) must be set to run")
+    with connect_buffer(loaded) as engine:
+        inspector = sa.inspect(engine)
+        missing_tables = [t for t in ("sync_ledger", "sync_runs") if not inspector.has_table(t)]
+        if missing_tables:
+            raise ConfigError(f"the buffer has no {', '.join(missing_tables)} table: run `bufsync db upgrade` first")
+        dialect = dialect_named(engine.dialect.name)
+        try:
+            with dialect.lock(engine, LOCK_NAME):
+                return _locked(loaded, engine, mappings, metadata, chosen, skipped, options, report, started, progress)
+        except LockHeld:
+            raise RunBusy("another bufsync run holds this buffer's lock; it runs one at a time — try again "
+                          "when it has finished") from None
+
+
+def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, metadata: sa.MetaData,
+            chosen: list[Mapping], skipped: dict[str, str], options: Options, report: RunReport,
+            started: float, progress: Any) -> RunReport:
+    runs_table = metadata.tables["sync_runs"]
+    report.run_id = runs.start(engine, runs_table, "sync", asdict(options) | {"mappings": [m.name for m in chosen]},
+                               options.dry_run)
+    moodle = loaded.moodle
+    client = MoodleClient.connect(moodle.url, moodle.token.get_secret_value(), timeout=moodle.timeout,
+                                  verify=moodle.verify_tls, max_input_vars=moodle.max_input_vars,
+                                  password_policy=PasswordPolicy() if moodle.password_policy else None)
+    adapters: dict[str, Any] = {}
+    classes = entity_adapters()
+
+    def adapter_for(mapping: Mapping) -> Any:
+        if mapping.name not in adapters:
+            adapters[mapping.name] = classes[mapping.sync.target.entity](client, mapping, moodle)
+        return adapters[mapping.name]
+
+    ctx = Context(engine, mappings, {t.name: t for t in metadata.tables.values()},
+                  Ledger(metadata.tables["sync_ledger"]), loaded.settings.timezone, adapter_for, options)
+    try:
+        client.site_info()
+        for mapping in mappings.synced():
+            if mapping.sync.inbound:
+                known_remote_ids(ctx, mapping)
+        # guards that need no LMS and no full read: all of them before anything changes
+        for mapping in chosen:
+            table = ctx.tables[mapping.table.name]
+            with engine.connect() as conn:
+                rows = reader.count(conn, table)
+            linked = len(ctx.remote_ids.get(mapping.name, {}))
+            refusal = _guard_source(ctx, mapping, table, linked, rows)
+            if refusal and not (options.allow_removals is not None and options.allow_removals >= linked
+                                and "require_batch" not in refusal):
+                raise GuardRefused(refusal)
+        for mapping in chosen:
+            if progress:
+                progress(f"{mapping.name}: reading {mapping.table.name} and planning")
+            plan, entries = plan_mapping(ctx, mapping)
+            refusal = _guard_removals(mapping, plan, options.allow_removals)
+            if refusal:
+                raise GuardRefused(refusal)
+            mreport = MappingReport(mapping.name, source_rows=plan.source_rows)
+            report.mappings.append(mreport)
+            if options.dry_run:
+                for step in plan.steps:
+                    mreport.add(step.action)
+                    if step.action in p.WRITES:
+                        mreport.planned.append(step.to_dict())
+                        if step.action == p.CREATE:
+                            ctx.remote_ids.setdefault(mapping.name, {})[step.key] = -1  # resolves later lookups
+                    elif step.reason:
+                        mreport.errors.append({"key": step.key, "status": step.action, "reason": step.reason})
+                mreport.add(p.UNCHANGED, plan.unchanged)
+                continue
+            if progress:
+                progress(f"{mapping.name}: applying {plan.writes} changes")
+            apply_plan(ctx, mapping, plan, entries)
+            _summarise(mreport, plan, entries)
+        for name, reason in skipped.items():
+            report.mappings.append(MappingReport(name, note=f"not run: {reason}"))
+        report.outcome = "rejected" if report.rejected else "ok"
+    except GuardRefused as refusal:
+        report.outcome = "refused"
+        report.refused = str(refusal)
+        _close(engine, runs_table, report, client, started)
+        raise
+    except (MoodleUnavailable, MoodleError) as exc:
+        report.outcome = "failed"
+        report.error = f"Moodle: {exc}"
+        _close(engine, runs_table, report, client, started)
+        if isinstance(exc, MoodleError) and not exc.is_access_error:
+            raise
+        raise RunBusy(f"Moodle is unavailable: {exc}; nothing was marked ok that did not happen") from None
+    except BaseException as exc:
+        report.outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        report.error = f"{type(exc).__name__}: {exc}"
+        _close(engine, runs_table, report, client, started)
+        raise
+    _close(engine, runs_table, report, client, started)
+    return report
+
+
+def _summarise(mreport: MappingReport, plan: p.MappingPlan, entries: dict) -> None:
+    for step in plan.steps:
+        entry = entries.get(step.key)
+        failed = entry is not None and entry.state == "error" and step.action in p.WRITES
+        if failed:
+            mreport.add(p.REJECT)
+            mreport.errors.append({"key": step.key, "status": "error", "reason": entry.last_error or ""})
+        elif step.action == "suspend_row":
+            mreport.add(p.SUSPEND)
+        else:
+            mreport.add(step.action)
+            if step.action in (p.SKIP, p.REJECT, p.DISPUTED):
+                mreport.errors.append({"key": step.key, "status": "skipped" if step.action == p.SKIP else "error",
+                                       "reason": step.reason or ""})
+    mreport.add(p.UNCHANGED, plan.unchanged)
+
+
+def _close(engine: sa.Engine, table: sa.Table, report: RunReport, client: MoodleClient, started: float) -> None:
+    report.seconds = time.perf_counter() - started
+    report.moodle_calls = client.transport.stats.calls
+    client.close()
+    try:
+        runs.finish(engine, table, report.run_id, report.outcome, report.counts(), report.refused or report.error)
+    except sa.exc.SQLAlchemyError as exc:  # the report still reaches the user
+        log.error("could not record the run's end in sync_runs: %s", exc)
+
+
+def exit_code(report: RunReport) -> int:
+    return EXIT_REJECTED if report.outcome == "rejected" else 0
