@@ -21,7 +21,7 @@ class MappingSet:
     order: list[str] = field(default_factory=list)
 
     def __iter__(self):
-        return (self.mappings[name] for name in self.order)
+        return (self.mappings[name] for name in (self.order or list(self.mappings)))
 
     def __getitem__(self, name: str) -> Mapping:
         return self.mappings[name]

@@ -192,7 +192,8 @@ def _drift(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[st
         for desired, existing in chunk:
             if desired.key in drifted:
                 plan.unchanged -= 1
-                plan.steps.append(p.Step(p.REPAIR, desired.key, desired, existing))
+                # applied=None: the adapter sends the whole wanted state, not a diff
+                plan.steps.append(p.Step(p.REPAIR, desired.key, desired, Existing(existing.key, existing.remote_id, None)))
     plan.full_check.clear()
 
 
@@ -263,7 +264,8 @@ def _store(ctx: Context, mapping: Mapping, table: sa.Table, builder: RecordBuild
         if outcome.ok:
             remote_id = outcome.remote_id or (step.existing.remote_id if step.existing else None)
             applied = builder.applied_view(step.desired) if step.desired else (previous.applied if previous else None)
-            content_hash = step.desired.content_hash if step.desired else (previous.content_hash if previous else None)
+            # a record suspended or removed because its row vanished must be re-applied when the row returns
+            content_hash = step.desired.content_hash if step.desired else None
             entry = Entry(step.key, remote_id, content_hash, state, None, 0, applied)
             if remote_id is not None and state != REMOVED:
                 remote_cache[step.key] = remote_id

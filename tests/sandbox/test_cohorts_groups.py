@@ -19,9 +19,9 @@ from bufsync.sandbox.moodle.site import Site, SiteConfig
 TOKEN = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0"
 
 
-def call(site: Site, function: str, **fields: Any) -> Any:
+def call(site: Site, function: str, _token: str = TOKEN, **fields: Any) -> Any:
     """One REST call; keyword names use PHP's bracket syntax with '__' for '][' (users__0__username)."""
-    pairs = [("wstoken", TOKEN), ("wsfunction", function), ("moodlewsrestformat", "json")]
+    pairs = [("wstoken", _token), ("wsfunction", function), ("moodlewsrestformat", "json")]
     for name, value in fields.items():
         parts = name.split("__")
         key = parts[0] + "".join(f"[{p}]" for p in parts[1:])

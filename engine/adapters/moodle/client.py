@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bufsync.adapters.moodle import messages
-from bufsync.adapters.moodle.errors import MoodleError, OutcomeUnknown
+from bufsync.adapters.moodle.errors import MoodleError, MoodleUnavailable, OutcomeUnknown
 from bufsync.adapters.moodle.isolation import bisect, chunk_by_fields, field_budget
 from bufsync.adapters.moodle.rules import PasswordPolicy, clean_username, validate_email
 from bufsync.adapters.moodle.transport import Transport
 
 log = logging.getLogger("bufsync.moodle")
+WRITE_ATTEMPTS = 3  # a write whose answer is lost: read back, send what is missing, at most this often
 
 # What bufsync calls; `bufsync check` names the ones the site's service lacks.
 REQUIRED_FUNCTIONS = (
@@ -71,6 +73,17 @@ class MoodleClient:
 
     def call(self, function: str, params: dict[str, Any] | None = None, *, write: bool = False) -> Any:
         return self.transport.call(function, params, write=write)
+
+    def _idempotent(self, function: str, params: dict[str, Any]) -> Any:
+        """A write that states the wanted end state: when its answer is lost, send it again."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return self.call(function, params, write=True)
+            except OutcomeUnknown as unknown:
+                if attempt == WRITE_ATTEMPTS:
+                    raise MoodleUnavailable(f"{unknown}; still no answer after {attempt} attempts") from None
+                time.sleep(self.transport.backoff * attempt)
+        raise AssertionError("unreachable")
 
     # -- site -------------------------------------------------------------------------------
     def site_info(self) -> dict[str, Any]:
@@ -141,24 +154,30 @@ class MoodleClient:
                                   if isinstance(result, MoodleError) else result)
         return [r for r in results if r is not None]
 
-    def _create_users_batch(self, batch: list[dict[str, Any]]) -> list[ItemResult]:
+    def _create_users_batch(self, batch: list[dict[str, Any]], attempt: int = 1) -> list[ItemResult]:
         """One call; a lost answer or a silently truncated batch is resolved by reading back."""
+        later: dict[str, ItemResult] = {}
         try:
             created = self.call("core_user_create_users", {"users": batch}, write=True)
         except OutcomeUnknown as unknown:
             log.warning("%s; reading back %d users by username", unknown, len(batch))
             created = self._read_back_users(batch)
+            lost = [u for u in batch if u["username"] not in {c["username"] for c in created}]
+            if lost:
+                if attempt >= WRITE_ATTEMPTS:
+                    raise MoodleUnavailable(f"{unknown}; still no answer after {attempt} attempts") from None
+                time.sleep(self.transport.backoff * attempt)
+                later = {u["username"]: r for u, r in zip(lost, self._create_users_batch(lost, attempt + 1))}
         ids = {c["username"]: int(c["id"]) for c in created}
-        rest = [u for u in batch if u["username"] not in ids]
-        if rest and not ids:
+        rest = [u for u in batch if u["username"] not in ids and u["username"] not in later]
+        if rest and not ids and not later:
             raise MoodleError("truncated", "truncated", "Moodle created none of the users sent and said nothing",
                               None, "core_user_create_users")
-        again: dict[str, ItemResult] = {}
         if rest:
-            # max_input_vars cut the tail silently (or the lost call never ran): send the rest again
+            # max_input_vars cut the tail silently: send the rest again
             log.warning("Moodle created %d of %d users; sending the other %d again", len(ids), len(batch), len(rest))
-            again = {u["username"]: r for u, r in zip(rest, self.create_users(rest))}
-        return [ItemResult(True, ids[u["username"]]) if u["username"] in ids else again[u["username"]]
+            later.update({u["username"]: r for u, r in zip(rest, self.create_users(rest))})
+        return [ItemResult(True, ids[u["username"]]) if u["username"] in ids else later[u["username"]]
                 for u in batch]
 
     def _read_back_users(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -198,11 +217,8 @@ class MoodleClient:
         return [r for r in results if r is not None]
 
     def _update_users_batch(self, batch: list[dict[str, Any]]) -> list[ItemResult]:
-        try:
-            answer = self.call("core_user_update_users", {"users": batch}, write=True)
-        except OutcomeUnknown:
-            # an update sends the full wanted state: sending it again is harmless
-            answer = self.call("core_user_update_users", {"users": batch}, write=True)
+        # an update sends the wanted values: sending it again is harmless
+        answer = self._idempotent("core_user_update_users", {"users": batch})
         warnings = {int(w["itemid"]): w for w in answer.get("warnings", []) if w.get("itemid") is not None}
         out = []
         for user in batch:
@@ -261,17 +277,16 @@ class MoodleClient:
                                find: Any) -> list[ItemResult]:
         results: list[ItemResult] = []
 
-        def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
+        def send(batch: list[dict[str, Any]], attempt: int = 1) -> list[ItemResult]:
             try:
                 created = self.call(function, {list_name: batch}, write=True)
-            except OutcomeUnknown:
+            except OutcomeUnknown as unknown:
                 found = [find(record) for record in batch]
-                if all(found):
-                    return [ItemResult(True, int(f[0]["id"])) for f in found]
-                created = self.call(function, {list_name: [r for r, f in zip(batch, found) if not f]}, write=True)
-                it = iter(created)
-                return [ItemResult(True, int(f[0]["id"])) if f else ItemResult(True, int(next(it)["id"]))
-                        for f in found]
+                lost = [r for r, f in zip(batch, found) if not f]
+                if lost and attempt >= WRITE_ATTEMPTS:
+                    raise MoodleUnavailable(f"{unknown}; still no answer after {attempt} attempts") from None
+                again = iter(send(lost, attempt + 1)) if lost else iter(())
+                return [ItemResult(True, int(f[0]["id"])) if f else next(again) for f in found]
             if len(created) < len(batch):
                 raise MoodleError("truncated", "truncated", f"{len(created)} of {len(batch)} created")
             return [ItemResult(True, int(c["id"])) for c in created]
@@ -290,10 +305,7 @@ class MoodleClient:
                  "suspend": 1 if e.get("suspend") else 0} for e in enrolments]
 
         def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
-            try:
-                self.call("enrol_manual_enrol_users", {"enrolments": batch}, write=True)
-            except OutcomeUnknown:
-                self.call("enrol_manual_enrol_users", {"enrolments": batch}, write=True)  # idempotent
+            self._idempotent("enrol_manual_enrol_users", {"enrolments": batch})
             return [ItemResult(True) for _ in batch]
 
         return self._isolated(full, "enrolments", send, self._explain_enrol_failure)
@@ -302,10 +314,7 @@ class MoodleClient:
         items = [{"userid": int(e["userid"]), "courseid": int(e["courseid"])} for e in enrolments]
 
         def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
-            try:
-                self.call("enrol_manual_unenrol_users", {"enrolments": batch}, write=True)
-            except OutcomeUnknown:
-                self.call("enrol_manual_unenrol_users", {"enrolments": batch}, write=True)
+            self._idempotent("enrol_manual_unenrol_users", {"enrolments": batch})
             return [ItemResult(True) for _ in batch]
 
         return self._isolated(items, "enrolments", send, lambda item, error: ItemResult.failed(error))

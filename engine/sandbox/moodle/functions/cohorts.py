@@ -45,15 +45,24 @@ CONTEXT_LEVEL_NAMES = {"system": CONTEXT_SYSTEM, "user": CONTEXT_USER, "courseca
 
 # --- PHP / PostgreSQL semantics ------------------------------------------------------------------
 
-_PG_BIGINT = re.compile(r"^\s*[+-]?\d+\s*$")
+_PG_BIGINT = re.compile(r"^[ \t\n\r\f\v]*[+-]?[0-9]+[ \t\n\r\f\v]*$")
+_BIGINT_MAX = 2 ** 63 - 1
 
 
 def pg_bigint(value: Any, sql: str, params: list[Any]) -> int:
-    """A value compared with a bigint column: PostgreSQL rejects anything but an integer literal."""
+    """A value compared with a bigint column: PostgreSQL rejects anything but an in-range integer literal."""
     text = php_str(value)
-    if isinstance(value, int) or _PG_BIGINT.match(text):
-        return int(text)
-    raise dml_read_error(f'ERROR:  invalid input syntax for type bigint: "{text}"', sql, params)
+    if not (isinstance(value, int) or _PG_BIGINT.match(text)):
+        raise dml_read_error(f'ERROR:  invalid input syntax for type bigint: "{text}"', sql, params)
+    number = int(text)
+    if not -_BIGINT_MAX - 1 <= number <= _BIGINT_MAX:
+        raise dml_read_error(f'ERROR:  value "{text.strip()}" is out of range for type bigint', sql, params)
+    return number
+
+
+def php_trim(text: str) -> str:
+    """PHP trim(): only space, tab, newlines, NUL and vertical tab (not every Unicode space)."""
+    return text.strip(" \t\n\r\0\x0b")
 
 
 def dml_read_error(error: str, sql: str, params: list[Any]) -> WsError:
@@ -152,6 +161,58 @@ def context_from_params(site: Site, param: dict[str, Any]) -> tuple[int | None, 
     raise invalid_parameter("Missing parameters, please provide either context level with instance id or contextid")
 
 
+# Capabilities the cohort, group, grade and completion functions check: the name a
+# required_capability_exception shows and the archetypes that have it by default (db/access.php).
+CAPABILITIES: dict[str, tuple[str, frozenset[str]]] = {
+    "moodle/cohort:manage": ("Manage cohorts", frozenset({"manager"})),
+    "moodle/cohort:view": ("View site cohorts", frozenset({"manager", "editingteacher"})),
+    "moodle/cohort:assign": ("Add and remove cohort members", frozenset({"manager"})),
+    "moodle/course:managegroups": ("Manage groups", frozenset({"manager", "editingteacher"})),
+    "gradereport/user:view": ("View your own grade report",
+                              frozenset({"student", "teacher", "editingteacher", "manager"})),
+    "moodle/grade:viewall": ("View grades of other users", frozenset({"teacher", "editingteacher", "manager"})),
+    "moodle/grade:view": ("View own grades", frozenset({"student"})),
+    "moodle/grade:viewhidden": ("View hidden grades for owner", frozenset({"teacher", "editingteacher", "manager"})),
+    "report/completion:view": ("View course completion report", frozenset({"teacher", "editingteacher", "manager"})),
+    "report/progress:view": ("View activity completion reports", frozenset({"teacher", "editingteacher", "manager"})),
+}
+
+
+def context_has_capability(site: Site, capability: str, context: Any, userid: int | None = None) -> bool:
+    """has_capability() with the default role definitions; the enrol module's model of roles and admins."""
+    from bufsync.sandbox.moodle.functions import enrol
+    userid = getattr(site, "userid", 2) if userid is None else userid
+    if capability in enrol.CAPABILITIES:
+        return enrol.has_capability(site, capability, context, userid)
+    if enrol.is_siteadmin(userid):
+        return True
+    archetypes = enrol._user_role_archetypes(site, userid, context)  # noqa: SLF001 (the shared role model)
+    return bool(archetypes & CAPABILITIES[capability][1])
+
+
+def require_context_capability(site: Site, capability: str, context: Any) -> None:
+    if not context_has_capability(site, capability, context):
+        name = CAPABILITIES[capability][0] if capability in CAPABILITIES else capability
+        raise WsError("core\\exception\\required_capability_exception", "nopermissions",
+                      f"Sorry, but you do not currently have permissions to do that ({name}).")
+
+
+def require_any_capability(site: Site, capabilities: tuple[str, ...], contextid: int, reported: str) -> None:
+    """has_any_capability() or required_capability_exception naming `reported`, as the cohort functions do."""
+    context = context_object(site, contextid)
+    if not any(context_has_capability(site, cap, context) for cap in capabilities):
+        require_context_capability(site, reported, context)
+
+
+def context_object(site: Site, contextid: int) -> Any:
+    """The enrol module's Context for a context id (system when unknown)."""
+    from bufsync.sandbox.moodle.functions import enrol
+    found = context_by_id(site, contextid)
+    if found is None:
+        return enrol.Context(CONTEXT_SYSTEM, 0, SYSCONTEXTID)
+    return enrol.Context(found[0], found[1], contextid)
+
+
 def get_user_must_exist(site: Site, userid: int, active: bool = True) -> Any:
     """$DB->get_record('user', [id, deleted => 0, mnethostid], '*', MUST_EXIST), as group/cohort calls do."""
     row = site.store.one("SELECT * FROM user WHERE id = ? AND deleted = 0", (userid,)) if active else \
@@ -236,6 +297,7 @@ def create_cohorts(site: Site, params: dict[str, Any]) -> list[dict[str, Any]]:
         contextid = _category_context(site, cohort["categorytype"], "category not exists: category {kind} = {value}")
         if site.store.one("SELECT id FROM cohort WHERE idnumber = ?", (cohort["idnumber"],)):
             raise invalid_parameter("record already exists: idnumber=" + php_str(cohort["idnumber"]))
+        require_context_capability(site, "moodle/cohort:manage", context_object(site, contextid))
         fmt = validate_format(cohort["descriptionformat"])
         now = site.now()
         theme = cohort.get("theme") if site_allows_cohort_themes(site) else ""
@@ -252,7 +314,8 @@ def create_cohorts(site: Site, params: dict[str, Any]) -> list[dict[str, Any]]:
 @ws_function("core_cohort_delete_cohorts", {"cohortids": Multiple(Value("int"))})
 def delete_cohorts(site: Site, params: dict[str, Any]) -> None:
     for cohortid in params["cohortids"]:
-        _cohort_must_exist(site, cohortid)
+        cohort = _cohort_must_exist(site, cohortid)
+        require_context_capability(site, "moodle/cohort:manage", context_object(site, cohort["contextid"]))
         site.store.x("DELETE FROM cohort_members WHERE cohortid = ?", (cohortid,))
         site.store.x("DELETE FROM cohort WHERE id = ?", (cohortid,))
     return None
@@ -275,6 +338,9 @@ def get_cohorts(site: Site, params: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         marks = ",".join("?" for _ in params["cohortids"])
         rows = site.store.q(f"SELECT * FROM cohort WHERE id IN ({marks}) ORDER BY heap, id", params["cohortids"])
+    for row in rows:
+        require_any_capability(site, ("moodle/cohort:manage", "moodle/cohort:view"), row["contextid"],
+                               "moodle/cohort:view")
     return [_cohort_out(site, row, True) for row in rows]
 
 
@@ -292,7 +358,8 @@ def _ordered(rows: list[Any]) -> list[Any]:
 
 @ws_function("core_cohort_search_cohorts", {
     "query": Value("raw"),
-    "context": Single({"contextid": Value("int", VALUE_DEFAULT, 0), "contextlevel": Value("alphanum", VALUE_DEFAULT, ""),
+    "context": Single({"contextid": Value("int", VALUE_DEFAULT, 0),
+                       "contextlevel": Value("alphanum", VALUE_DEFAULT, ""),
                        "instanceid": Value("int", VALUE_DEFAULT, 0)}),
     "includes": Value("alpha", VALUE_DEFAULT, "parents"),
     "limitfrom": Value("int", VALUE_DEFAULT, 0),
@@ -302,6 +369,7 @@ def search_cohorts(site: Site, params: dict[str, Any]) -> dict[str, Any]:
     """includes self|parents|all. limitfrom is a page number here (Moodle passes it as $page)."""
     contextid, level, instanceid = context_from_params(site, params["context"])
     require_context(contextid)
+    require_any_capability(site, ("moodle/cohort:manage", "moodle/cohort:view"), contextid, "moodle/cohort:view")
     query, includes = params["query"], params["includes"]
     page, perpage = params["limitfrom"], params["limitnum"]
 
@@ -337,13 +405,16 @@ def search_cohorts(site: Site, params: dict[str, Any]) -> dict[str, Any]:
 def update_cohorts(site: Site, params: dict[str, Any]) -> None:
     """All or nothing. Note Moodle does not check the new idnumber for duplicates here."""
     for cohort in params["cohorts"]:
-        if cohort["name"].strip() == "":
+        if php_trim(cohort["name"]) == "":
             raise invalid_parameter("Invalid cohort name")
         old = site.store.one("SELECT * FROM cohort WHERE id = ?", (cohort["id"],))
         if old is None:
             raise missing_record("invalidrecord", "Can't find data record in database table cohort.", "cohort",
                                  "id = ?", [cohort["id"]])
+        require_context_capability(site, "moodle/cohort:manage", context_object(site, old["contextid"]))
         contextid = _category_context(site, cohort["categorytype"], "category not exists: category={value}")
+        if contextid != old["contextid"]:
+            require_context_capability(site, "moodle/cohort:manage", context_object(site, contextid))
         changes: dict[str, Any] = {"contextid": contextid, "name": cohort["name"], "idnumber": cohort["idnumber"],
                                    "timemodified": site.now()}
         changes["descriptionformat"] = cohort["descriptionformat"]
@@ -365,7 +436,8 @@ _TYPE_PAIR = Single({"type": Value("alphanumext"), "value": Value("raw")})
 
 @ws_function("core_cohort_add_cohort_members", {"members": Multiple(Single({
     "cohorttype": _TYPE_PAIR, "usertype": _TYPE_PAIR}))},
-    returns=Single({"warnings": Multiple(Single({k: Value("raw") for k in ("item", "itemid", "warningcode", "message")}))}))
+    returns=Single({"warnings": Multiple(Single({k: Value("raw")
+                                                for k in ("item", "itemid", "warningcode", "message")}))}))
 def add_cohort_members(site: Site, params: dict[str, Any]) -> dict[str, Any]:
     """Bad members become warnings: '1' unsupported type, '2' not found, '3' already a member."""
     warnings = []
@@ -399,10 +471,14 @@ def add_cohort_members(site: Site, params: dict[str, Any]) -> dict[str, Any]:
         if user is None:
             warnings.append({"warningcode": "2", "message": f"user {utype}={php_str(uvalue)} not exists"})
             continue
-        if site.store.one("SELECT id FROM cohort_members WHERE cohortid = ? AND userid = ?", (cohort["id"], user["id"])):
+        if site.store.one("SELECT id FROM cohort_members WHERE cohortid = ? AND userid = ?",
+                          (cohort["id"], user["id"])):
             warnings.append({"warningcode": "3", "message": f"record already exists: cohort({ctype}={php_str(cvalue)} "
                                                             f"{utype}={php_str(uvalue)})"})
             continue
+        contextid = _cohort_must_exist(site, cohort["id"])["contextid"]
+        require_any_capability(site, ("moodle/cohort:manage", "moodle/cohort:assign"), contextid,
+                               "moodle/cohort:assign")
         add_member(site, cohort["id"], user["id"])
     return {"warnings": warnings}
 
@@ -422,6 +498,8 @@ def delete_cohort_members(site: Site, params: dict[str, Any]) -> None:
     for member in params["members"]:
         cohort = _cohort_must_exist(site, member["cohortid"])
         user = get_user_must_exist(site, member["userid"])
+        require_any_capability(site, ("moodle/cohort:manage", "moodle/cohort:assign"), cohort["contextid"],
+                               "moodle/cohort:assign")
         site.store.x("DELETE FROM cohort_members WHERE cohortid = ? AND userid = ?", (cohort["id"], user["id"]))
     return None
 
@@ -432,6 +510,8 @@ def get_cohort_members(site: Site, params: dict[str, Any]) -> list[dict[str, Any
     out = []
     for cohortid in params["cohortids"]:
         cohort = _cohort_must_exist(site, cohortid)
+        require_any_capability(site, ("moodle/cohort:manage", "moodle/cohort:view"), cohort["contextid"],
+                               "moodle/cohort:view")
         out.append({"cohortid": cohortid, "userids": cohort_member_ids(site, cohort["id"])})
     return out
 

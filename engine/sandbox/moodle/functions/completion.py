@@ -15,7 +15,7 @@ from typing import Any
 from bufsync.sandbox.moodle.errors import WsError, moodle_exception
 from bufsync.sandbox.moodle.functions.cohorts import CONTEXT_COURSE
 from bufsync.sandbox.moodle.functions.grades import (
-    course_item, get_course, get_user_record, has_capability, number_format, require_capability)
+    course_item, get_course, get_user_record, has_capability, number_format, regrade, require_capability)
 from bufsync.sandbox.moodle.params import Multiple, Single, Value
 from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
 from bufsync.sandbox.moodle.store import schema
@@ -77,8 +77,8 @@ def criteria(site: Site, courseid: int) -> list[Any]:
 def aggregation_method(site: Site, courseid: int, criteriatype: int | None = None) -> int:
     """completion_info::get_aggregation_method(): ALL unless a row says otherwise."""
     if criteriatype is None:
-        row = site.store.one("SELECT method FROM course_completion_aggr_methd WHERE course = ? AND criteriatype IS NULL",
-                             (courseid,))
+        row = site.store.one("SELECT method FROM course_completion_aggr_methd "
+                             "WHERE course = ? AND criteriatype IS NULL", (courseid,))
     else:
         row = site.store.one("SELECT method FROM course_completion_aggr_methd WHERE course = ? AND criteriatype = ?",
                              (courseid, criteriatype))
@@ -117,14 +117,15 @@ def _role_title(site: Site, roleid: int) -> str:
 
 
 def _timeenrolled(site: Site, courseid: int, userid: int) -> int:
-    """completion_criteria_duration::get_timeenrolled(): the earliest enrolment start (or creation)."""
-    row = site.store.one(
-        "SELECT MIN(CASE WHEN ue.timestart > 0 THEN ue.timestart ELSE ue.timecreated END) AS t FROM user_enrolments ue "
-        "JOIN enrol e ON e.id = ue.enrolid WHERE e.courseid = ? AND ue.userid = ?", (courseid, userid))
-    return int(row["t"] or 0) if row is not None else 0
+    """completion_criteria_duration::get_timeenrolled(): timestart of the user's (first) enrolment, maybe 0."""
+    row = site.store.one("SELECT ue.timestart FROM user_enrolments ue JOIN enrol e ON e.id = ue.enrolid "
+                         "WHERE e.courseid = ? AND ue.userid = ? ORDER BY ue.id", (courseid, userid))
+    return int(row["timestart"] or 0) if row is not None else 0
 
 
 def _course_grade(site: Site, courseid: int, userid: int) -> float | None:
+    """grade_get_course_grade(): regrades first when the course total needs it."""
+    regrade(site, courseid)
     total = course_item(site, courseid)
     row = site.store.one("SELECT finalgrade FROM grade_grades WHERE itemid = ? AND userid = ?", (total["id"], userid))
     return row["finalgrade"] if row is not None else None
@@ -162,11 +163,11 @@ def criteria_row(site: Site, crit: Any, userid: int) -> dict[str, Any]:
                    "requirement": f"{period} days", "status": f"{(site.now() - enrolled) // 86400} days"}
     elif kind == COMPLETION_CRITERIA_TYPE_GRADE:
         title = "Course grade"
-        required = f"{number_format(float(crit['gradepass'] or 0), 2)} required"
+        gradepass = number_format(float(crit["gradepass"] or 0), 2)
         grade = _course_grade(site, courseid, userid)
-        status = f"{number_format(grade, 2) if grade else 'No grade'} ({required})"
-        details = {"type": "Course grade", "criteria": "Required course grade",
-                   "requirement": required, "status": number_format(grade, 2) if grade else "No grade"}
+        status = f"{number_format(grade, 2) if grade else 'No grade'} ({gradepass} required)"
+        details = {"type": "Course grade", "criteria": "Required course grade", "requirement": gradepass,
+                   "status": number_format(grade, 2) if grade is not None else ""}
     else:
         raise WsError("core\\exception\\coding_exception", "codingerror",
                       f"Coding error detected, it must be fixed by a programmer: criteria type {kind} is not "
@@ -482,12 +483,15 @@ def admin_set_activity_tracking(site: Site, cmid: int, completion: int = COMPLET
 # --- read helpers and hooks ------------------------------------------------------------------------------------
 
 def completion_summary(site: Site, courseid: int, userid: int) -> dict[str, Any]:
-    """For tests and sync checks: completed?, when, and each criterion's state."""
+    """For tests and sync checks: completed?, when, and each criterion's completion time."""
     row = course_completion(site, courseid, userid)
+    states = []
+    for crit in criteria(site, courseid):
+        done = _crit_completion(site, courseid, userid, crit["id"])
+        states.append({"id": crit["id"], "type": crit["criteriatype"],
+                       "timecompleted": done["timecompleted"] if done is not None else None})
     return {"completed": bool(row and row["timecompleted"]), "timecompleted": row["timecompleted"] if row else None,
-            "criteria": [{"id": c["id"], "type": c["criteriatype"],
-                          "timecompleted": (_crit_completion(site, courseid, userid, c["id"]) or {"timecompleted": None})
-                          ["timecompleted"]} for c in criteria(site, courseid)]}
+            "criteria": states}
 
 
 @admin_action("completion_summary")

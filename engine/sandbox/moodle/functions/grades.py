@@ -2,8 +2,9 @@
 (gradereport_user_get_grade_items, core_grades_get_gradeitems), as Moodle 4.5 computes them.
 
 Supported: one course category with Moodle's default aggregation (Natural, empty grades
-excluded), value and scale items, per-user weights and ranges, overridden/locked/hidden flags.
-Subcategories, calculated items, outcomes, drop-lowest and extra credit are not emulated.
+excluded), value items (text/none items are listed but not aggregated), per-user weights and
+ranges, overridden/locked/hidden flags. Subcategories, scales, calculated items, outcomes,
+drop-lowest, extra credit and the hidden-grade adjustments shown to students are not emulated.
 
 Like Moodle, grades are regraded lazily: a new or changed item marks itself and the course total
 "needs update"; a grade for an up-to-date item regrades that user at once; otherwise the next
@@ -19,7 +20,8 @@ from typing import Any
 
 from bufsync.sandbox.moodle.errors import WsError, missing_record, moodle_exception
 from bufsync.sandbox.moodle.functions.categories import format_string
-from bufsync.sandbox.moodle.functions.cohorts import CONTEXT_COURSE, CONTEXT_MODULE, user_name_order
+from bufsync.sandbox.moodle.functions.cohorts import (
+    CONTEXT_COURSE, CONTEXT_MODULE, context_has_capability, require_context_capability, user_name_order)
 from bufsync.sandbox.moodle.params import VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value
 from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
 from bufsync.sandbox.moodle.store import schema
@@ -52,7 +54,8 @@ CREATE TABLE IF NOT EXISTS grade_grades (
     informationformat INTEGER NOT NULL DEFAULT 0, timecreated INTEGER, timemodified INTEGER,
     aggregationstatus TEXT NOT NULL DEFAULT 'unknown', aggregationweight REAL,
     UNIQUE (userid, itemid));
-CREATE TABLE IF NOT EXISTS modules (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, visible INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS modules (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, visible INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS course_modules (
     id INTEGER PRIMARY KEY, course INTEGER NOT NULL, module INTEGER NOT NULL, instance INTEGER NOT NULL,
     section INTEGER NOT NULL DEFAULT 0, idnumber TEXT, added INTEGER NOT NULL DEFAULT 0,
@@ -62,33 +65,20 @@ CREATE TABLE IF NOT EXISTS course_modules (
     completiongradeitemnumber INTEGER, deletioninprogress INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS assign (
     id INTEGER PRIMARY KEY, course INTEGER NOT NULL, name TEXT NOT NULL, intro TEXT NOT NULL DEFAULT '',
-    introformat INTEGER NOT NULL DEFAULT 1, grade INTEGER NOT NULL DEFAULT 100, timemodified INTEGER NOT NULL DEFAULT 0);
+    introformat INTEGER NOT NULL DEFAULT 1, grade INTEGER NOT NULL DEFAULT 100,
+    timemodified INTEGER NOT NULL DEFAULT 0);
 """)
 
 GRADE_TYPE_NONE, GRADE_TYPE_VALUE, GRADE_TYPE_SCALE, GRADE_TYPE_TEXT = 0, 1, 2, 3
 GRADE_AGGREGATE_SUM = 13  # "Natural", $CFG->grade_aggregation on a fresh site
-GRADE_DISPLAY_TYPE_DEFAULT, GRADE_DISPLAY_TYPE_REAL, GRADE_DISPLAY_TYPE_PERCENTAGE, GRADE_DISPLAY_TYPE_LETTER = 0, 1, 2, 3
+GRADE_DISPLAY_TYPE_DEFAULT, GRADE_DISPLAY_TYPE_REAL = 0, 1
+GRADE_DISPLAY_TYPE_PERCENTAGE, GRADE_DISPLAY_TYPE_LETTER = 2, 3
 DEFAULT_DECIMALS = 2        # $CFG->grade_decimalpoints
 RANGE_DECIMALS = 0          # $CFG->grade_report_user_rangedecimals
 GRADEBOOK_ROLES = (5,)      # $CFG->gradebookroles = student
 # The default letter boundaries (grade_get_letters with no course or site overrides).
 LETTERS = [(93, "A"), (90, "A-"), (87, "B+"), (83, "B"), (80, "B-"), (77, "C+"), (73, "C"), (70, "C-"), (67, "D+"),
            (60, "D"), (0, "F")]
-# Capabilities the grade functions check, with the archetypes that have them (db/access.php) and the
-# name required_capability_exception shows.
-GRADE_CAPABILITIES: dict[str, tuple[str, frozenset[str]]] = {
-    "gradereport/user:view": ("View your own grade report",
-                              frozenset({"student", "teacher", "editingteacher", "manager"})),
-    "moodle/grade:viewall": ("View grades of other users", frozenset({"teacher", "editingteacher", "manager"})),
-    "moodle/grade:view": ("View own grades", frozenset({"student"})),
-    "moodle/grade:viewhidden": ("View hidden grades for owner", frozenset({"teacher", "editingteacher", "manager"})),
-    "moodle/course:viewsuspendedusers": ("View suspended users",
-                                         frozenset({"teacher", "editingteacher", "manager"})),
-    "report/completion:view": ("View course completion report", frozenset({"teacher", "editingteacher", "manager"})),
-    "report/progress:view": ("View activity completion reports", frozenset({"teacher", "editingteacher", "manager"})),
-}
-
-
 # --- small Moodle helpers ---------------------------------------------------------------------------
 
 def number_format(value: float, decimals: int) -> str:
@@ -105,23 +95,16 @@ def _db_number(value: float | None) -> float | None:
 
 
 def has_capability(site: Site, capability: str, courseid: int, userid: int | None = None) -> bool:
-    """has_capability() in a course context, for the grade/completion capabilities and the enrol module's."""
+    """has_capability() in a course context."""
     from bufsync.sandbox.moodle.functions import enrol
-    userid = site.userid if userid is None else userid
     context = enrol.course_context(site, courseid) or enrol.Context(CONTEXT_COURSE, courseid)
-    if capability in enrol.CAPABILITIES:
-        return enrol.has_capability(site, capability, context, userid)
-    if enrol.is_siteadmin(userid):
-        return True
-    archetypes = enrol._user_role_archetypes(site, userid, context)  # noqa: SLF001 (shared role model)
-    return bool(archetypes & GRADE_CAPABILITIES[capability][1])
+    return context_has_capability(site, capability, context, userid)
 
 
 def require_capability(site: Site, capability: str, courseid: int) -> None:
-    if not has_capability(site, capability, courseid):
-        name = GRADE_CAPABILITIES.get(capability, (capability,))[0]
-        raise WsError("core\\exception\\required_capability_exception", "nopermissions",
-                      f"Sorry, but you do not currently have permissions to do that ({name}).")
+    from bufsync.sandbox.moodle.functions import enrol
+    context = enrol.course_context(site, courseid) or enrol.Context(CONTEXT_COURSE, courseid)
+    require_context_capability(site, capability, context)
 
 
 def get_course(site: Site, courseid: int) -> Any:
@@ -168,7 +151,8 @@ def _bump(site: Site, ids: list[int]) -> None:
         return
     marks = ",".join("?" for _ in ids)
     for row in site.store.q(f"SELECT id FROM grade_items WHERE id IN ({marks}) ORDER BY heap, id", ids):
-        site.store.x("UPDATE grade_items SET heap = ? WHERE id = ?", (site.store.next_id("grade_items_heap"), row["id"]))
+        site.store.x("UPDATE grade_items SET heap = ? WHERE id = ?",
+                     (site.store.next_id("grade_items_heap"), row["id"]))
 
 
 # --- categories and items -------------------------------------------------------------------------
@@ -218,7 +202,8 @@ def force_regrading(site: Site, itemid: int) -> None:
     """grade_item::force_regrading(): the item and the course total need update (both rows rewritten)."""
     item = site.store.one("SELECT courseid FROM grade_items WHERE id = ?", (itemid,))
     ids = [r["id"] for r in site.store.q(
-        "SELECT id FROM grade_items WHERE (itemtype = 'course' OR id = ?) AND courseid = ?", (itemid, item["courseid"]))]
+        "SELECT id FROM grade_items WHERE (itemtype = 'course' OR id = ?) AND courseid = ?",
+        (itemid, item["courseid"]))]
     site.store.x(f"UPDATE grade_items SET needsupdate = 1 WHERE id IN ({','.join('?' * len(ids))})", ids)
     _bump(site, ids)
 
@@ -233,8 +218,9 @@ def _children(site: Site, category: Any) -> list[Any]:
 def report_items(site: Site, courseid: int) -> list[Any]:
     """The grade tree in display order: the category's items by sortorder, the course total last."""
     category = course_category(site, courseid)
-    items = list(site.store.q("SELECT * FROM grade_items WHERE categoryid = ? AND itemtype NOT IN ('course', 'category') "
-                              "AND outcomeid IS NULL ORDER BY sortorder, id", (category["id"],)))
+    items = list(site.store.q("SELECT * FROM grade_items WHERE categoryid = ? "
+                              "AND itemtype NOT IN ('course', 'category') AND outcomeid IS NULL "
+                              "ORDER BY sortorder, id", (category["id"],)))
     return items + [course_item(site, courseid)]
 
 
@@ -309,8 +295,8 @@ def set_raw_grade(site: Site, item: Any, userid: int, rawgrade: float | None | b
     grade = dict(old) if old is not None else {"itemid": item["id"], "userid": userid, "rawgrade": None,
                                                "finalgrade": None, "feedback": None, "feedbackformat": 2,
                                                "overridden": 0, "timecreated": None, "timemodified": None}
-    grade["usermodified"] = usermodified or site.userid
-    grade["rawgrademin"], grade["rawgrademax"], grade["rawscaleid"] = item["grademin"], item["grademax"], item["scaleid"]
+    grade["usermodified"] = usermodified or getattr(site, "userid", 2)  # admin actions run as the admin
+    grade.update(rawgrademin=item["grademin"], rawgrademax=item["grademax"], rawscaleid=item["scaleid"])
     if rawgrade is not False:
         grade["rawgrade"] = _db_number(rawgrade)  # type: ignore[arg-type]
     if feedback == "":
@@ -363,8 +349,8 @@ def set_final_grade(site: Site, item: Any, userid: int, finalgrade: float | None
     grade = dict(old) if old is not None else {"itemid": item["id"], "userid": userid, "rawgrade": None,
                                                "finalgrade": None, "feedback": None, "feedbackformat": 0,
                                                "overridden": 0, "timecreated": None, "timemodified": None}
-    grade["usermodified"] = usermodified or site.userid
-    grade["rawgrademin"], grade["rawgrademax"], grade["rawscaleid"] = item["grademin"], item["grademax"], item["scaleid"]
+    grade["usermodified"] = usermodified or getattr(site, "userid", 2)  # admin actions run as the admin
+    grade.update(rawgrademin=item["grademin"], rawgrademax=item["grademax"], rawscaleid=item["scaleid"])
     overridable = item["itemtype"] in ("mod", "course", "category") or bool(item["calculation"])
     if finalgrade is not False:
         if overridden if overridden is not None else overridable:
@@ -381,7 +367,8 @@ def set_final_grade(site: Site, item: Any, userid: int, finalgrade: float | None
     else:
         gradechanged = old["finalgrade"] != grade["finalgrade"] or old["rawgrademin"] != grade["rawgrademin"] \
             or old["rawgrademax"] != grade["rawgrademax"] or (not old["overridden"] and grade["overridden"])
-        if not gradechanged and old["feedback"] == grade["feedback"] and old["feedbackformat"] == grade["feedbackformat"]:
+        if not gradechanged and old["feedback"] == grade["feedback"] \
+                and old["feedbackformat"] == grade["feedbackformat"]:
             return
         grade["timemodified"] = site.now()
     _save_grade(site, grade, old)
@@ -725,8 +712,9 @@ def graded_user_ids(site: Site, courseid: int) -> list[int]:
             continue
         for ctx in enrol.parent_contexts(site, context):
             marks = ",".join("?" for _ in GRADEBOOK_ROLES)
-            if site.store.one(f"SELECT 1 FROM role_assignments WHERE userid = ? AND contextlevel = ? AND instanceid = ? "
-                              f"AND roleid IN ({marks})", (row["id"], ctx.level, ctx.instanceid, *GRADEBOOK_ROLES)):
+            if site.store.one("SELECT 1 FROM role_assignments WHERE userid = ? AND contextlevel = ? "
+                              f"AND instanceid = ? AND roleid IN ({marks})",
+                              (row["id"], ctx.level, ctx.instanceid, *GRADEBOOK_ROLES)):
                 graded.append(row)
                 break
     return [row["id"] for row in sorted(graded, key=user_name_order)]
@@ -868,8 +856,10 @@ def admin_create_grade_item(site: Site, courseid: int, itemname: str, grademax: 
                             idnumber: str | None = None, gradetype: int = GRADE_TYPE_VALUE, hidden: int = 0,
                             locked: int = 0, gradepass: float = 0, decimals: int | None = None,
                             display: int = 0) -> dict[str, Any]:
-    """A manual grade item in the course category."""
+    """A manual grade item in the course category (gradetype 1 value, 3 text, 0 none; scales are not emulated)."""
     get_course(site, courseid)
+    if gradetype not in (GRADE_TYPE_VALUE, GRADE_TYPE_TEXT, GRADE_TYPE_NONE):
+        raise ValueError("gradetype must be 1 (value), 3 (text) or 0 (none): scales are not emulated")
     itemid = _insert_item(site, {"courseid": courseid, "itemtype": "manual", "itemname": itemname,
                                  "idnumber": idnumber, "grademax": float(grademax), "grademin": float(grademin),
                                  "gradetype": gradetype, "hidden": hidden, "locked": locked,
@@ -973,13 +963,14 @@ def _user_deleted(site: Site, userid: int) -> None:
 
 def _course_deleted(site: Site, courseid: int) -> None:
     """remove_course_contents(): activities (and their completion states) and the whole gradebook go."""
-    for cm in site.store.q("SELECT cm.id, cm.instance, m.name FROM course_modules cm JOIN modules m ON m.id = cm.module "
-                           "WHERE cm.course = ?", (courseid,)):
+    for cm in site.store.q("SELECT cm.id, cm.instance, m.name FROM course_modules cm "
+                           "JOIN modules m ON m.id = cm.module WHERE cm.course = ?", (courseid,)):
         site.store.x("DELETE FROM course_modules_completion WHERE coursemoduleid = ?", (cm["id"],))
         if cm["name"] == "assign":
             site.store.x("DELETE FROM assign WHERE id = ?", (cm["instance"],))
     site.store.x("DELETE FROM course_modules WHERE course = ?", (courseid,))
-    site.store.x("DELETE FROM grade_grades WHERE itemid IN (SELECT id FROM grade_items WHERE courseid = ?)", (courseid,))
+    site.store.x("DELETE FROM grade_grades WHERE itemid IN (SELECT id FROM grade_items WHERE courseid = ?)",
+                 (courseid,))
     site.store.x("DELETE FROM grade_items WHERE courseid = ?", (courseid,))
     site.store.x("DELETE FROM grade_categories WHERE courseid = ?", (courseid,))
 

@@ -12,7 +12,7 @@ from typing import Any
 from bufsync.sandbox.moodle.errors import WsError, _php_export, invalid_parameter, moodle_exception
 from bufsync.sandbox.moodle.functions.categories import FORMAT_HTML, format_string, format_text, validate_format
 from bufsync.sandbox.moodle.functions.cohorts import (
-    CONTEXT_COURSE, context_id, get_user_must_exist, sort_key, user_name_order)
+    CONTEXT_COURSE, context_id, get_user_must_exist, php_trim, require_context_capability, sort_key, user_name_order)
 from bufsync.sandbox.moodle.params import (
     VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, is_numeric, loose_equal)
 from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
@@ -62,13 +62,19 @@ def _group(site: Site, groupid: int, fields: str = "*") -> Any:
 
 
 def require_course_context(site: Site, courseid: int) -> int:
-    """context_course::instance(IGNORE_MISSING) + validate_context, as every group function wraps it."""
-    contextid = context_id(site, CONTEXT_COURSE, courseid)
-    if contextid is None:
+    """context_course::instance(IGNORE_MISSING), validate_context() and moodle/course:managegroups, as every
+    group function does; a context failure is rethrown as errorcoursecontextnotvalid carrying its message."""
+    from bufsync.sandbox.moodle.functions import enrol
+    try:
+        context = enrol.validate_context(site, enrol.course_context(site, courseid))
+    except WsError as exc:
         raise moodle_exception(
             "errorcoursecontextnotvalid",
             f"You cannot execute functions in the course context (course id:{courseid}). "
-            "The context error message was: Invalid parameter value detected")
+            f"The context error message was: {exc.message}") from None
+    require_context_capability(site, "moodle/course:managegroups", context)
+    contextid = context_id(site, CONTEXT_COURSE, courseid)
+    assert contextid is not None
     return contextid
 
 
@@ -99,7 +105,7 @@ def _course_groups(site: Site, courseid: int) -> list[Any]:
     return sorted(rows, key=lambda r: (sort_key(r["name"]), r["id"]))
 
 
-def _out(row: Any, create: bool = False) -> dict[str, Any]:
+def _out(row: Any) -> dict[str, Any]:
     description, fmt = format_text(row["description"], row["descriptionformat"])
     return {"id": row["id"], "courseid": row["courseid"], "name": format_string(row["name"]),
             "description": description, "descriptionformat": fmt, "enrolmentkey": row["enrolmentkey"],
@@ -118,15 +124,15 @@ def create_groups(site: Site, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Same name in the course -> invalidparameter; same idnumber -> idnumbertaken; all or nothing."""
     created = []
     for group in params["groups"]:
-        if group["name"].strip() == "":
+        if php_trim(group["name"]) == "":
             raise invalid_parameter("Invalid group name")
         if site.store.one("SELECT id FROM groups WHERE courseid = ? AND name = ?", (group["courseid"], group["name"])):
             raise invalid_parameter("Group with the same name already exists in the course")
         require_course_context(site, group["courseid"])
         fmt = validate_format(group["descriptionformat"])
         _validate_visibility(group["visibility"])
-        name = group["name"].strip()
-        idnumber = group["idnumber"].strip() if group.get("idnumber") is not None else None
+        name = php_trim(group["name"])
+        idnumber = php_trim(group["idnumber"]) if group.get("idnumber") is not None else None
         if idnumber is not None and _by_idnumber(site, group["courseid"], idnumber):
             raise moodle_exception("idnumbertaken", "This ID number is already in use")
         participation = bool(group["participation"])
@@ -177,7 +183,7 @@ def get_course_groups(site: Site, params: dict[str, Any]) -> list[dict[str, Any]
 def update_groups(site: Site, params: dict[str, Any]) -> None:
     """Visibility/participation cannot change while the group has members; descriptionformat is always written."""
     for group in params["groups"]:
-        if group["name"].strip() == "":
+        if php_trim(group["name"]) == "":
             raise invalid_parameter("Invalid group name")
         current = site.store.one("SELECT * FROM groups WHERE id = ?", (group["id"],))
         if current is None:
@@ -192,7 +198,8 @@ def update_groups(site: Site, params: dict[str, Any]) -> None:
                 visibility = _visibility_int(group["visibility"])
                 _validate_visibility(visibility)
                 if hasmembers and visibility != current["visibility"]:
-                    raise invalid_parameter("The visibility of this group cannot be changed as it currently has members.")
+                    raise invalid_parameter(
+                        "The visibility of this group cannot be changed as it currently has members.")
             else:
                 visibility = current["visibility"]
             changes["visibility"] = visibility
@@ -207,9 +214,9 @@ def update_groups(site: Site, params: dict[str, Any]) -> None:
             changes["description"] = group["description"]
             if group["description"] not in ("", "0"):
                 validate_format(group["descriptionformat"])
-        changes["name"] = group["name"].strip()
+        changes["name"] = php_trim(group["name"])
         if group.get("idnumber") is not None:
-            idnumber = group["idnumber"].strip()
+            idnumber = php_trim(group["idnumber"])
             existing = _by_idnumber(site, current["courseid"], idnumber)
             if existing is not None and existing["id"] != current["id"]:
                 raise moodle_exception("idnumbertaken", "This ID number is already in use")
@@ -310,8 +317,8 @@ def delete_group_members(site: Site, params: dict[str, Any]) -> None:
 
 def remove_user_from_course_groups(site: Site, courseid: int, userid: int) -> None:
     """groups_delete_group_members($courseid, $userid): called when the user's last enrolment goes."""
-    site.store.x("DELETE FROM groups_members WHERE userid = ? AND groupid IN (SELECT id FROM groups WHERE courseid = ?)",
-                 (userid, courseid))
+    site.store.x("DELETE FROM groups_members WHERE userid = ? AND groupid IN "
+                 "(SELECT id FROM groups WHERE courseid = ?)", (userid, courseid))
 
 
 def _user_deleted(site: Site, userid: int) -> None:
