@@ -173,6 +173,9 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
                             ctx.remote_ids.setdefault(mapping.name, {})[step.key] = -1  # resolves later lookups
                     elif step.reason:
                         mreport.errors.append({"key": step.key, "status": step.action, "reason": step.reason})
+                for desired, _ in plan.waiting:
+                    mreport.add(p.CREATE)
+                    mreport.planned.append({"action": "create", "key": desired.key, "after": "its parent"})
                 mreport.add(p.UNCHANGED, plan.unchanged)
                 continue
             if progress:

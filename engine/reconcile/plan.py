@@ -46,6 +46,7 @@ class MappingPlan:
     unchanged: int = 0
     writeback_only: list[Desired] = field(default_factory=list)  # unchanged, but sync_* must be restored
     full_check: list[tuple[Desired, Existing]] = field(default_factory=list)  # --full: compare with the LMS
+    waiting: list[tuple[Desired, Any]] = field(default_factory=list)  # parent in the same table, not yet in the LMS
     refused: str | None = None
 
     @property

@@ -110,6 +110,15 @@ def plan_mapping(ctx: Context, mapping: Mapping) -> tuple[p.MappingPlan, dict[st
             if len(pending) >= CHUNK:
                 flush()
         flush()
+    for desired, entry in plan.waiting:
+        missing = [v for t, (o, v) in desired.lookups.items()
+                   if o == mapping.name and v is not None and desired.resolved.get(t) is None and str(v) not in seen]
+        if missing:
+            status, text = _lookup_reason(ctx, mapping.name, missing[0])
+            plan.steps.append(p.Step(p.SKIP if status == "skipped" else p.REJECT, desired.key, desired, reason=text))
+    plan.waiting = [(d, e) for d, e in plan.waiting if not any(
+        o == mapping.name and v is not None and d.resolved.get(t) is None and str(v) not in seen
+        for t, (o, v) in d.lookups.items())]
     for key, entry in entries.items():
         if key in seen or entry.state not in (LINKED, SUSPENDED) or entry.remote_id is None:
             continue
@@ -128,6 +137,9 @@ def plan_mapping(ctx: Context, mapping: Mapping) -> tuple[p.MappingPlan, dict[st
 def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: RecordBuilder,
                   desired: Desired, entry: Entry | None) -> None:
     for target, (other, value) in desired.lookups.items():
+        if value is not None and desired.resolved.get(target) is None and other == mapping.name:
+            plan.waiting.append((desired, entry))  # its parent may be created in this run: decided later
+            return
         if value is not None and desired.resolved.get(target) is None:
             status, text = _lookup_reason(ctx, other, value)
             plan.steps.append(p.Step(p.SKIP if status == "skipped" else p.REJECT, desired.key, desired,
@@ -229,6 +241,7 @@ def apply_plan(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dic
     run(p.ADOPT, lambda c: adapter.update([(s.desired, s.existing) for s in c]), LINKED, opts.no_update)
     for action in (p.UPDATE, p.REACTIVATE):
         run(action, lambda c: adapter.update([(s.desired, s.existing) for s in c]), LINKED, opts.no_update)
+    _waves(ctx, mapping, plan, entries, builder, run, groups)
     suspends_with_row = [s for s in groups.get(p.SUSPEND, []) if s.desired is not None]
     groups[p.SUSPEND] = [s for s in groups.get(p.SUSPEND, []) if s.desired is None]
     groups["suspend_row"] = suspends_with_row
@@ -240,6 +253,42 @@ def apply_plan(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dic
         run(action, lambda c: [Outcome(False, None, s.reason, action) for s in c], ERROR, False)
     if plan.writeback_only:
         _restore_writeback(ctx, mapping, table, plan.writeback_only, entries)
+
+
+def _waves(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[str, Entry], builder: RecordBuilder,
+           run: Callable[..., None], groups: dict[str, list[p.Step]]) -> None:
+    """Records that point at a parent in the same table (a department's parent), parents first."""
+    waiting = list(plan.waiting)
+    cache = ctx.remote_ids.setdefault(mapping.name, {})
+    while waiting:
+        ready, later = [], []
+        for desired, entry in waiting:
+            for target, (other, value) in desired.lookups.items():
+                if other == mapping.name and value is not None and desired.resolved.get(target) is None:
+                    desired.resolved[target] = cache.get(str(value))
+            if all(desired.resolved.get(t) is not None or v is None for t, (o, v) in desired.lookups.items()):
+                ready.append((desired, entry))
+            else:
+                later.append((desired, entry))
+        if not ready:
+            for desired, _ in later:
+                groups.setdefault(p.REJECT, []).append(p.Step(p.REJECT, desired.key, desired, reason=(
+                    "Вышестоящая запись этой строки не создана в LMS (цикл или ошибка родителя) (parentmissing)")))
+            break
+        wave = p.MappingPlan(mapping.name)
+        for desired, entry in ready:
+            _classify_one(ctx, mapping, wave, builder, desired, entry)
+        _correlate(ctx, mapping, wave)
+        plan.steps.extend(wave.steps)
+        plan.unchanged += wave.unchanged
+        for action in (p.CREATE, p.ADOPT, p.UPDATE):
+            groups[action] = [step for step in wave.steps if step.action == action]
+        run(p.CREATE, lambda c: _create(ctx.adapter_for(mapping), c), LINKED, ctx.options.no_create)
+        for action in (p.ADOPT, p.UPDATE):
+            run(action, lambda c: ctx.adapter_for(mapping).update([(s.desired, s.existing) for s in c]), LINKED,
+                ctx.options.no_update)
+        waiting = later
+    plan.waiting = []
 
 
 def _create(adapter: TargetAdapter, steps: list[p.Step]) -> list[Outcome]:

@@ -255,3 +255,45 @@ def test_rejected_rows_get_reasons_and_exit_1(world: World) -> None:
     assert subs[("P00001", "C1")]["sync_status"] == "skipped"
     assert "Пользователь «P00001» не применён" in subs[("P00001", "C1")]["sync_error"]
     _ = BufsyncError
+
+
+def test_departments_tree_parents_first_and_courses_in_them(world: World) -> None:
+    world.insert("buf_departments", [
+        {"external_id": "D3", "parent_external_id": "D2", "name": "Кафедра ПО", "status": "active"},
+        {"external_id": "D1", "parent_external_id": None, "name": "Университет", "status": "active"},
+        {"external_id": "D2", "parent_external_id": "D1", "name": "Институт ИТ", "status": "active"},
+        {"external_id": "D9", "parent_external_id": "NOPE", "name": "Сирота", "status": "active"},
+    ])
+    world.insert("buf_courses", [{"external_id": "C1", "shortname": "c1", "fullname": "C1",
+                                  "category_external_id": "D3"}])
+    report = world.run("departments", "courses")
+    assert counts(report, "departments")["created"] == 3 and counts(report, "departments")["rejected"] == 1
+    store = world.moodle.site.store
+    cats = {r["idnumber"]: r for r in store.q("SELECT id, idnumber, parent FROM course_categories")}
+    assert cats["D2"]["parent"] == cats["D1"]["id"] and cats["D3"]["parent"] == cats["D2"]["id"]
+    assert store.one("SELECT category FROM course WHERE idnumber = 'C1'")["category"] == cats["D3"]["id"]
+    orphan = {r["external_id"]: r for r in world.rows("buf_departments")}["D9"]
+    assert orphan["sync_status"] == "error" and "NOPE" in orphan["sync_error"]
+    writes = world.writes()
+    world.run("departments", "courses")
+    assert world.writes() == writes
+
+
+def test_custom_profile_fields_from_user_fields(world: World) -> None:
+    world.moodle.site.admin("create_profile_field", {"shortname": "snils", "name": "СНИЛС"})
+    world.moodle.site.admin("create_profile_field", {"shortname": "group", "name": "Группа"})
+    rows = people(2)
+    rows[0]["snils"] = "123-456-789 00"
+    rows[1]["snils"] = None
+    world.insert("buf_users", rows)
+    world.insert("buf_user_fields", [{"user_external_id": "P00001", "field": "group", "value": "ИВТ-21"}])
+    world.run("users")
+    store = world.moodle.site.store
+    data = {(r["idnumber"], r["shortname"]): r["data"] for r in store.q(
+        "SELECT u.idnumber, f.shortname, d.data FROM user_info_data d JOIN user u ON u.id = d.userid "
+        "JOIN user_info_field f ON f.id = d.fieldid")}
+    assert data == {("P00000", "snils"): "123-456-789 00", ("P00001", "group"): "ИВТ-21"}
+    world.update("buf_user_fields", lambda t: t.c.user_external_id == "P00001", value="ИВТ-22")
+    assert counts(world.run("users"), "users")["updated"] == 1
+    assert store.one("SELECT data FROM user_info_data d JOIN user_info_field f ON f.id = d.fieldid "
+                     "WHERE f.shortname = 'group'")["data"] == "ИВТ-22"
