@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -193,6 +194,16 @@ def run_cmd(state: _State, mappings: tuple[str, ...], dry_run: bool, full: bool,
                           allow_removals, progress)
     click.echo(report.to_json() if as_json else report.render())
     sys.exit(exit_code(report))
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), default=Path("."),
+              show_default=True, help="Where the demo's SQLite buffer (bufsync.db) is created.")
+@click.option("--people", default=300, show_default=True, help="How many people 1C sends.")
+def demo(directory: Path, people: int) -> None:
+    """The main job in a minute: a 1C-like buffer, the sandbox Moodle, two syncs and their reports."""
+    setup_logging("text", logging.WARNING)
+    commands.demo(directory, people, click.echo)
 
 
 @cli.command("runs")

@@ -72,3 +72,8 @@ def runs_list(loaded: LoadedSettings, last: int = 20, job: str | None = None) ->
     tables = add_state_tables(sa.MetaData())
     with connect_buffer(loaded) as engine:
         return runs.recent(engine, tables["sync_runs"], last, job)
+
+
+def demo(directory: Path, people: int = 300, echo: Any = print) -> Any:
+    from bufsync.demo import demo as run_demo
+    return run_demo(directory, people, echo)

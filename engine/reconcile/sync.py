@@ -120,8 +120,8 @@ def plan_mapping(ctx: Context, mapping: Mapping) -> tuple[p.MappingPlan, dict[st
         o == mapping.name and v is not None and d.resolved.get(t) is None and str(v) not in seen
         for t, (o, v) in d.lookups.items())]
     for key, entry in entries.items():
-        if key in seen or entry.state not in (LINKED, SUSPENDED) or entry.remote_id is None:
-            continue
+        if key in seen or entry.state not in (LINKED, SUSPENDED) or (entry.remote_id is None and not entry.applied):
+            continue  # (an enrolment has no id of its own: what was applied says which one)
         existing = Existing(key, entry.remote_id, entry.applied)
         on_missing = mapping.sync.on_missing
         if on_missing == "delete":

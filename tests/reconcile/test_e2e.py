@@ -80,6 +80,11 @@ def test_changes_removals_and_reactivation(world: World) -> None:
     enrolment = [e for e in world.enrolments() if e["userid"] == world.moodle.site.store.one(
         "SELECT id FROM user WHERE idnumber = 'P00001'")["id"]][0]
     assert enrolment["status"] == 1 and enrolment["timestart"] > 0
+    # a subscription that disappears is suspended (grades and history stay), not unenrolled
+    world.delete("buf_subscriptions", lambda t: t.c.user_external_id == "P00004")
+    assert counts(world.run("subscriptions"), "subscriptions")["suspended"] == 1
+    userid = world.moodle.site.store.one("SELECT id FROM user WHERE idnumber = 'P00004'")["id"]
+    assert [e["status"] for e in world.enrolments() if e["userid"] == userid] == [1]
 
 
 def test_a_full_reload_with_the_same_content_writes_nothing(world: World) -> None:

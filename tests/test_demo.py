@@ -1,0 +1,32 @@
+"""The README's first command, as a user runs it: `bufsync demo` in an empty directory."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+
+def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("bufsync")
+    started = time.perf_counter()
+    result = subprocess.run([str(exe), "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    seconds = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    assert seconds < 60
+    out = result.stdout
+    assert "Логин «соколова» недопустим" in out
+    assert "Адрес почты «petrov@college» недопустим" in out
+    assert "уже используется другой учётной записью Moodle" in out
+    assert "Курс «IT-AI» не найден" in out
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'bufsync.db'}")
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text("SELECT outcome FROM sync_runs ORDER BY id")).scalars().all()
+        fixed = conn.execute(sa.text("SELECT sync_status FROM buf_users WHERE username = 'sokolova.ai'")).scalar_one()
+        suspended = conn.execute(sa.text("SELECT count(*) FROM sync_ledger WHERE mapping_name = 'subscriptions' "
+                                         "AND state = 'suspended'")).scalar_one()
+    engine.dispose()
+    assert runs == ["rejected", "rejected"]
+    assert fixed == "ok"       # the Cyrillic login, fixed by 1C, went through on the second run
+    assert suspended == 3      # the removed enrolments were suspended
