@@ -101,11 +101,23 @@ def plan_mapping(ctx: Context, mapping: Mapping) -> tuple[p.MappingPlan, dict[st
                 _classify_one(ctx, mapping, plan, builder, desired, entries.get(desired.key))
             pending.clear()
 
+        remote_ids = ctx.remote_ids
+        wb_roles = mapping.table.writeback.columns() if mapping.table.writeback else {}
+        status_col, error_col, id_col = wb_roles.get("status"), wb_roles.get("error"), wb_roles.get("remote_id")
         for row in reader.stream(conn, table, mapping):
             plan.source_rows += 1
+            key, key_values, fingerprint = builder.quick(row, attached, remote_ids)
+            seen.add(key)
+            entry = entries.get(key)
+            if (entry is not None and entry.content_hash == fingerprint and entry.state in (LINKED, SUSPENDED)
+                    and not ctx.options.full):
+                data = row._mapping
+                if (status_col is None or data[status_col] == "ok") and (error_col is None or data[error_col] is None) \
+                        and (id_col is None or data[id_col] == entry.remote_id):
+                    plan.unchanged += 1  # the common case: nothing built, nothing written
+                    continue
             desired = builder.build(row, attached)
             desired.writeback = writeback.current(row, mapping)
-            seen.add(desired.key)
             pending.append(desired)
             if len(pending) >= CHUNK:
                 flush()

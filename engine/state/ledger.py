@@ -36,7 +36,13 @@ class Entry:
     state: str
     last_error: str | None = None
     attempts: int = 0
-    applied: dict[str, Any] | None = None
+    applied_json: str | dict[str, Any] | None = None  # parsed on first use: most entries never need it
+
+    @property
+    def applied(self) -> dict[str, Any] | None:
+        if isinstance(self.applied_json, str):
+            self.applied_json = json.loads(self.applied_json)
+        return self.applied_json  # type: ignore[return-value]
 
 
 class Ledger:
@@ -48,7 +54,7 @@ class Ledger:
         rows = conn.execute(sa.select(t.c.record_key, t.c.remote_id, t.c.content_hash, t.c.state, t.c.last_error,
                                       t.c.attempts, t.c.applied).where(t.c.mapping_name == mapping))
         return {r.record_key: Entry(r.record_key, r.remote_id, r.content_hash, r.state, r.last_error, r.attempts,
-                                    json.loads(r.applied) if r.applied else None) for r in rows}
+                                    r.applied) for r in rows}
 
     def remote_ids(self, conn: Connection, mapping: str, keys: list[str] | None = None) -> dict[str, int]:
         t = self.table
