@@ -20,6 +20,8 @@ def create_buffer_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
+    if parsed.drivername == "postgresql+psycopg2" or parsed.drivername == "postgresql":
+        kwargs["executemany_mode"] = "values_plus_batch"  # batched UPDATEs for ledger and write-back
     engine = sa.create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         @sa.event.listens_for(engine, "connect")

@@ -48,6 +48,7 @@ class RecordBuilder:
             columns.append(self.sync.status.column)
         self.hash_columns = list(dict.fromkeys(columns))
         self.lookup_specs = [(target, spec) for target, spec in self.sync.fields.items() if spec.lookup]
+        self._positions: tuple[list[int], list[int], list[int]] | None = None
         self.fingerprint_salt = repr(sorted((k, v.model_dump_json()) for k, v in self.sync.fields.items())).encode()
 
     def transform(self, value: Any, spec: FieldMap) -> Any:
@@ -89,13 +90,17 @@ class RecordBuilder:
     def quick(self, row: sa.Row, attached: dict[str, dict[tuple[Any, ...], list[tuple[str, Any]]]],
               remote_ids: dict[str, dict[str, int]]) -> tuple[str, tuple[Any, ...], str]:
         """(key, key values, hash) straight from the row: the no-change path builds nothing else."""
-        data = row._mapping
-        key_values = tuple(data[name] for name in self.sync.key)
-        raw = tuple(data[c] for c in self.hash_columns)
-        extra = tuple(tuple(groups.get(key_values, ())) for groups in attached.values())
+        if self._positions is None:
+            names = list(row._fields)
+            self._positions = ([names.index(n) for n in self.sync.key], [names.index(c) for c in self.hash_columns],
+                               [names.index(spec.source) for _, spec in self.lookup_specs])
+        key_pos, hash_pos, lookup_pos = self._positions
+        key_values = tuple(row[i] for i in key_pos)
+        raw = tuple(row[i] for i in hash_pos)
+        extra = tuple(tuple(groups.get(key_values, ())) for groups in attached.values()) if attached else ()
         resolved = []
-        for _, spec in self.lookup_specs:
-            value = data[spec.source]
+        for (_, spec), position in zip(self.lookup_specs, lookup_pos):
+            value = row[position]
             if spec.transform:
                 value = self.transform(value, spec)
             resolved.append(None if value is None else remote_ids.get(spec.lookup, {}).get(str(value)))
@@ -122,7 +127,7 @@ class RecordBuilder:
         correlation = [self.transform(data[rule.source], FieldMap(source=rule.source, transform=rule.transform))
                        for rule in self.sync.correlation]
         raw = (tuple(data[c] for c in self.hash_columns),
-               tuple(tuple(groups.get(key_values, ())) for groups in attached.values()))
+               tuple(tuple(groups.get(key_values, ())) for groups in attached.values()) if attached else ())
         return Desired(record_key(key_values), key_values, payload, lookups, active, correlation=correlation, raw=raw)
 
     def finish(self, desired: Desired) -> Desired:

@@ -7,6 +7,7 @@ batches, in the same transaction as the buffer write-back of those keys.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -17,10 +18,16 @@ from sqlalchemy.engine import Connection
 LINKED, SUSPENDED, REMOVED, ERROR = "linked", "suspended", "removed", "error"
 
 
+_PLAIN = re.compile(r'^[^"\\\x00-\x1f]*$')
+
+
 def record_key(values: tuple[Any, ...]) -> str:
     """One key column: its value; several: a JSON array (readable in plain SQL)."""
     if len(values) == 1:
         return str(values[0])
+    texts = [str(v) for v in values]
+    if None not in values and all(_PLAIN.match(t) for t in texts):
+        return '["' + '", "'.join(texts) + '"]'  # what json.dumps gives, without its cost per row
     return json.dumps([None if v is None else str(v) for v in values], ensure_ascii=False)
 
 
@@ -28,7 +35,7 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     key: str
     remote_id: int | None
