@@ -1,0 +1,51 @@
+"""`bufsync run` and `bufsync runs` as an administrator's cron job runs them: exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from tests.reconcile.conftest import TOKEN, World, people
+
+
+def bufsync(world: World, *args: str, **env: str) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("BUFSYNC_") or k.startswith("BUFSYNC_TEST")}
+    full.update({"BUFSYNC_BUFFER_URL": world.engine.url.render_as_string(hide_password=False),
+                 "BUFSYNC_MOODLE_URL": world.moodle.url, "BUFSYNC_MOODLE_TOKEN": TOKEN})
+    full.update(env)
+    exe = Path(sys.executable).with_name("bufsync")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full, timeout=120)
+
+
+def test_exit_codes_and_outputs(world: World) -> None:
+    rows = people(20)
+    rows[3]["username"] = "Кузнецова"
+    world.insert("buf_users", rows)
+    dry = bufsync(world, "run", "users", "--dry-run")
+    assert dry.returncode == 0 and "DRY RUN — nothing was changed" in dry.stdout
+    result = bufsync(world, "run", "users", "--json")
+    assert result.returncode == 1  # finished with a rejected row
+    report = json.loads(result.stdout)
+    users = report["mappings"][0]
+    assert users["counts"]["created"] == 19 and users["counts"]["rejected"] == 1
+    assert "Логин «кузнецова» недопустим" in users["errors"][0]["reason"]
+    assert TOKEN not in result.stdout + result.stderr
+    world.delete("buf_users", lambda t: t.c.external_id > "P00005")
+    refused = bufsync(world, "run", "users")
+    assert refused.returncode == 3
+    assert "--allow-removals 14" in refused.stderr + refused.stdout
+    down = bufsync(world, "run", "users", BUFSYNC_MOODLE_URL="http://127.0.0.1:9")
+    assert down.returncode == 4 and "Moodle" in down.stderr
+    missing = bufsync(world, "run", "users", BUFSYNC_MOODLE_TOKEN="")
+    assert missing.returncode == 2 and "BUFSYNC_MOODLE_TOKEN" in missing.stderr
+    history = bufsync(world, "runs", "--json")
+    outcomes = [r["outcome"] for r in json.loads(history.stdout)]
+    assert outcomes[:3] == ["failed", "refused", "rejected"]
+    assert bufsync(world, "run", "nosuchmapping").returncode == 2
+    with world.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM sync_runs WHERE dry_run")).scalar_one() == 1

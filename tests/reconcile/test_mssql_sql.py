@@ -1,0 +1,73 @@
+"""Every statement the engine sends, compiled for MS SQL Server (no server here; live tests run
+when BUFSYNC_TEST_MSSQL_URL or Docker is available)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from bufsync.buffer import writeback
+from bufsync.dialects.mssql import GET_APPLOCK, RELEASE_APPLOCK, MssqlDialect
+from bufsync.mapping import load_mappings
+from bufsync.paths import shipped_mappings_dir
+from bufsync.schema import build_metadata
+
+DIALECT = MssqlDialect().sqlalchemy_dialect()
+MAPPINGS = load_mappings(shipped_mappings_dir())
+TABLES = build_metadata(MAPPINGS).tables
+
+
+def compiled(statement) -> str:
+    return str(statement.compile(dialect=DIALECT))
+
+
+def test_stream_orders_by_the_key() -> None:
+    users = TABLES["buf_subscriptions"]
+    text = compiled(sa.select(users).order_by(users.c.user_external_id, users.c.course_external_id, users.c.role))
+    assert "FROM buf_subscriptions ORDER BY buf_subscriptions.user_external_id" in text
+
+
+def test_writeback_updates_only_engine_columns() -> None:
+    mapping = MAPPINGS["users"]
+    table = TABLES["buf_users"]
+    captured = []
+
+    class Conn:
+        def execute(self, statement, params):
+            captured.append((compiled(statement), params))
+
+    writeback.write(Conn(), table, mapping, [writeback.Status(("P1",), "ok", None, 5, None)])
+    text, params = captured[0]
+    assert text.startswith("UPDATE buf_users SET sync_status=:w_status, sync_error=:w_error, "
+                           "synced_at=:w_synced_at, lms_id=:w_remote_id WHERE buf_users.external_id = :k_0")
+    assert params == [{"k_0": "P1", "w_status": "ok", "w_error": None, "w_synced_at": None, "w_remote_id": 5}]
+
+
+def test_ledger_statements() -> None:
+    ledger = TABLES["sync_ledger"]
+    insert = compiled(ledger.insert())
+    assert insert.startswith("INSERT INTO sync_ledger (mapping_name, record_key, remote_id, content_hash, state")
+    update = compiled(ledger.update().where(ledger.c.mapping_name == sa.bindparam("m")).values(
+        state=sa.bindparam("state"), applied_at=sa.case((sa.bindparam("is_applied") == 1, sa.bindparam("now")),
+                                                        else_=ledger.c.applied_at)))
+    assert "CASE WHEN (:is_applied = :param_1) THEN :now ELSE sync_ledger.applied_at END" in update
+
+
+def test_runs_insert_returns_the_identity() -> None:
+    runs = TABLES["sync_runs"]
+    assert "OUTPUT inserted.id" in compiled(runs.insert().values(kind="sync"))
+    assert "id BIGINT NOT NULL IDENTITY" in str(sa.schema.CreateTable(runs).compile(dialect=DIALECT))
+
+
+def test_applock_statements() -> None:
+    get = str(GET_APPLOCK.compile(dialect=DIALECT))
+    assert "EXEC @r = sp_getapplock @Resource = :resource, @LockMode = 'Exclusive', @LockOwner = 'Session', " \
+           "@LockTimeout = 0" in get
+    assert "sp_releaseapplock @Resource = :resource" in str(RELEASE_APPLOCK.compile(dialect=DIALECT))
+
+
+def test_counts_and_markers() -> None:
+    batches = TABLES["buf_batches"]
+    text = compiled(sa.select(batches.c.batch_id, batches.c.status, batches.c.rows_expected).where(
+        batches.c.entity == "users").order_by(batches.c.batch_id.desc()))
+    assert "WHERE buf_batches.entity = :entity_1 ORDER BY buf_batches.batch_id DESC" in text
+    assert "count(*)" in compiled(sa.select(sa.func.count()).select_from(TABLES["buf_users"]))
