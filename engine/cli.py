@@ -187,11 +187,16 @@ def db_revision(state: _State, message: str, empty: bool) -> None:
 def run_cmd(state: _State, mappings: tuple[str, ...], dry_run: bool, full: bool, as_json: bool, no_create: bool,
             no_update: bool, no_delete: bool, allow_removals: int | None) -> None:
     """Synchronise the buffer with Moodle (all runnable mappings, or the ones named)."""
-    import logging
     from bufsync.runner import exit_code
-    progress = None if as_json else (lambda text: logging.getLogger("bufsync.run").info(text))
-    report = commands.run(state.loaded, list(mappings), dry_run, full, no_create, no_update, no_delete,
-                          allow_removals, progress)
+    loaded = state.loaded
+    if sys.stderr.isatty() and not as_json and state.log_format != "json":
+        from rich.console import Console
+        with Console(stderr=True).status("starting") as status:  # a live line on a terminal
+            report = commands.run(loaded, list(mappings), dry_run, full, no_create, no_update, no_delete,
+                                  allow_removals, lambda text: status.update(text))
+    else:  # plain log lines for cron, systemd and pipes
+        report = commands.run(loaded, list(mappings), dry_run, full, no_create, no_update, no_delete,
+                              allow_removals, None if as_json else logging.getLogger("bufsync.run").info)
     click.echo(report.to_json() if as_json else report.render())
     sys.exit(exit_code(report))
 
