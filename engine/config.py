@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import zoneinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, StringConstraints, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -48,6 +48,27 @@ class MoodleSettings(StrictModel):
         return value.rstrip("/")
 
 
+_JOB_NAME = r"^[a-z0-9][a-z0-9_-]{0,99}$"
+
+
+class JobSettings(StrictModel):
+    """One exchange task: what it runs and when."""
+
+    kind: Literal["sync"] = Field("sync", description="sync: bufsync run of the listed mappings")
+    schedule: str = Field(description="every 15 minutes, daily at 02:00, weekdays at 07:30, mon,fri at 18:00")
+    mappings: list[str] = Field(default_factory=list, description="empty: every runnable mapping")
+    full: bool = False
+    time_limit: int = Field(3600, ge=1, description="seconds; an overrunning run is stopped and recorded")
+    allow_removals: int | None = Field(None, ge=0)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from bufsync.scheduler.schedules import parse
+        parse(value)
+        return value
+
+
 class Settings(StrictModel):
     buffer_url: SecretStr | None = Field(
         None, description="SQLAlchemy URL of the buffer database; empty: a SQLite file in the working directory")
@@ -57,6 +78,10 @@ class Settings(StrictModel):
     timezone: str = Field("Europe/Moscow", description="time zone of datetimes written by 1C")
     log_format: Literal["text", "json"] = "text"
     moodle: MoodleSettings = MoodleSettings()
+    jobs: dict[Annotated[str, StringConstraints(pattern=_JOB_NAME)], JobSettings] = Field(default_factory=dict)
+    retention_days: int = Field(90, ge=1, description="sync_runs older than this are deleted by the daemon")
+    heartbeat_seconds: float = Field(10.0, gt=0, description="how often a running job says it is alive")
+    late_after: int = Field(300, ge=0, description="seconds past a due time before `bufsync status` calls a job late")
 
     @field_validator("buffer_url")
     @classmethod

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +21,7 @@ from bufsync.errors import EXIT_GUARD, EXIT_REJECTED, EXIT_UNAVAILABLE, BufsyncE
 from bufsync.mapping.loader import MappingSet, load_mappings
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import plan as p
-from bufsync.reconcile.sync import Context, Options, apply_plan, known_remote_ids, plan_mapping
+from bufsync.reconcile.sync import Context, Interrupted, Options, apply_plan, execute, known_remote_ids, scan
 from bufsync.report import MappingReport, RunReport
 from bufsync.schema import build_metadata
 from bufsync.state import runs
@@ -82,7 +81,7 @@ def _guard_source(ctx: Context, mapping: Mapping, table: sa.Table, linked: int, 
     return None
 
 
-def _guard_removals(mapping: Mapping, plan: p.MappingPlan, allow: int | None) -> str | None:
+def _guard_removals(mapping: Mapping, plan: Any, allow: int | None) -> str | None:
     removals = plan.removals
     if removals == 0 or plan.linked_before == 0:
         return None
@@ -124,8 +123,10 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
             chosen: list[Mapping], skipped: dict[str, str], options: Options, report: RunReport,
             started: float, progress: Any) -> RunReport:
     runs_table = metadata.tables["sync_runs"]
-    report.run_id = runs.start(engine, runs_table, "sync", asdict(options) | {"mappings": [m.name for m in chosen]},
-                               options.dry_run)
+    report.run_id = runs.start(engine, runs_table, "sync", options.record() | {"mappings": [m.name for m in chosen]},
+                               options.dry_run, job=options.job, trigger=options.trigger)
+    if options.on_start is not None:
+        options.on_start(report.run_id)
     moodle = loaded.moodle
     client = MoodleClient.connect(moodle.url, moodle.token.get_secret_value(), timeout=moodle.timeout,
                                   verify=moodle.verify_tls, max_input_vars=moodle.max_input_vars,
@@ -157,31 +158,26 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
                 raise GuardRefused(refusal)
         for mapping in chosen:
             if progress:
-                progress(f"{mapping.name}: reading {mapping.table.name} and planning")
-            plan, entries = plan_mapping(ctx, mapping)
-            refusal = _guard_removals(mapping, plan, options.allow_removals)
+                progress(f"{mapping.name}: reading {mapping.table.name}")
+            found = scan(ctx, mapping)
+            refusal = _guard_removals(mapping, found, options.allow_removals)
             if refusal:
                 raise GuardRefused(refusal)
-            mreport = MappingReport(mapping.name, source_rows=plan.source_rows)
+            mreport = MappingReport(mapping.name, source_rows=found.source_rows)
+            mreport.add(p.UNCHANGED, found.unchanged)
             report.mappings.append(mreport)
-            if options.dry_run:
-                for step in plan.steps:
-                    mreport.add(step.action)
-                    if step.action in p.WRITES:
-                        mreport.planned.append(step.to_dict())
-                        if step.action == p.CREATE:
-                            ctx.remote_ids.setdefault(mapping.name, {})[step.key] = -1  # resolves later lookups
-                    elif step.reason:
-                        mreport.errors.append({"key": step.key, "status": step.action, "reason": step.reason})
-                for desired, _ in plan.waiting:
-                    mreport.add(p.CREATE)
-                    mreport.planned.append({"action": "create", "key": desired.key, "after": "its parent"})
-                mreport.add(p.UNCHANGED, plan.unchanged)
-                continue
-            if progress:
-                progress(f"{mapping.name}: applying {plan.writes} changes")
-            apply_plan(ctx, mapping, plan, entries)
-            _summarise(mreport, plan, entries)
+            if progress and (found.changed or found.missing):
+                progress(f"{mapping.name}: {len(found.changed)} changed rows, {found.removals} removals")
+
+            def on_chunk(chunk: p.MappingPlan, mapping: Mapping = mapping, mreport: MappingReport = mreport,
+                         entries: dict = found.entries) -> None:
+                if options.dry_run:
+                    _dry(ctx, mapping, mreport, chunk)
+                else:
+                    apply_plan(ctx, mapping, chunk, entries)
+                    _summarise(mreport, chunk, entries)
+
+            execute(ctx, mapping, found, on_chunk)
         for name, reason in skipped.items():
             report.mappings.append(MappingReport(name, note=f"not run: {reason}"))
         report.outcome = "rejected" if report.rejected else "ok"
@@ -197,6 +193,11 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
         if isinstance(exc, MoodleError) and not exc.is_access_error:
             raise
         raise RunBusy(f"Moodle is unavailable: {exc}; nothing was marked ok that did not happen") from None
+    except Interrupted as exc:
+        report.outcome = "interrupted"
+        report.error = str(exc)
+        _close(engine, runs_table, report, client, started)
+        return report
     except BaseException as exc:
         report.outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         report.error = f"{type(exc).__name__}: {exc}"
@@ -206,18 +207,42 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
     return report
 
 
+PLANNED_SHOWN = 500  # a dry run lists this many changes per mapping; the counts cover all
+
+
+def _dry(ctx: Context, mapping: Mapping, mreport: MappingReport, chunk: p.MappingPlan) -> None:
+    for step in chunk.steps:
+        mreport.add(step.action)
+        if step.action in p.WRITES:
+            if len(mreport.planned) < PLANNED_SHOWN:
+                mreport.planned.append(step.to_dict())
+            if step.action == p.CREATE:
+                ctx.remote_ids.setdefault(mapping.name, {})[step.key] = -1  # later lookups resolve
+        elif step.reason and len(mreport.errors) < PLANNED_SHOWN:
+            mreport.errors.append({"key": step.key, "status": step.action, "reason": step.reason})
+    for desired, _ in chunk.waiting:
+        mreport.add(p.CREATE)
+        if len(mreport.planned) < PLANNED_SHOWN:
+            mreport.planned.append({"action": "create", "key": desired.key, "after": "its parent"})
+    mreport.add(p.UNCHANGED, chunk.unchanged)
+
+
+ERRORS_KEPT = 1000  # per mapping in the report; every row has its own sync_error in the buffer
+
+
 def _summarise(mreport: MappingReport, plan: p.MappingPlan, entries: dict) -> None:
     for step in plan.steps:
         entry = entries.get(step.key)
         failed = entry is not None and entry.state == "error" and step.action in p.WRITES
         if failed:
             mreport.add(p.REJECT)
-            mreport.errors.append({"key": step.key, "status": "error", "reason": entry.last_error or ""})
+            if len(mreport.errors) < ERRORS_KEPT:
+                mreport.errors.append({"key": step.key, "status": "error", "reason": entry.last_error or ""})
         elif step.action == "suspend_row":
             mreport.add(p.SUSPEND)
         else:
             mreport.add(step.action)
-            if step.action in (p.SKIP, p.REJECT, p.DISPUTED):
+            if step.action in (p.SKIP, p.REJECT, p.DISPUTED) and len(mreport.errors) < ERRORS_KEPT:
                 mreport.errors.append({"key": step.key, "status": "skipped" if step.action == p.SKIP else "error",
                                        "reason": step.reason or ""})
     mreport.add(p.UNCHANGED, plan.unchanged)

@@ -297,6 +297,32 @@ execute sp_addextendedproperty 'MS_Description', N'Движок: когда ст
 execute sp_addextendedproperty 'MS_Description', N'Движок: идентификатор записи в LMS (id в Moodle)', 'schema', dbo, 'table', buf_users, 'column', lms_id;
 GO
 
+CREATE TABLE sync_heartbeat (
+	job NVARCHAR(100) NOT NULL, 
+	state NVARCHAR(16) NOT NULL, 
+	host NVARCHAR(255) NULL, 
+	pid INTEGER NULL, 
+	run_id BIGINT NULL, 
+	started_at DATETIME2 NULL, 
+	last_beat DATETIME2 NULL, 
+	last_due DATETIME2 NULL, 
+	next_run DATETIME2 NULL, 
+	last_error NVARCHAR(2000) NULL, 
+	CONSTRAINT pk_sync_heartbeat PRIMARY KEY (job)
+);
+execute sp_addextendedproperty 'MS_Description', N'Задачи расписания: что выполняется сейчас, когда был сигнал «жив», когда следующий запуск', 'schema', dbo, 'table', sync_heartbeat;
+execute sp_addextendedproperty 'MS_Description', N'Задача расписания', 'schema', dbo, 'table', sync_heartbeat, 'column', job;
+execute sp_addextendedproperty 'MS_Description', N'idle — ждёт, running — выполняется, interrupted/timeout/failed — последний итог', 'schema', dbo, 'table', sync_heartbeat, 'column', state;
+execute sp_addextendedproperty 'MS_Description', N'Сервер, где задача выполняется или выполнялась', 'schema', dbo, 'table', sync_heartbeat, 'column', host;
+execute sp_addextendedproperty 'MS_Description', N'Процесс задачи', 'schema', dbo, 'table', sync_heartbeat, 'column', pid;
+execute sp_addextendedproperty 'MS_Description', N'Текущий или последний прогон (sync_runs.id)', 'schema', dbo, 'table', sync_heartbeat, 'column', run_id;
+execute sp_addextendedproperty 'MS_Description', N'Начало текущего или последнего прогона (UTC)', 'schema', dbo, 'table', sync_heartbeat, 'column', started_at;
+execute sp_addextendedproperty 'MS_Description', N'Последний сигнал «жив» (UTC); отстаёт — процесс завис или убит', 'schema', dbo, 'table', sync_heartbeat, 'column', last_beat;
+execute sp_addextendedproperty 'MS_Description', N'Срок по расписанию, который уже взят в работу (UTC): каждый срок выполняется один раз', 'schema', dbo, 'table', sync_heartbeat, 'column', last_due;
+execute sp_addextendedproperty 'MS_Description', N'Следующий срок по расписанию (UTC)', 'schema', dbo, 'table', sync_heartbeat, 'column', next_run;
+execute sp_addextendedproperty 'MS_Description', N'Ошибка последнего прогона', 'schema', dbo, 'table', sync_heartbeat, 'column', last_error;
+GO
+
 CREATE TABLE sync_ledger (
 	mapping_name NVARCHAR(64) NOT NULL, 
 	record_key NVARCHAR(300) NOT NULL, 
@@ -365,5 +391,5 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0001');
+INSERT INTO sync_schema_version (version_num) VALUES ('0002');
 GO

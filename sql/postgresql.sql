@@ -286,6 +286,31 @@ COMMENT ON COLUMN buf_users.sync_error IS 'Движок: почему строк
 COMMENT ON COLUMN buf_users.synced_at IS 'Движок: когда строка последний раз применена или проверена';
 COMMENT ON COLUMN buf_users.lms_id IS 'Движок: идентификатор записи в LMS (id в Moodle)';
 
+CREATE TABLE sync_heartbeat (
+	job VARCHAR(100) NOT NULL, 
+	state VARCHAR(16) NOT NULL, 
+	host VARCHAR(255), 
+	pid INTEGER, 
+	run_id BIGINT, 
+	started_at TIMESTAMP WITHOUT TIME ZONE, 
+	last_beat TIMESTAMP WITHOUT TIME ZONE, 
+	last_due TIMESTAMP WITHOUT TIME ZONE, 
+	next_run TIMESTAMP WITHOUT TIME ZONE, 
+	last_error VARCHAR(2000), 
+	CONSTRAINT pk_sync_heartbeat PRIMARY KEY (job)
+);
+COMMENT ON TABLE sync_heartbeat IS 'Задачи расписания: что выполняется сейчас, когда был сигнал «жив», когда следующий запуск';
+COMMENT ON COLUMN sync_heartbeat.job IS 'Задача расписания';
+COMMENT ON COLUMN sync_heartbeat.state IS 'idle — ждёт, running — выполняется, interrupted/timeout/failed — последний итог';
+COMMENT ON COLUMN sync_heartbeat.host IS 'Сервер, где задача выполняется или выполнялась';
+COMMENT ON COLUMN sync_heartbeat.pid IS 'Процесс задачи';
+COMMENT ON COLUMN sync_heartbeat.run_id IS 'Текущий или последний прогон (sync_runs.id)';
+COMMENT ON COLUMN sync_heartbeat.started_at IS 'Начало текущего или последнего прогона (UTC)';
+COMMENT ON COLUMN sync_heartbeat.last_beat IS 'Последний сигнал «жив» (UTC); отстаёт — процесс завис или убит';
+COMMENT ON COLUMN sync_heartbeat.last_due IS 'Срок по расписанию, который уже взят в работу (UTC): каждый срок выполняется один раз';
+COMMENT ON COLUMN sync_heartbeat.next_run IS 'Следующий срок по расписанию (UTC)';
+COMMENT ON COLUMN sync_heartbeat.last_error IS 'Ошибка последнего прогона';
+
 CREATE TABLE sync_ledger (
 	mapping_name VARCHAR(64) NOT NULL, 
 	record_key VARCHAR(300) NOT NULL, 
@@ -352,4 +377,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0001');
+INSERT INTO sync_schema_version (version_num) VALUES ('0002');

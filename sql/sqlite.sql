@@ -286,6 +286,31 @@ CREATE TABLE buf_users (
 );
 CREATE INDEX ix_buf_users_sync_status ON buf_users (sync_status);
 
+-- sync_heartbeat: Задачи расписания: что выполняется сейчас, когда был сигнал «жив», когда следующий запуск
+--   job         Задача расписания
+--   state       idle — ждёт, running — выполняется, interrupted/timeout/failed — последний итог
+--   host        Сервер, где задача выполняется или выполнялась
+--   pid         Процесс задачи
+--   run_id      Текущий или последний прогон (sync_runs.id)
+--   started_at  Начало текущего или последнего прогона (UTC)
+--   last_beat   Последний сигнал «жив» (UTC); отстаёт — процесс завис или убит
+--   last_due    Срок по расписанию, который уже взят в работу (UTC): каждый срок выполняется один раз
+--   next_run    Следующий срок по расписанию (UTC)
+--   last_error  Ошибка последнего прогона
+CREATE TABLE sync_heartbeat (
+	job VARCHAR(100) NOT NULL, 
+	state VARCHAR(16) NOT NULL, 
+	host VARCHAR(255), 
+	pid INTEGER, 
+	run_id BIGINT, 
+	started_at DATETIME, 
+	last_beat DATETIME, 
+	last_due DATETIME, 
+	next_run DATETIME, 
+	last_error VARCHAR(2000), 
+	CONSTRAINT pk_sync_heartbeat PRIMARY KEY (job)
+);
+
 -- sync_ledger: Журнал движка: что применено в LMS по каждому ключу каждого маппинга
 --   mapping_name  Имя маппинга (файл в mappings/)
 --   record_key    Ключ строки буфера (значения ключевых столбцов)
@@ -352,4 +377,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0001');
+INSERT INTO sync_schema_version (version_num) VALUES ('0002');

@@ -87,13 +87,21 @@ class RecordBuilder:
         blob = repr((raw, extra, resolved)).encode("utf-8", "surrogatepass")
         return hashlib.blake2b(blob, digest_size=16, key=self.fingerprint_salt[:64]).hexdigest()
 
+    def key_of(self, row: sa.Row) -> str:
+        if self._positions is None:
+            self._locate(row)
+        return record_key(tuple(row[i] for i in self._positions[0]))
+
+    def _locate(self, row: sa.Row) -> None:
+        names = list(row._fields)
+        self._positions = ([names.index(n) for n in self.sync.key], [names.index(c) for c in self.hash_columns],
+                           [names.index(spec.source) for _, spec in self.lookup_specs])
+
     def quick(self, row: sa.Row, attached: dict[str, dict[tuple[Any, ...], list[tuple[str, Any]]]],
               remote_ids: dict[str, dict[str, int]]) -> tuple[str, tuple[Any, ...], str]:
         """(key, key values, hash) straight from the row: the no-change path builds nothing else."""
         if self._positions is None:
-            names = list(row._fields)
-            self._positions = ([names.index(n) for n in self.sync.key], [names.index(c) for c in self.hash_columns],
-                               [names.index(spec.source) for _, spec in self.lookup_specs])
+            self._locate(row)
         key_pos, hash_pos, lookup_pos = self._positions
         key_values = tuple(row[i] for i in key_pos)
         raw = tuple(row[i] for i in hash_pos)

@@ -22,6 +22,10 @@ log = logging.getLogger("bufsync.reconcile")
 CHUNK = 1000
 
 
+class Interrupted(Exception):
+    """A stop was asked for (SIGTERM): the batch in hand was finished and recorded."""
+
+
 @dataclass
 class Options:
     dry_run: bool = False
@@ -30,6 +34,13 @@ class Options:
     no_update: bool = False
     no_delete: bool = False
     allow_removals: int | None = None
+    job: str | None = None
+    trigger: str = "manual"
+    stop: Any = field(default=None, repr=False, compare=False)  # a threading.Event, set to stop between batches
+    on_start: Any = field(default=None, repr=False, compare=False)  # called with the run id once recorded
+
+    def record(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("stop", "on_start")}
 
 
 @dataclass
@@ -84,66 +95,116 @@ def _resolve(ctx: Context, mapping: Mapping, batch: list[Desired]) -> None:
                 desired.resolved[target] = ctx.remote_ids.get(other, {}).get(str(value))
 
 
-def plan_mapping(ctx: Context, mapping: Mapping) -> tuple[p.MappingPlan, dict[str, Entry]]:
+@dataclass
+class Scan:
+    """Pass one over the buffer: which keys changed, which vanished. Nothing is built for the rest."""
+
+    entries: dict[str, Entry]
+    seen: set[str] = field(default_factory=set)
+    changed: set[str] = field(default_factory=set)
+    source_rows: int = 0
+    unchanged: int = 0
+    linked_before: int = 0
+    missing: list[p.Step] = field(default_factory=list)
+
+    @property
+    def removals(self) -> int:
+        return len(self.missing)
+
+
+def scan(ctx: Context, mapping: Mapping) -> Scan:
     table = ctx.tables[mapping.table.name]
     builder = RecordBuilder(mapping, ctx.timezone)
-    plan = p.MappingPlan(mapping.name)
     with ctx.engine.connect() as conn:
-        entries = ctx.ledger.load(conn, mapping.name)
+        result = Scan(ctx.ledger.load(conn, mapping.name))
         attached = reader.attached(conn, ctx.mappings, ctx.tables, mapping)
-        plan.linked_before = sum(1 for e in entries.values() if e.state in (LINKED, SUSPENDED))
-        seen: set[str] = set()
-        pending: list[Desired] = []
-
-        def flush() -> None:
-            _resolve(ctx, mapping, pending)
-            for desired in pending:
-                _classify_one(ctx, mapping, plan, builder, desired, entries.get(desired.key))
-            pending.clear()
-
-        remote_ids = ctx.remote_ids
+        entries = result.entries
+        result.linked_before = sum(1 for e in entries.values() if e.state in (LINKED, SUSPENDED))
         wb_roles = mapping.table.writeback.columns() if mapping.table.writeback else {}
         status_col, error_col, id_col = wb_roles.get("status"), wb_roles.get("error"), wb_roles.get("remote_id")
+        full = ctx.options.full
         for row in reader.stream(conn, table, mapping):
-            plan.source_rows += 1
-            key, key_values, fingerprint = builder.quick(row, attached, remote_ids)
-            seen.add(key)
+            result.source_rows += 1
+            key, _, fingerprint = builder.quick(row, attached, ctx.remote_ids)
+            result.seen.add(key)
             entry = entries.get(key)
-            if (entry is not None and entry.content_hash == fingerprint and entry.state in (LINKED, SUSPENDED)
-                    and not ctx.options.full):
+            if entry is not None and entry.content_hash == fingerprint and not full:
                 data = row._mapping
-                if (status_col is None or data[status_col] == "ok") and (error_col is None or data[error_col] is None) \
-                        and (id_col is None or data[id_col] == entry.remote_id):
-                    plan.unchanged += 1  # the common case: nothing built, nothing written
+                if entry.state in (LINKED, SUSPENDED):
+                    if (status_col is None or data[status_col] == "ok") and (
+                            error_col is None or data[error_col] is None) and (
+                            id_col is None or data[id_col] == entry.remote_id):
+                        result.unchanged += 1  # the common case: nothing built, nothing written
+                        continue
+                elif entry.state == ERROR and (status_col is None or data[status_col] in ("error", "skipped")) and (
+                        error_col is None or data[error_col] == entry.last_error):
+                    result.unchanged += 1  # failed before and nothing changed since: not retried (--full does)
                     continue
-            desired = builder.build(row, attached)
-            desired.writeback = writeback.current(row, mapping)
-            pending.append(desired)
-            if len(pending) >= CHUNK:
-                flush()
-        flush()
-    for desired, entry in plan.waiting:
-        missing = [v for t, (o, v) in desired.lookups.items()
-                   if o == mapping.name and v is not None and desired.resolved.get(t) is None and str(v) not in seen]
-        if missing:
-            status, text = _lookup_reason(ctx, mapping.name, missing[0])
-            plan.steps.append(p.Step(p.SKIP if status == "skipped" else p.REJECT, desired.key, desired, reason=text))
-    plan.waiting = [(d, e) for d, e in plan.waiting if not any(
-        o == mapping.name and v is not None and d.resolved.get(t) is None and str(v) not in seen
-        for t, (o, v) in d.lookups.items())]
+            result.changed.add(key)
     for key, entry in entries.items():
-        if key in seen or entry.state not in (LINKED, SUSPENDED) or (entry.remote_id is None and not entry.applied):
+        if key in result.seen or entry.state not in (LINKED, SUSPENDED) or (
+                entry.remote_id is None and not entry.applied):
             continue  # (an enrolment has no id of its own: what was applied says which one)
         existing = Existing(key, entry.remote_id, entry.applied)
-        on_missing = mapping.sync.on_missing
-        if on_missing == "delete":
-            plan.steps.append(p.Step(p.DELETE, key, None, existing))
-        elif on_missing == "suspend" and entry.state == LINKED:
-            plan.steps.append(p.Step(p.SUSPEND, key, None, existing))
-    _correlate(ctx, mapping, plan)
-    if ctx.options.full:
-        _drift(ctx, mapping, plan, entries)
-    return plan, entries
+        if mapping.sync.on_missing == "delete":
+            result.missing.append(p.Step(p.DELETE, key, None, existing))
+        elif mapping.sync.on_missing == "suspend" and entry.state == LINKED:
+            result.missing.append(p.Step(p.SUSPEND, key, None, existing))
+    return result
+
+
+def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.MappingPlan], None]) -> None:
+    """Pass two, only over changed keys: plan and hand over CHUNK records at a time, then removals.
+
+    Memory stays flat: a chunk's records are dropped once applied.
+    """
+    if not found.changed and not found.missing:
+        return
+    table = ctx.tables[mapping.table.name]
+    builder = RecordBuilder(mapping, ctx.timezone)
+    entries = found.entries
+    waiting: list[tuple[Desired, Entry | None]] = []
+    if found.changed:
+        with ctx.engine.connect() as conn:
+            attached = reader.attached(conn, ctx.mappings, ctx.tables, mapping)
+            pending: list[Desired] = []
+
+            def flush() -> None:
+                chunk = p.MappingPlan(mapping.name)
+                _resolve(ctx, mapping, pending)
+                for desired in pending:
+                    _classify_one(ctx, mapping, chunk, builder, desired, entries.get(desired.key))
+                pending.clear()
+                waiting.extend(chunk.waiting)
+                chunk.waiting = []
+                _correlate(ctx, mapping, chunk)
+                if ctx.options.full:
+                    _drift(ctx, mapping, chunk, entries)
+                on_chunk(chunk)
+
+            for row in reader.stream(conn, table, mapping):
+                if builder.key_of(row) not in found.changed:
+                    continue
+                desired = builder.build(row, attached)
+                desired.writeback = writeback.current(row, mapping)
+                pending.append(desired)
+                if len(pending) >= CHUNK:
+                    flush()
+            if pending:
+                flush()
+    last = p.MappingPlan(mapping.name)
+    for desired, entry in waiting:
+        missing = [v for t, (o, v) in desired.lookups.items()
+                   if o == mapping.name and v is not None and desired.resolved.get(t) is None
+                   and str(v) not in found.seen]
+        if missing:
+            status, text = _lookup_reason(ctx, mapping.name, missing[0])
+            last.steps.append(p.Step(p.SKIP if status == "skipped" else p.REJECT, desired.key, desired, reason=text))
+        else:
+            last.waiting.append((desired, entry))
+    last.steps.extend(found.missing)
+    if last.steps or last.waiting:
+        on_chunk(last)
 
 
 def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: RecordBuilder,
@@ -237,6 +298,8 @@ def apply_plan(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dic
     def run(action: str, call: Callable[[list[p.Step]], list[Outcome]], state: str, blocked: bool) -> None:
         steps = groups.get(action, [])
         for start in range(0, len(steps), CHUNK):
+            if opts.stop is not None and opts.stop.is_set():
+                raise Interrupted(f"{mapping.name}: stopped on request after the batch in hand")
             chunk = steps[start:start + CHUNK]
             if blocked:
                 outcomes = [Outcome(False, None, None, "blocked") for _ in chunk]

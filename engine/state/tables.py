@@ -58,6 +58,23 @@ def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     )
     sa.Index("ix_sync_runs_started", runs.c.started_at)
     sa.Index("ix_sync_runs_job", runs.c.job, runs.c.started_at)
-    return {"sync_ledger": ledger, "sync_runs": runs}
+    heartbeat = sa.Table(
+        "sync_heartbeat", metadata,
+        sa.Column("job", _t("string(100)"), primary_key=True, comment="Задача расписания"),
+        sa.Column("state", _t("string(16)"), nullable=False,
+                  comment="idle — ждёт, running — выполняется, interrupted/timeout/failed — последний итог"),
+        sa.Column("host", _t("string(255)"), nullable=True, comment="Сервер, где задача выполняется или выполнялась"),
+        sa.Column("pid", sa.Integer(), nullable=True, comment="Процесс задачи"),
+        sa.Column("run_id", sa.BigInteger(), nullable=True, comment="Текущий или последний прогон (sync_runs.id)"),
+        sa.Column("started_at", _t("datetime"), nullable=True, comment="Начало текущего или последнего прогона (UTC)"),
+        sa.Column("last_beat", _t("datetime"), nullable=True,
+                  comment="Последний сигнал «жив» (UTC); отстаёт — процесс завис или убит"),
+        sa.Column("last_due", _t("datetime"), nullable=True,
+                  comment="Срок по расписанию, который уже взят в работу (UTC): каждый срок выполняется один раз"),
+        sa.Column("next_run", _t("datetime"), nullable=True, comment="Следующий срок по расписанию (UTC)"),
+        sa.Column("last_error", _t("string(2000)"), nullable=True, comment="Ошибка последнего прогона"),
+        comment="Задачи расписания: что выполняется сейчас, когда был сигнал «жив», когда следующий запуск",
+    )
+    return {"sync_ledger": ledger, "sync_runs": runs, "sync_heartbeat": heartbeat}
 
 

@@ -1,0 +1,1 @@
+"""Scheduled operation: the job registry, schedules, the daemon, heartbeats and status."""
