@@ -70,7 +70,10 @@ class HttpServer:
     def shutdown(self) -> None:
         async def stop() -> None:
             self._server.close()
-            await self._server.wait_closed()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()  # open keep-alive connections
+            await asyncio.sleep(0)
         if self._thread is not None:
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
