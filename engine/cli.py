@@ -229,7 +229,61 @@ def runs_cmd(state: _State, last: int, job: str | None, as_json: bool) -> None:
                  for k in ("created", "updated", "suspended", "rejected", "skipped")}
         summary = " ".join(f"{k}={v}" for k, v in total.items() if v)
         click.echo(f"{row['id']:>5}  {row['started_at']}  {row['outcome']:<11} {'dry-run ' if row['dry_run'] else ''}"
-                   f"{row['kind']:<6} {summary}  {row['error'] or ''}".rstrip())
+                   f"{row['job'] or '(manual)':<16} {summary}  {row['error'] or ''}".rstrip())
+
+
+@cli.group("jobs", invoke_without_command=True)
+@click.pass_context
+def jobs_group(ctx: click.Context) -> None:
+    """The exchange tasks of the config (`jobs:`): list them, or run one now."""
+    if ctx.invoked_subcommand is None:
+        state = ctx.find_object(_State)
+        for item in commands.status(state.loaded):
+            click.echo(f"{item.job:<20} {item.schedule:<22} state={item.state:<11} "
+                       f"last={item.last_run or '-'} ({item.last_outcome or '-'})  next={item.next_run:%Y-%m-%d %H:%M:%S}Z")
+
+
+@jobs_group.command("run")
+@click.argument("name")
+@click.option("--due", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+              help="The due time this run serves (the daemon passes it; each due time runs once).")
+@click.option("--trigger", type=click.Choice(["manual", "schedule"]), default="manual", show_default=True)
+@pass_state
+def jobs_run(state: _State, name: str, due, trigger: str) -> None:
+    """Run one job now, under its lock (exits at once if it is running elsewhere)."""
+    from datetime import timezone
+    if due is not None and due.tzinfo is None:
+        due = due.replace(tzinfo=timezone.utc)
+    result = commands.job_run(state.loaded, name, due, trigger)
+    click.echo(f"job {result.job}: {result.status}" + (f", run {result.run_id} {result.outcome}" if result.run_id else "")
+               + (f" — {result.detail}" if result.detail else ""))
+    sys.exit(1 if result.outcome == "rejected" else 0)
+
+
+@cli.command()
+@click.option("--tick", default=1.0, show_default=True, help="Seconds between looks at the schedule.")
+@pass_state
+def schedule(state: _State, tick: float) -> None:
+    """The scheduler daemon: run due jobs until SIGTERM (then let running batches finish)."""
+    sys.exit(commands.schedule(state.loaded, state.config_path, tick))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+@pass_state
+def status(state: _State, as_json: bool) -> None:
+    """Each job with its lag and last error; exit 1 when one is late, failing or stale (for monitoring)."""
+    import json
+    items = commands.status(state.loaded)
+    if as_json:
+        click.echo(json.dumps([i.__dict__ for i in items], ensure_ascii=False, indent=2, default=str))
+    else:
+        for i in items:
+            mark = "FAIL" if i.problem else "ok  "
+            click.echo(f"{mark}  {i.job:<20} {i.state:<11} lag={i.lag_seconds}s last={i.last_outcome or '-'} "
+                       f"next={i.next_run:%H:%M:%S}Z" + (f"  {i.problem}" if i.problem else "")
+                       + (f" — {i.last_error}" if i.problem and i.last_error else ""))
+    sys.exit(1 if any(i.problem for i in items) else 0)
 
 
 @cli.command()

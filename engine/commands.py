@@ -58,10 +58,12 @@ def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_in
 
 def run(loaded: LoadedSettings, names: list[str], dry_run: bool = False, full: bool = False,
         no_create: bool = False, no_update: bool = False, no_delete: bool = False,
-        allow_removals: int | None = None, progress: Any = None) -> Any:
+        allow_removals: int | None = None, progress: Any = None, **job: Any) -> Any:
+    """job: job=, trigger=, stop= (an Event), on_start= (called with the run id) for scheduled runs."""
     from bufsync.reconcile.sync import Options
     from bufsync.runner import run as run_sync
-    return run_sync(loaded, names, Options(dry_run, full, no_create, no_update, no_delete, allow_removals), progress)
+    return run_sync(loaded, names, Options(dry_run, full, no_create, no_update, no_delete, allow_removals, **job),
+                    progress)
 
 
 def runs_list(loaded: LoadedSettings, last: int = 20, job: str | None = None) -> list[dict[str, Any]]:
@@ -77,3 +79,18 @@ def runs_list(loaded: LoadedSettings, last: int = 20, job: str | None = None) ->
 def demo(directory: Path, people: int = 300, echo: Any = print) -> Any:
     from bufsync.demo import demo as run_demo
     return run_demo(directory, people, echo)
+
+
+def job_run(loaded: LoadedSettings, name: str, due: Any = None, trigger: str = "manual") -> Any:
+    from bufsync.scheduler.jobs import run_job
+    return run_job(loaded, name, due, trigger)
+
+
+def schedule(loaded: LoadedSettings, config: Path | None, tick: float = 1.0) -> int:
+    from bufsync.scheduler.daemon import serve
+    return serve(loaded, config or loaded.file, tick)
+
+
+def status(loaded: LoadedSettings) -> list[Any]:
+    from bufsync.scheduler.status import collect
+    return collect(loaded)

@@ -36,6 +36,7 @@ class Options:
     allow_removals: int | None = None
     job: str | None = None
     trigger: str = "manual"
+    due: str | None = None  # the scheduled due time this run serves
     stop: Any = field(default=None, repr=False, compare=False)  # a threading.Event, set to stop between batches
     on_start: Any = field(default=None, repr=False, compare=False)  # called with the run id once recorded
 

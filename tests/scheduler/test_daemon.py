@@ -1,0 +1,156 @@
+"""The scheduler with real processes, on PostgreSQL and SQLite: two daemons, SIGTERM, SIGKILL, overrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from bufsync import migrations
+from bufsync.config import load_settings
+from bufsync.mapping import load_mappings
+from bufsync.sandbox.faults import FaultRule
+from bufsync.sandbox.moodle.run import start
+from bufsync.schema import build_metadata
+
+TOKEN = "5c4ed5c4ed5c4ed5c4ed5c4ed5c4ed00"
+
+
+@pytest.fixture
+def site(buffer_url: str, tmp_path: Path):
+    server = start(port=0, token=TOKEN)
+    loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": buffer_url})
+    mappings = load_mappings(loaded.mappings_dir)
+    migrations.upgrade(loaded, mappings)
+    engine = sa.create_engine(buffer_url)
+    tables = build_metadata(mappings).tables
+
+    def people(n: int, start: int = 0) -> None:
+        with engine.begin() as conn:
+            conn.execute(tables["buf_users"].insert(), [
+                {"external_id": f"S{i:05d}", "username": f"s{i:05d}", "email": f"s{i:05d}@x.example",
+                 "last_name": "Петров", "first_name": "Пётр", "status": "active"} for i in range(start, start + n)])
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUFSYNC_") or k.startswith("BUFSYNC_TEST")}
+    env.update({"BUFSYNC_BUFFER_URL": buffer_url, "BUFSYNC_MOODLE_URL": server.url, "BUFSYNC_MOODLE_TOKEN": TOKEN})
+
+    class Site:
+        pass
+
+    s = Site()
+    s.server, s.engine, s.env, s.dir, s.people, s.tables = server, engine, env, tmp_path, people, tables
+
+    def config(text: str) -> Path:
+        path = tmp_path / "bufsync.yaml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def bufsync(*args: str, wait: bool = True, **popen):
+        exe = Path(sys.executable).with_name("bufsync")
+        proc = subprocess.Popen([str(exe), "--config", str(tmp_path / "bufsync.yaml"), *args], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+        if wait:
+            out, err = proc.communicate(timeout=120)
+            proc.stdout_text, proc.stderr_text = out, err
+        return proc
+
+    def runs(job: str) -> list[dict]:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT id, outcome, options, error FROM sync_runs WHERE job = :j ORDER BY id"),
+                                {"j": job}).mappings().all()
+        return [dict(r) | {"options": json.loads(r["options"])} for r in rows]
+
+    s.config, s.bufsync, s.runs = config, bufsync, runs
+    yield s
+    engine.dispose()
+    server.shutdown()
+    server.server_close()
+    server.site.close()
+
+
+def test_two_daemons_run_each_due_time_exactly_once(site) -> None:
+    site.people(3)
+    site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\nheartbeat_seconds: 1\n")
+    daemons = [site.bufsync("schedule", "--tick", "0.2", wait=False) for _ in range(2)]
+    time.sleep(11)
+    for d in daemons:
+        d.send_signal(signal.SIGTERM)
+    for d in daemons:
+        assert d.wait(60) == 0
+    runs = site.runs("users")
+    dues = [r["options"]["due"] for r in runs]
+    assert len(dues) >= 3
+    assert len(set(dues)) == len(dues), dues  # never twice for one due time
+    assert all(r["outcome"] == "ok" for r in runs)
+    assert len(site.server.site.store.q("SELECT id FROM user WHERE id > 2")) == 3
+
+
+def test_sigterm_lets_the_batch_finish_and_the_next_run_completes(site) -> None:
+    site.people(2500)
+    site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=1.0))
+    site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\n")
+    daemon = site.bufsync("schedule", "--tick", "0.2", wait=False)
+    deadline = time.time() + 30
+    while time.time() < deadline and not site.runs("users"):
+        time.sleep(0.2)
+    time.sleep(1.5)  # inside the first batches
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(60) == 0
+    first = site.runs("users")[-1]
+    assert first["outcome"] == "interrupted", first
+    created = len(site.server.site.store.q("SELECT id FROM user WHERE id > 2"))
+    assert 0 < created < 2500
+    site.server.faults.clear()
+    done = site.bufsync("jobs", "run", "users")
+    assert "run" in done.stdout_text and done.returncode == 0, done.stderr_text
+    users = site.server.site.store.q("SELECT username FROM user WHERE id > 2")
+    assert len(users) == 2500 and len({u["username"] for u in users}) == 2500
+
+
+def test_sigkill_of_a_holder_frees_the_lock(site) -> None:
+    site.people(1500)
+    site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=3.0))
+    site.config("jobs:\n  users:\n    schedule: daily at 03:00\n    mappings: [users]\n")
+    holder = site.bufsync("jobs", "run", "users", wait=False)
+    deadline = time.time() + 30
+    while time.time() < deadline and not site.runs("users"):
+        time.sleep(0.1)
+    busy = site.bufsync("jobs", "run", "users")
+    assert "running elsewhere" in busy.stdout_text or "another process runs this job" in busy.stdout_text
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(10)
+    site.server.faults.clear()
+    again = site.bufsync("jobs", "run", "users")
+    assert again.returncode == 0 and "done" in again.stdout_text, again.stdout_text + again.stderr_text
+    assert len(site.server.site.store.q("SELECT id FROM user WHERE id > 2")) == 1500
+
+
+def test_an_overrunning_job_is_stopped_and_recorded(site) -> None:
+    site.people(2000)
+    site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=2.0))
+    site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\n    time_limit: 3\n")
+    daemon = site.bufsync("schedule", "--tick", "0.2", wait=False)
+    deadline = time.time() + 40
+    while time.time() < deadline and not any(r["outcome"] == "timeout" for r in site.runs("users")):
+        time.sleep(0.3)
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(60)
+    timed_out = [r for r in site.runs("users") if r["outcome"] == "timeout"]
+    assert timed_out and "time limit of 3 s" in timed_out[0]["error"]
+    status = site.bufsync("status")
+    assert status.returncode == 1 and "users" in status.stdout_text
+
+
+def test_a_bad_schedule_fails_at_start(site) -> None:
+    site.config("jobs:\n  users:\n    mappings: [users]\n    schedule: every fortnight\n")
+    result = site.bufsync("schedule")
+    assert result.returncode == 2
+    assert "bufsync.yaml:4: jobs.users.schedule: 'every fortnight' is not a schedule; accepted forms:" \
+           in result.stderr_text
