@@ -232,12 +232,12 @@ ERRORS_KEPT = 1000  # per mapping in the report; every row has its own sync_erro
 
 def _summarise(mreport: MappingReport, plan: p.MappingPlan, entries: dict) -> None:
     for step in plan.steps:
-        entry = entries.get(step.key)
-        failed = entry is not None and entry.state == "error" and step.action in p.WRITES
-        if failed:
+        if step.held:
+            continue
+        if step.failed is not None and step.action in p.WRITES + ("suspend_row",):
             mreport.add(p.REJECT)
             if len(mreport.errors) < ERRORS_KEPT:
-                mreport.errors.append({"key": step.key, "status": "error", "reason": entry.last_error or ""})
+                mreport.errors.append({"key": step.key, "status": "error", "reason": step.failed})
         elif step.action == "suspend_row":
             mreport.add(p.SUSPEND)
         else:

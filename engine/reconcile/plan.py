@@ -25,6 +25,8 @@ class Step:
     existing: Existing | None = None
     reason: str | None = None
     candidates: list[int] = field(default_factory=list)
+    failed: str | None = None  # set when applying it failed: the reason written to sync_error
+    held: bool = False         # not applied because of --no-create / --no-update / --no-delete
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action, "key": self.key}

@@ -381,6 +381,7 @@ def _store(ctx: Context, mapping: Mapping, table: sa.Table, builder: RecordBuild
     for step, outcome, state in results:
         previous = entries.get(step.key)
         if outcome.code == "blocked":
+            step.held = True
             continue  # --no-create / --no-update / --no-delete: left for a later run
         if step.action == "suspend_row":
             state = SUSPENDED
@@ -409,7 +410,9 @@ def _store(ctx: Context, mapping: Mapping, table: sa.Table, builder: RecordBuild
             status = "skipped" if outcome.code == p.SKIP else "error"
             error = outcome.error
         ledger_entries.append(entry)
-        entries[step.key] = entry
+        if step.key in entries:
+            entries[step.key] = entry  # keys new to the ledger are not kept: memory stays flat
+        step.failed = None if outcome.ok else (outcome.error or outcome.code or "error")
         if step.desired is not None:
             statuses.append(writeback.Status(step.desired.key_values, status, error,
                                              remote_id if status == "ok" else step.desired.writeback[2], now))

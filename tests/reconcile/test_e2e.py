@@ -302,3 +302,13 @@ def test_custom_profile_fields_from_user_fields(world: World) -> None:
     assert counts(world.run("users"), "users")["updated"] == 1
     assert store.one("SELECT data FROM user_info_data d JOIN user_info_field f ON f.id = d.fieldid "
                      "WHERE f.shortname = 'group'")["data"] == "ИВТ-22"
+
+
+def test_no_create_no_update_no_delete_hold_changes_back(world: World) -> None:
+    seed(world, 5)
+    report = world.run("users", no_create=True)
+    assert counts(report, "users")["created"] == 0 and world.writes() == 0
+    assert counts(world.run("users"), "users")["created"] == 5
+    world.update("buf_users", lambda t: t.c.external_id == "P00001", last_name="Новая")
+    assert counts(world.run("users", no_update=True), "users")["updated"] == 0
+    assert counts(world.run("users"), "users")["updated"] == 1
