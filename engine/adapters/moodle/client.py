@@ -219,17 +219,7 @@ class MoodleClient:
     def _update_users_batch(self, batch: list[dict[str, Any]]) -> list[ItemResult]:
         # an update sends the wanted values: sending it again is harmless
         answer = self._idempotent("core_user_update_users", {"users": batch})
-        warnings = {int(w["itemid"]): w for w in answer.get("warnings", []) if w.get("itemid") is not None}
-        out = []
-        for user in batch:
-            warning = warnings.get(int(user["id"]))
-            if warning:
-                error = MoodleError("warning", warning.get("warningcode"), warning.get("message", ""),
-                                    None, "core_user_update_users")
-                out.append(ItemResult.failed(error))
-            else:
-                out.append(ItemResult(True, int(user["id"])))
-        return out
+        return _per_item_results(batch, answer, "core_user_update_users")
 
     def delete_users(self, ids: Sequence[int]) -> list[ItemResult]:
         def send(batch: list[int]) -> list[ItemResult]:
@@ -262,15 +252,8 @@ class MoodleClient:
         results: list[ItemResult] = []
         for batch in chunk_by_fields(courses, "courses", self.budget):
             items = [courses[i] for i in batch]
-            answer = self.call("core_course_update_courses", {"courses": items}, write=True)
-            warnings = {int(w["itemid"]): w for w in answer.get("warnings", []) if w.get("itemid") is not None}
-            for course in items:
-                warning = warnings.get(int(course["id"]))
-                if warning:
-                    results.append(ItemResult.failed(MoodleError("warning", warning.get("warningcode"),
-                                                                 warning.get("message", ""))))
-                else:
-                    results.append(ItemResult(True, int(course["id"])))
+            answer = self._idempotent("core_course_update_courses", {"courses": items})
+            results += _per_item_results(items, answer, "core_course_update_courses")
         return results
 
     def _create_all_or_nothing(self, function: str, list_name: str, records: Sequence[dict[str, Any]],
@@ -379,3 +362,17 @@ class MoodleClient:
 
     def course_completion(self, courseid: int, userid: int) -> dict[str, Any]:
         return self.call("core_completion_get_course_completion_status", {"courseid": courseid, "userid": userid})
+
+
+def _per_item_results(batch: list[dict[str, Any]], answer: dict[str, Any], function: str) -> list[ItemResult]:
+    """Calls that work per item answer {warnings: [{itemid, warningcode, message}]}: one result each."""
+    warnings = {int(w["itemid"]): w for w in answer.get("warnings", []) if w.get("itemid") is not None}
+    out = []
+    for record in batch:
+        warning = warnings.get(int(record["id"]))
+        if warning:
+            out.append(ItemResult.failed(MoodleError("warning", warning.get("warningcode"),
+                                                     warning.get("message", ""), None, function)))
+        else:
+            out.append(ItemResult(True, int(record["id"])))
+    return out

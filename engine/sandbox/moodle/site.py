@@ -219,3 +219,18 @@ class Site:
 def _load_functions() -> None:
     """Import every function module once (each registers its functions, tables and installers)."""
     from bufsync.sandbox.moodle import functions  # noqa: F401
+
+
+def per_item(site: Site, items: list[dict[str, Any]], item: str, apply: Callable[[Site, dict[str, Any]], None],
+             ) -> list[dict[str, Any]]:
+    """Moodle's per-item calls (update_users, update_courses): each item in its own transaction;
+    a failure becomes a warning {item, itemid, warningcode, message} and the others are saved."""
+    warnings = []
+    for record in items:
+        try:
+            with site.store.transaction():
+                apply(site, record)
+        except WsError as exc:
+            warnings.append({"item": item, "itemid": record["id"], "warningcode": exc.errorcode,
+                             "message": exc.message})
+    return warnings

@@ -28,7 +28,7 @@ from bufsync.sandbox.moodle.functions.categories import (
 from bufsync.sandbox.moodle.params import (
     LANGS, VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, is_numeric, loose_equal, php_int,
     php_str)
-from bufsync.sandbox.moodle.site import Site, installer, ws_function
+from bufsync.sandbox.moodle.site import Site, installer, ws_function, per_item
 from bufsync.sandbox.moodle.store import schema
 
 schema("""
@@ -759,15 +759,7 @@ def _update_one(site: Site, course: dict[str, Any]) -> None:
              returns=Single({"warnings": _WARNINGS}), transactional=False)
 def update_courses(site: Site, params: dict[str, Any]) -> dict[str, Any]:
     """Per course: a failure is a warning {item, itemid, warningcode, message}; the rest is saved."""
-    warnings = []
-    for course in params["courses"]:
-        try:
-            with site.store.transaction():
-                _update_one(site, course)
-        except WsError as exc:
-            warnings.append({"item": "course", "itemid": course["id"], "warningcode": exc.errorcode,
-                             "message": exc.message})
-    return {"warnings": warnings}
+    return {"warnings": per_item(site, params["courses"], "course", _update_one)}
 
 
 @ws_function("core_course_delete_courses", {"courseids": Multiple(Value("int"))},

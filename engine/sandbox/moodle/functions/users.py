@@ -8,7 +8,7 @@ from typing import Any
 from bufsync.sandbox.moodle.errors import WsError, invalid_parameter, invalid_response, missing_record, moodle_exception
 from bufsync.sandbox.moodle.params import (
     VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, loose_equal, validate_email)
-from bufsync.sandbox.moodle.site import Site, admin_action, installer, ws_function
+from bufsync.sandbox.moodle.site import Site, admin_action, installer, per_item, ws_function
 from bufsync.sandbox.moodle.store import schema
 
 schema("""
@@ -260,14 +260,7 @@ def _update_one(site: Site, user: dict[str, Any]) -> None:
 @ws_function("core_user_update_users", {"users": Multiple(_UPDATE_USER)}, transactional=False)
 def update_users(site: Site, params: dict[str, Any]) -> dict[str, Any]:
     """Each user in its own transaction; a failure becomes a warning, the others are saved."""
-    warnings = []
-    for user in params["users"]:
-        try:
-            with site.store.transaction():
-                _update_one(site, user)
-        except WsError as exc:
-            warnings.append({"item": "user", "itemid": user["id"], "warningcode": exc.errorcode,
-                             "message": exc.message})
+    warnings = per_item(site, params["users"], "user", _update_one)
     for warning in warnings:
         code = warning["warningcode"] or ""
         if clean_param(code, "alphanum") != code:
