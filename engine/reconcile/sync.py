@@ -121,13 +121,17 @@ def scan(ctx: Context, mapping: Mapping) -> Scan:
         attached = reader.attached(conn, ctx.mappings, ctx.tables, mapping)
         entries = result.entries
         result.linked_before = sum(1 for e in entries.values() if e.state in (LINKED, SUSPENDED))
+        unseen = {k for k, e in entries.items() if e.state in (LINKED, SUSPENDED)}
+        self_lookup = any(spec.lookup == mapping.name for spec in mapping.sync.fields.values())
         wb_roles = mapping.table.writeback.columns() if mapping.table.writeback else {}
         status_col, error_col, id_col = wb_roles.get("status"), wb_roles.get("error"), wb_roles.get("remote_id")
         full = ctx.options.full
         for row in reader.stream(conn, table, mapping):
             result.source_rows += 1
             key, _, fingerprint = builder.quick(row, attached, ctx.remote_ids)
-            result.seen.add(key)
+            unseen.discard(key)
+            if self_lookup:
+                result.seen.add(key)  # only a tree (departments) needs every key: parents in the source
             entry = entries.get(key)
             if entry is not None and entry.content_hash == fingerprint and not full:
                 data = row._mapping
@@ -142,9 +146,12 @@ def scan(ctx: Context, mapping: Mapping) -> Scan:
                     result.unchanged += 1  # failed before and nothing changed since: not retried (--full does)
                     continue
             result.changed.add(key)
-    for key, entry in entries.items():
-        if key in result.seen or entry.state not in (LINKED, SUSPENDED) or (
-                entry.remote_id is None and not entry.applied):
+    gone = [entries[key] for key in unseen]
+    with ctx.engine.connect() as conn:
+        ctx.ledger.fill_applied(conn, mapping.name, gone)
+    for entry in gone:
+        key = entry.key
+        if entry.remote_id is None and not entry.applied:
             continue  # (an enrolment has no id of its own: what was applied says which one)
         existing = Existing(key, entry.remote_id, entry.applied)
         if mapping.sync.on_missing == "delete":
@@ -172,6 +179,9 @@ def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.M
 
             def flush() -> None:
                 chunk = p.MappingPlan(mapping.name)
+                known = [entries[d.key] for d in pending if d.key in entries]
+                with ctx.engine.connect() as other:  # the stream's connection has a cursor open
+                    ctx.ledger.fill_applied(other, mapping.name, known)
                 _resolve(ctx, mapping, pending)
                 for desired in pending:
                     _classify_one(ctx, mapping, chunk, builder, desired, entries.get(desired.key))

@@ -79,7 +79,9 @@ def test_two_daemons_run_each_due_time_exactly_once(site) -> None:
     site.people(3)
     site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\nheartbeat_seconds: 1\n")
     daemons = [site.bufsync("schedule", "--tick", "0.2", wait=False) for _ in range(2)]
-    time.sleep(11)
+    deadline = time.time() + 60  # several ticks, however slow the machine is today
+    while time.time() < deadline and len(site.runs("users")) < 4:
+        time.sleep(0.5)
     for d in daemons:
         d.send_signal(signal.SIGTERM)
     for d in daemons:
