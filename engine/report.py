@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 COLUMNS = ("created", "adopted", "updated", "suspended", "reactivated", "deleted", "repaired", "unchanged",
-           "rejected", "skipped", "disputed")
+           "rejected", "skipped", "disputed", "failing")  # failing: rows that failed before and did not change
 _ACTION_COLUMN = {"create": "created", "adopt": "adopted", "update": "updated", "suspend": "suspended",
                   "suspend_row": "suspended", "reactivate": "reactivated", "delete": "deleted",
                   "repair": "repaired", "unchanged": "unchanged", "reject": "rejected", "skip": "skipped",
@@ -42,7 +42,8 @@ class RunReport:
 
     @property
     def rejected(self) -> int:
-        return sum(m.counts["rejected"] + m.counts["skipped"] + m.counts["disputed"] for m in self.mappings)
+        return sum(m.counts["rejected"] + m.counts["skipped"] + m.counts["disputed"] + m.counts["failing"]
+                   for m in self.mappings)
 
     def counts(self) -> dict[str, Any]:
         return {m.mapping: m.counts | {"source_rows": m.source_rows} for m in self.mappings}

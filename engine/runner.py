@@ -165,6 +165,7 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
                 raise GuardRefused(refusal)
             mreport = MappingReport(mapping.name, source_rows=found.source_rows)
             mreport.add(p.UNCHANGED, found.unchanged)
+            mreport.counts["failing"] += found.failing
             report.mappings.append(mreport)
             if progress and (found.changed or found.missing):
                 progress(f"{mapping.name}: {len(found.changed)} changed rows, {found.removals} removals")

@@ -105,6 +105,7 @@ class Scan:
     changed: set[str] = field(default_factory=set)
     source_rows: int = 0
     unchanged: int = 0
+    failing: int = 0
     linked_before: int = 0
     missing: list[p.Step] = field(default_factory=list)
 
@@ -143,7 +144,7 @@ def scan(ctx: Context, mapping: Mapping) -> Scan:
                         continue
                 elif entry.state == ERROR and (status_col is None or data[status_col] in ("error", "skipped")) and (
                         error_col is None or data[error_col] == entry.last_error):
-                    result.unchanged += 1  # failed before and nothing changed since: not retried (--full does)
+                    result.failing += 1  # failed before and nothing changed since: not retried (--full does)
                     continue
             result.changed.add(key)
     gone = [entries[key] for key in unseen]
@@ -220,6 +221,7 @@ def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.M
 
 def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: RecordBuilder,
                   desired: Desired, entry: Entry | None) -> None:
+    builder.finish(desired)  # also for rows that fail below: an unchanged failure is not redone next run
     for target, (other, value) in desired.lookups.items():
         if value is not None and desired.resolved.get(target) is None and other == mapping.name:
             plan.waiting.append((desired, entry))  # its parent may be created in this run: decided later
@@ -229,7 +231,6 @@ def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: 
             plan.steps.append(p.Step(p.SKIP if status == "skipped" else p.REJECT, desired.key, desired,
                                      reason=text))
             return
-    builder.finish(desired)
     situation = p.classify(desired, entry, ctx.options.full)
     if situation == p.UNCHANGED and ctx.options.full and entry is not None:
         plan.full_check.append((desired, Existing(desired.key, entry.remote_id, entry.applied)))

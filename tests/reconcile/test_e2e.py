@@ -259,6 +259,13 @@ def test_rejected_rows_get_reasons_and_exit_1(world: World) -> None:
     assert "не найден" in subs[("P00000", "NO-SUCH")]["sync_error"]
     assert subs[("P00001", "C1")]["sync_status"] == "skipped"
     assert "Пользователь «P00001» не применён" in subs[("P00001", "C1")]["sync_error"]
+    # nothing changed: the failing rows are not redone, only counted, and the run still says so (exit 1)
+    writes = world.writes()
+    again = world.run()
+    assert world.writes() == writes
+    assert counts(again, "users")["failing"] == 2 and counts(again, "users")["rejected"] == 0
+    assert counts(again, "subscriptions")["failing"] == 3 and counts(again, "subscriptions")["skipped"] == 0
+    assert exit_code(again) == 1
     _ = BufsyncError
 
 
