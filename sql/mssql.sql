@@ -353,6 +353,44 @@ execute sp_addextendedproperty 'MS_Description', N'Когда запись жу�
 execute sp_addextendedproperty 'MS_Description', N'Когда изменение последний раз применено в LMS', 'schema', dbo, 'table', sync_ledger, 'column', applied_at;
 GO
 
+CREATE TABLE sync_queue (
+	id BIGINT NOT NULL IDENTITY, 
+	portal NVARCHAR(32) NOT NULL, 
+	operation NVARCHAR(64) NOT NULL, 
+	payload NVARCHAR(max) NOT NULL, 
+	idempotency_key NVARCHAR(200) NOT NULL, 
+	status NVARCHAR(16) NOT NULL DEFAULT 'pending', 
+	attempts INTEGER NOT NULL DEFAULT 0, 
+	max_attempts INTEGER NOT NULL DEFAULT 8, 
+	available_at DATETIME2 NOT NULL, 
+	locked_by NVARCHAR(255) NULL, 
+	locked_until DATETIME2 NULL, 
+	last_error NVARCHAR(2000) NULL, 
+	response NVARCHAR(max) NULL, 
+	created_at DATETIME2 NOT NULL, 
+	completed_at DATETIME2 NULL, 
+	CONSTRAINT pk_sync_queue PRIMARY KEY (id)
+);
+CREATE INDEX ix_sync_queue_claim ON sync_queue (portal, status, available_at);
+CREATE UNIQUE INDEX uq_sync_queue_idempotency ON sync_queue (portal, idempotency_key);
+execute sp_addextendedproperty 'MS_Description', N'Очередь операций для порталов (СЦОС, Сферум, Университет 2035)', 'schema', dbo, 'table', sync_queue;
+execute sp_addextendedproperty 'MS_Description', N'Номер операции', 'schema', dbo, 'table', sync_queue, 'column', id;
+execute sp_addextendedproperty 'MS_Description', N'Портал: scos, sferum, u2035', 'schema', dbo, 'table', sync_queue, 'column', portal;
+execute sp_addextendedproperty 'MS_Description', N'Операция портала, например course_publish, participation_add', 'schema', dbo, 'table', sync_queue, 'column', operation;
+execute sp_addextendedproperty 'MS_Description', N'Данные операции (JSON, без секретов)', 'schema', dbo, 'table', sync_queue, 'column', payload;
+execute sp_addextendedproperty 'MS_Description', N'Ключ повтора: одна и та же операция ставится в очередь один раз', 'schema', dbo, 'table', sync_queue, 'column', idempotency_key;
+execute sp_addextendedproperty 'MS_Description', N'pending — ждёт, running — выполняется, done — выполнена, failed — ошибка (ждёт retry), dead — попытки исчерпаны, cancelled — отменена', 'schema', dbo, 'table', sync_queue, 'column', status;
+execute sp_addextendedproperty 'MS_Description', N'Сколько раз операцию пытались выполнить', 'schema', dbo, 'table', sync_queue, 'column', attempts;
+execute sp_addextendedproperty 'MS_Description', N'После стольких неудач операция становится dead', 'schema', dbo, 'table', sync_queue, 'column', max_attempts;
+execute sp_addextendedproperty 'MS_Description', N'Не раньше этого времени (UTC): отложенный повтор с нарастающей паузой', 'schema', dbo, 'table', sync_queue, 'column', available_at;
+execute sp_addextendedproperty 'MS_Description', N'Кто взял операцию (хост:pid)', 'schema', dbo, 'table', sync_queue, 'column', locked_by;
+execute sp_addextendedproperty 'MS_Description', N'Аренда до (UTC): если исполнитель умер, после этого операцию берёт другой', 'schema', dbo, 'table', sync_queue, 'column', locked_until;
+execute sp_addextendedproperty 'MS_Description', N'Последняя ошибка (ответ портала)', 'schema', dbo, 'table', sync_queue, 'column', last_error;
+execute sp_addextendedproperty 'MS_Description', N'Ответ портала на успешную операцию (JSON)', 'schema', dbo, 'table', sync_queue, 'column', response;
+execute sp_addextendedproperty 'MS_Description', N'Когда поставлена в очередь (UTC)', 'schema', dbo, 'table', sync_queue, 'column', created_at;
+execute sp_addextendedproperty 'MS_Description', N'Когда выполнена или отменена (UTC)', 'schema', dbo, 'table', sync_queue, 'column', completed_at;
+GO
+
 CREATE TABLE sync_runs (
 	id BIGINT NOT NULL IDENTITY, 
 	job NVARCHAR(100) NULL, 
@@ -391,5 +429,5 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0002');
+INSERT INTO sync_schema_version (version_num) VALUES ('0003');
 GO

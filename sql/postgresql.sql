@@ -340,6 +340,43 @@ COMMENT ON COLUMN sync_ledger.created_at IS 'Когда запись вперв�
 COMMENT ON COLUMN sync_ledger.updated_at IS 'Когда запись журнала изменилась';
 COMMENT ON COLUMN sync_ledger.applied_at IS 'Когда изменение последний раз применено в LMS';
 
+CREATE TABLE sync_queue (
+	id BIGSERIAL NOT NULL, 
+	portal VARCHAR(32) NOT NULL, 
+	operation VARCHAR(64) NOT NULL, 
+	payload TEXT NOT NULL, 
+	idempotency_key VARCHAR(200) NOT NULL, 
+	status VARCHAR(16) DEFAULT 'pending' NOT NULL, 
+	attempts INTEGER DEFAULT 0 NOT NULL, 
+	max_attempts INTEGER DEFAULT 8 NOT NULL, 
+	available_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	locked_by VARCHAR(255), 
+	locked_until TIMESTAMP WITHOUT TIME ZONE, 
+	last_error VARCHAR(2000), 
+	response TEXT, 
+	created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	completed_at TIMESTAMP WITHOUT TIME ZONE, 
+	CONSTRAINT pk_sync_queue PRIMARY KEY (id)
+);
+CREATE INDEX ix_sync_queue_claim ON sync_queue (portal, status, available_at);
+CREATE UNIQUE INDEX uq_sync_queue_idempotency ON sync_queue (portal, idempotency_key);
+COMMENT ON TABLE sync_queue IS 'Очередь операций для порталов (СЦОС, Сферум, Университет 2035)';
+COMMENT ON COLUMN sync_queue.id IS 'Номер операции';
+COMMENT ON COLUMN sync_queue.portal IS 'Портал: scos, sferum, u2035';
+COMMENT ON COLUMN sync_queue.operation IS 'Операция портала, например course_publish, participation_add';
+COMMENT ON COLUMN sync_queue.payload IS 'Данные операции (JSON, без секретов)';
+COMMENT ON COLUMN sync_queue.idempotency_key IS 'Ключ повтора: одна и та же операция ставится в очередь один раз';
+COMMENT ON COLUMN sync_queue.status IS 'pending — ждёт, running — выполняется, done — выполнена, failed — ошибка (ждёт retry), dead — попытки исчерпаны, cancelled — отменена';
+COMMENT ON COLUMN sync_queue.attempts IS 'Сколько раз операцию пытались выполнить';
+COMMENT ON COLUMN sync_queue.max_attempts IS 'После стольких неудач операция становится dead';
+COMMENT ON COLUMN sync_queue.available_at IS 'Не раньше этого времени (UTC): отложенный повтор с нарастающей паузой';
+COMMENT ON COLUMN sync_queue.locked_by IS 'Кто взял операцию (хост:pid)';
+COMMENT ON COLUMN sync_queue.locked_until IS 'Аренда до (UTC): если исполнитель умер, после этого операцию берёт другой';
+COMMENT ON COLUMN sync_queue.last_error IS 'Последняя ошибка (ответ портала)';
+COMMENT ON COLUMN sync_queue.response IS 'Ответ портала на успешную операцию (JSON)';
+COMMENT ON COLUMN sync_queue.created_at IS 'Когда поставлена в очередь (UTC)';
+COMMENT ON COLUMN sync_queue.completed_at IS 'Когда выполнена или отменена (UTC)';
+
 CREATE TABLE sync_runs (
 	id BIGSERIAL NOT NULL, 
 	job VARCHAR(100), 
@@ -377,4 +414,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0002');
+INSERT INTO sync_schema_version (version_num) VALUES ('0003');

@@ -340,6 +340,43 @@ CREATE TABLE sync_ledger (
 CREATE INDEX ix_sync_ledger_remote ON sync_ledger (mapping_name, remote_id);
 CREATE INDEX ix_sync_ledger_state ON sync_ledger (mapping_name, state);
 
+-- sync_queue: Очередь операций для порталов (СЦОС, Сферум, Университет 2035)
+--   id               Номер операции
+--   portal           Портал: scos, sferum, u2035
+--   operation        Операция портала, например course_publish, participation_add
+--   payload          Данные операции (JSON, без секретов)
+--   idempotency_key  Ключ повтора: одна и та же операция ставится в очередь один раз
+--   status           pending — ждёт, running — выполняется, done — выполнена, failed — ошибка (ждёт retry), dead — попытки исчерпаны, cancelled — отменена
+--   attempts         Сколько раз операцию пытались выполнить
+--   max_attempts     После стольких неудач операция становится dead
+--   available_at     Не раньше этого времени (UTC): отложенный повтор с нарастающей паузой
+--   locked_by        Кто взял операцию (хост:pid)
+--   locked_until     Аренда до (UTC): если исполнитель умер, после этого операцию берёт другой
+--   last_error       Последняя ошибка (ответ портала)
+--   response         Ответ портала на успешную операцию (JSON)
+--   created_at       Когда поставлена в очередь (UTC)
+--   completed_at     Когда выполнена или отменена (UTC)
+CREATE TABLE sync_queue (
+	id INTEGER NOT NULL, 
+	portal VARCHAR(32) NOT NULL, 
+	operation VARCHAR(64) NOT NULL, 
+	payload TEXT NOT NULL, 
+	idempotency_key VARCHAR(200) NOT NULL, 
+	status VARCHAR(16) DEFAULT 'pending' NOT NULL, 
+	attempts INTEGER DEFAULT 0 NOT NULL, 
+	max_attempts INTEGER DEFAULT 8 NOT NULL, 
+	available_at DATETIME NOT NULL, 
+	locked_by VARCHAR(255), 
+	locked_until DATETIME, 
+	last_error VARCHAR(2000), 
+	response TEXT, 
+	created_at DATETIME NOT NULL, 
+	completed_at DATETIME, 
+	CONSTRAINT pk_sync_queue PRIMARY KEY (id)
+);
+CREATE INDEX ix_sync_queue_claim ON sync_queue (portal, status, available_at);
+CREATE UNIQUE INDEX uq_sync_queue_idempotency ON sync_queue (portal, idempotency_key);
+
 -- sync_runs: История прогонов движка
 --   id            Номер прогона
 --   job           Задача расписания (пусто для ручного запуска)
@@ -377,4 +414,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0002');
+INSERT INTO sync_schema_version (version_num) VALUES ('0003');

@@ -43,6 +43,15 @@ class BufferDialect:
         raise NotImplementedError
         yield
 
+    def insert_ignoring(self, table: sa.Table, rows: list[dict], conflict: list[str]) -> sa.Executable | None:
+        """INSERT that skips rows whose `conflict` columns already exist (None: the caller does it row by row)."""
+        return None
+
+    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
+              values: dict) -> list[sa.Row]:
+        """Take up to `limit` ready rows for this worker without waiting for rows others hold."""
+        raise NotImplementedError
+
     @staticmethod
     def lock_key(name: str) -> int:
         return zlib.crc32(f"bufsync:{name}".encode()) - 2**31

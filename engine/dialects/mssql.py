@@ -52,3 +52,11 @@ class MssqlDialect(BufferDialect):
             finally:
                 conn.execute(RELEASE_APPLOCK, {"resource": resource})
                 conn.commit()
+
+    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
+              values: dict) -> list[sa.Row]:
+        """UPDATE ... OUTPUT inserted.* WHERE id IN (SELECT TOP n ... WITH (UPDLOCK, READPAST, ROWLOCK))."""
+        chosen = (sa.select(table.c.id).with_hint(table, "WITH (UPDLOCK, READPAST, ROWLOCK)", "mssql")
+                  .where(ready).order_by(*order).limit(limit))
+        statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
+        return list(conn.execute(statement.returning(*table.c)))

@@ -40,3 +40,14 @@ class PostgresqlDialect(BufferDialect):
             finally:
                 conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
                 conn.commit()
+
+    def insert_ignoring(self, table: sa.Table, rows: list[dict], conflict: list[str]) -> sa.Executable:
+        return postgresql.insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict)
+
+    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
+              values: dict) -> list[sa.Row]:
+        """UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING *."""
+        chosen = (sa.select(table.c.id).where(ready).order_by(*order).limit(limit)
+                  .with_for_update(skip_locked=True))
+        statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
+        return list(conn.execute(statement.returning(*table.c)))

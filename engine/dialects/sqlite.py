@@ -46,3 +46,14 @@ class SqliteDialect(BufferDialect):
             yield
         finally:
             handle.close()
+
+    def insert_ignoring(self, table: sa.Table, rows: list[dict], conflict: list[str]) -> sa.Executable:
+        return sqlite.insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict)
+
+    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
+              values: dict) -> list[sa.Row]:
+        """One UPDATE ... RETURNING: SQLite takes the write lock for the statement (as BEGIN IMMEDIATE
+        would), so two dispatchers can never both take a row."""
+        chosen = sa.select(table.c.id).where(ready).order_by(*order).limit(limit)
+        statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
+        return list(conn.execute(statement.returning(*table.c)))

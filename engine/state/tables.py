@@ -75,6 +75,36 @@ def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("last_error", _t("string(2000)"), nullable=True, comment="Ошибка последнего прогона"),
         comment="Задачи расписания: что выполняется сейчас, когда был сигнал «жив», когда следующий запуск",
     )
-    return {"sync_ledger": ledger, "sync_runs": runs, "sync_heartbeat": heartbeat}
+    queue = sa.Table(
+        "sync_queue", metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True,
+                  comment="Номер операции"),
+        sa.Column("portal", _t("string(32)"), nullable=False, comment="Портал: scos, sferum, u2035"),
+        sa.Column("operation", _t("string(64)"), nullable=False,
+                  comment="Операция портала, например course_publish, participation_add"),
+        sa.Column("payload", _t("text"), nullable=False, comment="Данные операции (JSON, без секретов)"),
+        sa.Column("idempotency_key", _t("string(200)"), nullable=False,
+                  comment="Ключ повтора: одна и та же операция ставится в очередь один раз"),
+        sa.Column("status", _t("string(16)"), nullable=False, server_default="pending",
+                  comment="pending — ждёт, running — выполняется, done — выполнена, failed — ошибка (ждёт retry), "
+                          "dead — попытки исчерпаны, cancelled — отменена"),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.literal_column("0"),
+                  comment="Сколько раз операцию пытались выполнить"),
+        sa.Column("max_attempts", sa.Integer(), nullable=False, server_default=sa.literal_column("8"),
+                  comment="После стольких неудач операция становится dead"),
+        sa.Column("available_at", _t("datetime"), nullable=False,
+                  comment="Не раньше этого времени (UTC): отложенный повтор с нарастающей паузой"),
+        sa.Column("locked_by", _t("string(255)"), nullable=True, comment="Кто взял операцию (хост:pid)"),
+        sa.Column("locked_until", _t("datetime"), nullable=True,
+                  comment="Аренда до (UTC): если исполнитель умер, после этого операцию берёт другой"),
+        sa.Column("last_error", _t("string(2000)"), nullable=True, comment="Последняя ошибка (ответ портала)"),
+        sa.Column("response", _t("text"), nullable=True, comment="Ответ портала на успешную операцию (JSON)"),
+        sa.Column("created_at", _t("datetime"), nullable=False, comment="Когда поставлена в очередь (UTC)"),
+        sa.Column("completed_at", _t("datetime"), nullable=True, comment="Когда выполнена или отменена (UTC)"),
+        comment="Очередь операций для порталов (СЦОС, Сферум, Университет 2035)",
+    )
+    sa.Index("uq_sync_queue_idempotency", queue.c.portal, queue.c.idempotency_key, unique=True)
+    sa.Index("ix_sync_queue_claim", queue.c.portal, queue.c.status, queue.c.available_at)
+    return {"sync_ledger": ledger, "sync_runs": runs, "sync_heartbeat": heartbeat, "sync_queue": queue}
 
 
