@@ -286,6 +286,75 @@ def status(state: _State, as_json: bool) -> None:
     sys.exit(1 if any(i.problem for i in items) else 0)
 
 
+@cli.group("queue")
+def queue_group() -> None:
+    """The portal outbox (sync_queue): what waits, what failed, retry or cancel."""
+
+
+def _queue_filters(func):
+    func = click.option("--portal", help="scos, sferum, u2035")(func)
+    return click.option("--status", type=click.Choice(["pending", "running", "done", "failed", "dead", "cancelled"]),
+                        help="Only items in this status.")(func)
+
+
+@queue_group.command("list")
+@_queue_filters
+@click.option("--last", "limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def queue_list(state: _State, portal: str | None, status: str | None, limit: int, as_json: bool) -> None:
+    """Newest items first."""
+    import json
+    rows = commands.queue_action(state.loaded, "list", portal=portal, status=status, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return
+    for r in rows:
+        click.echo(f"{r['id']:>7} {r['portal']:<7} {r['operation']:<22} {r['status']:<9} tries={r['attempts']}/"
+                   f"{r['max_attempts']} {r['idempotency_key'][:40]:<40} {(r['last_error'] or '')[:80]}")
+
+
+@queue_group.command("show")
+@click.argument("item_id", type=int)
+@pass_state
+def queue_show(state: _State, item_id: int) -> None:
+    """One item, whole."""
+    import json
+    row = commands.queue_action(state.loaded, "show", item_id=item_id)
+    if row is None:
+        raise click.UsageError(f"no queue item {item_id}")
+    click.echo(json.dumps(row, ensure_ascii=False, indent=2, default=str))
+
+
+@queue_group.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@_queue_filters
+@pass_state
+def queue_retry(state: _State, ids: tuple[int, ...], portal: str | None, status: str | None) -> None:
+    """Send failed, dead or cancelled items again (all of them, or the ids given)."""
+    count = commands.queue_action(state.loaded, "retry", ids=list(ids), portal=portal, status=status)
+    click.echo(f"{count} item(s) back to pending")
+
+
+@queue_group.command("cancel")
+@click.argument("ids", nargs=-1, type=int)
+@_queue_filters
+@pass_state
+def queue_cancel(state: _State, ids: tuple[int, ...], portal: str | None, status: str | None) -> None:
+    """Cancel pending or failed items (all of them, or the ids given)."""
+    count = commands.queue_action(state.loaded, "cancel", ids=list(ids), portal=portal, status=status)
+    click.echo(f"{count} item(s) cancelled")
+
+
+@queue_group.command("stats")
+@click.option("--portal", help="scos, sferum, u2035")
+@pass_state
+def queue_stats(state: _State, portal: str | None) -> None:
+    """Items per portal and status, with the oldest."""
+    for r in commands.queue_action(state.loaded, "stats", portal=portal):
+        click.echo(f"{r['portal']:<7} {r['status']:<9} {r['items']:>8}  oldest {r['oldest']}")
+
+
 @cli.command()
 @click.option("--port", default=8081, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False),

@@ -94,3 +94,29 @@ def schedule(loaded: LoadedSettings, config: Path | None, tick: float = 1.0) -> 
 def status(loaded: LoadedSettings) -> list[Any]:
     from bufsync.scheduler.status import collect
     return collect(loaded)
+
+
+def _queue_table() -> Any:
+    import sqlalchemy as sa
+    from bufsync.state.tables import add_state_tables
+    return add_state_tables(sa.MetaData())["sync_queue"]
+
+
+def queue_action(loaded: LoadedSettings, action: str, **kwargs: Any) -> Any:
+    """list / show / retry / cancel / stats on sync_queue."""
+    from bufsync.db import connect_buffer
+    from bufsync.queue import outbox
+    table = _queue_table()
+    with connect_buffer(loaded) as engine:
+        if action == "list":
+            return outbox.listing(engine, table, kwargs.get("portal"), kwargs.get("status"), kwargs.get("limit", 50))
+        if action == "show":
+            import sqlalchemy as sa
+            with engine.connect() as conn:
+                row = conn.execute(sa.select(table).where(table.c.id == kwargs["item_id"])).first()
+            return dict(row._mapping) if row else None
+        if action == "retry":
+            return outbox.retry(engine, table, kwargs.get("ids"), kwargs.get("portal"), kwargs.get("status"))
+        if action == "cancel":
+            return outbox.cancel(engine, table, kwargs.get("ids"), kwargs.get("portal"), kwargs.get("status"))
+        return outbox.stats(engine, table, kwargs.get("portal"))

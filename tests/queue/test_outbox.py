@@ -130,3 +130,28 @@ def test_concurrent_dispatchers_deliver_each_item_once(queue, buffer_url: str, p
     assert delivered == total
     assert {s["status"]: s["items"] for s in outbox.stats(engine, table)} == {"done": total}
     assert spread >= 2  # the work was shared
+
+
+def test_operator_commands(queue, buffer_url: str, tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    engine, table = queue
+    outbox.enqueue(engine, table, items(3))
+    taken = outbox.claim(engine, table, "scos", 1, 60, "w")
+    outbox.fail(engine, table, taken[0], "w", "HTTP 422: course_id unknown", permanent=True)
+    exe = str(Path(sys.executable).with_name("bufsync"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUFSYNC_")} | {"BUFSYNC_BUFFER_URL": buffer_url}
+
+    def run(*args: str) -> str:
+        result = subprocess.run([exe, "queue", *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "dead" in run("stats") and "pending" in run("stats", "--portal", "scos")
+    dead = json.loads(run("list", "--status", "dead", "--json"))
+    assert [d["id"] for d in dead] == [taken[0]["id"]]
+    assert "HTTP 422" in run("show", str(taken[0]["id"]))
+    assert run("retry", str(taken[0]["id"])).startswith("1 item(s)")
+    assert run("cancel", "--portal", "scos").startswith("3 item(s)")
