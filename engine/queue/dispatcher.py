@@ -35,6 +35,7 @@ class Permanent:
 
 
 Handler = Callable[[dict[str, Any]], Delivered | Transient | Permanent]
+BatchHandler = Callable[[list[dict[str, Any]]], list[Delivered | Transient | Permanent]]
 
 
 @dataclass
@@ -47,9 +48,17 @@ class DispatchStats:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
-def dispatch(engine: sa.Engine, table: sa.Table, portal: str, handler: Handler, *, batch: int = 50,
-             lease_seconds: float = 60.0, poll_seconds: float = 1.0, stop: threading.Event | None = None,
-             until_empty: bool = False, worker: str | None = None) -> DispatchStats:
+def dispatch(engine: sa.Engine, table: sa.Table, portal: str, handler: Handler | None = None, *,
+             batch_handler: BatchHandler | None = None, batch: int = 50, lease_seconds: float = 60.0,
+             poll_seconds: float = 1.0, stop: threading.Event | None = None, until_empty: bool = False,
+             worker: str | None = None) -> DispatchStats:
+    """Claim, deliver, record, until stopped (or, with until_empty, until nothing is due).
+
+    A batch handler sends a claimed batch in as few portal calls as the portal allows; the
+    successes are recorded in one statement.
+    """
+    if (handler is None) == (batch_handler is None):
+        raise ValueError("give exactly one of handler or batch_handler")
     worker = worker or outbox.worker_name()
     stop = stop or threading.Event()
     stats = DispatchStats()
@@ -61,21 +70,28 @@ def dispatch(engine: sa.Engine, table: sa.Table, portal: str, handler: Handler, 
             stop.wait(poll_seconds)
             continue
         stats.claimed += len(items)
-        for item in items:
+        if batch_handler is not None:
             try:
-                result = handler(item)
-            except Exception as exc:  # a handler bug or a network error: the item is retried, not lost
-                result = Transient(f"{type(exc).__name__}: {exc}")
+                results = batch_handler(items)
+            except Exception as exc:  # the whole batch failed in transit: each item is retried
+                results = [Transient(f"{type(exc).__name__}: {exc}") for _ in items]
+        else:
+            results = []
+            for item in items:
+                try:
+                    results.append(handler(item))
+                except Exception as exc:  # a handler bug or a network error: the item is retried, not lost
+                    results.append(Transient(f"{type(exc).__name__}: {exc}"))
+        done = [(item["id"], r.response) for item, r in zip(items, results) if isinstance(r, Delivered)]
+        completed = outbox.complete_many(engine, table, done, worker)
+        stats.done += completed
+        stats.lost_lease += len(done) - completed
+        for item, result in zip(items, results):
             if isinstance(result, Delivered):
-                if outbox.complete(engine, table, item["id"], worker, result.response):
-                    stats.done += 1
-                else:
-                    stats.lost_lease += 1
-                    log.warning("item %s: lease expired before completion; another dispatcher owns it", item["id"])
+                continue
+            status = outbox.fail(engine, table, item, worker, result.error, isinstance(result, Permanent))
+            if status == outbox.DEAD:
+                stats.dead += 1
             else:
-                status = outbox.fail(engine, table, item, worker, result.error, isinstance(result, Permanent))
-                if status == outbox.DEAD:
-                    stats.dead += 1
-                else:
-                    stats.retried += 1
+                stats.retried += 1
     return stats

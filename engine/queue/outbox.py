@@ -90,6 +90,26 @@ def complete(engine: sa.Engine, table: sa.Table, item_id: int, worker: str, resp
     return bool(result.rowcount)
 
 
+def complete_many(engine: sa.Engine, table: sa.Table, done: list[tuple[int, Any]], worker: str) -> int:
+    """Many items done in one executemany; returns how many this worker still held."""
+    if not done:
+        return 0
+    statement = table.update().where(
+        table.c.id == sa.bindparam("item_id"), table.c.status == RUNNING,
+        table.c.locked_by == sa.bindparam("worker")).values(
+        status=DONE, completed_at=sa.bindparam("now"), locked_until=None, last_error=None,
+        response=sa.bindparam("response_json"))
+    now = now_utc()
+    with engine.begin() as conn:
+        conn.execute(statement, [
+            {"item_id": item_id, "worker": worker, "now": now,
+             "response_json": json.dumps(response, ensure_ascii=False, default=str)[:100000]}
+            for item_id, response in done])
+        # rowcount of an executemany is not reliable on every driver: count what this worker completed
+        return conn.execute(sa.select(sa.func.count()).where(
+            table.c.id.in_([i for i, _ in done]), table.c.status == DONE, table.c.locked_by == worker)).scalar_one()
+
+
 def backoff(attempts: int, base: float = 5.0, cap: float = 3600.0) -> float:
     """Exponential with "equal jitter": at least half the step, so a retry never comes at once,
     and spread over the other half, so retries from many dispatchers do not arrive together."""
