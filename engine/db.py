@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,6 +31,8 @@ def create_buffer_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            # fingerprints are computed in SQL on every dialect; SQLite has no md5 of its own
+            dbapi_connection.create_function("bufsync_md5", 1, _md5, deterministic=True)
     return engine
 
 
@@ -47,6 +50,10 @@ def connect_buffer(loaded: LoadedSettings) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def _md5(text: str | None) -> str | None:
+    return None if text is None else hashlib.md5(text.encode("utf-8")).hexdigest()
 
 
 def _reason(exc: sa.exc.DBAPIError) -> str:

@@ -10,7 +10,7 @@ COLUMNS = ("created", "adopted", "updated", "suspended", "reactivated", "deleted
            "rejected", "skipped", "disputed", "failing")  # failing: rows that failed before and did not change
 _ACTION_COLUMN = {"create": "created", "adopt": "adopted", "update": "updated", "suspend": "suspended",
                   "suspend_row": "suspended", "reactivate": "reactivated", "delete": "deleted",
-                  "repair": "repaired", "unchanged": "unchanged", "reject": "rejected", "skip": "skipped",
+                  "repair": "repaired", "unchanged": "unchanged", "rehash": "unchanged", "reject": "rejected", "skip": "skipped",
                   "disputed": "disputed"}
 
 

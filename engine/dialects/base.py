@@ -52,6 +52,18 @@ class BufferDialect:
         """Take up to `limit` ready rows for this worker without waiting for rows others hold."""
         raise NotImplementedError
 
+    def md5(self, text: sa.ColumnElement) -> sa.ColumnElement:
+        """md5 of a text as 32 hex digits, computed by the database."""
+        return sa.func.md5(text)
+
+    def text(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.cast(column, sa.Text())
+
+    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement, table: sa.Table,
+                  where: sa.ColumnElement, separator: str) -> sa.ColumnElement:
+        """The ordered concatenation of `expression` over the rows of `table` matching `where`."""
+        raise NotImplementedError
+
     @staticmethod
     def lock_key(name: str) -> int:
         return zlib.crc32(f"bufsync:{name}".encode()) - 2**31

@@ -60,3 +60,16 @@ class MssqlDialect(BufferDialect):
                   .where(ready).order_by(*order).limit(limit))
         statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
         return list(conn.execute(statement.returning(*table.c)))
+
+    def md5(self, text: sa.ColumnElement) -> sa.ColumnElement:
+        """CONVERT(varchar(32), HASHBYTES('MD5', text), 2): lower-cased to match the other dialects."""
+        return sa.func.lower(sa.func.convert(sa.literal_column("varchar(32)"),
+                                             sa.func.hashbytes("MD5", text), 2))
+
+    def text(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.cast(column, mssql.NVARCHAR(None))
+
+    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement, table: sa.Table,
+                  where: sa.ColumnElement, separator: str) -> sa.ColumnElement:
+        return (sa.select(sa.func.string_agg(expression, separator).within_group(order))
+                .where(where).scalar_subquery())

@@ -51,3 +51,9 @@ class PostgresqlDialect(BufferDialect):
                   .with_for_update(skip_locked=True))
         statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
         return list(conn.execute(statement.returning(*table.c)))
+
+    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement, table: sa.Table,
+                  where: sa.ColumnElement, separator: str) -> sa.ColumnElement:
+        # string_agg(expr, sep ORDER BY x): the ORDER BY goes with the last argument
+        separator_ordered = postgresql.aggregate_order_by(sa.literal(separator, sa.Text()), order)
+        return sa.select(sa.func.string_agg(expression, separator_ordered)).where(where).scalar_subquery()

@@ -57,3 +57,11 @@ class SqliteDialect(BufferDialect):
         chosen = sa.select(table.c.id).where(ready).order_by(*order).limit(limit)
         statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
         return list(conn.execute(statement.returning(*table.c)))
+
+    def md5(self, text: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.func.bufsync_md5(text)  # registered on each connection by bufsync.db
+
+    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement, table: sa.Table,
+                  where: sa.ColumnElement, separator: str) -> sa.ColumnElement:
+        ordered = sa.select(expression.label("part")).where(where).order_by(order).subquery()
+        return sa.select(sa.func.group_concat(ordered.c.part, separator)).scalar_subquery()

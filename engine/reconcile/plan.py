@@ -14,6 +14,7 @@ from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry
 CREATE, ADOPT, UPDATE, SUSPEND, REACTIVATE, DELETE = "create", "adopt", "update", "suspend", "reactivate", "delete"
 UNCHANGED, SKIP, REJECT, DISPUTED, KEEP_ERROR = "unchanged", "skip", "reject", "disputed", "keep_error"
 REPAIR = "repair"
+REHASH = "rehash"  # the fingerprint changed but nothing to send (e.g. a parent's id now known)
 WRITES = (CREATE, ADOPT, UPDATE, SUSPEND, REACTIVATE, DELETE, REPAIR)
 
 

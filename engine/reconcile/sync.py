@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from bufsync.buffer import reader, writeback
 from bufsync.mapping.loader import MappingSet
 from bufsync.mapping.model import Mapping
+from bufsync.reconcile import fingerprint
 from bufsync.reconcile import plan as p
 from bufsync.reconcile.adapter import Existing, Outcome, TargetAdapter
 from bufsync.reconcile.records import Desired, RecordBuilder
@@ -98,10 +99,10 @@ def _resolve(ctx: Context, mapping: Mapping, batch: list[Desired]) -> None:
 
 @dataclass
 class Scan:
-    """Pass one over the buffer: which keys changed, which vanished. Nothing is built for the rest."""
+    """Pass one, done by the database: which keys changed, which vanished. No row reaches Python
+    when nothing changed."""
 
-    entries: dict[str, Entry]
-    seen: set[str] = field(default_factory=set)
+    entries: dict[str, Entry] = field(default_factory=dict)  # only the entries a run touches
     changed: set[str] = field(default_factory=set)
     source_rows: int = 0
     unchanged: int = 0
@@ -114,52 +115,53 @@ class Scan:
         return len(self.missing)
 
 
+def _dialect(ctx: Context) -> Any:
+    from bufsync.dialects import dialect_named
+    return dialect_named(ctx.engine.dialect.name)
+
+
 def scan(ctx: Context, mapping: Mapping) -> Scan:
     table = ctx.tables[mapping.table.name]
     builder = RecordBuilder(mapping, ctx.timezone)
+    dialect = _dialect(ctx)
+    ledger = ctx.ledger.table
+    result = Scan()
     with ctx.engine.connect() as conn:
-        result = Scan(ctx.ledger.load(conn, mapping.name))
-        attached = reader.attached(conn, ctx.mappings, ctx.tables, mapping)
-        entries = result.entries
-        result.linked_before = sum(1 for e in entries.values() if e.state in (LINKED, SUSPENDED))
-        unseen = {k for k, e in entries.items() if e.state in (LINKED, SUSPENDED)}
-        self_lookup = any(spec.lookup == mapping.name for spec in mapping.sync.fields.values())
-        wb_roles = mapping.table.writeback.columns() if mapping.table.writeback else {}
-        status_col, error_col, id_col = wb_roles.get("status"), wb_roles.get("error"), wb_roles.get("remote_id")
-        full = ctx.options.full
-        for row in reader.stream(conn, table, mapping):
-            result.source_rows += 1
-            key, _, fingerprint = builder.quick(row, attached, ctx.remote_ids)
-            unseen.discard(key)
-            if self_lookup:
-                result.seen.add(key)  # only a tree (departments) needs every key: parents in the source
-            entry = entries.get(key)
-            if entry is not None and entry.content_hash == fingerprint and not full:
-                data = row._mapping
-                if entry.state in (LINKED, SUSPENDED):
-                    if (status_col is None or data[status_col] == "ok") and (
-                            error_col is None or data[error_col] is None) and (
-                            id_col is None or data[id_col] == entry.remote_id):
-                        result.unchanged += 1  # the common case: nothing built, nothing written
-                        continue
-                elif entry.state == ERROR and (status_col is None or data[status_col] in ("error", "skipped")) and (
-                        error_col is None or data[error_col] == entry.last_error):
-                    result.failing += 1  # failed before and nothing changed since: not retried (--full does)
-                    continue
-            result.changed.add(key)
-    gone = [entries[key] for key in unseen]
-    with ctx.engine.connect() as conn:
-        ctx.ledger.fill_applied(conn, mapping.name, gone)
-    for entry in gone:
-        key = entry.key
-        if entry.remote_id is None and not entry.applied:
-            continue  # (an enrolment has no id of its own: what was applied says which one)
-        existing = Existing(key, entry.remote_id, entry.applied)
-        if mapping.sync.on_missing == "delete":
-            result.missing.append(p.Step(p.DELETE, key, None, existing))
-        elif mapping.sync.on_missing == "suspend" and entry.state == LINKED:
-            result.missing.append(p.Step(p.SUSPEND, key, None, existing))
+        result.source_rows = reader.count(conn, table)
+        result.linked_before = conn.execute(sa.select(sa.func.count()).select_from(ledger).where(
+            ledger.c.mapping_name == mapping.name, ledger.c.state.in_([LINKED, SUSPENDED]))).scalar_one()
+        query = fingerprint.scan_query(dialect, ctx.mappings, ctx.tables, ledger, mapping, builder.hash_columns,
+                                       ctx.options.full)
+        for key, verdict in conn.execution_options(stream_results=True, yield_per=reader.BATCH_ROWS).execute(query):
+            if verdict == "f":
+                result.failing += 1  # failed before and nothing changed since: not retried (--full does)
+            else:
+                result.changed.add(key)
+        result.unchanged = result.source_rows - len(result.changed) - result.failing
+        for row in conn.execute(fingerprint.missing_query(dialect, ctx.tables, ledger, mapping)):
+            entry = Entry(row.record_key, row.remote_id, row.content_hash, row.state, row.last_error, row.attempts,
+                          row.applied)
+            result.entries[entry.key] = entry
+            if entry.remote_id is None and not entry.applied:
+                continue  # (an enrolment has no id of its own: what was applied says which one)
+            existing = Existing(entry.key, entry.remote_id, entry.applied)
+            if mapping.sync.on_missing == "delete":
+                result.missing.append(p.Step(p.DELETE, entry.key, None, existing))
+            elif mapping.sync.on_missing == "suspend" and entry.state == LINKED:
+                result.missing.append(p.Step(p.SUSPEND, entry.key, None, existing))
     return result
+
+
+def _present(ctx: Context, mapping: Mapping, keys: list[str]) -> set[str]:
+    """Which of these keys the source table holds (for parents in the same table)."""
+    table = ctx.tables[mapping.table.name]
+    expression = fingerprint.key_expression(_dialect(ctx), table, mapping)
+    found: set[str] = set()
+    with ctx.engine.connect() as conn:
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            found |= {r[0] for r in conn.execute(sa.select(expression).where(expression.in_(chunk)))}
+    return found
 
 
 def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.MappingPlan], None]) -> None:
@@ -169,20 +171,20 @@ def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.M
     """
     if not found.changed and not found.missing:
         return
-    table = ctx.tables[mapping.table.name]
     builder = RecordBuilder(mapping, ctx.timezone)
     entries = found.entries
     waiting: list[tuple[Desired, Entry | None]] = []
     if found.changed:
+        query = fingerprint.stream_query(_dialect(ctx), ctx.mappings, ctx.tables, ctx.ledger.table, mapping,
+                                         builder.hash_columns)
         with ctx.engine.connect() as conn:
             attached = reader.attached(conn, ctx.mappings, ctx.tables, mapping)
             pending: list[Desired] = []
 
             def flush() -> None:
                 chunk = p.MappingPlan(mapping.name)
-                known = [entries[d.key] for d in pending if d.key in entries]
                 with ctx.engine.connect() as other:  # the stream's connection has a cursor open
-                    ctx.ledger.fill_applied(other, mapping.name, known)
+                    entries.update(ctx.ledger.get_many(other, mapping.name, [d.key for d in pending]))
                 _resolve(ctx, mapping, pending)
                 for desired in pending:
                     _classify_one(ctx, mapping, chunk, builder, desired, entries.get(desired.key))
@@ -193,11 +195,15 @@ def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.M
                 if ctx.options.full:
                     _drift(ctx, mapping, chunk, entries)
                 on_chunk(chunk)
+                for step in chunk.steps:  # applied: the chunk's entries are not needed any more
+                    entries.pop(step.key, None)
 
-            for row in reader.stream(conn, table, mapping):
-                if builder.key_of(row) not in found.changed:
+            for row in conn.execution_options(stream_results=True, yield_per=reader.BATCH_ROWS).execute(query):
+                if row._key not in found.changed:
                     continue
                 desired = builder.build(row, attached)
+                desired.key = row._key
+                desired.content_hash = row._fingerprint
                 desired.writeback = writeback.current(row, mapping)
                 pending.append(desired)
                 if len(pending) >= CHUNK:
@@ -205,10 +211,13 @@ def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.M
             if pending:
                 flush()
     last = p.MappingPlan(mapping.name)
+    parents = [str(v) for d, _ in waiting for t, (o, v) in d.lookups.items()
+               if o == mapping.name and v is not None and d.resolved.get(t) is None]
+    present = _present(ctx, mapping, sorted(set(parents))) if parents else set()
     for desired, entry in waiting:
         missing = [v for t, (o, v) in desired.lookups.items()
                    if o == mapping.name and v is not None and desired.resolved.get(t) is None
-                   and str(v) not in found.seen]
+                   and str(v) not in present]
         if missing:
             status, text = _lookup_reason(ctx, mapping.name, missing[0])
             last.steps.append(p.Step(p.SKIP if status == "skipped" else p.REJECT, desired.key, desired, reason=text))
@@ -221,7 +230,6 @@ def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.M
 
 def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: RecordBuilder,
                   desired: Desired, entry: Entry | None) -> None:
-    builder.finish(desired)  # also for rows that fail below: an unchanged failure is not redone next run
     for target, (other, value) in desired.lookups.items():
         if value is not None and desired.resolved.get(target) is None and other == mapping.name:
             plan.waiting.append((desired, entry))  # its parent may be created in this run: decided later
@@ -251,6 +259,10 @@ def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: 
         plan.steps.append(p.Step(p.CREATE, desired.key, desired))  # may become ADOPT after correlation
         return
     existing = Existing(desired.key, entry.remote_id, entry.applied)
+    if entry.state in (LINKED, SUSPENDED) and entry.applied is not None and \
+            entry.applied == builder.applied_view(desired) and desired.writeback[0] == "ok":
+        plan.steps.append(p.Step(p.REHASH, desired.key, desired, existing))  # nothing to send: new fingerprint only
+        return
     action = p.UPDATE
     was_active = entry.state == LINKED
     if desired.active and not was_active:
@@ -324,6 +336,7 @@ def apply_plan(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dic
     def state_of(step: p.Step) -> str:
         return LINKED if step.desired is None or step.desired.active else SUSPENDED
 
+    run(p.REHASH, lambda c: [Outcome(True, s.existing.remote_id) for s in c], LINKED, False)
     run(p.CREATE, lambda c: _create(adapter, c), LINKED, opts.no_create)
     run(p.ADOPT, lambda c: adapter.update([(s.desired, s.existing) for s in c]), LINKED, opts.no_update)
     for action in (p.UPDATE, p.REACTIVATE):
@@ -396,7 +409,7 @@ def _store(ctx: Context, mapping: Mapping, table: sa.Table, builder: RecordBuild
             continue  # --no-create / --no-update / --no-delete: left for a later run
         if step.action == "suspend_row":
             state = SUSPENDED
-        if step.action in (p.UPDATE, p.ADOPT, p.REACTIVATE, p.REPAIR) and step.desired is not None and not step.desired.active:
+        if step.action in (p.UPDATE, p.ADOPT, p.REACTIVATE, p.REPAIR, p.REHASH) and step.desired is not None and not step.desired.active:
             state = SUSPENDED
         if outcome.ok:
             remote_id = outcome.remote_id or (step.existing.remote_id if step.existing else None)

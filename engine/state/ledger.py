@@ -64,6 +64,19 @@ class Ledger:
         return {r.record_key: Entry(r.record_key, r.remote_id, r.content_hash, r.state, r.last_error, r.attempts)
                 for r in rows}
 
+    def get_many(self, conn: Connection, mapping: str, keys: list[str]) -> dict[str, Entry]:
+        """The entries of these keys, `applied` included (what a run touches)."""
+        t = self.table
+        out: dict[str, Entry] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            for r in conn.execute(sa.select(t.c.record_key, t.c.remote_id, t.c.content_hash, t.c.state,
+                                            t.c.last_error, t.c.attempts, t.c.applied).where(
+                    t.c.mapping_name == mapping, t.c.record_key.in_(chunk))):
+                out[r.record_key] = Entry(r.record_key, r.remote_id, r.content_hash, r.state, r.last_error,
+                                          r.attempts, r.applied)
+        return out
+
     def fill_applied(self, conn: Connection, mapping: str, entries: list[Entry]) -> None:
         """Load `applied` for the few entries a run touches."""
         t = self.table

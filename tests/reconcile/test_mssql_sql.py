@@ -71,3 +71,23 @@ def test_counts_and_markers() -> None:
         batches.c.entity == "users").order_by(batches.c.batch_id.desc()))
     assert "WHERE buf_batches.entity = :entity_1 ORDER BY buf_batches.batch_id DESC" in text
     assert "count(*)" in compiled(sa.select(sa.func.count()).select_from(TABLES["buf_users"]))
+
+
+def test_scan_query_computes_fingerprints_in_sql_server() -> None:
+    from bufsync.reconcile import fingerprint
+    from bufsync.reconcile.records import RecordBuilder
+    dialect = MssqlDialect()
+    mapping = MAPPINGS["users"]
+    columns = RecordBuilder(mapping, "UTC").hash_columns
+    text = compiled(fingerprint.scan_query(dialect, MAPPINGS, dict(TABLES), TABLES["sync_ledger"], mapping, columns,
+                                           full=False))
+    assert "lower(convert(varchar(32), hashbytes(:hashbytes_1, " in text
+    assert "string_agg(" in text and "WITHIN GROUP (ORDER BY buf_user_fields.field)" in text
+    assert "LEFT OUTER JOIN sync_ledger AS own ON own.mapping_name = :mapping_name_1" in text
+    assert "CAST(buf_users.external_id AS NVARCHAR(max))" in text
+    subs = MAPPINGS["subscriptions"]
+    text = compiled(fingerprint.scan_query(dialect, MAPPINGS, dict(TABLES), TABLES["sync_ledger"], subs,
+                                           RecordBuilder(subs, "UTC").hash_columns, full=False))
+    assert "LEFT OUTER JOIN sync_ledger AS lookup_0" in text and "LEFT OUTER JOIN sync_ledger AS lookup_1" in text
+    missing = compiled(fingerprint.missing_query(dialect, dict(TABLES), TABLES["sync_ledger"], subs))
+    assert "NOT (EXISTS (SELECT" in missing

@@ -1,0 +1,120 @@
+"""Fingerprints computed by the database, so a run with nothing to do moves no rows to Python.
+
+The fingerprint of a buffer row is md5 over its hashed columns (the sources of every field
+written on update, and the status column), the remote ids its lookups resolve to through the
+other mappings' ledger, and its attached rows (buf_user_fields). The scan query compares it
+with the ledger's content_hash in SQL and returns only the keys that changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from bufsync.dialects.base import BufferDialect
+from bufsync.mapping.loader import MappingSet
+from bufsync.mapping.model import Mapping
+from bufsync.state.ledger import ERROR, LINKED, SUSPENDED
+
+NULL = "\x01"     # stands for NULL inside the hashed text (PostgreSQL text cannot hold NUL)
+SEP = "\x1f"      # between parts
+
+
+@dataclass
+class Parts:
+    key: sa.ColumnElement           # the ledger's record_key for the row
+    fingerprint: sa.ColumnElement
+    joins: list[tuple[sa.Table, sa.ColumnElement]]
+
+
+def _text(dialect: BufferDialect, column: sa.ColumnElement) -> sa.ColumnElement:
+    return sa.func.coalesce(dialect.text(column), NULL)
+
+
+def key_expression(dialect: BufferDialect, table: sa.Table, mapping: Mapping) -> sa.ColumnElement:
+    """What ledger.record_key() writes: the value, or ["a", "b"] for a composite key."""
+    columns = [dialect.text(table.c[name]) for name in mapping.sync.key]
+    if len(columns) == 1:
+        return columns[0]
+    expression = sa.literal('["', sa.String()) + columns[0]
+    for column in columns[1:]:
+        expression = expression + sa.literal('", "', sa.String()) + column
+    return expression + sa.literal('"]', sa.String())
+
+
+def parts(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Table], ledger: sa.Table,
+          mapping: Mapping, hash_columns: list[str]) -> Parts:
+    table = tables[mapping.table.name]
+    texts: list[sa.ColumnElement] = [_text(dialect, table.c[name]) for name in hash_columns]
+    joins = []
+    for index, (target, spec) in enumerate((t, s) for t, s in mapping.sync.fields.items() if s.lookup):
+        other = ledger.alias(f"lookup_{index}")
+        on = sa.and_(other.c.mapping_name == spec.lookup,
+                     other.c.record_key == dialect.text(table.c[spec.source]),
+                     other.c.state.in_([LINKED, SUSPENDED]))
+        joins.append((other, on))
+        texts.append(_text(dialect, other.c.remote_id))
+    for child in mappings.attached_to(mapping.name):
+        spec = child.attach
+        child_table = tables[child.table.name]
+        where = sa.and_(*(child_table.c[column] == table.c[parent] for column, parent in spec.join.items()))
+        pair = dialect.text(child_table.c[spec.name_column]) + sa.literal("=", sa.String()) + \
+            _text(dialect, child_table.c[spec.value_column])
+        texts.append(sa.func.coalesce(dialect.aggregate(pair, child_table.c[spec.name_column], child_table, where,
+                                                        SEP + SEP), NULL))
+    text = texts[0] if texts else sa.literal(NULL, sa.String())
+    for part in texts[1:]:
+        text = text + sa.literal(SEP, sa.String()) + part
+    return Parts(key_expression(dialect, table, mapping), dialect.md5(text), joins)
+
+
+def scan_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Table], ledger: sa.Table,
+               mapping: Mapping, hash_columns: list[str], full: bool) -> sa.Select:
+    """(key, class) for every row that is not unchanged; class 'f' = failed before, unchanged since."""
+    table = tables[mapping.table.name]
+    p = parts(dialect, mappings, tables, ledger, mapping, hash_columns)
+    own = ledger.alias("own")
+    source = table.join(own, sa.and_(own.c.mapping_name == mapping.name, own.c.record_key == p.key), isouter=True)
+    for other, on in p.joins:
+        source = source.join(other, on, isouter=True)
+    roles = mapping.table.writeback.columns() if mapping.table.writeback else {}
+    ok_row = [own.c.state.in_([LINKED, SUSPENDED])]
+    failed_row = [own.c.state == ERROR]
+    if "status" in roles:
+        ok_row.append(table.c[roles["status"]] == "ok")
+        failed_row.append(table.c[roles["status"]].in_(["error", "skipped"]))
+    if "error" in roles:
+        ok_row.append(table.c[roles["error"]].is_(None))
+        failed_row.append(sa.func.coalesce(table.c[roles["error"]], "") == sa.func.coalesce(own.c.last_error, ""))
+    if "remote_id" in roles:
+        ok_row.append(sa.func.coalesce(table.c[roles["remote_id"]], -1) == sa.func.coalesce(own.c.remote_id, -1))
+    same = own.c.content_hash == p.fingerprint
+    if full:
+        verdict = sa.literal("c", sa.String())
+    else:
+        verdict = sa.case((sa.and_(same, *ok_row), "u"), (sa.and_(same, *failed_row), "f"), else_="c")
+    inner = sa.select(p.key.label("k"), verdict.label("v")).select_from(source).subquery()
+    return sa.select(inner.c.k, inner.c.v).where(inner.c.v != "u")
+
+
+def stream_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Table], ledger: sa.Table,
+                 mapping: Mapping, hash_columns: list[str]) -> sa.Select:
+    """Every column of the table plus its fingerprint, in key order (pass two)."""
+    table = tables[mapping.table.name]
+    p = parts(dialect, mappings, tables, ledger, mapping, hash_columns)
+    source: sa.FromClause = table
+    for other, on in p.joins:
+        source = source.join(other, on, isouter=True)
+    return (sa.select(*table.c, p.fingerprint.label("_fingerprint"), p.key.label("_key")).select_from(source)
+            .order_by(*(table.c[name] for name in mapping.sync.key)))
+
+
+def missing_query(dialect: BufferDialect, tables: dict[str, sa.Table], ledger: sa.Table,
+                  mapping: Mapping) -> sa.Select:
+    """Ledger keys, linked or suspended, whose row is gone from the buffer."""
+    table = tables[mapping.table.name]
+    present = sa.select(sa.literal(1)).select_from(table).where(
+        key_expression(dialect, table, mapping) == ledger.c.record_key)
+    return sa.select(ledger).where(ledger.c.mapping_name == mapping.name,
+                                   ledger.c.state.in_([LINKED, SUSPENDED]), ~present.exists())
