@@ -1,0 +1,1 @@
+"""ГИС СЦОС (online.edu.ru) partner API v2; docs/portals/scos.md says what was chosen where sources disagree."""

@@ -1,0 +1,72 @@
+"""Queue items of portal `scos` to СЦОС calls: learner data in arrays of up to 10, answered per item."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bufsync.portals.scos.client import ScosClient, ScosRejected, ScosUnavailable
+from bufsync.queue.dispatcher import Delivered, Permanent, Transient
+
+PER_CALL = 10  # items per learner-data call, as the public clients send
+ARRAY_CALLS = {"participation_add": "participation_add", "participation_remove": "participation_remove",
+               "result": "results", "progress": "progress"}
+
+
+class ScosHandler:
+    """A batch handler for bufsync.queue.dispatcher.dispatch."""
+
+    def __init__(self, client: ScosClient, partner_id: str) -> None:
+        self.client = client
+        self.partner_id = partner_id
+
+    def __call__(self, items: list[dict[str, Any]]) -> list[Delivered | Transient | Permanent]:
+        results: dict[int, Delivered | Transient | Permanent] = {}
+        by_operation: dict[str, list[dict[str, Any]]] = {}
+        for item in items:
+            by_operation.setdefault(item["operation"], []).append(item)
+        for operation, group in by_operation.items():
+            if operation in ARRAY_CALLS:
+                for start in range(0, len(group), PER_CALL):
+                    part = group[start:start + PER_CALL]
+                    results.update(self._array(ARRAY_CALLS[operation], part))
+            else:
+                for item in group:
+                    results[item["id"]] = self._single(operation, item["payload"])
+        return [results[item["id"]] for item in items]
+
+    def _array(self, call: str, part: list[dict[str, Any]]) -> dict[int, Any]:
+        try:
+            answers = getattr(self.client, call)([item["payload"] for item in part])
+        except ScosUnavailable as exc:
+            return {item["id"]: Transient(str(exc)) for item in part}
+        except ScosRejected as exc:
+            if len(part) == 1:
+                return {part[0]["id"]: Permanent(str(exc))}
+            out: dict[int, Any] = {}
+            for item in part:  # one bad item must not sink the others: send them one by one
+                out.update(self._array(call, [item]))
+            return out
+        out = {}
+        for item, answer in zip(part, answers if isinstance(answers, list) else []):
+            if isinstance(answer, dict) and answer.get("saved") is True:
+                out[item["id"]] = Delivered(answer)
+            else:
+                out[item["id"]] = Permanent(f"saved: false — {answer.get('error') if isinstance(answer, dict) else answer}")
+        for item in part:
+            out.setdefault(item["id"], Transient("the portal answered fewer items than sent"))
+        return out
+
+    def _single(self, operation: str, payload: dict[str, Any]) -> Delivered | Transient | Permanent:
+        try:
+            if operation == "course_publish":
+                return Delivered({"course_id": self.client.publish(self.partner_id, payload)})
+            if operation == "course_update":
+                self.client.update(self.partner_id, payload)
+                return Delivered({"updated": payload.get("id")})
+            if operation == "course_status":
+                return Delivered({"status": self.client.set_status(payload["course_id"], payload["status"])})
+        except ScosUnavailable as exc:
+            return Transient(str(exc))
+        except ScosRejected as exc:
+            return Permanent(str(exc))
+        return Permanent(f"unknown СЦОС operation '{operation}'")

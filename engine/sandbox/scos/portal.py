@@ -1,0 +1,223 @@
+"""The emulated СЦОС: course passports with moderation that takes time, participation, results,
+progress; per-item answers with `saved`; validation errors; every delivery counted.
+
+Knobs (SandboxConfig) make the open questions of the protocol switchable: the status code of
+a validation error, whether a duplicate enrolment answers saved:true, moderation time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from bufsync.sandbox.faults import Faults
+from bufsync.sandbox.httpserver import HttpServer, Reply, Request
+
+API = "/api/v2"
+REQUIRED_PASSPORT = ("title", "description", "content", "results", "external_url", "institution", "started_at",
+                     "image", "competences", "requirements", "direction", "duration", "cert", "teachers",
+                     "business_version", "credits")
+
+
+@dataclass
+class SandboxConfig:
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    partner_id: str = "sandbox-partner"
+    moderation_seconds: float = 2.0       # a published course is `in_progress`, then `ok`
+    validation_status: int = 400          # the code of a rejected passport (open question: 400 or 422)
+    duplicate_saved: bool = True          # a repeated enrolment answers saved:true (or saved:false)
+
+
+class Portal:
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.lock = threading.Lock()
+        self.courses: dict[str, dict[str, Any]] = {}
+        self.participation: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.results: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.progress: dict[tuple[str, str], int] = {}
+        self.deliveries: Counter[str] = Counter()  # item identity -> times received (exactly-once checks)
+        self.calls: Counter[str] = Counter()
+
+    # -- routing -----------------------------------------------------------------------------
+    def handle(self, request: Request) -> Reply:
+        if request.headers.get("x-cn-uuid") != self.config.key:
+            return _json(403, {"error": "invalid X-CN-UUID"})
+        path = request.path[len(API):] if request.path.startswith(API) else None
+        if path is None:
+            return _json(404, {"error": "not found"})
+        query = {k: v[-1] for k, v in parse_qs(request.query).items()}
+        try:
+            body = json.loads(request.body) if request.body else None
+        except ValueError:
+            return _json(400, {"error": "body is not JSON"})
+        route = (request.method, path)
+        self.calls[f"{request.method} {path}"] += 1
+        with self.lock:
+            if route == ("GET", "/connections/check"):
+                return _json(200, {"status": "ok"})
+            if route == ("POST", "/registry/courses"):
+                return self._publish(body)
+            if route == ("PUT", "/registry/courses"):
+                return self._update(body)
+            if route == ("GET", "/registry/courses/moderation_status"):
+                return self._moderation(query.get("course_id"))
+            if route == ("PUT", "/registry/courses/update_status"):
+                return self._status(query.get("course_id"), query.get("new_status") or query.get("status"))
+            if route == ("POST", "/courses/participation"):
+                return self._items(body, ("course_id", "session_id", "user_id", "enroll_date"), self._enrol)
+            if route == ("DELETE", "/courses/participation"):
+                return self._items(body, ("course_id", "session_id", "user_id"), self._unenrol)
+            if route == ("POST", "/courses/results"):
+                return self._items(body, ("course_id", "session_id", "user_id", "date", "rating", "checkpoint_id",
+                                          "checkpoint_name"), self._result)
+            if route == ("POST", "/courses/results/progress"):
+                return self._items(body, ("course_id", "session_id", "user_id", "progress"), self._progress)
+        return _json(404, {"error": f"no such endpoint: {request.method} {path}"})
+
+    # -- courses -----------------------------------------------------------------------------
+    def _passport(self, body: Any) -> tuple[dict[str, Any] | None, Reply | None]:
+        if not isinstance(body, dict) or body.get("partner_id") != self.config.partner_id:
+            return None, _json(self.config.validation_status, {"errors": {"partner_id": "unknown partner"}})
+        items = (body.get("package") or {}).get("items")
+        if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict):
+            return None, _json(self.config.validation_status, {"errors": {"package.items": "one course expected"}})
+        course = items[0]
+        missing = [name for name in REQUIRED_PASSPORT if course.get(name) in (None, "", [])]
+        if missing:
+            return None, _json(self.config.validation_status,
+                               {"errors": {name: "required field" for name in missing}})
+        return course, None
+
+    def _publish(self, body: Any) -> Reply:
+        course, error = self._passport(body)
+        if error:
+            return error
+        for existing in self.courses.values():
+            if existing["passport"].get("external_url") == course["external_url"]:
+                return _json(409, {"error": "course with this external_url exists", "course_id": existing["id"]})
+        course_id = str(uuid.uuid4())
+        self.courses[course_id] = {"id": course_id, "passport": course, "status": "ACTIVE",
+                                   "moderation": "in_progress", "sent_at": time.monotonic()}
+        self.deliveries[f"course:{course['external_url']}"] += 1
+        return _json(200, {"course_id": course_id})
+
+    def _update(self, body: Any) -> Reply:
+        course, error = self._passport(body)
+        if error:
+            return error
+        stored = self.courses.get(str(course.get("id")))
+        if stored is None:
+            return _json(404, {"error": "unknown course id"})
+        stored["passport"] = course
+        stored["moderation"], stored["sent_at"] = "in_progress", time.monotonic()
+        return _json(200, {"course_id": stored["id"]})
+
+    def _moderation(self, course_id: str | None) -> Reply:
+        stored = self.courses.get(str(course_id))
+        if stored is None:
+            return _json(404, {"error": "unknown course id"})
+        if stored["moderation"] == "in_progress" and time.monotonic() - stored["sent_at"] >= self.config.moderation_seconds:
+            stored["moderation"] = "ok"
+        return _json(200, {"status": stored["moderation"]})
+
+    def _status(self, course_id: str | None, status: str | None) -> Reply:
+        stored = self.courses.get(str(course_id))
+        if stored is None:
+            return _json(404, {"error": "unknown course id"})
+        if status not in ("active", "archive"):
+            return _json(self.config.validation_status, {"errors": {"new_status": "active or archive"}})
+        stored["status"] = status.upper()
+        return _json(200, {"status": stored["status"]})
+
+    # -- learner data, answered per item --------------------------------------------------------
+    def _items(self, body: Any, required: tuple[str, ...], apply: Any) -> Reply:
+        if not isinstance(body, list):
+            return _json(self.config.validation_status, {"error": "a JSON array of items is expected"})
+        answers = []
+        for item in body:
+            echo = {k: item.get(k) for k in ("course_id", "user_id", "session_id", "checkpoint_id")
+                    if isinstance(item, dict) and k in item}
+            missing = [k for k in required if not isinstance(item, dict) or item.get(k) in (None, "")]
+            if missing:
+                answers.append(echo | {"saved": False, "error": f"missing: {', '.join(missing)}"})
+                continue
+            if str(item["course_id"]) not in self.courses:
+                answers.append(echo | {"saved": False, "error": "unknown course_id"})
+                continue
+            answers.append(echo | apply(item))
+        return _json(200, answers)
+
+    def _enrol(self, item: dict[str, Any]) -> dict[str, Any]:
+        key = (str(item["course_id"]), str(item["session_id"]), str(item["user_id"]))
+        self.deliveries[f"enrol:{':'.join(key)}"] += 1
+        if key in self.participation:
+            return {"saved": self.config.duplicate_saved} | ({} if self.config.duplicate_saved
+                                                             else {"error": "already enrolled"})
+        self.participation[key] = dict(item)
+        return {"saved": True}
+
+    def _unenrol(self, item: dict[str, Any]) -> dict[str, Any]:
+        key = (str(item["course_id"]), str(item["session_id"]), str(item["user_id"]))
+        self.deliveries[f"unenrol:{':'.join(key)}"] += 1
+        self.participation.pop(key, None)
+        return {"saved": True}
+
+    def _result(self, item: dict[str, Any]) -> dict[str, Any]:
+        key = (str(item["course_id"]), str(item["user_id"]), str(item["checkpoint_id"]))
+        if (key[0], str(item["session_id"]), key[1]) not in self.participation:
+            return {"saved": False, "error": "no participation for this user and session"}
+        rating = item.get("rating")
+        if not isinstance(rating, (int, float)) or not 0 <= rating <= 100:
+            return {"saved": False, "error": "rating must be 0..100"}
+        self.deliveries[f"result:{':'.join(key)}"] += 1
+        self.results[key] = dict(item)
+        return {"saved": True}
+
+    def _progress(self, item: dict[str, Any]) -> dict[str, Any]:
+        progress = item.get("progress")
+        if not isinstance(progress, (int, float)) or not 0 <= progress <= 100:
+            return {"saved": False, "error": "progress must be 0..100"}
+        self.deliveries[f"progress:{item['course_id']}:{item['user_id']}"] += 1
+        self.progress[(str(item["course_id"]), str(item["user_id"]))] = progress
+        return {"saved": True}
+
+
+def _json(status: int, body: Any) -> Reply:
+    return Reply(status, "application/json", json.dumps(body, ensure_ascii=False).encode("utf-8"))
+
+
+class PortalServer(HttpServer):
+    """The СЦОС sandbox over HTTP, with the same fault knobs as the sandbox Moodle."""
+
+    def __init__(self, portal: Portal, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None) -> None:
+        super().__init__(self._route, host, port)
+        self.portal = portal
+        self.faults = faults or Faults()
+
+    def _route(self, request: Request) -> Reply:
+        if request.path == "/sandbox/stats":
+            deliveries = self.portal.deliveries
+            return _json(200, {"calls": dict(self.portal.calls), "deliveries": sum(deliveries.values()),
+                               "distinct": len(deliveries),
+                               "duplicates": sum(1 for v in deliveries.values() if v > 1)})
+        delay = 0.0
+        for rule in self.faults.pick(request.path):
+            if rule.kind == "latency":
+                delay += rule.seconds
+            elif rule.kind in ("http_500", "http_503"):
+                return Reply(500 if rule.kind == "http_500" else 503, "text/html", b"<h1>Unavailable</h1>", delay=delay)
+            elif rule.kind == "drop":
+                return Reply(delay=delay, drop=True)
+            else:
+                self.portal.handle(request)  # done at the portal; the client never hears about it
+                return Reply(delay=delay + (rule.seconds if rule.kind == "timeout_after_write" else 0), drop=True)
+        reply = self.portal.handle(request)
+        reply.delay = delay
+        return reply
