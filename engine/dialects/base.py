@@ -52,6 +52,9 @@ class BufferDialect:
         """Take up to `limit` ready rows for this worker without waiting for rows others hold."""
         raise NotImplementedError
 
+    def prepare_stream(self, conn: sa.Connection) -> None:
+        """Session settings for a long streamed read (a server-side cursor)."""
+
     def md5(self, text: sa.ColumnElement) -> sa.ColumnElement:
         """md5 of a text as 32 hex digits, computed by the database."""
         return sa.func.md5(text)
@@ -59,9 +62,9 @@ class BufferDialect:
     def text(self, column: sa.ColumnElement) -> sa.ColumnElement:
         return sa.cast(column, sa.Text())
 
-    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement, table: sa.Table,
-                  where: sa.ColumnElement, separator: str) -> sa.ColumnElement:
-        """The ordered concatenation of `expression` over the rows of `table` matching `where`."""
+    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement,
+                  group: list[sa.ColumnElement], separator: str) -> sa.Subquery:
+        """A derived table: the group columns and `agg`, the ordered concatenation of `expression`."""
         raise NotImplementedError
 
     @staticmethod

@@ -69,7 +69,7 @@ class MssqlDialect(BufferDialect):
     def text(self, column: sa.ColumnElement) -> sa.ColumnElement:
         return sa.cast(column, mssql.NVARCHAR(None))
 
-    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement, table: sa.Table,
-                  where: sa.ColumnElement, separator: str) -> sa.ColumnElement:
-        return (sa.select(sa.func.string_agg(expression, separator).within_group(order))
-                .where(where).scalar_subquery())
+    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement,
+                  group: list[sa.ColumnElement], separator: str) -> sa.Subquery:
+        return sa.select(*group, sa.func.string_agg(expression, separator).within_group(order).label("agg")
+                         ).group_by(*group).subquery()

@@ -52,8 +52,13 @@ class PostgresqlDialect(BufferDialect):
         statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
         return list(conn.execute(statement.returning(*table.c)))
 
-    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement, table: sa.Table,
-                  where: sa.ColumnElement, separator: str) -> sa.ColumnElement:
+    def prepare_stream(self, conn: sa.Connection) -> None:
+        """A cursor makes PostgreSQL plan for the first rows (nested loops); plan for all of them."""
+        conn.exec_driver_sql("SET cursor_tuple_fraction = 1.0")
+
+    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement,
+                  group: list[sa.ColumnElement], separator: str) -> sa.Subquery:
         # string_agg(expr, sep ORDER BY x): the ORDER BY goes with the last argument
         separator_ordered = postgresql.aggregate_order_by(sa.literal(separator, sa.Text()), order)
-        return sa.select(sa.func.string_agg(expression, separator_ordered)).where(where).scalar_subquery()
+        return sa.select(*group, sa.func.string_agg(expression, separator_ordered).label("agg")).group_by(
+            *group).subquery()

@@ -61,7 +61,9 @@ class SqliteDialect(BufferDialect):
     def md5(self, text: sa.ColumnElement) -> sa.ColumnElement:
         return sa.func.bufsync_md5(text)  # registered on each connection by bufsync.db
 
-    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement, table: sa.Table,
-                  where: sa.ColumnElement, separator: str) -> sa.ColumnElement:
-        ordered = sa.select(expression.label("part")).where(where).order_by(order).subquery()
-        return sa.select(sa.func.group_concat(ordered.c.part, separator)).scalar_subquery()
+    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement,
+                  group: list[sa.ColumnElement], separator: str) -> sa.Subquery:
+        ordered = sa.select(*group, expression.label("part")).order_by(*group, order).subquery()
+        keys = [ordered.c[c.name] for c in group]
+        return sa.select(*keys, sa.func.group_concat(ordered.c.part, separator).label("agg")).group_by(
+            *keys).subquery()

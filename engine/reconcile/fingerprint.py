@@ -58,11 +58,13 @@ def parts(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Tab
     for child in mappings.attached_to(mapping.name):
         spec = child.attach
         child_table = tables[child.table.name]
-        where = sa.and_(*(child_table.c[column] == table.c[parent] for column, parent in spec.join.items()))
         pair = dialect.text(child_table.c[spec.name_column]) + sa.literal("=", sa.String()) + \
             _text(dialect, child_table.c[spec.value_column])
-        texts.append(sa.func.coalesce(dialect.aggregate(pair, child_table.c[spec.name_column], child_table, where,
-                                                        SEP + SEP), NULL))
+        grouped = dialect.aggregate(pair, child_table.c[spec.name_column],
+                                    [child_table.c[column] for column in spec.join], SEP + SEP)
+        joins.append((grouped, sa.and_(*(grouped.c[column] == table.c[parent]
+                                         for column, parent in spec.join.items()))))
+        texts.append(sa.func.coalesce(grouped.c.agg, NULL))
     text = texts[0] if texts else sa.literal(NULL, sa.String())
     for part in texts[1:]:
         text = text + sa.literal(SEP, sa.String()) + part
@@ -71,7 +73,11 @@ def parts(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Tab
 
 def scan_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Table], ledger: sa.Table,
                mapping: Mapping, hash_columns: list[str], full: bool) -> sa.Select:
-    """(key, class) for every row that is not unchanged; class 'f' = failed before, unchanged since."""
+    """(key, class) for every row that is not unchanged; class 'f' = failed before, unchanged since.
+
+    Joins only (no correlated subqueries) and the fingerprint computed once per row, so the
+    database can hash-join the buffer, the ledger and the lookups in one pass.
+    """
     table = tables[mapping.table.name]
     p = parts(dialect, mappings, tables, ledger, mapping, hash_columns)
     own = ledger.alias("own")
@@ -79,23 +85,28 @@ def scan_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, s
     for other, on in p.joins:
         source = source.join(other, on, isouter=True)
     roles = mapping.table.writeback.columns() if mapping.table.writeback else {}
-    ok_row = [own.c.state.in_([LINKED, SUSPENDED])]
-    failed_row = [own.c.state == ERROR]
+    wanted = [p.key.label("k"), p.fingerprint.label("fp"), own.c.content_hash.label("h"), own.c.state.label("st"),
+              sa.func.coalesce(own.c.last_error, "").label("le"), sa.func.coalesce(own.c.remote_id, -1).label("ri")]
+    wanted.append(table.c[roles["status"]].label("ws") if "status" in roles else sa.literal(None).label("ws"))
+    wanted.append(table.c[roles["error"]].label("we") if "error" in roles else sa.literal(None).label("we"))
+    wanted.append(sa.func.coalesce(table.c[roles["remote_id"]], -1).label("wr") if "remote_id" in roles
+                  else sa.literal(None).label("wr"))
+    row = sa.select(*wanted).select_from(source).subquery()
+    ok_row = [row.c.st.in_([LINKED, SUSPENDED])]
+    failed_row = [row.c.st == ERROR]
     if "status" in roles:
-        ok_row.append(table.c[roles["status"]] == "ok")
-        failed_row.append(table.c[roles["status"]].in_(["error", "skipped"]))
+        ok_row.append(row.c.ws == "ok")
+        failed_row.append(row.c.ws.in_(["error", "skipped"]))
     if "error" in roles:
-        ok_row.append(table.c[roles["error"]].is_(None))
-        failed_row.append(sa.func.coalesce(table.c[roles["error"]], "") == sa.func.coalesce(own.c.last_error, ""))
+        ok_row.append(row.c.we.is_(None))
+        failed_row.append(sa.func.coalesce(row.c.we, "") == row.c.le)
     if "remote_id" in roles:
-        ok_row.append(sa.func.coalesce(table.c[roles["remote_id"]], -1) == sa.func.coalesce(own.c.remote_id, -1))
-    same = own.c.content_hash == p.fingerprint
-    if full:
-        verdict = sa.literal("c", sa.String())
-    else:
-        verdict = sa.case((sa.and_(same, *ok_row), "u"), (sa.and_(same, *failed_row), "f"), else_="c")
-    inner = sa.select(p.key.label("k"), verdict.label("v")).select_from(source).subquery()
-    return sa.select(inner.c.k, inner.c.v).where(inner.c.v != "u")
+        ok_row.append(row.c.wr == row.c.ri)
+    same = row.c.h == row.c.fp
+    verdict = sa.literal("c", sa.String()) if full else \
+        sa.case((sa.and_(same, *ok_row), "u"), (sa.and_(same, *failed_row), "f"), else_="c")
+    judged = sa.select(row.c.k, verdict.label("v")).subquery()
+    return sa.select(judged.c.k, judged.c.v).where(judged.c.v != "u")
 
 
 def stream_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Table], ledger: sa.Table,

@@ -132,7 +132,9 @@ def scan(ctx: Context, mapping: Mapping) -> Scan:
             ledger.c.mapping_name == mapping.name, ledger.c.state.in_([LINKED, SUSPENDED]))).scalar_one()
         query = fingerprint.scan_query(dialect, ctx.mappings, ctx.tables, ledger, mapping, builder.hash_columns,
                                        ctx.options.full)
-        for key, verdict in conn.execution_options(stream_results=True, yield_per=reader.BATCH_ROWS).execute(query):
+        # a plain (not server-side) cursor: the database plans for the whole result (hash joins), and
+        # the result is small — the changed keys only
+        for key, verdict in conn.execute(query):
             if verdict == "f":
                 result.failing += 1  # failed before and nothing changed since: not retried (--full does)
             else:
@@ -178,6 +180,7 @@ def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.M
         query = fingerprint.stream_query(_dialect(ctx), ctx.mappings, ctx.tables, ctx.ledger.table, mapping,
                                          builder.hash_columns)
         with ctx.engine.connect() as conn:
+            _dialect(ctx).prepare_stream(conn)
             attached = reader.attached(conn, ctx.mappings, ctx.tables, mapping)
             pending: list[Desired] = []
 
