@@ -58,14 +58,6 @@ class MappingPlan:
         c[UNCHANGED] += self.unchanged
         return c
 
-    @property
-    def removals(self) -> int:
-        return sum(1 for s in self.steps if s.action in (SUSPEND, DELETE) and s.desired is None)
-
-    @property
-    def writes(self) -> int:
-        return sum(1 for s in self.steps if s.action in WRITES)
-
 
 def classify(desired: Desired, entry: Entry | None, full: bool) -> str:
     """The situation of a key present in the source, against the ledger."""
@@ -78,7 +70,3 @@ def classify(desired: Desired, entry: Entry | None, full: bool) -> str:
     if entry.state == ERROR and entry.content_hash == desired.content_hash and not full:
         return KEEP_ERROR
     return "linked-changed"
-
-
-def linked_state(entry: Entry | None) -> bool:
-    return entry is not None and entry.state in (LINKED, SUSPENDED) and entry.remote_id is not None

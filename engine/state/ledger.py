@@ -56,14 +56,6 @@ class Ledger:
     def __init__(self, table: sa.Table) -> None:
         self.table = table
 
-    def load(self, conn: Connection, mapping: str) -> dict[str, Entry]:
-        """Every entry of a mapping, without `applied` (the largest column): see fill_applied."""
-        t = self.table
-        rows = conn.execute(sa.select(t.c.record_key, t.c.remote_id, t.c.content_hash, t.c.state, t.c.last_error,
-                                      t.c.attempts).where(t.c.mapping_name == mapping))
-        return {r.record_key: Entry(r.record_key, r.remote_id, r.content_hash, r.state, r.last_error, r.attempts)
-                for r in rows}
-
     def get_many(self, conn: Connection, mapping: str, keys: list[str]) -> dict[str, Entry]:
         """The entries of these keys, `applied` included (what a run touches)."""
         t = self.table
@@ -76,17 +68,6 @@ class Ledger:
                 out[r.record_key] = Entry(r.record_key, r.remote_id, r.content_hash, r.state, r.last_error,
                                           r.attempts, r.applied)
         return out
-
-    def fill_applied(self, conn: Connection, mapping: str, entries: list[Entry]) -> None:
-        """Load `applied` for the few entries a run touches."""
-        t = self.table
-        wanted = [e for e in entries if e.applied_json is None]
-        by_key = {e.key: e for e in wanted}
-        for start in range(0, len(wanted), 500):
-            keys = [e.key for e in wanted[start:start + 500]]
-            for row in conn.execute(sa.select(t.c.record_key, t.c.applied).where(
-                    t.c.mapping_name == mapping, t.c.record_key.in_(keys))):
-                by_key[row.record_key].applied_json = row.applied
 
     def remote_ids(self, conn: Connection, mapping: str, keys: list[str] | None = None) -> dict[str, int]:
         t = self.table
