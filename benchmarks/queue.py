@@ -9,6 +9,12 @@ same run: one process sending one item per HTTP call and completing it with its 
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+# This folder holds queue.py, which would shadow the standard library's `queue` module.
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
+
 import argparse
 import multiprocessing
 import statistics
@@ -19,8 +25,19 @@ import uuid
 import httpx
 import sqlalchemy as sa
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from reconcile import drop_database, fresh_database  # noqa: E402  (same folder)
+
+def _sibling(name: str):
+    """benchmarks/reconcile.py, loaded by path (this folder is not on sys.path, see above)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", _os.path.join(_os.path.dirname(
+        _os.path.abspath(__file__)), f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_reconcile = _sibling("reconcile")
+fresh_database, drop_database = _reconcile.fresh_database, _reconcile.drop_database
 
 from bufsync import migrations  # noqa: E402
 from bufsync.config import load_settings  # noqa: E402
