@@ -283,20 +283,30 @@ def _standardise(value: float | None, smin: float, smax: float, tmin: float, tma
     return (value - smin) / (smax - smin) * (tmax - tmin) + tmin
 
 
+def _editable_grade(site: Site, item: Any, userid: int, feedbackformat: int,
+                    usermodified: int | None) -> dict[str, Any] | None:
+    """The grade row to change (a new one if none), or None when the item or the grade is locked."""
+    if item["gradetype"] == GRADE_TYPE_NONE or item["locked"]:
+        return None
+    old = _grade_row(site, item["id"], userid)
+    if old is not None and old["locked"]:
+        return None
+    grade = dict(old) if old is not None else {"itemid": item["id"], "userid": userid, "rawgrade": None,
+                                               "finalgrade": None, "feedback": None, "feedbackformat": feedbackformat,
+                                               "overridden": 0, "timecreated": None, "timemodified": None}
+    grade["usermodified"] = usermodified or getattr(site, "userid", 2)  # admin actions run as the admin
+    grade.update(rawgrademin=item["grademin"], rawgrademax=item["grademax"], rawscaleid=item["scaleid"])
+    return grade
+
+
 def set_raw_grade(site: Site, item: Any, userid: int, rawgrade: float | None | bool = False,
                   feedback: str | None | bool = False, feedbackformat: int = 0, datesubmitted: int | None = None,
                   dategraded: int | None = None, usermodified: int | None = None) -> None:
     """grade_update() for an activity: grade_item::update_raw_grade() (False = leave unchanged)."""
-    if item["gradetype"] == GRADE_TYPE_NONE or item["locked"]:
+    grade = _editable_grade(site, item, userid, 2, usermodified)
+    if grade is None:
         return
     old = _grade_row(site, item["id"], userid)
-    if old is not None and old["locked"]:
-        return
-    grade = dict(old) if old is not None else {"itemid": item["id"], "userid": userid, "rawgrade": None,
-                                               "finalgrade": None, "feedback": None, "feedbackformat": 2,
-                                               "overridden": 0, "timecreated": None, "timemodified": None}
-    grade["usermodified"] = usermodified or getattr(site, "userid", 2)  # admin actions run as the admin
-    grade.update(rawgrademin=item["grademin"], rawgrademax=item["grademax"], rawscaleid=item["scaleid"])
     if rawgrade is not False:
         grade["rawgrade"] = _db_number(rawgrade)  # type: ignore[arg-type]
     if feedback == "":
@@ -341,16 +351,10 @@ def set_final_grade(site: Site, item: Any, userid: int, finalgrade: float | None
                     feedback: str | None | bool = False, feedbackformat: int = 0, usermodified: int | None = None,
                     overridden: bool | None = None) -> None:
     """grade_item::update_final_grade(): manual items, and overriding a course total or activity grade."""
-    if item["gradetype"] == GRADE_TYPE_NONE or item["locked"]:
+    grade = _editable_grade(site, item, userid, 0, usermodified)
+    if grade is None:
         return
     old = _grade_row(site, item["id"], userid)
-    if old is not None and old["locked"]:
-        return
-    grade = dict(old) if old is not None else {"itemid": item["id"], "userid": userid, "rawgrade": None,
-                                               "finalgrade": None, "feedback": None, "feedbackformat": 0,
-                                               "overridden": 0, "timecreated": None, "timemodified": None}
-    grade["usermodified"] = usermodified or getattr(site, "userid", 2)  # admin actions run as the admin
-    grade.update(rawgrademin=item["grademin"], rawgrademax=item["grademax"], rawscaleid=item["scaleid"])
     overridable = item["itemtype"] in ("mod", "course", "category") or bool(item["calculation"])
     if finalgrade is not False:
         if overridden if overridden is not None else overridable:
