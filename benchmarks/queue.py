@@ -18,7 +18,6 @@ _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.d
 import argparse
 import multiprocessing
 import statistics
-import sys
 import time
 import uuid
 
@@ -45,7 +44,7 @@ from bufsync.mapping import load_mappings  # noqa: E402
 from bufsync.portals.scos.client import ScosClient  # noqa: E402
 from bufsync.portals.scos.dispatch import ScosHandler  # noqa: E402
 from bufsync.queue import outbox  # noqa: E402
-from bufsync.queue.dispatcher import Delivered, dispatch  # noqa: E402
+from bufsync.queue.dispatcher import dispatch  # noqa: E402
 from bufsync.schema import build_metadata  # noqa: E402
 
 KEY = "q" * 32

@@ -87,6 +87,20 @@ def buffer_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def queue(buffer_url: str):
+    """An upgraded buffer and its sync_queue table (the outbox)."""
+    from bufsync import migrations
+    from bufsync.mapping import load_mappings
+    from bufsync.schema import build_metadata
+    loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": buffer_url})
+    mappings = load_mappings(loaded.mappings_dir)
+    migrations.upgrade(loaded, mappings)
+    engine = sa.create_engine(buffer_url)
+    yield engine, build_metadata(mappings).tables["sync_queue"]
+    engine.dispose()
+
+
+@pytest.fixture
 def settings_for(tmp_path: Path):
     def make(buffer_url: str, **env: str) -> LoadedSettings:
         environ = {"BUFSYNC_BUFFER_URL": buffer_url, **env}

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import psycopg2
-import pytest
 import sqlalchemy as sa
 
 from bufsync import migrations

@@ -10,16 +10,12 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from bufsync import migrations
-from bufsync.config import load_settings
-from bufsync.mapping import load_mappings
 from bufsync.portals.scos.client import ScosClient, ScosRejected
 from bufsync.portals.scos.dispatch import ScosHandler
 from bufsync.queue import outbox
 from bufsync.queue.dispatcher import dispatch
 from bufsync.sandbox.faults import FaultRule
 from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
-from bufsync.schema import build_metadata
 
 PASSPORT = {"title": "Python", "description": "d", "content": "c", "results": "r",
             "external_url": "https://lms.example/course/view.php?id=2", "institution": "inst", "started_at": "2026-09-01",
@@ -35,16 +31,6 @@ def portal():
     yield server
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def queue(buffer_url: str):
-    loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": buffer_url})
-    mappings = load_mappings(loaded.mappings_dir)
-    migrations.upgrade(loaded, mappings)
-    engine = sa.create_engine(buffer_url)
-    yield engine, build_metadata(mappings).tables["sync_queue"]
-    engine.dispose()
 
 
 def client(server: PortalServer) -> ScosClient:

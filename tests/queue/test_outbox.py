@@ -9,22 +9,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from bufsync import migrations
-from bufsync.config import load_settings
-from bufsync.mapping import load_mappings
 from bufsync.queue import outbox
 from bufsync.queue.dispatcher import Delivered, Permanent, Transient, dispatch
-from bufsync.schema import build_metadata
-
-
-@pytest.fixture
-def queue(buffer_url: str):
-    loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": buffer_url})
-    mappings = load_mappings(loaded.mappings_dir)
-    migrations.upgrade(loaded, mappings)
-    engine = sa.create_engine(buffer_url)
-    yield engine, build_metadata(mappings).tables["sync_queue"]
-    engine.dispose()
 
 
 def items(n: int, start: int = 0) -> list[outbox.Item]:
