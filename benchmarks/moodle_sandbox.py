@@ -19,12 +19,10 @@ import sys as _sys
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
 
 import argparse
-import os
 import multiprocessing
 import resource
 import socket
 import subprocess
-import sys
 import time
 from urllib.parse import urlencode
 
@@ -33,16 +31,13 @@ import httpx
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.isolation import chunk_by_fields, field_budget
 from bufsync.adapters.moodle.transport import encode
+from bufsync.sandbox.moodle.run import spawn
 
 TOKEN = "b3nchb3nchb3nchb3nchb3nchb3nch00"
 
 
 def start_sandbox() -> tuple[subprocess.Popen, str]:
-    exe = os.path.join(os.path.dirname(sys.executable), "bufsync")
-    proc = subprocess.Popen([exe, "sandbox", "--port", "0", "--token", TOKEN], stdout=subprocess.PIPE, text=True)
-    url = proc.stdout.readline().strip().split("=", 1)[1]
-    proc.stdout.readline()
-    return proc, url
+    return spawn(TOKEN)
 
 
 def _raw_worker(args: tuple[str, float]) -> int:

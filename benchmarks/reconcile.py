@@ -30,16 +30,14 @@ import uuid
 
 import sqlalchemy as sa
 
+from bufsync.sandbox.moodle.run import spawn
+
 ADMIN = os.environ.get("BUFSYNC_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 TOKEN = "be11c4ma4kbe11c4ma4kbe11c4ma4k00"
 
 
 def sandbox() -> tuple[subprocess.Popen, str]:
-    exe = os.path.join(os.path.dirname(sys.executable), "bufsync")
-    proc = subprocess.Popen([exe, "sandbox", "--port", "0", "--token", TOKEN], stdout=subprocess.PIPE, text=True)
-    url = proc.stdout.readline().strip().split("=", 1)[1]
-    proc.stdout.readline()
-    return proc, url
+    return spawn(TOKEN)
 
 
 def fresh_database() -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -44,3 +46,12 @@ def serve(port: int, data: Path | None, token: str | None, debug: bool, max_inpu
     server.shutdown()
     server.server_close()
     server.site.close()
+
+
+def spawn(token: str, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+    """`bufsync sandbox` in its own process (as users run it, and as benchmarks measure it); its URL."""
+    exe = os.path.join(os.path.dirname(sys.executable), "bufsync")
+    proc = subprocess.Popen([exe, "sandbox", "--port", str(port), "--token", token], stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip().split("=", 1)[1]  # BUFSYNC_MOODLE_URL=...
+    proc.stdout.readline()  # BUFSYNC_MOODLE_TOKEN=...
+    return proc, url
