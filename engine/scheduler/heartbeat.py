@@ -25,8 +25,13 @@ def rows(engine: sa.Engine, table: sa.Table) -> dict[str, dict[str, Any]]:
 
 def ensure(conn: sa.Connection, table: sa.Table, job: str, last_due: datetime | None,
            next_run: datetime | None) -> None:
+    """The job's row, created if missing; two daemons starting at once may both try: one wins."""
     if conn.execute(sa.select(table.c.job).where(table.c.job == job)).first() is None:
-        conn.execute(table.insert().values(job=job, state="idle", last_due=last_due, next_run=next_run))
+        try:
+            with conn.begin_nested():
+                conn.execute(table.insert().values(job=job, state="idle", last_due=last_due, next_run=next_run))
+        except sa.exc.IntegrityError:
+            pass  # another daemon (or job process) inserted it first
 
 
 def claim(engine: sa.Engine, table: sa.Table, job: str, due: datetime | None, next_run: datetime | None) -> bool:

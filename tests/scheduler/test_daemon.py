@@ -23,6 +23,13 @@ from bufsync.schema import build_metadata
 TOKEN = "5c4ed5c4ed5c4ed5c4ed5c4ed5c4ed00"
 
 
+def wait_until(condition, seconds: float, step: float) -> None:
+    """Poll instead of sleeping a fixed time: these tests run on slow and loaded machines too."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and not condition():
+        time.sleep(step)
+
+
 @pytest.fixture
 def site(buffer_url: str, tmp_path: Path):
     server = start(port=0, token=TOKEN)
@@ -79,13 +86,11 @@ def test_two_daemons_run_each_due_time_exactly_once(site) -> None:
     site.people(3)
     site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\nheartbeat_seconds: 1\n")
     daemons = [site.bufsync("schedule", "--tick", "0.2", wait=False) for _ in range(2)]
-    deadline = time.time() + 60  # several ticks, however slow the machine is today
-    while time.time() < deadline and len(site.runs("users")) < 4:
-        time.sleep(0.5)
+    wait_until(lambda: len(site.runs("users")) >= 4, 60, 0.5)
     for d in daemons:
         d.send_signal(signal.SIGTERM)
     for d in daemons:
-        assert d.wait(60) == 0
+        assert d.wait(60) == 0, d.stderr.read()
     runs = site.runs("users")
     dues = [r["options"]["due"] for r in runs]
     assert len(dues) >= 3
@@ -99,9 +104,7 @@ def test_sigterm_lets_the_batch_finish_and_the_next_run_completes(site) -> None:
     site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=1.0))
     site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\n")
     daemon = site.bufsync("schedule", "--tick", "0.2", wait=False)
-    deadline = time.time() + 30
-    while time.time() < deadline and not site.runs("users"):
-        time.sleep(0.2)
+    wait_until(lambda: bool(site.runs("users")), 30, 0.2)
     time.sleep(1.5)  # inside the first batches
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(60) == 0
@@ -121,9 +124,7 @@ def test_sigkill_of_a_holder_frees_the_lock(site) -> None:
     site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=3.0))
     site.config("jobs:\n  users:\n    schedule: daily at 03:00\n    mappings: [users]\n")
     holder = site.bufsync("jobs", "run", "users", wait=False)
-    deadline = time.time() + 30
-    while time.time() < deadline and not site.runs("users"):
-        time.sleep(0.1)
+    wait_until(lambda: bool(site.runs("users")), 30, 0.1)
     busy = site.bufsync("jobs", "run", "users")
     assert "running elsewhere" in busy.stdout_text or "another process runs this job" in busy.stdout_text
     holder.send_signal(signal.SIGKILL)
@@ -139,9 +140,7 @@ def test_an_overrunning_job_is_stopped_and_recorded(site) -> None:
     site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=2.0))
     site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\n    time_limit: 3\n")
     daemon = site.bufsync("schedule", "--tick", "0.2", wait=False)
-    deadline = time.time() + 40
-    while time.time() < deadline and not any(r["outcome"] == "timeout" for r in site.runs("users")):
-        time.sleep(0.3)
+    wait_until(lambda: any(r["outcome"] == "timeout" for r in site.runs("users")), 40, 0.3)
     daemon.send_signal(signal.SIGTERM)
     daemon.wait(60)
     timed_out = [r for r in site.runs("users") if r["outcome"] == "timeout"]
