@@ -55,8 +55,12 @@ def enqueue(engine: sa.Engine, table: sa.Table, items: list[Item]) -> int:
                 exists = conn.execute(sa.select(table.c.id).where(
                     table.c.portal == row["portal"], table.c.idempotency_key == row["idempotency_key"])).first()
                 if exists is None:
-                    conn.execute(table.insert().values(row))
-                    added += 1
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(table.insert().values(row))
+                        added += 1
+                    except sa.exc.IntegrityError:
+                        pass  # enqueued by another process between the check and the insert
     return added
 
 
