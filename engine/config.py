@@ -28,6 +28,14 @@ DEFAULT_CONFIG_NAME = "bufsync.yaml"
 DEFAULT_SQLITE_NAME = "bufsync.db"
 
 
+def http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return value.rstrip("/")
+
+
 class MoodleSettings(StrictModel):
     url: str | None = Field(None, description="Moodle site URL, e.g. https://lms.example.edu")
     token: SecretStr | None = Field(None, description="Web service token of the bufsync service")
@@ -38,14 +46,36 @@ class MoodleSettings(StrictModel):
     roles: dict[str, int] | None = Field(None, description="role shortname -> id, when the site's ids differ")
     password_policy: bool = Field(True, description="check Moodle's default password policy locally")
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("expected an http:// or https:// URL")
-        return value.rstrip("/")
+    _http_url = field_validator("url")(classmethod(lambda cls, value: http_url(value)))
+
+
+SCOS_SCENARIOS = ("publish", "moderation", "update", "archive", "enrol", "unenrol", "results", "progress",
+                  "certificates")
+
+
+class ScosSettings(StrictModel):
+    """ГИС СЦОС (online.edu.ru): the partner API v2, and how Moodle data becomes a course passport."""
+
+    url: str | None = Field(None, description="API base, e.g. https://online.edu.ru/api/v2 (test: test.online.edu.ru)")
+    key: SecretStr | None = Field(None, description="platform access key (X-CN-UUID), issued by СЦОС support")
+    partner_id: str | None = Field(None, description="platform id on the portal")
+    institution: str | None = Field(None, description="rightholder (institution) id for the course passport")
+    identity: Literal["esia_id", "email"] = Field(
+        "esia_id", description="esia_id: buf_users.esia_id is the portal's user_id; "
+                               "email: look the id up on the portal by the Moodle e-mail (GET /users/id)")
+    scenarios: list[Literal[SCOS_SCENARIOS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(SCOS_SCENARIOS), description="which of the nine scenarios run")
+    student_roles: list[str] = Field(default_factory=lambda: ["student"], description="roles that make a learner")
+    teacher_roles: list[str] = Field(default_factory=lambda: ["editingteacher"],
+                                     description="roles listed as the passport's teachers")
+    passport: dict[str, Any] = Field(default_factory=dict,
+                                     description="passport fields for courses without a scos_<field> custom field")
+    timeout: float = Field(30.0, gt=0, description="seconds for one HTTP call")
+    max_attempts: int = Field(8, ge=1, description="attempts before a queue item is dead")
+    lease_seconds: float = Field(120.0, gt=0, description="how long a dispatcher holds a claimed item")
+    batch: int = Field(50, ge=1, le=1000, description="items one dispatcher claims at a time")
+
+    _http_url = field_validator("url")(classmethod(lambda cls, value: http_url(value)))
 
 
 _JOB_NAME = r"^[a-z0-9][a-z0-9_-]{0,99}$"
@@ -54,7 +84,10 @@ _JOB_NAME = r"^[a-z0-9][a-z0-9_-]{0,99}$"
 class JobSettings(StrictModel):
     """One exchange task: what it runs and when."""
 
-    kind: Literal["sync"] = Field("sync", description="sync: bufsync run of the listed mappings")
+    kind: Literal["sync", "scos", "dispatch"] = Field(
+        "sync", description="sync: bufsync run of the listed mappings; scos: the СЦОС scenarios fill the queue; "
+                            "dispatch: deliver the portal's queue")
+    portal: Literal["scos"] = Field("scos", description="the portal of a dispatch job")
     schedule: str = Field(description="every 15 minutes, daily at 02:00, weekdays at 07:30, mon,fri at 18:00")
     mappings: list[str] = Field(default_factory=list, description="empty: every runnable mapping")
     full: bool = False
@@ -78,6 +111,7 @@ class Settings(StrictModel):
     timezone: str = Field("Europe/Moscow", description="time zone of datetimes written by 1C")
     log_format: Literal["text", "json"] = "text"
     moodle: MoodleSettings = MoodleSettings()
+    scos: ScosSettings = ScosSettings()
     jobs: dict[Annotated[str, StringConstraints(pattern=_JOB_NAME)], JobSettings] = Field(default_factory=dict)
     retention_days: int = Field(90, ge=1, description="sync_runs older than this are deleted by the daemon")
     heartbeat_seconds: float = Field(10.0, gt=0, description="how often a running job says it is alive")

@@ -16,6 +16,7 @@ from sqlalchemy.schema import CreateTable, DDLElement
 from bufsync.dialects import DIALECTS, BufferDialect
 from bufsync.mapping.model import reserved_in
 from bufsync.schema import VERSION_TABLE
+from bufsync.state.views import queue_views
 
 
 def _version_table(metadata: sa.MetaData) -> sa.Table:
@@ -49,6 +50,13 @@ def render(metadata: sa.MetaData, dialect: BufferDialect, heads: list[str]) -> s
         if dialect.batch_separator:
             out.append(dialect.batch_separator)
         out.append("")
+    if "sync_queue" in metadata.tables:
+        for view in queue_views(metadata.tables["sync_queue"], dialect.name):
+            out.append(f"-- {view.name}: the queue of one portal, its JSON payload unpacked into columns")
+            out.append(_compile(view, dialect) + dialect.terminator)
+            if dialect.batch_separator:  # MS SQL: CREATE VIEW must be alone in its batch
+                out.append(dialect.batch_separator)
+            out.append("")
     version = _version_table(metadata)
     out.append(_compile(CreateTable(version), dialect) + dialect.terminator)
     for head in heads:

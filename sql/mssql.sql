@@ -425,9 +425,73 @@ execute sp_addextendedproperty 'MS_Description', N'Счётчики по мап�
 execute sp_addextendedproperty 'MS_Description', N'Текст ошибки прогона', 'schema', dbo, 'table', sync_runs, 'column', error;
 GO
 
+CREATE TABLE sync_scos_courses (
+	course_id BIGINT NOT NULL, 
+	shortname NVARCHAR(255) NULL, 
+	scos_id NVARCHAR(64) NULL, 
+	session_id NVARCHAR(100) NULL, 
+	state NVARCHAR(16) NOT NULL, 
+	moderation NVARCHAR(32) NULL, 
+	business_version INTEGER NOT NULL DEFAULT 0, 
+	passport_hash NVARCHAR(32) NULL, 
+	pending_key NVARCHAR(200) NULL, 
+	last_error NVARCHAR(2000) NULL, 
+	published_at DATETIME2 NULL, 
+	updated_at DATETIME2 NOT NULL, 
+	CONSTRAINT pk_sync_scos_courses PRIMARY KEY (course_id)
+);
+execute sp_addextendedproperty 'MS_Description', N'Курсы на портале СЦОС: публикация, модерация, версии, архив', 'schema', dbo, 'table', sync_scos_courses;
+execute sp_addextendedproperty 'MS_Description', N'Курс в Moodle (course.id)', 'schema', dbo, 'table', sync_scos_courses, 'column', course_id;
+execute sp_addextendedproperty 'MS_Description', N'Краткое название курса в Moodle', 'schema', dbo, 'table', sync_scos_courses, 'column', shortname;
+execute sp_addextendedproperty 'MS_Description', N'Идентификатор курса на портале СЦОС (UUID)', 'schema', dbo, 'table', sync_scos_courses, 'column', scos_id;
+execute sp_addextendedproperty 'MS_Description', N'Сессия курса на портале (session_id в записях слушателей)', 'schema', dbo, 'table', sync_scos_courses, 'column', session_id;
+execute sp_addextendedproperty 'MS_Description', N'publishing — паспорт в очереди, moderation — на модерации, published — опубликован, updating — изменения в очереди, archiving / archived — снимается / снят с публикации, activating — возвращается в публикацию, rejected — отклонён модерацией, error — паспорт не собран или отвергнут порталом (см. last_error)', 'schema', dbo, 'table', sync_scos_courses, 'column', state;
+execute sp_addextendedproperty 'MS_Description', N'Последний статус модерации от портала', 'schema', dbo, 'table', sync_scos_courses, 'column', moderation;
+execute sp_addextendedproperty 'MS_Description', N'Версия паспорта на портале: 1 при публикации, +1 при каждом изменении', 'schema', dbo, 'table', sync_scos_courses, 'column', business_version;
+execute sp_addextendedproperty 'MS_Description', N'md5 последнего отправленного паспорта: изменения курса находятся сравнением', 'schema', dbo, 'table', sync_scos_courses, 'column', passport_hash;
+execute sp_addextendedproperty 'MS_Description', N'Операция в очереди, которую ждёт курс (sync_queue.idempotency_key)', 'schema', dbo, 'table', sync_scos_courses, 'column', pending_key;
+execute sp_addextendedproperty 'MS_Description', N'Почему курс не опубликован или не обновлён', 'schema', dbo, 'table', sync_scos_courses, 'column', last_error;
+execute sp_addextendedproperty 'MS_Description', N'Когда портал принял паспорт (UTC)', 'schema', dbo, 'table', sync_scos_courses, 'column', published_at;
+execute sp_addextendedproperty 'MS_Description', N'Когда строка изменилась (UTC)', 'schema', dbo, 'table', sync_scos_courses, 'column', updated_at;
+GO
+
+CREATE TABLE sync_scos_learners (
+	course_id BIGINT NOT NULL, 
+	user_id BIGINT NOT NULL, 
+	scos_user_id NVARCHAR(64) NOT NULL, 
+	session_id NVARCHAR(100) NOT NULL, 
+	state NVARCHAR(16) NOT NULL, 
+	enrolment_no INTEGER NOT NULL DEFAULT 1, 
+	pending_key NVARCHAR(200) NULL, 
+	certified_at DATETIME2 NULL, 
+	last_error NVARCHAR(2000) NULL, 
+	enrolled_at DATETIME2 NULL, 
+	updated_at DATETIME2 NOT NULL, 
+	CONSTRAINT pk_sync_scos_learners PRIMARY KEY (course_id, user_id)
+);
+execute sp_addextendedproperty 'MS_Description', N'Слушатели курсов СЦОС: кто записан на портале, по какой сессии, с каким результатом', 'schema', dbo, 'table', sync_scos_learners;
+execute sp_addextendedproperty 'MS_Description', N'Курс в Moodle (course.id)', 'schema', dbo, 'table', sync_scos_learners, 'column', course_id;
+execute sp_addextendedproperty 'MS_Description', N'Пользователь Moodle (user.id)', 'schema', dbo, 'table', sync_scos_learners, 'column', user_id;
+execute sp_addextendedproperty 'MS_Description', N'Идентификатор слушателя на портале (user_id СЦОС)', 'schema', dbo, 'table', sync_scos_learners, 'column', scos_user_id;
+execute sp_addextendedproperty 'MS_Description', N'Сессия курса на портале', 'schema', dbo, 'table', sync_scos_learners, 'column', session_id;
+execute sp_addextendedproperty 'MS_Description', N'enrolling — запись в очереди, enrolled — записан на портале, unenrolling — отчисление в очереди, unenrolled — отчислен, error — портал отверг запись (см. last_error)', 'schema', dbo, 'table', sync_scos_learners, 'column', state;
+execute sp_addextendedproperty 'MS_Description', N'Номер записи на курс: повторная запись после отчисления увеличивает его', 'schema', dbo, 'table', sync_scos_learners, 'column', enrolment_no;
+execute sp_addextendedproperty 'MS_Description', N'Операция в очереди, которую ждёт запись (sync_queue.idempotency_key)', 'schema', dbo, 'table', sync_scos_learners, 'column', pending_key;
+execute sp_addextendedproperty 'MS_Description', N'Когда сертификат поставлен в очередь (UTC)', 'schema', dbo, 'table', sync_scos_learners, 'column', certified_at;
+execute sp_addextendedproperty 'MS_Description', N'Почему слушатель не записан на портале', 'schema', dbo, 'table', sync_scos_learners, 'column', last_error;
+execute sp_addextendedproperty 'MS_Description', N'Когда портал принял запись (UTC)', 'schema', dbo, 'table', sync_scos_learners, 'column', enrolled_at;
+execute sp_addextendedproperty 'MS_Description', N'Когда строка изменилась (UTC)', 'schema', dbo, 'table', sync_scos_learners, 'column', updated_at;
+GO
+
+-- v_queue_scos: the queue of one portal, its JSON payload unpacked into columns
+CREATE VIEW v_queue_scos AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, JSON_VALUE(sync_queue.payload, '$._moodle_course_id') AS moodle_course_id, JSON_VALUE(sync_queue.payload, '$._moodle_user_id') AS moodle_user_id, JSON_VALUE(sync_queue.payload, '$.course_id') AS course_id, JSON_VALUE(sync_queue.payload, '$.user_id') AS user_id, JSON_VALUE(sync_queue.payload, '$.session_id') AS session_id, JSON_VALUE(sync_queue.payload, '$.checkpoint_id') AS checkpoint_id, JSON_VALUE(sync_queue.payload, '$.checkpoint_name') AS checkpoint_name, JSON_VALUE(sync_queue.payload, '$.rating') AS rating, JSON_VALUE(sync_queue.payload, '$.progress') AS progress, JSON_VALUE(sync_queue.payload, '$.title') AS title, JSON_VALUE(sync_queue.payload, '$.business_version') AS business_version, JSON_VALUE(sync_queue.payload, '$.status') AS new_status 
+FROM sync_queue 
+WHERE sync_queue.portal = 'scos';
+GO
+
 CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0003');
+INSERT INTO sync_schema_version (version_num) VALUES ('0004');
 GO

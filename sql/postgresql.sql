@@ -410,8 +410,69 @@ COMMENT ON COLUMN sync_runs.options IS 'Параметры запуска (JSON)
 COMMENT ON COLUMN sync_runs.counts IS 'Счётчики по маппингам (JSON): created, updated, suspended, unchanged, rejected, skipped';
 COMMENT ON COLUMN sync_runs.error IS 'Текст ошибки прогона';
 
+CREATE TABLE sync_scos_courses (
+	course_id BIGINT NOT NULL, 
+	shortname VARCHAR(255), 
+	scos_id VARCHAR(64), 
+	session_id VARCHAR(100), 
+	state VARCHAR(16) NOT NULL, 
+	moderation VARCHAR(32), 
+	business_version INTEGER DEFAULT 0 NOT NULL, 
+	passport_hash VARCHAR(32), 
+	pending_key VARCHAR(200), 
+	last_error VARCHAR(2000), 
+	published_at TIMESTAMP WITHOUT TIME ZONE, 
+	updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	CONSTRAINT pk_sync_scos_courses PRIMARY KEY (course_id)
+);
+COMMENT ON TABLE sync_scos_courses IS 'Курсы на портале СЦОС: публикация, модерация, версии, архив';
+COMMENT ON COLUMN sync_scos_courses.course_id IS 'Курс в Moodle (course.id)';
+COMMENT ON COLUMN sync_scos_courses.shortname IS 'Краткое название курса в Moodle';
+COMMENT ON COLUMN sync_scos_courses.scos_id IS 'Идентификатор курса на портале СЦОС (UUID)';
+COMMENT ON COLUMN sync_scos_courses.session_id IS 'Сессия курса на портале (session_id в записях слушателей)';
+COMMENT ON COLUMN sync_scos_courses.state IS 'publishing — паспорт в очереди, moderation — на модерации, published — опубликован, updating — изменения в очереди, archiving / archived — снимается / снят с публикации, activating — возвращается в публикацию, rejected — отклонён модерацией, error — паспорт не собран или отвергнут порталом (см. last_error)';
+COMMENT ON COLUMN sync_scos_courses.moderation IS 'Последний статус модерации от портала';
+COMMENT ON COLUMN sync_scos_courses.business_version IS 'Версия паспорта на портале: 1 при публикации, +1 при каждом изменении';
+COMMENT ON COLUMN sync_scos_courses.passport_hash IS 'md5 последнего отправленного паспорта: изменения курса находятся сравнением';
+COMMENT ON COLUMN sync_scos_courses.pending_key IS 'Операция в очереди, которую ждёт курс (sync_queue.idempotency_key)';
+COMMENT ON COLUMN sync_scos_courses.last_error IS 'Почему курс не опубликован или не обновлён';
+COMMENT ON COLUMN sync_scos_courses.published_at IS 'Когда портал принял паспорт (UTC)';
+COMMENT ON COLUMN sync_scos_courses.updated_at IS 'Когда строка изменилась (UTC)';
+
+CREATE TABLE sync_scos_learners (
+	course_id BIGINT NOT NULL, 
+	user_id BIGINT NOT NULL, 
+	scos_user_id VARCHAR(64) NOT NULL, 
+	session_id VARCHAR(100) NOT NULL, 
+	state VARCHAR(16) NOT NULL, 
+	enrolment_no INTEGER DEFAULT 1 NOT NULL, 
+	pending_key VARCHAR(200), 
+	certified_at TIMESTAMP WITHOUT TIME ZONE, 
+	last_error VARCHAR(2000), 
+	enrolled_at TIMESTAMP WITHOUT TIME ZONE, 
+	updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	CONSTRAINT pk_sync_scos_learners PRIMARY KEY (course_id, user_id)
+);
+COMMENT ON TABLE sync_scos_learners IS 'Слушатели курсов СЦОС: кто записан на портале, по какой сессии, с каким результатом';
+COMMENT ON COLUMN sync_scos_learners.course_id IS 'Курс в Moodle (course.id)';
+COMMENT ON COLUMN sync_scos_learners.user_id IS 'Пользователь Moodle (user.id)';
+COMMENT ON COLUMN sync_scos_learners.scos_user_id IS 'Идентификатор слушателя на портале (user_id СЦОС)';
+COMMENT ON COLUMN sync_scos_learners.session_id IS 'Сессия курса на портале';
+COMMENT ON COLUMN sync_scos_learners.state IS 'enrolling — запись в очереди, enrolled — записан на портале, unenrolling — отчисление в очереди, unenrolled — отчислен, error — портал отверг запись (см. last_error)';
+COMMENT ON COLUMN sync_scos_learners.enrolment_no IS 'Номер записи на курс: повторная запись после отчисления увеличивает его';
+COMMENT ON COLUMN sync_scos_learners.pending_key IS 'Операция в очереди, которую ждёт запись (sync_queue.idempotency_key)';
+COMMENT ON COLUMN sync_scos_learners.certified_at IS 'Когда сертификат поставлен в очередь (UTC)';
+COMMENT ON COLUMN sync_scos_learners.last_error IS 'Почему слушатель не записан на портале';
+COMMENT ON COLUMN sync_scos_learners.enrolled_at IS 'Когда портал принял запись (UTC)';
+COMMENT ON COLUMN sync_scos_learners.updated_at IS 'Когда строка изменилась (UTC)';
+
+-- v_queue_scos: the queue of one portal, its JSON payload unpacked into columns
+CREATE VIEW v_queue_scos AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, CAST(sync_queue.payload AS JSONB) ->> '_moodle_course_id' AS moodle_course_id, CAST(sync_queue.payload AS JSONB) ->> '_moodle_user_id' AS moodle_user_id, CAST(sync_queue.payload AS JSONB) ->> 'course_id' AS course_id, CAST(sync_queue.payload AS JSONB) ->> 'user_id' AS user_id, CAST(sync_queue.payload AS JSONB) ->> 'session_id' AS session_id, CAST(sync_queue.payload AS JSONB) ->> 'checkpoint_id' AS checkpoint_id, CAST(sync_queue.payload AS JSONB) ->> 'checkpoint_name' AS checkpoint_name, CAST(sync_queue.payload AS JSONB) ->> 'rating' AS rating, CAST(sync_queue.payload AS JSONB) ->> 'progress' AS progress, CAST(sync_queue.payload AS JSONB) ->> 'title' AS title, CAST(sync_queue.payload AS JSONB) ->> 'business_version' AS business_version, CAST(sync_queue.payload AS JSONB) ->> 'status' AS new_status 
+FROM sync_queue 
+WHERE sync_queue.portal = 'scos';
+
 CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0003');
+INSERT INTO sync_schema_version (version_num) VALUES ('0004');

@@ -410,8 +410,69 @@ CREATE TABLE sync_runs (
 CREATE INDEX ix_sync_runs_job ON sync_runs (job, started_at);
 CREATE INDEX ix_sync_runs_started ON sync_runs (started_at);
 
+-- sync_scos_courses: Курсы на портале СЦОС: публикация, модерация, версии, архив
+--   course_id         Курс в Moodle (course.id)
+--   shortname         Краткое название курса в Moodle
+--   scos_id           Идентификатор курса на портале СЦОС (UUID)
+--   session_id        Сессия курса на портале (session_id в записях слушателей)
+--   state             publishing — паспорт в очереди, moderation — на модерации, published — опубликован, updating — изменения в очереди, archiving / archived — снимается / снят с публикации, activating — возвращается в публикацию, rejected — отклонён модерацией, error — паспорт не собран или отвергнут порталом (см. last_error)
+--   moderation        Последний статус модерации от портала
+--   business_version  Версия паспорта на портале: 1 при публикации, +1 при каждом изменении
+--   passport_hash     md5 последнего отправленного паспорта: изменения курса находятся сравнением
+--   pending_key       Операция в очереди, которую ждёт курс (sync_queue.idempotency_key)
+--   last_error        Почему курс не опубликован или не обновлён
+--   published_at      Когда портал принял паспорт (UTC)
+--   updated_at        Когда строка изменилась (UTC)
+CREATE TABLE sync_scos_courses (
+	course_id BIGINT NOT NULL, 
+	shortname VARCHAR(255), 
+	scos_id VARCHAR(64), 
+	session_id VARCHAR(100), 
+	state VARCHAR(16) NOT NULL, 
+	moderation VARCHAR(32), 
+	business_version INTEGER DEFAULT 0 NOT NULL, 
+	passport_hash VARCHAR(32), 
+	pending_key VARCHAR(200), 
+	last_error VARCHAR(2000), 
+	published_at DATETIME, 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_sync_scos_courses PRIMARY KEY (course_id)
+);
+
+-- sync_scos_learners: Слушатели курсов СЦОС: кто записан на портале, по какой сессии, с каким результатом
+--   course_id     Курс в Moodle (course.id)
+--   user_id       Пользователь Moodle (user.id)
+--   scos_user_id  Идентификатор слушателя на портале (user_id СЦОС)
+--   session_id    Сессия курса на портале
+--   state         enrolling — запись в очереди, enrolled — записан на портале, unenrolling — отчисление в очереди, unenrolled — отчислен, error — портал отверг запись (см. last_error)
+--   enrolment_no  Номер записи на курс: повторная запись после отчисления увеличивает его
+--   pending_key   Операция в очереди, которую ждёт запись (sync_queue.idempotency_key)
+--   certified_at  Когда сертификат поставлен в очередь (UTC)
+--   last_error    Почему слушатель не записан на портале
+--   enrolled_at   Когда портал принял запись (UTC)
+--   updated_at    Когда строка изменилась (UTC)
+CREATE TABLE sync_scos_learners (
+	course_id BIGINT NOT NULL, 
+	user_id BIGINT NOT NULL, 
+	scos_user_id VARCHAR(64) NOT NULL, 
+	session_id VARCHAR(100) NOT NULL, 
+	state VARCHAR(16) NOT NULL, 
+	enrolment_no INTEGER DEFAULT 1 NOT NULL, 
+	pending_key VARCHAR(200), 
+	certified_at DATETIME, 
+	last_error VARCHAR(2000), 
+	enrolled_at DATETIME, 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_sync_scos_learners PRIMARY KEY (course_id, user_id)
+);
+
+-- v_queue_scos: the queue of one portal, its JSON payload unpacked into columns
+CREATE VIEW v_queue_scos AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, json_extract(sync_queue.payload, '$._moodle_course_id') AS moodle_course_id, json_extract(sync_queue.payload, '$._moodle_user_id') AS moodle_user_id, json_extract(sync_queue.payload, '$.course_id') AS course_id, json_extract(sync_queue.payload, '$.user_id') AS user_id, json_extract(sync_queue.payload, '$.session_id') AS session_id, json_extract(sync_queue.payload, '$.checkpoint_id') AS checkpoint_id, json_extract(sync_queue.payload, '$.checkpoint_name') AS checkpoint_name, json_extract(sync_queue.payload, '$.rating') AS rating, json_extract(sync_queue.payload, '$.progress') AS progress, json_extract(sync_queue.payload, '$.title') AS title, json_extract(sync_queue.payload, '$.business_version') AS business_version, json_extract(sync_queue.payload, '$.status') AS new_status 
+FROM sync_queue 
+WHERE sync_queue.portal = 'scos';
+
 CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0003');
+INSERT INTO sync_schema_version (version_num) VALUES ('0004');

@@ -62,6 +62,10 @@ class BufferDialect:
     def text(self, column: sa.ColumnElement) -> sa.ColumnElement:
         return sa.cast(column, sa.Text())
 
+    def json_field(self, column: sa.ColumnElement, key: str) -> sa.ColumnElement:
+        """One top-level key of a JSON text column, as text (for the DBA views of the queue)."""
+        return sa.func.json_extract(column, f"$.{key}")
+
     def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement,
                   group: list[sa.ColumnElement], separator: str) -> sa.Subquery:
         """A derived table: the group columns and `agg`, the ordered concatenation of `expression`."""

@@ -66,6 +66,9 @@ class MssqlDialect(BufferDialect):
         return sa.func.lower(sa.func.convert(sa.literal_column("varchar(32)"),
                                              sa.func.hashbytes("MD5", text), 2))
 
+    def json_field(self, column: sa.ColumnElement, key: str) -> sa.ColumnElement:
+        return sa.func.JSON_VALUE(column, f"$.{key}")
+
     def text(self, column: sa.ColumnElement) -> sa.ColumnElement:
         return sa.cast(column, mssql.NVARCHAR(None))
 

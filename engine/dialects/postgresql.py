@@ -56,6 +56,9 @@ class PostgresqlDialect(BufferDialect):
         """A cursor makes PostgreSQL plan for the first rows (nested loops); plan for all of them."""
         conn.exec_driver_sql("SET cursor_tuple_fraction = 1.0")
 
+    def json_field(self, column: sa.ColumnElement, key: str) -> sa.ColumnElement:
+        return sa.cast(column, postgresql.JSONB())[key].astext
+
     def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement,
                   group: list[sa.ColumnElement], separator: str) -> sa.Subquery:
         # string_agg(expr, sep ORDER BY x): the ORDER BY goes with the last argument

@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-
 from bufsync.dialects import dialect_named
 from bufsync.secrets import redact
 from bufsync.state.ledger import now_utc
@@ -33,34 +32,44 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:255]
 
 
-def enqueue(engine: sa.Engine, table: sa.Table, items: list[Item]) -> int:
-    """Add operations; one already queued under the same (portal, key) is left alone. Returns how many were new."""
+def enqueue(bind: sa.Engine | sa.Connection, table: sa.Table, items: list[Item]) -> int:
+    """Add operations; one already queued under the same (portal, key) is left alone. Returns how many were new.
+
+    Given a connection, the rows join the caller's transaction: a scenario records its own state
+    and the operations it queued in one commit, so a crash cannot leave one without the other.
+    """
     if not items:
         return 0
+    if isinstance(bind, sa.Engine):
+        with bind.begin() as conn:
+            return _enqueue(conn, table, items)
+    return _enqueue(bind, table, items)
+
+
+def _enqueue(conn: sa.Connection, table: sa.Table, items: list[Item]) -> int:
     now = now_utc()
     rows = [{"portal": i.portal, "operation": i.operation,
              "payload": json.dumps(i.payload, ensure_ascii=False, sort_keys=True, default=str),
              "idempotency_key": i.key[:200], "status": PENDING, "attempts": 0, "max_attempts": i.max_attempts,
              "available_at": now, "created_at": now} for i in items]
-    dialect = dialect_named(engine.dialect.name)
+    dialect = dialect_named(conn.dialect.name)
     added = 0
-    with engine.begin() as conn:
-        for start in range(0, len(rows), 500):
-            chunk = rows[start:start + 500]
-            statement = dialect.insert_ignoring(table, chunk, ["portal", "idempotency_key"])
-            if statement is not None:
-                added += conn.execute(statement).rowcount or 0
-                continue
-            for row in chunk:  # a dialect without INSERT ... ON CONFLICT: existence checked per row
-                exists = conn.execute(sa.select(table.c.id).where(
-                    table.c.portal == row["portal"], table.c.idempotency_key == row["idempotency_key"])).first()
-                if exists is None:
-                    try:
-                        with conn.begin_nested():
-                            conn.execute(table.insert().values(row))
-                        added += 1
-                    except sa.exc.IntegrityError:
-                        pass  # enqueued by another process between the check and the insert
+    for start in range(0, len(rows), 500):
+        chunk = rows[start:start + 500]
+        statement = dialect.insert_ignoring(table, chunk, ["portal", "idempotency_key"])
+        if statement is not None:
+            added += conn.execute(statement).rowcount or 0
+            continue
+        for row in chunk:  # a dialect without INSERT ... ON CONFLICT: existence checked per row
+            exists = conn.execute(sa.select(table.c.id).where(
+                table.c.portal == row["portal"], table.c.idempotency_key == row["idempotency_key"])).first()
+            if exists is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(table.insert().values(row))
+                    added += 1
+                except sa.exc.IntegrityError:
+                    pass  # enqueued by another process between the check and the insert
     return added
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -16,6 +17,13 @@ class ScosRejected(Exception):
         super().__init__(f"HTTP {status}: {body[:500]}")
         self.status = status
         self.body = body
+
+    def json(self) -> dict[str, Any]:
+        try:
+            parsed = json.loads(self.body)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
 
 
 class ScosUnavailable(Exception):
@@ -54,6 +62,26 @@ class ScosClient:
 
     def update(self, partner_id: str, passport: dict[str, Any]) -> None:
         self._call("PUT", "/registry/courses", {"partner_id": partner_id, "package": {"items": [passport]}})
+
+    def find_course(self, partner_id: str, external_url: str) -> str | None:
+        """The portal id of this partner's course with that external_url, if the portal has one."""
+        listing = self._call("GET", "/registry/courses", params={"partner_id": partner_id})
+        for row in listing.get("results", []) if isinstance(listing, dict) else []:
+            if row.get("external_url") == external_url:
+                return str(row.get("global_id"))
+        return None
+
+    def user_id(self, email: str) -> str | None:
+        """GET /users/id?email=: the portal's user id, None when the portal knows no such e-mail (404)."""
+        try:
+            return str(self._call("GET", "/users/id", params={"email": email})["user_id"])
+        except ScosRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def certificate(self, body: dict[str, Any]) -> Any:
+        return self._call("POST", "/certificates", body)
 
     def moderation_status(self, course_id: str) -> str:
         return self._call("GET", "/registry/courses/moderation_status", params={"course_id": course_id})["status"]

@@ -1,4 +1,5 @@
-"""Queue items of portal `scos` to СЦОС calls: learner data in arrays of up to 10, answered per item."""
+"""Queue items of portal `scos` to СЦОС calls: learner data in arrays of up to 10, answered per item;
+passports, status changes and certificates one by one."""
 
 from __future__ import annotations
 
@@ -31,12 +32,12 @@ class ScosHandler:
                     results.update(self._array(ARRAY_CALLS[operation], part))
             else:
                 for item in group:
-                    results[item["id"]] = self._single(operation, item["payload"])
+                    results[item["id"]] = self._single(operation, portal_body(item["payload"]), item["attempts"])
         return [results[item["id"]] for item in items]
 
     def _array(self, call: str, part: list[dict[str, Any]]) -> dict[int, Any]:
         try:
-            answers = getattr(self.client, call)([item["payload"] for item in part])
+            answers = getattr(self.client, call)([portal_body(item["payload"]) for item in part])
         except ScosUnavailable as exc:
             return {item["id"]: Transient(str(exc)) for item in part}
         except ScosRejected as exc:
@@ -56,17 +57,39 @@ class ScosHandler:
             out.setdefault(item["id"], Transient("the portal answered fewer items than sent"))
         return out
 
-    def _single(self, operation: str, payload: dict[str, Any]) -> Delivered | Transient | Permanent:
+    def _single(self, operation: str, payload: dict[str, Any], attempts: int) -> Delivered | Transient | Permanent:
         try:
             if operation == "course_publish":
-                return Delivered({"course_id": self.client.publish(self.partner_id, payload)})
+                return self._publish(payload, attempts)
             if operation == "course_update":
                 self.client.update(self.partner_id, payload)
-                return Delivered({"updated": payload.get("id")})
+                return Delivered({"updated": payload.get("id"), "business_version": payload.get("business_version")})
             if operation == "course_status":
                 return Delivered({"status": self.client.set_status(payload["course_id"], payload["status"])})
+            if operation == "certificate":
+                return Delivered(self.client.certificate(payload))
         except ScosUnavailable as exc:
             return Transient(str(exc))
         except ScosRejected as exc:
             return Permanent(str(exc))
         return Permanent(f"unknown СЦОС operation '{operation}'")
+
+    def _publish(self, passport: dict[str, Any], attempts: int) -> Delivered:
+        """A publish is not resent blindly: after an attempt whose answer was lost, the portal's list is read
+        first, and a course with the same external_url is taken as this one."""
+        if attempts > 1:
+            found = self.client.find_course(self.partner_id, passport["external_url"])
+            if found is not None:
+                return Delivered({"course_id": found, "adopted": True})
+        try:
+            return Delivered({"course_id": self.client.publish(self.partner_id, passport)})
+        except ScosRejected as exc:
+            existing = exc.json().get("course_id") if exc.status == 409 else None
+            if existing:
+                return Delivered({"course_id": existing, "adopted": True})
+            raise
+
+
+def portal_body(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload without bufsync's own notes (keys starting with `_`, e.g. the Moodle ids for the DBA view)."""
+    return {k: v for k, v in payload.items() if not k.startswith("_")}

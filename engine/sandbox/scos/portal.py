@@ -32,6 +32,7 @@ class SandboxConfig:
     moderation_seconds: float = 2.0       # a published course is `in_progress`, then `ok`
     validation_status: int = 400          # the code of a rejected passport (open question: 400 or 422)
     duplicate_saved: bool = True          # a repeated enrolment answers saved:true (or saved:false)
+    reject_marker: str = "[reject]"       # a passport whose title holds this ends moderation `rejected`
 
 
 class Portal:
@@ -42,6 +43,8 @@ class Portal:
         self.participation: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.results: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.progress: dict[tuple[str, str], int] = {}
+        self.certificates: dict[tuple[str, str], dict[str, Any]] = {}
+        self.users: dict[str, str] = {}  # e-mail (lower case) -> СЦОС user id, for GET /users/id
         self.deliveries: Counter[str] = Counter()  # item identity -> times received (exactly-once checks)
         self.calls: Counter[str] = Counter()
 
@@ -66,6 +69,16 @@ class Portal:
                 return self._publish(body)
             if route == ("PUT", "/registry/courses"):
                 return self._update(body)
+            if route == ("GET", "/registry/courses"):
+                return self._list(query.get("partner_id"))
+            if request.method == "GET" and path.startswith("/registry/courses/") and path.count("/") == 3 \
+                    and path.rsplit("/", 1)[1] in self.courses:
+                stored = self.courses[path.rsplit("/", 1)[1]]
+                return _json(200, stored["passport"] | {"global_id": stored["id"], "status": stored["status"]})
+            if route == ("GET", "/users/id"):
+                return self._user_id(query.get("email"))
+            if route == ("POST", "/certificates"):
+                return self._certificate(body)
             if route == ("GET", "/registry/courses/moderation_status"):
                 return self._moderation(query.get("course_id"))
             if route == ("PUT", "/registry/courses/update_status"):
@@ -108,6 +121,36 @@ class Portal:
         self.deliveries[f"course:{course['external_url']}"] += 1
         return _json(200, {"course_id": course_id})
 
+    def _list(self, partner_id: str | None) -> Reply:
+        if partner_id != self.config.partner_id:
+            return _json(self.config.validation_status, {"errors": {"partner_id": "unknown partner"}})
+        rows = [{"global_id": c["id"], "title": c["passport"].get("title"),
+                 "started_at": c["passport"].get("started_at"), "external_url": c["passport"].get("external_url"),
+                 "institution_id": c["passport"].get("institution"), "status": c["status"]}
+                for c in self.courses.values()]
+        return _json(200, {"results": rows, "total_count": len(rows)})
+
+    def _user_id(self, email: str | None) -> Reply:
+        found = self.users.get((email or "").strip().lower())
+        if found is None:
+            return _json(404, {"error": "user not found"})
+        return _json(200, {"user_id": found})
+
+    def _certificate(self, body: Any) -> Reply:
+        required = ("course_id", "session_id", "user_id", "document")
+        if not isinstance(body, dict) or any(body.get(k) in (None, "") for k in required):
+            return _json(self.config.validation_status, {"errors": {k: "required field" for k in required
+                                                                   if not isinstance(body, dict) or not body.get(k)}})
+        participation = (str(body["course_id"]), str(body["session_id"]), str(body["user_id"]))
+        if participation not in self.participation:
+            return _json(self.config.validation_status, {"error": "no participation for this user and session"})
+        key = (participation[0], participation[2])
+        self.deliveries[f"certificate:{':'.join(key)}"] += 1
+        existing = self.certificates.get(key)
+        if existing is None:
+            existing = self.certificates[key] = {"id": str(uuid.uuid4()), **body}
+        return _json(200, {"certificate_id": existing["id"]})
+
     def _update(self, body: Any) -> Reply:
         course, error = self._passport(body)
         if error:
@@ -124,7 +167,8 @@ class Portal:
         if stored is None:
             return _json(404, {"error": "unknown course id"})
         if stored["moderation"] == "in_progress" and time.monotonic() - stored["sent_at"] >= self.config.moderation_seconds:
-            stored["moderation"] = "ok"
+            marker = self.config.reject_marker
+            stored["moderation"] = "rejected" if marker and marker in str(stored["passport"].get("title")) else "ok"
         return _json(200, {"status": stored["moderation"]})
 
     def _status(self, course_id: str | None, status: str | None) -> Reply:
@@ -135,6 +179,10 @@ class Portal:
             return _json(self.config.validation_status, {"errors": {"new_status": "active or archive"}})
         stored["status"] = status.upper()
         return _json(200, {"status": stored["status"]})
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the portal holds, for the sandbox's users and the tests (GET /sandbox/state)."""
+        return _snapshot(self)
 
     # -- learner data, answered per item --------------------------------------------------------
     def _items(self, body: Any, required: tuple[str, ...], apply: Any) -> Reply:
@@ -189,6 +237,19 @@ class Portal:
         return {"saved": True}
 
 
+def _snapshot(portal: Portal) -> dict[str, Any]:
+    with portal.lock:
+        return {
+            "courses": [{"id": c["id"], "title": c["passport"].get("title"), "status": c["status"],
+                         "moderation": c["moderation"], "business_version": c["passport"].get("business_version"),
+                         "external_url": c["passport"].get("external_url")} for c in portal.courses.values()],
+            "participation": [dict(p) for p in portal.participation.values()],
+            "results": [dict(r) for r in portal.results.values()],
+            "progress": [{"course_id": c, "user_id": u, "progress": p} for (c, u), p in portal.progress.items()],
+            "certificates": [dict(c) for c in portal.certificates.values()],
+        }
+
+
 def _json(status: int, body: Any) -> Reply:
     return Reply(status, "application/json", json.dumps(body, ensure_ascii=False).encode("utf-8"))
 
@@ -202,6 +263,14 @@ class PortalServer(HttpServer):
         self.faults = faults or Faults()
 
     def _route(self, request: Request) -> Reply:
+        if request.path == "/sandbox/users" and request.method == "POST":
+            if request.headers.get("x-cn-uuid") != self.portal.config.key:
+                return _json(403, {"error": "invalid X-CN-UUID"})
+            with self.portal.lock:  # the portal's own registrations: e-mail -> user id, for /users/id
+                self.portal.users.update({k.lower(): v for k, v in json.loads(request.body).items()})
+            return _json(200, {"users": len(self.portal.users)})
+        if request.path == "/sandbox/state":
+            return _json(200, self.portal.snapshot())
         if request.path == "/sandbox/stats":
             deliveries = self.portal.deliveries
             return _json(200, {"calls": dict(self.portal.calls), "deliveries": sum(deliveries.values()),

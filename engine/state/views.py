@@ -1,0 +1,64 @@
+"""Views over sync_queue for DBAs: one per portal, the JSON payload unpacked into columns.
+
+CREATE VIEW is not in SQLAlchemy's DDL set; this is the compiler-extension recipe from the
+SQLAlchemy docs, so the SELECT is still a Core construct compiled by each dialect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import DDLElement
+
+from bufsync.dialects import dialect_named
+
+# per portal: payload key -> view column; keys starting with "_" are bufsync's own notes, never sent
+SCOS_VIEW_FIELDS = (("_moodle_course_id", "moodle_course_id"), ("_moodle_user_id", "moodle_user_id"),
+                    ("course_id", "course_id"), ("user_id", "user_id"), ("session_id", "session_id"),
+                    ("checkpoint_id", "checkpoint_id"), ("checkpoint_name", "checkpoint_name"), ("rating", "rating"),
+                    ("progress", "progress"), ("title", "title"), ("business_version", "business_version"),
+                    ("status", "new_status"))
+QUEUE_VIEW_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {"scos": SCOS_VIEW_FIELDS}
+
+
+class CreateView(DDLElement):
+    def __init__(self, name: str, selectable: sa.Select) -> None:
+        self.name = name
+        self.selectable = selectable
+
+
+class DropView(DDLElement):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@compiles(CreateView)
+def _create_view(element: CreateView, compiler: Any, **kw: Any) -> str:
+    body = compiler.sql_compiler.process(element.selectable, literal_binds=True)
+    return f"CREATE VIEW {compiler.preparer.quote(element.name)} AS {body}"
+
+
+@compiles(DropView)
+def _drop_view(element: DropView, compiler: Any, **kw: Any) -> str:
+    return f"DROP VIEW {compiler.preparer.quote(element.name)}"
+
+
+def view_name(portal: str) -> str:
+    return f"v_queue_{portal}"
+
+
+def queue_view(queue: sa.Table, portal: str, fields: tuple[tuple[str, str], ...], dialect_name: str) -> CreateView:
+    """v_queue_<portal>: the queue row's own columns, then one column per payload key."""
+    dialect = dialect_named(dialect_name)
+    unpacked = [dialect.json_field(queue.c.payload, key).label(label) for key, label in fields]
+    select = (sa.select(queue.c.id, queue.c.operation, queue.c.status, queue.c.attempts, queue.c.max_attempts,
+                        queue.c.available_at, queue.c.created_at, queue.c.completed_at, queue.c.last_error,
+                        queue.c.idempotency_key, *unpacked)
+              .where(queue.c.portal == sa.literal(portal)))
+    return CreateView(view_name(portal), select)
+
+
+def queue_views(queue: sa.Table, dialect_name: str) -> list[CreateView]:
+    return [queue_view(queue, portal, fields, dialect_name) for portal, fields in QUEUE_VIEW_FIELDS.items()]
