@@ -355,6 +355,43 @@ def queue_stats(state: _State, portal: str | None) -> None:
         click.echo(f"{r['portal']:<7} {r['status']:<9} {r['items']:>8}  oldest {r['oldest']}")
 
 
+@queue_group.command("dispatch")
+@click.option("--portal", default="scos", show_default=True, type=click.Choice(["scos"]))
+@click.option("--forever", is_flag=True, help="Keep polling for new items until SIGTERM (default: stop when "
+                                              "nothing is due).")
+@pass_state
+def queue_dispatch(state: _State, portal: str, forever: bool) -> None:
+    """Deliver the portal's due items; run as many dispatchers at once as you like."""
+    report = commands.queue_dispatch(state.loaded, portal, forever)
+    c = report.counts
+    click.echo(f"dispatch {portal}: claimed={c['claimed']} done={c['done']} retried={c['retried']} dead={c['dead']}"
+               f" in {report.seconds:.1f}s (run {report.run_id})")
+    sys.exit(EXIT_REJECTED if report.outcome == "rejected" else 0)
+
+
+@cli.group("scos")
+def scos_group() -> None:
+    """ГИС СЦОС: the nine scenarios that fill the portal's queue."""
+
+
+@scos_group.command("run")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def scos_run(state: _State, as_json: bool) -> None:
+    """Publish, poll moderation, update, archive; enrol, unenrol; results, progress, certificates."""
+    import json
+    report = commands.scos_run(state.loaded)
+    if as_json:
+        click.echo(json.dumps({"run_id": report.run_id, "outcome": report.outcome, "counts": report.counts,
+                               "problems": report.problems}, ensure_ascii=False, indent=2))
+    else:
+        counts = " ".join(f"{k}={v}" for k, v in sorted(report.counts.items()))
+        click.echo(f"scos: {report.outcome} in {report.seconds:.1f}s (run {report.run_id}) {counts}")
+        for problem in report.problems:
+            click.echo(f"  {problem}")
+    sys.exit(EXIT_REJECTED if report.outcome == "rejected" else 0)
+
+
 @cli.command()
 @click.option("--port", default=8081, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False),
@@ -365,10 +402,14 @@ def queue_stats(state: _State, portal: str | None) -> None:
 @click.option("--fault", "faults", multiple=True, metavar="KIND[:RATE[:SECONDS]]",
               help="Inject faults: latency, http_500, http_503, drop, drop_after_write, timeout_after_write; "
                    "e.g. --fault http_503:0.05 --fault latency:1:0.2")
+@click.option("--scos-port", default=8082, show_default=True, help="Port of the sandbox СЦОС (0: any free port).")
+@click.option("--no-scos", is_flag=True, help="Moodle only.")
+@click.option("--scos-moderation", default=5.0, show_default=True, help="Seconds a passport stays in moderation.")
 def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
-            faults: tuple[str, ...]) -> None:
-    """Run the sandbox Moodle (the REST web-service protocol of Moodle 4.5) on 127.0.0.1."""
-    commands.sandbox(port, data, token, debug, max_input_vars, list(faults))
+            faults: tuple[str, ...], scos_port: int, no_scos: bool, scos_moderation: float) -> None:
+    """Run the sandbox Moodle (Moodle 4.5's REST web services) and the sandbox СЦОС on 127.0.0.1."""
+    commands.sandbox(port, data, token, debug, max_input_vars, list(faults), None if no_scos else scos_port,
+                     scos_moderation)
 
 
 def main() -> None:

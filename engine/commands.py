@@ -50,10 +50,11 @@ def mappings_list(loaded: LoadedSettings) -> MappingSet:
 
 
 def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
-            faults: list[str]) -> None:
+            faults: list[str], scos_port: int | None = 8082, scos_moderation: float = 5.0) -> None:
     from bufsync.sandbox.faults import parse_fault
     from bufsync.sandbox.moodle.run import serve
-    serve(port, data, token, debug, max_input_vars, [parse_fault(f) for f in faults])
+    serve(port, data, token, debug, max_input_vars, [parse_fault(f) for f in faults], scos_port=scos_port,
+          scos_moderation=scos_moderation)
 
 
 def run(loaded: LoadedSettings, names: list[str], dry_run: bool = False, full: bool = False,
@@ -94,6 +95,22 @@ def schedule(loaded: LoadedSettings, config: Path | None, tick: float = 1.0) -> 
 def status(loaded: LoadedSettings) -> list[Any]:
     from bufsync.scheduler.status import collect
     return collect(loaded)
+
+
+def scos_run(loaded: LoadedSettings) -> Any:
+    from bufsync.portals.runs import run_scos
+    return run_scos(loaded)
+
+
+def queue_dispatch(loaded: LoadedSettings, portal: str, forever: bool) -> Any:
+    import signal
+    import threading
+
+    from bufsync.portals.runs import run_dispatch
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # finish the batch in hand, then stop
+        signal.signal(sig, lambda *_: stop.set())
+    return run_dispatch(loaded, portal, until_empty=not forever, stop=stop)
 
 
 def _queue_table() -> Any:

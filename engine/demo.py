@@ -142,7 +142,7 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
         echo("\nThe buffer keeps what happened to every row (sqlite3 bufsync.db):\n"
              "  SELECT external_id, sync_status, sync_error, lms_id FROM buf_users WHERE sync_status <> 'ok';\n"
              "  SELECT id, outcome, counts FROM sync_runs;\n"
-             "Try it yourself: `bufsync sandbox` in one shell, then paste its two lines and `bufsync run` in another.")
+             "Try it yourself: `bufsync sandbox` in one shell, then paste the lines it prints and `bufsync run` in another.")
         return first, second
     finally:
         server.shutdown()

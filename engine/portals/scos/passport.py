@@ -120,6 +120,11 @@ def build(course: dict[str, Any], teachers: list[dict[str, Any]], *, defaults: d
     return Passport(None if problems else fields, problems, cert)
 
 
+def promises_certificate(course: dict[str, Any], defaults: dict[str, Any]) -> bool:
+    value = custom_fields(course).get("scos_cert")
+    return _truthy(value if value not in (None, "") else defaults.get("cert"))
+
+
 def _missing(name: str) -> str:
     source = {
         "title": "полное название курса",

@@ -33,9 +33,18 @@ def start(port: int = 8081, data: Path | None = None, token: str | None = None, 
 
 
 def serve(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
-          faults: list[FaultRule], out: TextIO = sys.stdout) -> None:
+          faults: list[FaultRule], out: TextIO = sys.stdout, scos_port: int | None = None,
+          scos_moderation: float = 5.0) -> None:
     server = start(port, data, token, debug, max_input_vars, faults)
     out.write(f"BUFSYNC_MOODLE_URL={server.url}\nBUFSYNC_MOODLE_TOKEN={server.site.config.token}\n")
+    scos = None
+    if scos_port is not None:  # the СЦОС beside it, as `bufsync scos run` expects to find it
+        from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
+        scos = PortalServer(Portal(SandboxConfig(moderation_seconds=scos_moderation)), port=scos_port)
+        scos.serve_in_thread()
+        config = scos.portal.config
+        out.write(f"BUFSYNC_SCOS_URL={scos.url}/api/v2\nBUFSYNC_SCOS_KEY={config.key}\n"
+                  f"BUFSYNC_SCOS_PARTNER_ID={config.partner_id}\nBUFSYNC_SCOS_INSTITUTION=sandbox-institution\n")
     out.write(f"# sandbox Moodle {'(debug) ' if debug else ''}serving; state: "
               f"{data / 'moodle.db' if data else 'in memory'}; Ctrl-C stops\n")
     out.flush()
@@ -43,15 +52,18 @@ def serve(port: int, data: Path | None, token: str | None, debug: bool, max_inpu
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    server.shutdown()
-    server.server_close()
+    for running in (server, scos):
+        if running is not None:
+            running.shutdown()
+            running.server_close()
     server.site.close()
 
 
 def spawn(token: str, port: int = 0) -> tuple[subprocess.Popen[str], str]:
     """`bufsync sandbox` in its own process (as users run it, and as benchmarks measure it); its URL."""
     exe = os.path.join(os.path.dirname(sys.executable), "bufsync")
-    proc = subprocess.Popen([exe, "sandbox", "--port", str(port), "--token", token], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([exe, "sandbox", "--port", str(port), "--token", token, "--no-scos"], stdout=subprocess.PIPE,
+                            text=True)
     url = proc.stdout.readline().strip().split("=", 1)[1]  # BUFSYNC_MOODLE_URL=...
     proc.stdout.readline()  # BUFSYNC_MOODLE_TOKEN=...
     return proc, url
