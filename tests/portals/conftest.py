@@ -28,7 +28,8 @@ PASSPORT_DEFAULTS = {"content": "Лекции, практические заня
                      "competences": "ОПК-1\nПК-2", "requirements": ["Школьная математика"],
                      "direction": ["09.03.01"], "credits": 3, "lectures": 12}
 CUSTOM_FIELDS = (("scos_publish", "Публиковать в СЦОС", "checkbox"), ("scos_id", "Идентификатор СЦОС", "text"),
-                 ("scos_cert", "Сертификат", "checkbox"), ("scos_description", "Описание для СЦОС", "textarea"))
+                 ("scos_cert", "Сертификат", "checkbox"), ("scos_description", "Описание для СЦОС", "textarea"),
+                 ("scos_duration_weeks", "Длительность, недель", "text"))
 
 
 @dataclass
@@ -81,6 +82,11 @@ class ScosWorld:
 
     def admin(self, action: str, **args: Any) -> Any:
         return self.moodle.site.admin(action, args)
+
+    def configure_scos(self, **changes: Any) -> None:
+        """As if the site edited the scos section of bufsync.yaml."""
+        settings = self.loaded.settings
+        self.loaded.settings = settings.model_copy(update={"scos": settings.scos.model_copy(update=changes)})
 
     # -- the portal side ---------------------------------------------------------------------------
     def scenarios(self) -> PortalRun:
