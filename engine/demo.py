@@ -96,6 +96,56 @@ def dataset(people: int = 300, seed: int = 2026) -> dict[str, list[dict[str, Any
             "buf_subscriptions": subscriptions}
 
 
+def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo: Callable[[str], None]) -> None:
+    """Step 6: a course published to the sandbox СЦОС, its learners with an ЕСИА id enrolled there."""
+    import time
+
+    from bufsync.adapters.moodle.client import MoodleClient
+    from bufsync.config import ScosSettings
+    from bufsync.portals.runs import run_dispatch, run_scos
+    from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
+    portal = PortalServer(Portal(SandboxConfig(moderation_seconds=1.0)), port=0)
+    portal.serve_in_thread()
+    try:
+        loaded.settings = loaded.settings.model_copy(update={"scos": ScosSettings(
+            url=f"{portal.url}/api/v2", key=portal.portal.config.key, partner_id=portal.portal.config.partner_id,
+            institution="demo-college", passport={
+                "content": "Лекции, лабораторные работы, итоговый проект", "results": "Пишет программы на Python",
+                "competences": "ОПК-2\nПК-1", "requirements": ["Информатика, школьный курс"],
+                "direction": ["09.02.07"], "credits": 4})})
+        for shortname, name, kind in (("scos_publish", "Публиковать в СЦОС", "checkbox"),
+                                      ("scos_id", "Идентификатор СЦОС", "text")):
+            server.site.admin("create_course_customfield", {"shortname": shortname, "name": name, "type": kind})
+        engine = sa.create_engine(loaded.buffer_url)
+        users = build_metadata(load_mappings(loaded.mappings_dir)).tables["buf_users"]
+        with engine.begin() as conn:  # 1C fills in the ЕСИА ids it has (two people in three)
+            for index, user in enumerate(data["buf_users"]):
+                if index % 3:
+                    conn.execute(users.update().where(users.c.external_id == user["external_id"])
+                                 .values(esia_id=f"esia-{index:05d}"))
+        engine.dispose()
+        with MoodleClient.connect(server.url, server.site.config.token) as client:
+            course = client.get_courses_by_field("shortname", "py-101")[0]
+            client.update_courses([{"id": course["id"], "summary": "<p>Основы программирования на Python</p>",
+                                    "customfields": [{"shortname": "scos_publish", "value": 1}]}])
+        echo(f"\n6. ГИС СЦОС (sandbox at {portal.url}): py-101 marked «Публиковать в СЦОС» in Moodle")
+        run_scos(loaded)
+        run_dispatch(loaded, "scos")
+        run_scos(loaded)
+        time.sleep(1.1)  # the portal's moderation
+        report = run_scos(loaded)
+        delivered = run_dispatch(loaded, "scos")
+        run_scos(loaded)
+        state = portal.portal.snapshot()
+        published = state["courses"][0]
+        echo(f"   passport published: {published['title']} -> {published['id']} (moderation {published['moderation']})")
+        echo(f"   learners enrolled on the portal: {len(state['participation'])}; without an ЕСИА id, not sent: "
+             f"{report.counts.get('enrol.no_identity', 0)}; queue items delivered: {delivered.counts['done']}")
+    finally:
+        portal.shutdown()
+        portal.server_close()
+
+
 def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print) -> tuple[RunReport, RunReport]:
     directory.mkdir(parents=True, exist_ok=True)
     buffer = directory / "bufsync.db"
@@ -139,9 +189,12 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
         echo("5. second sync:\n")
         second = run(loaded, [], Options())
         echo(second.render(errors_shown=10))
+        _scos(loaded, server, data, echo)
         echo("\nThe buffer keeps what happened to every row (sqlite3 bufsync.db):\n"
              "  SELECT external_id, sync_status, sync_error, lms_id FROM buf_users WHERE sync_status <> 'ok';\n"
              "  SELECT id, outcome, counts FROM sync_runs;\n"
+             "  SELECT course_id, shortname, state, scos_id FROM sync_scos_courses;\n"
+             "  SELECT operation, status, user_id, last_error FROM v_queue_scos;\n"
              "Try it yourself: `bufsync sandbox` in one shell, then paste the lines it prints and `bufsync run` in another.")
         return first, second
     finally:

@@ -1,0 +1,64 @@
+"""`bufsync scos run`, `bufsync queue dispatch` and the scheduler's scos / dispatch jobs, as processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.portals.conftest import KEY, PASSPORT_DEFAULTS, TOKEN, ScosWorld
+
+
+def bufsync(w: ScosWorld, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "cli.yaml"
+    config.write_text(json.dumps({"scos": {"passport": PASSPORT_DEFAULTS}, "jobs": {
+        "scos": {"kind": "scos", "schedule": "every 1 minute"},
+        "scos-dispatch": {"kind": "dispatch", "portal": "scos", "schedule": "every 1 minute"}}}), encoding="utf-8")
+    env = {"PATH": "/usr/bin:/bin", "BUFSYNC_BUFFER_URL": w.loaded.buffer_url, "BUFSYNC_MOODLE_URL": w.moodle.url,
+           "BUFSYNC_MOODLE_TOKEN": TOKEN, "BUFSYNC_SCOS_URL": f"{w.portal.url}/api/v2", "BUFSYNC_SCOS_KEY": KEY,
+           "BUFSYNC_SCOS_PARTNER_ID": "sandbox-partner", "BUFSYNC_SCOS_INSTITUTION": "inst-1"}
+    exe = Path(sys.executable).with_name("bufsync")
+    return subprocess.run([str(exe), "--config", str(config), *args], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_commands_and_jobs(seeded: ScosWorld, tmp_path: Path) -> None:
+    w = seeded
+    w.mark("py-101", scos_description="Курс программирования на Python")
+    w.mark("db-201")  # no description: the run reports it and exits 1
+    first = bufsync(w, tmp_path, "scos", "run", "--json")
+    assert first.returncode == 1, first.stderr
+    report = json.loads(first.stdout)
+    assert report["counts"]["publish.queued"] == 1 and report["counts"]["publish.invalid"] == 1
+    assert "db-201" in report["problems"][0] and "description" in report["problems"][0]
+    assert KEY not in first.stdout + first.stderr
+    sent = bufsync(w, tmp_path, "queue", "dispatch", "--portal", "scos")
+    assert sent.returncode == 0, sent.stderr
+    assert "claimed=1 done=1 retried=0 dead=0" in sent.stdout
+    # the site gives up on db-201 (unmarks it); then the same through the scheduler's job kinds
+    w.mark("db-201", publish=False)
+    done = bufsync(w, tmp_path, "jobs", "run", "scos")
+    assert done.returncode == 0, done.stderr
+    time.sleep(0.35)
+    for job in ("scos", "scos-dispatch", "scos"):
+        assert bufsync(w, tmp_path, "jobs", "run", job).returncode == 0
+    assert w.courses()[w.course_id("py-101")]["state"] == "published"
+    assert len(w.state()["participation"]) == 8
+    assert w.course_id("db-201") not in w.courses()  # never published: its error row withdrawn
+    runs = {(r["kind"], r["job"]) for r in w.rows("sync_runs")}
+    assert {("scos", None), ("dispatch", None), ("scos", "scos"), ("dispatch", "scos-dispatch")} <= runs
+    listed = bufsync(w, tmp_path, "queue", "stats", "--portal", "scos")
+    assert "done" in listed.stdout
+
+
+def test_missing_portal_settings_fail_at_start_with_the_key(seeded: ScosWorld, tmp_path: Path) -> None:
+    w = seeded
+    config = tmp_path / "bare.yaml"
+    config.write_text("{}", encoding="utf-8")
+    exe = Path(sys.executable).with_name("bufsync")
+    result = subprocess.run([str(exe), "--config", str(config), "scos", "run"], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "BUFSYNC_BUFFER_URL": w.loaded.buffer_url}, timeout=60)
+    assert result.returncode == 2
+    assert "scos.url is not set" in result.stderr and "BUFSYNC_SCOS_KEY" in result.stderr
