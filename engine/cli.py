@@ -405,11 +405,14 @@ def scos_run(state: _State, as_json: bool) -> None:
 @click.option("--scos-port", default=8082, show_default=True, help="Port of the sandbox СЦОС (0: any free port).")
 @click.option("--no-scos", is_flag=True, help="Moodle only.")
 @click.option("--scos-moderation", default=5.0, show_default=True, help="Seconds a passport stays in moderation.")
+@click.option("--scos-fault", "scos_faults", multiple=True, metavar="KIND[:RATE[:SECONDS]]",
+              help="Faults of the sandbox СЦОС, as --fault; e.g. --scos-fault latency:1:0.02 for a WAN round trip.")
 def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
-            faults: tuple[str, ...], scos_port: int, no_scos: bool, scos_moderation: float) -> None:
+            faults: tuple[str, ...], scos_port: int, no_scos: bool, scos_moderation: float,
+            scos_faults: tuple[str, ...]) -> None:
     """Run the sandbox Moodle (Moodle 4.5's REST web services) and the sandbox СЦОС on 127.0.0.1."""
     commands.sandbox(port, data, token, debug, max_input_vars, list(faults), None if no_scos else scos_port,
-                     scos_moderation)
+                     scos_moderation, list(scos_faults))
 
 
 def main() -> None:

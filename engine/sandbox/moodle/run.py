@@ -34,13 +34,14 @@ def start(port: int = 8081, data: Path | None = None, token: str | None = None, 
 
 def serve(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
           faults: list[FaultRule], out: TextIO = sys.stdout, scos_port: int | None = None,
-          scos_moderation: float = 5.0) -> None:
+          scos_moderation: float = 5.0, scos_faults: list[FaultRule] | None = None) -> None:
     server = start(port, data, token, debug, max_input_vars, faults)
     out.write(f"BUFSYNC_MOODLE_URL={server.url}\nBUFSYNC_MOODLE_TOKEN={server.site.config.token}\n")
     scos = None
     if scos_port is not None:  # the СЦОС beside it, as `bufsync scos run` expects to find it
         from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
-        scos = PortalServer(Portal(SandboxConfig(moderation_seconds=scos_moderation)), port=scos_port)
+        scos = PortalServer(Portal(SandboxConfig(moderation_seconds=scos_moderation)), port=scos_port,
+                            faults=Faults(list(scos_faults or [])))
         scos.serve_in_thread()
         config = scos.portal.config
         out.write(f"BUFSYNC_SCOS_URL={scos.url}/api/v2\nBUFSYNC_SCOS_KEY={config.key}\n"
