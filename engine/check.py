@@ -70,6 +70,28 @@ def _check_moodle(loaded: LoadedSettings) -> CheckItem:
     return CheckItem("moodle", True, f"{head}; the service has all {len(REQUIRED_FUNCTIONS)} functions bufsync needs")
 
 
+def _check_scos(loaded: LoadedSettings) -> CheckItem:
+    from bufsync.portals.runs import scos_client, scos_settings
+    from bufsync.portals.scos.client import ScosRejected, ScosUnavailable
+    if loaded.settings.scos.url is None:
+        return CheckItem("scos", None, "not configured (BUFSYNC_SCOS_URL)")
+    try:
+        scos = scos_settings(loaded)
+    except BufsyncError as exc:
+        return CheckItem("scos", False, str(exc))
+    client = scos_client(scos)
+    try:
+        client.check()
+        client.find_course(scos.partner_id, "")  # refused unless the portal knows the partner id
+    except ScosRejected as exc:
+        return CheckItem("scos", False, f"the portal refused: {exc} (check scos.key and scos.partner_id)")
+    except ScosUnavailable as exc:
+        return CheckItem("scos", False, f"the portal is unavailable: {exc}")
+    finally:
+        client.close()
+    return CheckItem("scos", True, f"{scos.url}: the key and partner {scos.partner_id} are accepted")
+
+
 def run_checks(loaded: LoadedSettings, mappings: MappingSet) -> list[CheckItem]:
     source = f"from {loaded.file}" if loaded.file else "no config file: defaults and BUFSYNC_* variables"
     items = [CheckItem("config", True, source),
@@ -77,4 +99,5 @@ def run_checks(loaded: LoadedSettings, mappings: MappingSet) -> list[CheckItem]:
                                          f"order: {', '.join(mappings.order)}")]
     items += _check_buffer(loaded, mappings)
     items.append(_check_moodle(loaded))
+    items.append(_check_scos(loaded))
     return items

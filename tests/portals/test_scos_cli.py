@@ -51,6 +51,8 @@ def test_commands_and_jobs(seeded: ScosWorld, tmp_path: Path) -> None:
     assert {("scos", None), ("dispatch", None), ("scos", "scos"), ("dispatch", "scos-dispatch")} <= runs
     listed = bufsync(w, tmp_path, "queue", "stats", "--portal", "scos")
     assert "done" in listed.stdout
+    checked = bufsync(w, tmp_path, "check")
+    assert "ok    scos      " in checked.stdout and "the key and partner sandbox-partner are accepted" in checked.stdout
 
 
 def test_missing_portal_settings_fail_at_start_with_the_key(seeded: ScosWorld, tmp_path: Path) -> None:

@@ -49,11 +49,12 @@ def _date(timestamp: int | None, zone: ZoneInfo) -> str | None:
     return datetime.fromtimestamp(timestamp, zone).date().isoformat() if timestamp else None
 
 
-def _split(value: Any) -> list[str]:
+def _split(value: Any, separators: str = "\n;") -> list[str]:
+    """A list field from a list, or from text with one item per line (or per separator)."""
     if isinstance(value, list):
         return [str(v).strip() for v in value if str(v).strip()]
-    return [part.strip() for part in re.split(r"[\n;,]", _plain(value) if "<" in str(value) else str(value or ""))
-            if part.strip()]
+    text = html.unescape(re.sub(r"<br\s*/?>|</p>", "\n", str(value or ""), flags=re.I))
+    return [part.strip() for part in re.split(f"[{re.escape(separators)}]", _TAGS.sub("", text)) if part.strip()]
 
 
 def _truthy(value: Any) -> bool:
@@ -81,11 +82,11 @@ def build(course: dict[str, Any], teachers: list[dict[str, Any]], *, defaults: d
     for name in ("content", "results", "competences", "promo_url", "assessment_description", "estimation_tools"):
         value = pick(name)
         if value not in (None, ""):
-            fields[name] = _plain(value) if name != "competences" else "\n".join(_split(value))
+            fields[name] = _plain(value) if name != "competences" else "\n".join(_split(value, "\n"))
     for name in LIST_FIELDS:
         value = pick(name)
         if value not in (None, ""):
-            fields[name] = _split(value)
+            fields[name] = _split(value, "\n;," if name == "direction" else "\n;")
     for name in INT_FIELDS:
         value = pick(name)
         if value not in (None, ""):

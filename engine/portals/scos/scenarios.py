@@ -102,15 +102,16 @@ class Scenarios:
                     conn.execute(self.courses_t.update().where(
                         self.courses_t.c.course_id == row.course_id,
                         self.courses_t.c.pending_key == row.pending_key).values(values | {"updated_at": now}))
+            settled = []
             for row in learners:
                 item = items.get(row.pending_key)
                 if item is None or item.status not in (outbox.DONE, outbox.DEAD, outbox.CANCELLED):
                     continue
                 values = self._settle_learner(row, item, now)
                 if values:
-                    conn.execute(self.learners_t.update().where(
-                        self.learners_t.c.course_id == row.course_id, self.learners_t.c.user_id == row.user_id,
-                        self.learners_t.c.pending_key == row.pending_key).values(values | {"updated_at": now}))
+                    settled.append(values | {"course_id": row.course_id, "user_id": row.user_id,
+                                             "pending_key_was": row.pending_key, "updated_at": now})
+            _update_many(conn, self.learners_t, ("course_id", "user_id", "pending_key_was"), settled)
 
     def _queue_items(self, keys: list[str]) -> dict[str, sa.Row]:
         found: dict[str, sa.Row] = {}
@@ -358,10 +359,7 @@ class Scenarios:
                 self.report.add(f"{'results' if operation == 'result' else 'progress'}.queued", added)
             if inserts:
                 conn.execute(self.learners_t.insert(), inserts)
-            for values in updates + certified:
-                conn.execute(self.learners_t.update().where(
-                    self.learners_t.c.course_id == values["course_id"],
-                    self.learners_t.c.user_id == values["user_id"]).values(values))
+            _update_many(conn, self.learners_t, ("course_id", "user_id"), updates + certified)
         counted = Counter(i.operation for i in items)
         self.report.add("enrol.queued", counted["participation_add"])
         self.report.add("unenrol.queued", counted["participation_remove"])
@@ -463,6 +461,21 @@ class Scenarios:
                                "description": course.get("fullname")},
                                f"certificate:{course['id']}:{learner.user_id}:{learner.enrolment_no}"))
         return items, marked
+
+
+def _update_many(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    """UPDATEs of many rows as one executemany per shape of values (thousands of learners settle at once).
+
+    A key named `<column>_was` matches the column's current value (the row still waits for that item).
+    """
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        shapes.setdefault(tuple(sorted(k for k in row if k not in keys)), []).append(row)
+    for columns, group in shapes.items():
+        where = [table.c[k.removesuffix("_was")] == sa.bindparam(f"k_{k}") for k in keys]
+        statement = table.update().where(*where).values({c: sa.bindparam(f"v_{c}") for c in columns})
+        conn.execute(statement, [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}}
+                                 for r in group])
 
 
 def _percent(grade: dict[str, Any]) -> float | None:
