@@ -56,6 +56,14 @@ def _enqueue(conn: sa.Connection, table: sa.Table, items: list[Item]) -> int:
     added = 0
     for start in range(0, len(rows), 500):
         chunk = rows[start:start + 500]
+        # most of what a scenario offers is queued already: look the keys up first (one cached statement)
+        # and insert only the rest, instead of compiling a 500-row INSERT that would conflict everywhere
+        existing = {(portal, key) for portal, key in conn.execute(sa.select(table.c.portal, table.c.idempotency_key)
+                                                                  .where(table.c.idempotency_key.in_(
+                                                                      [r["idempotency_key"] for r in chunk])))}
+        chunk = [r for r in chunk if (r["portal"], r["idempotency_key"]) not in existing]
+        if not chunk:
+            continue
         statement = dialect.insert_ignoring(table, chunk, ["portal", "idempotency_key"])
         if statement is not None:
             added += conn.execute(statement).rowcount or 0

@@ -47,9 +47,10 @@ def test_claim_lease_complete_retry_and_dead(queue) -> None:
 def test_an_expired_lease_is_taken_over(queue) -> None:
     engine, table = queue
     outbox.enqueue(engine, table, items(1))
-    taken = outbox.claim(engine, table, "scos", 1, lease_seconds=0.5, worker="dead-worker")
+    # times are stored to the second: a lease shorter than 2 s could look expired at the next second boundary
+    taken = outbox.claim(engine, table, "scos", 1, lease_seconds=2, worker="dead-worker")
     assert outbox.claim(engine, table, "scos", 1, lease_seconds=60, worker="other") == []
-    time.sleep(1.2)
+    time.sleep(3.1)
     again = outbox.claim(engine, table, "scos", 1, lease_seconds=60, worker="other")
     assert [i["id"] for i in again] == [taken[0]["id"]] and again[0]["attempts"] == 2
     assert not outbox.complete(engine, table, taken[0]["id"], "dead-worker", {})  # the old holder cannot finish it
