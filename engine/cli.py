@@ -407,12 +407,18 @@ def scos_run(state: _State, as_json: bool) -> None:
 @click.option("--scos-moderation", default=5.0, show_default=True, help="Seconds a passport stays in moderation.")
 @click.option("--scos-fault", "scos_faults", multiple=True, metavar="KIND[:RATE[:SECONDS]]",
               help="Faults of the sandbox СЦОС, as --fault; e.g. --scos-fault latency:1:0.02 for a WAN round trip.")
+@click.option("--scos-validation-status", type=click.Choice(["400", "422"]), default="400", show_default=True,
+              help="HTTP status of a rejected passport (the public sources do not say which).")
+@click.option("--scos-duplicates-unsaved", is_flag=True,
+              help="Answer a repeated enrolment with saved:false instead of saved:true.")
 def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
             faults: tuple[str, ...], scos_port: int, no_scos: bool, scos_moderation: float,
-            scos_faults: tuple[str, ...]) -> None:
+            scos_faults: tuple[str, ...], scos_validation_status: str, scos_duplicates_unsaved: bool) -> None:
     """Run the sandbox Moodle (Moodle 4.5's REST web services) and the sandbox СЦОС on 127.0.0.1."""
+    scos = {"moderation_seconds": scos_moderation, "validation_status": int(scos_validation_status),
+            "duplicate_saved": not scos_duplicates_unsaved}
     commands.sandbox(port, data, token, debug, max_input_vars, list(faults), None if no_scos else scos_port,
-                     scos_moderation, list(scos_faults))
+                     scos, list(scos_faults))
 
 
 def main() -> None:

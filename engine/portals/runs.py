@@ -19,13 +19,13 @@ from bufsync.config import LoadedSettings, ScosSettings
 from bufsync.db import connect_buffer
 from bufsync.dialects import dialect_named
 from bufsync.dialects.base import LockHeld
-from bufsync.errors import BufsyncError, ConfigError, UnavailableError
+from bufsync.errors import EXIT_UNAVAILABLE, BufsyncError, ConfigError, UnavailableError
 from bufsync.state import runs
 from bufsync.state.tables import add_state_tables
 
 
 class PortalBusy(BufsyncError):
-    exit_code = 4
+    exit_code = EXIT_UNAVAILABLE
 
 
 @dataclass
@@ -150,10 +150,11 @@ def run_dispatch(loaded: LoadedSettings, portal: str, *, until_empty: bool = Tru
     Any number of dispatchers may run at once, on any hosts: claims never overlap.
     """
     from bufsync.queue.dispatcher import dispatch
-    handler, close = handler_for(loaded, portal)
     settings = loaded.settings.scos
+    handler_for(loaded, portal)[1]()  # bad settings fail here, before anything is recorded
 
     def work(engine: sa.Engine, tables: dict[str, sa.Table], report: PortalRun) -> None:
+        handler, close = handler_for(loaded, portal)
         try:
             stats = dispatch(engine, tables["sync_queue"], portal, batch_handler=handler, batch=settings.batch,
                              lease_seconds=settings.lease_seconds, stop=stop, until_empty=until_empty)
@@ -164,5 +165,5 @@ def run_dispatch(loaded: LoadedSettings, portal: str, *, until_empty: bool = Tru
         report.outcome = "rejected" if stats.dead else "ok"
 
     # no lock: dispatchers never take the same item, so any number may run at once
-    return _recorded(loaded, "dispatch", None, ("sync_queue",),
-                     {"portal": portal, "until_empty": until_empty}, work, job, trigger, on_start)
+    return _recorded(loaded, "dispatch", None, ("sync_queue",), {"portal": portal, "until_empty": until_empty},
+                     work, job, trigger, on_start)

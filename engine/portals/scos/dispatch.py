@@ -3,11 +3,13 @@ passports, status changes and certificates one by one."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from bufsync.portals.scos.client import ScosClient, ScosRejected, ScosUnavailable
 from bufsync.queue.dispatcher import Delivered, Permanent, Transient
 
+log = logging.getLogger("bufsync.scos")
 PER_CALL = 10  # items per learner-data call, as the public clients send
 ARRAY_CALLS = {"participation_add": "participation_add", "participation_remove": "participation_remove",
                "result": "results", "progress": "progress"}
@@ -78,7 +80,11 @@ class ScosHandler:
         """A publish is not resent blindly: after an attempt whose answer was lost, the portal's list is read
         first, and a course with the same external_url is taken as this one."""
         if attempts > 1:
-            found = self.client.find_course(self.partner_id, passport["external_url"])
+            try:
+                found = self.client.find_course(self.partner_id, passport["external_url"])
+            except ScosRejected as exc:  # a portal without the list: the 409 below is the remaining guard
+                log.warning("СЦОС course list unavailable (%s); publishing %s again", exc, passport["external_url"])
+                found = None
             if found is not None:
                 return Delivered({"course_id": found, "adopted": True})
         try:

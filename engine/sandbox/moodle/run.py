@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bufsync.sandbox.faults import FaultRule, Faults
 from bufsync.sandbox.moodle.server import SandboxServer
@@ -34,17 +34,17 @@ def start(port: int = 8081, data: Path | None = None, token: str | None = None, 
 
 def serve(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
           faults: list[FaultRule], out: TextIO = sys.stdout, scos_port: int | None = None,
-          scos_moderation: float = 5.0, scos_faults: list[FaultRule] | None = None) -> None:
+          scos: dict[str, Any] | None = None, scos_faults: list[FaultRule] | None = None) -> None:
     server = start(port, data, token, debug, max_input_vars, faults)
     out.write(f"BUFSYNC_MOODLE_URL={server.url}\nBUFSYNC_MOODLE_TOKEN={server.site.config.token}\n")
-    scos = None
+    portal = None
     if scos_port is not None:  # the СЦОС beside it, as `bufsync scos run` expects to find it
         from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
-        scos = PortalServer(Portal(SandboxConfig(moderation_seconds=scos_moderation)), port=scos_port,
-                            faults=Faults(list(scos_faults or [])))
-        scos.serve_in_thread()
-        config = scos.portal.config
-        out.write(f"BUFSYNC_SCOS_URL={scos.url}/api/v2\nBUFSYNC_SCOS_KEY={config.key}\n"
+        portal = PortalServer(Portal(SandboxConfig(**(scos or {}))), port=scos_port,
+                              faults=Faults(list(scos_faults or [])))
+        portal.serve_in_thread()
+        config = portal.portal.config
+        out.write(f"BUFSYNC_SCOS_URL={portal.url}/api/v2\nBUFSYNC_SCOS_KEY={config.key}\n"
                   f"BUFSYNC_SCOS_PARTNER_ID={config.partner_id}\nBUFSYNC_SCOS_INSTITUTION=sandbox-institution\n")
     out.write(f"# sandbox Moodle {'(debug) ' if debug else ''}serving; state: "
               f"{data / 'moodle.db' if data else 'in memory'}; Ctrl-C stops\n")
@@ -53,7 +53,7 @@ def serve(port: int, data: Path | None, token: str | None, debug: bool, max_inpu
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    for running in (server, scos):
+    for running in (server, portal):
         if running is not None:
             running.shutdown()
             running.server_close()
