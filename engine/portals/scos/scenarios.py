@@ -92,26 +92,19 @@ class Scenarios:
         learners = self._rows(self.learners_t, self.learners_t.c.pending_key.is_not(None))
         items = self._queue_items([r.pending_key for r in courses] + [r.pending_key for r in learners])
         now = now_utc()
+        finished = (outbox.DONE, outbox.DEAD, outbox.CANCELLED)
         with self.engine.begin() as conn:
-            for row in courses:
-                item = items.get(row.pending_key)
-                if item is None or item.status not in (outbox.DONE, outbox.DEAD, outbox.CANCELLED):
-                    continue
-                values = self._settle_course(row, item, now)
-                if values:
-                    conn.execute(self.courses_t.update().where(
-                        self.courses_t.c.course_id == row.course_id,
-                        self.courses_t.c.pending_key == row.pending_key).values(values | {"updated_at": now}))
-            settled = []
-            for row in learners:
-                item = items.get(row.pending_key)
-                if item is None or item.status not in (outbox.DONE, outbox.DEAD, outbox.CANCELLED):
-                    continue
-                values = self._settle_learner(row, item, now)
-                if values:
-                    settled.append(values | {"course_id": row.course_id, "user_id": row.user_id,
-                                             "pending_key_was": row.pending_key, "updated_at": now})
-            _update_many(conn, self.learners_t, ("course_id", "user_id", "pending_key_was"), settled)
+            for table, rows, settle, keys in ((self.courses_t, courses, self._settle_course, ("course_id",)),
+                                              (self.learners_t, learners, self._settle_learner,
+                                               ("course_id", "user_id"))):
+                changes = []
+                for row in rows:
+                    item = items.get(row.pending_key)
+                    values = settle(row, item, now) if item is not None and item.status in finished else None
+                    if values:  # matched on the key it waited for: a row that moved on meanwhile is left alone
+                        changes.append(values | {k: getattr(row, k) for k in keys}
+                                       | {"pending_key_was": row.pending_key, "updated_at": now})
+                _update_many(conn, table, keys + ("pending_key_was",), changes)
 
     def _queue_items(self, keys: list[str]) -> dict[str, sa.Row]:
         found: dict[str, sa.Row] = {}
