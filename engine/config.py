@@ -74,6 +74,7 @@ class ScosSettings(StrictModel):
     max_attempts: int = Field(8, ge=1, description="attempts before a queue item is dead")
     lease_seconds: float = Field(120.0, gt=0, description="how long a dispatcher holds a claimed item")
     batch: int = Field(50, ge=1, le=1000, description="items one dispatcher claims at a time")
+    parallel_calls: int = Field(4, ge=1, le=32, description="learner-data calls one dispatcher has in flight at once")
 
     _http_url = field_validator("url")(classmethod(lambda cls, value: http_url(value)))
 

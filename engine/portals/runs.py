@@ -137,8 +137,8 @@ def handler_for(loaded: LoadedSettings, portal: str) -> tuple[Any, Callable[[], 
     if portal == "scos":
         from bufsync.portals.scos.dispatch import ScosHandler
         scos = scos_settings(loaded)
-        client = scos_client(scos)
-        return ScosHandler(client, scos.partner_id), client.close
+        handler = ScosHandler(scos_client(scos), scos.partner_id, scos.parallel_calls)
+        return handler, handler.close
     raise ConfigError(f"no dispatcher for portal '{portal}'; known: scos")
 
 

@@ -125,3 +125,20 @@ def test_a_killed_dispatchers_items_are_reclaimed_after_the_lease(portal, queue,
         time.sleep(0.5)
     assert {s["status"]: s["items"] for s in outbox.stats(engine, table)} == {"done": 200}
     assert len(portal.portal.participation) == 200  # one participation each, whatever was re-sent
+
+
+def test_one_dispatcher_keeps_several_arrays_in_flight(portal, queue) -> None:
+    engine, table = queue
+    course_id = client(portal).publish("sandbox-partner", PASSPORT)
+    enqueue_participation(engine, table, course_id, 39)
+    outbox.enqueue(engine, table, [outbox.Item("scos", "participation_add", {
+        "course_id": course_id, "session_id": "s", "user_id": "", "enroll_date": "2026-09-01"}, "bad")])
+    portal.faults.add(FaultRule(kind="latency", rate=1.0, seconds=0.2))  # the round trip to the portal
+    handler = ScosHandler(client(portal), "sandbox-partner", parallel=4)
+    started = time.perf_counter()
+    stats = dispatch(engine, table, "scos", batch_handler=handler, batch=40, until_empty=True)
+    elapsed = time.perf_counter() - started
+    handler.close()
+    assert stats.done == 39 and stats.dead == 1  # the bad item still fails alone
+    assert elapsed < 0.6, elapsed  # four arrays of 10 in flight at once, not 4 x 0.2 s one after another
+    assert "missing: user_id" in outbox.listing(engine, table, status="dead")[0]["last_error"]
