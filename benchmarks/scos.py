@@ -154,7 +154,8 @@ def main() -> None:
         state = portal.get(env["BUFSYNC_SCOS_URL"].rsplit("/api/", 1)[0] + "/sandbox/state").json()
         assert len(state["participation"]) == learners and len(state["results"]) == 2 * learners
         assert len(state["progress"]) == learners and not any(k.endswith(".queued") for k in idle.counts)
-        print(f"\ndelivered {delivered} learner items at {rate:,.0f} items/s (one dispatcher, arrays of 10)")
+        print(f"\ndelivered {delivered} learner items at {rate:,.0f} items/s (one dispatcher: arrays of 10, "
+              f"{loaded.settings.scos.parallel_calls} in flight)")
         # baseline: every learner item again, one per call, as a script without state must do on each run
         sample = min(delivered, 2000)
         items = [{"course_id": state["courses"][i % len(state["courses"])]["id"], "session_id": "s",
