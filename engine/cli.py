@@ -400,7 +400,8 @@ def scos_run(state: _State, as_json: bool) -> None:
 @click.option("--debug", is_flag=True, help="Answer errors with debuginfo, like a site with debugging on.")
 @click.option("--max-input-vars", default=5000, show_default=True, help="PHP max_input_vars to emulate.")
 @click.option("--fault", "faults", multiple=True, metavar="KIND[:RATE[:SECONDS]]",
-              help="Inject faults: latency, http_500, http_503, drop, drop_after_write, timeout_after_write; "
+              help="Inject faults: latency, http_500, http_503, drop, drop_after_write, timeout_after_write, "
+                   "db_error (Moodle's dml_read_exception); "
                    "e.g. --fault http_503:0.05 --fault latency:1:0.2")
 @click.option("--scos-port", default=8082, show_default=True, help="Port of the sandbox СЦОС (0: any free port).")
 @click.option("--no-scos", is_flag=True, help="Moodle only.")

@@ -11,8 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["latency", "http_500", "http_503", "drop", "drop_after_write", "timeout_after_write"]
-KINDS = ("latency", "http_500", "http_503", "drop", "drop_after_write", "timeout_after_write")
+FaultKind = Literal["latency", "http_500", "http_503", "drop", "drop_after_write", "timeout_after_write", "db_error"]
+KINDS = ("latency", "http_500", "http_503", "drop", "drop_after_write", "timeout_after_write", "db_error")
 
 
 @dataclass

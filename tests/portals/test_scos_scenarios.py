@@ -268,3 +268,30 @@ def test_identity_by_email_lookup_on_the_portal(seeded: ScosWorld) -> None:
     py = published(w)
     assert {p["user_id"] for p in w.state()["participation"]} == {"sso-3", "sso-4"}
     assert w.learners()[(py, w.user_id("student004"))]["scos_user_id"] == "sso-4"
+
+
+def test_a_moodle_error_on_one_course_skips_that_course_alone(seeded: ScosWorld) -> None:
+    w = seeded
+    py = published(w)
+    w.mark("db-201", scos_description="Базы данных", scos_duration_weeks=8)
+    w.cycle()
+    w.scenarios()
+    time.sleep(0.35)
+    w.scenarios()
+    db = w.course_id("db-201")
+    assert w.courses()[db]["state"] == "published"
+    w.cycle()
+    w.scenarios()  # db-201's learners enrolled on the portal
+    for course in (py, db):
+        item = w.admin("create_grade_item", courseid=course, itemname="Тест")["itemid"]
+        w.admin("set_grade", itemid=item, username="student000", grade=70)
+    # Moodle's database fails one read: that course waits for the next run, the other goes on
+    w.moodle.faults.add(FaultRule(kind="db_error", function="gradereport_user_get_grade_items", count=1))
+    report = w.scenarios()
+    assert report.outcome == "rejected" and report.counts["learners.moodle_error"] == 1
+    assert report.counts["results.queued"] == 1
+    assert "данные курса не прочитаны из Moodle, курс пропущен до следующего запуска: " \
+           "Moodle ответил «Error reading from database» (dmlreadexception)" in report.problems[0]
+    again = w.scenarios()
+    assert again.outcome == "ok" and again.counts["results.queued"] == 1
+    assert len(w.queue("result")) == 2

@@ -76,8 +76,19 @@ class Scenarios:
         for row in self._rows(self.courses_t):
             course = courses.get(row.course_id)
             if course is not None and row.scos_id and row.published_at and row.state not in ("archiving", "archived"):
-                self.learners(course, row)
+                self._isolated(course, "learners", lambda course=course, row=row: self.learners(course, row))
         return self.report
+
+    def _isolated(self, course: dict[str, Any], step: str, work: Any) -> None:
+        """One course's Moodle error (a course deleted meanwhile, a database hiccup) stops that course alone."""
+        try:
+            work()
+        except MoodleError as exc:
+            self.report.add(f"{step}.moodle_error")
+            text = (f"{course.get('shortname')}: данные курса не прочитаны из Moodle, курс пропущен до следующего "
+                    f"запуска: Moodle ответил «{exc.message}» ({exc.code})")
+            self.report.problems.append(text)
+            log.warning("%s", text)
 
     def _rows(self, table: sa.Table, *where: Any) -> list[sa.Row]:
         with self.engine.connect() as conn:
@@ -161,7 +172,7 @@ class Scenarios:
             marked = passports.custom_fields(course).get("scos_publish") in (1, "1", True)
             row = rows.get(course_id)
             if marked:
-                self._marked(course, row)
+                self._isolated(course, "courses", lambda course=course, row=row: self._marked(course, row))
             elif row is not None:
                 self._unmarked(row)
         for course_id, row in rows.items():  # deleted in Moodle: taken off the portal too
@@ -437,6 +448,8 @@ class Scenarios:
                 if exc.errorcode == "nocriteriaset":
                     self.report.add("certificates.no_criteria")
                     return items, marked  # the course has no completion criteria: nobody completes it
+                if exc.errorcode in ("usernotenroled", "notenroled"):
+                    continue  # left the course since the enrolment list was read: the next run unenrols
                 raise
             if not status.get("completed"):
                 continue

@@ -20,6 +20,10 @@ REST_PATH = "/webservice/rest/server.php"
 UNAVAILABLE = b"<html><body><h1>Service Unavailable</h1></body></html>"
 
 
+DML_READ_ERROR = (b'{"exception":"dml_read_exception","errorcode":"dmlreadexception",'
+                  b'"message":"Error reading from database"}')
+
+
 class SandboxServer(HttpServer):
     def __init__(self, site: Site, host: str = "127.0.0.1", port: int = 8081, faults: Faults | None = None) -> None:
         super().__init__(self._handle, host, port)
@@ -65,6 +69,8 @@ class SandboxServer(HttpServer):
                              delay=delay)
             elif rule.kind == "drop":
                 return Reply(delay=delay, drop=True)
+            elif rule.kind == "db_error":  # Moodle's own answer when its database fails a read: HTTP 200
+                return Reply(200, "application/json", DML_READ_ERROR, delay=delay)
             else:
                 after_write = rule
         response = self.site.call(pairs)

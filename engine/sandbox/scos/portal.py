@@ -280,8 +280,8 @@ class PortalServer(HttpServer):
         for rule in self.faults.pick(request.path):
             if rule.kind == "latency":
                 delay += rule.seconds
-            elif rule.kind in ("http_500", "http_503"):
-                return Reply(500 if rule.kind == "http_500" else 503, "text/html", b"<h1>Unavailable</h1>", delay=delay)
+            elif rule.kind in ("http_500", "http_503", "db_error"):
+                return Reply(503 if rule.kind == "http_503" else 500, "text/html", b"<h1>Unavailable</h1>", delay=delay)
             elif rule.kind == "drop":
                 return Reply(delay=delay, drop=True)
             else:
