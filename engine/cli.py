@@ -392,6 +392,23 @@ def scos_run(state: _State, as_json: bool) -> None:
     sys.exit(EXIT_REJECTED if report.outcome == "rejected" else 0)
 
 
+@scos_group.command("courses")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def scos_courses(state: _State, as_json: bool) -> None:
+    """Each course bufsync publishes: its state on the portal, learners by state, the last error."""
+    import json
+    rows = commands.scos_courses(state.loaded)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return
+    for r in rows:
+        learners = " ".join(f"{k}={v}" for k, v in sorted(r["learners"].items())) or "-"
+        click.echo(f"{r['course_id']:>7} {(r['shortname'] or '')[:20]:<20} {r['state']:<11} v{r['business_version']} "
+                   f"{r['scos_id'] or '-':<36} learners: {learners}"
+                   + (f"\n        {r['last_error']}" if r["last_error"] else ""))
+
+
 @cli.command()
 @click.option("--port", default=8081, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False),

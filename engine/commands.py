@@ -103,6 +103,11 @@ def scos_run(loaded: LoadedSettings) -> Any:
     return run_scos(loaded)
 
 
+def scos_courses(loaded: LoadedSettings) -> list[dict[str, Any]]:
+    from bufsync.portals.runs import scos_courses
+    return scos_courses(loaded)
+
+
 def queue_dispatch(loaded: LoadedSettings, portal: str, forever: bool) -> Any:
     import signal
     import threading

@@ -167,3 +167,17 @@ def run_dispatch(loaded: LoadedSettings, portal: str, *, until_empty: bool = Tru
     # no lock: dispatchers never take the same item, so any number may run at once
     return _recorded(loaded, "dispatch", None, ("sync_queue",), {"portal": portal, "until_empty": until_empty},
                      work, job, trigger, on_start)
+
+
+def scos_courses(loaded: LoadedSettings) -> list[dict[str, Any]]:
+    """What `bufsync scos courses` shows: each course's state on the portal and its learners by state."""
+    with connect_buffer(loaded) as engine:
+        tables = _state_tables(engine, ("sync_scos_courses", "sync_scos_learners"))
+        courses, learners = tables["sync_scos_courses"], tables["sync_scos_learners"]
+        with engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(sa.select(courses).order_by(courses.c.course_id))]
+            counts = conn.execute(sa.select(learners.c.course_id, learners.c.state, sa.func.count())
+                                  .group_by(learners.c.course_id, learners.c.state)).all()
+    for row in rows:
+        row["learners"] = {state: n for course_id, state, n in counts if course_id == row["course_id"]}
+    return rows

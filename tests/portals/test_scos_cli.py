@@ -51,6 +51,11 @@ def test_commands_and_jobs(seeded: ScosWorld, tmp_path: Path) -> None:
     assert {("scos", None), ("dispatch", None), ("scos", "scos"), ("dispatch", "scos-dispatch")} <= runs
     listed = bufsync(w, tmp_path, "queue", "stats", "--portal", "scos")
     assert "done" in listed.stdout
+    listed = bufsync(w, tmp_path, "scos", "courses")
+    assert listed.returncode == 0 and "py-101" in listed.stdout and "published" in listed.stdout
+    assert "learners: enrolled=8" in listed.stdout
+    [course] = json.loads(bufsync(w, tmp_path, "scos", "courses", "--json").stdout)
+    assert course["state"] == "published" and course["learners"] == {"enrolled": 8}
     checked = bufsync(w, tmp_path, "check")
     assert "ok    scos      " in checked.stdout and "the key and partner sandbox-partner are accepted" in checked.stdout
 

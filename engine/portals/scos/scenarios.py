@@ -36,7 +36,7 @@ WAITING = ("publishing", "updating", "archiving", "activating")
 @dataclass
 class ScenarioReport:
     counts: Counter[str] = field(default_factory=Counter)
-    problems: list[str] = field(default_factory=list)   # course-level reasons, in Russian, as stored
+    problems: list[str] = field(default_factory=list)   # per course, in Russian: why it did not go through
 
     def add(self, key: str, n: int = 1) -> None:
         if n:
