@@ -31,3 +31,38 @@ def test_sandbox_prints_both_and_serves_both() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_with_data_both_keep_their_state_across_restarts(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("bufsync")
+
+    def start() -> tuple[subprocess.Popen[str], dict[str, str]]:
+        proc = subprocess.Popen([str(exe), "sandbox", "--port", "0", "--scos-port", "0", "--data", str(tmp_path)],
+                                stdout=subprocess.PIPE, text=True)
+        return proc, dict(proc.stdout.readline().strip().split("=", 1) for _ in range(6))
+
+    proc, env = start()
+    try:
+        key = {"X-CN-UUID": env["BUFSYNC_SCOS_KEY"]}
+        created = httpx.post(f"{env['BUFSYNC_SCOS_URL']}/registry/courses", headers=key, json={
+            "partner_id": env["BUFSYNC_SCOS_PARTNER_ID"], "package": {"items": [{
+                "title": "T", "description": "d", "content": "c", "results": "r", "external_url": "https://lms/1",
+                "institution": "i", "started_at": "2026-09-01", "image": "https://lms/i.png", "competences": "k",
+                "requirements": ["r"], "direction": ["09.03.01"], "duration": {"code": "week", "value": 1},
+                "cert": "false", "teachers": [{"display_name": "t"}], "business_version": 1, "credits": 1}]}})
+        course_id = created.json()["course_id"]
+        httpx.post(f"{env['BUFSYNC_SCOS_URL'].rsplit('/api/', 1)[0]}/sandbox/users", headers=key,
+                   json={"A@B.example": "sso-1"}).raise_for_status()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    proc, again = start()
+    try:
+        assert again["BUFSYNC_SCOS_KEY"] == env["BUFSYNC_SCOS_KEY"]  # what the user pasted stays valid
+        scos, key = again["BUFSYNC_SCOS_URL"], {"X-CN-UUID": again["BUFSYNC_SCOS_KEY"]}
+        assert httpx.get(f"{scos}/registry/courses/{course_id}", headers=key).json()["title"] == "T"
+        assert httpx.get(f"{scos}/users/id", params={"email": "a@b.example"}, headers=key).json() == {
+            "user_id": "sso-1"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -40,14 +40,16 @@ def serve(port: int, data: Path | None, token: str | None, debug: bool, max_inpu
     portal = None
     if scos_port is not None:  # the СЦОС beside it, as `bufsync scos run` expects to find it
         from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
-        portal = PortalServer(Portal(SandboxConfig(**(scos or {}))), port=scos_port,
+        state = str(data / "scos.json") if data is not None else None
+        portal = PortalServer(Portal(SandboxConfig(**(scos or {})), state), port=scos_port,
                               faults=Faults(list(scos_faults or [])))
         portal.serve_in_thread()
         config = portal.portal.config
         out.write(f"BUFSYNC_SCOS_URL={portal.url}/api/v2\nBUFSYNC_SCOS_KEY={config.key}\n"
                   f"BUFSYNC_SCOS_PARTNER_ID={config.partner_id}\nBUFSYNC_SCOS_INSTITUTION=sandbox-institution\n")
-    out.write(f"# sandbox Moodle {'(debug) ' if debug else ''}serving; state: "
-              f"{data / 'moodle.db' if data else 'in memory'}; Ctrl-C stops\n")
+    where = f"{data / 'moodle.db'}" + (f" and {data / 'scos.json'}" if portal else "") if data else "in memory"
+    out.write(f"# sandbox Moodle{' and СЦОС' if portal else ''} {'(debug) ' if debug else ''}serving; "
+              f"state: {where}; Ctrl-C stops\n")
     out.flush()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

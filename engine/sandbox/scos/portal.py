@@ -8,6 +8,7 @@ a validation error, whether a duplicate enrolment answers saved:true, moderation
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -36,8 +37,9 @@ class SandboxConfig:
 
 
 class Portal:
-    def __init__(self, config: SandboxConfig | None = None) -> None:
+    def __init__(self, config: SandboxConfig | None = None, path: str | None = None) -> None:
         self.config = config or SandboxConfig()
+        self.path = path  # where the state is kept between runs (JSON, rewritten after each change)
         self.lock = threading.Lock()
         self.courses: dict[str, dict[str, Any]] = {}
         self.participation: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -47,9 +49,38 @@ class Portal:
         self.users: dict[str, str] = {}  # e-mail (lower case) -> СЦОС user id, for GET /users/id
         self.deliveries: Counter[str] = Counter()  # item identity -> times received (exactly-once checks)
         self.calls: Counter[str] = Counter()
+        if path and os.path.exists(path):
+            self._load()
+
+    # -- state kept between runs (--data) -------------------------------------------------------
+    def _load(self) -> None:
+        with open(self.path, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        self.config.key, self.config.partner_id = saved["key"], saved["partner_id"]  # what users pasted stays valid
+        self.courses, self.users = saved["courses"], saved["users"]
+        for name in ("participation", "results", "progress", "certificates"):
+            setattr(self, name, {tuple(key): value for key, value in saved[name]})
+        self.deliveries = Counter(saved["deliveries"])
+
+    def _save(self) -> None:
+        state = {"key": self.config.key, "partner_id": self.config.partner_id, "courses": self.courses,
+                 "users": self.users, "deliveries": self.deliveries}
+        for name in ("participation", "results", "progress", "certificates"):
+            state[name] = [[list(key), value] for key, value in getattr(self, name).items()]
+        temporary = f"{self.path}.tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(state, handle, ensure_ascii=False)
+        os.replace(temporary, self.path)  # never a half-written file
 
     # -- routing -----------------------------------------------------------------------------
     def handle(self, request: Request) -> Reply:
+        with self.lock:
+            reply = self._handle(request)
+            if self.path and request.method != "GET" and reply.status < 300:
+                self._save()
+        return reply
+
+    def _handle(self, request: Request) -> Reply:
         if request.headers.get("x-cn-uuid") != self.config.key:
             return _json(403, {"error": "invalid X-CN-UUID"})
         path = request.path[len(API):] if request.path.startswith(API) else None
@@ -62,36 +93,35 @@ class Portal:
             return _json(400, {"error": "body is not JSON"})
         route = (request.method, path)
         self.calls[f"{request.method} {path}"] += 1
-        with self.lock:
-            if route == ("GET", "/connections/check"):
-                return _json(200, {"status": "ok"})
-            if route == ("POST", "/registry/courses"):
-                return self._publish(body)
-            if route == ("PUT", "/registry/courses"):
-                return self._update(body)
-            if route == ("GET", "/registry/courses"):
-                return self._list(query.get("partner_id"))
-            if request.method == "GET" and path.startswith("/registry/courses/") and path.count("/") == 3 \
-                    and path.rsplit("/", 1)[1] in self.courses:
-                stored = self.courses[path.rsplit("/", 1)[1]]
-                return _json(200, stored["passport"] | {"global_id": stored["id"], "status": stored["status"]})
-            if route == ("GET", "/users/id"):
-                return self._user_id(query.get("email"))
-            if route == ("POST", "/certificates"):
-                return self._certificate(body)
-            if route == ("GET", "/registry/courses/moderation_status"):
-                return self._moderation(query.get("course_id"))
-            if route == ("PUT", "/registry/courses/update_status"):
-                return self._status(query.get("course_id"), query.get("new_status") or query.get("status"))
-            if route == ("POST", "/courses/participation"):
-                return self._items(body, ("course_id", "session_id", "user_id", "enroll_date"), self._enrol)
-            if route == ("DELETE", "/courses/participation"):
-                return self._items(body, ("course_id", "session_id", "user_id"), self._unenrol)
-            if route == ("POST", "/courses/results"):
-                return self._items(body, ("course_id", "session_id", "user_id", "date", "rating", "checkpoint_id",
-                                          "checkpoint_name"), self._result)
-            if route == ("POST", "/courses/results/progress"):
-                return self._items(body, ("course_id", "session_id", "user_id", "progress"), self._progress)
+        if route == ("GET", "/connections/check"):
+            return _json(200, {"status": "ok"})
+        if route == ("POST", "/registry/courses"):
+            return self._publish(body)
+        if route == ("PUT", "/registry/courses"):
+            return self._update(body)
+        if route == ("GET", "/registry/courses"):
+            return self._list(query.get("partner_id"))
+        if request.method == "GET" and path.startswith("/registry/courses/") and path.count("/") == 3 \
+                and path.rsplit("/", 1)[1] in self.courses:
+            stored = self.courses[path.rsplit("/", 1)[1]]
+            return _json(200, stored["passport"] | {"global_id": stored["id"], "status": stored["status"]})
+        if route == ("GET", "/users/id"):
+            return self._user_id(query.get("email"))
+        if route == ("POST", "/certificates"):
+            return self._certificate(body)
+        if route == ("GET", "/registry/courses/moderation_status"):
+            return self._moderation(query.get("course_id"))
+        if route == ("PUT", "/registry/courses/update_status"):
+            return self._status(query.get("course_id"), query.get("new_status") or query.get("status"))
+        if route == ("POST", "/courses/participation"):
+            return self._items(body, ("course_id", "session_id", "user_id", "enroll_date"), self._enrol)
+        if route == ("DELETE", "/courses/participation"):
+            return self._items(body, ("course_id", "session_id", "user_id"), self._unenrol)
+        if route == ("POST", "/courses/results"):
+            return self._items(body, ("course_id", "session_id", "user_id", "date", "rating", "checkpoint_id",
+                                      "checkpoint_name"), self._result)
+        if route == ("POST", "/courses/results/progress"):
+            return self._items(body, ("course_id", "session_id", "user_id", "progress"), self._progress)
         return _json(404, {"error": f"no such endpoint: {request.method} {path}"})
 
     # -- courses -----------------------------------------------------------------------------
@@ -117,7 +147,7 @@ class Portal:
                 return _json(409, {"error": "course with this external_url exists", "course_id": existing["id"]})
         course_id = str(uuid.uuid4())
         self.courses[course_id] = {"id": course_id, "passport": course, "status": "ACTIVE",
-                                   "moderation": "in_progress", "sent_at": time.monotonic()}
+                                   "moderation": "in_progress", "sent_at": time.time()}
         self.deliveries[f"course:{course['external_url']}"] += 1
         return _json(200, {"course_id": course_id})
 
@@ -159,14 +189,14 @@ class Portal:
         if stored is None:
             return _json(404, {"error": "unknown course id"})
         stored["passport"] = course
-        stored["moderation"], stored["sent_at"] = "in_progress", time.monotonic()
+        stored["moderation"], stored["sent_at"] = "in_progress", time.time()
         return _json(200, {"course_id": stored["id"]})
 
     def _moderation(self, course_id: str | None) -> Reply:
         stored = self.courses.get(str(course_id))
         if stored is None:
             return _json(404, {"error": "unknown course id"})
-        if stored["moderation"] == "in_progress" and time.monotonic() - stored["sent_at"] >= self.config.moderation_seconds:
+        if stored["moderation"] == "in_progress" and time.time() - stored["sent_at"] >= self.config.moderation_seconds:
             marker = self.config.reject_marker
             stored["moderation"] = "rejected" if marker and marker in str(stored["passport"].get("title")) else "ok"
         return _json(200, {"status": stored["moderation"]})
@@ -179,6 +209,14 @@ class Portal:
             return _json(self.config.validation_status, {"errors": {"new_status": "active or archive"}})
         stored["status"] = status.upper()
         return _json(200, {"status": stored["status"]})
+
+    def register_users(self, emails: dict[str, str]) -> int:
+        """The portal's own accounts (e-mail -> СЦОС user id), for GET /users/id; returns how many it knows."""
+        with self.lock:
+            self.users.update({k.strip().lower(): v for k, v in emails.items()})
+            if self.path:
+                self._save()
+            return len(self.users)
 
     def snapshot(self) -> dict[str, Any]:
         """What the portal holds, for the sandbox's users and the tests (GET /sandbox/state)."""
@@ -266,9 +304,7 @@ class PortalServer(HttpServer):
         if request.path == "/sandbox/users" and request.method == "POST":
             if request.headers.get("x-cn-uuid") != self.portal.config.key:
                 return _json(403, {"error": "invalid X-CN-UUID"})
-            with self.portal.lock:  # the portal's own registrations: e-mail -> user id, for /users/id
-                self.portal.users.update({k.lower(): v for k, v in json.loads(request.body).items()})
-            return _json(200, {"users": len(self.portal.users)})
+            return _json(200, {"users": self.portal.register_users(json.loads(request.body))})
         if request.path == "/sandbox/state":
             return _json(200, self.portal.snapshot())
         if request.path == "/sandbox/stats":
