@@ -346,6 +346,15 @@ def queue_cancel(state: _State, ids: tuple[int, ...], portal: str | None, status
     click.echo(f"{count} item(s) cancelled")
 
 
+@queue_group.command("purge")
+@click.option("--older-than", "days", type=click.IntRange(min=1), help="Days (default: retention_days, 90).")
+@pass_state
+def queue_purge(state: _State, days: int | None) -> None:
+    """Delete done and cancelled items finished before then (the daemon does it at start); dead ones stay."""
+    count = commands.queue_action(state.loaded, "purge", days=days)
+    click.echo(f"{count} finished item(s) deleted")
+
+
 @queue_group.command("stats")
 @click.option("--portal", help="scos, sferum, u2035")
 @pass_state

@@ -142,4 +142,7 @@ def queue_action(loaded: LoadedSettings, action: str, **kwargs: Any) -> Any:
             return outbox.retry(engine, table, kwargs.get("ids"), kwargs.get("portal"), kwargs.get("status"))
         if action == "cancel":
             return outbox.cancel(engine, table, kwargs.get("ids"), kwargs.get("portal"), kwargs.get("status"))
+        if action == "purge":
+            from bufsync.portals.runs import purge_queue
+            return purge_queue(engine, kwargs.get("days") or loaded.settings.retention_days)
         return outbox.stats(engine, table, kwargs.get("portal"))

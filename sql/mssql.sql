@@ -483,6 +483,28 @@ execute sp_addextendedproperty 'MS_Description', N'Когда портал пр�
 execute sp_addextendedproperty 'MS_Description', N'Когда строка изменилась (UTC)', 'schema', dbo, 'table', sync_scos_learners, 'column', updated_at;
 GO
 
+CREATE TABLE sync_scos_results (
+	course_id BIGINT NOT NULL, 
+	user_id BIGINT NOT NULL, 
+	item NVARCHAR(32) NOT NULL, 
+	value NUMERIC(6, 2) NOT NULL, 
+	graded_at DATETIME2 NULL, 
+	enrolment_no INTEGER NOT NULL, 
+	sends INTEGER NOT NULL, 
+	queued_at DATETIME2 NOT NULL, 
+	CONSTRAINT pk_sync_scos_results PRIMARY KEY (course_id, user_id, item)
+);
+execute sp_addextendedproperty 'MS_Description', N'Результаты слушателей, отправленные в СЦОС: по элементам оценивания и итог курса', 'schema', dbo, 'table', sync_scos_results;
+execute sp_addextendedproperty 'MS_Description', N'Курс в Moodle (course.id)', 'schema', dbo, 'table', sync_scos_results, 'column', course_id;
+execute sp_addextendedproperty 'MS_Description', N'Пользователь Moodle (user.id)', 'schema', dbo, 'table', sync_scos_results, 'column', user_id;
+execute sp_addextendedproperty 'MS_Description', N'Элемент оценивания Moodle (grade_items.id) или course — итог курса (прогресс)', 'schema', dbo, 'table', sync_scos_results, 'column', item;
+execute sp_addextendedproperty 'MS_Description', N'Отправленная оценка в процентах (0–100)', 'schema', dbo, 'table', sync_scos_results, 'column', value;
+execute sp_addextendedproperty 'MS_Description', N'Когда оценка выставлена в Moodle (UTC)', 'schema', dbo, 'table', sync_scos_results, 'column', graded_at;
+execute sp_addextendedproperty 'MS_Description', N'К какой записи на курс относится оценка', 'schema', dbo, 'table', sync_scos_results, 'column', enrolment_no;
+execute sp_addextendedproperty 'MS_Description', N'Сколько раз значение отправлялось (номер в ключе очереди)', 'schema', dbo, 'table', sync_scos_results, 'column', sends;
+execute sp_addextendedproperty 'MS_Description', N'Когда последнее значение поставлено в очередь (UTC)', 'schema', dbo, 'table', sync_scos_results, 'column', queued_at;
+GO
+
 -- v_queue_scos: the queue of one portal, its JSON payload unpacked into columns
 CREATE VIEW v_queue_scos AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, JSON_VALUE(sync_queue.payload, '$._moodle_course_id') AS moodle_course_id, JSON_VALUE(sync_queue.payload, '$._moodle_user_id') AS moodle_user_id, JSON_VALUE(sync_queue.payload, '$.course_id') AS course_id, JSON_VALUE(sync_queue.payload, '$.user_id') AS user_id, JSON_VALUE(sync_queue.payload, '$.session_id') AS session_id, JSON_VALUE(sync_queue.payload, '$.checkpoint_id') AS checkpoint_id, JSON_VALUE(sync_queue.payload, '$.checkpoint_name') AS checkpoint_name, JSON_VALUE(sync_queue.payload, '$.rating') AS rating, JSON_VALUE(sync_queue.payload, '$.progress') AS progress, JSON_VALUE(sync_queue.payload, '$.title') AS title, JSON_VALUE(sync_queue.payload, '$.business_version') AS business_version, JSON_VALUE(sync_queue.payload, '$.status') AS new_status 
 FROM sync_queue 

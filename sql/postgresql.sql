@@ -466,6 +466,27 @@ COMMENT ON COLUMN sync_scos_learners.last_error IS 'Почему слушате�
 COMMENT ON COLUMN sync_scos_learners.enrolled_at IS 'Когда портал принял запись (UTC)';
 COMMENT ON COLUMN sync_scos_learners.updated_at IS 'Когда строка изменилась (UTC)';
 
+CREATE TABLE sync_scos_results (
+	course_id BIGINT NOT NULL, 
+	user_id BIGINT NOT NULL, 
+	item VARCHAR(32) NOT NULL, 
+	value NUMERIC(6, 2) NOT NULL, 
+	graded_at TIMESTAMP WITHOUT TIME ZONE, 
+	enrolment_no INTEGER NOT NULL, 
+	sends INTEGER NOT NULL, 
+	queued_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	CONSTRAINT pk_sync_scos_results PRIMARY KEY (course_id, user_id, item)
+);
+COMMENT ON TABLE sync_scos_results IS 'Результаты слушателей, отправленные в СЦОС: по элементам оценивания и итог курса';
+COMMENT ON COLUMN sync_scos_results.course_id IS 'Курс в Moodle (course.id)';
+COMMENT ON COLUMN sync_scos_results.user_id IS 'Пользователь Moodle (user.id)';
+COMMENT ON COLUMN sync_scos_results.item IS 'Элемент оценивания Moodle (grade_items.id) или course — итог курса (прогресс)';
+COMMENT ON COLUMN sync_scos_results.value IS 'Отправленная оценка в процентах (0–100)';
+COMMENT ON COLUMN sync_scos_results.graded_at IS 'Когда оценка выставлена в Moodle (UTC)';
+COMMENT ON COLUMN sync_scos_results.enrolment_no IS 'К какой записи на курс относится оценка';
+COMMENT ON COLUMN sync_scos_results.sends IS 'Сколько раз значение отправлялось (номер в ключе очереди)';
+COMMENT ON COLUMN sync_scos_results.queued_at IS 'Когда последнее значение поставлено в очередь (UTC)';
+
 -- v_queue_scos: the queue of one portal, its JSON payload unpacked into columns
 CREATE VIEW v_queue_scos AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, CAST(sync_queue.payload AS JSONB) ->> '_moodle_course_id' AS moodle_course_id, CAST(sync_queue.payload AS JSONB) ->> '_moodle_user_id' AS moodle_user_id, CAST(sync_queue.payload AS JSONB) ->> 'course_id' AS course_id, CAST(sync_queue.payload AS JSONB) ->> 'user_id' AS user_id, CAST(sync_queue.payload AS JSONB) ->> 'session_id' AS session_id, CAST(sync_queue.payload AS JSONB) ->> 'checkpoint_id' AS checkpoint_id, CAST(sync_queue.payload AS JSONB) ->> 'checkpoint_name' AS checkpoint_name, CAST(sync_queue.payload AS JSONB) ->> 'rating' AS rating, CAST(sync_queue.payload AS JSONB) ->> 'progress' AS progress, CAST(sync_queue.payload AS JSONB) ->> 'title' AS title, CAST(sync_queue.payload AS JSONB) ->> 'business_version' AS business_version, CAST(sync_queue.payload AS JSONB) ->> 'status' AS new_status 
 FROM sync_queue 

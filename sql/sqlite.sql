@@ -466,6 +466,27 @@ CREATE TABLE sync_scos_learners (
 	CONSTRAINT pk_sync_scos_learners PRIMARY KEY (course_id, user_id)
 );
 
+-- sync_scos_results: Результаты слушателей, отправленные в СЦОС: по элементам оценивания и итог курса
+--   course_id     Курс в Moodle (course.id)
+--   user_id       Пользователь Moodle (user.id)
+--   item          Элемент оценивания Moodle (grade_items.id) или course — итог курса (прогресс)
+--   value         Отправленная оценка в процентах (0–100)
+--   graded_at     Когда оценка выставлена в Moodle (UTC)
+--   enrolment_no  К какой записи на курс относится оценка
+--   sends         Сколько раз значение отправлялось (номер в ключе очереди)
+--   queued_at     Когда последнее значение поставлено в очередь (UTC)
+CREATE TABLE sync_scos_results (
+	course_id BIGINT NOT NULL, 
+	user_id BIGINT NOT NULL, 
+	item VARCHAR(32) NOT NULL, 
+	value NUMERIC(6, 2) NOT NULL, 
+	graded_at DATETIME, 
+	enrolment_no INTEGER NOT NULL, 
+	sends INTEGER NOT NULL, 
+	queued_at DATETIME NOT NULL, 
+	CONSTRAINT pk_sync_scos_results PRIMARY KEY (course_id, user_id, item)
+);
+
 -- v_queue_scos: the queue of one portal, its JSON payload unpacked into columns
 CREATE VIEW v_queue_scos AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, json_extract(sync_queue.payload, '$._moodle_course_id') AS moodle_course_id, json_extract(sync_queue.payload, '$._moodle_user_id') AS moodle_user_id, json_extract(sync_queue.payload, '$.course_id') AS course_id, json_extract(sync_queue.payload, '$.user_id') AS user_id, json_extract(sync_queue.payload, '$.session_id') AS session_id, json_extract(sync_queue.payload, '$.checkpoint_id') AS checkpoint_id, json_extract(sync_queue.payload, '$.checkpoint_name') AS checkpoint_name, json_extract(sync_queue.payload, '$.rating') AS rating, json_extract(sync_queue.payload, '$.progress') AS progress, json_extract(sync_queue.payload, '$.title') AS title, json_extract(sync_queue.payload, '$.business_version') AS business_version, json_extract(sync_queue.payload, '$.status') AS new_status 
 FROM sync_queue 

@@ -1,4 +1,4 @@
-"""sync_scos_courses and sync_scos_learners; v_queue_scos
+"""sync_scos_courses, sync_scos_learners, sync_scos_results; v_queue_scos
 
 Revision ID: 0004
 Revises: 0003
@@ -58,6 +58,18 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('course_id', 'user_id', name=op.f('pk_sync_scos_learners')),
     comment='Слушатели курсов СЦОС: кто записан на портале, по какой сессии, с каким результатом'
     )
+    op.create_table('sync_scos_results',
+    sa.Column('course_id', sa.BigInteger(), autoincrement=False, nullable=False, comment='Курс в Moodle (course.id)'),
+    sa.Column('user_id', sa.BigInteger(), autoincrement=False, nullable=False, comment='Пользователь Moodle (user.id)'),
+    sa.Column('item', sa.String(length=32).with_variant(sa.NVARCHAR(length=32), 'mssql'), nullable=False, comment='Элемент оценивания Moodle (grade_items.id) или course — итог курса (прогресс)'),
+    sa.Column('value', sa.Numeric(precision=6, scale=2), nullable=False, comment='Отправленная оценка в процентах (0–100)'),
+    sa.Column('graded_at', sa.DateTime().with_variant(mssql.DATETIME2(), 'mssql'), nullable=True, comment='Когда оценка выставлена в Moodle (UTC)'),
+    sa.Column('enrolment_no', sa.Integer(), nullable=False, comment='К какой записи на курс относится оценка'),
+    sa.Column('sends', sa.Integer(), nullable=False, comment='Сколько раз значение отправлялось (номер в ключе очереди)'),
+    sa.Column('queued_at', sa.DateTime().with_variant(mssql.DATETIME2(), 'mssql'), nullable=False, comment='Когда последнее значение поставлено в очередь (UTC)'),
+    sa.PrimaryKeyConstraint('course_id', 'user_id', 'item', name=op.f('pk_sync_scos_results')),
+    comment='Результаты слушателей, отправленные в СЦОС: по элементам оценивания и итог курса'
+    )
     # the DBA view of the СЦОС queue
     queue = sa.table('sync_queue', *(sa.column(name) for name in (
         'id', 'portal', 'operation', 'status', 'attempts', 'max_attempts', 'available_at', 'created_at',
@@ -67,5 +79,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(DropView(view_name('scos')))
+    op.drop_table('sync_scos_results')
     op.drop_table('sync_scos_learners')
     op.drop_table('sync_scos_courses')

@@ -128,7 +128,8 @@ def run_scos(loaded: LoadedSettings, job: str | None = None, trigger: str = "man
         report.problems = result.problems
         report.outcome = "rejected" if result.problems else "ok"
 
-    return _recorded(loaded, "scos", "scos", ("sync_scos_courses", "sync_scos_learners", "sync_queue"),
+    return _recorded(loaded, "scos", "scos", ("sync_scos_courses", "sync_scos_learners", "sync_scos_results",
+                                              "sync_queue"),
                      {"scenarios": scos.scenarios, "identity": scos.identity}, work, job, trigger, on_start)
 
 
@@ -181,3 +182,18 @@ def scos_courses(loaded: LoadedSettings) -> list[dict[str, Any]]:
     for row in rows:
         row["learners"] = {state: n for course_id, state, n in counts if course_id == row["course_id"]}
     return rows
+
+
+def purge_queue(engine: sa.Engine, days: int) -> int:
+    """Finished queue items older than `days`, except those a portal's state rows still wait for.
+
+    Safe for the scenarios: what was sent is kept in their own tables, not in the queue.
+    """
+    from datetime import timedelta
+
+    from bufsync.queue.outbox import purge
+    from bufsync.state.ledger import now_utc
+    tables = add_state_tables(sa.MetaData())
+    keep = [sa.select(tables[name].c.pending_key).where(tables[name].c.pending_key.is_not(None))
+            for name in ("sync_scos_courses", "sync_scos_learners") if sa.inspect(engine).has_table(name)]
+    return purge(engine, tables["sync_queue"], now_utc() - timedelta(days=days), keep)

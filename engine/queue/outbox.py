@@ -7,10 +7,11 @@ import os
 import random
 import socket
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+
 from bufsync.dialects import dialect_named
 from bufsync.secrets import redact
 from bufsync.state.ledger import now_utc
@@ -177,6 +178,15 @@ def cancel(engine: sa.Engine, table: sa.Table, ids: list[int] | None = None, por
         where.append(table.c.portal == portal)
     with engine.begin() as conn:
         return conn.execute(table.update().where(*where).values(status=CANCELLED, completed_at=now_utc())).rowcount or 0
+
+
+def purge(engine: sa.Engine, table: sa.Table, before: datetime, keep: list[sa.Select] = ()) -> int:
+    """DELETE FROM sync_queue WHERE status IN ('done','cancelled') AND completed_at < :before, except the keys
+    `keep` selects (items some state row still waits for). Dead items stay until an operator acts."""
+    where = [table.c.status.in_([DONE, CANCELLED]), table.c.completed_at < before]
+    where += [table.c.idempotency_key.not_in(select) for select in keep]
+    with engine.begin() as conn:
+        return conn.execute(table.delete().where(*where)).rowcount or 0
 
 
 def stats(engine: sa.Engine, table: sa.Table, portal: str | None = None) -> list[dict[str, Any]]:

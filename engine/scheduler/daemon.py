@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
 from bufsync.errors import ConfigError
+from bufsync.portals.runs import purge_queue
 from bufsync.scheduler import heartbeat
 from bufsync.scheduler.jobs import registry
 from bufsync.state.ledger import now_utc
@@ -67,8 +68,9 @@ def serve(loaded: LoadedSettings, config: Path | None = None, tick: float = 1.0,
                                  heartbeat.naive(schedule.next_due(now)))
             cutoff = now_utc() - timedelta(days=loaded.settings.retention_days)
             removed = conn.execute(runs.delete().where(runs.c.started_at < cutoff)).rowcount
-        log.info("scheduling %d job(s): %s; %d old run(s) removed", len(jobs),
-                 ", ".join(f"{n} ({s.text})" for n, (_, s) in jobs.items()), removed or 0)
+        purged = purge_queue(engine, loaded.settings.retention_days) if sa.inspect(engine).has_table("sync_queue") else 0
+        log.info("scheduling %d job(s): %s; %d old run(s) and %d finished queue item(s) removed", len(jobs),
+                 ", ".join(f"{n} ({s.text})" for n, (_, s) in jobs.items()), removed or 0, purged)
         while not stop.is_set():
             now = datetime.now(timezone.utc)
             state = heartbeat.rows(engine, beats)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+
 from bufsync.mapping.types import parse_type
 
 
@@ -148,7 +149,20 @@ def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("updated_at", _t("datetime"), nullable=False, comment="Когда строка изменилась (UTC)"),
         comment="Слушатели курсов СЦОС: кто записан на портале, по какой сессии, с каким результатом",
     )
+    scos_results = sa.Table(
+        "sync_scos_results", metadata,
+        sa.Column("course_id", sa.BigInteger(), primary_key=True, autoincrement=False, comment="Курс в Moodle (course.id)"),
+        sa.Column("user_id", sa.BigInteger(), primary_key=True, autoincrement=False, comment="Пользователь Moodle (user.id)"),
+        sa.Column("item", _t("string(32)"), primary_key=True,
+                  comment="Элемент оценивания Moodle (grade_items.id) или course — итог курса (прогресс)"),
+        sa.Column("value", _t("decimal(6,2)"), nullable=False, comment="Отправленная оценка в процентах (0–100)"),
+        sa.Column("graded_at", _t("datetime"), nullable=True, comment="Когда оценка выставлена в Moodle (UTC)"),
+        sa.Column("enrolment_no", sa.Integer(), nullable=False, comment="К какой записи на курс относится оценка"),
+        sa.Column("sends", sa.Integer(), nullable=False, comment="Сколько раз значение отправлялось (номер в ключе очереди)"),
+        sa.Column("queued_at", _t("datetime"), nullable=False, comment="Когда последнее значение поставлено в очередь (UTC)"),
+        comment="Результаты слушателей, отправленные в СЦОС: по элементам оценивания и итог курса",
+    )
     return {"sync_ledger": ledger, "sync_runs": runs, "sync_heartbeat": heartbeat, "sync_queue": queue,
-            "sync_scos_courses": scos_courses, "sync_scos_learners": scos_learners}
+            "sync_scos_courses": scos_courses, "sync_scos_learners": scos_learners, "sync_scos_results": scos_results}
 
 

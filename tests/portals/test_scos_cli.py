@@ -56,6 +56,8 @@ def test_commands_and_jobs(seeded: ScosWorld, tmp_path: Path) -> None:
     assert "learners: enrolled=8" in listed.stdout
     [course] = json.loads(bufsync(w, tmp_path, "scos", "courses", "--json").stdout)
     assert course["state"] == "published" and course["learners"] == {"enrolled": 8}
+    purged = bufsync(w, tmp_path, "queue", "purge", "--older-than", "1")
+    assert purged.returncode == 0 and purged.stdout.strip() == "0 finished item(s) deleted"  # all are recent
     checked = bufsync(w, tmp_path, "check")
     assert "ok    scos      " in checked.stdout and "the key and partner sandbox-partner are accepted" in checked.stdout
 

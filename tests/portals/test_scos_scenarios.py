@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import httpx
 import sqlalchemy as sa
@@ -196,6 +197,13 @@ def test_results_per_grade_item_and_the_course_total_as_progress(seeded: ScosWor
         ("result", str(py), "esia-000", "Эссе"), ("result", str(py), "esia-000", "Экзамен"),
         ("result", str(py), "esia-000", "Эссе")]
     assert [float(r.rating) for r in rows] == [80.0, 90.0, 90.0]
+    # what was sent is the scenarios' own record: purging the finished queue sends nothing again
+    sent = {(r["item"], float(r["value"]), r["sends"]) for r in w.rows("sync_scos_results")}
+    assert sent == {(str(essay), 90.0, 2), (str(exam), 90.0, 1), ("course", 90.0, 2)}
+    assert outbox.purge(w.engine, w.tables["sync_queue"], datetime(2100, 1, 1)) > 0
+    assert w.queue() == []
+    report = w.cycle()
+    assert not any(k.endswith(".queued") for k in report.counts) and w.queue() == []
 
 
 def test_certificate_on_course_completion_once(seeded: ScosWorld) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
@@ -142,3 +143,17 @@ def test_operator_commands(queue, buffer_url: str, tmp_path) -> None:
     assert "HTTP 422" in run("show", str(taken[0]["id"]))
     assert run("retry", str(taken[0]["id"])).startswith("1 item(s)")
     assert run("cancel", "--portal", "scos").startswith("3 item(s)")
+
+
+def test_purge_deletes_finished_items_but_not_dead_ones_or_those_still_awaited(queue) -> None:
+    engine, table = queue
+    outbox.enqueue(engine, table, items(4))
+    claimed = outbox.claim(engine, table, "scos", 4, lease_seconds=60, worker="w")
+    outbox.complete_many(engine, table, [(i["id"], {}) for i in claimed[:2]], "w")
+    outbox.fail(engine, table, claimed[2], "w", "HTTP 400: bad", permanent=True)
+    awaited = claimed[1]["idempotency_key"]
+    keep = [sa.select(sa.literal(awaited))]
+    assert outbox.purge(engine, table, datetime(2000, 1, 1), keep) == 0  # nothing finished that long ago
+    assert outbox.purge(engine, table, datetime(2100, 1, 1), keep) == 1
+    left = {r["idempotency_key"]: r["status"] for r in outbox.listing(engine, table)}
+    assert left == {awaited: "done", claimed[2]["idempotency_key"]: "dead", claimed[3]["idempotency_key"]: "running"}

@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -54,6 +54,7 @@ class Scenarios:
         self.engine = engine
         self.courses_t = tables["sync_scos_courses"]
         self.learners_t = tables["sync_scos_learners"]
+        self.results_t = tables["sync_scos_results"]
         self.queue_t = tables["sync_queue"]
         self.moodle = moodle
         self.portal = portal
@@ -353,21 +354,21 @@ class Scenarios:
                     updates.append({"course_id": course_id, "user_id": user_id, "state": "unenrolling",
                                     "pending_key": key, "updated_at": now})
         enrolled = {u: r for u, r in existing.items() if r.state == "enrolled" and u in ids}
-        grades = self._results(course, row, enrolled)
+        grades, sent_new, sent_changed = self._results(course, row, enrolled, now)
         certificates, certified = self._certificates(course, row, enrolled, now)
-        items += certificates
+        items += grades + certificates
         with self.engine.begin() as conn:
             outbox.enqueue(conn, self.queue_t, items)
-            for operation in ("result", "progress"):  # most are already queued: only a changed grade is new
-                added = outbox.enqueue(conn, self.queue_t, [i for i in grades if i.operation == operation])
-                self.report.add(f"{'results' if operation == 'result' else 'progress'}.queued", added)
-            if inserts:
-                conn.execute(self.learners_t.insert(), inserts)
-            _update_many(conn, self.learners_t, ("course_id", "user_id"), updates + certified)
+            for table, new, changed, keys in (
+                    (self.learners_t, inserts, updates + certified, ("course_id", "user_id")),
+                    (self.results_t, sent_new, sent_changed, ("course_id", "user_id", "item"))):
+                if new:
+                    conn.execute(table.insert(), new)
+                _update_many(conn, table, keys, changed)
         counted = Counter(i.operation for i in items)
-        self.report.add("enrol.queued", counted["participation_add"])
-        self.report.add("unenrol.queued", counted["participation_remove"])
-        self.report.add("certificates.queued", counted["certificate"])
+        for operation, name in (("participation_add", "enrol"), ("participation_remove", "unenrol"),
+                                ("result", "results"), ("progress", "progress"), ("certificate", "certificates")):
+            self.report.add(f"{name}.queued", counted[operation])
 
     def _identities(self, students: list[dict[str, Any]], existing: dict[int, sa.Row]) -> dict[int, str]:
         """Moodle user id -> СЦОС user id, for the students who have one."""
@@ -398,11 +399,19 @@ class Scenarios:
                 out[user["id"]] = found
         return out
 
-    def _results(self, course: dict[str, Any], row: sa.Row, enrolled: dict[int, sa.Row]) -> list[outbox.Item]:
-        """Scenarios 7 and 8: each graded item, and the course total as progress; a changed grade is a new item."""
+    def _results(self, course: dict[str, Any], row: sa.Row, enrolled: dict[int, sa.Row], now: datetime
+                 ) -> tuple[list[outbox.Item], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Scenarios 7 and 8: each graded item, and the course total as progress.
+
+        What was sent is kept in sync_scos_results, so only a changed value (or a new enrolment)
+        is queued again, and old queue rows may be purged without anything being sent twice.
+        """
         if not enrolled or not ({"results", "progress"} & self.enabled):
-            return []
-        items = []
+            return [], [], []
+        sent = {(r.user_id, r.item): r for r in self._rows(self.results_t, self.results_t.c.course_id == course["id"])}
+        items: list[outbox.Item] = []
+        new: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
         for user in self.moodle.grade_items(course["id"]):
             learner = enrolled.get(user.get("userid"))
             if learner is None:
@@ -411,23 +420,31 @@ class Scenarios:
                     "_moodle_course_id": course["id"], "_moodle_user_id": learner.user_id}
             for grade in user.get("gradeitems") or []:
                 rating = _percent(grade)
-                if rating is None or grade.get("itemtype") == "category":
+                total = grade.get("itemtype") == "course"
+                if rating is None or grade.get("itemtype") == "category" or \
+                        ("progress" if total else "results") not in self.enabled:
                     continue
+                item = "course" if total else str(grade["id"])
+                previous = sent.get((learner.user_id, item))
+                if previous is not None and previous.enrolment_no == learner.enrolment_no and \
+                        float(previous.value) == rating:
+                    continue  # the portal has this value already
                 graded = grade.get("gradedategraded") or 0
-                if grade.get("itemtype") == "course":
-                    if "progress" in self.enabled:
-                        items.append(self._item("progress", base | {"progress": rating},
-                                                f"progress:{course['id']}:{learner.user_id}:{learner.enrolment_no}:"
-                                                f"{graded}:{rating}"))
-                    continue
-                if "results" in self.enabled:
+                sends = previous.sends + 1 if previous is not None else 1
+                key = f"{'progress' if total else 'result'}:{course['id']}:{learner.user_id}:{item}:{sends}"
+                if total:
+                    items.append(self._item("progress", base | {"progress": rating}, key))
+                else:
                     date = datetime.fromtimestamp(graded, self.zone) if graded else datetime.now(self.zone)
                     items.append(self._item("result", base | {
                         "checkpoint_id": f"{course['id']}-{grade['id']}",
                         "checkpoint_name": grade.get("itemname") or grade.get("idnumber") or f"item {grade['id']}",
-                        "rating": rating, "date": date.isoformat(timespec="seconds")},
-                        f"result:{course['id']}:{learner.user_id}:{learner.enrolment_no}:{grade['id']}:{graded}:{rating}"))
-        return items
+                        "rating": rating, "date": date.isoformat(timespec="seconds")}, key))
+                (changed if previous is not None else new).append({
+                    "course_id": course["id"], "user_id": learner.user_id, "item": item, "value": rating,
+                    "graded_at": datetime.fromtimestamp(graded, timezone.utc).replace(tzinfo=None) if graded else None,
+                    "enrolment_no": learner.enrolment_no, "sends": sends, "queued_at": now})
+        return items, new, changed
 
     def _certificates(self, course: dict[str, Any], row: sa.Row, enrolled: dict[int, sa.Row],
                       now: datetime) -> tuple[list[outbox.Item], list[dict[str, Any]]]:
