@@ -204,6 +204,11 @@ def test_results_per_grade_item_and_the_course_total_as_progress(seeded: ScosWor
     assert w.queue() == []
     report = w.cycle()
     assert not any(k.endswith(".queued") for k in report.counts) and w.queue() == []
+    # back to the first value (A -> B -> A): sent again, and the portal has it
+    w.admin("set_grade", itemid=essay, username="student000", grade=40)
+    w.admin("regrade_course", courseid=py)
+    assert w.cycle().counts["results.queued"] == 1
+    assert {r["checkpoint_name"]: r["rating"] for r in w.state()["results"]}["Эссе"] == 80.0
 
 
 def test_certificate_on_course_completion_once(seeded: ScosWorld) -> None:
