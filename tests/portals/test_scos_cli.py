@@ -11,15 +11,19 @@ from pathlib import Path
 from tests.portals.conftest import KEY, PASSPORT_DEFAULTS, TOKEN, ScosWorld
 
 
-def bufsync(w: ScosWorld, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def bufsync(w: ScosWorld, tmp_path: Path, *args: str, every: str = "every 1 minute",
+            wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
     config = tmp_path / "cli.yaml"
-    config.write_text(json.dumps({"scos": {"passport": PASSPORT_DEFAULTS}, "jobs": {
-        "scos": {"kind": "scos", "schedule": "every 1 minute"},
-        "scos-dispatch": {"kind": "dispatch", "portal": "scos", "schedule": "every 1 minute"}}}), encoding="utf-8")
+    config.write_text(json.dumps({"heartbeat_seconds": 1, "scos": {"passport": PASSPORT_DEFAULTS}, "jobs": {
+        "scos": {"kind": "scos", "schedule": every},
+        "scos-dispatch": {"kind": "dispatch", "portal": "scos", "schedule": every}}}), encoding="utf-8")
     env = {"PATH": "/usr/bin:/bin", "BUFSYNC_BUFFER_URL": w.loaded.buffer_url, "BUFSYNC_MOODLE_URL": w.moodle.url,
            "BUFSYNC_MOODLE_TOKEN": TOKEN, "BUFSYNC_SCOS_URL": f"{w.portal.url}/api/v2", "BUFSYNC_SCOS_KEY": KEY,
            "BUFSYNC_SCOS_PARTNER_ID": "sandbox-partner", "BUFSYNC_SCOS_INSTITUTION": "inst-1"}
     exe = Path(sys.executable).with_name("bufsync")
+    if not wait:
+        return subprocess.Popen([str(exe), "--config", str(config), *args], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run([str(exe), "--config", str(config), *args], env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
 
@@ -71,3 +75,26 @@ def test_missing_portal_settings_fail_at_start_with_the_key(seeded: ScosWorld, t
                             env={"PATH": "/usr/bin:/bin", "BUFSYNC_BUFFER_URL": w.loaded.buffer_url}, timeout=60)
     assert result.returncode == 2
     assert "scos.url is not set" in result.stderr and "BUFSYNC_SCOS_KEY" in result.stderr
+
+
+def test_the_daemon_runs_scenarios_and_dispatch_unattended(seeded: ScosWorld, tmp_path: Path) -> None:
+    """`bufsync schedule` with the two jobs every 2 seconds: the course goes through publication and
+    moderation and its learners reach the portal with nobody running a command."""
+    import signal
+    w = seeded
+    w.mark("py-101", scos_description="Курс программирования на Python")
+    daemon = bufsync(w, tmp_path, "schedule", "--tick", "0.2", every="every 2 seconds", wait=False)
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and len(w.state()["participation"]) < 8:
+            time.sleep(0.5)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, err
+    assert len(w.state()["participation"]) == 8
+    assert w.courses()[w.course_id("py-101")]["state"] == "published"
+    runs = [r for r in w.rows("sync_runs") if r["kind"] != "sync"]  # the fixture's own bufsync run aside
+    assert {r["job"] for r in runs} == {"scos", "scos-dispatch"} and all(r["triggered_by"] == "schedule" for r in runs)
+    assert all(r["outcome"] in ("ok", "interrupted") for r in runs), [(r["job"], r["outcome"], r["error"]) for r in runs]
+    assert KEY not in out + err
