@@ -12,7 +12,7 @@ from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import entity_adapters
 from bufsync.adapters.moodle.errors import MoodleError, MoodleUnavailable
 from bufsync.adapters.moodle.rules import PasswordPolicy
-from bufsync.buffer import markers, reader
+from bufsync.buffer import markers
 from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
 from bufsync.dialects import dialect_named
@@ -21,7 +21,8 @@ from bufsync.errors import EXIT_GUARD, EXIT_REJECTED, EXIT_UNAVAILABLE, BufsyncE
 from bufsync.mapping.loader import MappingSet, load_mappings
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import plan as p
-from bufsync.reconcile.sync import Context, Interrupted, Options, apply_plan, execute, known_remote_ids, scan
+from bufsync.reconcile.sync import (Context, Interrupted, Options, apply_plan, counts, execute, known_remote_ids,
+                                    scan)
 from bufsync.report import MappingReport, RunReport
 from bufsync.schema import build_metadata
 from bufsync.state import runs
@@ -150,8 +151,7 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
         for mapping in chosen:
             table = ctx.tables[mapping.table.name]
             with engine.connect() as conn:
-                rows = reader.count(conn, table)
-            linked = len(ctx.remote_ids.get(mapping.name, {}))
+                rows, linked = counts(ctx, conn, mapping)
             refusal = _guard_source(ctx, mapping, table, linked, rows)
             if refusal and not (options.allow_removals is not None and options.allow_removals >= linked
                                 and "require_batch" not in refusal):

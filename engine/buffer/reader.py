@@ -1,8 +1,7 @@
-"""Streamed reads of a mapping's table: one pass, constant memory, rows in key order."""
+"""Reads of a mapping's table the reconcile core shares: row counts, attached rows, the stream batch size."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,14 +11,6 @@ from bufsync.mapping.loader import MappingSet
 from bufsync.mapping.model import Mapping
 
 BATCH_ROWS = 5000
-
-
-def stream(conn: Connection, table: sa.Table, mapping: Mapping) -> Iterator[sa.Row]:
-    """Every row, ordered by the key; server-side cursor where the driver has one."""
-    key = [table.c[name] for name in mapping.sync.key]
-    query = sa.select(table).order_by(*key)
-    result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(query)
-    yield from result
 
 
 def count(conn: Connection, table: sa.Table) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
@@ -42,6 +42,21 @@ class BufferDialect:
         """
         raise NotImplementedError
         yield
+
+    @contextmanager
+    def _session_lock(self, engine: sa.Engine, name: str, acquire: Callable[[sa.Connection], bool],
+                      release: Callable[[sa.Connection], object]) -> Iterator[None]:
+        """A lock owned by one database session, taken at once or not at all; it ends with the session."""
+        with engine.connect() as conn:
+            if not acquire(conn):
+                conn.rollback()
+                raise LockHeld(name)
+            conn.commit()
+            try:
+                yield
+            finally:
+                release(conn)
+                conn.commit()
 
     def insert_ignoring(self, table: sa.Table, rows: list[dict], conflict: list[str]) -> sa.Executable | None:
         """INSERT that skips rows whose `conflict` columns already exist (None: the caller does it row by row)."""

@@ -7,10 +7,9 @@ from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import DDLElement, SetColumnComment, SetTableComment
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
-from bufsync.dialects.base import BufferDialect, LockHeld
+from bufsync.dialects.base import BufferDialect
 
 # sp_getapplock returns >= 0 when granted; session-owned, so it ends with the connection
 GET_APPLOCK = sa.text("DECLARE @r int; EXEC @r = sp_getapplock @Resource = :resource, @LockMode = 'Exclusive', "
@@ -39,19 +38,10 @@ class MssqlDialect(BufferDialect):
         statements += [SetColumnComment(c) for c in table.columns if c.comment]
         return statements
 
-    @contextmanager
-    def lock(self, engine: sa.Engine, name: str) -> Iterator[None]:
-        resource = f"bufsync:{name}"
-        with engine.connect() as conn:
-            if conn.execute(GET_APPLOCK, {"resource": resource}).scalar_one() < 0:
-                conn.rollback()
-                raise LockHeld(name)
-            conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(RELEASE_APPLOCK, {"resource": resource})
-                conn.commit()
+    def lock(self, engine: sa.Engine, name: str) -> AbstractContextManager[None]:
+        resource = {"resource": f"bufsync:{name}"}
+        return self._session_lock(engine, name, lambda conn: conn.execute(GET_APPLOCK, resource).scalar_one() >= 0,
+                                  lambda conn: conn.execute(RELEASE_APPLOCK, resource))
 
     def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
               values: dict) -> list[sa.Row]:

@@ -7,10 +7,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import DDLElement, SetColumnComment, SetTableComment
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
-from bufsync.dialects.base import BufferDialect, LockHeld
+from bufsync.dialects.base import BufferDialect
 
 
 class PostgresqlDialect(BufferDialect):
@@ -27,19 +26,11 @@ class PostgresqlDialect(BufferDialect):
         statements += [SetColumnComment(c) for c in table.columns if c.comment]
         return statements
 
-    @contextmanager
-    def lock(self, engine: sa.Engine, name: str) -> Iterator[None]:
+    def lock(self, engine: sa.Engine, name: str) -> AbstractContextManager[None]:
         key = self.lock_key(name)
-        with engine.connect() as conn:
-            if not conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one():
-                conn.rollback()
-                raise LockHeld(name)
-            conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
-                conn.commit()
+        return self._session_lock(
+            engine, name, lambda conn: conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one(),
+            lambda conn: conn.execute(sa.select(sa.func.pg_advisory_unlock(key))))
 
     def insert_ignoring(self, table: sa.Table, rows: list[dict], conflict: list[str]) -> sa.Executable:
         return postgresql.insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict)

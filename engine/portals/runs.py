@@ -152,22 +152,20 @@ def run_dispatch(loaded: LoadedSettings, portal: str, *, until_empty: bool = Tru
     """
     from bufsync.queue.dispatcher import dispatch
     settings = loaded.settings.scos
-    handler_for(loaded, portal)[1]()  # bad settings fail here, before anything is recorded
+    handler, close = handler_for(loaded, portal)  # bad settings fail here, before anything is recorded
 
     def work(engine: sa.Engine, tables: dict[str, sa.Table], report: PortalRun) -> None:
-        handler, close = handler_for(loaded, portal)
-        try:
-            stats = dispatch(engine, tables["sync_queue"], portal, batch_handler=handler, batch=settings.batch,
-                             lease_seconds=settings.lease_seconds, stop=stop, until_empty=until_empty)
-        finally:
-            close()
+        stats = dispatch(engine, tables["sync_queue"], portal, batch_handler=handler, batch=settings.batch,
+                         lease_seconds=settings.lease_seconds, stop=stop, until_empty=until_empty)
         report.counts.update({"claimed": stats.claimed, "done": stats.done, "retried": stats.retried,
                               "dead": stats.dead, "lost_lease": stats.lost_lease})
         report.outcome = "rejected" if stats.dead else "ok"
 
-    # no lock: dispatchers never take the same item, so any number may run at once
-    return _recorded(loaded, "dispatch", None, ("sync_queue",), {"portal": portal, "until_empty": until_empty},
-                     work, job, trigger, on_start)
+    try:  # no lock: dispatchers never take the same item, so any number may run at once
+        return _recorded(loaded, "dispatch", None, ("sync_queue",), {"portal": portal, "until_empty": until_empty},
+                         work, job, trigger, on_start)
+    finally:
+        close()
 
 
 def scos_courses(loaded: LoadedSettings) -> list[dict[str, Any]]:
@@ -179,8 +177,11 @@ def scos_courses(loaded: LoadedSettings) -> list[dict[str, Any]]:
             rows = [dict(r._mapping) for r in conn.execute(sa.select(courses).order_by(courses.c.course_id))]
             counts = conn.execute(sa.select(learners.c.course_id, learners.c.state, sa.func.count())
                                   .group_by(learners.c.course_id, learners.c.state)).all()
+    by_course: dict[int, dict[str, int]] = {}
+    for course_id, state, n in counts:
+        by_course.setdefault(course_id, {})[state] = n
     for row in rows:
-        row["learners"] = {state: n for course_id, state, n in counts if course_id == row["course_id"]}
+        row["learners"] = by_course.get(row["course_id"], {})
     return rows
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,7 +45,6 @@ class DispatchStats:
     retried: int = 0
     dead: int = 0
     lost_lease: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
 
 
 def dispatch(engine: sa.Engine, table: sa.Table, portal: str, handler: Handler | None = None, *,

@@ -69,16 +69,20 @@ def _enqueue(conn: sa.Connection, table: sa.Table, items: list[Item]) -> int:
         if statement is not None:
             added += conn.execute(statement).rowcount or 0
             continue
-        for row in chunk:  # a dialect without INSERT ... ON CONFLICT: existence checked per row
-            exists = conn.execute(sa.select(table.c.id).where(
-                table.c.portal == row["portal"], table.c.idempotency_key == row["idempotency_key"])).first()
-            if exists is None:
+        # a dialect without INSERT ... ON CONFLICT: the chunk at once; only if another process queued one of
+        # the same keys meanwhile, row by row, each in its own savepoint
+        try:
+            with conn.begin_nested():
+                conn.execute(table.insert(), chunk)
+            added += len(chunk)
+        except sa.exc.IntegrityError:
+            for row in chunk:
                 try:
                     with conn.begin_nested():
-                        conn.execute(table.insert().values(row))
+                        conn.execute(table.insert(), row)
                     added += 1
                 except sa.exc.IntegrityError:
-                    pass  # enqueued by another process between the check and the insert
+                    pass
     return added
 
 

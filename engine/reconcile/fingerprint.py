@@ -110,15 +110,16 @@ def scan_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, s
 
 
 def stream_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Table], ledger: sa.Table,
-                 mapping: Mapping, hash_columns: list[str]) -> sa.Select:
-    """Every column of the table plus its fingerprint, in key order (pass two)."""
+                 mapping: Mapping, hash_columns: list[str], keys: list[str] | None = None) -> sa.Select:
+    """Every column of the table plus its fingerprint, in key order (pass two); only `keys`, if given."""
     table = tables[mapping.table.name]
     p = parts(dialect, mappings, tables, ledger, mapping, hash_columns)
     source: sa.FromClause = table
     for other, on in p.joins:
         source = source.join(other, on, isouter=True)
-    return (sa.select(*table.c, p.fingerprint.label("_fingerprint"), p.key.label("_key")).select_from(source)
-            .order_by(*(table.c[name] for name in mapping.sync.key)))
+    query = (sa.select(*table.c, p.fingerprint.label("_fingerprint"), p.key.label("_key")).select_from(source)
+             .order_by(*(table.c[name] for name in mapping.sync.key)))
+    return query if keys is None else query.where(p.key.in_(keys))
 
 
 def missing_query(dialect: BufferDialect, tables: dict[str, sa.Table], ledger: sa.Table,

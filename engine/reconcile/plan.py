@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,30 +42,19 @@ class Step:
 @dataclass
 class MappingPlan:
     mapping: str
-    source_rows: int = 0
-    linked_before: int = 0
     steps: list[Step] = field(default_factory=list)
     unchanged: int = 0
     writeback_only: list[Desired] = field(default_factory=list)  # unchanged, but sync_* must be restored
     full_check: list[tuple[Desired, Existing]] = field(default_factory=list)  # --full: compare with the LMS
     waiting: list[tuple[Desired, Any]] = field(default_factory=list)  # parent in the same table, not yet in the LMS
-    refused: str | None = None
-
-    @property
-    def counts(self) -> Counter:
-        c = Counter(step.action for step in self.steps)
-        c[UNCHANGED] += self.unchanged
-        return c
 
 
 def classify(desired: Desired, entry: Entry | None, full: bool) -> str:
     """The situation of a key present in the source, against the ledger."""
+    if entry is not None and entry.state == ERROR and entry.content_hash == desired.content_hash and not full:
+        return KEEP_ERROR  # nothing changed since it failed: do not hammer the LMS every run
     if entry is None or entry.state == REMOVED or (entry.state == ERROR and entry.remote_id is None):
-        if entry is not None and entry.state == ERROR and entry.content_hash == desired.content_hash and not full:
-            return KEEP_ERROR  # nothing changed since it failed: do not hammer the LMS every run
         return "unmatched"
     if entry.content_hash == desired.content_hash and entry.state in (LINKED, SUSPENDED):
         return UNCHANGED
-    if entry.state == ERROR and entry.content_hash == desired.content_hash and not full:
-        return KEEP_ERROR
     return "linked-changed"

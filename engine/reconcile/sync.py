@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry, Ledge
 
 log = logging.getLogger("bufsync.reconcile")
 CHUNK = 1000
+FEW_CHANGED = 10000  # up to this many changed keys (and a quarter of the table), pass two asks for them by key
 
 
 class Interrupted(Exception):
@@ -120,16 +121,23 @@ def _dialect(ctx: Context) -> Any:
     return dialect_named(ctx.engine.dialect.name)
 
 
+def counts(ctx: Context, conn: sa.Connection, mapping: Mapping) -> tuple[int, int]:
+    """Rows in the source table, and records the ledger holds as linked or suspended (an enrolment has
+    no remote id of its own, so the ledger, not the remote ids, says what was synced)."""
+    ledger = ctx.ledger.table
+    rows = reader.count(conn, ctx.tables[mapping.table.name])
+    linked = conn.execute(sa.select(sa.func.count()).select_from(ledger).where(
+        ledger.c.mapping_name == mapping.name, ledger.c.state.in_([LINKED, SUSPENDED]))).scalar_one()
+    return rows, linked
+
+
 def scan(ctx: Context, mapping: Mapping) -> Scan:
-    table = ctx.tables[mapping.table.name]
     builder = RecordBuilder(mapping, ctx.timezone)
     dialect = _dialect(ctx)
     ledger = ctx.ledger.table
     result = Scan()
     with ctx.engine.connect() as conn:
-        result.source_rows = reader.count(conn, table)
-        result.linked_before = conn.execute(sa.select(sa.func.count()).select_from(ledger).where(
-            ledger.c.mapping_name == mapping.name, ledger.c.state.in_([LINKED, SUSPENDED]))).scalar_one()
+        result.source_rows, result.linked_before = counts(ctx, conn, mapping)
         query = fingerprint.scan_query(dialect, ctx.mappings, ctx.tables, ledger, mapping, builder.hash_columns,
                                        ctx.options.full)
         # a plain (not server-side) cursor: the database plans for the whole result (hash joins), and
@@ -166,6 +174,23 @@ def _present(ctx: Context, mapping: Mapping, keys: list[str]) -> set[str]:
     return found
 
 
+def _changed_rows(ctx: Context, conn: sa.Connection, mapping: Mapping, builder: RecordBuilder,
+                  found: Scan) -> Iterator[sa.Row]:
+    """The changed rows with their fingerprints: asked for by key when they are few, else one streamed
+    pass over the table (an initial load) keeping only them."""
+    def query(keys: list[str] | None = None) -> sa.Select:
+        return fingerprint.stream_query(_dialect(ctx), ctx.mappings, ctx.tables, ctx.ledger.table, mapping,
+                                        builder.hash_columns, keys)
+    if len(found.changed) <= FEW_CHANGED and len(found.changed) * 4 <= found.source_rows:
+        keys = sorted(found.changed)
+        for start in range(0, len(keys), 1000):
+            yield from conn.execute(query(keys[start:start + 1000]))
+        return
+    for row in conn.execution_options(stream_results=True, yield_per=reader.BATCH_ROWS).execute(query()):
+        if row._key in found.changed:
+            yield row
+
+
 def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.MappingPlan], None]) -> None:
     """Pass two, only over changed keys: plan and hand over CHUNK records at a time, then removals.
 
@@ -177,8 +202,6 @@ def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.M
     entries = found.entries
     waiting: list[tuple[Desired, Entry | None]] = []
     if found.changed:
-        query = fingerprint.stream_query(_dialect(ctx), ctx.mappings, ctx.tables, ctx.ledger.table, mapping,
-                                         builder.hash_columns)
         with ctx.engine.connect() as conn:
             _dialect(ctx).prepare_stream(conn)
             attached = reader.attached(conn, ctx.mappings, ctx.tables, mapping)
@@ -201,9 +224,7 @@ def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.M
                 for step in chunk.steps:  # applied: the chunk's entries are not needed any more
                     entries.pop(step.key, None)
 
-            for row in conn.execution_options(stream_results=True, yield_per=reader.BATCH_ROWS).execute(query):
-                if row._key not in found.changed:
-                    continue
+            for row in _changed_rows(ctx, conn, mapping, builder, found):
                 desired = builder.build(row, attached)
                 desired.key = row._key
                 desired.content_hash = row._fingerprint
@@ -335,9 +356,6 @@ def apply_plan(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dic
             results.extend((s, o, state) for s, o in zip(chunk, outcomes))
             _store(ctx, mapping, table, builder, results, entries, remote_cache, error_cache)
             results.clear()
-
-    def state_of(step: p.Step) -> str:
-        return LINKED if step.desired is None or step.desired.active else SUSPENDED
 
     run(p.REHASH, lambda c: [Outcome(True, s.existing.remote_id) for s in c], LINKED, False)
     run(p.CREATE, lambda c: _create(adapter, c), LINKED, opts.no_create)

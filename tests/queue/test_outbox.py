@@ -157,3 +157,15 @@ def test_purge_deletes_finished_items_but_not_dead_ones_or_those_still_awaited(q
     assert outbox.purge(engine, table, datetime(2100, 1, 1), keep) == 1
     left = {r["idempotency_key"]: r["status"] for r in outbox.listing(engine, table)}
     assert left == {awaited: "done", claimed[2]["idempotency_key"]: "dead", claimed[3]["idempotency_key"]: "running"}
+
+
+def test_enqueue_without_on_conflict_keeps_the_same_key_once(queue, monkeypatch) -> None:
+    """The path MS SQL takes (no INSERT ... ON CONFLICT), run here on SQLite and PostgreSQL: a chunk goes in
+    at once; a key offered twice falls back to one savepoint per row, and lands once."""
+    from bufsync.dialects import dialect_named
+    engine, table = queue
+    monkeypatch.setattr(type(dialect_named(engine.dialect.name)), "insert_ignoring", lambda self, *args: None)
+    assert outbox.enqueue(engine, table, items(5)) == 5
+    assert outbox.enqueue(engine, table, items(3, 4) + items(1, 6)) == 2  # u4 is queued; u5 new; u6 offered twice
+    assert sorted(r["idempotency_key"] for r in outbox.listing(engine, table)) == sorted(
+        i.key for i in items(7))

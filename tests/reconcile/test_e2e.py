@@ -117,6 +117,10 @@ def test_a_half_written_reload_is_refused_and_suspends_nobody(world: World) -> N
     world.delete("buf_users")
     with pytest.raises(GuardRefused, match="is empty"):
         world.run("users")
+    # an emptied enrolment table too: enrolments have no remote id of their own, the ledger says they were synced
+    world.delete("buf_subscriptions")
+    with pytest.raises(GuardRefused, match="buf_subscriptions is empty but 20 records were synced before"):
+        world.run("subscriptions")
     # deliberately
     world.insert("buf_users", people(5))
     report = world.run("users", allow_removals=15)

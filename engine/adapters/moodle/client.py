@@ -256,6 +256,12 @@ class MoodleClient:
             results += _per_item_results(items, answer, "core_course_update_courses")
         return results
 
+    def delete_courses(self, ids: Sequence[int]) -> list[ItemResult]:
+        """One result per course: Moodle warns for each it did not delete (an unknown id is already gone)."""
+        answer = self._idempotent("core_course_delete_courses", {"courseids": list(ids)})
+        kept = [w for w in answer.get("warnings", []) if w.get("warningcode") != "unknowncourseidnumber"]
+        return _per_item_results([{"id": i} for i in ids], {"warnings": kept}, "core_course_delete_courses")
+
     def _create_all_or_nothing(self, function: str, list_name: str, records: Sequence[dict[str, Any]],
                                find: Any) -> list[ItemResult]:
         results: list[ItemResult] = []

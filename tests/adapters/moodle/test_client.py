@@ -184,3 +184,14 @@ def test_update_with_a_weak_password_is_isolated(sandbox, client: MoodleClient) 
                                    {"id": ids[2], "city": "C"}])
     assert [r.ok for r in results] == [True, False, True]
     assert results[1].code == "invalidresponse"
+
+
+def test_delete_courses_reports_each_course(sandbox, client: MoodleClient) -> None:
+    created = client.create_courses([{"fullname": f"Курс {i}", "shortname": f"del-{i}", "categoryid": 1}
+                                     for i in range(2)])
+    ids = [r.remote_id for r in created]
+    results = client.delete_courses([ids[0], 1, ids[1]])  # the site course (1) cannot be deleted
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].code == "cannotdeletecourse"
+    assert all(r.ok for r in client.delete_courses([ids[0]]))  # already gone: nothing left to do
+    assert sandbox.server.site.store.q("SELECT id FROM course WHERE id IN (?, ?)", tuple(ids)) == []

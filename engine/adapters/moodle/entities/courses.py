@@ -73,9 +73,9 @@ class CourseAdapter:
         return [outcome(r) for r in self.client.update_courses([{"id": e.remote_id, "visible": 0} for e in items])]
 
     def delete(self, items: list[Existing]) -> list[Outcome]:
-        self.client.call("core_course_delete_courses", {"courseids": [e.remote_id for e in items]}, write=True)
+        results = self.client.delete_courses([e.remote_id for e in items])
         self._index = None
-        return [Outcome(True, e.remote_id) for e in items]
+        return [outcome(r) for r in results]
 
     def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[int]]:
         index = self._index_all()
