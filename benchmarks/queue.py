@@ -97,7 +97,14 @@ def run(processes: int, items: int, portal: str) -> float:
             w.start()
         for w in workers:
             w.join()
-        return items / (time.perf_counter() - started)
+        rate = items / (time.perf_counter() - started)
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:  # a figure counts only if every item was delivered
+            done = conn.execute(sa.text("SELECT count(*) FROM sync_queue WHERE status = 'done'")).scalar_one()
+        engine.dispose()
+        assert all(w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
+        assert done == items, f"{done} of {items} items done"
+        return rate
     finally:
         drop_database(url)
 
@@ -159,6 +166,7 @@ def main() -> None:
               f"4 dispatchers {four / base:.1f}x")
         print(f"  claim of 50 items: median {median:.1f} ms, p95 {p95:.1f} ms")
         print(f"  sandbox received {stats['distinct']:,} distinct items, {stats['duplicates']} duplicated")
+        assert stats["duplicates"] == 0, stats  # exactly once
     finally:
         server.terminate()
 

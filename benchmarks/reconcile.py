@@ -117,6 +117,9 @@ def one_scale(users: int, per_user: int, courses: int) -> dict:
         stats1 = httpx.get(f"{moodle}/sandbox/stats").json()["calls"]
         writes = sum(v - stats0.get(k, 0) for k, v in stats1.items()
                      if any(w in k for w in ("create", "update", "enrol_users", "delete")))
+        # a figure counts only if the runs did the job: everything applied, then nothing left to write
+        assert first.outcome == "ok" and second.outcome == "ok", (first.outcome, second.outcome)
+        assert writes == 0, f"{writes} write calls in a run with nothing to do"
         select = bare_select(url)
         records = users + users * per_user + courses
         return {"users": users, "subscriptions": users * per_user, "initial_seconds": initial,

@@ -196,6 +196,8 @@ def test_moodle_faults_do_not_duplicate_or_lose(world: World) -> None:
     world.moodle.faults.add(FaultRule(kind="latency", rate=0.2, seconds=0.01))
     report = world.run()
     assert report.outcome == "ok"
+    fired = world.moodle.faults.fired
+    assert fired["http_503"] == 1 and fired["timeout_after_write"] == 1 and fired["latency"] > 0  # they happened
     assert len(world.moodle_users()) == 30 and len(world.enrolments()) == 30
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 
 from bufsync.sandbox.moodle.functions.cohorts import cohort_member_ids
 from bufsync.sandbox.moodle.functions.groups import course_groups, group_member_ids
-from bufsync.sandbox.moodle.site import Site, SiteConfig
+from bufsync.sandbox.moodle.site import Site
 
 TOKEN = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0"
 
@@ -33,13 +32,6 @@ def call(site: Site, function: str, _token: str = TOKEN, **fields: Any) -> Any:
 def error(result: Any) -> tuple[str, str]:
     assert isinstance(result, dict) and "exception" in result, result
     return result.get("errorcode"), result.get("debuginfo") or result["message"]
-
-
-@pytest.fixture
-def site() -> Site:
-    s = Site(SiteConfig(token=TOKEN, debug=True))
-    yield s
-    s.close()
 
 
 def make_user(site: Site, username: str, lastname: str, firstname: str = "Test") -> int:

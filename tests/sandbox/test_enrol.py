@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bufsync.sandbox.moodle.functions import enrol
-from bufsync.sandbox.moodle.site import FUNCTIONS, Site, SiteConfig
+from bufsync.sandbox.moodle.site import Site, SiteConfig
 from tests.contract import replay
 from tests.contract.sandbox_setup import SETUP_ACTIONS
 
@@ -52,59 +52,11 @@ def _replay_topic(site: Site, topic: str) -> None:
             site.call(_pairs(request["wsfunction"], request["params"]))
 
 
-# Course rows as the recorded courses topic left them (used only while no courses module exists).
-_COURSES = [
-    (2, "Программирование на Python (осень)", "PY-101", 3, "CRS-PY-101", "<p>Курс по Python для первокурсников</p>",
-     1756684800, 1767139200, 1, 1, 30004),
-    (3, "Базы данных (весна)", "DB-201", 3, "CRS-DB-201", "", 1756684800, 0, 0, 1, 30003),
-    (4, "Курс без ручной записи", "NOMAN-301", 4, "CRS-NOMAN-301", "", 0, 0, 1, 1, 40004),
-    (5, "Курс с оценками и завершением", "COMP-401", 4, "CRS-COMP-401", "", 1756684800, 0, 1, 1, 40003),
-    (6, "Завершение без критериев", "NOCRIT-501", 4, "CRS-NOCRIT-501", "", 0, 0, 1, 1, 40002),
-    (7, "Завершение выключено", "NOCOMP-601", 4, "CRS-NOCOMP-601", "", 0, 0, 1, 0, 40001),
-    (8, "Формат", "FMT-1", 3, "", "", 0, 0, 1, 1, 30002),
-    (9, "Поле", "CF-1", 3, "", "", 0, 0, 1, 1, 30001),
-]
-
-
-def _stand_in_courses(site: Site) -> None:
-    """The recorded course rows in a minimal schema, for when the courses module does not exist yet."""
-    store = site.store
-    store.conn.executescript("""
-        CREATE TABLE IF NOT EXISTS course_categories (id INTEGER PRIMARY KEY, name TEXT, parent INTEGER NOT NULL,
-                                                      path TEXT);
-        CREATE TABLE IF NOT EXISTS context (id INTEGER PRIMARY KEY, contextlevel INTEGER, instanceid INTEGER);
-        CREATE TABLE IF NOT EXISTS course (
-            id INTEGER PRIMARY KEY, category INTEGER, sortorder INTEGER, fullname TEXT, shortname TEXT, idnumber TEXT,
-            summary TEXT, summaryformat INTEGER DEFAULT 1, format TEXT DEFAULT 'topics', showgrades INTEGER DEFAULT 1,
-            startdate INTEGER, enddate INTEGER, marker INTEGER DEFAULT 0, visible INTEGER, lang TEXT DEFAULT '',
-            enablecompletion INTEGER, showactivitydates INTEGER DEFAULT 0, showcompletionconditions INTEGER DEFAULT 1,
-            timecreated INTEGER, timemodified INTEGER);
-    """)
-    now = int(time.time())
-    with store.transaction():
-        for cat, parent in ((1, 0), (2, 0), (3, 2), (4, 2), (5, 2)):
-            store.x("INSERT OR IGNORE INTO course_categories (id, name, parent, path) VALUES (?, ?, ?, ?)",
-                        (cat, f"Category {cat}", parent, f"/{parent}/{cat}" if parent else f"/{cat}"))
-        store.x("INSERT OR IGNORE INTO course (id, category, sortorder, fullname, shortname, idnumber, summary, "
-                "format, startdate, enddate, visible, enablecompletion, timecreated, timemodified) "
-                "VALUES (1, 0, 1, 'Lab', 'lab', '', '', 'site', 0, 0, 1, 0, ?, ?)", (now, now))
-        for cid, full, short, cat, idn, summary, start, end, visible, completion, sortorder in _COURSES:
-            store.insert("course", {"id": cid, "category": cat, "sortorder": sortorder, "fullname": full,
-                                    "shortname": short, "idnumber": idn, "summary": summary, "startdate": start,
-                                    "enddate": end, "visible": visible, "enablecompletion": completion,
-                                    "timecreated": now, "timemodified": now})
-            store.x("INSERT OR IGNORE INTO context (id, contextlevel, instanceid) VALUES (?, 50, ?)", (24 + cid, cid))
-
-
 def prepared_site(debug: bool = False) -> Site:
     """A site in the state the enrolments topic starts from."""
     site = Site(SiteConfig(token=TOKEN, debug=debug))
-    _replay_topic(site, "users")
-    if "core_course_create_courses" in FUNCTIONS and "core_course_create_categories" in FUNCTIONS:
-        _replay_topic(site, "categories")
-        _replay_topic(site, "courses")
-    else:
-        _stand_in_courses(site)
+    for topic in ("users", "categories", "courses"):
+        _replay_topic(site, topic)
     return site
 
 

@@ -12,15 +12,8 @@ import pytest
 
 from bufsync.sandbox.moodle.functions.completion import completion_summary
 from bufsync.sandbox.moodle.functions.grades import number_format, user_grades
-from bufsync.sandbox.moodle.site import Site, SiteConfig
-from tests.sandbox.test_cohorts_groups import TOKEN, call, enrol, error, make_user
-
-
-@pytest.fixture
-def site() -> Site:
-    s = Site(SiteConfig(token=TOKEN, debug=True))
-    yield s
-    s.close()
+from bufsync.sandbox.moodle.site import Site
+from tests.sandbox.test_cohorts_groups import call, enrol, error, make_user
 
 
 def make_course(site: Site, shortname: str, enablecompletion: int = 1) -> int:

@@ -142,7 +142,7 @@ def test_an_overrunning_job_is_stopped_and_recorded(site) -> None:
     daemon = site.bufsync("schedule", "--tick", "0.2", wait=False)
     wait_until(lambda: any(r["outcome"] == "timeout" for r in site.runs("users")), 40, 0.3)
     daemon.send_signal(signal.SIGTERM)
-    daemon.wait(60)
+    assert daemon.wait(60) == 0  # SIGTERM: a clean stop
     timed_out = [r for r in site.runs("users") if r["outcome"] == "timeout"]
     assert timed_out and "time limit of 3 s" in timed_out[0]["error"]
     status = site.bufsync("status")

@@ -703,25 +703,26 @@ def user_report_items(site: Site, courseid: int, userid: int) -> list[dict[str, 
     return out
 
 
-def graded_user_ids(site: Site, courseid: int) -> list[int]:
+def graded_users(site: Site, courseid: int) -> list[Any]:
     """graded_users_iterator with only active enrolments: enrolled, holding a gradebook role, by name."""
     from bufsync.sandbox.moodle.functions import enrol
     if course_item(site, courseid)["needsupdate"]:
         return []
     enrolled = set(enrol.enrolled_user_ids(site, courseid, active_only=True))
     context = enrol.course_context(site, courseid) or enrol.Context(CONTEXT_COURSE, courseid)
+    roles = ",".join("?" for _ in GRADEBOOK_ROLES)
+    holders: set[int] = set()
+    for ctx in enrol.parent_contexts(site, context):  # one query per context level, not per user
+        holders |= {int(r["userid"]) for r in site.store.q(
+            f"SELECT DISTINCT userid FROM role_assignments WHERE contextlevel = ? AND instanceid = ? "
+            f"AND roleid IN ({roles})", (ctx.level, ctx.instanceid, *GRADEBOOK_ROLES))}
+    ids = sorted(enrolled & holders)
     graded = []
-    for row in site.store.q("SELECT * FROM user WHERE deleted = 0"):
-        if row["id"] not in enrolled:
-            continue
-        for ctx in enrol.parent_contexts(site, context):
-            marks = ",".join("?" for _ in GRADEBOOK_ROLES)
-            if site.store.one("SELECT 1 FROM role_assignments WHERE userid = ? AND contextlevel = ? "
-                              f"AND instanceid = ? AND roleid IN ({marks})",
-                              (row["id"], ctx.level, ctx.instanceid, *GRADEBOOK_ROLES)):
-                graded.append(row)
-                break
-    return [row["id"] for row in sorted(graded, key=user_name_order)]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        graded += site.store.q(f"SELECT * FROM user WHERE deleted = 0 AND id IN ({','.join('?' for _ in chunk)})",
+                               tuple(chunk))
+    return sorted(graded, key=user_name_order)
 
 
 def _check_report_access(site: Site, courseid: int, userid: int) -> tuple[Any, Any]:
@@ -756,12 +757,11 @@ def get_grade_items(site: Site, params: dict[str, Any]) -> dict[str, Any]:
     regrade(site, course["id"])
     if user is not None:
         return {"usergrades": [_usergrade(site, course, user)], "warnings": []}
-    userids = graded_user_ids(site, course["id"])
+    users = graded_users(site, course["id"])
     if params["groupid"]:
         members = {r["userid"] for r in site.store.q("SELECT userid FROM groups_members WHERE groupid = ?",
                                                      (params["groupid"],))}
-        userids = [u for u in userids if u in members]
-    users = [site.store.one("SELECT * FROM user WHERE id = ?", (uid,)) for uid in userids]
+        users = [u for u in users if u["id"] in members]
     return {"usergrades": [_usergrade(site, course, u) for u in users], "warnings": []}
 
 
