@@ -256,6 +256,14 @@ class MoodleClient:
             results += _per_item_results(items, answer, "core_course_update_courses")
         return results
 
+    def update_categories(self, categories: Sequence[dict[str, Any]]) -> list[ItemResult]:
+        """All in one call when all are valid (an update states the end state: resent if its answer is lost);
+        a bad one is split out by bisection and fails alone."""
+        def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
+            self._idempotent("core_course_update_categories", {"categories": batch})
+            return [ItemResult(True, int(c["id"])) for c in batch]
+        return self._isolated(list(categories), "categories", send, lambda item, error: ItemResult.failed(error))
+
     def delete_courses(self, ids: Sequence[int]) -> list[ItemResult]:
         """One result per course: Moodle warns for each it did not delete (an unknown id is already gone)."""
         answer = self._idempotent("core_course_delete_courses", {"courseids": list(ids)})

@@ -195,3 +195,17 @@ def test_delete_courses_reports_each_course(sandbox, client: MoodleClient) -> No
     assert results[1].code == "cannotdeletecourse"
     assert all(r.ok for r in client.delete_courses([ids[0]]))  # already gone: nothing left to do
     assert sandbox.server.site.store.q("SELECT id FROM course WHERE id IN (?, ?)", tuple(ids)) == []
+
+
+def test_update_categories_in_one_call_a_bad_one_alone(sandbox, client: MoodleClient) -> None:
+    created = client.create_categories([{"name": f"Кафедра {i}", "parent": 0, "idnumber": f"K{i}"} for i in range(3)])
+    ids = [r.remote_id for r in created]
+    before = sandbox.calls("core_course_update_categories")
+    results = client.update_categories([{"id": ids[0], "name": "Кафедра А"}, {"id": 99999, "name": "Нет такой"},
+                                        {"id": ids[2], "name": "Кафедра В"}])
+    assert [r.ok for r in results] == [True, False, True] and results[1].error
+    names = {r["id"]: r["name"] for r in sandbox.server.site.store.q("SELECT id, name FROM course_categories")}
+    assert names[ids[0]] == "Кафедра А" and names[ids[2]] == "Кафедра В"
+    before = sandbox.calls("core_course_update_categories")
+    assert all(r.ok for r in client.update_categories([{"id": i, "description": "Обновлено"} for i in ids]))
+    assert sandbox.calls("core_course_update_categories") - before == 1  # all valid: one call, not one each

@@ -43,21 +43,13 @@ class CategoryAdapter:
         return [outcome(r) for r in self.client.create_categories([self._record(d, self.names) for d in items])]
 
     def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]:
-        out = []
+        records = []
         for desired, existing in items:
             view = {n: desired.value(n) for n in self.updatable}
             record = self._record(desired, changed(view, existing.applied, self.updatable))
             record["id"] = existing.remote_id
-            try:
-                self.client.call("core_course_update_categories", {"categories": [record]}, write=True)
-                out.append(Outcome(True, existing.remote_id))
-            except Exception as exc:  # one category fails alone
-                from bufsync.adapters.moodle.errors import MoodleError
-                from bufsync.adapters.moodle.messages import from_moodle
-                if not isinstance(exc, MoodleError):
-                    raise
-                out.append(Outcome(False, existing.remote_id, from_moodle(exc), exc.code))
-        return out
+            records.append(record)
+        return [outcome(r) for r in self.client.update_categories(records)]
 
     def suspend(self, items: list[Existing]) -> list[Outcome]:
         # Moodle's web services cannot hide a category: a closed department stays as it is
