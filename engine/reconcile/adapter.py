@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bufsync.mapping.model import Correlation, Mapping
@@ -26,11 +26,21 @@ class Existing:
     applied: dict[str, Any] | None
 
 
+@dataclass
+class Candidate:
+    """A remote record that a correlation rule found for an unlinked key."""
+
+    remote_id: int
+    rule: int                                       # index of the correlation rule that found it
+    values: dict[str, Any] = field(default_factory=dict)  # its value of each rule's remote field
+
+
 class TargetAdapter(Protocol):
     mapping: Mapping
 
-    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[int]]:
-        """key -> remote ids found by the first rule that finds any (several: disputed)."""
+    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[Candidate]]:
+        """key -> the records found by the first rule that finds any (several: disputed), each with its
+        values of every rule's remote field, so the core can see what contradicts adopting it."""
 
     def find(self, values: list[Any]) -> dict[Any, int]:
         """Remote ids of records this mapping would link, by its key value (for other mappings' lookups)."""

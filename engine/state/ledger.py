@@ -81,6 +81,17 @@ class Ledger:
             return out
         return {r.record_key: r.remote_id for r in conn.execute(query)}
 
+    def owners(self, conn: Connection, mapping: str, remote_ids: list[int]) -> dict[int, str]:
+        """remote id -> the key the ledger links it to (a removed record links nothing any more)."""
+        t = self.table
+        out: dict[int, str] = {}
+        ids = sorted(set(remote_ids))
+        for start in range(0, len(ids), 500):
+            query = sa.select(t.c.remote_id, t.c.record_key).where(
+                t.c.mapping_name == mapping, t.c.remote_id.in_(ids[start:start + 500]), t.c.state != REMOVED)
+            out.update({r.remote_id: r.record_key for r in conn.execute(query)})
+        return out
+
     def save(self, conn: Connection, mapping: str, entries: list[Entry], known: set[str]) -> None:
         """Insert new keys, update known ones; executemany in both cases."""
         if not entries:

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from bufsync import commands, migrations
+from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.config import LoadedSettings, load_settings
 from bufsync.mapping import load_mappings
 from bufsync.sandbox.moodle.run import start
@@ -52,6 +53,26 @@ class World:
     def writes(self) -> int:
         calls = self.moodle.stats()["calls"]
         return sum(calls.get(name, 0) for name in WRITES)
+
+    def ws(self) -> MoodleClient:
+        """Moodle as a client sees it: tests check the world through Web Services, not the sandbox's tables."""
+        return MoodleClient.connect(self.moodle.url, TOKEN)
+
+    def ws_user(self, **field: str) -> dict[str, Any] | None:
+        """The one Moodle user with this field value (idnumber=..., username=...), read through Web Services."""
+        (name, value), = field.items()
+        with self.ws() as client:
+            found = client.get_users_by_field(name, [value])
+        assert len(found) <= 1, found
+        return found[0] if found else None
+
+    def ws_enrolled(self, courseid: int) -> dict[int, dict[str, Any]]:
+        """userid -> {roles, active} in a course, read through Web Services."""
+        with self.ws() as client:
+            everyone = client.get_enrolled_users(courseid, userfields="id,roles")
+            active = {int(u["id"]) for u in client.get_enrolled_users(courseid, onlyactive=True, userfields="id")}
+        return {int(u["id"]): {"roles": sorted(r["shortname"] for r in u.get("roles", [])),
+                               "active": int(u["id"]) in active} for u in everyone}
 
     def moodle_users(self) -> list[Any]:
         return self.moodle.site.store.q("SELECT * FROM user WHERE deleted = 0 AND id > 2 ORDER BY id")

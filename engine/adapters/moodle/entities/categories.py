@@ -7,7 +7,7 @@ from typing import Any
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import changed, outcome
 from bufsync.mapping.model import Correlation, Mapping
-from bufsync.reconcile.adapter import Existing, Outcome
+from bufsync.reconcile.adapter import Candidate, Existing, Outcome
 from bufsync.reconcile.records import Desired
 
 
@@ -58,16 +58,16 @@ class CategoryAdapter:
     def delete(self, items: list[Existing]) -> list[Outcome]:
         return self.suspend(items)
 
-    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[int]]:
+    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[Candidate]]:
         index = self._by_idnumber()
-        found: dict[str, list[int]] = {}
+        found: dict[str, list[Candidate]] = {}
         for position, rule in enumerate(rules):
             if rule.remote != "idnumber":
                 continue
             for desired in items:
                 value = desired.correlation[position]
                 if desired.key not in found and value and str(value) in index:
-                    found[desired.key] = index[str(value)]
+                    found[desired.key] = [Candidate(i, position, {"idnumber": str(value)}) for i in index[str(value)]]
         return found
 
     def find(self, values: list[Any]) -> dict[Any, int]:

@@ -7,7 +7,7 @@ from typing import Any
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import changed, outcome
 from bufsync.mapping.model import Correlation, Mapping
-from bufsync.reconcile.adapter import Existing, Outcome
+from bufsync.reconcile.adapter import Candidate, Existing, Outcome
 from bufsync.reconcile.records import Desired
 
 # `template` needs core_course_duplicate_course, which bufsync's service does not include yet
@@ -22,7 +22,7 @@ class CourseAdapter:
         fields = mapping.sync.fields
         self.names = [n for n in fields if n not in _PSEUDO]
         self.updatable = [n for n, f in fields.items() if f.policy == "force" and n not in _PSEUDO]
-        self._index: dict[str, dict[str, list[int]]] | None = None
+        self._index: dict[str, dict[str, list[dict[str, Any]]]] | None = None
 
     def _value(self, desired: Desired, name: str) -> Any:
         value = desired.value(name)
@@ -43,15 +43,15 @@ class CourseAdapter:
             record[name] = value
         return record
 
-    def _index_all(self) -> dict[str, dict[str, list[int]]]:
+    def _index_all(self) -> dict[str, dict[str, list[dict[str, Any]]]]:
         if self._index is None:
-            index: dict[str, dict[str, list[int]]] = {"idnumber": {}, "shortname": {}}
+            index: dict[str, dict[str, list[dict[str, Any]]]] = {"idnumber": {}, "shortname": {}}
             for course in self.client.get_courses_by_field():
                 if int(course["id"]) == 1:
                     continue  # the site course
                 for field in index:
                     if course.get(field):
-                        index[field].setdefault(str(course[field]), []).append(int(course["id"]))
+                        index[field].setdefault(str(course[field]), []).append(course)
             self._index = index
         return self._index
 
@@ -77,21 +77,23 @@ class CourseAdapter:
         self._index = None
         return [outcome(r) for r in results]
 
-    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[int]]:
+    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[Candidate]]:
         index = self._index_all()
-        found: dict[str, list[int]] = {}
+        remotes = [rule.remote for rule in rules]
+        found: dict[str, list[Candidate]] = {}
         for position, rule in enumerate(rules):
             for desired in items:
                 value = desired.correlation[position]
                 if desired.key not in found and value not in (None, "") and rule.remote in index:
-                    ids = index[rule.remote].get(str(value))
-                    if ids:
-                        found[desired.key] = ids
+                    courses = index[rule.remote].get(str(value))
+                    if courses:
+                        found[desired.key] = [Candidate(int(c["id"]), position, {n: c.get(n) for n in remotes})
+                                              for c in courses]
         return found
 
     def find(self, values: list[Any]) -> dict[Any, int]:
         index = self._index_all()["idnumber"]
-        return {v: index[str(v)][0] for v in values if len(index.get(str(v), [])) == 1}
+        return {v: int(index[str(v)][0]["id"]) for v in values if len(index.get(str(v), [])) == 1}
 
     def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
         ids = ",".join(str(e.remote_id) for _, e in items)

@@ -8,7 +8,7 @@ from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import outcome
 from bufsync.mapping.model import Correlation, Mapping
-from bufsync.reconcile.adapter import Existing, Outcome
+from bufsync.reconcile.adapter import Candidate, Existing, Outcome
 from bufsync.reconcile.records import Desired
 
 # Moodle's standard role ids; a site with other ids sets moodle.roles in the config
@@ -69,7 +69,7 @@ class EnrolmentAdapter:
                 else Outcome(False, None, "Нет сведений о применённой записи на курс (noledger)", "noledger")
                 for p in pairs]
 
-    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[int]]:
+    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[Candidate]]:
         return {}  # enrolling is an upsert: nothing to adopt
 
     def find(self, values: list[Any]) -> dict[Any, int]:

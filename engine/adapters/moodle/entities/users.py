@@ -7,7 +7,7 @@ from typing import Any
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import changed, outcome
 from bufsync.mapping.model import Correlation, Mapping
-from bufsync.reconcile.adapter import Existing, Outcome
+from bufsync.reconcile.adapter import Candidate, Existing, Outcome
 from bufsync.reconcile.records import Desired
 
 _NOT_RETURNED = {"middlename", "password"}  # get_users_by_field never returns these: no drift check
@@ -75,8 +75,9 @@ class UserAdapter:
     def delete(self, items: list[Existing]) -> list[Outcome]:
         return [outcome(r) for r in self.client.delete_users([e.remote_id for e in items])]
 
-    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[int]]:
-        found: dict[str, list[int]] = {}
+    def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[Candidate]]:
+        found: dict[str, list[Candidate]] = {}
+        remotes = [rule.remote for rule in rules]
         for index, rule in enumerate(rules):
             todo = [d for d in items if d.key not in found and d.correlation[index] not in (None, "")]
             if not todo:
@@ -85,13 +86,14 @@ class UserAdapter:
             if rule.remote == "username":
                 from bufsync.adapters.moodle.rules import clean_username
                 values = [v for v in values if clean_username(v) == v]  # Moodle rejects the whole call otherwise
-            by_value: dict[str, list[int]] = {}
+            by_value: dict[str, list[Candidate]] = {}
             for user in self.client.get_users_by_field(rule.remote, values) if values else []:
-                by_value.setdefault(str(user.get(rule.remote, "")), []).append(int(user["id"]))
+                by_value.setdefault(str(user.get(rule.remote, "")), []).append(
+                    Candidate(int(user["id"]), index, {name: user.get(name) for name in remotes}))
             for desired in todo:
-                ids = by_value.get(str(desired.correlation[index]))
-                if ids:
-                    found[desired.key] = ids
+                candidates = by_value.get(str(desired.correlation[index]))
+                if candidates:
+                    found[desired.key] = candidates
         return found
 
     def find(self, values: list[Any]) -> dict[Any, int]:
