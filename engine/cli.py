@@ -331,7 +331,7 @@ def queue_show(state: _State, item_id: int) -> None:
 @_queue_filters
 @pass_state
 def queue_retry(state: _State, ids: tuple[int, ...], portal: str | None, status: str | None) -> None:
-    """Send failed, dead or cancelled items again (all of them, or the ids given)."""
+    """Send failed, dead or cancelled items again (all of them, or the ids given); other statuses are refused."""
     count = commands.queue_action(state.loaded, "retry", ids=list(ids), portal=portal, status=status)
     click.echo(f"{count} item(s) back to pending")
 
@@ -341,7 +341,7 @@ def queue_retry(state: _State, ids: tuple[int, ...], portal: str | None, status:
 @_queue_filters
 @pass_state
 def queue_cancel(state: _State, ids: tuple[int, ...], portal: str | None, status: str | None) -> None:
-    """Cancel pending or failed items (all of them, or the ids given)."""
+    """Cancel pending, failed or dead items (all of them, or the ids given); other statuses are refused."""
     count = commands.queue_action(state.loaded, "cancel", ids=list(ids), portal=portal, status=status)
     click.echo(f"{count} item(s) cancelled")
 
@@ -373,8 +373,10 @@ def queue_dispatch(state: _State, portal: str, forever: bool) -> None:
     """Deliver the portal's due items; run as many dispatchers at once as you like."""
     report = commands.queue_dispatch(state.loaded, portal, forever)
     c = report.counts
+    doubt = (f" in_doubt={c['in_doubt']} (confirmed={c['confirmed']} resent={c['resent']})"
+             if c.get("in_doubt") else "")
     click.echo(f"dispatch {portal}: claimed={c['claimed']} done={c['done']} retried={c['retried']} dead={c['dead']}"
-               f" in {report.seconds:.1f}s (run {report.run_id})")
+               f"{doubt} in {report.seconds:.1f}s (run {report.run_id})")
     sys.exit(EXIT_REJECTED if report.outcome == "rejected" else 0)
 
 
@@ -432,6 +434,9 @@ def scos_courses(state: _State, as_json: bool) -> None:
 @click.option("--scos-port", default=8082, show_default=True, help="Port of the sandbox СЦОС (0: any free port).")
 @click.option("--no-scos", is_flag=True, help="Moodle only.")
 @click.option("--scos-moderation", default=5.0, show_default=True, help="Seconds a passport stays in moderation.")
+@click.option("--scos-moderation-polls", type=click.IntRange(min=0), metavar="N",
+              help="Instead of seconds: a passport answers in_progress to N moderation-status polls, then its "
+                   "verdict (what tests use: moderation ends when the client asks again, not when the clock says).")
 @click.option("--scos-fault", "scos_faults", multiple=True, metavar="KIND[:RATE[:SECONDS]]",
               help="Faults of the sandbox СЦОС, as --fault; e.g. --scos-fault latency:1:0.02 for a WAN round trip.")
 @click.option("--scos-validation-status", type=click.Choice(["400", "422"]), default="400", show_default=True,
@@ -440,10 +445,11 @@ def scos_courses(state: _State, as_json: bool) -> None:
               help="Answer a repeated enrolment with saved:false instead of saved:true.")
 def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
             faults: tuple[str, ...], scos_port: int, no_scos: bool, scos_moderation: float,
-            scos_faults: tuple[str, ...], scos_validation_status: str, scos_duplicates_unsaved: bool) -> None:
+            scos_moderation_polls: int | None, scos_faults: tuple[str, ...], scos_validation_status: str,
+            scos_duplicates_unsaved: bool) -> None:
     """Run the sandbox Moodle (Moodle 4.5's REST web services) and the sandbox СЦОС on 127.0.0.1."""
-    scos = {"moderation_seconds": scos_moderation, "validation_status": int(scos_validation_status),
-            "duplicate_saved": not scos_duplicates_unsaved}
+    scos = {"moderation_seconds": scos_moderation, "moderation_polls": scos_moderation_polls,
+            "validation_status": int(scos_validation_status), "duplicate_saved": not scos_duplicates_unsaved}
     commands.sandbox(port, data, token, debug, max_input_vars, list(faults), None if no_scos else scos_port,
                      scos, list(scos_faults))
 

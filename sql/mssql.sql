@@ -312,7 +312,7 @@ CREATE TABLE sync_heartbeat (
 );
 execute sp_addextendedproperty 'MS_Description', N'Задачи расписания: что выполняется сейчас, когда был сигнал «жив», когда следующий запуск', 'schema', dbo, 'table', sync_heartbeat;
 execute sp_addextendedproperty 'MS_Description', N'Задача расписания', 'schema', dbo, 'table', sync_heartbeat, 'column', job;
-execute sp_addextendedproperty 'MS_Description', N'idle — ждёт, running — выполняется, interrupted/timeout/failed — последний итог', 'schema', dbo, 'table', sync_heartbeat, 'column', state;
+execute sp_addextendedproperty 'MS_Description', N'idle — ждёт, running — выполняется, interrupted/timeout/failed/died — последний итог', 'schema', dbo, 'table', sync_heartbeat, 'column', state;
 execute sp_addextendedproperty 'MS_Description', N'Сервер, где задача выполняется или выполнялась', 'schema', dbo, 'table', sync_heartbeat, 'column', host;
 execute sp_addextendedproperty 'MS_Description', N'Процесс задачи', 'schema', dbo, 'table', sync_heartbeat, 'column', pid;
 execute sp_addextendedproperty 'MS_Description', N'Текущий или последний прогон (sync_runs.id)', 'schema', dbo, 'table', sync_heartbeat, 'column', run_id;
@@ -369,6 +369,8 @@ CREATE TABLE sync_queue (
 	response NVARCHAR(max) NULL, 
 	created_at DATETIME2 NOT NULL, 
 	completed_at DATETIME2 NULL, 
+	in_doubt BIT NOT NULL DEFAULT 0, 
+	resends INTEGER NOT NULL DEFAULT 0, 
 	CONSTRAINT pk_sync_queue PRIMARY KEY (id)
 );
 CREATE INDEX ix_sync_queue_claim ON sync_queue (portal, status, available_at);
@@ -389,6 +391,8 @@ execute sp_addextendedproperty 'MS_Description', N'Последняя ошибк
 execute sp_addextendedproperty 'MS_Description', N'Ответ портала на успешную операцию (JSON)', 'schema', dbo, 'table', sync_queue, 'column', response;
 execute sp_addextendedproperty 'MS_Description', N'Когда поставлена в очередь (UTC)', 'schema', dbo, 'table', sync_queue, 'column', created_at;
 execute sp_addextendedproperty 'MS_Description', N'Когда выполнена или отменена (UTC)', 'schema', dbo, 'table', sync_queue, 'column', completed_at;
+execute sp_addextendedproperty 'MS_Description', N'Под сомнением: исполнитель умер во время отправки или ответ портала потерян — портал мог операцию уже получить; перед повтором портал опрашивается, где это возможно', 'schema', dbo, 'table', sync_queue, 'column', in_doubt;
+execute sp_addextendedproperty 'MS_Description', N'Сколько раз операцию под сомнением отправили повторно (портал мог получить её дважды)', 'schema', dbo, 'table', sync_queue, 'column', resends;
 GO
 
 CREATE TABLE sync_runs (
@@ -418,7 +422,7 @@ execute sp_addextendedproperty 'MS_Description', N'Сервер, на котор
 execute sp_addextendedproperty 'MS_Description', N'Идентификатор процесса', 'schema', dbo, 'table', sync_runs, 'column', pid;
 execute sp_addextendedproperty 'MS_Description', N'Начало (UTC)', 'schema', dbo, 'table', sync_runs, 'column', started_at;
 execute sp_addextendedproperty 'MS_Description', N'Конец (UTC); пусто, пока идёт', 'schema', dbo, 'table', sync_runs, 'column', finished_at;
-execute sp_addextendedproperty 'MS_Description', N'Итог: running, ok, rejected, refused, failed, interrupted', 'schema', dbo, 'table', sync_runs, 'column', outcome;
+execute sp_addextendedproperty 'MS_Description', N'Итог: running, ok, rejected, refused, failed, interrupted, timeout, died — процесс умер (убит), не записав итог', 'schema', dbo, 'table', sync_runs, 'column', outcome;
 execute sp_addextendedproperty 'MS_Description', N'Пробный прогон: ничего не менялось', 'schema', dbo, 'table', sync_runs, 'column', dry_run;
 execute sp_addextendedproperty 'MS_Description', N'Параметры запуска (JSON), включая обходы защит', 'schema', dbo, 'table', sync_runs, 'column', options;
 execute sp_addextendedproperty 'MS_Description', N'Счётчики по маппингам (JSON): created, updated, suspended, unchanged, rejected, skipped', 'schema', dbo, 'table', sync_runs, 'column', counts;
@@ -515,5 +519,5 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0004');
+INSERT INTO sync_schema_version (version_num) VALUES ('0005');
 GO

@@ -301,7 +301,7 @@ CREATE TABLE sync_heartbeat (
 );
 COMMENT ON TABLE sync_heartbeat IS 'Задачи расписания: что выполняется сейчас, когда был сигнал «жив», когда следующий запуск';
 COMMENT ON COLUMN sync_heartbeat.job IS 'Задача расписания';
-COMMENT ON COLUMN sync_heartbeat.state IS 'idle — ждёт, running — выполняется, interrupted/timeout/failed — последний итог';
+COMMENT ON COLUMN sync_heartbeat.state IS 'idle — ждёт, running — выполняется, interrupted/timeout/failed/died — последний итог';
 COMMENT ON COLUMN sync_heartbeat.host IS 'Сервер, где задача выполняется или выполнялась';
 COMMENT ON COLUMN sync_heartbeat.pid IS 'Процесс задачи';
 COMMENT ON COLUMN sync_heartbeat.run_id IS 'Текущий или последний прогон (sync_runs.id)';
@@ -356,6 +356,8 @@ CREATE TABLE sync_queue (
 	response TEXT, 
 	created_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
 	completed_at TIMESTAMP WITHOUT TIME ZONE, 
+	in_doubt BOOLEAN DEFAULT false NOT NULL, 
+	resends INTEGER DEFAULT 0 NOT NULL, 
 	CONSTRAINT pk_sync_queue PRIMARY KEY (id)
 );
 CREATE INDEX ix_sync_queue_claim ON sync_queue (portal, status, available_at);
@@ -376,6 +378,8 @@ COMMENT ON COLUMN sync_queue.last_error IS 'Последняя ошибка (о�
 COMMENT ON COLUMN sync_queue.response IS 'Ответ портала на успешную операцию (JSON)';
 COMMENT ON COLUMN sync_queue.created_at IS 'Когда поставлена в очередь (UTC)';
 COMMENT ON COLUMN sync_queue.completed_at IS 'Когда выполнена или отменена (UTC)';
+COMMENT ON COLUMN sync_queue.in_doubt IS 'Под сомнением: исполнитель умер во время отправки или ответ портала потерян — портал мог операцию уже получить; перед повтором портал опрашивается, где это возможно';
+COMMENT ON COLUMN sync_queue.resends IS 'Сколько раз операцию под сомнением отправили повторно (портал мог получить её дважды)';
 
 CREATE TABLE sync_runs (
 	id BIGSERIAL NOT NULL, 
@@ -404,7 +408,7 @@ COMMENT ON COLUMN sync_runs.host IS 'Сервер, на котором шёл п
 COMMENT ON COLUMN sync_runs.pid IS 'Идентификатор процесса';
 COMMENT ON COLUMN sync_runs.started_at IS 'Начало (UTC)';
 COMMENT ON COLUMN sync_runs.finished_at IS 'Конец (UTC); пусто, пока идёт';
-COMMENT ON COLUMN sync_runs.outcome IS 'Итог: running, ok, rejected, refused, failed, interrupted';
+COMMENT ON COLUMN sync_runs.outcome IS 'Итог: running, ok, rejected, refused, failed, interrupted, timeout, died — процесс умер (убит), не записав итог';
 COMMENT ON COLUMN sync_runs.dry_run IS 'Пробный прогон: ничего не менялось';
 COMMENT ON COLUMN sync_runs.options IS 'Параметры запуска (JSON), включая обходы защит';
 COMMENT ON COLUMN sync_runs.counts IS 'Счётчики по маппингам (JSON): created, updated, suspended, unchanged, rejected, skipped';
@@ -496,4 +500,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0004');
+INSERT INTO sync_schema_version (version_num) VALUES ('0005');

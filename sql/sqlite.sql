@@ -288,7 +288,7 @@ CREATE INDEX ix_buf_users_sync_status ON buf_users (sync_status);
 
 -- sync_heartbeat: Задачи расписания: что выполняется сейчас, когда был сигнал «жив», когда следующий запуск
 --   job         Задача расписания
---   state       idle — ждёт, running — выполняется, interrupted/timeout/failed — последний итог
+--   state       idle — ждёт, running — выполняется, interrupted/timeout/failed/died — последний итог
 --   host        Сервер, где задача выполняется или выполнялась
 --   pid         Процесс задачи
 --   run_id      Текущий или последний прогон (sync_runs.id)
@@ -356,6 +356,8 @@ CREATE INDEX ix_sync_ledger_state ON sync_ledger (mapping_name, state);
 --   response         Ответ портала на успешную операцию (JSON)
 --   created_at       Когда поставлена в очередь (UTC)
 --   completed_at     Когда выполнена или отменена (UTC)
+--   in_doubt         Под сомнением: исполнитель умер во время отправки или ответ портала потерян — портал мог операцию уже получить; перед повтором портал опрашивается, где это возможно
+--   resends          Сколько раз операцию под сомнением отправили повторно (портал мог получить её дважды)
 CREATE TABLE sync_queue (
 	id INTEGER NOT NULL, 
 	portal VARCHAR(32) NOT NULL, 
@@ -372,6 +374,8 @@ CREATE TABLE sync_queue (
 	response TEXT, 
 	created_at DATETIME NOT NULL, 
 	completed_at DATETIME, 
+	in_doubt BOOLEAN DEFAULT 0 NOT NULL, 
+	resends INTEGER DEFAULT 0 NOT NULL, 
 	CONSTRAINT pk_sync_queue PRIMARY KEY (id)
 );
 CREATE INDEX ix_sync_queue_claim ON sync_queue (portal, status, available_at);
@@ -386,7 +390,7 @@ CREATE UNIQUE INDEX uq_sync_queue_idempotency ON sync_queue (portal, idempotency
 --   pid           Идентификатор процесса
 --   started_at    Начало (UTC)
 --   finished_at   Конец (UTC); пусто, пока идёт
---   outcome       Итог: running, ok, rejected, refused, failed, interrupted
+--   outcome       Итог: running, ok, rejected, refused, failed, interrupted, timeout, died — процесс умер (убит), не записав итог
 --   dry_run       Пробный прогон: ничего не менялось
 --   options       Параметры запуска (JSON), включая обходы защит
 --   counts        Счётчики по маппингам (JSON): created, updated, suspended, unchanged, rejected, skipped
@@ -496,4 +500,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0004');
+INSERT INTO sync_schema_version (version_num) VALUES ('0005');

@@ -106,3 +106,35 @@ def test_offline_sql_for_a_dba(pg_url: str, settings_for, capsys: pytest.Capture
     out = capsys.readouterr().out
     assert "CREATE TABLE buf_users" in out and "COMMENT ON COLUMN buf_users.external_id" in out
     assert tables(pg_url) == set()  # printed, not run
+
+
+def test_0005_keeps_queued_items_and_the_scos_view(buffer_url: str, settings_for) -> None:
+    """in_doubt/resends arrive on existing queue rows as false/0 and leave again; v_queue_scos survives both
+    (SQLite rebuilds the table to drop a column)."""
+    loaded = settings_for(buffer_url)
+    ms = load_mappings(loaded.mappings_dir)
+    migrations.upgrade(loaded, ms, "0004")
+    engine = sa.create_engine(buffer_url)
+    queue = sa.table("sync_queue", *(sa.column(c) for c in (
+        "portal", "operation", "payload", "idempotency_key", "status", "attempts", "max_attempts", "available_at",
+        "created_at")))
+    doubt = sa.table("sync_queue", sa.column("in_doubt"), sa.column("resends"), sa.column("status"))
+    view = sa.table("v_queue_scos", sa.column("user_id"), sa.column("status"))
+    from datetime import datetime
+    try:
+        with engine.begin() as conn:
+            conn.execute(queue.insert().values(portal="scos", operation="participation_add",
+                                               payload='{"user_id": "u1"}', idempotency_key="enrol:1", status="dead",
+                                               attempts=8, max_attempts=8, available_at=datetime(2026, 11, 1),
+                                               created_at=datetime(2026, 11, 1)))
+        migrations.upgrade(loaded, ms)
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(doubt.c.in_doubt, doubt.c.resends, doubt.c.status)).one()
+            assert (bool(row.in_doubt), row.resends, row.status) == (False, 0, "dead")
+            assert conn.execute(sa.select(view.c.user_id)).scalar_one() == "u1"
+        migrations.downgrade(loaded, ms, "0004")
+        with engine.connect() as conn:
+            assert "in_doubt" not in {c["name"] for c in sa.inspect(conn).get_columns("sync_queue")}
+            assert tuple(conn.execute(sa.select(view.c.user_id, view.c.status)).one()) == ("u1", "dead")
+    finally:
+        engine.dispose()

@@ -150,15 +150,21 @@ def run_dispatch(loaded: LoadedSettings, portal: str, *, until_empty: bool = Tru
 
     Any number of dispatchers may run at once, on any hosts: claims never overlap.
     """
-    from bufsync.queue.dispatcher import dispatch
+    from dataclasses import asdict
+
+    from bufsync.queue.dispatcher import DispatchRefused, dispatch
     settings = loaded.settings.scos
     handler, close = handler_for(loaded, portal)  # bad settings fail here, before anything is recorded
 
     def work(engine: sa.Engine, tables: dict[str, sa.Table], report: PortalRun) -> None:
-        stats = dispatch(engine, tables["sync_queue"], portal, batch_handler=handler, batch=settings.batch,
-                         lease_seconds=settings.lease_seconds, stop=stop, until_empty=until_empty)
-        report.counts.update({"claimed": stats.claimed, "done": stats.done, "retried": stats.retried,
-                              "dead": stats.dead, "lost_lease": stats.lost_lease})
+        try:
+            stats = dispatch(engine, tables["sync_queue"], portal, batch_handler=handler, batch=settings.batch,
+                             lease_seconds=settings.lease_seconds, stop=stop, until_empty=until_empty)
+        except DispatchRefused as exc:  # a wrong key: what was done before is still counted in sync_runs
+            report.counts.update(asdict(exc.stats))
+            raise
+        # claimed, done, retried, dead, lost_lease; in_doubt, confirmed, resent (items a dead dispatcher left)
+        report.counts.update(asdict(stats))
         report.outcome = "rejected" if stats.dead else "ok"
 
     try:  # no lock: dispatchers never take the same item, so any number may run at once

@@ -47,7 +47,8 @@ def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("started_at", _t("datetime"), nullable=False, comment="Начало (UTC)"),
         sa.Column("finished_at", _t("datetime"), nullable=True, comment="Конец (UTC); пусто, пока идёт"),
         sa.Column("outcome", _t("string(16)"), nullable=False,
-                  comment="Итог: running, ok, rejected, refused, failed, interrupted"),
+                  comment="Итог: running, ok, rejected, refused, failed, interrupted, timeout, died — процесс "
+                          "умер (убит), не записав итог"),
         sa.Column("dry_run", sa.Boolean(), nullable=False, server_default=sa.false(),
                   comment="Пробный прогон: ничего не менялось"),
         sa.Column("options", _t("text"), nullable=True, comment="Параметры запуска (JSON), включая обходы защит"),
@@ -62,7 +63,7 @@ def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         "sync_heartbeat", metadata,
         sa.Column("job", _t("string(100)"), primary_key=True, comment="Задача расписания"),
         sa.Column("state", _t("string(16)"), nullable=False,
-                  comment="idle — ждёт, running — выполняется, interrupted/timeout/failed — последний итог"),
+                  comment="idle — ждёт, running — выполняется, interrupted/timeout/failed/died — последний итог"),
         sa.Column("host", _t("string(255)"), nullable=True, comment="Сервер, где задача выполняется или выполнялась"),
         sa.Column("pid", sa.Integer(), nullable=True, comment="Процесс задачи"),
         sa.Column("run_id", sa.BigInteger(), nullable=True, comment="Текущий или последний прогон (sync_runs.id)"),
@@ -101,6 +102,11 @@ def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("response", _t("text"), nullable=True, comment="Ответ портала на успешную операцию (JSON)"),
         sa.Column("created_at", _t("datetime"), nullable=False, comment="Когда поставлена в очередь (UTC)"),
         sa.Column("completed_at", _t("datetime"), nullable=True, comment="Когда выполнена или отменена (UTC)"),
+        sa.Column("in_doubt", sa.Boolean(), nullable=False, server_default=sa.false(),
+                  comment="Под сомнением: исполнитель умер во время отправки или ответ портала потерян — портал мог "
+                          "операцию уже получить; перед повтором портал опрашивается, где это возможно"),
+        sa.Column("resends", sa.Integer(), nullable=False, server_default=sa.literal_column("0"),
+                  comment="Сколько раз операцию под сомнением отправили повторно (портал мог получить её дважды)"),
         comment="Очередь операций для порталов (СЦОС, Сферум, Университет 2035)",
     )
     sa.Index("uq_sync_queue_idempotency", queue.c.portal, queue.c.idempotency_key, unique=True)
