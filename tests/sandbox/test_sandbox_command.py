@@ -37,8 +37,8 @@ def test_with_data_both_keep_their_state_across_restarts(tmp_path: Path) -> None
     exe = Path(sys.executable).with_name("bufsync")
 
     def start() -> tuple[subprocess.Popen[str], dict[str, str]]:
-        proc = subprocess.Popen([str(exe), "sandbox", "--port", "0", "--scos-port", "0", "--data", str(tmp_path)],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([str(exe), "sandbox", "--port", "0", "--scos-port", "0", "--data", str(tmp_path),
+                                 "--scos-moderation-polls", "1"], stdout=subprocess.PIPE, text=True)
         return proc, dict(proc.stdout.readline().strip().split("=", 1) for _ in range(6))
 
     proc, env = start()
@@ -51,6 +51,8 @@ def test_with_data_both_keep_their_state_across_restarts(tmp_path: Path) -> None
                 "requirements": ["r"], "direction": ["09.03.01"], "duration": {"code": "week", "value": 1},
                 "cert": "false", "teachers": [{"display_name": "t"}], "business_version": 1, "credits": 1}]}})
         course_id = created.json()["course_id"]
+        moderation = f"{env['BUFSYNC_SCOS_URL']}/registry/courses/moderation_status"
+        assert httpx.get(moderation, params={"course_id": course_id}, headers=key).json() == {"status": "in_progress"}
         httpx.post(f"{env['BUFSYNC_SCOS_URL'].rsplit('/api/', 1)[0]}/sandbox/users", headers=key,
                    json={"A@B.example": "sso-1"}).raise_for_status()
     finally:
@@ -61,6 +63,9 @@ def test_with_data_both_keep_their_state_across_restarts(tmp_path: Path) -> None
         assert again["BUFSYNC_SCOS_KEY"] == env["BUFSYNC_SCOS_KEY"]  # what the user pasted stays valid
         scos, key = again["BUFSYNC_SCOS_URL"], {"X-CN-UUID": again["BUFSYNC_SCOS_KEY"]}
         assert httpx.get(f"{scos}/registry/courses/{course_id}", headers=key).json()["title"] == "T"
+        # --scos-moderation-polls 1: the poll made before the restart counted, so this one has the verdict
+        assert httpx.get(f"{scos}/registry/courses/moderation_status", params={"course_id": course_id},
+                         headers=key).json() == {"status": "ok"}
         assert httpx.get(f"{scos}/users/id", params={"email": "a@b.example"}, headers=key).json() == {
             "user_id": "sso-1"}
     finally:

@@ -2,11 +2,17 @@
 progress; per-item answers with `saved`; validation errors; every delivery counted.
 
 Knobs (SandboxConfig) make the open questions of the protocol switchable: the status code of
-a validation error, whether a duplicate enrolment answers saved:true, moderation time.
+a validation error, whether a duplicate enrolment answers saved:true, how long moderation takes.
+
+Moderation ends on the wall clock (`moderation_seconds`, for people trying the sandbox by hand) or
+after a number of status polls (`moderation_polls`): tests use the polls, so what they see never
+depends on how fast the machine is. Likewise `PortalServer.hold` shows how many calls a client keeps
+in flight by holding their answers until that many arrived, instead of timing the client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -30,7 +36,8 @@ REQUIRED_PASSPORT = ("title", "description", "content", "results", "external_url
 class SandboxConfig:
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
     partner_id: str = "sandbox-partner"
-    moderation_seconds: float = 2.0       # a published course is `in_progress`, then `ok`
+    moderation_seconds: float = 2.0       # a published course is `in_progress`, then `ok`, after this long ...
+    moderation_polls: int | None = None   # ... or, when set, after this many status polls answered `in_progress`
     validation_status: int = 400          # the code of a rejected passport (open question: 400 or 422)
     duplicate_saved: bool = True          # a repeated enrolment answers saved:true (or saved:false)
     reject_marker: str = "[reject]"       # a passport whose title holds this ends moderation `rejected`
@@ -49,6 +56,7 @@ class Portal:
         self.users: dict[str, str] = {}  # e-mail (lower case) -> СЦОС user id, for GET /users/id
         self.deliveries: Counter[str] = Counter()  # item identity -> times received (exactly-once checks)
         self.calls: Counter[str] = Counter()
+        self._changed = False  # a GET that changed the state (a counted moderation poll)
         if path and os.path.exists(path):
             self._load()
 
@@ -75,8 +83,9 @@ class Portal:
     # -- routing -----------------------------------------------------------------------------
     def handle(self, request: Request) -> Reply:
         with self.lock:
+            self._changed = False
             reply = self._handle(request)
-            if self.path and request.method != "GET" and reply.status < 300:
+            if self.path and reply.status < 300 and (request.method != "GET" or self._changed):
                 self._save()
         return reply
 
@@ -147,7 +156,7 @@ class Portal:
                 return _json(409, {"error": "course with this external_url exists", "course_id": existing["id"]})
         course_id = str(uuid.uuid4())
         self.courses[course_id] = {"id": course_id, "passport": course, "status": "ACTIVE",
-                                   "moderation": "in_progress", "sent_at": time.time()}
+                                   "moderation": "in_progress", "sent_at": time.time(), "polls": 0}
         self.deliveries[f"course:{course['external_url']}"] += 1
         return _json(200, {"course_id": course_id})
 
@@ -189,17 +198,26 @@ class Portal:
         if stored is None:
             return _json(404, {"error": "unknown course id"})
         stored["passport"] = course
-        stored["moderation"], stored["sent_at"] = "in_progress", time.time()
+        stored["moderation"], stored["sent_at"], stored["polls"] = "in_progress", time.time(), 0
         return _json(200, {"course_id": stored["id"]})
 
     def _moderation(self, course_id: str | None) -> Reply:
         stored = self.courses.get(str(course_id))
         if stored is None:
             return _json(404, {"error": "unknown course id"})
-        if stored["moderation"] == "in_progress" and time.time() - stored["sent_at"] >= self.config.moderation_seconds:
+        if stored["moderation"] == "in_progress" and self._moderated(stored):
             marker = self.config.reject_marker
             stored["moderation"] = "rejected" if marker and marker in str(stored["passport"].get("title")) else "ok"
         return _json(200, {"status": stored["moderation"]})
+
+    def _moderated(self, stored: dict[str, Any]) -> bool:
+        """Whether the moderators are done with a passport: after `moderation_polls` polls answered
+        `in_progress` (this poll being the next one), else after `moderation_seconds` on the wall clock."""
+        if self.config.moderation_polls is None:
+            return time.time() - stored["sent_at"] >= self.config.moderation_seconds
+        stored["polls"] = stored.get("polls", 0) + 1
+        self._changed = True  # a poll counts: kept with --data like any change
+        return stored["polls"] > self.config.moderation_polls
 
     def _status(self, course_id: str | None, status: str | None) -> Reply:
         stored = self.courses.get(str(course_id))
@@ -292,6 +310,13 @@ def _json(status: int, body: Any) -> Reply:
     return Reply(status, "application/json", json.dumps(body, ensure_ascii=False).encode("utf-8"))
 
 
+@dataclass
+class Hold:
+    calls: int        # answers wait until this many calls to `path` are in flight at once ...
+    path: str
+    seconds: float    # ... or until this long passed (a client that never sends that many still gets answers)
+
+
 class PortalServer(HttpServer):
     """The СЦОС sandbox over HTTP, with the same fault knobs as the sandbox Moodle."""
 
@@ -299,6 +324,43 @@ class PortalServer(HttpServer):
         super().__init__(self._route, host, port)
         self.portal = portal
         self.faults = faults or Faults()
+        # held answers; touched only on the server's event loop, like every request
+        self._hold: Hold | None = None
+        self._release: asyncio.Event | None = None
+        self._held: dict[int, asyncio.Event] = {}  # id(reply) -> the event that releases it
+        self.in_flight = 0        # calls to the held path received and not yet answered
+        self.most_in_flight = 0   # the most there were at once
+
+    def hold(self, calls: int, path: str, seconds: float = 30.0) -> None:
+        """Hold the answers to `path` until `calls` of them are in flight at once, then answer them together.
+
+        A test reads `most_in_flight` to learn how many calls a client keeps in flight, whatever the
+        machine's speed: a client that sends one call at a time sees each answer only after `seconds`,
+        and `most_in_flight` stays 1."""
+        self._hold, self.most_in_flight = Hold(calls, path, seconds), 0
+
+    def _held_reply(self, reply: Reply) -> Reply:
+        assert self._hold is not None
+        if self._release is None:
+            self._release = asyncio.Event()
+        self._held[id(reply)] = self._release
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.in_flight >= self._hold.calls:
+            self._release.set()  # these go together; later calls wait for the next group
+            self._release = None
+        return reply
+
+    async def _write(self, writer: asyncio.StreamWriter, reply: Reply, close: bool) -> None:  # type: ignore[override]
+        release = self._held.pop(id(reply), None)
+        if release is not None:
+            try:
+                await asyncio.wait_for(release.wait(), self._hold.seconds if self._hold else 0)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self.in_flight -= 1
+        await HttpServer._write(writer, reply, close)
 
     def _route(self, request: Request) -> Reply:
         if request.path == "/sandbox/users" and request.method == "POST":
@@ -325,4 +387,6 @@ class PortalServer(HttpServer):
                 return Reply(delay=delay + (rule.seconds if rule.kind == "timeout_after_write" else 0), drop=True)
         reply = self.portal.handle(request)
         reply.delay = delay
+        if self._hold is not None and request.path == self._hold.path:
+            return self._held_reply(reply)
         return reply
