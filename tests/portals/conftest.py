@@ -128,7 +128,9 @@ def people(n: int) -> list[dict[str, Any]]:
 @pytest.fixture
 def scos_world(buffer_url: str, tmp_path: Path):
     moodle = start(port=0, token=TOKEN)
-    portal = PortalServer(Portal(SandboxConfig(key=KEY, moderation_seconds=0.3)), port=0)
+    # moderation lasts one status poll: the scenario run that first sees a passport in moderation reads
+    # `in_progress`, the next one `ok`; so what a test sees never depends on how fast the machine is
+    portal = PortalServer(Portal(SandboxConfig(key=KEY, moderation_polls=1)), port=0)
     portal.serve_in_thread()
     config = tmp_path / "bufsync.yaml"
     config.write_text(json.dumps({"scos": {"passport": PASSPORT_DEFAULTS}}), encoding="utf-8")  # JSON is YAML

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
 import httpx
@@ -18,9 +17,8 @@ def published(w: ScosWorld, shortname: str = "py-101", **fields) -> int:
     """Mark, publish, let moderation pass: the course is `published` on both sides."""
     w.mark(shortname, scos_description="Курс программирования на Python", **fields)
     w.cycle()          # publish queued and delivered
-    w.scenarios()      # settled: moderation
-    time.sleep(0.35)   # the sandbox moderates for 0.3 s
-    w.cycle()          # moderation ok -> published; learners queued and delivered
+    w.scenarios()      # settled: moderation; the first status poll answers in_progress
+    w.cycle()          # the second poll: moderation ok -> published; learners queued and delivered
     w.cycle()          # learners settled
     course_id = w.course_id(shortname)
     assert w.courses()[course_id]["state"] == "published"
@@ -51,8 +49,7 @@ def test_publish_moderation_and_the_portal_id_written_back_to_moodle(seeded: Sco
     assert passport["duration"] == {"code": "week", "value": 17}
     assert passport["teachers"][0]["display_name"] == "Анна Преподаватель"
     assert passport["external_url"].endswith(f"/course/view.php?id={py}")
-    time.sleep(0.35)
-    w.scenarios()
+    w.scenarios()  # the next status poll: the moderators are done
     assert w.courses()[py]["state"] == "published" and w.courses()[py]["published_at"] is not None
     # nothing changed: nothing queued
     before = len(w.queue())
@@ -81,8 +78,7 @@ def test_changed_course_goes_out_as_a_new_version_and_back_through_moderation(se
     assert row["state"] == "moderation" and row["business_version"] == 2
     portal = w.portal.portal.courses[row["scos_id"]]
     assert portal["passport"]["title"] == "Python для всех (осень)" and portal["moderation"] == "in_progress"
-    time.sleep(0.35)
-    w.scenarios()
+    w.scenarios()  # the next status poll: the moderators are done
     assert w.courses()[py]["state"] == "published"
     w.cycle()
     assert len(w.queue("course_update")) == 1  # no change since: no new version
@@ -94,9 +90,9 @@ def test_moderation_rejection_is_recorded_and_a_fixed_course_goes_again(seeded: 
     w.ws("core_course_update_courses", courses=[{"id": py, "fullname": "Python [reject]"}])
     w.mark("py-101", scos_description="Курс")
     w.cycle()
-    w.scenarios()
-    time.sleep(0.35)
-    w.scenarios()
+    w.scenarios()  # in moderation: in_progress
+    assert w.courses()[py]["moderation"] == "in_progress"
+    w.scenarios()  # the next status poll: the moderators' verdict
     row = w.courses()[py]
     assert row["state"] == "rejected" and row["moderation"] == "rejected"
     assert "Модерация СЦОС не пропустила паспорт" in row["last_error"]
@@ -104,8 +100,7 @@ def test_moderation_rejection_is_recorded_and_a_fixed_course_goes_again(seeded: 
     w.ws("core_course_update_courses", courses=[{"id": py, "fullname": "Python"}])
     w.cycle()
     w.scenarios()
-    time.sleep(0.35)
-    w.scenarios()
+    w.scenarios()  # the next status poll: the moderators are done
     assert w.courses()[py]["state"] == "published" and w.courses()[py]["business_version"] == 2
 
 
@@ -164,6 +159,7 @@ def test_enrol_those_with_an_esia_id_unenrol_leavers_and_enrol_them_again(seeded
 def test_results_per_grade_item_and_the_course_total_as_progress(seeded: ScosWorld) -> None:
     w = seeded
     py = published(w)
+    graded = w.admin("clock")["now"]  # the sandbox Moodle's clock stops: the test says when grades are given
     essay = w.admin("create_grade_item", courseid=py, itemname="Эссе", grademax=50)["itemid"]
     exam = w.admin("create_grade_item", courseid=py, itemname="Экзамен", grademax=100)["itemid"]
     w.admin("set_grade", itemid=essay, username="student000", grade=40)
@@ -176,18 +172,20 @@ def test_results_per_grade_item_and_the_course_total_as_progress(seeded: ScosWor
     results = {r["checkpoint_name"]: r for r in state["results"]}
     assert results["Эссе"]["rating"] == 80.0 and results["Экзамен"]["rating"] == 90.0
     assert results["Эссе"]["user_id"] == "esia-000" and results["Эссе"]["checkpoint_id"] == f"{py}-{essay}"
+    assert datetime.fromisoformat(results["Эссе"]["date"]).timestamp() == graded  # dated when it was given
     assert state["progress"] == [{"course_id": w.courses()[py]["scos_id"], "user_id": "esia-000",
                                   "progress": round(130 / 150 * 100, 2)}]
     # nothing changed: nothing new
     assert w.cycle().counts.get("results.queued", 0) == 0
-    # a changed grade is sent again; the portal keeps the newest
-    time.sleep(1.1)  # Moodle's grade timestamps are in seconds
+    # a changed grade is sent again, dated when it was changed; the portal keeps the newest
+    regraded = w.admin("clock", advance=3600)["now"]  # an hour later on the site's clock (its stamps are seconds)
     w.admin("set_grade", itemid=essay, username="student000", grade=45)
     w.admin("regrade_course", courseid=py)
     report = w.cycle()
     assert report.counts["results.queued"] == 1 and report.counts["progress.queued"] == 1
     results = {r["checkpoint_name"]: r for r in w.state()["results"]}
     assert results["Эссе"]["rating"] == 90.0
+    assert datetime.fromisoformat(results["Эссе"]["date"]).timestamp() == regraded
     assert w.state()["progress"][0]["progress"] == round(135 / 150 * 100, 2)
     # the view DBAs read: the JSON unpacked
     with w.engine.connect() as conn:
@@ -289,8 +287,7 @@ def test_a_moodle_error_on_one_course_skips_that_course_alone(seeded: ScosWorld)
     w.mark("db-201", scos_description="Базы данных", scos_duration_weeks=8)
     w.cycle()
     w.scenarios()
-    time.sleep(0.35)
-    w.scenarios()
+    w.scenarios()  # the next status poll: the moderators are done
     db = w.course_id("db-201")
     assert w.courses()[db]["state"] == "published"
     w.cycle()

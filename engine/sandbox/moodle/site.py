@@ -130,6 +130,7 @@ class Site:
         self.lock = threading.RLock()
         self.calls: dict[str, int] = {}
         self.after_commit: list[Callable[[], None]] = []
+        self.clock: int | None = None  # None: the wall clock; else the time a test set (admin action `clock`)
         with self.store.transaction():
             if self.store.fresh:
                 for install in INSTALLERS:
@@ -140,7 +141,8 @@ class Site:
 
     # -- helpers for function modules -------------------------------------------------------
     def now(self) -> int:
-        return int(time.time())
+        """Every time the site records (grades, enrolments, courses) and checks (tokens) comes from here."""
+        return int(time.time()) if self.clock is None else self.clock
 
     @property
     def debug(self) -> bool:
@@ -214,6 +216,14 @@ class Site:
 
     def close(self) -> None:
         self.store.close()
+
+
+@admin_action("clock")
+def admin_clock(site: Site, at: int | None = None, advance: int = 0, wall: bool = False) -> dict[str, int]:
+    """A clock the caller drives: stopped at `at` (default: now) and moved on by `advance` seconds, so a test
+    says when things happen instead of waiting for the wall clock; `wall` goes back to the wall clock."""
+    site.clock = None if wall else (site.now() if at is None else int(at)) + int(advance)
+    return {"now": site.now()}
 
 
 def _load_functions() -> None:
