@@ -16,6 +16,7 @@ from bufsync.queue import outbox
 from bufsync.queue.dispatcher import dispatch
 from bufsync.sandbox.faults import FaultRule
 from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
+from tests.queue.test_outbox import elapse
 
 PASSPORT = {"title": "Python", "description": "d", "content": "c", "results": "r",
             "external_url": "https://lms.example/course/view.php?id=2", "institution": "inst", "started_at": "2026-09-01",
@@ -26,7 +27,7 @@ PASSPORT = {"title": "Python", "description": "d", "content": "c", "results": "r
 
 @pytest.fixture
 def portal():
-    server = PortalServer(Portal(SandboxConfig(key="k" * 32, moderation_seconds=0.5)), port=0)
+    server = PortalServer(Portal(SandboxConfig(key="k" * 32, moderation_polls=1)), port=0)
     server.serve_in_thread()
     yield server
     server.shutdown()
@@ -42,8 +43,7 @@ def test_course_passport_moderation_and_archive(portal) -> None:
     c.check()
     course_id = c.publish("sandbox-partner", PASSPORT)
     assert c.moderation_status(course_id) == "in_progress"
-    time.sleep(0.6)
-    assert c.moderation_status(course_id) == "ok"
+    assert c.moderation_status(course_id) == "ok"  # moderation lasts one status poll
     assert c.set_status(course_id, "archive") == "ARCHIVE"
     with pytest.raises(ScosRejected) as err:
         c.publish("sandbox-partner", {k: v for k, v in PASSPORT.items() if k != "title"} | {"external_url": "x"})
@@ -73,7 +73,7 @@ def test_bad_items_fail_alone_with_the_portal_reason(portal, queue) -> None:
     assert stats.dead == 1
     dead = outbox.listing(engine, table, status="dead")
     assert "unknown course_id" in dead[0]["last_error"]
-    time.sleep(5.5)  # the transient 503 backs off
+    elapse(engine, table, 60)  # the transient 503's backoff (seconds) is over
     dispatch(engine, table, "scos", batch_handler=ScosHandler(client(portal), "sandbox-partner"), until_empty=True)
     assert len(portal.portal.participation) == 25
 
@@ -82,7 +82,9 @@ def _dispatcher(url: str, portal_url: str) -> None:
     engine = sa.create_engine(url)
     table = sa.Table("sync_queue", sa.MetaData(), autoload_with=engine)
     handler = ScosHandler(ScosClient(f"{portal_url}/api/v2", "k" * 32, timeout=30), "sandbox-partner")
-    dispatch(engine, table, "scos", batch_handler=handler, batch=50, lease_seconds=2, until_empty=True)
+    # a lease far longer than any batch takes, even on a loaded machine: no live dispatcher's batch is ever
+    # taken over; the test of a dead one's lease moves the queue's time on instead of waiting
+    dispatch(engine, table, "scos", batch_handler=handler, batch=50, lease_seconds=60, until_empty=True)
     engine.dispose()
 
 
@@ -109,20 +111,21 @@ def test_a_killed_dispatchers_items_are_reclaimed_after_the_lease(portal, queue,
     engine, table = queue
     course_id = client(portal).publish("sandbox-partner", PASSPORT)
     enqueue_participation(engine, table, course_id, 200)
-    portal.faults.add(FaultRule(kind="latency", seconds=3.0, count=1))
+    # the portal takes the victim's first call and never answers it in time: the victim dies holding its batch
+    portal.faults.add(FaultRule(kind="latency", seconds=600.0, count=1))
     victim = multiprocessing.get_context("spawn").Process(target=_dispatcher, args=(buffer_url, portal.url))
     victim.start()
-    deadline = time.time() + 30
-    while time.time() < deadline and not outbox.listing(engine, table, status="running"):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not portal.faults.fired.get("latency"):
         time.sleep(0.05)
     os.kill(victim.pid, signal.SIGKILL)
     victim.join(10)
     held = outbox.listing(engine, table, status="running")
     assert held  # its batch is stuck with a lease
-    deadline = time.time() + 60
-    while time.time() < deadline and outbox.listing(engine, table, status="running"):
-        _dispatcher(buffer_url, portal.url)  # takes what is free; the dead one's batch once its lease (2 s) ends
-        time.sleep(0.5)
+    _dispatcher(buffer_url, portal.url)  # takes what is free, not the dead one's batch: its lease runs
+    assert {i["id"] for i in outbox.listing(engine, table, status="running")} == {i["id"] for i in held}
+    elapse(engine, table, 61)  # the lease (60 s) ends
+    _dispatcher(buffer_url, portal.url)
     assert {s["status"]: s["items"] for s in outbox.stats(engine, table)} == {"done": 200}
     assert len(portal.portal.participation) == 200  # one participation each, whatever was re-sent
 
@@ -133,12 +136,12 @@ def test_one_dispatcher_keeps_several_arrays_in_flight(portal, queue) -> None:
     enqueue_participation(engine, table, course_id, 39)
     outbox.enqueue(engine, table, [outbox.Item("scos", "participation_add", {
         "course_id": course_id, "session_id": "s", "user_id": "", "enroll_date": "2026-09-01"}, "bad")])
-    portal.faults.add(FaultRule(kind="latency", rate=1.0, seconds=0.2))  # the round trip to the portal
-    handler = ScosHandler(client(portal), "sandbox-partner", parallel=4)
-    started = time.perf_counter()
+    # the portal answers the arrays only once four are in flight at once (a client sending one at a time
+    # would get each answer after 30 s): what is measured is the client's concurrency, not its speed
+    portal.hold(4, "/api/v2/courses/participation", seconds=30)
+    handler = ScosHandler(ScosClient(f"{portal.url}/api/v2", "k" * 32, timeout=60), "sandbox-partner", parallel=4)
     stats = dispatch(engine, table, "scos", batch_handler=handler, batch=40, until_empty=True)
-    elapsed = time.perf_counter() - started
     handler.close()
     assert stats.done == 39 and stats.dead == 1  # the bad item still fails alone
-    assert elapsed < 0.6, elapsed  # four arrays of 10 in flight at once, not 4 x 0.2 s one after another
+    assert portal.most_in_flight == 4  # four arrays of 10 in flight at once, not one after another
     assert "missing: user_id" in outbox.listing(engine, table, status="dead")[0]["last_error"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +17,19 @@ from bufsync.queue.dispatcher import Delivered, Permanent, Transient, dispatch
 def items(n: int, start: int = 0) -> list[outbox.Item]:
     return [outbox.Item("scos", "participation_add", {"course_id": "c1", "user_id": f"u{i}"}, f"enrol:c1:u{i}", 3)
             for i in range(start, start + n)]
+
+
+def elapse(engine: sa.Engine, table: sa.Table, seconds: float) -> None:
+    """Time passes for the queue without anybody waiting: every item's due time and lease move `seconds`
+    into the past, as if the next claim came that much later. Tests of backoff and leases use this, never
+    a sleep, so they neither wait nor depend on how fast the machine is."""
+    shift = timedelta(seconds=seconds)
+    with engine.begin() as conn:
+        rows = conn.execute(sa.select(table.c.id, table.c.available_at, table.c.locked_until)).all()
+        for row in rows:
+            conn.execute(table.update().where(table.c.id == row.id).values(
+                available_at=row.available_at - shift if row.available_at else None,
+                locked_until=row.locked_until - shift if row.locked_until else None))
 
 
 def test_enqueue_twice_is_a_no_op(queue) -> None:
@@ -48,10 +61,11 @@ def test_claim_lease_complete_retry_and_dead(queue) -> None:
 def test_an_expired_lease_is_taken_over(queue) -> None:
     engine, table = queue
     outbox.enqueue(engine, table, items(1))
-    # times are stored to the second: a lease shorter than 2 s could look expired at the next second boundary
-    taken = outbox.claim(engine, table, "scos", 1, lease_seconds=2, worker="dead-worker")
+    taken = outbox.claim(engine, table, "scos", 1, lease_seconds=60, worker="dead-worker")
     assert outbox.claim(engine, table, "scos", 1, lease_seconds=60, worker="other") == []
-    time.sleep(3.1)
+    elapse(engine, table, 30)  # half the lease: still held
+    assert outbox.claim(engine, table, "scos", 1, lease_seconds=60, worker="other") == []
+    elapse(engine, table, 31)  # the lease has ended
     again = outbox.claim(engine, table, "scos", 1, lease_seconds=60, worker="other")
     assert [i["id"] for i in again] == [taken[0]["id"]] and again[0]["attempts"] == 2
     assert not outbox.complete(engine, table, taken[0]["id"], "dead-worker", {})  # the old holder cannot finish it
@@ -86,10 +100,22 @@ def _worker(url: str, deliveries: str) -> None:
     meta = sa.MetaData()
     table = sa.Table("sync_queue", meta, autoload_with=engine)
     sink = sa.Table(deliveries, meta, autoload_with=engine)
+    others = False
 
     def deliver(item):
+        nonlocal others
         with engine.begin() as conn:  # the "portal": one row per delivery; the primary key rejects a second
             conn.execute(sink.insert().values(item_id=item["id"], worker=os.getpid()))
+        # this worker's first delivery waits (its batch claimed) until another worker delivered too, so the
+        # dispatchers do overlap however the processes happen to be scheduled; a claim that handed one worker
+        # everything, or blocked the others while a batch is held, leaves this worker alone: spread 1
+        deadline = time.monotonic() + 60
+        while not others and time.monotonic() < deadline:
+            with engine.connect() as conn:
+                others = conn.execute(sa.select(sa.func.count(sa.distinct(sink.c.worker)))).scalar_one() > 1
+            if not others:
+                time.sleep(0.02)
+        others = True
         return Delivered()
 
     dispatch(engine, table, "scos", deliver, batch=25, until_empty=True)
@@ -117,7 +143,7 @@ def test_concurrent_dispatchers_deliver_each_item_once(queue, buffer_url: str, p
         spread = conn.execute(sa.select(sa.func.count(sa.distinct(sink.c.worker)))).scalar_one()
     assert delivered == total
     assert {s["status"]: s["items"] for s in outbox.stats(engine, table)} == {"done": total}
-    assert spread >= 2  # the work was shared
+    assert spread >= 2  # the work was shared: another dispatcher claimed while one held its batch
 
 
 def test_operator_commands(queue, buffer_url: str, tmp_path) -> None:
