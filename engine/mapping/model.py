@@ -205,6 +205,8 @@ class Sync(StrictModel):
     source: Endpoint
     target: Endpoint
     key: list[Identifier] = Field(min_length=1)
+    group_by: list[Identifier] = Field([], description="leading key columns: rows that share them are one "
+                                       "remote record (a person's enrolment in a course, one role per row)")
     correlation: list[Correlation] = []
     fields: dict[RemoteField, Annotated[FieldMap, BeforeValidator(_shorthand_field)]] = Field(min_length=1)
     status: Status | None = None
@@ -218,7 +220,13 @@ class Sync(StrictModel):
             raise ValueError("exactly one of source and target must be the buffer")
         if self.source.system == "queue":
             raise ValueError("a queue is a target, never a source")
+        if self.group_by and (self.group_by != self.key[:len(self.group_by)] or len(self.group_by) >= len(self.key)):
+            raise ValueError(f"group_by must be the leading columns of key, fewer than all of them (key: {self.key})")
         return self
+
+    def group_of(self, key_values: tuple[Any, ...] | list[Any]) -> tuple[str, ...]:
+        """The group a row belongs to: its leading key values, as text (what the ledger's keys hold)."""
+        return tuple(str(v) for v in key_values[:len(self.group_by)])
 
     @property
     def inbound(self) -> bool:

@@ -35,6 +35,18 @@ class Candidate:
     values: dict[str, Any] = field(default_factory=dict)  # its value of each rule's remote field
 
 
+@dataclass
+class Member:
+    """One row of a grouped record (mapping `group_by`): what the remote held for it, what it must hold.
+
+    A view is the ledger's applied form of the row (`@active` included); None: nothing of it there.
+    """
+
+    key: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
 class TargetAdapter(Protocol):
     mapping: Mapping
 
@@ -52,6 +64,10 @@ class TargetAdapter(Protocol):
     def suspend(self, items: list[Existing]) -> list[Outcome]: ...
 
     def delete(self, items: list[Existing]) -> list[Outcome]: ...
+
+    def apply_groups(self, groups: list[list[Member]]) -> list[Outcome]:
+        """Grouped mappings only: bring each group's one remote record from its members' `before` to their
+        `after` (one outcome per group); every member of a touched group is given, changed or not."""
 
     def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
         """--full: keys whose remote record no longer matches what was applied (edited or removed by hand)."""

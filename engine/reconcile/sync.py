@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from bufsync.mapping.loader import MappingSet
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import fingerprint
 from bufsync.reconcile import plan as p
-from bufsync.reconcile.adapter import Candidate, Existing, Outcome, TargetAdapter
+from bufsync.reconcile.adapter import Candidate, Existing, Member, Outcome, TargetAdapter
 from bufsync.reconcile.records import Desired, RecordBuilder
 from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry, Ledger, now_utc
 
@@ -59,6 +60,7 @@ class Context:
     options: Options
     remote_ids: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: dict[str, dict[str, str]] = field(default_factory=dict)
+    vanished: dict[str, dict[tuple[str, ...], set[str]]] = field(default_factory=dict)  # grouped: keys gone
 
 
 def _lookup_reason(ctx: Context, mapping_name: str, value: Any) -> tuple[str, str]:
@@ -148,10 +150,13 @@ def scan(ctx: Context, mapping: Mapping) -> Scan:
             else:
                 result.changed.add(key)
         result.unchanged = result.source_rows - len(result.changed) - result.failing
+        vanished = ctx.vanished[mapping.name] = {}
         for row in conn.execute(fingerprint.missing_query(dialect, ctx.tables, ledger, mapping)):
             entry = Entry(row.record_key, row.remote_id, row.content_hash, row.state, row.last_error, row.attempts,
                           row.applied)
             result.entries[entry.key] = entry
+            if mapping.sync.group_by:
+                vanished.setdefault(mapping.sync.group_of(json.loads(entry.key)), set()).add(entry.key)
             if entry.remote_id is None and not entry.applied:
                 continue  # (an enrolment has no id of its own: what was applied says which one)
             existing = Existing(entry.key, entry.remote_id, entry.applied)
@@ -282,9 +287,9 @@ def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: 
     if situation == "unmatched":
         plan.steps.append(p.Step(p.CREATE, desired.key, desired))  # may become ADOPT after correlation
         return
-    existing = Existing(desired.key, entry.remote_id, entry.applied)
-    if entry.state in (LINKED, SUSPENDED) and entry.applied is not None and \
-            entry.applied == builder.applied_view(desired) and desired.writeback[0] == "ok":
+    existing = Existing(desired.key, entry.remote_id, applied_of(entry))
+    if entry.state in (LINKED, SUSPENDED) and existing.applied is not None and \
+            existing.applied == builder.applied_view(desired) and desired.writeback[0] == "ok":
         plan.steps.append(p.Step(p.REHASH, desired.key, desired, existing))  # nothing to send: new fingerprint only
         return
     action = p.UPDATE
@@ -399,19 +404,27 @@ def apply_plan(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dic
             _store(ctx, mapping, table, builder, results, entries, remote_cache, error_cache)
             results.clear()
 
+    def update(c: list[p.Step]) -> list[Outcome]:
+        return adapter.update([(s.desired, s.existing) for s in c])
+
+    create: Callable[[list[p.Step]], list[Outcome]] = lambda c: _create(adapter, c)  # noqa: E731
+    suspend: Callable[[list[p.Step]], list[Outcome]] = lambda c: adapter.suspend([s.existing for s in c])  # noqa: E731
+    delete: Callable[[list[p.Step]], list[Outcome]] = lambda c: adapter.delete([s.existing for s in c])  # noqa: E731
+    if mapping.sync.group_by:  # several rows are one remote record: every write goes through the group
+        create = update = suspend = delete = lambda c: _grouped(ctx, mapping, builder, c, entries)  # noqa: E731
     run(p.REHASH, lambda c: [Outcome(True, s.existing.remote_id) for s in c], LINKED, False)
-    run(p.CREATE, lambda c: _create(adapter, c), LINKED, opts.no_create)
-    run(p.ADOPT, lambda c: adapter.update([(s.desired, s.existing) for s in c]), LINKED, opts.no_update)
+    run(p.CREATE, create, LINKED, opts.no_create)
+    run(p.ADOPT, update, LINKED, opts.no_update)
     for action in (p.UPDATE, p.REACTIVATE):
-        run(action, lambda c: adapter.update([(s.desired, s.existing) for s in c]), LINKED, opts.no_update)
+        run(action, update, LINKED, opts.no_update)
     _waves(ctx, mapping, plan, entries, builder, run, groups)
     suspends_with_row = [s for s in groups.get(p.SUSPEND, []) if s.desired is not None]
     groups[p.SUSPEND] = [s for s in groups.get(p.SUSPEND, []) if s.desired is None]
     groups["suspend_row"] = suspends_with_row
-    run("suspend_row", lambda c: adapter.update([(s.desired, s.existing) for s in c]), SUSPENDED, opts.no_update)
-    run(p.SUSPEND, lambda c: adapter.suspend([s.existing for s in c]), SUSPENDED, opts.no_delete)
-    run(p.DELETE, lambda c: adapter.delete([s.existing for s in c]), REMOVED, opts.no_delete)
-    run(p.REPAIR, lambda c: adapter.update([(s.desired, s.existing) for s in c]), LINKED, opts.no_update)
+    run("suspend_row", update, SUSPENDED, opts.no_update)
+    run(p.SUSPEND, suspend, SUSPENDED, opts.no_delete)
+    run(p.DELETE, delete, REMOVED, opts.no_delete)
+    run(p.REPAIR, update, LINKED, opts.no_update)
     for action in (p.SKIP, p.REJECT, p.DISPUTED):
         run(action, lambda c: [Outcome(False, None, s.reason, action) for s in c], ERROR, False)
     if plan.writeback_only:
@@ -435,8 +448,9 @@ def _waves(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[st
                 later.append((desired, entry))
         if not ready:
             for desired, _ in later:
-                groups.setdefault(p.REJECT, []).append(p.Step(p.REJECT, desired.key, desired, reason=(
-                    "Вышестоящая запись этой строки не создана в LMS (цикл или ошибка родителя) (parentmissing)")))
+                step = p.Step(p.REJECT, desired.key, desired, reason=_unreachable_parent(mapping, desired, later))
+                groups.setdefault(p.REJECT, []).append(step)
+                plan.steps.append(step)  # counted and printed like every rejected row
             break
         wave = p.MappingPlan(mapping.name)
         for desired, entry in ready:
@@ -452,6 +466,90 @@ def _waves(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[st
                 ctx.options.no_update)
         waiting = later
     plan.waiting = []
+
+
+def _group_members(ctx: Context, mapping: Mapping, groups: list[tuple[str, ...]]) -> dict[tuple[str, ...], set[str]]:
+    """Every key of these groups: the rows the buffer holds now, and those that vanished from it."""
+    sync = mapping.sync
+    table = ctx.tables[mapping.table.name]
+    dialect = _dialect(ctx)
+    columns = [dialect.text(table.c[name]) for name in sync.group_by]
+    key = fingerprint.key_expression(dialect, table, mapping)
+    wanted = set(groups)
+    out: dict[tuple[str, ...], set[str]] = {g: set(ctx.vanished.get(mapping.name, {}).get(g, ())) for g in groups}
+    firsts = sorted({g[0] for g in groups})
+    with ctx.engine.connect() as conn:
+        for start in range(0, len(firsts), 500):
+            query = sa.select(key, *columns).where(columns[0].in_(firsts[start:start + 500]))
+            for row in conn.execute(query):
+                group = tuple(str(v) for v in row[1:])
+                if group in wanted:
+                    out[group].add(row[0])
+    return out
+
+
+def _view(entry: Entry | None) -> dict[str, Any] | None:
+    """What the remote holds for a row, by the ledger (an entry that failed keeps what was applied before)."""
+    if entry is None or entry.state == REMOVED:
+        return None
+    return applied_of(entry)
+
+
+def applied_of(entry: Entry) -> dict[str, Any] | None:
+    """The ledger's applied view; a suspended entry is inactive whatever an older version wrote in it."""
+    applied = entry.applied
+    if applied is not None and entry.state == SUSPENDED and applied.get("@active", True):
+        return {**applied, "@active": False}
+    return applied
+
+
+def _grouped(ctx: Context, mapping: Mapping, builder: RecordBuilder, steps: list[p.Step],
+             entries: dict[str, Entry]) -> list[Outcome]:
+    """Writes of a grouped mapping: each touched group goes to the adapter whole, its other rows as the
+    ledger has them now (read afresh: earlier batches of this run may have changed them)."""
+    sync = mapping.sync
+    by_group: dict[tuple[str, ...], list[p.Step]] = {}
+    for step in steps:
+        values = step.desired.key_values if step.desired is not None else json.loads(step.key)
+        by_group.setdefault(sync.group_of(values), []).append(step)
+    members_of = _group_members(ctx, mapping, list(by_group))
+    mine = {s.key for s in steps}
+    with ctx.engine.connect() as conn:
+        peers = ctx.ledger.get_many(conn, mapping.name, sorted({k for ks in members_of.values() for k in ks} - mine))
+    groups: list[list[Member]] = []
+    for group, group_steps in by_group.items():
+        members = []
+        for step in group_steps:
+            before = _view(entries.get(step.key))
+            if step.desired is not None:
+                after = builder.applied_view(step.desired)
+            elif step.action == p.SUSPEND:
+                after = None if before is None else {**before, "@active": False}
+            else:
+                after = None
+            members.append(Member(step.key, before, after))
+        for key in sorted(members_of[group] - mine):
+            view = _view(peers.get(key))
+            members.append(Member(key, view, view))
+        groups.append(members)
+    outcomes = ctx.adapter_for(mapping).apply_groups(groups)
+    by_key = {m.key: o for members, o in zip(groups, outcomes) for m in members}
+    return [by_key[s.key] for s in steps]
+
+
+def _unreachable_parent(mapping: Mapping, desired: Desired, stuck: list[tuple[Desired, Any]]) -> str:
+    """A row whose parent chain never reaches the LMS: a cycle (named) or a parent that failed."""
+    parent_of = {d.key: str(v) for d, _ in stuck for t, (o, v) in d.lookups.items() if o == mapping.name and v}
+    chain, key = [desired.key], parent_of.get(desired.key)
+    while key is not None and key not in chain:
+        chain.append(key)
+        key = parent_of.get(key)
+    if key is not None:
+        cycle = " → ".join(chain[chain.index(key):] + [key])
+        return (f"Цикл в подчинённости: {cycle}; запись не создана в LMS. Исправьте вышестоящую запись одной из "
+                "строк цикла (parentcycle)")
+    return (f"Вышестоящая запись «{chain[-1]}» этой строки не создана в LMS (её ошибка — в её строке); "
+            "строка будет применена, когда появится родитель (parentmissing)")
 
 
 def _create(adapter: TargetAdapter, steps: list[p.Step]) -> list[Outcome]:

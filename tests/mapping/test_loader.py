@@ -159,3 +159,9 @@ def test_empty_or_missing_folder(tmp_path: Path) -> None:
         load_mappings(tmp_path / "absent")
     with pytest.raises(ConfigError, match=r"no \*.yaml mapping files"):
         load_mappings(tmp_path)
+
+
+def test_group_by_must_lead_the_key(site: Path) -> None:
+    edit(site / "subscriptions.yaml", lambda d: d["sync"].update(group_by=["course_external_id"]))
+    message = problems(site)
+    assert "subscriptions.yaml:" in message and "group_by must be the leading columns of key" in message

@@ -120,3 +120,119 @@ def test_a_person_who_comes_back_is_active_in_moodle(world: World, how: str) -> 
         assert row(world, "buf_users", key)["sync_status"] == "ok"
     # and a --full right after finds nothing to repair
     assert counts(world.run("users", full=True), "users")["repaired"] == 0
+
+
+def enrol_rows(world: World, n: int = 12) -> None:
+    world.insert("buf_users", people(n))
+    world.insert("buf_courses", [{"external_id": "C-PY", "shortname": "py-101", "fullname": "Python"}])
+    world.insert("buf_subscriptions", [{"user_external_id": f"P{i:05d}", "course_external_id": "C-PY",
+                                        "role": "student", "status": "active"} for i in range(n)])
+    assert world.run().outcome == "ok"
+
+
+def ids(world: World, user: str) -> tuple[int, int]:
+    return world.ws_user(idnumber=user)["id"], next(
+        r["lms_id"] for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+
+
+def sub(world: World, user: str, role: str) -> dict[str, Any]:
+    return next(r for r in world.rows("buf_subscriptions")
+                if r["user_external_id"] == user and r["role"] == role)
+
+
+def test_a_role_changed_by_delete_and_insert_leaves_only_the_new_role(world: World) -> None:
+    enrol_rows(world)
+    world.delete("buf_subscriptions", lambda t: (t.c.user_external_id == "P00001") & (t.c.role == "student"))
+    world.insert("buf_subscriptions", [{"user_external_id": "P00001", "course_external_id": "C-PY",
+                                        "role": "teacher", "status": "active"}])
+    report = world.run("subscriptions")
+    assert report.outcome == "ok"
+    userid, courseid = ids(world, "P00001")
+    assert world.ws_enrolled(courseid)[userid] == {"roles": ["teacher"], "active": True}
+    assert sub(world, "P00001", "teacher")["sync_status"] == "ok"
+    # the others are untouched
+    other, _ = ids(world, "P00002")
+    assert world.ws_enrolled(courseid)[other] == {"roles": ["student"], "active": True}
+
+
+def test_suspending_one_role_keeps_the_other_roles_enrolment_active(world: World) -> None:
+    enrol_rows(world)
+    world.insert("buf_subscriptions", [{"user_external_id": "P00003", "course_external_id": "C-PY",
+                                        "role": "editingteacher", "status": "active"}])
+    world.run("subscriptions")
+    userid, courseid = ids(world, "P00003")
+    assert world.ws_enrolled(courseid)[userid] == {"roles": ["editingteacher", "student"], "active": True}
+    world.update("buf_subscriptions", lambda t: (t.c.user_external_id == "P00003") & (t.c.role == "student"),
+                 status="suspended")
+    assert world.run("subscriptions").outcome == "ok"
+    assert world.ws_enrolled(courseid)[userid] == {"roles": ["editingteacher"], "active": True}
+    assert sub(world, "P00003", "student")["sync_status"] == "ok"
+    # the teacher row goes too: the enrolment is suspended, keeping the role it had
+    world.update("buf_subscriptions", lambda t: (t.c.user_external_id == "P00003") & (t.c.role == "editingteacher"),
+                 status="suspended")
+    world.run("subscriptions")
+    assert world.ws_enrolled(courseid)[userid]["active"] is False
+    # the student comes back: active again, as a student only
+    world.update("buf_subscriptions", lambda t: (t.c.user_external_id == "P00003") & (t.c.role == "student"),
+                 status="active")
+    world.run("subscriptions")
+    assert world.ws_enrolled(courseid)[userid] == {"roles": ["student"], "active": True}
+    assert counts(world.run("subscriptions", full=True), "subscriptions")["repaired"] == 0
+
+
+def test_the_enrolment_spans_the_widest_dates_of_its_rows(world: World) -> None:
+    from datetime import datetime
+    enrol_rows(world)
+    world.update("buf_subscriptions", lambda t: t.c.user_external_id == "P00004",
+                 time_start=datetime(2026, 9, 1), time_end=datetime(2027, 1, 31))
+    world.insert("buf_subscriptions", [{"user_external_id": "P00004", "course_external_id": "C-PY",
+                                        "role": "teacher", "status": "active",
+                                        "time_start": datetime(2026, 10, 1), "time_end": datetime(2027, 6, 30)}])
+    world.run("subscriptions")
+    userid, courseid = ids(world, "P00004")
+    assert world.ws_enrolled(courseid)[userid] == {"roles": ["student", "teacher"], "active": True}
+    # no Web Service reads an enrolment's dates: the sandbox's table is the only witness
+    enrolment = next(e for e in world.enrolments() if e["userid"] == userid)
+    zone = world.loaded.settings.timezone
+    from zoneinfo import ZoneInfo
+    assert enrolment["timestart"] == int(datetime(2026, 9, 1, tzinfo=ZoneInfo(zone)).timestamp())
+    assert enrolment["timeend"] == int(datetime(2027, 6, 30, tzinfo=ZoneInfo(zone)).timestamp())
+    # one row changes its start: the other's wider window still holds
+    world.update("buf_subscriptions", lambda t: (t.c.user_external_id == "P00004") & (t.c.role == "teacher"),
+                 time_start=datetime(2026, 8, 1))
+    world.run("subscriptions")
+    enrolment = next(e for e in world.enrolments() if e["userid"] == userid)
+    assert enrolment["timestart"] == int(datetime(2026, 8, 1, tzinfo=ZoneInfo(zone)).timestamp())
+    assert enrolment["timeend"] == int(datetime(2027, 6, 30, tzinfo=ZoneInfo(zone)).timestamp())
+
+
+def test_an_enrolment_whose_rows_all_vanish_is_suspended_and_returns_active(world: World) -> None:
+    enrol_rows(world)
+    world.delete("buf_subscriptions", lambda t: t.c.user_external_id == "P00005")
+    world.run("subscriptions")
+    userid, courseid = ids(world, "P00005")
+    assert world.ws_enrolled(courseid)[userid] == {"roles": ["student"], "active": False}
+    world.insert("buf_subscriptions", [{"user_external_id": "P00005", "course_external_id": "C-PY",
+                                        "role": "student", "status": "active"}])
+    world.run("subscriptions")
+    assert world.ws_enrolled(courseid)[userid] == {"roles": ["student"], "active": True}
+    assert sub(world, "P00005", "student")["sync_status"] == "ok"
+
+
+def test_a_department_cycle_is_rejected_counted_and_printed_on_the_run_that_finds_it(world: World) -> None:
+    world.insert("buf_departments", [
+        {"external_id": "ROOT", "parent_external_id": None, "name": "Колледж", "status": "active"},
+        {"external_id": "d-a", "parent_external_id": "d-b", "name": "А", "status": "active"},
+        {"external_id": "d-b", "parent_external_id": "d-a", "name": "Б", "status": "active"},
+        {"external_id": "d-self", "parent_external_id": "d-self", "name": "Сам себе", "status": "active"}])
+    report = world.run("departments")
+    assert report.outcome == "rejected"
+    assert counts(report, "departments")["rejected"] == 3 and counts(report, "departments")["created"] == 1
+    printed = report.render()
+    assert "d-a → d-b → d-a" in printed or "d-b → d-a → d-b" in printed
+    assert "d-self → d-self" in printed
+    rows = {r["external_id"]: r for r in world.rows("buf_departments")}
+    assert rows["d-self"]["sync_status"] == "error" and "(parentcycle)" in rows["d-self"]["sync_error"]
+    with world.ws() as client:
+        names = {c["name"] for c in client.get_categories()}
+    assert "Колледж" in names and not names & {"А", "Б", "Сам себе"}

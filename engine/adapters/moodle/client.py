@@ -23,8 +23,9 @@ REQUIRED_FUNCTIONS = (
     "core_user_get_users_by_field", "core_user_get_users", "core_user_delete_users",
     "core_course_create_categories", "core_course_get_categories", "core_course_create_courses",
     "core_course_update_courses", "core_course_get_courses_by_field", "enrol_manual_enrol_users",
-    "enrol_manual_unenrol_users", "core_enrol_get_enrolled_users", "core_cohort_create_cohorts",
-    "core_cohort_add_cohort_members", "core_cohort_delete_cohort_members", "core_cohort_search_cohorts",
+    "enrol_manual_unenrol_users", "core_role_unassign_roles", "core_enrol_get_enrolled_users",
+    "core_cohort_create_cohorts", "core_cohort_add_cohort_members", "core_cohort_delete_cohort_members",
+    "core_cohort_search_cohorts",
     "core_group_create_groups", "core_group_add_group_members", "core_group_get_course_groups",
     "gradereport_user_get_grade_items", "core_completion_get_course_completion_status",
 )
@@ -315,6 +316,17 @@ class MoodleClient:
             return [ItemResult(True) for _ in batch]
 
         return self._isolated(items, "enrolments", send, lambda item, error: ItemResult.failed(error))
+
+    def unassign_roles(self, unassignments: Sequence[dict[str, Any]]) -> list[ItemResult]:
+        """Course roles taken back (a role whose row 1C removed while another role keeps the enrolment)."""
+        items = [{"roleid": int(u["roleid"]), "userid": int(u["userid"]), "contextlevel": "course",
+                  "instanceid": int(u["courseid"])} for u in unassignments]
+
+        def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
+            self._idempotent("core_role_unassign_roles", {"unassignments": batch})
+            return [ItemResult(True) for _ in batch]
+
+        return self._isolated(items, "unassignments", send, lambda item, error: ItemResult.failed(error))
 
     def _explain_enrol_failure(self, item: dict[str, Any], error: MoodleError) -> ItemResult:
         if error.errorcode is None and "TypeError" in error.exception:

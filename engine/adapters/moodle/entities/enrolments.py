@@ -8,7 +8,7 @@ from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import outcome
 from bufsync.mapping.model import Correlation, Mapping
-from bufsync.reconcile.adapter import Candidate, Existing, Outcome
+from bufsync.reconcile.adapter import Candidate, Existing, Member, Outcome
 from bufsync.reconcile.records import Desired
 
 # Moodle's standard role ids; a site with other ids sets moodle.roles in the config
@@ -75,6 +75,52 @@ class EnrolmentAdapter:
     def find(self, values: list[Any]) -> dict[Any, int]:
         return {}
 
+    def _target(self, views: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """One Moodle enrolment from its rows: the active rows' roles and widest dates; with no active row,
+        suspended, keeping the roles it had. None: no row at all (nothing to hold)."""
+        known = [v for v in views if self.roles.get(str(v.get("role"))) is not None and v.get("userid")
+                 and v.get("courseid")]
+        if not known:
+            return None
+        active = [v for v in known if v.get("@active", True)]
+        chosen = active or known
+        starts = [int(v.get("timestart") or 0) for v in chosen]
+        ends = [int(v.get("timeend") or 0) for v in chosen]
+        return {"userid": int(chosen[0]["userid"]), "courseid": int(chosen[0]["courseid"]),
+                "roles": sorted({self.roles[str(v["role"])] for v in chosen}),
+                "timestart": 0 if 0 in starts else min(starts), "timeend": 0 if 0 in ends else max(ends),
+                "suspend": not active}
+
+    def apply_groups(self, groups: list[list[Member]]) -> list[Outcome]:
+        """Per person and course: enrol with every wanted role (full state), then unassign the roles no row
+        wants any more; unenrol only when no row is left at all."""
+        enrols: list[tuple[int, dict[str, Any]]] = []
+        unassigns: list[tuple[int, dict[str, Any]]] = []
+        unenrols: list[tuple[int, dict[str, Any]]] = []
+        for index, members in enumerate(groups):
+            after = self._target([m.after for m in members if m.after is not None])
+            before = self._target([m.before for m in members if m.before is not None])
+            if after is None:
+                if before is not None:
+                    unenrols.append((index, {"userid": before["userid"], "courseid": before["courseid"]}))
+                continue
+            for roleid in after["roles"]:
+                enrols.append((index, {"roleid": roleid, "userid": after["userid"], "courseid": after["courseid"],
+                                       "timestart": after["timestart"], "timeend": after["timeend"],
+                                       "suspend": after["suspend"]}))
+            if before is not None and (before["userid"], before["courseid"]) == (after["userid"], after["courseid"]):
+                for roleid in sorted(set(before["roles"]) - set(after["roles"])):
+                    unassigns.append((index, {"roleid": roleid, "userid": after["userid"],
+                                              "courseid": after["courseid"]}))
+        outcomes = [Outcome(True) for _ in groups]
+        for calls, send in ((enrols, self.client.enrol), (unassigns, self.client.unassign_roles),
+                            (unenrols, self.client.unenrol)):
+            sendable = [(i, item) for i, item in calls if outcomes[i].ok]  # a group that failed goes no further
+            for (index, _), result in zip(sendable, send([item for _, item in sendable]) if sendable else []):
+                if not result.ok and outcomes[index].ok:
+                    outcomes[index] = outcome(result)
+        return outcomes
+
     def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
         """Per course: who Moodle has enrolled (all / only active) against what was applied."""
         by_course: dict[int, list[tuple[Desired, dict[str, Any]]]] = {}
@@ -89,8 +135,13 @@ class EnrolmentAdapter:
                                                                             userfields="id")}
             for desired, view in group:
                 userid = int(view["userid"])
-                if userid not in everyone or str(view.get("role")) not in everyone[userid]:
+                if desired.active:  # an active row: enrolled, active, with its role
+                    if userid not in active or str(view.get("role")) not in everyone.get(userid, set()):
+                        out.add(desired.key)
+                elif userid in active and str(view.get("role")) in everyone[userid]:
+                    # an inactive row of an active enrolment (another row holds it): its role must be gone;
+                    # of a suspended enrolment, it may keep it
                     out.add(desired.key)
-                elif desired.active != (userid in active):
+                elif userid not in everyone:  # unenrolled by hand: the suspended enrolment is put back
                     out.add(desired.key)
         return out
