@@ -180,12 +180,16 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
             conn.execute(users.update().where(users.c.external_id == data["buf_users"][6]["external_id"])
                          .values(status="suspended"))
             conn.execute(subs.delete().where(subs.c.user_external_id == data["buf_users"][7]["external_id"]))
-            conn.execute(users.insert(), [{"external_id": "new-2026-0001", "username": "novikova.ea",
-                                           "email": "novikova.ea@college.example", "last_name": "Новикова",
-                                           "first_name": "Елена", "middle_name": "Андреевна", "status": "active"}])
+            conn.execute(users.insert(), [
+                {"external_id": "new-2026-0001", "username": "novikova.elena", "email": "novikova.elena@college.example",
+                 "last_name": "Новикова", "first_name": "Елена", "middle_name": "Андреевна", "status": "active"},
+                # a namesake: 1C gave her the login of another person's account; it must never be taken over
+                {"external_id": "new-2026-0002", "username": "novikova.ea", "email": "novikova.ea2@college.example",
+                 "last_name": "Новикова", "first_name": "Евгения", "middle_name": "Алексеевна", "status": "active"}])
         engine.dispose()
         echo("\n4. 1C changes: the Cyrillic login fixed, a surname changed, a student suspended (академ),"
-             " one student's enrolments removed, a new student added")
+             " one student's enrolments removed, a new student added, and a namesake given another person's login"
+             " (disputed: that account is never taken over)")
         echo("5. second sync:\n")
         second = run(loaded, [], Options())
         echo(second.render(errors_shown=10))

@@ -20,6 +20,7 @@ def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
     assert "Адрес почты «petrov@college» недопустим" in out
     assert "уже используется другой учётной записью Moodle" in out
     assert "Курс «IT-AI» не найден" in out
+    assert "[new-2026-0002] error: Запись LMS id" in out and "(disputed)" in out
     assert "passport published: Программирование на Python (2026/27)" in out
     assert "(moderation ok)" in out
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'bufsync.db'}")
@@ -28,6 +29,10 @@ def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
         fixed = conn.execute(sa.text("SELECT sync_status FROM buf_users WHERE username = 'sokolova.ai'")).scalar_one()
         suspended = conn.execute(sa.text("SELECT count(*) FROM sync_ledger WHERE mapping_name = 'subscriptions' "
                                          "AND state = 'suspended'")).scalar_one()
+        namesake = conn.execute(sa.text("SELECT sync_status, lms_id FROM buf_users "
+                                        "WHERE external_id = 'new-2026-0002'")).one()
+        created = conn.execute(sa.text("SELECT sync_status, lms_id FROM buf_users "
+                                       "WHERE external_id = 'new-2026-0001'")).one()
         scos = conn.execute(sa.text("SELECT state, scos_id FROM sync_scos_courses")).one()
         enrolled = conn.execute(sa.text("SELECT count(*) FROM v_queue_scos WHERE operation = 'participation_add' "
                                         "AND status = 'done'")).scalar_one()
@@ -35,5 +40,6 @@ def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
     assert runs == ["rejected", "rejected"]
     assert fixed == "ok"       # the Cyrillic login, fixed by 1C, went through on the second run
     assert suspended == 3      # the removed enrolments were suspended
+    assert namesake == ("error", None) and created.sync_status == "ok" and created.lms_id
     assert scos.state == "published" and scos.scos_id
     assert enrolled > 20 and f"learners enrolled on the portal: {enrolled};" in out
