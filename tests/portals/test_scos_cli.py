@@ -43,10 +43,10 @@ def test_commands_and_jobs(seeded: ScosWorld, tmp_path: Path) -> None:
     assert "claimed=1 done=1 retried=0 dead=0" in sent.stdout
     # the site gives up on db-201 (unmarks it); then the same through the scheduler's job kinds
     w.mark("db-201", publish=False)
-    done = bufsync(w, tmp_path, "jobs", "run", "scos")
+    done = bufsync(w, tmp_path, "jobs", "run", "scos")  # in moderation: the first status poll, in_progress
     assert done.returncode == 0, done.stderr
-    time.sleep(0.35)
-    for job in ("scos", "scos-dispatch", "scos"):
+    assert w.courses()[w.course_id("py-101")]["moderation"] == "in_progress"
+    for job in ("scos", "scos-dispatch", "scos"):  # the second poll: ok; learners queued, delivered, settled
         assert bufsync(w, tmp_path, "jobs", "run", job).returncode == 0
     assert w.courses()[w.course_id("py-101")]["state"] == "published"
     assert len(w.state()["participation"]) == 8

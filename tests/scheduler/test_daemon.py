@@ -104,14 +104,17 @@ def test_sigterm_lets_the_batch_finish_and_the_next_run_completes(site) -> None:
     site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=1.0))
     site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\n")
     daemon = site.bufsync("schedule", "--tick", "0.2", wait=False)
-    wait_until(lambda: bool(site.runs("users")), 30, 0.2)
-    time.sleep(1.5)  # inside the first batches
+
+    def created() -> int:
+        with site.server.site.store.lock:  # what the sandbox committed, read between its transactions
+            return len(site.server.site.store.q("SELECT id FROM user WHERE id > 2"))
+
+    wait_until(lambda: created() > 0, 60, 0.05)  # inside the first batch: Moodle has it, its answer is 1 s away
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(60) == 0
     first = site.runs("users")[-1]
     assert first["outcome"] == "interrupted", first
-    created = len(site.server.site.store.q("SELECT id FROM user WHERE id > 2"))
-    assert 0 < created < 2500
+    assert 0 < created() < 2500
     site.server.faults.clear()
     done = site.bufsync("jobs", "run", "users")
     assert "run" in done.stdout_text and done.returncode == 0, done.stderr_text
@@ -121,7 +124,8 @@ def test_sigterm_lets_the_batch_finish_and_the_next_run_completes(site) -> None:
 
 def test_sigkill_of_a_holder_frees_the_lock(site) -> None:
     site.people(1500)
-    site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=3.0))
+    # the holder's first batch is never answered before it is killed: it holds the lock however slow the machine
+    site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=600.0))
     site.config("jobs:\n  users:\n    schedule: daily at 03:00\n    mappings: [users]\n")
     holder = site.bufsync("jobs", "run", "users", wait=False)
     wait_until(lambda: bool(site.runs("users")), 30, 0.1)
