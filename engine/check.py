@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
 
 from bufsync.adapters.moodle.client import REQUIRED_FUNCTIONS, MoodleClient
-from bufsync.adapters.moodle.errors import MoodleError, MoodleUnavailable
+from bufsync.adapters.moodle.errors import MoodleConfigError, MoodleError, MoodleUnavailable
 from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
 from bufsync.errors import BufsyncError
 from bufsync.mapping.loader import MappingSet
 from bufsync.migrations import current_revisions, head_revisions, pending_changes
+
+PROFILE_SAMPLE = 20      # users read back per profile field
+PROFILE_NAMES_MAX = 50   # buf_user_fields names looked at
+PROFILE_FIELDS_PAGE = "Site administration > Users > Accounts > User profile fields"
 
 
 @dataclass
@@ -47,27 +54,120 @@ def _check_buffer(loaded: LoadedSettings, mappings: MappingSet) -> list[CheckIte
     return items
 
 
-def _check_moodle(loaded: LoadedSettings) -> CheckItem:
+def _check_moodle(loaded: LoadedSettings, mappings: MappingSet | None = None,
+                  buffer_ok: bool = False) -> list[CheckItem]:
     moodle = loaded.moodle
     if not moodle.url:
-        return CheckItem("moodle", None, "not configured (BUFSYNC_MOODLE_URL)")
+        return [CheckItem("moodle", None, "not configured (BUFSYNC_MOODLE_URL)")]
     if moodle.token is None:
-        return CheckItem("moodle", False, "BUFSYNC_MOODLE_TOKEN is not set")
+        return [CheckItem("moodle", False, "BUFSYNC_MOODLE_TOKEN is not set")]
+    profile: CheckItem | None = None
     try:
         with MoodleClient.connect(moodle.url, moodle.token.get_secret_value(), timeout=moodle.timeout,
                                   verify=moodle.verify_tls, attempts=2) as client:
             info = client.site_info()
             present = {f["name"] for f in info.get("functions", [])}
-    except MoodleUnavailable as exc:
-        return CheckItem("moodle", False, str(exc))
+            if mappings is not None and buffer_ok and "core_user_get_users_by_field" in present:
+                profile = _check_profile_fields(loaded, mappings, client)
+    except (MoodleUnavailable, MoodleConfigError) as exc:
+        return [CheckItem("moodle", False, str(exc))]
     except MoodleError as exc:
-        return CheckItem("moodle", False, f"Moodle refused: {exc.message} ({exc.errorcode})")
+        return [CheckItem("moodle", False, exc.fix() if exc.is_access_error else f"Moodle refused: {exc}")]
     missing = [name for name in REQUIRED_FUNCTIONS if name not in present]
     head = f"{info.get('sitename')} — Moodle {info.get('release')} as {info.get('username')}"
     if missing:
-        return CheckItem("moodle", False, f"{head}; the service lacks {len(missing)} function(s) bufsync needs: "
+        item = CheckItem("moodle", False, f"{head}; the service lacks {len(missing)} function(s) bufsync needs: "
                                           f"{', '.join(missing)}")
-    return CheckItem("moodle", True, f"{head}; the service has all {len(REQUIRED_FUNCTIONS)} functions bufsync needs")
+    else:
+        item = CheckItem("moodle", True,
+                         f"{head}; the service has all {len(REQUIRED_FUNCTIONS)} functions bufsync needs")
+    return [item] + ([profile] if profile else [])
+
+
+@dataclass
+class _NamedFields:
+    """A table of (user, field name, value) rows attached to a user mapping `into: customfields`."""
+
+    table: Any          # the attached table joined to the users table
+    name: sa.Column
+    value: sa.Column
+    remote: sa.Column
+
+
+def _profile_sources(mappings: MappingSet, metadata: sa.MetaData) -> tuple[dict[str, Any], list[_NamedFields]]:
+    """Custom profile fields the mappings write, with queries for the Moodle ids of users that should hold a value.
+
+    The fields are the `customfields.<name>` targets of user mappings and the names in the tables attached to
+    them `into: customfields` (buf_user_fields); the users are rows with a value and a remote id.
+    """
+    direct: dict[str, Any] = {}
+    named: list[_NamedFields] = []
+    for mapping in mappings.synced():
+        sync, writeback = mapping.sync, mapping.table.writeback
+        if sync.target.system != "moodle" or sync.target.entity != "user" or not writeback or not writeback.remote_id:
+            continue
+        users = metadata.tables[mapping.table.name]
+        remote = users.c[writeback.remote_id]
+        for target, spec in sync.fields.items():
+            if target.startswith("customfields.") and spec.source in users.c:
+                column = users.c[spec.source]
+                direct.setdefault(target.split(".", 1)[1], sa.select(remote).where(
+                    remote.is_not(None), column.is_not(None), column != "").limit(PROFILE_SAMPLE))
+        for attached in mappings.attached_to(mapping.name):
+            if attached.attach is not None and attached.attach.into == "customfields":
+                extra = metadata.tables[attached.table.name]
+                join = sa.and_(*(extra.c[here] == users.c[there] for here, there in attached.attach.join.items()))
+                named.append(_NamedFields(extra.join(users, join), extra.c[attached.attach.name_column],
+                                          extra.c[attached.attach.value_column], remote))
+    return direct, named
+
+
+def _check_profile_fields(loaded: LoadedSettings, mappings: MappingSet, client: MoodleClient) -> CheckItem | None:
+    """Moodle drops values of custom profile fields it lacks without a word, and no Web Service lists its
+    profile fields: read back users bufsync wrote a value to and see whether Moodle holds one."""
+    from bufsync.schema import build_metadata
+    direct, named = _profile_sources(mappings, build_metadata(mappings))
+    if not direct and not named:
+        return None
+    wanted: dict[str, list[int]] = {}
+    try:
+        with connect_buffer(loaded) as engine, engine.connect() as conn:
+            for name, query in direct.items():
+                wanted[name] = [int(v) for v in conn.execute(query).scalars()]
+            for source in named:
+                names = conn.execute(sa.select(source.name).where(source.name.is_not(None)).distinct()
+                                     .order_by(source.name).limit(PROFILE_NAMES_MAX)).scalars().all()
+                for each in names:
+                    wanted.setdefault(str(each), []).extend(int(v) for v in conn.execute(
+                        sa.select(source.remote).select_from(source.table).where(
+                            source.name == each, source.value.is_not(None), source.value != "",
+                            source.remote.is_not(None)).limit(PROFILE_SAMPLE)).scalars())
+    except (BufsyncError, sa.exc.SQLAlchemyError) as exc:
+        return CheckItem("profile", None, f"custom profile fields not checked: the buffer could not be read ({exc})")
+    ids = sorted({i for found in wanted.values() for i in found})
+    held: dict[int, set[str]] = {}
+    if ids:
+        held = {int(u["id"]): {str(c.get("shortname")) for c in u.get("customfields") or ()}
+                for u in client.get_users_by_field("id", ids)}
+    present, missing, unknown = [], [], []
+    for name, users in sorted(wanted.items()):
+        if any(name in held.get(i, ()) for i in users):
+            present.append(name)
+        elif users:
+            missing.append(f"{name} (none of {len(users)} linked users with a value holds one in Moodle)")
+        else:
+            unknown.append(name)
+    parts = []
+    if missing:
+        parts.append(f"Moodle has no custom profile field {'; '.join(missing)}: Moodle drops values of fields it "
+                     f"lacks without a word. Create them under {PROFILE_FIELDS_PAGE} (same short names), then "
+                     "`bufsync run --full`; until then each such row says so in sync_error")
+    if present:
+        parts.append(f"Moodle holds values of {', '.join(present)}")
+    if unknown:
+        parts.append(f"not verifiable yet: {', '.join(unknown)} (no synced user has a value, and Moodle lists its "
+                     "profile fields over no Web Service; a run reports each row whose value Moodle did not store)")
+    return CheckItem("profile", False if missing else (True if not unknown else None), "; ".join(parts))
 
 
 def _check_scos(loaded: LoadedSettings) -> CheckItem:
@@ -97,7 +197,8 @@ def run_checks(loaded: LoadedSettings, mappings: MappingSet) -> list[CheckItem]:
     items = [CheckItem("config", True, source),
              CheckItem("mappings", True, f"{len(mappings.mappings)} mappings from {loaded.mappings_dir}, "
                                          f"order: {', '.join(mappings.order)}")]
-    items += _check_buffer(loaded, mappings)
-    items.append(_check_moodle(loaded))
+    buffer = _check_buffer(loaded, mappings)
+    items += buffer
+    items += _check_moodle(loaded, mappings, buffer_ok=all(item.ok for item in buffer))
     items.append(_check_scos(loaded))
     return items

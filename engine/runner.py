@@ -10,14 +10,14 @@ import sqlalchemy as sa
 
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import entity_adapters
-from bufsync.adapters.moodle.errors import MoodleError, MoodleUnavailable
+from bufsync.adapters.moodle.errors import MoodleConfigError, MoodleError, MoodleUnavailable
 from bufsync.adapters.moodle.rules import PasswordPolicy
 from bufsync.buffer import markers
 from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
 from bufsync.dialects import dialect_named
 from bufsync.dialects.base import LockHeld
-from bufsync.errors import EXIT_GUARD, EXIT_REJECTED, EXIT_UNAVAILABLE, BufsyncError, ConfigError
+from bufsync.errors import EXIT_GUARD, EXIT_REJECTED, EXIT_UNAVAILABLE, BufsyncError, ConfigError, Problem
 from bufsync.mapping.loader import MappingSet, load_mappings
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import plan as p
@@ -187,13 +187,20 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
         report.refused = str(refusal)
         _close(engine, runs_table, report, client, started)
         raise
-    except (MoodleUnavailable, MoodleError) as exc:
+    except (MoodleUnavailable, MoodleError, MoodleConfigError) as exc:
+        # a refused token, service or endpoint is the administrator's to fix (exit 2); an unreachable or
+        # failing Moodle is worth another run later (exit 4); any other Moodle error is unexpected
+        access = isinstance(exc, MoodleError) and exc.is_access_error
+        text = exc.fix() if access else str(exc)
         report.outcome = "failed"
-        report.error = f"Moodle: {exc}"
+        report.error = f"Moodle: {text}"
         _close(engine, runs_table, report, client, started)
-        if isinstance(exc, MoodleError) and not exc.is_access_error:
+        if isinstance(exc, MoodleConfigError) or (access and exc.is_config_error):
+            raise ConfigError(Problem(None, "moodle.url" if isinstance(exc, MoodleConfigError) else "moodle.token",
+                                      text)) from None
+        if isinstance(exc, MoodleError) and not exc.is_unavailable:
             raise
-        raise RunBusy(f"Moodle is unavailable: {exc}; nothing was marked ok that did not happen") from None
+        raise RunBusy(f"Moodle is unavailable: {text}; nothing was marked ok that did not happen") from None
     except Interrupted as exc:
         report.outcome = "interrupted"
         report.error = str(exc)

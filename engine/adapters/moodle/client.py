@@ -11,7 +11,10 @@ from typing import Any
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.errors import MoodleError, MoodleUnavailable, OutcomeUnknown
 from bufsync.adapters.moodle.isolation import bisect, chunk_by_fields, field_budget
-from bufsync.adapters.moodle.rules import PasswordPolicy, clean_username, validate_email
+from bufsync.adapters.moodle.rules import (CATEGORY_COLUMNS, CATEGORY_TEXT_TYPES, COURSE_COLUMNS, COURSE_TEXT_TYPES,
+                                          NOT_FOR_NEW_USERS, STANDARD_AUTH_PLUGINS, USER_COLUMNS, USER_TEXT_TYPES,
+                                          PasswordPolicy, clean_username, field_problem, is_plugin_name,
+                                          validate_email)
 from bufsync.adapters.moodle.transport import Transport
 
 log = logging.getLogger("bufsync.moodle")
@@ -40,6 +43,7 @@ class ItemResult:
     error: str | None = None           # for sync_error: Russian, ends with Moodle's code
     code: str | None = None            # Moodle's errorcode (or the local rule's)
     sent: bool = True                  # False: rejected locally, Moodle never saw it
+    warning: str | None = None         # ok, but not all of it was stored (for sync_error: Russian, ends with a code)
 
     @classmethod
     def rejected(cls, text: str, code: str = "invalidparameter") -> ItemResult:
@@ -56,6 +60,8 @@ class MoodleClient:
         self.transport = transport
         self.budget = field_budget(max_input_vars, margin)
         self.password_policy = password_policy
+        self._auth_installed: dict[str, bool] = {name: True for name in STANDARD_AUTH_PLUGINS}
+        self._profile_fields: set[str] = set()  # custom profile fields seen holding a value: they exist
 
     @classmethod
     def connect(cls, url: str, token: str, **kwargs: Any) -> MoodleClient:
@@ -82,7 +88,7 @@ class MoodleClient:
                 return self.call(function, params, write=True)
             except OutcomeUnknown as unknown:
                 if attempt == WRITE_ATTEMPTS:
-                    raise MoodleUnavailable(f"{unknown}; still no answer after {attempt} attempts") from None
+                    raise _gave_up(unknown, attempt) from None
                 time.sleep(self.transport.backoff * attempt)
         raise AssertionError("unreachable")
 
@@ -123,9 +129,19 @@ class MoodleClient:
                 return ItemResult.rejected(messages.missing_field(name))
         email = user.get("email")
         if creating and not email:
-            return ItemResult.rejected(messages.missing_field("email"))
+            return ItemResult.rejected(messages.email_missing())
+        if email == "" and not creating:
+            return ItemResult.rejected(messages.email_cleared(), "useremailinvalid")
         if email is not None and not validate_email(str(email)):
             return ItemResult.rejected(messages.bad_email(str(email)))
+        auth = user.get("auth")
+        if auth is not None:
+            why = self._auth_problem(str(auth), creating)
+            if why:
+                return ItemResult.rejected(messages.bad_auth(str(auth), why))
+        refused = _field_check(user, USER_TEXT_TYPES, USER_COLUMNS)
+        if refused:
+            return refused
         password = user.get("password")
         if creating and not password and not user.get("createpassword"):
             return ItemResult.rejected(messages.missing_field("password"))
@@ -134,6 +150,27 @@ class MoodleClient:
             if problems:
                 return ItemResult.rejected(messages.weak_password(problems), "passwordpolicy")
         return None
+
+    def _auth_problem(self, auth: str, creating: bool) -> str | None:
+        """Why Moodle would refuse this auth (PARAM_AUTH: an installed auth plugin), or None.
+
+        A name outside the standard plugins is asked once per run with an update of user id 0: Moodle
+        validates auth before looking the user up, so it answers invalidparameter for a plugin it lacks and
+        a harmless invaliduserid warning for one it has; nothing is written.
+        """
+        if not is_plugin_name(auth):
+            return "name"
+        if creating and auth in NOT_FOR_NEW_USERS:
+            return "new"
+        if auth not in self._auth_installed:
+            try:
+                self.call("core_user_update_users", {"users": [{"id": 0, "auth": auth}]})
+                self._auth_installed[auth] = True
+            except MoodleError as error:
+                if error.is_access_error:
+                    raise
+                self._auth_installed[auth] = error.errorcode != "invalidparameter"
+        return None if self._auth_installed[auth] else "missing"
 
     def create_users(self, users: Sequence[dict[str, Any]]) -> list[ItemResult]:
         """All-or-nothing in Moodle; here each bad user fails alone, the others are created."""
@@ -153,7 +190,9 @@ class MoodleClient:
             for index, result in zip(items, outcome):
                 results[index] = (self._explain_user_failure(users[index], result)
                                   if isinstance(result, MoodleError) else result)
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        self._confirm_profile_fields(users, done)
+        return done
 
     def _create_users_batch(self, batch: list[dict[str, Any]], attempt: int = 1) -> list[ItemResult]:
         """One call; a lost answer or a silently truncated batch is resolved by reading back."""
@@ -166,7 +205,7 @@ class MoodleClient:
             lost = [u for u in batch if u["username"] not in {c["username"] for c in created}]
             if lost:
                 if attempt >= WRITE_ATTEMPTS:
-                    raise MoodleUnavailable(f"{unknown}; still no answer after {attempt} attempts") from None
+                    raise _gave_up(unknown, attempt) from None
                 time.sleep(self.transport.backoff * attempt)
                 later = {u["username"]: r for u, r in zip(lost, self._create_users_batch(lost, attempt + 1))}
         ids = {c["username"]: int(c["id"]) for c in created}
@@ -215,7 +254,32 @@ class MoodleClient:
             outcome = bisect(items, lambda idx: self._update_users_batch([users[i] for i in idx]))
             for index, result in zip(items, outcome):
                 results[index] = ItemResult.failed(result) if isinstance(result, MoodleError) else result
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        self._confirm_profile_fields(users, done)
+        return done
+
+    def _confirm_profile_fields(self, users: Sequence[dict[str, Any]], results: list[ItemResult]) -> None:
+        """Moodle skips customfields it has no profile field for without a word (profile_save_data saves only the
+        fields it has): read the users back and put a warning on each whose value was not stored.
+
+        A field seen holding a value exists; it is not read back again in this run.
+        """
+        todo: list[tuple[ItemResult, set[str]]] = []
+        for user, result in zip(users, results):
+            sent = {str(c.get("type")) for c in user.get("customfields") or () if str(c.get("value") or "") != ""}
+            unconfirmed = sent - self._profile_fields
+            if result.ok and result.remote_id is not None and unconfirmed:
+                todo.append((result, unconfirmed))
+        if not todo:
+            return
+        held = {int(u["id"]): {str(c.get("shortname")) for c in u.get("customfields") or ()}
+                for u in self.get_users_by_field("id", [r.remote_id for r, _ in todo if r.remote_id is not None])}
+        for result, unconfirmed in todo:
+            self._profile_fields |= unconfirmed & held.get(int(result.remote_id or 0), set())
+        for result, unconfirmed in todo:
+            missing = sorted(unconfirmed - self._profile_fields)
+            if missing:
+                result.warning = messages.profile_fields_missing(missing)
 
     def _update_users_batch(self, batch: list[dict[str, Any]]) -> list[ItemResult]:
         # an update sends the wanted values: sending it again is harmless
@@ -235,27 +299,48 @@ class MoodleClient:
                          {"criteria": list(criteria), "addsubcategories": subcategories})
 
     def create_categories(self, categories: Sequence[dict[str, Any]]) -> list[ItemResult]:
-        return self._create_all_or_nothing("core_course_create_categories", "categories", categories,
-                                           lambda c: self.get_categories([{"key": "idnumber",
-                                                                           "value": c["idnumber"]}]))
+        return self._prevalidated(categories, self.prevalidate_category, lambda todo: self._create_all_or_nothing(
+            "core_course_create_categories", "categories", todo,
+            lambda c: self.get_categories([{"key": "idnumber", "value": c["idnumber"]}])))
+
+    @staticmethod
+    def prevalidate_category(category: dict[str, Any]) -> ItemResult | None:
+        """Tags in the name (PARAM_TEXT refuses them) and lengths, named exactly (Moodle: categorytoolong...)."""
+        return _field_check(category, CATEGORY_TEXT_TYPES, CATEGORY_COLUMNS)
+
+    @staticmethod
+    def prevalidate_course(course: dict[str, Any]) -> ItemResult | None:
+        """Tags in the names (PARAM_TEXT) and lengths: Moodle's answer to a long name is only dmlwriteexception."""
+        return _field_check(course, COURSE_TEXT_TYPES, COURSE_COLUMNS)
+
+    @staticmethod
+    def _prevalidated(records: Sequence[dict[str, Any]], check: Any, send: Any) -> list[ItemResult]:
+        """Records refused by a local rule fail alone with the exact reason; the others go to Moodle."""
+        results: list[ItemResult | None] = [check(r) for r in records]
+        todo = [i for i, r in enumerate(results) if r is None]
+        for index, result in zip(todo, send([records[i] for i in todo]) if todo else []):
+            results[index] = result
+        return [r for r in results if r is not None]
 
     def get_courses_by_field(self, field: str = "", value: str | int = "") -> list[dict[str, Any]]:
         params = {"field": field, "value": value} if field else {}
         return self.call("core_course_get_courses_by_field", params).get("courses", [])
 
     def create_courses(self, courses: Sequence[dict[str, Any]]) -> list[ItemResult]:
-        return self._create_all_or_nothing(
-            "core_course_create_courses", "courses", courses,
+        return self._prevalidated(courses, self.prevalidate_course, lambda todo: self._create_all_or_nothing(
+            "core_course_create_courses", "courses", todo,
             lambda c: [x for x in self.get_courses_by_field("shortname", c["shortname"])
-                       if str(x.get("idnumber") or "") == str(c.get("idnumber") or "")])
+                       if str(x.get("idnumber") or "") == str(c.get("idnumber") or "")]))
 
     def update_courses(self, courses: Sequence[dict[str, Any]]) -> list[ItemResult]:
-        results: list[ItemResult] = []
-        for batch in chunk_by_fields(courses, "courses", self.budget):
-            items = [courses[i] for i in batch]
-            answer = self._idempotent("core_course_update_courses", {"courses": items})
-            results += _per_item_results(items, answer, "core_course_update_courses")
-        return results
+        def send(todo: list[dict[str, Any]]) -> list[ItemResult]:
+            results: list[ItemResult] = []
+            for batch in chunk_by_fields(todo, "courses", self.budget):
+                items = [todo[i] for i in batch]
+                answer = self._idempotent("core_course_update_courses", {"courses": items})
+                results += _per_item_results(items, answer, "core_course_update_courses")
+            return results
+        return self._prevalidated(courses, self.prevalidate_course, send)
 
     def update_categories(self, categories: Sequence[dict[str, Any]]) -> list[ItemResult]:
         """All in one call when all are valid (an update states the end state: resent if its answer is lost);
@@ -263,7 +348,8 @@ class MoodleClient:
         def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
             self._idempotent("core_course_update_categories", {"categories": batch})
             return [ItemResult(True, int(c["id"])) for c in batch]
-        return self._isolated(list(categories), "categories", send, lambda item, error: ItemResult.failed(error))
+        return self._prevalidated(categories, self.prevalidate_category, lambda todo: self._isolated(
+            todo, "categories", send, lambda item, error: ItemResult.failed(error)))
 
     def delete_courses(self, ids: Sequence[int]) -> list[ItemResult]:
         """One result per course: Moodle warns for each it did not delete (an unknown id is already gone)."""
@@ -282,7 +368,7 @@ class MoodleClient:
                 found = [find(record) for record in batch]
                 lost = [r for r, f in zip(batch, found) if not f]
                 if lost and attempt >= WRITE_ATTEMPTS:
-                    raise MoodleUnavailable(f"{unknown}; still no answer after {attempt} attempts") from None
+                    raise _gave_up(unknown, attempt) from None
                 again = iter(send(lost, attempt + 1)) if lost else iter(())
                 return [ItemResult(True, int(f[0]["id"])) if f else next(again) for f in found]
             if len(created) < len(batch):
@@ -390,6 +476,14 @@ class MoodleClient:
         return self.call("core_completion_get_course_completion_status", {"courseid": courseid, "userid": userid})
 
 
+def _field_check(record: dict[str, Any], text_types: dict[str, str], columns: dict[str, int]) -> ItemResult | None:
+    problem = field_problem(record, text_types, columns)
+    if problem is None:
+        return None
+    return ItemResult.rejected(messages.field_problem(problem),
+                               "toolong" if problem.kind == "toolong" else "invalidparameter")
+
+
 def _per_item_results(batch: list[dict[str, Any]], answer: dict[str, Any], function: str) -> list[ItemResult]:
     """Calls that work per item answer {warnings: [{itemid, warningcode, message}]}: one result each."""
     warnings = {int(w["itemid"]): w for w in answer.get("warnings", []) if w.get("itemid") is not None}
@@ -402,3 +496,12 @@ def _per_item_results(batch: list[dict[str, Any]], answer: dict[str, Any], funct
         else:
             out.append(ItemResult(True, int(record["id"])))
     return out
+
+
+def _gave_up(unknown: OutcomeUnknown, attempts: int) -> MoodleUnavailable:
+    """Still no confirmed answer after every safe attempt: stop, record nothing; the next run reads Moodle first."""
+    return MoodleUnavailable(
+        f"{unknown.function}: {unknown.what} to {attempts} attempts (each resent only after reading back what "
+        "Moodle holds, or as a full-state write that is safe to resend); whether the last one was applied is "
+        "unknown. Nothing unconfirmed was marked ok: the next run reads Moodle first and finishes the rest",
+        status=unknown.status)

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter)
 
-from bufsync.adapters.moodle.errors import MoodleError, MoodleUnavailable, OutcomeUnknown
+from bufsync.adapters.moodle.errors import (MoodleConfigError, MoodleError, MoodleUnavailable, OutcomeUnknown,
+                                           http_status_text)
 
 log = logging.getLogger("bufsync.moodle")
 REST_PATH = "/webservice/rest/server.php"
@@ -47,6 +48,10 @@ def encode(params: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 class _Transient(Exception):
     """Worth another try: connection refused, 5xx, a read that timed out."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -98,7 +103,8 @@ class Transport:
                         self.stats.retries += 1
                     return self._once(function, str(body), write)
         except _Transient as exc:
-            raise MoodleUnavailable(f"{function}: {exc}") from None
+            tries = f" ({self.attempts} attempts)" if self.attempts > 1 else ""
+            raise MoodleUnavailable(f"{function}: {exc}{tries}", status=exc.status) from None
         raise AssertionError("unreachable")
 
     def _once(self, function: str, body: str, write: bool) -> Any:
@@ -116,14 +122,23 @@ class Transport:
             raise _Transient(f"no answer from {self._host()}: {type(exc).__name__}") from None
         finally:
             self.stats.seconds += time.perf_counter() - started
-        if response.status_code >= 500:
+        status = response.status_code
+        if status >= 500:
             if write:
                 # PHP may have committed before failing; the caller must read back
-                raise OutcomeUnknown(function, RuntimeError(f"HTTP {response.status_code}"))
-            raise _Transient(f"HTTP {response.status_code} from {self._host()}")
-        if response.status_code != 200:
-            raise MoodleUnavailable(f"{function}: HTTP {response.status_code} from {self._host()} "
-                                    "(is this the Moodle site URL?)")
+                raise OutcomeUnknown(function, status=status)
+            raise _Transient(f"{self._host()} answered {http_status_text(status)}", status)
+        if status in (401, 403, 404):
+            # Moodle's REST endpoint answers 403 with no body when web services or the REST protocol are off
+            why = ("web services or the REST protocol are disabled on the site: enable both under Site "
+                   "administration > Server > Web services > Overview" if status in (401, 403) else
+                   "there is no Moodle web-service endpoint at this address: BUFSYNC_MOODLE_URL (moodle.url) "
+                   "must be the site's root URL, the one in front of /webservice/rest/server.php")
+            raise MoodleConfigError(f"{function}: {self._host()}{REST_PATH} answered {http_status_text(status)}: "
+                                    f"{why}")
+        if status != 200:
+            raise MoodleUnavailable(f"{function}: {self._host()} answered {http_status_text(status)} "
+                                    "(is this the Moodle site URL?)", status=status)
         try:
             result = response.json()
         except ValueError:

@@ -11,14 +11,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bufsync.adapters.moodle.rules import clean_username, validate_email
+from bufsync.adapters.moodle.rules import (STANDARD_AUTH_PLUGINS, clean_notags, clean_text, clean_username,
+                                          is_plugin_name, validate_email)
 from bufsync.sandbox.moodle.errors import invalid_parameter
 
 __all__ = ["clean_username", "validate_email"]
 
 VALUE_REQUIRED, VALUE_OPTIONAL, VALUE_DEFAULT = 1, 2, 0
-AUTH_PLUGINS = {"manual", "nologin", "email", "cas", "db", "ldap", "lti", "mnet", "none", "oauth2",
-                "shibboleth", "webservice"}
+AUTH_PLUGINS = set(STANDARD_AUTH_PLUGINS)  # what the recorded site has installed (exists_auth_plugin)
 LANGS = {"en"}
 THEMES = {"boost", "classic"}
 
@@ -126,7 +126,6 @@ def loose_equal(a: Any, b: Any) -> bool:
 
 # --- clean_param -------------------------------------------------------------------------------
 
-_TAG = re.compile(r"<[^>]*>")
 _COMPONENT = re.compile(r"^[a-z][a-z0-9]*(_[a-z][a-z0-9_]*)?[a-z0-9]+$")
 _TIMEZONE = re.compile(r"^(([+-]?(0?[0-9](\.[5|0])?|1[0-3](\.0)?|1[0-2]\.5))|(99)|[A-Za-z0-9]+(/?[A-Za-z_-])+)$")
 
@@ -148,8 +147,12 @@ def clean_param(value: Any, kind: str) -> Any:
         return text
     if kind == "raw_trimmed":
         return text.strip()
-    if kind in ("text", "notags", "cleanhtml"):
-        return _TAG.sub("", text) if kind != "cleanhtml" else text
+    if kind == "notags":
+        return clean_notags(text)  # PHP's strip_tags, so «Иван <b>» is refused and «a < b» passes
+    if kind == "text":
+        return clean_text(text)
+    if kind == "cleanhtml":
+        return text
     if kind == "username":
         return clean_username(text)
     if kind == "email":
@@ -166,10 +169,12 @@ def clean_param(value: Any, kind: str) -> Any:
         return re.sub(r"[^a-zA-Z0-9_-]", "", text)
     if kind == "sequence":
         return re.sub(r"[^0-9,]", "", text)
-    if kind in ("plugin", "component", "area"):
+    if kind in ("plugin", "area"):
+        return text if is_plugin_name(text) else ""
+    if kind == "component":
         return text if _COMPONENT.match(text) or re.fullmatch(r"[a-z][a-z0-9_]*", text) else ""
-    if kind == "auth":
-        return text if text in AUTH_PLUGINS else ""
+    if kind == "auth":  # PARAM_AUTH: a plugin name whose auth/<name>/auth.php exists
+        return text if is_plugin_name(text) and text in AUTH_PLUGINS else ""
     if kind == "lang":
         return text if text in LANGS else ""
     if kind == "theme":

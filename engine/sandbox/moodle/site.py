@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets as _secrets
 import threading
 import time
@@ -72,6 +73,13 @@ ACCESS_REASONS = _PAD.join([
     "and none of the services has the function to allow the user.",
     "These settings can be found in Administration > Site administration",
     "> Server > Web services > External services and Manage tokens."])
+# webservice_server::authenticate_user() refusing the token's user (lang/en/webservice.php), username appended.
+USER_REFUSALS = {
+    "wsaccessuserdeleted": "Refused web service access for deleted username: ",
+    "wsaccessuserunconfirmed": "Refused web service access for unconfirmed username: ",
+    "wsaccessusersuspended": "Refused web service access for suspended username: ",
+    "wsaccessusernologin": "Refused web service access for nologin authentication username: ",
+}
 # Real Moodle functions outside the service (a call gets accessexception, not invalidrecord).
 OTHER_MOODLE_FUNCTIONS = {
     "core_course_delete_modules", "core_user_view_user_list", "core_course_duplicate_course",
@@ -148,6 +156,16 @@ class Site:
     def debug(self) -> bool:
         return self.config.debug
 
+    def service_functions(self) -> list[tuple[str, str]]:
+        """The functions the token's service allows now: none when an admin disabled it, fewer when some were
+        removed (admin action `service`); a call to any other gets accessexception."""
+        row = self.store.one("SELECT value FROM sandbox_config WHERE name = 'service'")
+        state = json.loads(row["value"]) if row else {}
+        if not state.get("enabled", True):
+            return []
+        removed = set(state.get("removed", ()))
+        return [(name, version) for name, version in SERVICE_FUNCTIONS if name not in removed]
+
     # -- the REST endpoint -----------------------------------------------------------------
     def call(self, pairs: list[tuple[str, str]]) -> Response:
         """Form fields in request order (query string then body), as PHP receives them."""
@@ -172,12 +190,20 @@ class Site:
         if row is None:
             raise WsError("core\\exception\\moodle_exception", "invalidtoken", "Invalid token - token not found")
         if row["validuntil"] and row["validuntil"] < self.now():
+            self.store.x("DELETE FROM ws_token WHERE token = ?", (token,))  # as Moodle does: next time invalidtoken
             raise WsError("webservice_access_exception", "accessexception", "Access control exception",
                           "Invalid token - token expired - check validuntil time for the token")
+        user = self.store.one("SELECT username, deleted, confirmed, suspended, auth FROM user WHERE id = ?",
+                              (row["userid"],))
+        refusals = (("wsaccessuserdeleted", user["deleted"]), ("wsaccessuserunconfirmed", not user["confirmed"]),
+                    ("wsaccessusersuspended", user["suspended"]), ("wsaccessusernologin", user["auth"] == "nologin"))
+        for code, refused in refusals:
+            if refused:  # webservice_server::authenticate_user(), in this order
+                raise WsError("core\\exception\\moodle_exception", code, USER_REFUSALS[code] + user["username"])
         name = form.get("wsfunction")
         if not isinstance(name, str):
             raise invalid_parameter("Missing function name")
-        service = dict(SERVICE_FUNCTIONS)
+        service = dict(self.service_functions())
         if name not in service:
             if name in OTHER_MOODLE_FUNCTIONS or name in FUNCTIONS:
                 raise WsError(

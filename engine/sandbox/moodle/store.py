@@ -13,11 +13,28 @@ from contextlib import contextmanager
 from typing import Any
 
 SCHEMAS: list[str] = []
+LIMITS: dict[str, dict[str, int]] = {}
 
 
 def schema(ddl: str) -> None:
     """Called by each function module at import: its tables (CREATE TABLE IF NOT EXISTS ...)."""
     SCHEMAS.append(ddl)
+
+
+def column_limits(table: str, limits: dict[str, int]) -> None:
+    """varchar(n) columns of a table, as the real Moodle database has them: SQLite would store anything, the
+    real database refuses a longer value and Moodle answers dml_write_exception (store.insert/update check)."""
+    LIMITS.setdefault(table, {}).update(limits)
+
+
+def _too_long(table: str, row: dict[str, Any], sql: str) -> None:
+    for column, limit in LIMITS.get(table, {}).items():
+        value = row.get(column)
+        if isinstance(value, str) and len(value) > limit:
+            from bufsync.sandbox.moodle.errors import WsError
+            params = "".join(f"  '{k}' => {v!r},\n" for k, v in row.items())
+            raise WsError("dml_write_exception", "dmlwriteexception", "Error writing to database",
+                          f"ERROR:  value too long for type character varying({limit})\n{sql}\n[array (\n{params})]")
 
 
 schema("""
@@ -105,11 +122,15 @@ class Store:
         """Insert a row; table and column names come from the sandbox's own code, never a request."""
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
+        _too_long(table, row, f"INSERT INTO mdl_{table} ({','.join(row)}) VALUES("
+                              f"{','.join(f'${i}' for i in range(1, len(row) + 1))}) RETURNING id")
         self.conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(row.values()))
 
     def update(self, table: str, row_id: int, changes: dict[str, Any]) -> None:
         if changes:
             sets = ", ".join(f"{k} = ?" for k in changes)
+            assignments = ",".join(f"{k} = ${i}" for i, k in enumerate(changes, 1))
+            _too_long(table, changes, f"UPDATE mdl_{table} SET {assignments} WHERE id = ${len(changes) + 1}")
             self.conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", (*changes.values(), row_id))
 
     def close(self) -> None:

@@ -18,11 +18,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from bufsync.adapters.moodle.rules import CATEGORY_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, moodle_exception
 from bufsync.sandbox.moodle.params import (
     VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, php_str)
 from bufsync.sandbox.moodle.site import Site, installer, ws_function
-from bufsync.sandbox.moodle.store import schema
+from bufsync.sandbox.moodle.store import column_limits, schema
 
 MAX_COURSES_IN_CATEGORY = 10000
 MAX_COURSE_CATEGORIES = 10000
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS course_categories (
 CREATE INDEX IF NOT EXISTS course_categories_parent ON course_categories (parent);
 CREATE INDEX IF NOT EXISTS course_categories_idnumber ON course_categories (idnumber);
 """)
+column_limits("course_categories", CATEGORY_COLUMNS)  # the real database refuses longer values (dmlwriteexception)
 
 # Called when a category is deleted: (site, categoryid, id of the category that takes over
 # its content, or None when everything is deleted). Cohorts in the category context use it.

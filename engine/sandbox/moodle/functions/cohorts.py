@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bufsync.adapters.moodle.rules import COHORT_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, coding_error, invalid_parameter, missing_record, moodle_exception
 from bufsync.sandbox.moodle.functions.categories import (
     CATEGORY_DELETE_HOOKS, FORMAT_HTML, format_string, format_text, php_empty, validate_format)
 from bufsync.sandbox.moodle.params import VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, php_str
 from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
-from bufsync.sandbox.moodle.store import schema
+from bufsync.sandbox.moodle.store import column_limits, schema
 
 schema("""
 CREATE TABLE IF NOT EXISTS cohort (
@@ -35,6 +36,7 @@ CREATE TABLE IF NOT EXISTS sandbox_context_fallback (
     UNIQUE (contextlevel, instanceid)
 );
 """)
+column_limits("cohort", COHORT_COLUMNS)  # the real database refuses longer values (dmlwriteexception)
 
 CONTEXT_SYSTEM, CONTEXT_USER, CONTEXT_COURSECAT, CONTEXT_COURSE, CONTEXT_MODULE, CONTEXT_BLOCK = 10, 30, 40, 50, 70, 80
 SYSCONTEXTID = 1

@@ -20,6 +20,7 @@ import time as _time
 from collections.abc import Callable
 from typing import Any
 
+from bufsync.adapters.moodle.rules import COURSE_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, invalid_parameter, moodle_exception
 from bufsync.sandbox.moodle.functions.categories import (
     CONTEXT_COURSE, FORMAT_HTML, FORMAT_MOODLE, MAX_COURSES_IN_CATEGORY, SITEID, category_context_path,
@@ -29,7 +30,7 @@ from bufsync.sandbox.moodle.params import (
     LANGS, VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, is_numeric, loose_equal, php_int,
     php_str)
 from bufsync.sandbox.moodle.site import Site, installer, ws_function, per_item
-from bufsync.sandbox.moodle.store import schema
+from bufsync.sandbox.moodle.store import column_limits, schema
 
 schema("""
 CREATE TABLE IF NOT EXISTS course (
@@ -74,6 +75,7 @@ CREATE TABLE IF NOT EXISTS enrol (
     timemodified INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS enrol_courseid ON enrol (courseid);
 """)
+column_limits("course", COURSE_COLUMNS)  # the real database refuses longer values (dmlwriteexception)
 
 STUDENT_ROLE_ID = 5
 COMPLETION_DISABLED = 0

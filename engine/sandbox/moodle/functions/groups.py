@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bufsync.adapters.moodle.rules import GROUP_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, _php_export, invalid_parameter, moodle_exception
 from bufsync.sandbox.moodle.functions.categories import FORMAT_HTML, format_string, format_text, validate_format
 from bufsync.sandbox.moodle.functions.cohorts import (
@@ -16,7 +17,7 @@ from bufsync.sandbox.moodle.functions.cohorts import (
 from bufsync.sandbox.moodle.params import (
     VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, is_numeric, loose_equal)
 from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
-from bufsync.sandbox.moodle.store import schema
+from bufsync.sandbox.moodle.store import column_limits, schema
 
 schema("""
 CREATE TABLE IF NOT EXISTS groups (
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS groups_members (
     component TEXT NOT NULL DEFAULT '', itemid INTEGER NOT NULL DEFAULT 0, UNIQUE (userid, groupid)
 );
 """)
+column_limits("groups", GROUP_COLUMNS)  # the real database refuses longer values (dmlwriteexception)
 
 GROUPS_VISIBILITY_ALL, GROUPS_VISIBILITY_MEMBERS, GROUPS_VISIBILITY_OWN, GROUPS_VISIBILITY_NONE = 0, 1, 2, 3
 

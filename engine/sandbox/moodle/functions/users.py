@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from bufsync.adapters.moodle.rules import NOT_FOR_NEW_USERS, USER_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, invalid_parameter, invalid_response, missing_record, moodle_exception
 from bufsync.sandbox.moodle.params import (
-    VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, loose_equal, validate_email)
+    VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, clean_username, loose_equal, validate_email)
 from bufsync.sandbox.moodle.site import Site, admin_action, installer, per_item, ws_function
-from bufsync.sandbox.moodle.store import schema
+from bufsync.sandbox.moodle.store import column_limits, schema
 
 schema("""
 CREATE TABLE IF NOT EXISTS user (
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS user_info_data (
 CREATE TABLE IF NOT EXISTS user_preferences (
     userid INTEGER NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (userid, name));
 """)
+column_limits("user", USER_COLUMNS)  # the real database refuses longer values (dmlwriteexception)
 
 ADMIN_ID, GUEST_ID = 2, 1
 
@@ -48,8 +50,8 @@ def _user_fields(required_names: bool) -> dict[str, Any]:
     return {
         "firstname": Value("notags", req), "lastname": Value("notags", req),
         "email": Value("raw_trimmed", req), "maildisplay": Value("int", VALUE_OPTIONAL),
-        "city": Value("notags", VALUE_OPTIONAL), "country": Value("alpha", VALUE_OPTIONAL),
-        "timezone": Value("timezone", VALUE_OPTIONAL), "description": Value("text", VALUE_OPTIONAL),
+        "city": Value("text", VALUE_OPTIONAL), "country": Value("alpha", VALUE_OPTIONAL),
+        "timezone": Value("timezone", VALUE_OPTIONAL), "description": Value("raw", VALUE_OPTIONAL),
         "firstnamephonetic": Value("notags", VALUE_OPTIONAL), "lastnamephonetic": Value("notags", VALUE_OPTIONAL),
         "middlename": Value("notags", VALUE_OPTIONAL), "alternatename": Value("notags", VALUE_OPTIONAL),
         "interests": Value("text", VALUE_OPTIONAL),
@@ -75,7 +77,7 @@ _CREATE_USER = Single({
 _UPDATE_USER = Single({
     "id": Value("int"),
     "username": Value("username", VALUE_OPTIONAL, allownull=False),
-    "auth": Value("plugin", VALUE_OPTIONAL, allownull=False),
+    "auth": Value("auth", VALUE_OPTIONAL, allownull=False),  # PARAM_AUTH here too: an uninstalled one fails the call
     "suspended": Value("bool", VALUE_OPTIONAL),
     "password": Value("raw", VALUE_OPTIONAL, allownull=False),
     **_user_fields(False),
@@ -202,6 +204,8 @@ def create_users(site: Site, params: dict[str, Any]) -> list[dict[str, Any]]:
                 raise invalid_parameter(f"The field {name} cannot be blank")
         if site.store.one("SELECT id FROM user WHERE username = ? AND deleted = 0", (user["username"],)):
             raise invalid_parameter(f"Username already exists: {user['username']}")
+        if user["auth"] in NOT_FOR_NEW_USERS:  # unset from $availableauths: they would need more than WS gives
+            raise invalid_parameter(f"Invalid authentication type: {user['auth']}")
         if not user.get("password") and not user.get("createpassword"):
             raise invalid_parameter("Invalid password: you must provide a password, or set createpassword.")
         if not validate_email(user["email"]):
@@ -330,8 +334,11 @@ def delete_users(site: Site, params: dict[str, Any]) -> None:
         if userid == GUEST_ID:
             raise moodle_exception("guestnodeleteaccount", "The guest account cannot be deleted.")
         now = site.now()
+        # delete_user(): the e-mail (or a made-up one) as a login, cut so that ".<time>" still fits 100 characters
+        email = row["email"] or f"{row['username']}.{row['id']}@unknownemail.invalid"
+        username = clean_username(email)[:100 - len(str(now)) - 1] + f".{now}"
         site.store.update("user", userid, {
-            "deleted": 1, "username": f"{row['email']}.{now}", "email": hashlib.md5(row["username"].encode()).hexdigest(),
+            "deleted": 1, "username": username, "email": hashlib.md5(row["username"].encode()).hexdigest(),
             "idnumber": "", "password": "", "timemodified": now})
         site.store.x("DELETE FROM user_info_data WHERE userid = ?", (userid,))
         for hook in DELETE_HOOKS:

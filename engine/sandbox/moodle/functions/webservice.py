@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from bufsync.sandbox.moodle.params import VALUE_DEFAULT, Multiple, Value
@@ -32,6 +33,24 @@ def add_token(site: Site, token: str, userid: int = 2, validuntil: int = 0) -> d
     return {"token": token}
 
 
+@admin_action("service")
+def set_service(site: Site, enabled: bool | None = None, remove: list[str] | None = None,
+                add: list[str] | None = None) -> dict[str, Any]:
+    """What an admin does under Site administration > Server > Web services > External services: disable the
+    service, or take functions out of it (and put them back)."""
+    row = site.store.one("SELECT value FROM sandbox_config WHERE name = 'service'")
+    state = json.loads(row["value"]) if row else {"enabled": True, "removed": []}
+    if enabled is not None:
+        state["enabled"] = bool(enabled)
+    known = dict(SERVICE_FUNCTIONS)
+    for name in (remove or []) + (add or []):
+        if name not in known:
+            raise KeyError(f"{name} is not a function of the recorded service")
+    state["removed"] = sorted((set(state["removed"]) | set(remove or [])) - set(add or []))
+    site.store.x("INSERT OR REPLACE INTO sandbox_config (name, value) VALUES ('service', ?)", (json.dumps(state),))
+    return state
+
+
 @ws_function("core_webservice_get_site_info",
              {"serviceshortnames": Multiple(Value("alphanumext"), VALUE_DEFAULT, [])})
 def get_site_info(site: Site, params: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +65,7 @@ def get_site_info(site: Site, params: dict[str, Any]) -> dict[str, Any]:
         "userid": user["id"],
         "siteurl": site.config.site_url,
         "userpictureurl": theme_url(site, "u/f1"),
-        "functions": [{"name": name, "version": version} for name, version in SERVICE_FUNCTIONS],
+        "functions": [{"name": name, "version": version} for name, version in site.service_functions()],
         "downloadfiles": 0,
         "uploadfiles": 0,
         "release": RELEASE,
