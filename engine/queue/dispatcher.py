@@ -149,5 +149,4 @@ def _record(engine: sa.Engine, table: sa.Table, worker: str, items: list[dict[st
     if not refused:
         return None
     stats.released += outbox.release(engine, table, [item for item, _ in refused], worker, refused[0][1].error)
-    log.error("%s; %d item(s) given back untouched", refused[0][1].error, len(refused))
     return refused[0][1].error

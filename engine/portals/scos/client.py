@@ -26,8 +26,25 @@ class ScosRejected(Exception):
         return parsed if isinstance(parsed, dict) else {}
 
 
+class ScosKeyRefused(ScosRejected):
+    """401/403: the portal refused the key (X-CN-UUID), not the data: every call will fail the same way."""
+
+
 class ScosUnavailable(Exception):
-    """5xx, a timeout or no connection: worth another try later."""
+    """5xx, a timeout or no connection: worth another try later.
+
+    maybe_sent: the request may have reached the portal and been done there, its answer lost (a read
+    timeout, a connection closed mid-answer); False when it never left (no connection) or the portal
+    answered with an error.
+    """
+
+    def __init__(self, message: str, maybe_sent: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
+
+
+# errors after which the request may have been received and done: only the answer is missing
+_ANSWER_LOST = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 
 class ScosClient:
@@ -43,9 +60,12 @@ class ScosClient:
         try:
             response = self._client.request(method, f"{self.base}{path}", json=body, params=params)
         except httpx.HTTPError as exc:
-            raise ScosUnavailable(f"{method} {path}: {type(exc).__name__}") from None
+            raise ScosUnavailable(f"{method} {path}: {type(exc).__name__}",
+                                  maybe_sent=method != "GET" and isinstance(exc, _ANSWER_LOST)) from None
         if response.status_code >= 500:
             raise ScosUnavailable(f"{method} {path}: HTTP {response.status_code}")
+        if response.status_code in (401, 403):
+            raise ScosKeyRefused(response.status_code, response.text)
         if response.status_code >= 400:
             raise ScosRejected(response.status_code, response.text)
         try:
@@ -65,11 +85,19 @@ class ScosClient:
 
     def find_course(self, partner_id: str, external_url: str) -> str | None:
         """The portal id of this partner's course with that external_url, if the portal has one."""
+        return self.courses_by_url(partner_id).get(external_url)
+
+    def courses_by_url(self, partner_id: str) -> dict[str, str]:
+        """external_url -> portal id of this partner's courses (GET /registry/courses, one call)."""
         listing = self._call("GET", "/registry/courses", params={"partner_id": partner_id})
-        for row in listing.get("results", []) if isinstance(listing, dict) else []:
-            if row.get("external_url") == external_url:
-                return str(row.get("global_id"))
-        return None
+        return {row["external_url"]: str(row.get("global_id"))
+                for row in (listing.get("results", []) if isinstance(listing, dict) else [])
+                if isinstance(row, dict) and row.get("external_url")}
+
+    def course(self, course_id: str) -> dict[str, Any]:
+        """GET /registry/courses/{id}: the passport the portal holds (with its business_version)."""
+        found = self._call("GET", f"/registry/courses/{course_id}")
+        return found if isinstance(found, dict) else {}
 
     def user_id(self, email: str) -> str | None:
         """GET /users/id?email=: the portal's user id, None when the portal knows no such e-mail (404)."""
