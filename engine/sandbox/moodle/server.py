@@ -59,6 +59,9 @@ class SandboxServer(HttpServer):
 
     def _rest(self, pairs: list[tuple[str, str]]) -> Reply:
         function = next((v for k, v in pairs if k == "wsfunction"), None)
+        if not self.site.rest_enabled():
+            # webservice/rest/server.php: "HTTP/1.0 403 Forbidden" and nothing else when web services or REST are off
+            return Reply(403, "text/html; charset=utf-8", b"")
         delay = 0.0
         after_write = None
         for rule in self.faults.pick(function):

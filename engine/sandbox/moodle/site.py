@@ -156,6 +156,11 @@ class Site:
     def debug(self) -> bool:
         return self.config.debug
 
+    def rest_enabled(self) -> bool:
+        """Web services and the REST protocol are on (admin action `service` with rest=False turns them off)."""
+        row = self.store.one("SELECT value FROM sandbox_config WHERE name = 'service'")
+        return bool(json.loads(row["value"]).get("rest", True)) if row else True
+
     def service_functions(self) -> list[tuple[str, str]]:
         """The functions the token's service allows now: none when an admin disabled it, fewer when some were
         removed (admin action `service`); a call to any other gets accessexception."""

@@ -35,13 +35,15 @@ def add_token(site: Site, token: str, userid: int = 2, validuntil: int = 0) -> d
 
 @admin_action("service")
 def set_service(site: Site, enabled: bool | None = None, remove: list[str] | None = None,
-                add: list[str] | None = None) -> dict[str, Any]:
-    """What an admin does under Site administration > Server > Web services > External services: disable the
-    service, or take functions out of it (and put them back)."""
+                add: list[str] | None = None, rest: bool | None = None) -> dict[str, Any]:
+    """What an admin does under Site administration > Server > Web services: disable the service, take functions
+    out of it (and put them back), turn web services / the REST protocol off (rest=False: every call gets 403)."""
     row = site.store.one("SELECT value FROM sandbox_config WHERE name = 'service'")
-    state = json.loads(row["value"]) if row else {"enabled": True, "removed": []}
+    state = {"enabled": True, "removed": [], "rest": True} | (json.loads(row["value"]) if row else {})
     if enabled is not None:
         state["enabled"] = bool(enabled)
+    if rest is not None:
+        state["rest"] = bool(rest)
     known = dict(SERVICE_FUNCTIONS)
     for name in (remove or []) + (add or []):
         if name not in known:
