@@ -11,9 +11,10 @@ from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
 from bufsync.scheduler import heartbeat
 from bufsync.scheduler.jobs import registry
+from bufsync.state import runs as run_rows
 from bufsync.state.tables import add_state_tables
 
-FAILED = ("failed", "refused", "timeout", "interrupted")
+FAILED = ("failed", "refused", "timeout", "interrupted", "died")
 
 
 @dataclass
@@ -36,6 +37,7 @@ def collect(loaded: LoadedSettings) -> list[JobStatus]:
     now = datetime.now(timezone.utc)
     out = []
     with connect_buffer(loaded) as engine:
+        run_rows.reap(engine, runs)  # a killed job's run would otherwise say `running` forever
         state = heartbeat.rows(engine, beats)
         with engine.connect() as conn:
             for name, (job, schedule) in jobs.items():
