@@ -279,15 +279,15 @@ CREATE INDEX ix_buf_users_sync_status ON buf_users (sync_status);
 execute sp_addextendedproperty 'MS_Description', N'Люди (студенты, преподаватели, сотрудники), которых 1С передаёт в LMS', 'schema', dbo, 'table', buf_users;
 execute sp_addextendedproperty 'MS_Description', N'Идентификатор человека в 1С (GUID или код); становится idnumber пользователя Moodle', 'schema', dbo, 'table', buf_users, 'column', external_id;
 execute sp_addextendedproperty 'MS_Description', N'Логин; движок приводит его к нижнему регистру; допустимы латиница, цифры и символы _-.@', 'schema', dbo, 'table', buf_users, 'column', username;
-execute sp_addextendedproperty 'MS_Description', N'Адрес электронной почты; в Moodle должен быть уникальным', 'schema', dbo, 'table', buf_users, 'column', email;
-execute sp_addextendedproperty 'MS_Description', N'Фамилия', 'schema', dbo, 'table', buf_users, 'column', last_name;
-execute sp_addextendedproperty 'MS_Description', N'Имя', 'schema', dbo, 'table', buf_users, 'column', first_name;
-execute sp_addextendedproperty 'MS_Description', N'Отчество (поле middlename в Moodle)', 'schema', dbo, 'table', buf_users, 'column', middle_name;
-execute sp_addextendedproperty 'MS_Description', N'Телефон (поле phone1 в Moodle)', 'schema', dbo, 'table', buf_users, 'column', phone;
-execute sp_addextendedproperty 'MS_Description', N'СНИЛС; пишется в дополнительное поле профиля snils', 'schema', dbo, 'table', buf_users, 'column', snils;
+execute sp_addextendedproperty 'MS_Description', N'Адрес электронной почты; обязателен: Moodle не создаёт учётную запись без действующего адреса и не даёт его очистить — строка без адреса получает ошибку; в Moodle адрес должен быть уникальным (регистр не различается)', 'schema', dbo, 'table', buf_users, 'column', email;
+execute sp_addextendedproperty 'MS_Description', N'Фамилия; текст без HTML-тегов (Moodle отвергает значение с тегами)', 'schema', dbo, 'table', buf_users, 'column', last_name;
+execute sp_addextendedproperty 'MS_Description', N'Имя; текст без HTML-тегов (Moodle отвергает значение с тегами)', 'schema', dbo, 'table', buf_users, 'column', first_name;
+execute sp_addextendedproperty 'MS_Description', N'Отчество (поле middlename в Moodle); текст без HTML-тегов', 'schema', dbo, 'table', buf_users, 'column', middle_name;
+execute sp_addextendedproperty 'MS_Description', N'Телефон (поле phone1 в Moodle): не длиннее 20 символов — длиннее Moodle не хранит, строка получает ошибку', 'schema', dbo, 'table', buf_users, 'column', phone;
+execute sp_addextendedproperty 'MS_Description', N'СНИЛС; пишется в дополнительное поле профиля snils, которое должно быть создано в Moodle (иначе Moodle молча пропускает значение; об этом скажут bufsync check и sync_error строки)', 'schema', dbo, 'table', buf_users, 'column', snils;
 execute sp_addextendedproperty 'MS_Description', N'Идентификатор ЕСИА / пользователя СЦОС; нужен для сценариев ГИС СЦОС', 'schema', dbo, 'table', buf_users, 'column', esia_id;
 execute sp_addextendedproperty 'MS_Description', N'VK ID профиля Сферум; нужен для чатов Сферум', 'schema', dbo, 'table', buf_users, 'column', vk_id;
-execute sp_addextendedproperty 'MS_Description', N'Способ входа в Moodle (плагин аутентификации); пусто — manual', 'schema', dbo, 'table', buf_users, 'column', auth;
+execute sp_addextendedproperty 'MS_Description', N'Способ входа в Moodle: имя установленного в Moodle плагина аутентификации (manual, ldap, db, cas, oauth2, ...); пусто — manual', 'schema', dbo, 'table', buf_users, 'column', auth;
 execute sp_addextendedproperty 'MS_Description', N'Начальный пароль; используется только при создании; пусто — Moodle сам создаст пароль и отправит его письмом', 'schema', dbo, 'table', buf_users, 'column', password;
 execute sp_addextendedproperty 'MS_Description', N'active — действует, suspended — заблокирован', 'schema', dbo, 'table', buf_users, 'column', status;
 execute sp_addextendedproperty 'MS_Description', N'Когда 1С изменила строку (необязательно: движок сравнивает содержимое)', 'schema', dbo, 'table', buf_users, 'column', updated_at;
@@ -519,5 +519,5 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0005');
+INSERT INTO sync_schema_version (version_num) VALUES ('0006');
 GO

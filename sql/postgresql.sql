@@ -269,15 +269,15 @@ CREATE INDEX ix_buf_users_sync_status ON buf_users (sync_status);
 COMMENT ON TABLE buf_users IS 'Люди (студенты, преподаватели, сотрудники), которых 1С передаёт в LMS';
 COMMENT ON COLUMN buf_users.external_id IS 'Идентификатор человека в 1С (GUID или код); становится idnumber пользователя Moodle';
 COMMENT ON COLUMN buf_users.username IS 'Логин; движок приводит его к нижнему регистру; допустимы латиница, цифры и символы _-.@';
-COMMENT ON COLUMN buf_users.email IS 'Адрес электронной почты; в Moodle должен быть уникальным';
-COMMENT ON COLUMN buf_users.last_name IS 'Фамилия';
-COMMENT ON COLUMN buf_users.first_name IS 'Имя';
-COMMENT ON COLUMN buf_users.middle_name IS 'Отчество (поле middlename в Moodle)';
-COMMENT ON COLUMN buf_users.phone IS 'Телефон (поле phone1 в Moodle)';
-COMMENT ON COLUMN buf_users.snils IS 'СНИЛС; пишется в дополнительное поле профиля snils';
+COMMENT ON COLUMN buf_users.email IS 'Адрес электронной почты; обязателен: Moodle не создаёт учётную запись без действующего адреса и не даёт его очистить — строка без адреса получает ошибку; в Moodle адрес должен быть уникальным (регистр не различается)';
+COMMENT ON COLUMN buf_users.last_name IS 'Фамилия; текст без HTML-тегов (Moodle отвергает значение с тегами)';
+COMMENT ON COLUMN buf_users.first_name IS 'Имя; текст без HTML-тегов (Moodle отвергает значение с тегами)';
+COMMENT ON COLUMN buf_users.middle_name IS 'Отчество (поле middlename в Moodle); текст без HTML-тегов';
+COMMENT ON COLUMN buf_users.phone IS 'Телефон (поле phone1 в Moodle): не длиннее 20 символов — длиннее Moodle не хранит, строка получает ошибку';
+COMMENT ON COLUMN buf_users.snils IS 'СНИЛС; пишется в дополнительное поле профиля snils, которое должно быть создано в Moodle (иначе Moodle молча пропускает значение; об этом скажут bufsync check и sync_error строки)';
 COMMENT ON COLUMN buf_users.esia_id IS 'Идентификатор ЕСИА / пользователя СЦОС; нужен для сценариев ГИС СЦОС';
 COMMENT ON COLUMN buf_users.vk_id IS 'VK ID профиля Сферум; нужен для чатов Сферум';
-COMMENT ON COLUMN buf_users.auth IS 'Способ входа в Moodle (плагин аутентификации); пусто — manual';
+COMMENT ON COLUMN buf_users.auth IS 'Способ входа в Moodle: имя установленного в Moodle плагина аутентификации (manual, ldap, db, cas, oauth2, ...); пусто — manual';
 COMMENT ON COLUMN buf_users.password IS 'Начальный пароль; используется только при создании; пусто — Moodle сам создаст пароль и отправит его письмом';
 COMMENT ON COLUMN buf_users.status IS 'active — действует, suspended — заблокирован';
 COMMENT ON COLUMN buf_users.updated_at IS 'Когда 1С изменила строку (необязательно: движок сравнивает содержимое)';
@@ -500,4 +500,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0005');
+INSERT INTO sync_schema_version (version_num) VALUES ('0006');

@@ -247,15 +247,15 @@ CREATE TABLE buf_user_fields (
 -- buf_users: Люди (студенты, преподаватели, сотрудники), которых 1С передаёт в LMS
 --   external_id  Идентификатор человека в 1С (GUID или код); становится idnumber пользователя Moodle
 --   username     Логин; движок приводит его к нижнему регистру; допустимы латиница, цифры и символы _-.@
---   email        Адрес электронной почты; в Moodle должен быть уникальным
---   last_name    Фамилия
---   first_name   Имя
---   middle_name  Отчество (поле middlename в Moodle)
---   phone        Телефон (поле phone1 в Moodle)
---   snils        СНИЛС; пишется в дополнительное поле профиля snils
+--   email        Адрес электронной почты; обязателен: Moodle не создаёт учётную запись без действующего адреса и не даёт его очистить — строка без адреса получает ошибку; в Moodle адрес должен быть уникальным (регистр не различается)
+--   last_name    Фамилия; текст без HTML-тегов (Moodle отвергает значение с тегами)
+--   first_name   Имя; текст без HTML-тегов (Moodle отвергает значение с тегами)
+--   middle_name  Отчество (поле middlename в Moodle); текст без HTML-тегов
+--   phone        Телефон (поле phone1 в Moodle): не длиннее 20 символов — длиннее Moodle не хранит, строка получает ошибку
+--   snils        СНИЛС; пишется в дополнительное поле профиля snils, которое должно быть создано в Moodle (иначе Moodle молча пропускает значение; об этом скажут bufsync check и sync_error строки)
 --   esia_id      Идентификатор ЕСИА / пользователя СЦОС; нужен для сценариев ГИС СЦОС
 --   vk_id        VK ID профиля Сферум; нужен для чатов Сферум
---   auth         Способ входа в Moodle (плагин аутентификации); пусто — manual
+--   auth         Способ входа в Moodle: имя установленного в Moodle плагина аутентификации (manual, ldap, db, cas, oauth2, ...); пусто — manual
 --   password     Начальный пароль; используется только при создании; пусто — Moodle сам создаст пароль и отправит его письмом
 --   status       active — действует, suspended — заблокирован
 --   updated_at   Когда 1С изменила строку (необязательно: движок сравнивает содержимое)
@@ -500,4 +500,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0005');
+INSERT INTO sync_schema_version (version_num) VALUES ('0006');
