@@ -22,7 +22,7 @@ from bufsync.mapping.loader import MappingSet, load_mappings
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import plan as p
 from bufsync.reconcile.sync import (Context, Interrupted, Options, apply_plan, counts, execute, known_remote_ids,
-                                    scan)
+                                    removals, scan, unreachable_parent)
 from bufsync.report import MappingReport, RunReport
 from bufsync.schema import build_metadata
 from bufsync.state import runs
@@ -156,13 +156,17 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
             if refusal and not (options.allow_removals is not None and options.allow_removals >= linked
                                 and "require_batch" not in refusal):
                 raise GuardRefused(refusal)
+            # the removal guards too, before the first write of the run: a refusal changes nothing
+            refusal = _guard_removals(mapping, removals(ctx, mapping), options.allow_removals)
+            if refusal:
+                raise GuardRefused(refusal)
         for mapping in chosen:
             if progress:
                 progress(f"{mapping.name}: reading {mapping.table.name}")
             found = scan(ctx, mapping)
             refusal = _guard_removals(mapping, found, options.allow_removals)
-            if refusal:
-                raise GuardRefused(refusal)
+            if refusal:  # 1C removed rows while this run was going: say what was applied before the refusal
+                raise GuardRefused(refusal + _applied_so_far(report))
             mreport = MappingReport(mapping.name, source_rows=found.source_rows)
             mreport.add(p.UNCHANGED, found.unchanged)
             mreport.counts["failing"] += found.failing
@@ -215,6 +219,16 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
     return report
 
 
+def _applied_so_far(report: RunReport) -> str:
+    done = {m.mapping: {k: v for k, v in m.counts.items() if v and k not in ("unchanged", "failing")}
+            for m in report.mappings}
+    done = {name: c for name, c in done.items() if c}
+    if not done:
+        return "; nothing was applied before the refusal"
+    return "; applied before the refusal: " + "; ".join(
+        f"{name}: " + ", ".join(f"{n} {k}" for k, n in c.items()) for name, c in done.items())
+
+
 PLANNED_SHOWN = 500  # a dry run lists this many changes per mapping; the counts cover all
 
 
@@ -226,12 +240,34 @@ def _dry(ctx: Context, mapping: Mapping, mreport: MappingReport, chunk: p.Mappin
                 mreport.planned.append(step.to_dict())
             if step.action == p.CREATE:
                 ctx.remote_ids.setdefault(mapping.name, {})[step.key] = -1  # later lookups resolve
-        elif step.reason and len(mreport.errors) < PLANNED_SHOWN:
-            mreport.errors.append({"key": step.key, "status": step.action, "reason": step.reason})
-    for desired, _ in chunk.waiting:
-        mreport.add(p.CREATE)
-        if len(mreport.planned) < PLANNED_SHOWN:
-            mreport.planned.append({"action": "create", "key": desired.key, "after": "its parent"})
+        elif step.reason:
+            ctx.errors.setdefault(mapping.name, {})[step.key] = step.reason  # rows pointing at it: skipped, as for real
+            if len(mreport.errors) < PLANNED_SHOWN:
+                mreport.errors.append({"key": step.key, "status": "skipped" if step.action == p.SKIP else "error",
+                                       "reason": step.reason})
+    # rows whose parent is in the same table: parents first, as the real run's waves go
+    cache = ctx.remote_ids.setdefault(mapping.name, {})
+    waiting = list(chunk.waiting)
+    while waiting:
+        ready = [(d, e) for d, e in waiting
+                 if all(v is None or o != mapping.name or d.resolved.get(t) is not None or str(v) in cache
+                        for t, (o, v) in d.lookups.items())]
+        if not ready:
+            for desired, _ in waiting:
+                mreport.add(p.REJECT)
+                reason = unreachable_parent(mapping, desired, waiting)
+                ctx.errors.setdefault(mapping.name, {})[desired.key] = reason
+                if len(mreport.errors) < PLANNED_SHOWN:
+                    mreport.errors.append({"key": desired.key, "status": "error", "reason": reason})
+            break
+        for desired, entry in ready:
+            action = p.CREATE if entry is None else p.UPDATE
+            mreport.add(action)
+            cache.setdefault(desired.key, -1)  # later lookups resolve, as after the real create
+            if len(mreport.planned) < PLANNED_SHOWN:
+                mreport.planned.append({"action": action, "key": desired.key, "after": "its parent"})
+        done = {id(d) for d, _ in ready}
+        waiting = [w for w in waiting if id(w[0]) not in done]
     mreport.add(p.UNCHANGED, chunk.unchanged)
 
 

@@ -57,6 +57,10 @@ class TargetAdapter(Protocol):
     def find(self, values: list[Any]) -> dict[Any, int]:
         """Remote ids of records this mapping would link, by its key value (for other mappings' lookups)."""
 
+    def prevalidate(self, desired: Desired, existing: Existing | None) -> str | None:
+        """Why the remote would refuse this record (its rules known locally), or None. The same check in a
+        dry run and a real one, so a plan never promises what the run will refuse."""
+
     def create(self, items: list[Desired]) -> list[Outcome]: ...
 
     def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]: ...

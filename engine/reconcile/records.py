@@ -26,11 +26,27 @@ class Desired:
     writeback: tuple[Any, Any, Any] = (None, None, None)  # current sync_status, sync_error, remote id
     content_hash: str = ""
     correlation: list[Any] = field(default_factory=list)  # the value each correlation rule looks for
+    invalid: str | None = None  # why the row cannot be applied as written (a value outside its closed set)
 
     def value(self, name: str) -> Any:
         if name in self.lookups:
             return self.resolved.get(name)
         return self.payload.get(name)
+
+
+_TRUE = (True, 1, "1", "true", "t", "yes")
+_FALSE = (False, 0, "0", "false", "f", "no")
+
+
+def _is_bool(value: Any) -> bool:
+    return value in _TRUE or value in _FALSE or (isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE)
+
+
+def bad_value(column: str, value: Any, allowed: list[str]) -> str:
+    """A value outside a column's closed set: never taken for a default."""
+    found = "пустое значение" if value in (None, "") else f"значение «{value}»"
+    return (f"Недопустимое {found} в колонке {column}; допустимо: {', '.join(allowed)} "
+            "(регистр букв важен) (badvalue)")
 
 
 class RecordBuilder:
@@ -61,7 +77,7 @@ class RecordBuilder:
             elif step == "timestamp":
                 value = self._timestamp(value)
             elif step == "bool":
-                value = 1 if value in (True, 1, "1", "true", "t", "yes") else 0
+                value = 1 if value in _TRUE or (isinstance(value, str) and value.strip().lower() in _TRUE) else 0
         if (value is None or value == "") and spec.default is not None:
             value = spec.default
             if "bool" in spec.transform:
@@ -94,11 +110,22 @@ class RecordBuilder:
             for name, value in groups.get(key_values, []):
                 payload[f"{into}.{name}"] = value
         active = True
+        invalid = None
         if self.sync.status is not None:
-            active = data[self.sync.status.column] not in self.sync.status.suspended
+            status = self.sync.status
+            value = data[status.column]
+            active = value not in status.suspended
+            if value not in status.active and value not in status.suspended:
+                invalid = bad_value(status.column, value, status.active + status.suspended)
+        for target, spec in self.sync.fields.items():
+            if invalid is None and "bool" in spec.transform and spec.source is not None:
+                raw = data[spec.source]
+                if raw is not None and raw != "" and not _is_bool(raw):
+                    invalid = bad_value(spec.source, raw, ["1", "0", "true", "false"])
         correlation = [self.transform(data[rule.source], FieldMap(source=rule.source, transform=rule.transform))
                        for rule in self.sync.correlation]
-        return Desired(record_key(key_values), key_values, payload, lookups, active, correlation=correlation)
+        return Desired(record_key(key_values), key_values, payload, lookups, active, correlation=correlation,
+                       invalid=invalid)
 
     def applied_view(self, desired: Desired) -> dict[str, Any]:
         """What the ledger keeps of an applied record: no create-only fields (passwords never)."""

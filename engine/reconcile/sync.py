@@ -133,6 +133,29 @@ def counts(ctx: Context, conn: sa.Connection, mapping: Mapping) -> tuple[int, in
     return rows, linked
 
 
+@dataclass
+class Removals:
+    """What the removal guards weigh, counted without reading the changed rows (vetted before any write)."""
+
+    source_rows: int
+    linked_before: int
+    removals: int
+
+
+def removals(ctx: Context, mapping: Mapping) -> Removals:
+    on_missing = mapping.sync.on_missing
+    with ctx.engine.connect() as conn:
+        rows, linked = counts(ctx, conn, mapping)
+        if on_missing == "keep":
+            return Removals(rows, linked, 0)
+        gone = fingerprint.missing_query(_dialect(ctx), ctx.tables, ctx.ledger.table, mapping).subquery()
+        query = sa.select(sa.func.count()).select_from(gone).where(
+            sa.or_(gone.c.remote_id.is_not(None), gone.c.applied.is_not(None)))
+        if on_missing == "suspend":
+            query = query.where(gone.c.state == LINKED)
+        return Removals(rows, linked, conn.execute(query).scalar_one())
+
+
 def scan(ctx: Context, mapping: Mapping) -> Scan:
     builder = RecordBuilder(mapping, ctx.timezone)
     dialect = _dialect(ctx)
@@ -223,6 +246,7 @@ def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.M
                 waiting.extend(chunk.waiting)
                 chunk.waiting = []
                 _correlate(ctx, mapping, chunk)
+                _prevalidate(ctx, mapping, chunk)
                 if ctx.options.full:
                     _drift(ctx, mapping, chunk, entries)
                 on_chunk(chunk)
@@ -259,6 +283,9 @@ def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.M
 
 def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: RecordBuilder,
                   desired: Desired, entry: Entry | None) -> None:
+    if desired.invalid is not None:
+        plan.steps.append(p.Step(p.REJECT, desired.key, desired, reason=desired.invalid))
+        return
     for target, (other, value) in desired.lookups.items():
         if value is not None and desired.resolved.get(target) is None and other == mapping.name:
             plan.waiting.append((desired, entry))  # its parent may be created in this run: decided later
@@ -343,6 +370,19 @@ def _correlate(ctx: Context, mapping: Mapping, plan: p.MappingPlan) -> None:
                     step.action, step.existing = p.DISPUTED, None
                     step.reason = (f"Запись LMS id {remote_id} подходит сразу к строкам {keys}; ни одна не "
                                    "привязана, чтобы не отдать чужую запись; исправьте идентификаторы (disputed)")
+
+
+CHECKED = (p.CREATE, p.ADOPT, p.UPDATE, p.REACTIVATE, p.SUSPEND)
+
+
+def _prevalidate(ctx: Context, mapping: Mapping, plan: p.MappingPlan) -> None:
+    """What the remote would refuse is rejected here, alone and with its reason, in a dry run as in a real one."""
+    adapter = ctx.adapter_for(mapping)
+    for step in plan.steps:
+        if step.action in CHECKED and step.desired is not None:
+            reason = adapter.prevalidate(step.desired, step.existing)
+            if reason:
+                step.action, step.reason = p.REJECT, reason
 
 
 def _contradiction(step: p.Step, candidate: Candidate, owner: str | None, rules: list[Any]) -> str | None:
@@ -448,7 +488,7 @@ def _waves(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[st
                 later.append((desired, entry))
         if not ready:
             for desired, _ in later:
-                step = p.Step(p.REJECT, desired.key, desired, reason=_unreachable_parent(mapping, desired, later))
+                step = p.Step(p.REJECT, desired.key, desired, reason=unreachable_parent(mapping, desired, later))
                 groups.setdefault(p.REJECT, []).append(step)
                 plan.steps.append(step)  # counted and printed like every rejected row
             break
@@ -456,6 +496,7 @@ def _waves(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[st
         for desired, entry in ready:
             _classify_one(ctx, mapping, wave, builder, desired, entry)
         _correlate(ctx, mapping, wave)
+        _prevalidate(ctx, mapping, wave)
         plan.steps.extend(wave.steps)
         plan.unchanged += wave.unchanged
         for action in (p.CREATE, p.ADOPT, p.UPDATE):
@@ -537,7 +578,7 @@ def _grouped(ctx: Context, mapping: Mapping, builder: RecordBuilder, steps: list
     return [by_key[s.key] for s in steps]
 
 
-def _unreachable_parent(mapping: Mapping, desired: Desired, stuck: list[tuple[Desired, Any]]) -> str:
+def unreachable_parent(mapping: Mapping, desired: Desired, stuck: list[tuple[Desired, Any]]) -> str:
     """A row whose parent chain never reaches the LMS: a cycle (named) or a parent that failed."""
     parent_of = {d.key: str(v) for d, _ in stuck for t, (o, v) in d.lookups.items() if o == mapping.name and v}
     chain, key = [desired.key], parent_of.get(desired.key)

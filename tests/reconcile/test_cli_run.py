@@ -27,7 +27,9 @@ def test_exit_codes_and_outputs(world: World) -> None:
     rows[3]["username"] = "Кузнецова"
     world.insert("buf_users", rows)
     dry = bufsync(world, "run", "users", "--dry-run")
-    assert dry.returncode == 0 and "DRY RUN — nothing was changed" in dry.stdout
+    # the dry run checks each row as the real run does: the same rejection, the same exit code
+    assert dry.returncode == 1 and "DRY RUN — nothing was changed" in dry.stdout
+    assert "Логин «кузнецова» недопустим" in dry.stdout and "would create" in dry.stdout
     result = bufsync(world, "run", "users", "--json")
     assert result.returncode == 1  # finished with a rejected row
     report = json.loads(result.stdout)

@@ -236,3 +236,84 @@ def test_a_department_cycle_is_rejected_counted_and_printed_on_the_run_that_find
     with world.ws() as client:
         names = {c["name"] for c in client.get_categories()}
     assert "Колледж" in names and not names & {"А", "Б", "Сам себе"}
+
+
+def test_values_outside_a_closed_set_are_rejected_alone_with_the_allowed_values(world: World) -> None:
+    rows = people(6)
+    rows[1]["status"], rows[2]["status"], rows[3]["status"] = "blocked", "Active", ""
+    world.insert("buf_users", rows)
+    world.insert("buf_courses", [{"external_id": "C-PY", "shortname": "py-101", "fullname": "Python"}])
+    world.insert("buf_subscriptions", [
+        {"user_external_id": "P00000", "course_external_id": "C-PY", "role": "student", "status": "deleted"},
+        {"user_external_id": "P00004", "course_external_id": "C-PY", "role": "student", "status": "active"}])
+    world.insert("buf_departments", [
+        {"external_id": "D-OK", "parent_external_id": None, "name": "Открытое", "status": "active"},
+        {"external_id": "D-DEL", "parent_external_id": None, "name": "Удалённое", "status": "deleted"}])
+    report = world.run()
+    assert report.outcome == "rejected"
+    assert counts(report, "users")["rejected"] == 3 and counts(report, "users")["created"] == 3
+    for key, value in (("P00001", "«blocked»"), ("P00002", "«Active»"), ("P00003", "пустое значение")):
+        assert world.ws_user(idnumber=key) is None
+        reason = row(world, "buf_users", key)["sync_error"]
+        assert value in reason and "допустимо: active, suspended" in reason and "(badvalue)" in reason
+    _, courseid = ids(world, "P00004")
+    enrolled = world.ws_enrolled(courseid)
+    assert list(enrolled.values()) == [{"roles": ["student"], "active": True}]
+    assert world.ws_user(idnumber="P00000")["id"] not in enrolled
+    assert "«deleted»" in sub(world, "P00000", "student")["sync_error"]
+    with world.ws() as client:
+        names = {c["name"] for c in client.get_categories()}
+    assert "Открытое" in names and "Удалённое" not in names
+    assert "допустимо: active, closed" in row(world, "buf_departments", "D-DEL")["sync_error"]
+
+
+def test_an_enrolment_ending_before_it_starts_is_rejected(world: World) -> None:
+    from datetime import datetime
+    enrol_rows(world)
+    world.update("buf_subscriptions", lambda t: t.c.user_external_id == "P00006",
+                 time_start=datetime(2026, 9, 1), time_end=datetime(2026, 8, 1))
+    world.run("subscriptions")
+    userid, courseid = ids(world, "P00006")
+    assert "(timeendbeforestart)" in sub(world, "P00006", "student")["sync_error"]
+    assert next(e for e in world.enrolments() if e["userid"] == userid)["timeend"] == 0  # Moodle untouched
+
+
+def test_a_refused_run_has_changed_nothing(world: World) -> None:
+    from bufsync.runner import GuardRefused
+    enrol_rows(world, 20)
+    world.update("buf_users", lambda t: t.c.external_id == "P00001", last_name="Переименованный")
+    world.delete("buf_subscriptions", lambda t: t.c.user_external_id.in_([f"P{i:05d}" for i in range(3)]))
+    with pytest.raises(GuardRefused) as refused:
+        world.run()
+    assert "3 of 20 linked records" in str(refused.value)
+    assert world.ws_user(idnumber="P00001")["lastname"] == "Иванов1"
+    assert row(world, "buf_users", "P00001")["sync_status"] == "ok"
+    assert world.rows("sync_runs")[-1]["outcome"] == "refused"
+    _, courseid = ids(world, "P00001")
+    assert all(e["active"] for e in world.ws_enrolled(courseid).values())
+
+
+def test_a_dry_run_on_a_first_load_plans_exactly_what_the_run_then_does(world: World) -> None:
+    rows = people(8)
+    rows[1]["username"], rows[2]["username"] = "Петрова", ""
+    world.insert("buf_users", rows)
+    world.insert("buf_departments", [
+        {"external_id": "ROOT", "parent_external_id": None, "name": "Колледж", "status": "active"},
+        {"external_id": "F-IT", "parent_external_id": "ROOT", "name": "ИТ", "status": "active"},
+        {"external_id": "K-PO", "parent_external_id": "F-IT", "name": "Кафедра ПО", "status": "active"},
+        {"external_id": "LOOP", "parent_external_id": "LOOP", "name": "Петля", "status": "active"}])
+    world.insert("buf_courses", [{"external_id": "C-PY", "shortname": "py-101", "fullname": "Python",
+                                  "category_external_id": "K-PO"}])
+    world.insert("buf_subscriptions", [{"user_external_id": f"P{i:05d}", "course_external_id": "C-PY",
+                                        "role": "student", "status": "active"} for i in range(8)])
+    dry = world.run(dry_run=True)
+    assert world.writes() == 0 and world.ws_user(idnumber="P00000") is None
+    real = world.run()
+    for name in ("departments", "users", "courses", "subscriptions"):
+        planned, done = counts(dry, name), counts(real, name)
+        assert planned == done, (name, planned, done)
+    assert counts(real, "courses")["created"] == 1 and counts(real, "users")["rejected"] == 2
+    assert counts(real, "departments")["rejected"] == 1
+    dry_reasons = {(m.mapping, e["key"]): e["reason"] for m in dry.mappings for e in m.errors}
+    real_reasons = {(m.mapping, e["key"]): e["reason"] for m in real.mappings for e in m.errors}
+    assert dry_reasons == real_reasons

@@ -38,6 +38,9 @@ class CategoryAdapter:
                     self._index.setdefault(str(category["idnumber"]), []).append(int(category["id"]))
         return self._index
 
+    def prevalidate(self, desired: Desired, existing: Existing | None) -> str | None:
+        return None
+
     def create(self, items: list[Desired]) -> list[Outcome]:
         self._index = None
         return [outcome(r) for r in self.client.create_categories([self._record(d, self.names) for d in items])]

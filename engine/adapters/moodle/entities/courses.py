@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import changed, outcome
 from bufsync.mapping.model import Correlation, Mapping
@@ -54,6 +55,13 @@ class CourseAdapter:
                         index[field].setdefault(str(course[field]), []).append(course)
             self._index = index
         return self._index
+
+    def prevalidate(self, desired: Desired, existing: Existing | None) -> str | None:
+        start, end = desired.value("startdate"), desired.value("enddate")
+        if start and end and int(end) < int(start):
+            return messages.with_code("Дата окончания курса раньше даты начала; исправьте end_date или start_date",
+                                      "enddatebeforestartdate")
+        return None
 
     def create(self, items: list[Desired]) -> list[Outcome]:
         results = [outcome(r) for r in self.client.create_courses([self._record(d, self.names, True) for d in items])]

@@ -35,6 +35,16 @@ class EnrolmentAdapter:
         view.update({name: desired.resolved.get(name) for name in desired.lookups})
         return view
 
+    def prevalidate(self, desired: Desired, existing: Existing | None) -> str | None:
+        view = self._view(desired)
+        state = self._state(view, desired.active)
+        if isinstance(state, str):
+            return state
+        if state["timestart"] and state["timeend"] and state["timeend"] < state["timestart"]:
+            return messages.with_code("Окончание доступа к курсу (time_end) раньше начала (time_start); исправьте "
+                                      "даты или оставьте time_end пустым", "timeendbeforestart")
+        return None
+
     def _enrol(self, states: list[dict[str, Any] | str]) -> list[Outcome]:
         sendable = [s for s in states if isinstance(s, dict)]
         results = iter(self.client.enrol(sendable)) if sendable else iter(())

@@ -48,6 +48,15 @@ class UserAdapter:
         extra = [k for k in desired.payload if k.startswith("customfields.") and k not in self.mapping.sync.fields]
         return list(self.mapping.sync.fields) + extra
 
+    def prevalidate(self, desired: Desired, existing: Existing | None) -> str | None:
+        if existing is None:
+            record = self._record(desired, self._all_names(desired), creating=True)
+        else:
+            names = [n for n in self._all_names(desired) if n not in self.initial]
+            record = self._record(desired, changed(desired.payload, existing.applied, names), creating=False)
+        refused = self.client.prevalidate_user(record, existing is None)
+        return None if refused is None else refused.error
+
     def create(self, items: list[Desired]) -> list[Outcome]:
         records = [self._record(d, self._all_names(d), creating=True) for d in items]
         results = [outcome(r) for r in self.client.create_users(records)]
