@@ -272,14 +272,16 @@ def _id_problems(ids: list[int], found: dict[int, Any], wanted: list[str], porta
 
 def retry(engine: sa.Engine, table: sa.Table, ids: list[int] | None = None, portal: str | None = None,
           status: str | None = None) -> int:
-    """UPDATE sync_queue SET status='pending', available_at=now, attempts=0, in_doubt=false
+    """UPDATE sync_queue SET status='pending', available_at=now, attempts=0, in_doubt=(failed ones keep it)
     WHERE status IN ('failed','dead','cancelled') AND ...; QueueRefused for any other status.
 
-    A retry is the operator's decision to send again, so an item in doubt loses its doubt here.
+    Retrying a dead or cancelled item is the operator's decision to send it again (after checking the portal),
+    so it loses its doubt; a failed one is only tried sooner, and the handler still checks before sending.
     """
+    keep_doubt = sa.case((table.c.status == FAILED, table.c.in_doubt), else_=sa.literal(False))
     return _operator_update(engine, table, "retry", RETRYABLE,
                             {"status": PENDING, "available_at": now_utc(), "attempts": 0, "completed_at": None,
-                             "in_doubt": False, "locked_by": None, "locked_until": None}, ids, portal, status)
+                             "in_doubt": keep_doubt, "locked_by": None, "locked_until": None}, ids, portal, status)
 
 
 def cancel(engine: sa.Engine, table: sa.Table, ids: list[int] | None = None, portal: str | None = None,

@@ -65,5 +65,5 @@ def test_release_and_operator_actions() -> None:
     assert engine.sql[0].startswith("UPDATE sync_queue SET status=:back_to, attempts=:attempts_before")
     engine.sql.clear()
     outbox.retry(engine, QUEUE, status="dead")  # type: ignore[arg-type]
-    assert "in_doubt=:in_doubt" in engine.sql[0] and "WHERE sync_queue.status IN (__[POSTCOMPILE_status_1])" \
-        in engine.sql[0]
+    assert "in_doubt=CASE WHEN (sync_queue.status = :status_1) THEN sync_queue.in_doubt ELSE :param_1 END" \
+        in engine.sql[0] and "WHERE sync_queue.status IN (__[POSTCOMPILE_status_2])" in engine.sql[0]
