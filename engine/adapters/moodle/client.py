@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -142,6 +143,9 @@ class MoodleClient:
         refused = _field_check(user, USER_TEXT_TYPES, USER_COLUMNS)
         if refused:
             return refused
+        for field in user.get("customfields") or ():
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", str(field.get("type") or "")):  # PARAM_ALPHANUMEXT
+                return ItemResult.rejected(messages.bad_profile_field_name(str(field.get("type") or "")))
         password = user.get("password")
         if creating and not password and not user.get("createpassword"):
             return ItemResult.rejected(messages.missing_field("password"))

@@ -94,6 +94,12 @@ def bad_auth(value: str, why: str) -> str:
                      f"{_AUTH_FOR_NEW}; пусто — manual", "invalidparameter")
 
 
+def bad_profile_field_name(name: str) -> str:
+    return with_code(f"Краткое имя дополнительного поля профиля «{name}» недопустимо: Moodle принимает только "
+                     "латинские буквы, цифры, _ и - (и отвергает всю запись). Исправьте имя поля в 1С "
+                     "(buf_user_fields.field)", "invalidparameter")
+
+
 def profile_fields_missing(names: Sequence[str]) -> str:
     """The record was saved but Moodle silently skipped these custom profile fields."""
     listed = ", ".join(f"«{n}»" for n in names)

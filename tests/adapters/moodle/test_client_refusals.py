@@ -206,3 +206,12 @@ def test_a_field_moodle_has_is_confirmed_once(sandbox, client: MoodleClient) -> 
     assert sandbox.calls("core_user_get_users_by_field") == reads + 1  # only group was still unconfirmed
     held = client.get_users_by_field("id", [results[0].remote_id])[0]["customfields"]
     assert [(c["shortname"], c["value"]) for c in held] == [("snils", "987-654-321 00")]
+
+
+def test_a_profile_field_name_moodle_refuses(sandbox, client: MoodleClient) -> None:
+    batch = people(2)
+    batch[1]["customfields"] = [{"type": "учебная группа", "value": "ИВТ-21"}]
+    results = client.create_users(batch)
+    assert [r.ok for r in results] == [True, False] and not results[1].sent
+    assert results[1].error.startswith("Краткое имя дополнительного поля профиля «учебная группа» недопустимо")
+    assert usernames(sandbox) == {"guest", "admin", "u00000"}
