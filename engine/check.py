@@ -68,7 +68,10 @@ def _check_moodle(loaded: LoadedSettings, mappings: MappingSet | None = None,
             info = client.site_info()
             present = {f["name"] for f in info.get("functions", [])}
             if mappings is not None and buffer_ok and "core_user_get_users_by_field" in present:
-                profile = _check_profile_fields(loaded, mappings, client)
+                try:
+                    profile = _check_profile_fields(loaded, mappings, client)
+                except (MoodleUnavailable, MoodleError) as exc:
+                    profile = CheckItem("profile", None, f"custom profile fields not checked: {exc}")
     except (MoodleUnavailable, MoodleConfigError) as exc:
         return [CheckItem("moodle", False, str(exc))]
     except MoodleError as exc:
