@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 COLUMNS = ("created", "adopted", "updated", "suspended", "reactivated", "deleted", "repaired", "unchanged",
-           "rejected", "skipped", "disputed", "failing")  # failing: rows that failed before and did not change
+           "rejected", "skipped", "disputed", "failing", "warnings")
+# failing: rows that failed before and did not change; warnings: applied, but Moodle did not keep all of it
 _ACTION_COLUMN = {"create": "created", "adopt": "adopted", "update": "updated", "suspend": "suspended",
                   "suspend_row": "suspended", "reactivate": "reactivated", "delete": "deleted",
                   "repair": "repaired", "unchanged": "unchanged", "rehash": "unchanged", "reject": "rejected", "skip": "skipped",

@@ -289,6 +289,10 @@ def _summarise(mreport: MappingReport, plan: p.MappingPlan, entries: dict) -> No
             if step.action in (p.SKIP, p.REJECT, p.DISPUTED) and len(mreport.errors) < ERRORS_KEPT:
                 mreport.errors.append({"key": step.key, "status": "skipped" if step.action == p.SKIP else "error",
                                        "reason": step.reason or ""})
+        if step.warned is not None:
+            mreport.counts["warnings"] += 1
+            if len(mreport.errors) < ERRORS_KEPT:
+                mreport.errors.append({"key": step.key, "status": "warning", "reason": step.warned})
     mreport.add(p.UNCHANGED, plan.unchanged)
 
 

@@ -15,6 +15,7 @@ class Outcome:
     remote_id: int | None = None
     error: str | None = None
     code: str | None = None
+    warning: str | None = None  # applied, but not all of it: what was not (Russian, for sync_error)
 
 
 @dataclass

@@ -94,11 +94,17 @@ def scan_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, s
     row = sa.select(*wanted).select_from(source).subquery()
     ok_row = [row.c.st.in_([LINKED, SUSPENDED])]
     failed_row = [row.c.st == ERROR]
+    # an applied row reads ok with no error, or warning with the ledger's note of what was not kept
+    if "status" in roles and "error" in roles:
+        ok_row.append(sa.or_(sa.and_(row.c.ws == "ok", row.c.we.is_(None), row.c.le == ""),
+                             sa.and_(row.c.ws == "warning", row.c.we == row.c.le)))
+    elif "status" in roles:
+        ok_row.append(row.c.ws.in_(["ok", "warning"]))
+    elif "error" in roles:
+        ok_row.append(sa.func.coalesce(row.c.we, "") == row.c.le)
     if "status" in roles:
-        ok_row.append(row.c.ws == "ok")
         failed_row.append(row.c.ws.in_(["error", "skipped"]))
     if "error" in roles:
-        ok_row.append(row.c.we.is_(None))
         failed_row.append(sa.func.coalesce(row.c.we, "") == row.c.le)
     if "remote_id" in roles:
         ok_row.append(row.c.wr == row.c.ri)

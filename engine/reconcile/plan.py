@@ -27,6 +27,7 @@ class Step:
     candidates: list[int] = field(default_factory=list)
     failed: str | None = None  # set when applying it failed: the reason written to sync_error
     held: bool = False         # not applied because of --no-create / --no-update / --no-delete
+    warned: str | None = None  # applied, but the remote did not keep all of it: why (sync_status 'warning')
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action, "key": self.key}

@@ -300,8 +300,8 @@ def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: 
         plan.full_check.append((desired, Existing(desired.key, entry.remote_id, entry.applied)))
     if situation == p.UNCHANGED:
         plan.unchanged += 1
-        status = "ok"
-        if desired.writeback[0] != status or desired.writeback[1] is not None or (
+        status, error = written_status(entry)
+        if desired.writeback[0] != status or desired.writeback[1] != error or (
                 mapping.table.writeback and mapping.table.writeback.remote_id
                 and desired.writeback[2] != entry.remote_id):
             plan.writeback_only.append(desired)
@@ -316,7 +316,7 @@ def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: 
         return
     existing = Existing(desired.key, entry.remote_id, applied_of(entry))
     if entry.state in (LINKED, SUSPENDED) and existing.applied is not None and \
-            existing.applied == builder.applied_view(desired) and desired.writeback[0] == "ok":
+            existing.applied == builder.applied_view(desired) and desired.writeback[0] in ("ok", "warning"):
         plan.steps.append(p.Step(p.REHASH, desired.key, desired, existing))  # nothing to send: new fingerprint only
         return
     action = p.UPDATE
@@ -618,16 +618,17 @@ def _store(ctx: Context, mapping: Mapping, table: sa.Table, builder: RecordBuild
             applied = builder.applied_view(step.desired) if step.desired else _vanished(previous, state)
             # a record suspended or removed because its row vanished must be re-applied when the row returns
             content_hash = step.desired.content_hash if step.desired else None
-            entry = Entry(step.key, remote_id, content_hash, state, None, 0, applied)
+            entry = Entry(step.key, remote_id, content_hash, state, outcome.warning, 0, applied)
             if remote_id is not None and state != REMOVED:
                 remote_cache[step.key] = remote_id
             error_cache.pop(step.key, None)
-            status, error = "ok", None
+            status, error = ("warning", outcome.warning) if outcome.warning else ("ok", None)
+            step.warned = outcome.warning
         else:
             remote_id = step.existing.remote_id if step.existing else (previous.remote_id if previous else None)
             keep_state = previous.state if previous and previous.state in (LINKED, SUSPENDED) else ERROR
             if step.desired is not None and keep_state != ERROR:
-                keep_state = ERROR if step.action in (p.UPDATE, p.REACTIVATE, "suspend_row") else keep_state
+                keep_state = ERROR if step.action in (p.UPDATE, p.REACTIVATE, "suspend_row", p.REPAIR) else keep_state
             entry = Entry(step.key, remote_id,
                           step.desired.content_hash if step.desired and step.desired.content_hash else None,
                           keep_state, outcome.error, (previous.attempts if previous else 0) + 1,
@@ -641,12 +642,18 @@ def _store(ctx: Context, mapping: Mapping, table: sa.Table, builder: RecordBuild
         step.failed = None if outcome.ok else (outcome.error or outcome.code or "error")
         if step.desired is not None:
             statuses.append(writeback.Status(step.desired.key_values, status, error,
-                                             remote_id if status == "ok" else step.desired.writeback[2], now))
+                                             remote_id if status in ("ok", "warning") else step.desired.writeback[2], now))
     if ctx.options.dry_run:
         return
     with ctx.engine.begin() as conn:
         ctx.ledger.save(conn, mapping.name, ledger_entries, known=known)
         writeback.write(conn, table, mapping, statuses)
+
+
+def written_status(entry: Entry) -> tuple[str, str | None]:
+    """sync_status and sync_error of an applied row: ok, or warning with what the remote did not keep."""
+    warned = entry.last_error and not entry.attempts and entry.state in (LINKED, SUSPENDED)
+    return ("warning", entry.last_error) if warned else ("ok", None)
 
 
 def _vanished(previous: Entry | None, state: str) -> dict[str, Any] | None:
@@ -668,7 +675,8 @@ def _restore_writeback(ctx: Context, mapping: Mapping, table: sa.Table, items: l
             statuses.append(writeback.Status(desired.key_values, "skipped" if "не применён" in (entry.last_error or "")
                                              else "error", entry.last_error, desired.writeback[2], now))
         else:
-            statuses.append(writeback.Status(desired.key_values, "ok", None, entry.remote_id, now))
+            status, error = written_status(entry)
+            statuses.append(writeback.Status(desired.key_values, status, error, entry.remote_id, now))
     for start in range(0, len(statuses), CHUNK):
         with ctx.engine.begin() as conn:
             writeback.write(conn, table, mapping, statuses[start:start + CHUNK])

@@ -158,8 +158,6 @@ def test_moodle_answering_503_to_writes_stops_the_run_saying_so(world: World) ->
     assert all(r["sync_status"] == "ok" for r in world.rows("buf_users"))
 
 
-@pytest.mark.xfail(strict=True, reason="needs the reconcile to write ItemResult.warning (client) into sync_error: "
-                                       "Outcome.warning, see the issue 11 report")
 def test_a_profile_field_moodle_lacks_is_reported_on_the_row(world: World) -> None:
     batch = [row | {"snils": None} for row in people(2)]
     batch[0]["snils"] = "123-456-789 01"
@@ -172,6 +170,18 @@ def test_a_profile_field_moodle_lacks_is_reported_on_the_row(world: World) -> No
     assert "«snils»" in (got["P00000"]["sync_error"] or "") and got["P00000"]["sync_error"].endswith(
         "(profilefieldmissing)")
     assert got["P00001"]["sync_status"] == "ok" and got["P00001"]["sync_error"] is None
+    assert got["P00000"]["sync_status"] == "warning"
+    # a run with nothing new keeps the warning and writes nothing
+    writes = world.writes()
+    report = world.run("users")
+    assert world.writes() == writes and rows(world)["P00000"]["sync_status"] == "warning"
+    assert report.mappings[0].counts["unchanged"] == 2
+    # the field created in Moodle, --full stores the value and the warning goes
+    admin(world, "create_profile_field", shortname="snils", name="СНИЛС")
+    world.run("users", full=True)
+    assert rows(world)["P00000"]["sync_status"] == "ok" and rows(world)["P00000"]["sync_error"] is None
+    user = held(world, ["user00000"])["user00000"]
+    assert {c["shortname"]: c["value"] for c in user["customfields"]}["snils"] == "123-456-789 01"
 
 
 def test_check_says_which_profile_fields_moodle_lacks(world: World) -> None:

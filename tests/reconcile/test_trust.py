@@ -317,3 +317,21 @@ def test_a_dry_run_on_a_first_load_plans_exactly_what_the_run_then_does(world: W
     dry_reasons = {(m.mapping, e["key"]): e["reason"] for m in dry.mappings for e in m.errors}
     real_reasons = {(m.mapping, e["key"]): e["reason"] for m in real.mappings for e in m.errors}
     assert dry_reasons == real_reasons
+
+
+def test_a_course_template_that_is_not_applied_is_said_on_the_row(world: World) -> None:
+    world.insert("buf_courses", [
+        {"external_id": "C-T", "shortname": "tmpl", "fullname": "С образцом", "template_shortname": "base-101"},
+        {"external_id": "C-P", "shortname": "plain", "fullname": "Без образца", "template_shortname": None}])
+    report = world.run("courses")
+    assert counts(report, "courses")["created"] == 2 and counts(report, "courses")["warnings"] == 1
+    assert "base-101" in report.render()
+    with world.ws() as client:
+        assert client.get_courses_by_field("idnumber", "C-T")[0]["fullname"] == "С образцом"
+    templated = row(world, "buf_courses", "C-T")
+    assert templated["sync_status"] == "warning" and "(templatenotapplied)" in templated["sync_error"]
+    assert templated["lms_id"] is not None
+    assert row(world, "buf_courses", "C-P")["sync_status"] == "ok"
+    writes = world.writes()
+    world.run("courses")
+    assert world.writes() == writes and row(world, "buf_courses", "C-T")["sync_status"] == "warning"

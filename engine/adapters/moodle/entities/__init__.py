@@ -9,7 +9,7 @@ from bufsync.reconcile.adapter import Outcome
 
 
 def outcome(result: ItemResult) -> Outcome:
-    return Outcome(result.ok, result.remote_id, result.error, result.code)
+    return Outcome(result.ok, result.remote_id, result.error, result.code, result.warning)
 
 
 def changed(payload: dict[str, Any], applied: dict[str, Any] | None, fields: list[str]) -> list[str]:

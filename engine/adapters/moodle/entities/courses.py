@@ -66,6 +66,13 @@ class CourseAdapter:
     def create(self, items: list[Desired]) -> list[Outcome]:
         results = [outcome(r) for r in self.client.create_courses([self._record(d, self.names, True) for d in items])]
         self._index = None
+        for desired, result in zip(items, results):
+            template = desired.payload.get("template")
+            if result.ok and template:  # said, not done: the row must not read a plain ok
+                result.warning = messages.with_code(
+                    f"Курс создан, но настройки курса-образца «{template}» не скопированы: копирование курса "
+                    "(core_course_import_course) не входит в службу bufsync; настройте курс в Moodle или "
+                    "очистите template_shortname", "templatenotapplied")
         return results
 
     def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]:
