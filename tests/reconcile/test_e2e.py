@@ -240,7 +240,8 @@ def test_kill_between_the_moodle_write_and_the_ledger(world: World, tmp_path: Pa
     assert counts(report, "users")["adopted"] == 10 and counts(report, "users")["created"] == 0
     assert len(world.moodle_users()) == 10
     assert len(world.enrolments()) == 10
-    assert world.rows("sync_runs")[0]["outcome"] == "running"  # the killed run, as it was left
+    killed = world.rows("sync_runs")[0]
+    assert killed["outcome"] == "died" and killed["finished_at"] is not None  # marked by the run after it
 
 
 def test_rejected_rows_get_reasons_and_exit_1(world: World) -> None:
