@@ -20,10 +20,11 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from bufsync.adapters.moodle.client import MoodleClient
-from bufsync.adapters.moodle.errors import MoodleError
+from bufsync.adapters.moodle.errors import MoodleConfigError, MoodleError
 from bufsync.config import ScosSettings
+from bufsync.errors import ConfigError, Problem, UnavailableError
 from bufsync.portals.scos import passport as passports
-from bufsync.portals.scos.client import ScosClient, ScosRejected, ScosUnavailable
+from bufsync.portals.scos.client import ScosClient, ScosKeyRefused, ScosRejected, ScosUnavailable
 from bufsync.queue import outbox
 from bufsync.state.ledger import now_utc
 
@@ -68,6 +69,22 @@ class Scenarios:
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> ScenarioReport:
+        """The scenarios once; refused credentials stop the run as `bufsync run` stops (exit 2), since every
+        further call would be refused alike and a course-by-course skip would hide it."""
+        try:
+            return self._run()
+        except ScosKeyRefused as exc:
+            raise ConfigError(Problem(None, "scos.key", key_refused(exc))) from None
+        except MoodleConfigError as exc:
+            raise ConfigError(Problem(None, "moodle.url", str(exc))) from None
+        except MoodleError as exc:
+            if exc.is_config_error:
+                raise ConfigError(Problem(None, "moodle.token", exc.fix())) from None
+            if exc.is_access_error:  # the site is in maintenance mode: worth another run later (exit 4)
+                raise UnavailableError(f"Moodle is unavailable: {exc.fix()}") from None
+            raise
+
+    def _run(self) -> ScenarioReport:
         self.settle()
         courses = {c["id"]: c for c in self.moodle.get_courses_by_field() if c.get("format") != "site"}
         self.courses(courses)
@@ -81,10 +98,15 @@ class Scenarios:
         return self.report
 
     def _isolated(self, course: dict[str, Any], step: str, work: Any) -> None:
-        """One course's Moodle error (a course deleted meanwhile, a database hiccup) stops that course alone."""
+        """One course's Moodle error (a course deleted meanwhile, a database hiccup) stops that course alone.
+
+        A refused token or function is no course's fault: it stops the run (see run()).
+        """
         try:
             work()
         except MoodleError as exc:
+            if exc.is_access_error:
+                raise
             self.report.add(f"{step}.moodle_error")
             text = (f"{course.get('shortname')}: данные курса не прочитаны из Moodle, курс пропущен до следующего "
                     f"запуска: Moodle ответил «{exc.message}» ({exc.code})")
@@ -289,6 +311,8 @@ class Scenarios:
                 self.report.add("moderation.unavailable")
                 log.warning("СЦОС moderation status of course %s: %s", row.course_id, exc)
                 continue
+            except ScosKeyRefused:
+                raise  # the key, not this course: no course row keeps the refusal as its error
             except ScosRejected as exc:
                 self._write_course(row, {"last_error": f"СЦОС не отдал статус модерации: {exc}"[:2000],
                                          "updated_at": now_utc()})
@@ -391,6 +415,8 @@ class Scenarios:
                 continue
             try:
                 found = self.portal.user_id(user["email"])
+            except ScosKeyRefused:
+                raise
             except (ScosUnavailable, ScosRejected) as exc:
                 self.report.add("enrol.lookup_failed")
                 log.warning("СЦОС user lookup failed: %s", exc)
@@ -484,6 +510,13 @@ class Scenarios:
                                "description": course.get("fullname")},
                                f"certificate:{course['id']}:{learner.user_id}:{learner.enrolment_no}"))
         return items, marked
+
+
+def key_refused(exc: ScosRejected) -> str:
+    """The operator's message for a key refused during the scenarios; the key itself is never part of it."""
+    return (f"the portal refused the key BUFSYNC_SCOS_KEY (scos.key): HTTP {exc.status} {exc.body[:200]}; "
+            "the scenarios stopped at the first refused call (operations queued before it wait for a dispatcher, "
+            "which refuses them alike without using their attempts): fix the key, then run `bufsync scos run` again")
 
 
 def _update_many(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
