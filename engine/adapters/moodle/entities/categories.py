@@ -39,7 +39,15 @@ class CategoryAdapter:
         return self._index
 
     def prevalidate(self, desired: Desired, existing: Existing | None) -> str | None:
-        return None
+        """The client's own checks on the record create() or update() would send, so a dry run rejects
+        exactly what the real run does (a name too long, tags in it)."""
+        if existing is None:
+            record = self._record(desired, self.names)
+        else:
+            view = {n: desired.value(n) for n in self.updatable}
+            record = self._record(desired, changed(view, existing.applied, self.updatable))
+        refused = self.client.prevalidate_category(record)
+        return None if refused is None else refused.error
 
     def create(self, items: list[Desired]) -> list[Outcome]:
         self._index = None
