@@ -39,14 +39,14 @@ CREATE TABLE buf_courses (
 execute sp_addextendedproperty 'MS_Description', N'Курсы, которые должны быть в LMS (необязательная таблица)', 'schema', dbo, 'table', buf_courses;
 execute sp_addextendedproperty 'MS_Description', N'Идентификатор курса в 1С; становится idnumber курса Moodle', 'schema', dbo, 'table', buf_courses, 'column', external_id;
 execute sp_addextendedproperty 'MS_Description', N'Краткое название курса; в Moodle уникально', 'schema', dbo, 'table', buf_courses, 'column', shortname;
-execute sp_addextendedproperty 'MS_Description', N'Полное название курса', 'schema', dbo, 'table', buf_courses, 'column', fullname;
+execute sp_addextendedproperty 'MS_Description', N'Полное название курса; Moodle хранит не больше 254 символов — длиннее строка получает ошибку', 'schema', dbo, 'table', buf_courses, 'column', fullname;
 execute sp_addextendedproperty 'MS_Description', N'Подразделение (buf_departments.external_id) = idnumber категории Moodle; пусто — категория по умолчанию из настроек', 'schema', dbo, 'table', buf_courses, 'column', category_external_id;
 execute sp_addextendedproperty 'MS_Description', N'Дата начала курса', 'schema', dbo, 'table', buf_courses, 'column', start_date;
 execute sp_addextendedproperty 'MS_Description', N'Дата окончания курса; не раньше даты начала', 'schema', dbo, 'table', buf_courses, 'column', end_date;
 execute sp_addextendedproperty 'MS_Description', N'Виден ли курс студентам', 'schema', dbo, 'table', buf_courses, 'column', visible;
 execute sp_addextendedproperty 'MS_Description', N'Краткое название курса-образца, с которого копируются настройки при создании', 'schema', dbo, 'table', buf_courses, 'column', template_shortname;
-execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, error, skipped, pending', 'schema', dbo, 'table', buf_courses, 'column', sync_status;
-execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_courses, 'column', sync_error;
+execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, warning, error, skipped, pending', 'schema', dbo, 'table', buf_courses, 'column', sync_status;
+execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_courses, 'column', sync_error;
 execute sp_addextendedproperty 'MS_Description', N'Движок: когда строка последний раз применена или проверена', 'schema', dbo, 'table', buf_courses, 'column', synced_at;
 execute sp_addextendedproperty 'MS_Description', N'Движок: идентификатор записи в LMS (id в Moodle)', 'schema', dbo, 'table', buf_courses, 'column', lms_id;
 GO
@@ -69,8 +69,8 @@ execute sp_addextendedproperty 'MS_Description', N'Вышестоящее под
 execute sp_addextendedproperty 'MS_Description', N'Наименование', 'schema', dbo, 'table', buf_departments, 'column', name;
 execute sp_addextendedproperty 'MS_Description', N'Код подразделения в 1С', 'schema', dbo, 'table', buf_departments, 'column', code;
 execute sp_addextendedproperty 'MS_Description', N'active — действует, closed — закрыто (категория скрывается)', 'schema', dbo, 'table', buf_departments, 'column', status;
-execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, error, skipped, pending', 'schema', dbo, 'table', buf_departments, 'column', sync_status;
-execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_departments, 'column', sync_error;
+execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, warning, error, skipped, pending', 'schema', dbo, 'table', buf_departments, 'column', sync_status;
+execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_departments, 'column', sync_error;
 execute sp_addextendedproperty 'MS_Description', N'Движок: когда строка последний раз применена или проверена', 'schema', dbo, 'table', buf_departments, 'column', synced_at;
 execute sp_addextendedproperty 'MS_Description', N'Движок: идентификатор записи в LMS (id в Moodle)', 'schema', dbo, 'table', buf_departments, 'column', lms_id;
 GO
@@ -128,8 +128,8 @@ execute sp_addextendedproperty 'MS_Description', N'Номер семестра',
 execute sp_addextendedproperty 'MS_Description', N'Начало изучения', 'schema', dbo, 'table', buf_learning_processes, 'column', start_date;
 execute sp_addextendedproperty 'MS_Description', N'Окончание изучения', 'schema', dbo, 'table', buf_learning_processes, 'column', end_date;
 execute sp_addextendedproperty 'MS_Description', N'Учебная программа (buf_programs.external_id)', 'schema', dbo, 'table', buf_learning_processes, 'column', program_external_id;
-execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, error, skipped, pending', 'schema', dbo, 'table', buf_learning_processes, 'column', sync_status;
-execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_learning_processes, 'column', sync_error;
+execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, warning, error, skipped, pending', 'schema', dbo, 'table', buf_learning_processes, 'column', sync_status;
+execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_learning_processes, 'column', sync_error;
 execute sp_addextendedproperty 'MS_Description', N'Движок: когда строка последний раз применена или проверена', 'schema', dbo, 'table', buf_learning_processes, 'column', synced_at;
 execute sp_addextendedproperty 'MS_Description', N'Движок: идентификатор записи в LMS (id в Moodle)', 'schema', dbo, 'table', buf_learning_processes, 'column', lms_id;
 GO
@@ -152,8 +152,8 @@ execute sp_addextendedproperty 'MS_Description', N'Наименование пр
 execute sp_addextendedproperty 'MS_Description', N'Код специальности (направления подготовки)', 'schema', dbo, 'table', buf_programs, 'column', speciality_code;
 execute sp_addextendedproperty 'MS_Description', N'Форма обучения: очная, заочная, очно-заочная', 'schema', dbo, 'table', buf_programs, 'column', education_form;
 execute sp_addextendedproperty 'MS_Description', N'Подразделение (buf_departments.external_id), в категории которого создаётся программа', 'schema', dbo, 'table', buf_programs, 'column', department_external_id;
-execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, error, skipped, pending', 'schema', dbo, 'table', buf_programs, 'column', sync_status;
-execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_programs, 'column', sync_error;
+execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, warning, error, skipped, pending', 'schema', dbo, 'table', buf_programs, 'column', sync_status;
+execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_programs, 'column', sync_error;
 execute sp_addextendedproperty 'MS_Description', N'Движок: когда строка последний раз применена или проверена', 'schema', dbo, 'table', buf_programs, 'column', synced_at;
 execute sp_addextendedproperty 'MS_Description', N'Движок: идентификатор записи в LMS (id в Moodle)', 'schema', dbo, 'table', buf_programs, 'column', lms_id;
 GO
@@ -175,8 +175,8 @@ execute sp_addextendedproperty 'MS_Description', N'Должность', 'schema'
 execute sp_addextendedproperty 'MS_Description', N'Подразделение (buf_departments.external_id); становится idnumber когорты Moodle', 'schema', dbo, 'table', buf_staff, 'column', department_external_id;
 execute sp_addextendedproperty 'MS_Description', N'working — работает, dismissed — уволен', 'schema', dbo, 'table', buf_staff, 'column', status;
 execute sp_addextendedproperty 'MS_Description', N'Когда 1С изменила строку (необязательно)', 'schema', dbo, 'table', buf_staff, 'column', updated_at;
-execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, error, skipped, pending', 'schema', dbo, 'table', buf_staff, 'column', sync_status;
-execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_staff, 'column', sync_error;
+execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, warning, error, skipped, pending', 'schema', dbo, 'table', buf_staff, 'column', sync_status;
+execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_staff, 'column', sync_error;
 execute sp_addextendedproperty 'MS_Description', N'Движок: когда строка последний раз применена или проверена', 'schema', dbo, 'table', buf_staff, 'column', synced_at;
 GO
 
@@ -209,8 +209,8 @@ execute sp_addextendedproperty 'MS_Description', N'Форма обучения: 
 execute sp_addextendedproperty 'MS_Description', N'Подразделение (buf_departments.external_id)', 'schema', dbo, 'table', buf_students, 'column', department_external_id;
 execute sp_addextendedproperty 'MS_Description', N'studying — учится, academic_leave — академический отпуск, expelled — отчислен, graduated — выпускник', 'schema', dbo, 'table', buf_students, 'column', status;
 execute sp_addextendedproperty 'MS_Description', N'Когда 1С изменила строку (необязательно)', 'schema', dbo, 'table', buf_students, 'column', updated_at;
-execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, error, skipped, pending', 'schema', dbo, 'table', buf_students, 'column', sync_status;
-execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_students, 'column', sync_error;
+execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, warning, error, skipped, pending', 'schema', dbo, 'table', buf_students, 'column', sync_status;
+execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_students, 'column', sync_error;
 execute sp_addextendedproperty 'MS_Description', N'Движок: когда строка последний раз применена или проверена', 'schema', dbo, 'table', buf_students, 'column', synced_at;
 GO
 
@@ -237,8 +237,8 @@ execute sp_addextendedproperty 'MS_Description', N'Начало доступа �
 execute sp_addextendedproperty 'MS_Description', N'Окончание доступа к курсу; пусто — бессрочно', 'schema', dbo, 'table', buf_subscriptions, 'column', time_end;
 execute sp_addextendedproperty 'MS_Description', N'active — действует, suspended — приостановлена', 'schema', dbo, 'table', buf_subscriptions, 'column', status;
 execute sp_addextendedproperty 'MS_Description', N'Когда 1С изменила строку (необязательно)', 'schema', dbo, 'table', buf_subscriptions, 'column', updated_at;
-execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, error, skipped, pending', 'schema', dbo, 'table', buf_subscriptions, 'column', sync_status;
-execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_subscriptions, 'column', sync_error;
+execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, warning, error, skipped, pending', 'schema', dbo, 'table', buf_subscriptions, 'column', sync_status;
+execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_subscriptions, 'column', sync_error;
 execute sp_addextendedproperty 'MS_Description', N'Движок: когда строка последний раз применена или проверена', 'schema', dbo, 'table', buf_subscriptions, 'column', synced_at;
 GO
 
@@ -291,8 +291,8 @@ execute sp_addextendedproperty 'MS_Description', N'Способ входа в Mo
 execute sp_addextendedproperty 'MS_Description', N'Начальный пароль; используется только при создании; пусто — Moodle сам создаст пароль и отправит его письмом', 'schema', dbo, 'table', buf_users, 'column', password;
 execute sp_addextendedproperty 'MS_Description', N'active — действует, suspended — заблокирован', 'schema', dbo, 'table', buf_users, 'column', status;
 execute sp_addextendedproperty 'MS_Description', N'Когда 1С изменила строку (необязательно: движок сравнивает содержимое)', 'schema', dbo, 'table', buf_users, 'column', updated_at;
-execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, error, skipped, pending', 'schema', dbo, 'table', buf_users, 'column', sync_status;
-execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_users, 'column', sync_error;
+execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, warning, error, skipped, pending', 'schema', dbo, 'table', buf_users, 'column', sync_status;
+execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_users, 'column', sync_error;
 execute sp_addextendedproperty 'MS_Description', N'Движок: когда строка последний раз применена или проверена', 'schema', dbo, 'table', buf_users, 'column', synced_at;
 execute sp_addextendedproperty 'MS_Description', N'Движок: идентификатор записи в LMS (id в Moodle)', 'schema', dbo, 'table', buf_users, 'column', lms_id;
 GO
@@ -519,5 +519,5 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0006');
+INSERT INTO sync_schema_version (version_num) VALUES ('0007');
 GO

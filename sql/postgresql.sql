@@ -38,14 +38,14 @@ CREATE TABLE buf_courses (
 COMMENT ON TABLE buf_courses IS 'Курсы, которые должны быть в LMS (необязательная таблица)';
 COMMENT ON COLUMN buf_courses.external_id IS 'Идентификатор курса в 1С; становится idnumber курса Moodle';
 COMMENT ON COLUMN buf_courses.shortname IS 'Краткое название курса; в Moodle уникально';
-COMMENT ON COLUMN buf_courses.fullname IS 'Полное название курса';
+COMMENT ON COLUMN buf_courses.fullname IS 'Полное название курса; Moodle хранит не больше 254 символов — длиннее строка получает ошибку';
 COMMENT ON COLUMN buf_courses.category_external_id IS 'Подразделение (buf_departments.external_id) = idnumber категории Moodle; пусто — категория по умолчанию из настроек';
 COMMENT ON COLUMN buf_courses.start_date IS 'Дата начала курса';
 COMMENT ON COLUMN buf_courses.end_date IS 'Дата окончания курса; не раньше даты начала';
 COMMENT ON COLUMN buf_courses.visible IS 'Виден ли курс студентам';
 COMMENT ON COLUMN buf_courses.template_shortname IS 'Краткое название курса-образца, с которого копируются настройки при создании';
-COMMENT ON COLUMN buf_courses.sync_status IS 'Движок: результат синхронизации строки — ok, error, skipped, pending';
-COMMENT ON COLUMN buf_courses.sync_error IS 'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS';
+COMMENT ON COLUMN buf_courses.sync_status IS 'Движок: результат синхронизации строки — ok, warning, error, skipped, pending';
+COMMENT ON COLUMN buf_courses.sync_error IS 'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS';
 COMMENT ON COLUMN buf_courses.synced_at IS 'Движок: когда строка последний раз применена или проверена';
 COMMENT ON COLUMN buf_courses.lms_id IS 'Движок: идентификатор записи в LMS (id в Moodle)';
 
@@ -67,8 +67,8 @@ COMMENT ON COLUMN buf_departments.parent_external_id IS 'Вышестоящее 
 COMMENT ON COLUMN buf_departments.name IS 'Наименование';
 COMMENT ON COLUMN buf_departments.code IS 'Код подразделения в 1С';
 COMMENT ON COLUMN buf_departments.status IS 'active — действует, closed — закрыто (категория скрывается)';
-COMMENT ON COLUMN buf_departments.sync_status IS 'Движок: результат синхронизации строки — ok, error, skipped, pending';
-COMMENT ON COLUMN buf_departments.sync_error IS 'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS';
+COMMENT ON COLUMN buf_departments.sync_status IS 'Движок: результат синхронизации строки — ok, warning, error, skipped, pending';
+COMMENT ON COLUMN buf_departments.sync_error IS 'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS';
 COMMENT ON COLUMN buf_departments.synced_at IS 'Движок: когда строка последний раз применена или проверена';
 COMMENT ON COLUMN buf_departments.lms_id IS 'Движок: идентификатор записи в LMS (id в Moodle)';
 
@@ -124,8 +124,8 @@ COMMENT ON COLUMN buf_learning_processes.semester IS 'Номер семестр�
 COMMENT ON COLUMN buf_learning_processes.start_date IS 'Начало изучения';
 COMMENT ON COLUMN buf_learning_processes.end_date IS 'Окончание изучения';
 COMMENT ON COLUMN buf_learning_processes.program_external_id IS 'Учебная программа (buf_programs.external_id)';
-COMMENT ON COLUMN buf_learning_processes.sync_status IS 'Движок: результат синхронизации строки — ok, error, skipped, pending';
-COMMENT ON COLUMN buf_learning_processes.sync_error IS 'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS';
+COMMENT ON COLUMN buf_learning_processes.sync_status IS 'Движок: результат синхронизации строки — ok, warning, error, skipped, pending';
+COMMENT ON COLUMN buf_learning_processes.sync_error IS 'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS';
 COMMENT ON COLUMN buf_learning_processes.synced_at IS 'Движок: когда строка последний раз применена или проверена';
 COMMENT ON COLUMN buf_learning_processes.lms_id IS 'Движок: идентификатор записи в LMS (id в Moodle)';
 
@@ -147,8 +147,8 @@ COMMENT ON COLUMN buf_programs.name IS 'Наименование програм�
 COMMENT ON COLUMN buf_programs.speciality_code IS 'Код специальности (направления подготовки)';
 COMMENT ON COLUMN buf_programs.education_form IS 'Форма обучения: очная, заочная, очно-заочная';
 COMMENT ON COLUMN buf_programs.department_external_id IS 'Подразделение (buf_departments.external_id), в категории которого создаётся программа';
-COMMENT ON COLUMN buf_programs.sync_status IS 'Движок: результат синхронизации строки — ok, error, skipped, pending';
-COMMENT ON COLUMN buf_programs.sync_error IS 'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS';
+COMMENT ON COLUMN buf_programs.sync_status IS 'Движок: результат синхронизации строки — ok, warning, error, skipped, pending';
+COMMENT ON COLUMN buf_programs.sync_error IS 'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS';
 COMMENT ON COLUMN buf_programs.synced_at IS 'Движок: когда строка последний раз применена или проверена';
 COMMENT ON COLUMN buf_programs.lms_id IS 'Движок: идентификатор записи в LMS (id в Moodle)';
 
@@ -169,8 +169,8 @@ COMMENT ON COLUMN buf_staff.position IS 'Должность';
 COMMENT ON COLUMN buf_staff.department_external_id IS 'Подразделение (buf_departments.external_id); становится idnumber когорты Moodle';
 COMMENT ON COLUMN buf_staff.status IS 'working — работает, dismissed — уволен';
 COMMENT ON COLUMN buf_staff.updated_at IS 'Когда 1С изменила строку (необязательно)';
-COMMENT ON COLUMN buf_staff.sync_status IS 'Движок: результат синхронизации строки — ok, error, skipped, pending';
-COMMENT ON COLUMN buf_staff.sync_error IS 'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS';
+COMMENT ON COLUMN buf_staff.sync_status IS 'Движок: результат синхронизации строки — ok, warning, error, skipped, pending';
+COMMENT ON COLUMN buf_staff.sync_error IS 'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS';
 COMMENT ON COLUMN buf_staff.synced_at IS 'Движок: когда строка последний раз применена или проверена';
 
 CREATE TABLE buf_students (
@@ -202,8 +202,8 @@ COMMENT ON COLUMN buf_students.education_form IS 'Форма обучения: �
 COMMENT ON COLUMN buf_students.department_external_id IS 'Подразделение (buf_departments.external_id)';
 COMMENT ON COLUMN buf_students.status IS 'studying — учится, academic_leave — академический отпуск, expelled — отчислен, graduated — выпускник';
 COMMENT ON COLUMN buf_students.updated_at IS 'Когда 1С изменила строку (необязательно)';
-COMMENT ON COLUMN buf_students.sync_status IS 'Движок: результат синхронизации строки — ok, error, skipped, pending';
-COMMENT ON COLUMN buf_students.sync_error IS 'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS';
+COMMENT ON COLUMN buf_students.sync_status IS 'Движок: результат синхронизации строки — ok, warning, error, skipped, pending';
+COMMENT ON COLUMN buf_students.sync_error IS 'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS';
 COMMENT ON COLUMN buf_students.synced_at IS 'Движок: когда строка последний раз применена или проверена';
 
 CREATE TABLE buf_subscriptions (
@@ -229,8 +229,8 @@ COMMENT ON COLUMN buf_subscriptions.time_start IS 'Начало доступа �
 COMMENT ON COLUMN buf_subscriptions.time_end IS 'Окончание доступа к курсу; пусто — бессрочно';
 COMMENT ON COLUMN buf_subscriptions.status IS 'active — действует, suspended — приостановлена';
 COMMENT ON COLUMN buf_subscriptions.updated_at IS 'Когда 1С изменила строку (необязательно)';
-COMMENT ON COLUMN buf_subscriptions.sync_status IS 'Движок: результат синхронизации строки — ok, error, skipped, pending';
-COMMENT ON COLUMN buf_subscriptions.sync_error IS 'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS';
+COMMENT ON COLUMN buf_subscriptions.sync_status IS 'Движок: результат синхронизации строки — ok, warning, error, skipped, pending';
+COMMENT ON COLUMN buf_subscriptions.sync_error IS 'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS';
 COMMENT ON COLUMN buf_subscriptions.synced_at IS 'Движок: когда строка последний раз применена или проверена';
 
 CREATE TABLE buf_user_fields (
@@ -281,8 +281,8 @@ COMMENT ON COLUMN buf_users.auth IS 'Способ входа в Moodle: имя �
 COMMENT ON COLUMN buf_users.password IS 'Начальный пароль; используется только при создании; пусто — Moodle сам создаст пароль и отправит его письмом';
 COMMENT ON COLUMN buf_users.status IS 'active — действует, suspended — заблокирован';
 COMMENT ON COLUMN buf_users.updated_at IS 'Когда 1С изменила строку (необязательно: движок сравнивает содержимое)';
-COMMENT ON COLUMN buf_users.sync_status IS 'Движок: результат синхронизации строки — ok, error, skipped, pending';
-COMMENT ON COLUMN buf_users.sync_error IS 'Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS';
+COMMENT ON COLUMN buf_users.sync_status IS 'Движок: результат синхронизации строки — ok, warning, error, skipped, pending';
+COMMENT ON COLUMN buf_users.sync_error IS 'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS';
 COMMENT ON COLUMN buf_users.synced_at IS 'Движок: когда строка последний раз применена или проверена';
 COMMENT ON COLUMN buf_users.lms_id IS 'Движок: идентификатор записи в LMS (id в Moodle)';
 
@@ -500,4 +500,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0006');
+INSERT INTO sync_schema_version (version_num) VALUES ('0007');

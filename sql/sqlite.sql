@@ -23,14 +23,14 @@ CREATE TABLE buf_batches (
 -- buf_courses: Курсы, которые должны быть в LMS (необязательная таблица)
 --   external_id           Идентификатор курса в 1С; становится idnumber курса Moodle
 --   shortname             Краткое название курса; в Moodle уникально
---   fullname              Полное название курса
+--   fullname              Полное название курса; Moodle хранит не больше 254 символов — длиннее строка получает ошибку
 --   category_external_id  Подразделение (buf_departments.external_id) = idnumber категории Moodle; пусто — категория по умолчанию из настроек
 --   start_date            Дата начала курса
 --   end_date              Дата окончания курса; не раньше даты начала
 --   visible               Виден ли курс студентам
 --   template_shortname    Краткое название курса-образца, с которого копируются настройки при создании
---   sync_status           Движок: результат синхронизации строки — ok, error, skipped, pending
---   sync_error            Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS
+--   sync_status           Движок: результат синхронизации строки — ok, warning, error, skipped, pending
+--   sync_error            Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS
 --   synced_at             Движок: когда строка последний раз применена или проверена
 --   lms_id                Движок: идентификатор записи в LMS (id в Moodle)
 CREATE TABLE buf_courses (
@@ -55,8 +55,8 @@ CREATE TABLE buf_courses (
 --   name                Наименование
 --   code                Код подразделения в 1С
 --   status              active — действует, closed — закрыто (категория скрывается)
---   sync_status         Движок: результат синхронизации строки — ok, error, skipped, pending
---   sync_error          Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS
+--   sync_status         Движок: результат синхронизации строки — ok, warning, error, skipped, pending
+--   sync_error          Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS
 --   synced_at           Движок: когда строка последний раз применена или проверена
 --   lms_id              Движок: идентификатор записи в LMS (id в Moodle)
 CREATE TABLE buf_departments (
@@ -109,8 +109,8 @@ CREATE INDEX ix_buf_grades_updated_at ON buf_grades (updated_at);
 --   start_date           Начало изучения
 --   end_date             Окончание изучения
 --   program_external_id  Учебная программа (buf_programs.external_id)
---   sync_status          Движок: результат синхронизации строки — ok, error, skipped, pending
---   sync_error           Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS
+--   sync_status          Движок: результат синхронизации строки — ok, warning, error, skipped, pending
+--   sync_error           Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS
 --   synced_at            Движок: когда строка последний раз применена или проверена
 --   lms_id               Движок: идентификатор записи в LMS (id в Moodle)
 CREATE TABLE buf_learning_processes (
@@ -135,8 +135,8 @@ CREATE TABLE buf_learning_processes (
 --   speciality_code         Код специальности (направления подготовки)
 --   education_form          Форма обучения: очная, заочная, очно-заочная
 --   department_external_id  Подразделение (buf_departments.external_id), в категории которого создаётся программа
---   sync_status             Движок: результат синхронизации строки — ok, error, skipped, pending
---   sync_error              Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS
+--   sync_status             Движок: результат синхронизации строки — ok, warning, error, skipped, pending
+--   sync_error              Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS
 --   synced_at               Движок: когда строка последний раз применена или проверена
 --   lms_id                  Движок: идентификатор записи в LMS (id в Moodle)
 CREATE TABLE buf_programs (
@@ -158,8 +158,8 @@ CREATE TABLE buf_programs (
 --   department_external_id  Подразделение (buf_departments.external_id); становится idnumber когорты Moodle
 --   status                  working — работает, dismissed — уволен
 --   updated_at              Когда 1С изменила строку (необязательно)
---   sync_status             Движок: результат синхронизации строки — ok, error, skipped, pending
---   sync_error              Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS
+--   sync_status             Движок: результат синхронизации строки — ok, warning, error, skipped, pending
+--   sync_error              Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS
 --   synced_at               Движок: когда строка последний раз применена или проверена
 CREATE TABLE buf_staff (
 	person_external_id VARCHAR(64) NOT NULL, 
@@ -185,8 +185,8 @@ CREATE TABLE buf_staff (
 --   department_external_id  Подразделение (buf_departments.external_id)
 --   status                  studying — учится, academic_leave — академический отпуск, expelled — отчислен, graduated — выпускник
 --   updated_at              Когда 1С изменила строку (необязательно)
---   sync_status             Движок: результат синхронизации строки — ok, error, skipped, pending
---   sync_error              Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS
+--   sync_status             Движок: результат синхронизации строки — ok, warning, error, skipped, pending
+--   sync_error              Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS
 --   synced_at               Движок: когда строка последний раз применена или проверена
 CREATE TABLE buf_students (
 	person_external_id VARCHAR(64) NOT NULL, 
@@ -214,8 +214,8 @@ CREATE TABLE buf_students (
 --   time_end            Окончание доступа к курсу; пусто — бессрочно
 --   status              active — действует, suspended — приостановлена
 --   updated_at          Когда 1С изменила строку (необязательно)
---   sync_status         Движок: результат синхронизации строки — ok, error, skipped, pending
---   sync_error          Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS
+--   sync_status         Движок: результат синхронизации строки — ok, warning, error, skipped, pending
+--   sync_error          Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS
 --   synced_at           Движок: когда строка последний раз применена или проверена
 CREATE TABLE buf_subscriptions (
 	user_external_id VARCHAR(64) NOT NULL, 
@@ -259,8 +259,8 @@ CREATE TABLE buf_user_fields (
 --   password     Начальный пароль; используется только при создании; пусто — Moodle сам создаст пароль и отправит его письмом
 --   status       active — действует, suspended — заблокирован
 --   updated_at   Когда 1С изменила строку (необязательно: движок сравнивает содержимое)
---   sync_status  Движок: результат синхронизации строки — ok, error, skipped, pending
---   sync_error   Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS
+--   sync_status  Движок: результат синхронизации строки — ok, warning, error, skipped, pending
+--   sync_error   Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS
 --   synced_at    Движок: когда строка последний раз применена или проверена
 --   lms_id       Движок: идентификатор записи в LMS (id в Moodle)
 CREATE TABLE buf_users (
@@ -500,4 +500,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0006');
+INSERT INTO sync_schema_version (version_num) VALUES ('0007');

@@ -9,8 +9,9 @@ from bufsync.mapping.types import parse_type
 
 # Engine-owned columns of an inbound table: fixed type and description per role.
 WRITEBACK_COLUMNS: dict[str, tuple[str, str]] = {
-    "status": ("string(16)", "Движок: результат синхронизации строки — ok, error, skipped, pending"),
-    "error": ("string(2000)", "Движок: почему строка не применена — текст для разработчика 1С и код ошибки LMS"),
+    "status": ("string(16)", "Движок: результат синхронизации строки — ok, warning, error, skipped, pending"),
+    "error": ("string(2000)", "Движок: почему строка не применена (error, skipped) или что LMS не сохранила "
+                              "(warning) — текст для разработчика 1С и код ошибки LMS"),
     "synced_at": ("datetime", "Движок: когда строка последний раз применена или проверена"),
     "remote_id": ("bigint", "Движок: идентификатор записи в LMS (id в Moodle)"),
 }
