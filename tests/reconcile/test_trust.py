@@ -335,3 +335,16 @@ def test_a_course_template_that_is_not_applied_is_said_on_the_row(world: World) 
     writes = world.writes()
     world.run("courses")
     assert world.writes() == writes and row(world, "buf_courses", "C-T")["sync_status"] == "warning"
+
+
+def test_a_full_run_right_after_a_first_load_repairs_and_writes_nothing(world: World) -> None:
+    enrol_rows(world)
+    world.insert("buf_departments", [{"external_id": "D1", "parent_external_id": None, "name": "Отдел",
+                                      "status": "active"}])
+    world.insert("buf_courses", [{"external_id": "C-ND", "shortname": "nodates", "fullname": "Без дат",
+                                  "category_external_id": "D1"}])
+    world.run()
+    writes = world.writes()
+    report = world.run(full=True)
+    assert all(m.counts["repaired"] == 0 for m in report.mappings), report.render()
+    assert world.writes() == writes
