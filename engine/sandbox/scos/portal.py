@@ -352,6 +352,7 @@ class PortalServer(HttpServer):
         return reply
 
     async def _write(self, writer: asyncio.StreamWriter, reply: Reply, close: bool) -> None:  # type: ignore[override]
+        """HttpServer writes every answer through here: a held one waits for its group first."""
         release = self._held.pop(id(reply), None)
         if release is not None:
             try:
