@@ -21,8 +21,9 @@ from bufsync.errors import EXIT_GUARD, EXIT_REJECTED, EXIT_UNAVAILABLE, BufsyncE
 from bufsync.mapping.loader import MappingSet, load_mappings
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import plan as p
+from bufsync.reconcile.adapter import Existing
 from bufsync.reconcile.sync import (Context, Interrupted, Options, apply_plan, counts, execute, known_remote_ids,
-                                    removals, scan, unreachable_parent)
+                                    applied_of, removals, scan, unreachable_parent)
 from bufsync.report import MappingReport, RunReport
 from bufsync.schema import build_metadata
 from bufsync.state import runs
@@ -260,8 +261,17 @@ def _dry(ctx: Context, mapping: Mapping, mreport: MappingReport, chunk: p.Mappin
                 if len(mreport.errors) < PLANNED_SHOWN:
                     mreport.errors.append({"key": desired.key, "status": "error", "reason": reason})
             break
+        adapter = ctx.adapter_for(mapping)
         for desired, entry in ready:
             action = p.CREATE if entry is None else p.UPDATE
+            existing = None if entry is None else Existing(entry.key, entry.remote_id, applied_of(entry))
+            reason = adapter.prevalidate(desired, existing)
+            if reason:  # refused as the real run's wave will refuse it
+                mreport.add(p.REJECT)
+                ctx.errors.setdefault(mapping.name, {})[desired.key] = reason
+                if len(mreport.errors) < PLANNED_SHOWN:
+                    mreport.errors.append({"key": desired.key, "status": "error", "reason": reason})
+                continue
             mreport.add(action)
             cache.setdefault(desired.key, -1)  # later lookups resolve, as after the real create
             if len(mreport.planned) < PLANNED_SHOWN:

@@ -121,9 +121,6 @@ def test_a_dry_run_rejects_an_update_moodle_would_refuse_as_the_run_does(world: 
     assert rows(world, "buf_courses")["C-OK"]["sync_status"] == "ok"
 
 
-@pytest.mark.xfail(strict=True, reason="engine/runner.py _dry plans rows waiting for a parent in the same table "
-                   "(a department under a department created by the same run) without adapter.prevalidate; the real "
-                   "run's waves (reconcile/sync.py _waves) check them")
 def test_a_dry_run_rejects_a_refused_category_under_a_parent_it_creates(world: World) -> None:
     world.insert("buf_departments", [
         {"external_id": "ROOT", "parent_external_id": None, "name": "Колледж", "status": "active"},
