@@ -444,14 +444,14 @@ def apply_plan(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dic
             _store(ctx, mapping, table, builder, results, entries, remote_cache, error_cache)
             results.clear()
 
-    def update(c: list[p.Step]) -> list[Outcome]:
-        return adapter.update([(s.desired, s.existing) for s in c])
-
-    create: Callable[[list[p.Step]], list[Outcome]] = lambda c: _create(adapter, c)  # noqa: E731
-    suspend: Callable[[list[p.Step]], list[Outcome]] = lambda c: adapter.suspend([s.existing for s in c])  # noqa: E731
-    delete: Callable[[list[p.Step]], list[Outcome]] = lambda c: adapter.delete([s.existing for s in c])  # noqa: E731
+    writers: dict[str, Callable[[list[p.Step]], list[Outcome]]] = {
+        "create": lambda c: _create(adapter, c),
+        "update": lambda c: adapter.update([(s.desired, s.existing) for s in c]),
+        "suspend": lambda c: adapter.suspend([s.existing for s in c]),
+        "delete": lambda c: adapter.delete([s.existing for s in c])}
     if mapping.sync.group_by:  # several rows are one remote record: every write goes through the group
-        create = update = suspend = delete = lambda c: _grouped(ctx, mapping, builder, c, entries)  # noqa: E731
+        writers = dict.fromkeys(writers, lambda c: _grouped(ctx, mapping, builder, c, entries))
+    create, update, suspend, delete = (writers[k] for k in ("create", "update", "suspend", "delete"))
     run(p.REHASH, lambda c: [Outcome(True, s.existing.remote_id) for s in c], LINKED, False)
     run(p.CREATE, create, LINKED, opts.no_create)
     run(p.ADOPT, update, LINKED, opts.no_update)

@@ -19,15 +19,17 @@ from bufsync.schema import build_metadata
 TOKEN = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
 WRITES = ("core_user_create_users", "core_user_update_users", "core_user_delete_users",
           "core_course_create_courses", "core_course_update_courses", "core_course_create_categories",
-          "core_course_update_categories", "enrol_manual_enrol_users", "enrol_manual_unenrol_users")
+          "core_course_update_categories", "enrol_manual_enrol_users", "enrol_manual_unenrol_users",
+          "core_role_unassign_roles")
 
 
 @dataclass
-class World:
+class Buffer:
+    """A buffer and the Moodle it syncs with, as the tests drive and read them."""
+
     loaded: LoadedSettings
     engine: sa.Engine
     tables: dict[str, sa.Table]
-    moodle: SandboxServer
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
@@ -50,13 +52,8 @@ class World:
     def run(self, *names: str, **options: Any):
         return commands.run(self.loaded, list(names), **options)
 
-    def writes(self) -> int:
-        calls = self.moodle.stats()["calls"]
-        return sum(calls.get(name, 0) for name in WRITES)
-
     def ws(self) -> MoodleClient:
-        """Moodle as a client sees it: tests check the world through Web Services, not the sandbox's tables."""
-        return MoodleClient.connect(self.moodle.url, TOKEN)
+        raise NotImplementedError
 
     def ws_user(self, **field: str) -> dict[str, Any] | None:
         """The one Moodle user with this field value (idnumber=..., username=...), read through Web Services."""
@@ -73,6 +70,19 @@ class World:
             active = {int(u["id"]) for u in client.get_enrolled_users(courseid, onlyactive=True, userfields="id")}
         return {int(u["id"]): {"roles": sorted(r["shortname"] for r in u.get("roles", [])),
                                "active": int(u["id"]) in active} for u in everyone}
+
+
+@dataclass
+class World(Buffer):
+    moodle: SandboxServer
+
+    def ws(self) -> MoodleClient:
+        """Moodle as a client sees it: tests check the world through Web Services, not the sandbox's tables."""
+        return MoodleClient.connect(self.moodle.url, TOKEN)
+
+    def writes(self) -> int:
+        calls = self.moodle.stats()["calls"]
+        return sum(calls.get(name, 0) for name in WRITES)
 
     def moodle_users(self) -> list[Any]:
         return self.moodle.site.store.q("SELECT * FROM user WHERE deleted = 0 AND id > 2 ORDER BY id")

@@ -30,8 +30,8 @@ from bufsync.sandbox.moodle.run import start
 from bufsync.schema import build_metadata
 from tests.reconcile.conftest import TOKEN, WRITES
 
-EXAMPLES = int(os.environ.get("BUFSYNC_MODEL_EXAMPLES", "4"))
-STEPS = int(os.environ.get("BUFSYNC_MODEL_STEPS", "14"))
+EXAMPLES = int(os.environ.get("BUFSYNC_MODEL_EXAMPLES", "6"))
+STEPS = int(os.environ.get("BUFSYNC_MODEL_STEPS", "20"))
 BUFFER = os.environ.get("BUFSYNC_MODEL_BUFFER", "sqlite")
 PG_ADMIN_URL = os.environ.get("BUFSYNC_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
@@ -73,6 +73,7 @@ class OneCAndMoodle(RuleBasedStateMachine):
         self.engine = sa.create_engine(url)
         self.tables = build_metadata(mappings).tables
         self.people: dict[str, dict[str, Any]] = {}            # key -> row, as in buf_users
+        self.gone: dict[str, dict[str, Any]] = {}              # removed by 1C, may come back
         self.subs: dict[tuple[str, str, str], str] = {}        # (person, course, role) -> status
         self.logins: dict[str, set[str]] = {}                  # login (lower) -> every key that ever had it
         self.enrolled: set[tuple[str, str]] = set()            # (person, course) ever enrolled in Moodle
@@ -102,63 +103,90 @@ class OneCAndMoodle(RuleBasedStateMachine):
                 "last_name": p["last_name"], "first_name": "Тест", "status": p["status"]}
 
     @initialize()
-    def courses(self) -> None:
+    def first_load(self) -> None:
+        """Every history starts from a site in use: four people enrolled, synced once."""
         self._write("buf_courses", [{"external_id": c, "shortname": c.lower(), "fullname": f"Курс {c}"}
                                     for c in COURSES])
+        for key, login in zip(KEYS, ("ann", "bob", "cid", "dan")):
+            self.people[key] = {"username": login, "last_name": NAMES[0], "status": "active"}
+            self.logins.setdefault(login, set()).add(key)
+            self.subs[(key, "C1", "student")] = "active"
+        self._write("buf_users", [self._person_row(k) for k in sorted(self.people)])
+        self._write("buf_subscriptions", [{"user_external_id": p, "course_external_id": c, "role": r, "status": s}
+                                          for (p, c, r), s in self.subs.items()])
+        self._run(full=False)
 
-    @rule(key=st.sampled_from(KEYS), login=st.sampled_from(LOGINS), last=st.sampled_from(NAMES),
-          status=st.sampled_from(STATUSES))
-    def insert_person(self, key: str, login: str, last: str, status: str) -> None:
+    @rule(then_run=st.booleans(), key=st.sampled_from(KEYS), login=st.sampled_from(LOGINS),
+          last=st.sampled_from(NAMES), status=st.sampled_from(STATUSES))
+    def insert_person(self, key: str, login: str, last: str, status: str, then_run: bool = False) -> None:
         if key in self.people:
             return
+        self.gone.pop(key, None)
         self.people[key] = {"username": login, "last_name": last, "status": status}
         self.logins.setdefault(login.lower(), set()).add(key)
         self._write("buf_users", [self._person_row(key)])
+        self._maybe_run(then_run)
 
     @precondition(lambda self: self.people)
-    @rule(data=st.data(), last=st.sampled_from(NAMES), status=st.sampled_from(STATUSES + ["blocked"]))
-    def update_person(self, data: st.DataObject, last: str, status: str) -> None:
+    @rule(then_run=st.booleans(), data=st.data(), last=st.sampled_from(NAMES),
+          status=st.sampled_from(STATUSES + ["blocked"]))
+    def update_person(self, data: st.DataObject, last: str, status: str, then_run: bool = False) -> None:
         key = data.draw(st.sampled_from(sorted(self.people)))
         self.people[key].update(last_name=last, status=status)
         t = self.tables["buf_users"]
         with self.engine.begin() as conn:
             conn.execute(t.update().where(t.c.external_id == key).values(last_name=last, status=status))
+        self._maybe_run(then_run)
 
     @precondition(lambda self: self.people)
-    @rule(data=st.data())
-    def delete_person(self, data: st.DataObject) -> None:
+    @rule(then_run=st.booleans(), data=st.data())
+    def delete_person(self, data: st.DataObject, then_run: bool = False) -> None:
         key = data.draw(st.sampled_from(sorted(self.people)))
-        del self.people[key]
+        self.gone[key] = self.people.pop(key)
         self._write("buf_users", delete=lambda t: t.c.external_id == key)
+        self._maybe_run(then_run)
+
+    @precondition(lambda self: self.gone)
+    @rule(then_run=st.booleans(), data=st.data())
+    def bring_back(self, data: st.DataObject, then_run: bool = False) -> None:
+        """A person 1C removed comes back as they were."""
+        key = data.draw(st.sampled_from(sorted(self.gone)))
+        self.people[key] = self.gone.pop(key)
+        self._write("buf_users", [self._person_row(key)])
+        self._maybe_run(then_run)
 
     @precondition(lambda self: self.people)
-    @rule(data=st.data(), course=st.sampled_from(COURSES), role=st.sampled_from(ROLES),
+    @rule(then_run=st.booleans(), data=st.data(), course=st.sampled_from(COURSES), role=st.sampled_from(ROLES),
           status=st.sampled_from(STATUSES))
-    def insert_subscription(self, data: st.DataObject, course: str, role: str, status: str) -> None:
+    def insert_subscription(self, data: st.DataObject, course: str, role: str, status: str,
+                            then_run: bool = False) -> None:
         person = data.draw(st.sampled_from(sorted(self.people)))
         if (person, course, role) in self.subs:
             return
         self.subs[(person, course, role)] = status
         self._write("buf_subscriptions", [{"user_external_id": person, "course_external_id": course, "role": role,
                                            "status": status}])
+        self._maybe_run(then_run)
 
     @precondition(lambda self: self.subs)
-    @rule(data=st.data(), status=st.sampled_from(STATUSES))
-    def update_subscription(self, data: st.DataObject, status: str) -> None:
+    @rule(then_run=st.booleans(), data=st.data(), status=st.sampled_from(STATUSES))
+    def update_subscription(self, data: st.DataObject, status: str, then_run: bool = False) -> None:
         key = data.draw(st.sampled_from(sorted(self.subs)))
         self.subs[key] = status
         t = self.tables["buf_subscriptions"]
         with self.engine.begin() as conn:
             conn.execute(t.update().where(t.c.user_external_id == key[0], t.c.course_external_id == key[1],
                                           t.c.role == key[2]).values(status=status))
+        self._maybe_run(then_run)
 
     @precondition(lambda self: self.subs)
-    @rule(data=st.data())
-    def delete_subscription(self, data: st.DataObject) -> None:
+    @rule(then_run=st.booleans(), data=st.data())
+    def delete_subscription(self, data: st.DataObject, then_run: bool = False) -> None:
         key = data.draw(st.sampled_from(sorted(self.subs)))
         del self.subs[key]
         self._write("buf_subscriptions", delete=lambda t: (t.c.user_external_id == key[0])
                     & (t.c.course_external_id == key[1]) & (t.c.role == key[2]))
+        self._maybe_run(then_run)
 
     @rule()
     def full_reload(self) -> None:
@@ -176,6 +204,11 @@ class OneCAndMoodle(RuleBasedStateMachine):
         self._write("buf_users", [self._person_row(k) for k in keys[half:]])
 
     # -- runs and what they must leave ------------------------------------------------------
+    def _maybe_run(self, then_run: bool) -> None:
+        """Half the changes are followed by a run at once, half pile up for the next run together."""
+        if then_run:
+            self._run(full=False)
+
     @rule()
     def run(self) -> None:
         self._run(full=False)
@@ -195,7 +228,7 @@ class OneCAndMoodle(RuleBasedStateMachine):
 
     def _writes(self) -> int:
         calls = self.moodle.stats()["calls"]
-        return sum(calls.get(name, 0) for name in WRITES + ("core_role_unassign_roles",))
+        return sum(calls.get(name, 0) for name in WRITES)
 
     def _rows(self, table: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -244,8 +277,12 @@ class OneCAndMoodle(RuleBasedStateMachine):
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in self._rows("buf_subscriptions"):
             groups.setdefault((row["user_external_id"], row["course_external_id"]), []).append(row)
+        accounts = self._ledger_ids()
         for (person, course), rows in groups.items():
             user = users.get(person)
+            if (user is None or user["sync_status"] != "ok") and person in accounts:
+                # 1C removed the person (or broke their row) but not the rows: the account the ledger links
+                user = {"sync_status": "ok", "lms_id": accounts[person]}
             if user is None or user["sync_status"] != "ok":
                 assert all(r["sync_status"] in ("error", "skipped") and r["sync_error"] for r in rows), rows
                 continue
@@ -262,6 +299,14 @@ class OneCAndMoodle(RuleBasedStateMachine):
             user = users.get(person)
             if user is not None and user["sync_status"] == "ok" and (user["lms_id"], course) in enrolments:
                 assert enrolments[(user["lms_id"], course)][1] is False, (person, course)
+
+    def _ledger_ids(self) -> dict[str, int]:
+        """Person -> the Moodle account the ledger links (kept, suspended, when 1C removes the person)."""
+        t = self.tables["sync_ledger"]
+        with self.engine.connect() as conn:
+            return {r.record_key: r.remote_id for r in conn.execute(
+                sa.select(t.c.record_key, t.c.remote_id).where(
+                    t.c.mapping_name == "users", t.c.state.in_(["linked", "suspended"])))}
 
     @invariant()
     def buffer_matches_the_model(self) -> None:

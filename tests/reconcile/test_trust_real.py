@@ -24,11 +24,12 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from bufsync import commands, migrations
+from bufsync import migrations
 from bufsync.adapters.moodle.client import MoodleClient
-from bufsync.config import LoadedSettings, load_settings
+from bufsync.config import load_settings
 from bufsync.mapping import load_mappings
 from bufsync.schema import build_metadata
+from tests.reconcile.conftest import Buffer
 
 URL = os.environ.get("BUFSYNC_TEST_MOODLE_URL")
 TOKEN = os.environ.get("BUFSYNC_TEST_MOODLE_TOKEN")
@@ -40,12 +41,9 @@ pytestmark = [pytest.mark.moodle, pytest.mark.skipif(
 
 
 @dataclass
-class RealWorld:
+class RealWorld(Buffer):
     """A fresh buffer (SQLite or PostgreSQL) pointed at the real Moodle, and a prefix no other test uses."""
 
-    loaded: LoadedSettings
-    engine: sa.Engine
-    tables: dict[str, sa.Table]
     tag: str                                   # lower-case latin + digits: valid in logins, keys, shortnames
     made: list[int] = field(default_factory=list)  # accounts made by hand through Web Services
 
@@ -55,48 +53,11 @@ class RealWorld:
     def login(self, name: str) -> str:
         return f"{self.tag}{name}"
 
-    def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(self.tables[table].insert(), rows)
-
-    def delete(self, table: str, where: Any = None) -> None:
-        t = self.tables[table]
-        with self.engine.begin() as conn:
-            conn.execute(t.delete() if where is None else t.delete().where(where(t)))
-
-    def update(self, table: str, where: Any, **values: Any) -> None:
-        t = self.tables[table]
-        with self.engine.begin() as conn:
-            conn.execute(t.update().where(where(t)).values(**values))
-
-    def rows(self, table: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.select(self.tables[table]))]
-
     def row(self, table: str, key: str) -> dict[str, Any]:
         return next(r for r in self.rows(table) if r["external_id"] == key)
 
-    def run(self, *names: str, **options: Any) -> Any:
-        return commands.run(self.loaded, list(names), **options)
-
     def ws(self) -> MoodleClient:
         return MoodleClient.connect(URL, TOKEN, timeout=120)
-
-    def ws_user(self, **by: str) -> dict[str, Any] | None:
-        """The one Moodle user with this field value (idnumber=..., username=...), read through Web Services."""
-        (name, value), = by.items()
-        with self.ws() as client:
-            found = client.get_users_by_field(name, [value])
-        assert len(found) <= 1, found
-        return found[0] if found else None
-
-    def ws_enrolled(self, courseid: int) -> dict[int, dict[str, Any]]:
-        """userid -> {roles, active} in a course, read through Web Services."""
-        with self.ws() as client:
-            everyone = client.get_enrolled_users(courseid, userfields="id,roles")
-            active = {int(u["id"]) for u in client.get_enrolled_users(courseid, onlyactive=True, userfields="id")}
-        return {int(u["id"]): {"roles": sorted(r["shortname"] for r in u.get("roles", [])),
-                               "active": int(u["id"]) in active} for u in everyone}
 
 
 def counts(report: Any, mapping: str) -> dict[str, int]:
