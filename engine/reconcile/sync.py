@@ -397,7 +397,8 @@ def _contradiction(step: p.Step, candidate: Candidate, owner: str | None, rules:
         want = desired.correlation[index] if desired is not None else None
         if have not in (None, "") and str(have) != str(want if want is not None else ""):
             by = rules[candidate.rule]
-            return (f"Запись LMS id {candidate.remote_id} найдена по {by.remote} «{desired.correlation[candidate.rule]}», "
+            found = desired.correlation[candidate.rule]
+            return (f"Запись LMS id {candidate.remote_id} найдена по {by.remote} «{found}», "
                     f"но её {rule.remote} = «{have}», а у строки «{step.key}» — «{want or ''}»: это другая запись, она "
                     f"не привязана и не изменена. Исправьте {by.source} в 1С или {rule.remote} в LMS (disputed)")
     return None
@@ -641,8 +642,8 @@ def _store(ctx: Context, mapping: Mapping, table: sa.Table, builder: RecordBuild
             entries[step.key] = entry  # keys new to the ledger are not kept: memory stays flat
         step.failed = None if outcome.ok else (outcome.error or outcome.code or "error")
         if step.desired is not None:
-            statuses.append(writeback.Status(step.desired.key_values, status, error,
-                                             remote_id if status in ("ok", "warning") else step.desired.writeback[2], now))
+            written_id = remote_id if status in ("ok", "warning") else step.desired.writeback[2]
+            statuses.append(writeback.Status(step.desired.key_values, status, error, written_id, now))
     if ctx.options.dry_run:
         return
     with ctx.engine.begin() as conn:

@@ -18,7 +18,8 @@ def row(world: World, table: str, key: str) -> dict[str, Any]:
     return next(r for r in world.rows(table) if r["external_id"] == key)
 
 
-def person(key: str, login: str, last: str = "Хороший", first: str = "Пётр", email: str | None = None) -> dict[str, Any]:
+def person(key: str, login: str, last: str = "Хороший", first: str = "Пётр",
+           email: str | None = None) -> dict[str, Any]:
     return {"external_id": key, "username": login, "email": email or f"{key}@example.edu", "last_name": last,
             "first_name": first, "status": "active"}
 
