@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bufsync import __version__, commands
-from bufsync.config import LoadedSettings, load_settings
 from bufsync.errors import EXIT_REJECTED, BufsyncError, ConfigError
 from bufsync.log import setup_logging
+
+if TYPE_CHECKING:  # config imports pydantic and SQLAlchemy: only commands that read it pay for them
+    from bufsync.config import LoadedSettings
 
 
 class _Group(click.Group):
@@ -39,6 +42,7 @@ class _State:
     @property
     def loaded(self) -> LoadedSettings:
         if self._loaded is None:
+            from bufsync.config import load_settings
             self._loaded = load_settings(self.config_path)
             setup_logging(self.log_format or self._loaded.settings.log_format)
         return self._loaded

@@ -3,45 +3,55 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bufsync import migrations
-from bufsync.check import CheckItem, run_checks
-from bufsync.config import LoadedSettings
-from bufsync.mapping.loader import MappingSet, load_mappings
-from bufsync.schema import build_metadata
-from bufsync.sqlrender import RenderResult, render_all
+# Each command imports what it needs when it runs: `bufsync --version` and `--help` must not pay for
+# SQLAlchemy's engine, alembic, pydantic and httpx (tests/test_cli_startup.py keeps it so).
+if TYPE_CHECKING:
+    from bufsync.check import CheckItem
+    from bufsync.config import LoadedSettings
+    from bufsync.mapping.loader import MappingSet
+    from bufsync.sqlrender import RenderResult
 
 
 def load(loaded: LoadedSettings) -> MappingSet:
+    from bufsync.mapping.loader import load_mappings
     return load_mappings(loaded.mappings_dir)
 
 
 def check(loaded: LoadedSettings) -> list[CheckItem]:
+    from bufsync.check import run_checks
     return run_checks(loaded, load(loaded))
 
 
 def sql_render(loaded: LoadedSettings, out_dir: Path, check_only: bool) -> list[RenderResult]:
+    from bufsync import migrations
+    from bufsync.schema import build_metadata
+    from bufsync.sqlrender import render_all
     mappings = load(loaded)
     heads = migrations.head_revisions(loaded, mappings)
     return render_all(build_metadata(mappings), heads, out_dir, check_only)
 
 
 def db_upgrade(loaded: LoadedSettings, revision: str = "heads", sql: bool = False, stdout: Any = None) -> None:
+    from bufsync import migrations
     migrations.upgrade(loaded, load(loaded), revision, sql=sql, stdout=stdout)
 
 
 def db_downgrade(loaded: LoadedSettings, revision: str, sql: bool = False, stdout: Any = None) -> None:
+    from bufsync import migrations
     migrations.downgrade(loaded, load(loaded), revision, sql=sql, stdout=stdout)
 
 
 def db_current(loaded: LoadedSettings) -> tuple[list[str], list[str]]:
     """(current revisions of the database, heads of the known migrations)."""
+    from bufsync import migrations
     mappings = load(loaded)
     return migrations.current_revisions(loaded), migrations.head_revisions(loaded, mappings)
 
 
 def db_revision(loaded: LoadedSettings, message: str, autogenerate: bool = True) -> list[Path]:
+    from bufsync import migrations
     return migrations.revision(loaded, load(loaded), message, autogenerate=autogenerate)
 
 
