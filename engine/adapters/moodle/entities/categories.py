@@ -19,6 +19,7 @@ class CategoryAdapter:
         self.names = list(fields)
         self.updatable = [n for n, f in fields.items() if f.policy == "force"]
         self._index: dict[str, list[int]] | None = None
+        self._remote: dict[int, dict[str, Any]] | None = None  # --full: every category, read once per run
 
     def _record(self, desired: Desired, names: list[str]) -> dict[str, Any]:
         record: dict[str, Any] = {}
@@ -50,7 +51,7 @@ class CategoryAdapter:
         return None if refused is None else refused.error
 
     def create(self, items: list[Desired]) -> list[Outcome]:
-        self._index = None
+        self._index = self._remote = None
         return [outcome(r) for r in self.client.create_categories([self._record(d, self.names) for d in items])]
 
     def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]:
@@ -60,6 +61,7 @@ class CategoryAdapter:
             record = self._record(desired, changed(view, existing.applied, self.updatable))
             record["id"] = existing.remote_id
             records.append(record)
+        self._remote = None
         return [outcome(r) for r in self.client.update_categories(records)]
 
     def suspend(self, items: list[Existing]) -> list[Outcome]:
@@ -86,7 +88,10 @@ class CategoryAdapter:
         return {v: index[str(v)][0] for v in values if len(index.get(str(v), [])) == 1}
 
     def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
-        self._index = None
-        remote = {int(c["id"]): c for c in self.client.get_categories()}
+        """One get_categories per run (not per chunk), read again only after this adapter wrote."""
+        if self._remote is None:
+            self._index = None
+            self._remote = {int(c["id"]): c for c in self.client.get_categories()}
+        remote = self._remote
         return {d.key for d, e in items
                 if e.remote_id not in remote or str(remote[e.remote_id].get("name")) != str(d.value("name"))}

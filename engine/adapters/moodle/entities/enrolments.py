@@ -20,6 +20,23 @@ class EnrolmentAdapter:
         self.client = client
         self.mapping = mapping
         self.roles = dict(getattr(settings, "roles", None) or DEFAULT_ROLES)
+        # --full: per course, who Moodle has enrolled (userid -> role shortnames) and who actively, read once
+        # per run and dropped when this adapter writes to the course (a later chunk then reads it afresh)
+        self._enrolled: dict[int, tuple[dict[int, set[str]], set[int]]] = {}
+
+    def _wrote(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            if item.get("courseid") is not None:
+                self._enrolled.pop(int(item["courseid"]), None)
+
+    def _course(self, courseid: int) -> tuple[dict[int, set[str]], set[int]]:
+        if courseid not in self._enrolled:
+            everyone = {int(u["id"]): {r["shortname"] for r in u.get("roles", [])}
+                        for u in self.client.get_enrolled_users(courseid, userfields="id,roles")}
+            active = {int(u["id"]) for u in self.client.get_enrolled_users(courseid, onlyactive=True,
+                                                                            userfields="id")}
+            self._enrolled[courseid] = (everyone, active)
+        return self._enrolled[courseid]
 
     def _state(self, view: dict[str, Any], active: bool) -> dict[str, Any] | str:
         role = view.get("role")
@@ -47,6 +64,7 @@ class EnrolmentAdapter:
 
     def _enrol(self, states: list[dict[str, Any] | str]) -> list[Outcome]:
         sendable = [s for s in states if isinstance(s, dict)]
+        self._wrote(sendable)
         results = iter(self.client.enrol(sendable)) if sendable else iter(())
         out = []
         for state in states:
@@ -74,6 +92,7 @@ class EnrolmentAdapter:
         pairs = [{"userid": (e.applied or {}).get("userid"), "courseid": (e.applied or {}).get("courseid")}
                  for e in items]
         ready = [p for p in pairs if p["userid"] and p["courseid"]]
+        self._wrote(ready)
         results = iter(self.client.unenrol(ready)) if ready else iter(())
         return [outcome(next(results)) if p["userid"] and p["courseid"]
                 else Outcome(False, None, "Нет сведений о применённой записи на курс (noledger)", "noledger")
@@ -126,23 +145,22 @@ class EnrolmentAdapter:
         for calls, send in ((enrols, self.client.enrol), (unassigns, self.client.unassign_roles),
                             (unenrols, self.client.unenrol)):
             sendable = [(i, item) for i, item in calls if outcomes[i].ok]  # a group that failed goes no further
+            self._wrote([item for _, item in sendable])
             for (index, _), result in zip(sendable, send([item for _, item in sendable]) if sendable else []):
                 if not result.ok and outcomes[index].ok:
                     outcomes[index] = outcome(result)
         return outcomes
 
     def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
-        """Per course: who Moodle has enrolled (all / only active) against what was applied."""
+        """Per course: who Moodle has enrolled (all / only active) against what was applied. Each course is read
+        once per run (two calls), not once per chunk: --full costs about one read of Moodle."""
         by_course: dict[int, list[tuple[Desired, dict[str, Any]]]] = {}
         for desired, _ in items:
             view = self._view(desired)
             by_course.setdefault(int(view["courseid"]), []).append((desired, view))
         out = set()
         for courseid, group in by_course.items():
-            everyone = {int(u["id"]): {r["shortname"] for r in u.get("roles", [])}
-                        for u in self.client.get_enrolled_users(courseid, userfields="id,roles")}
-            active = {int(u["id"]) for u in self.client.get_enrolled_users(courseid, onlyactive=True,
-                                                                            userfields="id")}
+            everyone, active = self._course(courseid)
             for desired, view in group:
                 userid = int(view["userid"])
                 if desired.active:  # an active row: enrolled, active, with its role
