@@ -31,6 +31,7 @@ from bufsync import commands, migrations
 from bufsync.config import ScosSettings, load_settings
 from bufsync.mapping import load_mappings
 from bufsync.portals.runs import run_dispatch, run_scos
+from bufsync.sandbox.moodle.run import parse_env_line
 from bufsync.schema import build_metadata
 
 TOKEN = "b" * 32
@@ -43,7 +44,7 @@ def sandbox(latency: float) -> tuple[subprocess.Popen[str], dict[str, str]]:
     proc = subprocess.Popen([str(exe), "sandbox", "--port", "0", "--scos-port", "0", "--token", TOKEN,
                              "--scos-moderation", "1", "--scos-fault", f"latency:1:{latency}"],
                             stdout=subprocess.PIPE, text=True)
-    env = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(6))
+    env = dict(parse_env_line(proc.stdout.readline()) for _ in range(6))
     return proc, env
 
 

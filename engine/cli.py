@@ -425,7 +425,7 @@ def scos_courses(state: _State, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--port", default=8081, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--port", default=18081, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--data", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the sandbox's SQLite state (default: in memory).")
 @click.option("--token", help="Web-service token to accept (default: a random one, printed).")
@@ -435,7 +435,9 @@ def scos_courses(state: _State, as_json: bool) -> None:
               help="Inject faults: latency, http_500, http_503, drop, drop_after_write, timeout_after_write, "
                    "db_error (Moodle's dml_read_exception); "
                    "e.g. --fault http_503:0.05 --fault latency:1:0.2")
-@click.option("--scos-port", default=8082, show_default=True, help="Port of the sandbox СЦОС (0: any free port).")
+@click.option("--env-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write VAR=value lines here (systemd EnvironmentFile=, docker --env-file).")
+@click.option("--scos-port", default=18082, show_default=True, help="Port of the sandbox СЦОС (0: any free port).")
 @click.option("--no-scos", is_flag=True, help="Moodle only.")
 @click.option("--scos-moderation", default=5.0, show_default=True, help="Seconds a passport stays in moderation.")
 @click.option("--scos-moderation-polls", type=click.IntRange(min=0), metavar="N",
@@ -448,14 +450,16 @@ def scos_courses(state: _State, as_json: bool) -> None:
 @click.option("--scos-duplicates-unsaved", is_flag=True,
               help="Answer a repeated enrolment with saved:false instead of saved:true.")
 def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
-            faults: tuple[str, ...], scos_port: int, no_scos: bool, scos_moderation: float,
+            faults: tuple[str, ...], env_file: Path | None, scos_port: int, no_scos: bool, scos_moderation: float,
             scos_moderation_polls: int | None, scos_faults: tuple[str, ...], scos_validation_status: str,
             scos_duplicates_unsaved: bool) -> None:
-    """Run the sandbox Moodle (Moodle 4.5's REST web services) and the sandbox СЦОС on 127.0.0.1."""
+    """Run the sandbox Moodle (Moodle 4.5's REST web services) and the sandbox СЦОС on 127.0.0.1.
+
+    Prints `export VAR=value` lines to paste into a shell where bufsync runs."""
     scos = {"moderation_seconds": scos_moderation, "moderation_polls": scos_moderation_polls,
             "validation_status": int(scos_validation_status), "duplicate_saved": not scos_duplicates_unsaved}
     commands.sandbox(port, data, token, debug, max_input_vars, list(faults), None if no_scos else scos_port,
-                     scos, list(scos_faults))
+                     scos, list(scos_faults), env_file)
 
 
 def main() -> None:

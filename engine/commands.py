@@ -60,12 +60,12 @@ def mappings_list(loaded: LoadedSettings) -> MappingSet:
 
 
 def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
-            faults: list[str], scos_port: int | None = 8082, scos: dict[str, Any] | None = None,
-            scos_faults: list[str] = ()) -> None:
+            faults: list[str], scos_port: int | None = 18082, scos: dict[str, Any] | None = None,
+            scos_faults: list[str] = (), env_file: Path | None = None) -> None:
     from bufsync.sandbox.faults import parse_fault
     from bufsync.sandbox.moodle.run import serve
     serve(port, data, token, debug, max_input_vars, [parse_fault(f) for f in faults], scos_port=scos_port,
-          scos=scos, scos_faults=[parse_fault(f) for f in scos_faults])
+          scos=scos, scos_faults=[parse_fault(f) for f in scos_faults], env_file=env_file)
 
 
 def run(loaded: LoadedSettings, names: list[str], dry_run: bool = False, full: bool = False,

@@ -199,7 +199,8 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
              "  SELECT id, outcome, counts FROM sync_runs;\n"
              "  SELECT course_id, shortname, state, scos_id FROM sync_scos_courses;\n"
              "  SELECT operation, status, user_id, last_error FROM v_queue_scos;\n"
-             "Try it yourself: `bufsync sandbox` in one shell, then paste the lines it prints and `bufsync run` in another.")
+             "Try it yourself: `bufsync sandbox` in one shell; in another, paste the export lines it prints, then\n"
+             "  bufsync db upgrade && bufsync run")
         return first, second
     finally:
         server.shutdown()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
+
+from bufsync.sandbox.moodle.run import parse_env_line
 
 
 def test_sandbox_prints_both_and_serves_both() -> None:
@@ -15,7 +20,7 @@ def test_sandbox_prints_both_and_serves_both() -> None:
                              "--scos-fault", "latency:1:0.3", "--scos-moderation", "0"],
                             stdout=subprocess.PIPE, text=True)
     try:
-        env = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(6))
+        env = dict(parse_env_line(proc.stdout.readline()) for _ in range(6))
         assert set(env) == {"BUFSYNC_MOODLE_URL", "BUFSYNC_MOODLE_TOKEN", "BUFSYNC_SCOS_URL", "BUFSYNC_SCOS_KEY",
                             "BUFSYNC_SCOS_PARTNER_ID", "BUFSYNC_SCOS_INSTITUTION"}
         info = httpx.post(f"{env['BUFSYNC_MOODLE_URL']}/webservice/rest/server.php", data={
@@ -39,7 +44,7 @@ def test_with_data_both_keep_their_state_across_restarts(tmp_path: Path) -> None
     def start() -> tuple[subprocess.Popen[str], dict[str, str]]:
         proc = subprocess.Popen([str(exe), "sandbox", "--port", "0", "--scos-port", "0", "--data", str(tmp_path),
                                  "--scos-moderation-polls", "1"], stdout=subprocess.PIPE, text=True)
-        return proc, dict(proc.stdout.readline().strip().split("=", 1) for _ in range(6))
+        return proc, dict(parse_env_line(proc.stdout.readline()) for _ in range(6))
 
     proc, env = start()
     try:
@@ -71,3 +76,50 @@ def test_with_data_both_keep_their_state_across_restarts(tmp_path: Path) -> None
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_printed_lines_work_pasted_into_a_shell_and_env_file(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("bufsync")
+    env_file = tmp_path / "sandbox.env"
+    proc = subprocess.Popen([str(exe), "sandbox", "--port", "0", "--scos-port", "0", "--token", "t0k'en $x",
+                             "--env-file", str(env_file)], stdout=subprocess.PIPE, text=True)
+    try:
+        pasted = "".join(proc.stdout.readline() for _ in range(7))  # six exports and the comment line
+        assert pasted.startswith("export BUFSYNC_MOODLE_URL=http://127.0.0.1:")
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("BUFSYNC_")}
+        shell = subprocess.run(["sh", "-c", pasted + "env"], capture_output=True, text=True, env=clean, check=True)
+        got = dict(line.split("=", 1) for line in shell.stdout.splitlines() if line.startswith("BUFSYNC_"))
+        assert got["BUFSYNC_MOODLE_TOKEN"] == "t0k'en $x"  # quoted for the shell, taken literally
+        assert set(got) == {"BUFSYNC_MOODLE_URL", "BUFSYNC_MOODLE_TOKEN", "BUFSYNC_SCOS_URL", "BUFSYNC_SCOS_KEY",
+                            "BUFSYNC_SCOS_PARTNER_ID", "BUFSYNC_SCOS_INSTITUTION"}
+        # the env file: VAR=value, no export, no shell quoting (systemd EnvironmentFile=, docker --env-file)
+        lines = env_file.read_text(encoding="utf-8").splitlines()
+        assert dict(line.split("=", 1) for line in lines) == got
+        assert env_file.stat().st_mode & 0o077 == 0
+        info = httpx.post(f"{got['BUFSYNC_MOODLE_URL']}/webservice/rest/server.php", data={
+            "wstoken": got["BUFSYNC_MOODLE_TOKEN"], "wsfunction": "core_webservice_get_site_info",
+            "moodlewsrestformat": "json"}).json()
+        assert info["release"].startswith("4.5")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("busy", ["--port", "--scos-port"])
+def test_busy_port_is_one_line_and_exit_2(busy: str) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        with socket.socket() as other:  # a free port for the other server (0 would not show the order)
+            other.bind(("127.0.0.1", 0))
+            free = other.getsockname()[1]
+        ports = {"--port": str(free), "--scos-port": str(free)} | {busy: str(port)}
+        exe = Path(sys.executable).with_name("bufsync")
+        result = subprocess.run([str(exe), "sandbox", *[x for kv in ports.items() for x in kv]],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ""  # nothing to paste when a server could not start
+    what = "sandbox Moodle" if busy == "--port" else "sandbox СЦОС"
+    assert result.stderr == (f"bufsync: port {port} ({what}) on 127.0.0.1 is in use: pick another with {busy} N "
+                             f"(0: any free port)\n")

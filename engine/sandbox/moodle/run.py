@@ -3,19 +3,62 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import Any, TextIO
 
+from bufsync.errors import BufsyncError
 from bufsync.sandbox.faults import FaultRule, Faults
 from bufsync.sandbox.moodle.server import SandboxServer
 from bufsync.sandbox.moodle.site import Site, SiteConfig
 
 
-def start(port: int = 8081, data: Path | None = None, token: str | None = None, debug: bool = False,
+DEFAULT_PORT = 18081       # high ports that rarely clash with a developer's own services (8080/8081)
+DEFAULT_SCOS_PORT = 18082
+
+
+class PortInUse(BufsyncError):
+    """A busy port is a usage problem (exit 2) with one line of advice, not a traceback."""
+
+
+def _port_error(port: int, what: str, option: str) -> PortInUse:
+    return PortInUse(f"port {port} ({what}) on 127.0.0.1 is in use: pick another with {option} N "
+                     f"(0: any free port)")
+
+
+def check_ports(ports: list[tuple[int, str, str]], host: str = "127.0.0.1") -> None:
+    """Every (port, what, option) is free, checked before anything starts or prints."""
+    for port, what, option in ports:
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server binds
+            try:
+                probe.bind((host, port))
+                probe.listen(1)
+            except OSError:
+                raise _port_error(port, what, option) from None
+
+
+def env_lines(variables: dict[str, str], export: bool = True) -> str:
+    """`export VAR=value` lines a POSIX shell takes as pasted; without export, an env file's `VAR=value`."""
+    if export:
+        return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in variables.items())
+    return "".join(f"{name}={value}\n" for name, value in variables.items())
+
+
+def parse_env_line(line: str) -> tuple[str, str]:
+    """(name, value) of a line `serve` prints, for the scripts and tests that start it."""
+    name, value = line.strip().removeprefix("export ").split("=", 1)
+    return name, (shlex.split(value) or [""])[0]
+
+
+def start(port: int = DEFAULT_PORT, data: Path | None = None, token: str | None = None, debug: bool = False,
           max_input_vars: int = 5000, faults: list[FaultRule] | None = None,
           host: str = "127.0.0.1") -> SandboxServer:
     """A running sandbox (in a background thread); the caller shuts it down."""
@@ -34,22 +77,41 @@ def start(port: int = 8081, data: Path | None = None, token: str | None = None, 
 
 def serve(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
           faults: list[FaultRule], out: TextIO = sys.stdout, scos_port: int | None = None,
-          scos: dict[str, Any] | None = None, scos_faults: list[FaultRule] | None = None) -> None:
-    server = start(port, data, token, debug, max_input_vars, faults)
-    out.write(f"BUFSYNC_MOODLE_URL={server.url}\nBUFSYNC_MOODLE_TOKEN={server.site.config.token}\n")
+          scos: dict[str, Any] | None = None, scos_faults: list[FaultRule] | None = None,
+          env_file: Path | None = None) -> None:
+    """Both servers bound before a line is printed: a busy port fails alone, with nothing to paste."""
+    check_ports([(port, "sandbox Moodle", "--port")]
+                + ([(scos_port, "sandbox СЦОС", "--scos-port")] if scos_port is not None else []))
+    try:
+        server = start(port, data, token, debug, max_input_vars, faults)
+    except OSError:  # taken between the check and the start
+        raise _port_error(port, "sandbox Moodle", "--port") from None
+    variables = {"BUFSYNC_MOODLE_URL": server.url, "BUFSYNC_MOODLE_TOKEN": server.site.config.token}
     portal = None
     if scos_port is not None:  # the СЦОС beside it, as `bufsync scos run` expects to find it
         from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
         state = str(data / "scos.json") if data is not None else None
-        portal = PortalServer(Portal(SandboxConfig(**(scos or {})), state), port=scos_port,
-                              faults=Faults(list(scos_faults or [])))
+        try:
+            portal = PortalServer(Portal(SandboxConfig(**(scos or {})), state), port=scos_port,
+                                  faults=Faults(list(scos_faults or [])))
+        except OSError:
+            server.shutdown()
+            server.server_close()
+            server.site.close()
+            raise _port_error(scos_port, "sandbox СЦОС", "--scos-port") from None
         portal.serve_in_thread()
         config = portal.portal.config
-        out.write(f"BUFSYNC_SCOS_URL={portal.url}/api/v2\nBUFSYNC_SCOS_KEY={config.key}\n"
-                  f"BUFSYNC_SCOS_PARTNER_ID={config.partner_id}\nBUFSYNC_SCOS_INSTITUTION=sandbox-institution\n")
+        variables.update({"BUFSYNC_SCOS_URL": f"{portal.url}/api/v2", "BUFSYNC_SCOS_KEY": config.key,
+                          "BUFSYNC_SCOS_PARTNER_ID": config.partner_id,
+                          "BUFSYNC_SCOS_INSTITUTION": "sandbox-institution"})
+    if env_file is not None:  # systemd EnvironmentFile= and docker --env-file take VAR=value, no export
+        env_file.touch(mode=0o600)  # it holds the sandbox's token and key: the owner's to read
+        env_file.write_text(env_lines(variables, export=False), encoding="utf-8")
+    out.write(env_lines(variables))
     where = f"{data / 'moodle.db'}" + (f" and {data / 'scos.json'}" if portal else "") if data else "in memory"
+    written = f"; also written to {env_file}" if env_file is not None else ""
     out.write(f"# sandbox Moodle{' and СЦОС' if portal else ''} {'(debug) ' if debug else ''}serving; "
-              f"state: {where}; Ctrl-C stops\n")
+              f"state: {where}{written}; Ctrl-C stops\n")
     out.flush()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -67,6 +129,6 @@ def spawn(token: str, port: int = 0) -> tuple[subprocess.Popen[str], str]:
     exe = os.path.join(os.path.dirname(sys.executable), "bufsync")
     proc = subprocess.Popen([exe, "sandbox", "--port", str(port), "--token", token, "--no-scos"], stdout=subprocess.PIPE,
                             text=True)
-    url = proc.stdout.readline().strip().split("=", 1)[1]  # BUFSYNC_MOODLE_URL=...
-    proc.stdout.readline()  # BUFSYNC_MOODLE_TOKEN=...
+    url = parse_env_line(proc.stdout.readline())[1]  # export BUFSYNC_MOODLE_URL=...
+    proc.stdout.readline()  # export BUFSYNC_MOODLE_TOKEN=...
     return proc, url
