@@ -3,7 +3,7 @@ every entity) and cheap (each course's enrolments are read once per run, not onc
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from bufsync.reconcile import sync
@@ -51,6 +51,7 @@ def site(world: World) -> None:
          "visible": False}]))
     world.insert("buf_courses", [{"external_id": "C-V", "shortname": "visible", "fullname": "Видимый (по умолчанию)",
                                   "category_external_id": "D2"}])
+    soon = datetime.now().replace(microsecond=0) + timedelta(days=90)
     rows = []
     for i, user in enumerate(users):
         for course in ("C-D", "C-S", "C-N", "C-0", "C-H")[: 1 + i % 5]:
@@ -66,7 +67,15 @@ def site(world: World) -> None:
         # every row of an enrolment suspended
         {"user_external_id": "P00006", "course_external_id": "C-N", "role": "teacher", "status": "suspended"},
         # a suspended person's enrolment
-        {"user_external_id": "P00005", "course_external_id": "C-H", "role": "teacher", "status": "active"}]
+        {"user_external_id": "P00005", "course_external_id": "C-H", "role": "teacher", "status": "active"},
+        # not started yet, or over: Moodle does not count them active (onlyactive), and that is what was asked
+        {"user_external_id": "P00010", "course_external_id": "C-N", "role": "student", "status": "active",
+         "time_start": soon},
+        {"user_external_id": "P00011", "course_external_id": "C-0", "role": "student", "status": "active",
+         "time_start": soon - timedelta(days=400), "time_end": soon - timedelta(days=200)},
+        # a role that starts later on an enrolment another row keeps active now
+        {"user_external_id": "P00003", "course_external_id": "C-N", "role": "teacher", "status": "active",
+         "time_start": soon}]
     world.insert("buf_subscriptions", uniform(rows))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from bufsync.adapters.moodle import messages
@@ -10,6 +11,18 @@ from bufsync.adapters.moodle.entities import outcome
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.adapter import Candidate, Existing, Member, Outcome
 from bufsync.reconcile.records import Desired
+
+# Moodle counts an enrolment active (onlyactive) from timestart to timeend, with `now` rounded to 100 s
+_CLOCK_SLACK = 300
+
+
+def _current(view: dict[str, Any], now: int) -> bool:
+    """Whether a row's dates hold now, so its enrolment must be active in Moodle. An enrolment not started yet
+    or already over is not active there (nor is it drift); the enrolment's dates are the widest of its rows',
+    so a row current now makes its enrolment current too."""
+    start, end = int(view.get("timestart") or 0), int(view.get("timeend") or 0)
+    return start < now - _CLOCK_SLACK and (end == 0 or end > now + _CLOCK_SLACK)
+
 
 # Moodle's standard role ids; a site with other ids sets moodle.roles in the config
 DEFAULT_ROLES = {"manager": 1, "coursecreator": 2, "editingteacher": 3, "teacher": 4, "student": 5}
@@ -159,12 +172,14 @@ class EnrolmentAdapter:
             view = self._view(desired)
             by_course.setdefault(int(view["courseid"]), []).append((desired, view))
         out = set()
+        now = int(time.time())
         for courseid, group in by_course.items():
             everyone, active = self._course(courseid)
             for desired, view in group:
                 userid = int(view["userid"])
-                if desired.active:  # an active row: enrolled, active, with its role
-                    if userid not in active or str(view.get("role")) not in everyone.get(userid, set()):
+                if desired.active:  # an active row: enrolled with its role, and active while its dates say so
+                    if str(view.get("role")) not in everyone.get(userid, set()) or (
+                            userid not in active and _current(view, now)):
                         out.add(desired.key)
                 elif userid in active and str(view.get("role")) in everyone[userid]:
                     # an inactive row of an active enrolment (another row holds it): its role must be gone;
