@@ -18,19 +18,57 @@ if TYPE_CHECKING:  # config imports pydantic and SQLAlchemy: only commands that 
 
 
 class _Group(click.Group):
-    """Reports bufsync's own errors as one clear message and their exit code, no traceback."""
+    """Reports bufsync's own errors as one clear message and their exit code, no traceback.
+
+    With `--log-format json` (or `log_format: json`) a fatal error is one JSON line on stderr too, so a
+    log collector that parses every line never meets a bare text line."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except BufsyncError as exc:
-            if isinstance(exc, ConfigError):
+            if _log_format(ctx) == "json":
+                problems = [p.render() for p in exc.problems] if isinstance(exc, ConfigError) else []
+                message = f"configuration error: {'; '.join(problems)}" if problems else str(exc)
+                _json_fatal(message, exc.exit_code, problems=problems)
+            elif isinstance(exc, ConfigError):
                 click.echo("bufsync: configuration error:", err=True)
                 for problem in exc.problems:
                     click.echo(f"  {problem.render()}", err=True)
             else:
                 click.echo(f"bufsync: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug: JSON with the traceback when asked for, else Python's own report
+            if _log_format(ctx) != "json":
+                raise
+            import traceback
+
+            from bufsync.secrets import redact
+            _json_fatal(redact(f"{type(exc).__name__}: {exc}"), 1,
+                        exception=redact("".join(traceback.format_exception(exc))))
+            ctx.exit(1)
+
+
+def _log_format(ctx: click.Context) -> str:
+    """--log-format, else the loaded config's log_format, else BUFSYNC_LOG_FORMAT (the config may be what failed)."""
+    import os
+    state = ctx.find_object(_State)
+    if state is not None and state.log_format:
+        return state.log_format
+    if state is not None and state._loaded is not None:
+        return state._loaded.settings.log_format
+    return os.environ.get("BUFSYNC_LOG_FORMAT", "text")
+
+
+def _json_fatal(message: str, exit_code: int, **extra: object) -> None:
+    import json
+    from datetime import datetime, timezone
+    entry = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "level": "critical",
+             "logger": "bufsync", "message": message, "exit_code": exit_code}
+    entry.update({k: v for k, v in extra.items() if v})
+    click.echo(json.dumps(entry, ensure_ascii=False, default=str), err=True)
 
 
 class _State:
@@ -227,12 +265,21 @@ def runs_cmd(state: _State, last: int, job: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
         return
+    if not rows:
+        click.echo("no runs" + (f" of job {job}" if job else ""))
+        return
+    from bufsync.report import COLUMNS
+    shown = [c for c in COLUMNS if c != "unchanged"]
     for row in rows:
         counts = row["counts"] or {}
-        total = {k: sum(v.get(k, 0) for v in counts.values() if isinstance(v, dict))
-                 for k in ("created", "updated", "suspended", "rejected", "skipped")}
+        per_mapping = [v for v in counts.values() if isinstance(v, dict)]
+        if per_mapping:  # a sync: its mappings' counts added up
+            total = {k: sum(v.get(k, 0) for v in per_mapping) for k in shown}
+        else:  # a dispatch or a portal run: flat counts
+            total = {k: v for k, v in counts.items() if isinstance(v, int)}
         summary = " ".join(f"{k}={v}" for k, v in total.items() if v)
-        click.echo(f"{row['id']:>5}  {row['started_at']}  {row['outcome']:<11} {'dry-run ' if row['dry_run'] else ''}"
+        click.echo(f"{row['id']:>5}  {row['started_at']}  {row['kind'] or '-':<8} {row['outcome']:<11} "
+                   f"{'dry-run ' if row['dry_run'] else ''}"
                    f"{row['job'] or '(manual)':<16} {summary}  {row['error'] or ''}".rstrip())
 
 
@@ -242,7 +289,10 @@ def jobs_group(ctx: click.Context) -> None:
     """The exchange tasks of the config (`jobs:`): list them, or run one now."""
     if ctx.invoked_subcommand is None:
         state = ctx.find_object(_State)
-        for item in commands.status(state.loaded):
+        items = commands.status(state.loaded)
+        if not items:
+            click.echo("no jobs configured (`jobs:` in the config)")
+        for item in items:
             click.echo(f"{item.job:<20} {item.schedule:<22} state={item.state:<11} "
                        f"last={item.last_run or '-'} ({item.last_outcome or '-'})  next={item.next_run:%Y-%m-%d %H:%M:%S}Z")
 
@@ -281,10 +331,13 @@ def status(state: _State, as_json: bool) -> None:
     items = commands.status(state.loaded)
     if as_json:
         click.echo(json.dumps([i.__dict__ for i in items], ensure_ascii=False, indent=2, default=str))
+    elif not items:
+        click.echo("no jobs configured (`jobs:` in the config)")
     else:
         for i in items:
             mark = "FAIL" if i.problem else "ok  "
-            click.echo(f"{mark}  {i.job:<20} {i.state:<11} lag={i.lag_seconds}s last={i.last_outcome or '-'} "
+            lag = "never ran" if i.lag_seconds is None else f"lag={i.lag_seconds}s"
+            click.echo(f"{mark}  {i.job:<20} {i.state:<11} {lag} last={i.last_outcome or '-'} "
                        f"next={i.next_run:%H:%M:%S}Z" + (f"  {i.problem}" if i.problem else "")
                        + (f" — {i.last_error}" if i.problem and i.last_error else ""))
     sys.exit(1 if any(i.problem for i in items) else 0)
@@ -301,6 +354,11 @@ def _queue_filters(func):
                         help="Only items in this status.")(func)
 
 
+def _filters_said(portal: str | None, status: str | None) -> str:
+    said = [f"portal {portal}"] * bool(portal) + [f"status {status}"] * bool(status)
+    return f" ({', '.join(said)})" if said else ""
+
+
 @queue_group.command("list")
 @_queue_filters
 @click.option("--last", "limit", default=50, show_default=True)
@@ -313,6 +371,8 @@ def queue_list(state: _State, portal: str | None, status: str | None, limit: int
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
         return
+    if not rows:
+        click.echo("no queue items" + _filters_said(portal, status))
     for r in rows:
         click.echo(f"{r['id']:>7} {r['portal']:<7} {r['operation']:<22} {r['status']:<9} tries={r['attempts']}/"
                    f"{r['max_attempts']} {r['idempotency_key'][:40]:<40} {(r['last_error'] or '')[:80]}")
@@ -364,7 +424,10 @@ def queue_purge(state: _State, days: int | None) -> None:
 @pass_state
 def queue_stats(state: _State, portal: str | None) -> None:
     """Items per portal and status, with the oldest."""
-    for r in commands.queue_action(state.loaded, "stats", portal=portal):
+    rows = commands.queue_action(state.loaded, "stats", portal=portal)
+    if not rows:
+        click.echo("no queue items" + _filters_said(portal, None))
+    for r in rows:
         click.echo(f"{r['portal']:<7} {r['status']:<9} {r['items']:>8}  oldest {r['oldest']}")
 
 
@@ -417,6 +480,8 @@ def scos_courses(state: _State, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
         return
+    if not rows:
+        click.echo("no courses published to СЦОС")
     for r in rows:
         learners = " ".join(f"{k}={v}" for k, v in sorted(r["learners"].items())) or "-"
         click.echo(f"{r['course_id']:>7} {(r['shortname'] or '')[:20]:<20} {r['state']:<11} v{r['business_version']} "

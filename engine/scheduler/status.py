@@ -25,7 +25,7 @@ class JobStatus:
     last_run: str | None
     last_outcome: str | None
     next_run: datetime
-    lag_seconds: int
+    lag_seconds: int | None  # None: the job never ran (no due time claimed, no run), so nothing lags yet
     problem: str | None
     last_error: str | None
 
@@ -46,7 +46,10 @@ def collect(loaded: LoadedSettings) -> list[JobStatus]:
                     runs.c.job == name).order_by(runs.c.id.desc()).limit(1)).first()
                 due = heartbeat.naive(schedule.previous_due(now))
                 claimed = row.get("last_due")
-                lag = 0 if claimed is not None and claimed >= due else int((heartbeat.naive(now) - due).total_seconds())
+                if claimed is None and last is None:
+                    lag = None  # a time since the last due time would read as a huge lag on a new job
+                else:
+                    lag = 0 if claimed is not None and claimed >= due else int((heartbeat.naive(now) - due).total_seconds())
                 problem = None
                 beat = row.get("last_beat")
                 if row.get("state") == "running" and beat is not None and \
@@ -54,7 +57,7 @@ def collect(loaded: LoadedSettings) -> list[JobStatus]:
                     problem = f"stale: no heartbeat for {int((heartbeat.naive(now) - beat).total_seconds())} s"
                 elif not row:
                     problem = "never scheduled: is `bufsync schedule` running?"
-                elif lag > loaded.settings.late_after:
+                elif lag is not None and lag > loaded.settings.late_after:
                     problem = f"late by {lag} s"
                 elif last is not None and last.outcome in FAILED:
                     problem = f"last run {last.outcome}"
