@@ -3,11 +3,19 @@ every entity) and cheap (each course's enrolments are read once per run, not onc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
+
+from bufsync import migrations
+from bufsync.config import load_settings
+from bufsync.mapping import load_mappings
 from bufsync.reconcile import sync
-from tests.reconcile.conftest import World, people
+from bufsync.schema import build_metadata
+from tests.reconcile.conftest import Buffer, World, people
 
 READS = ("core_user_get_users_by_field", "core_course_get_courses_by_field", "core_course_get_categories",
          "core_enrol_get_enrolled_users")
@@ -23,10 +31,18 @@ def uniform(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: r.get(k) for k in names} for r in rows]
 
 
-def site(world: World) -> None:
+PREFIXED = ("external_id", "parent_external_id", "category_external_id", "user_external_id", "course_external_id",
+            "username", "email", "shortname")
+
+
+def site(world: Buffer, tag: str = "") -> None:
     """Every kind of row a site has: middle names, phones, a СНИЛС profile field, the default auth, a departments
-    tree, courses with and without dates and categories, several roles, suspended rows and suspended people."""
-    world.moodle.site.admin("create_profile_field", {"shortname": "snils", "name": "СНИЛС"})
+    tree, courses with and without dates and categories, several roles, suspended rows and suspended people.
+    `tag` prefixes every key, login, e-mail and shortname (a real Moodle keeps earlier runs' records)."""
+    def insert(table: str, rows: list[dict[str, Any]]) -> None:
+        world.insert(table, [{k: f"{tag}{v}" if tag and k in PREFIXED and v is not None else v for k, v in r.items()}
+                             for r in uniform(rows)])
+
     users = people(12)
     for i, user in enumerate(users):
         user["phone"] = f"+7 900 000-00-{i:02d}" if i % 2 else None
@@ -34,13 +50,13 @@ def site(world: World) -> None:
         user["middle_name"] = None if i == 4 else user["middle_name"]
         user["auth"] = None if i % 4 else "manual"
         user["status"] = "suspended" if i in (5, 9) else "active"
-    world.insert("buf_users", users)
-    world.insert("buf_departments", [
+    insert("buf_users", users)
+    insert("buf_departments", [
         {"external_id": "D1", "parent_external_id": None, "name": "Университет", "status": "active"},
         {"external_id": "D2", "parent_external_id": "D1", "name": "Институт ИТ", "status": "active"},
         {"external_id": "D3", "parent_external_id": "D2", "name": "Кафедра ПО", "status": "active"},
         {"external_id": "D4", "parent_external_id": "D1", "name": "Закрытый отдел", "status": "closed"}])
-    world.insert("buf_courses", uniform([
+    insert("buf_courses", [
         {"external_id": "C-D", "shortname": "dated", "fullname": "С датами", "category_external_id": "D3",
          "start_date": date(2026, 9, 1), "end_date": date(2027, 1, 31)},
         {"external_id": "C-S", "shortname": "started", "fullname": "Только начало", "category_external_id": "D2",
@@ -48,9 +64,9 @@ def site(world: World) -> None:
         {"external_id": "C-N", "shortname": "nodates", "fullname": "Без дат", "category_external_id": "D1"},
         {"external_id": "C-0", "shortname": "nocat", "fullname": "Без категории", "category_external_id": None},
         {"external_id": "C-H", "shortname": "hidden", "fullname": "Скрытый", "category_external_id": "D3",
-         "visible": False}]))
-    world.insert("buf_courses", [{"external_id": "C-V", "shortname": "visible", "fullname": "Видимый (по умолчанию)",
-                                  "category_external_id": "D2"}])
+         "visible": False}])
+    insert("buf_courses", [{"external_id": "C-V", "shortname": "visible", "fullname": "Видимый (по умолчанию)",
+                            "category_external_id": "D2"}])
     soon = datetime.now().replace(microsecond=0) + timedelta(days=90)
     rows = []
     for i, user in enumerate(users):
@@ -60,7 +76,7 @@ def site(world: World) -> None:
     rows += [
         # a teacher who is also a student, with dates
         {"user_external_id": "P00000", "course_external_id": "C-D", "role": "editingteacher", "status": "active",
-         "time_start": datetime(2026, 9, 1, 8, 0), "time_end": datetime(2027, 2, 1, 0, 0)},
+         "time_start": soon - timedelta(days=180), "time_end": soon + timedelta(days=60)},
         {"user_external_id": "P00001", "course_external_id": "C-D", "role": "teacher", "status": "active"},
         # one active and one suspended role on the same enrolment
         {"user_external_id": "P00002", "course_external_id": "C-D", "role": "teacher", "status": "suspended"},
@@ -76,7 +92,7 @@ def site(world: World) -> None:
         # a role that starts later on an enrolment another row keeps active now
         {"user_external_id": "P00003", "course_external_id": "C-N", "role": "teacher", "status": "active",
          "time_start": soon}]
-    world.insert("buf_subscriptions", uniform(rows))
+    insert("buf_subscriptions", rows)
 
 
 def assert_full_is_quiet(world: World) -> None:
@@ -90,6 +106,7 @@ def assert_full_is_quiet(world: World) -> None:
 
 
 def test_a_second_full_right_after_a_first_load_repairs_and_writes_nothing(world: World) -> None:
+    world.moodle.site.admin("create_profile_field", {"shortname": "snils", "name": "СНИЛС"})
     site(world)
     report = world.run()
     got = counts(report)
@@ -101,6 +118,7 @@ def test_a_second_full_right_after_a_first_load_repairs_and_writes_nothing(world
 
 def test_full_finds_drift_after_a_quiet_full(world: World) -> None:
     """The drift checks still see hand edits of every entity (the caches do not hide them)."""
+    world.moodle.site.admin("create_profile_field", {"shortname": "snils", "name": "СНИЛС"})
     site(world)
     world.run()
     world.run(full=True)
@@ -139,3 +157,41 @@ def test_full_reads_each_course_once_not_once_per_chunk(world: World) -> None:
     assert calls["core_enrol_get_enrolled_users"] <= 2 * 3, calls
     assert calls["core_course_get_categories"] <= 1, calls
     assert calls["core_user_get_users_by_field"] <= 1, calls  # 850 users: one chunk
+
+
+WRITING = ("created", "adopted", "updated", "suspended", "reactivated", "deleted", "repaired")
+
+
+@pytest.fixture
+def real(buffer_url: str) -> Iterator[Any]:
+    """A fresh buffer pointed at the real Moodle 4.5 (skipped without BUFSYNC_TEST_MOODLE_URL / _TOKEN)."""
+    from tests.reconcile import test_trust_real as t
+    if not (t.URL and t.TOKEN):
+        pytest.skip("no real Moodle: export BUFSYNC_TEST_MOODLE_URL / BUFSYNC_TEST_MOODLE_TOKEN from its test.env")
+    loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": buffer_url, "BUFSYNC_MOODLE_URL": t.URL,
+                                  "BUFSYNC_MOODLE_TOKEN": t.TOKEN, "BUFSYNC_MOODLE_TIMEOUT": "120"})
+    mappings = load_mappings(loaded.mappings_dir)
+    migrations.upgrade(loaded, mappings)
+    engine = sa.create_engine(buffer_url)
+    world = t.RealWorld(loaded, engine, dict(build_metadata(mappings).tables), t.run_tag())
+    try:
+        yield world
+    finally:
+        try:
+            ids = sorted({int(r["lms_id"]) for r in world.rows("buf_users") if r["lms_id"]})
+            with world.ws() as client:
+                client.delete_users(ids)
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.moodle
+def test_a_second_full_on_the_real_moodle_repairs_and_writes_nothing(real: Any) -> None:
+    """The same site on a real Moodle 4.5 (its `snils` profile field exists): the real Moodle decides."""
+    site(real, real.tag)
+    report = real.run()
+    assert all(r["sync_status"] == "ok" for t in ("buf_users", "buf_courses", "buf_departments", "buf_subscriptions")
+               for r in real.rows(t)), report.render()
+    for _ in range(2):
+        report = real.run(full=True)
+        assert all(c[name] == 0 for c in counts(report).values() for name in WRITING), report.render()
