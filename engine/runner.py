@@ -90,11 +90,15 @@ def _guard_removals(mapping: Mapping, plan: Any, allow: int | None) -> str | Non
     if plan.source_rows == 0 and mapping.sync.guards.refuse_empty and (allow is None or allow < removals):
         return (f"{mapping.name}: the source is empty and {removals} records would be removed (guard refuse_empty); "
                 f"to proceed deliberately: --allow-removals {removals}")
-    limit = int(mapping.sync.guards.max_remove_ratio * plan.linked_before)
+    guards = mapping.sync.guards
+    by_ratio = int(guards.max_remove_ratio * plan.linked_before)
+    limit = max(guards.min_removals, by_ratio)  # the floor: a small table may lose a leaver or two
     if removals > limit and (allow is None or allow < removals):
-        return (f"{mapping.name}: {removals} of {plan.linked_before} linked records would be "
-                f"{mapping.sync.on_missing}ed ({removals / plan.linked_before:.0%}), more than max_remove_ratio "
-                f"{mapping.sync.guards.max_remove_ratio:.0%} ({limit}); if this is intended: --allow-removals {removals}")
+        done = {"suspend": "suspended", "delete": "deleted"}.get(mapping.sync.on_missing, "removed")
+        return (f"{mapping.name}: {removals} of {plan.linked_before} linked records would be {done} "
+                f"({removals / plan.linked_before:.0%}); the limit is {limit} (max_remove_ratio "
+                f"{guards.max_remove_ratio:.0%} of {plan.linked_before} = {by_ratio}, min_removals "
+                f"{guards.min_removals}); if this is intended: --allow-removals {removals}")
     return None
 
 

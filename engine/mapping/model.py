@@ -198,6 +198,8 @@ class Status(StrictModel):
 class Guards(StrictModel):
     refuse_empty: bool = True
     max_remove_ratio: float = Field(0.1, ge=0, le=1)
+    # removals always allowed whatever the ratio: on a small table 10% is 0, and one leaver would refuse every run
+    min_removals: int = Field(2, ge=0)
     require_batch: str | None = Field(None, description="entity name in the load-marker table")
 
 
