@@ -14,6 +14,16 @@ from contextlib import contextmanager
 from bufsync.dialects.base import BufferDialect, LockHeld
 
 
+def _lock_path(database: str, name: str) -> str:
+    """Beside a database file; an in-memory database (one per process) locks in a per-user temporary folder."""
+    if database and database != ":memory:" and not database.startswith("file::memory:"):
+        return f"{database}.{name}.lock"
+    import tempfile
+    folder = os.path.join(tempfile.gettempdir(), f"bufsync-{os.getuid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return os.path.join(folder, f"memory-{os.getpid()}.{name}.lock")
+
+
 class SqliteDialect(BufferDialect):
     name = "sqlite"
     title = "SQLite"
@@ -29,22 +39,37 @@ class SqliteDialect(BufferDialect):
 
     @contextmanager
     def lock(self, engine: sa.Engine, name: str) -> Iterator[None]:
-        """flock on a file beside the database: released by the kernel if the holder dies."""
-        database = engine.url.database or ""
-        base = database if database and database != ":memory:" else os.path.join(os.getcwd(), "bufsync")
-        path = f"{base}.{name}.lock"
-        handle = open(path, "a+")
-        try:
+        """flock on a file beside the database (`bufsync.db.run.lock`): released by the kernel if the holder dies.
+
+        The holder removes the file when it lets go, so none is left beside the buffer (nor in the working
+        directory). Removing a lock file is safe only because a taker checks, once it holds the lock, that
+        the file it locked is still the one at the path; if a leaving holder removed it, it tries again."""
+        path = _lock_path(engine.url.database or "", name)
+        while True:
+            handle = open(path, "a+")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                handle.close()
                 raise LockHeld(name) from None
+            try:
+                current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            handle.close()  # locked a file its holder had just removed: take the one at the path now
+        try:
             handle.seek(0)
             handle.truncate()
             handle.write(f"{os.getpid()}\n")
             handle.flush()
             yield
         finally:
+            try:
+                os.unlink(path)  # still held: whoever opens the path now gets a new file, and checks it
+            except FileNotFoundError:
+                pass
             handle.close()
 
     def insert_ignoring(self, table: sa.Table, rows: list[dict], conflict: list[str]) -> sa.Executable:
