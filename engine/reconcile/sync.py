@@ -405,16 +405,26 @@ def _contradiction(step: p.Step, candidate: Candidate, owner: str | None, rules:
 
 
 def _drift(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[str, Entry]) -> None:
-    """--full: unchanged keys whose LMS record was edited or removed by hand are applied again."""
+    """--full: unchanged keys whose LMS record was edited or removed by hand are applied again. A key that
+    only gets a new fingerprint (rehash: nothing to send by the ledger, e.g. a department whose parent was
+    created in the same run) is checked too, else the first --full after a load would not look at it."""
     adapter = ctx.adapter_for(mapping)
-    for start in range(0, len(plan.full_check), CHUNK):
-        chunk = plan.full_check[start:start + CHUNK]
+    rehashed = {s.key: s for s in plan.steps if s.action == p.REHASH and s.desired is not None
+                and s.existing is not None}
+    check = plan.full_check + [(s.desired, s.existing) for s in rehashed.values()]
+    for start in range(0, len(check), CHUNK):
+        chunk = check[start:start + CHUNK]
         drifted = adapter.drifted(chunk)
         for desired, existing in chunk:
-            if desired.key in drifted:
+            if desired.key not in drifted:
+                continue
+            # applied=None: the adapter sends the whole wanted state, not a diff
+            repair = Existing(existing.key, existing.remote_id, None)
+            if desired.key in rehashed:
+                rehashed[desired.key].action, rehashed[desired.key].existing = p.REPAIR, repair
+            else:
                 plan.unchanged -= 1
-                # applied=None: the adapter sends the whole wanted state, not a diff
-                plan.steps.append(p.Step(p.REPAIR, desired.key, desired, Existing(existing.key, existing.remote_id, None)))
+                plan.steps.append(p.Step(p.REPAIR, desired.key, desired, repair))
     plan.full_check.clear()
 
 

@@ -44,6 +44,7 @@ def site(world: Buffer, tag: str = "") -> None:
                              for r in uniform(rows)])
 
     users = people(12)
+    users[7]["last_name"] = "О'Нил & Ко"
     for i, user in enumerate(users):
         user["phone"] = f"+7 900 000-00-{i:02d}" if i % 2 else None
         user["snils"] = f"123-456-789 {i:02d}" if i % 3 else None
@@ -53,7 +54,7 @@ def site(world: Buffer, tag: str = "") -> None:
     insert("buf_users", users)
     insert("buf_departments", [
         {"external_id": "D1", "parent_external_id": None, "name": "Университет", "status": "active"},
-        {"external_id": "D2", "parent_external_id": "D1", "name": "Институт ИТ", "status": "active"},
+        {"external_id": "D2", "parent_external_id": "D1", "name": "Институт «ИТ» & связи", "status": "active"},
         {"external_id": "D3", "parent_external_id": "D2", "name": "Кафедра ПО", "status": "active"},
         {"external_id": "D4", "parent_external_id": "D1", "name": "Закрытый отдел", "status": "closed"}])
     insert("buf_courses", [
@@ -61,7 +62,8 @@ def site(world: Buffer, tag: str = "") -> None:
          "start_date": date(2026, 9, 1), "end_date": date(2027, 1, 31)},
         {"external_id": "C-S", "shortname": "started", "fullname": "Только начало", "category_external_id": "D2",
          "start_date": date(2026, 9, 1), "end_date": None},
-        {"external_id": "C-N", "shortname": "nodates", "fullname": "Без дат", "category_external_id": "D1"},
+        {"external_id": "C-N", "shortname": "nodates&co", "fullname": 'Право & экономика "Основы" (1 < 2)',
+         "category_external_id": "D1"},
         {"external_id": "C-0", "shortname": "nocat", "fullname": "Без категории", "category_external_id": None},
         {"external_id": "C-H", "shortname": "hidden", "fullname": "Скрытый", "category_external_id": "D3",
          "visible": False}])
@@ -134,6 +136,21 @@ def test_full_finds_drift_after_a_quiet_full(world: World) -> None:
     assert got["users"]["repaired"] == 1 and got["courses"]["repaired"] == 1
     assert got["departments"]["repaired"] == 1 and got["subscriptions"]["repaired"] == 1, got
     assert world.ws_enrolled(courseid)[int(userid)]["active"]
+    assert_full_is_quiet(world)
+
+
+def test_the_first_full_after_a_load_checks_departments_under_a_parent(world: World) -> None:
+    """Departments under a parent get a new fingerprint on the run after the load (rehash): --full checks them."""
+    world.moodle.site.admin("create_profile_field", {"shortname": "snils", "name": "СНИЛС"})
+    site(world)
+    world.run()
+    world.moodle.site.store.x("UPDATE course_categories SET name = 'Руками' WHERE idnumber = 'D3'")
+    writes = world.writes()
+    got = counts(world.run(full=True))
+    assert got["departments"]["repaired"] == 1, got
+    assert world.writes() == writes + 1  # one core_course_update_categories
+    with world.ws() as client:
+        assert client.get_categories([{"key": "idnumber", "value": "D3"}])[0]["name"] == "Кафедра ПО"
     assert_full_is_quiet(world)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from bufsync.adapters.moodle.client import ItemResult
@@ -17,6 +18,14 @@ def changed(payload: dict[str, Any], applied: dict[str, Any] | None, fields: lis
     if applied is None:
         return list(fields)
     return [name for name in fields if payload.get(name) != applied.get(name)]
+
+
+def same_text(want: Any, have: Any) -> bool:
+    """Whether a name read back through Web Services is the one sent: Moodle returns names through
+    format_string(), which escapes `&` (to `&amp;`) and `<`, `>`; a name with them is not drift."""
+    want = "" if want is None else str(want)
+    have = "" if have is None else str(have)
+    return want == have or html.unescape(have) == html.unescape(want)
 
 
 def entity_adapters() -> dict[str, type]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bufsync.adapters.moodle.client import MoodleClient
-from bufsync.adapters.moodle.entities import changed, outcome
+from bufsync.adapters.moodle.entities import changed, outcome, same_text
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.adapter import Candidate, Existing, Outcome
 from bufsync.reconcile.records import Desired
@@ -94,4 +94,4 @@ class CategoryAdapter:
             self._remote = {int(c["id"]): c for c in self.client.get_categories()}
         remote = self._remote
         return {d.key for d, e in items
-                if e.remote_id not in remote or str(remote[e.remote_id].get("name")) != str(d.value("name"))}
+                if e.remote_id not in remote or not same_text(d.value("name"), remote[e.remote_id].get("name"))}

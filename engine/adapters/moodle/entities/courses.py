@@ -6,7 +6,7 @@ from typing import Any
 
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.client import MoodleClient
-from bufsync.adapters.moodle.entities import changed, outcome
+from bufsync.adapters.moodle.entities import changed, outcome, same_text
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.adapter import Candidate, Existing, Outcome
 from bufsync.reconcile.records import Desired
@@ -132,7 +132,7 @@ class CourseAdapter:
                 have = course.get(name)
                 if name in ("startdate", "enddate"):  # no date is sent as 0 and read back as 0
                     want, have = want or 0, have or 0
-                if str(want if want is not None else "") != str(have if have is not None else ""):
+                if not same_text(want, have):  # fullname and shortname come back through format_string()
                     out.add(desired.key)
                     break
         return out
