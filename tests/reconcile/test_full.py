@@ -212,3 +212,43 @@ def test_a_second_full_on_the_real_moodle_repairs_and_writes_nothing(real: Any) 
     for _ in range(2):
         report = real.run(full=True)
         assert all(c[name] == 0 for c in counts(report).values() for name in WRITING), report.render()
+
+
+class _Moodle:
+    """Just enough of MoodleClient for the enrolment adapter: course 7 holds user 3 as a student, and counts reads."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.roles = {3: {"student"}}
+
+    def get_enrolled_users(self, courseid: int, onlyactive: bool = False, userfields: str = "") -> list[dict]:
+        self.reads += 1
+        return [{"id": u, "roles": [{"shortname": r} for r in sorted(roles)]} for u, roles in self.roles.items()]
+
+    def enrol(self, items: list[dict]) -> list[Any]:
+        from bufsync.adapters.moodle.client import ItemResult
+        for item in items:
+            self.roles.setdefault(item["userid"], set()).add({3: "editingteacher", 5: "student"}[item["roleid"]])
+        return [ItemResult(True) for _ in items]
+
+    unassign_roles = unenrol = enrol  # never called here: no role and no row goes
+
+
+def test_the_enrolment_cache_is_read_once_and_dropped_when_the_adapter_writes_to_that_course() -> None:
+    from bufsync.adapters.moodle.entities.enrolments import EnrolmentAdapter
+    from bufsync.reconcile.adapter import Existing, Member
+    from bufsync.reconcile.records import Desired
+    moodle = _Moodle()
+    adapter = EnrolmentAdapter(moodle, None)  # type: ignore[arg-type]
+
+    def row(user: int, role: str) -> tuple[Desired, Existing]:
+        key = f'["U{user}", "C7", "{role}"]'
+        desired = Desired(key, (f"U{user}", "C7", role), {"role": role}, {"userid": ("users", f"U{user}"),
+                          "courseid": ("courses", "C7")}, resolved={"userid": user, "courseid": 7})
+        return desired, Existing(key, None, None)
+
+    assert adapter.drifted([row(3, "student")]) == set() and moodle.reads == 2
+    assert adapter.drifted([row(4, "student")]) == {row(4, "student")[0].key} and moodle.reads == 2  # cached
+    view = {"userid": 4, "courseid": 7, "role": "student", "@active": True}
+    assert adapter.apply_groups([[Member(row(4, "student")[0].key, None, view)]])[0].ok
+    assert adapter.drifted([row(4, "student")]) == set() and moodle.reads == 4  # read again after the write
