@@ -90,6 +90,8 @@ class MoodleClient:
             except OutcomeUnknown as unknown:
                 if attempt == WRITE_ATTEMPTS:
                     raise _gave_up(unknown, attempt) from None
+                log.warning("%s; the same full state is sent again (%d of %d)", unknown, attempt,
+                            WRITE_ATTEMPTS - 1)
                 time.sleep(self.transport.backoff * attempt)
         raise AssertionError("unreachable")
 

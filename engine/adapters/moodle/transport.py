@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter)
+from tenacity import (RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt,
+                      wait_exponential_jitter)
 
 from bufsync.adapters.moodle.errors import (MoodleConfigError, MoodleError, MoodleUnavailable, OutcomeUnknown,
                                            http_status_text)
@@ -92,10 +93,16 @@ class Transport:
 
     def call_fields(self, function: str, fields: Iterable[tuple[str, str]], *, write: bool) -> Any:
         body = httpx.QueryParams(list(fields))
+        def said(state: RetryCallState) -> None:  # a retry is never silent: its cause and its wait
+            cause = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning("%s: %s; retry %d of %d in %.1f s", function, cause, state.attempt_number,
+                        self.attempts - 1, wait)
+
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential_jitter(multiplier=self.backoff, max=10 * self.backoff, jitter=self.backoff),
-            retry=retry_if_exception_type(_Transient), reraise=True)
+            retry=retry_if_exception_type(_Transient), reraise=True, before_sleep=said)
         try:
             for attempt in retrying:
                 with attempt:

@@ -209,3 +209,16 @@ def test_update_categories_in_one_call_a_bad_one_alone(sandbox, client: MoodleCl
     before = sandbox.calls("core_course_update_categories")
     assert all(r.ok for r in client.update_categories([{"id": i, "description": "Обновлено"} for i in ids]))
     assert sandbox.calls("core_course_update_categories") - before == 1  # all valid: one call, not one each
+
+
+def test_each_retry_is_logged_with_its_cause(sandbox, client, caplog) -> None:
+    import logging
+    sandbox.fault(kind="http_503", function="core_user_get_users_by_field", count=2)
+    caplog.set_level(logging.WARNING, logger="bufsync.moodle")
+    assert client.get_users_by_field("username", ["admin"])[0]["username"] == "admin"
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert len(retries) == 2, retries
+    assert all("core_user_get_users_by_field" in m and "503" in m for m in retries)
+    import re
+    assert re.search(r"retry 1 of \d+ in \d+\.\d s$", retries[0]), retries  # which retry, and its wait
+    assert re.search(r"retry 2 of \d+ in \d+\.\d s$", retries[1]), retries
