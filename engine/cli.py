@@ -273,8 +273,8 @@ def runs_cmd(state: _State, last: int, job: str | None, as_json: bool) -> None:
     for row in rows:
         counts = row["counts"] or {}
         per_mapping = [v for v in counts.values() if isinstance(v, dict)]
-        if per_mapping:  # a sync: its mappings' counts added up
-            total = {k: sum(v.get(k, 0) for v in per_mapping) for k in shown}
+        if per_mapping:  # a sync: its mappings' counts added up, and the Moodle calls they made
+            total = {k: sum(v.get(k, 0) for v in per_mapping) for k in shown + ["moodle_calls"]}
         else:  # a dispatch or a portal run: flat counts
             total = {k: v for k, v in counts.items() if isinstance(v, int)}
         summary = " ".join(f"{k}={v}" for k, v in total.items() if v)

@@ -23,6 +23,8 @@ class MappingReport:
     errors: list[dict[str, str]] = field(default_factory=list)   # key, status, reason (first N)
     planned: list[dict[str, Any]] = field(default_factory=list)  # dry run: the changes
     note: str | None = None
+    moodle_calls: int = 0   # Moodle Web Service calls this mapping made (reads and writes)
+    seconds: float = 0.0    # its wall time: scan, plan and apply
 
     def add(self, action: str, n: int = 1) -> None:
         column = _ACTION_COLUMN.get(action)
@@ -47,7 +49,8 @@ class RunReport:
                    for m in self.mappings)
 
     def counts(self) -> dict[str, Any]:
-        return {m.mapping: m.counts | {"source_rows": m.source_rows} for m in self.mappings}
+        return {m.mapping: m.counts | {"source_rows": m.source_rows, "moodle_calls": m.moodle_calls,
+                                       "seconds": round(m.seconds, 3)} for m in self.mappings}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2, default=str)
@@ -56,9 +59,9 @@ class RunReport:
         lines = []
         title = "DRY RUN — nothing was changed" if self.dry_run else f"run {self.run_id}"
         lines.append(f"{title}: {self.outcome} in {self.seconds:.1f} s, {self.moodle_calls} Moodle calls")
-        header = ["mapping", "rows"] + list(COLUMNS)
+        header = ["mapping", "rows"] + list(COLUMNS) + ["calls", "seconds"]
         table = [header] + [[m.mapping, str(m.source_rows)] + [str(m.counts[c]) for c in COLUMNS]
-                            for m in self.mappings]
+                            + [str(m.moodle_calls), f"{m.seconds:.1f}"] for m in self.mappings]
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
         for row in table:
             lines.append("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))

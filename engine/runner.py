@@ -168,6 +168,7 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
         for mapping in chosen:
             if progress:
                 progress(f"{mapping.name}: reading {mapping.table.name}")
+            calls, began = client.transport.stats.calls, time.perf_counter()
             found = scan(ctx, mapping)
             refusal = _guard_removals(mapping, found, options.allow_removals)
             if refusal:  # 1C removed rows while this run was going: say what was applied before the refusal
@@ -187,7 +188,11 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
                     apply_plan(ctx, mapping, chunk, entries)
                     _summarise(mreport, chunk, entries)
 
-            execute(ctx, mapping, found, on_chunk)
+            try:
+                execute(ctx, mapping, found, on_chunk)
+            finally:  # what each mapping cost, kept in sync_runs.counts even when the run stops in it
+                mreport.moodle_calls = client.transport.stats.calls - calls
+                mreport.seconds = time.perf_counter() - began
         for name, reason in skipped.items():
             report.mappings.append(MappingReport(name, note=f"not run: {reason}"))
         report.outcome = "rejected" if report.rejected else "ok"

@@ -349,3 +349,16 @@ def test_a_full_run_right_after_a_first_load_repairs_and_writes_nothing(world: W
     report = world.run(full=True)
     assert all(m.counts["repaired"] == 0 for m in report.mappings), report.render()
     assert world.writes() == writes
+
+
+def test_each_mapping_s_moodle_calls_and_seconds_are_kept_in_sync_runs(world: World) -> None:
+    import json
+    enrol_rows(world, 5)
+    before = sum(world.moodle.stats()["calls"].values())
+    world.update("buf_users", lambda t: t.c.external_id == "P00001", last_name="Новая")
+    report = world.run()
+    seen = sum(world.moodle.stats()["calls"].values()) - before  # what the sandbox answered in this run
+    stored = json.loads(world.rows("sync_runs")[-1]["counts"])
+    assert stored["users"]["moodle_calls"] >= 1 and stored["users"]["seconds"] > 0
+    assert sum(m["moodle_calls"] for m in stored.values()) + 1 == seen == report.moodle_calls  # + site info
+    assert "calls" in report.render().splitlines()[1]
