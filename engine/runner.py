@@ -179,14 +179,22 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
             report.mappings.append(mreport)
             if progress and (found.changed or found.missing):
                 progress(f"{mapping.name}: {len(found.changed)} changed rows, {found.removals} removals")
+            done = [0]
 
             def on_chunk(chunk: p.MappingPlan, mapping: Mapping = mapping, mreport: MappingReport = mreport,
-                         entries: dict = found.entries) -> None:
+                         entries: dict = found.entries, found: Any = found, began: float = began,
+                         calls: int = calls, done: list[int] = done) -> None:
                 if options.dry_run:
                     _dry(ctx, mapping, mreport, chunk)
                 else:
                     apply_plan(ctx, mapping, chunk, entries)
                     _summarise(mreport, chunk, entries)
+                done[0] += len(chunk.steps) + chunk.unchanged + len(chunk.waiting)
+                if progress:  # a live line on a terminal, a log line per batch otherwise
+                    total = len(found.changed) + found.removals
+                    rate = done[0] / max(time.perf_counter() - began, 1e-6)
+                    progress(f"{mapping.name}: {min(done[0], total)} of {total} rows "
+                             f"({rate:.0f} rows/s, {client.transport.stats.calls - calls} Moodle calls)")
 
             try:
                 execute(ctx, mapping, found, on_chunk)

@@ -51,3 +51,12 @@ def test_exit_codes_and_outputs(world: World) -> None:
     assert bufsync(world, "run", "nosuchmapping").returncode == 2
     with world.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM sync_runs WHERE dry_run")).scalar_one() == 1
+
+
+def test_a_long_phase_reports_its_progress_per_batch(world: World) -> None:
+    world.insert("buf_users", people(2500))
+    result = bufsync(world, "run", "users")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in (result.stderr + result.stdout).splitlines() if " of 2500 rows (" in line]
+    assert [line.split("users: ")[1].split(" of")[0] for line in lines] == ["1000", "2000", "2500"], lines
+    assert all("rows/s" in line and "Moodle calls" in line for line in lines)
