@@ -20,43 +20,31 @@ import sys as _sys
 _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
 
 import argparse
-import os
-import subprocess
+import importlib.util
 import time
-import uuid
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 
-from bufsync.sandbox.moodle.run import spawn
-
-ADMIN = os.environ.get("BUFSYNC_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-TOKEN = "be11c4ma4kbe11c4ma4kbe11c4ma4k00"
 WRITES = ("create", "update", "enrol_users", "unenrol", "unassign", "delete")
 MAPPINGS = ["departments", "users", "courses", "subscriptions"]
 
 
-def sandbox() -> tuple[subprocess.Popen, str]:
-    return spawn(TOKEN)
+def _sibling(name: str) -> Any:
+    """Another benchmark's helpers, loaded by path: this folder stays off sys.path (queue.py is a stdlib name)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def fresh_database() -> str:
-    name = f"bufsync_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return sa.engine.make_url(ADMIN).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    name = sa.engine.make_url(url).database
-    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+_shared = _sibling("reconcile")
+ADMIN, TOKEN = _shared.ADMIN, _shared.TOKEN
+sandbox, fresh_database, drop_database = _shared.sandbox, _shared.fresh_database, _shared.drop_database
 
 
 def fill(url: str, users: int, per_user: int, courses: int) -> int:
