@@ -119,7 +119,8 @@ class EnrolmentAdapter:
 
     def _target(self, views: list[dict[str, Any]]) -> dict[str, Any] | None:
         """One Moodle enrolment from its rows: the active rows' roles and widest dates; with no active row,
-        suspended, keeping the roles it had. None: no row at all (nothing to hold)."""
+        suspended with the roles of all its (suspended) rows, so a row coming back finds its role there.
+        None: no row at all (nothing to hold)."""
         known = [v for v in views if self.roles.get(str(v.get("role"))) is not None and v.get("userid")
                  and v.get("courseid")]
         if not known:
