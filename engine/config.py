@@ -41,6 +41,10 @@ class MoodleSettings(StrictModel):
     token: SecretStr | None = Field(None, description="Web service token of the bufsync service")
     timeout: float = Field(30.0, gt=0, description="seconds for one HTTP call")
     max_input_vars: int = Field(5000, ge=100, description="PHP max_input_vars of the Moodle server")
+    concurrency: int = Field(4, ge=1, le=16, description="Moodle calls in flight at once when a long list is "
+                             "written or read (people, enrolments); 1: one after another")
+    batch_items: int | None = Field(None, ge=1, description="at most this many records a call (default: as many "
+                                    "as max_input_vars allows, spread over the calls in flight)")
     verify_tls: bool = True
     default_category: int = Field(1, ge=1, description="category id for courses without a department")
     roles: dict[str, int] | None = Field(None, description="role shortname -> id, when the site's ids differ")

@@ -136,6 +136,7 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
     moodle = loaded.moodle
     client = MoodleClient.connect(moodle.url, moodle.token.get_secret_value(), timeout=moodle.timeout,
                                   verify=moodle.verify_tls, max_input_vars=moodle.max_input_vars,
+                                  concurrency=moodle.concurrency, batch_items=moodle.batch_items,
                                   password_policy=PasswordPolicy() if moodle.password_policy else None)
     adapters: dict[str, Any] = {}
     classes = entity_adapters()

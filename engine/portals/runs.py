@@ -113,7 +113,8 @@ def run_scos(loaded: LoadedSettings, job: str | None = None, trigger: str = "man
 
     def work(engine: sa.Engine, tables: dict[str, sa.Table], report: PortalRun) -> None:
         client = MoodleClient.connect(moodle.url, moodle.token.get_secret_value(), timeout=moodle.timeout,
-                                      verify=moodle.verify_tls, max_input_vars=moodle.max_input_vars)
+                                      verify=moodle.verify_tls, max_input_vars=moodle.max_input_vars,
+                                      concurrency=moodle.concurrency, batch_items=moodle.batch_items)
         portal = scos_client(scos)
         try:
             result = Scenarios(engine, tables, client, portal, scos, moodle.url, ZoneInfo(loaded.settings.timezone),

@@ -11,8 +11,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["latency", "http_500", "http_503", "drop", "drop_after_write", "timeout_after_write", "db_error"]
-KINDS = ("latency", "http_500", "http_503", "drop", "drop_after_write", "timeout_after_write", "db_error")
+FaultKind = Literal["latency", "gather", "http_500", "http_503", "drop", "drop_after_write", "timeout_after_write",
+                   "db_error"]
+PACING = ("latency", "gather")  # these only hold the answer back: they combine with one failure
+KINDS = ("latency", "gather", "http_500", "http_503", "drop", "drop_after_write", "timeout_after_write", "db_error")
 
 
 @dataclass
@@ -21,7 +23,8 @@ class FaultRule:
     function: str | None = None
     count: int | None = None       # fire this many times, then the rule is spent
     rate: float | None = None      # or: fire on this share of matching requests
-    seconds: float = 0.0           # latency, or how long timeout_after_write holds the answer
+    seconds: float = 0.0           # latency, how long timeout_after_write holds the answer, or gather's longest hold
+    in_flight: int = 0             # gather: hold the answer until this many requests are in flight together
     skip: int = 0                  # let this many matching requests pass first
 
 
@@ -61,7 +64,7 @@ class Faults:
                     rule.count -= 1
                     if rule.count <= 0:
                         self.rules.remove(rule)
-                if rule.kind != "latency" and any(r.kind != "latency" for r in chosen):
+                if rule.kind not in PACING and any(r.kind not in PACING for r in chosen):
                     continue
                 chosen.append(rule)
                 self.fired[rule.kind] = self.fired.get(rule.kind, 0) + 1

@@ -42,6 +42,7 @@ class Reply:
     body: bytes = b""
     delay: float = 0.0          # sleep before answering (latency) ...
     drop: bool = False          # ... then close without an answer
+    gather: int = 0             # or: hold the answer until this many requests are in flight (at most `delay` s)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -57,6 +58,9 @@ class HttpServer:
             asyncio.start_server(self._serve, host, port, backlog=256, limit=MAX_BODY))
         self.server_address = self._server.sockets[0].getsockname()
         self._thread: threading.Thread | None = None
+        self.in_flight = 0       # requests read and not yet answered (the event loop's own count)
+        self.peak_in_flight = 0
+        self._flight_changed = asyncio.Condition()
 
     @property
     def url(self) -> str:
@@ -110,14 +114,20 @@ class HttpServer:
                         await self._write(writer, Reply(413, "text/plain", b"too large"), close=True)
                         return
                     body = await reader.readexactly(length) if length else b""
-                reply = self.handler(Request(method, target, headers, body))
-                if reply.delay:
-                    await asyncio.sleep(reply.delay)
-                if reply.drop:
-                    writer.transport.abort()
-                    return
-                close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
-                await self._write(writer, reply, close)
+                await self._flight(+1)
+                try:
+                    reply = self.handler(Request(method, target, headers, body))
+                    if reply.gather:
+                        await self._gathered(reply.gather, reply.delay)
+                    elif reply.delay:
+                        await asyncio.sleep(reply.delay)
+                    if reply.drop:
+                        writer.transport.abort()
+                        return
+                    close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
+                    await self._write(writer, reply, close)
+                finally:
+                    await self._flight(-1)
                 if close:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -125,6 +135,21 @@ class HttpServer:
         finally:
             if not writer.is_closing():
                 writer.close()
+
+    async def _flight(self, step: int) -> None:
+        async with self._flight_changed:
+            self.in_flight += step
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self._flight_changed.notify_all()
+
+    async def _gathered(self, count: int, most: float) -> None:
+        """Wait until `count` requests are in flight together, or `most` seconds: a test then learns whether a
+        client keeps several calls in flight from what arrived, not from how fast the machine is."""
+        async with self._flight_changed:
+            try:
+                await asyncio.wait_for(self._flight_changed.wait_for(lambda: self.in_flight >= count), most)
+            except asyncio.TimeoutError:
+                pass
 
     @staticmethod
     async def _chunked(reader: asyncio.StreamReader) -> bytes:

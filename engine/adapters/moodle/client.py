@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.errors import MoodleError, MoodleUnavailable, OutcomeUnknown
@@ -18,7 +20,14 @@ from bufsync.adapters.moodle.rules import (CATEGORY_COLUMNS, CATEGORY_TEXT_TYPES
                                           validate_email)
 from bufsync.adapters.moodle.transport import Transport
 
+T = TypeVar("T")
+R = TypeVar("R")
 log = logging.getLogger("bufsync.moodle")
+_in_worker = threading.local()  # set in the client's worker threads: work they start runs in place
+# Courses and categories are created and moved one call after another: Moodle renumbers the sort order of
+# the whole category tree on each (fix_course_sortorder), which concurrent calls would fight over
+COURSES_IN_PARALLEL = False
+MIN_SPREAD = 25  # a list is split over the calls in flight only down to this many items a call
 WRITE_ATTEMPTS = 3  # a write whose answer is lost: read back, send what is missing, at most this often
 
 # What bufsync calls; `bufsync check` names the ones the site's service lacks.
@@ -57,9 +66,12 @@ class ItemResult:
 
 class MoodleClient:
     def __init__(self, transport: Transport, *, max_input_vars: int = 5000,
-                 password_policy: PasswordPolicy | None = None, margin: float = 0.05) -> None:
+                 password_policy: PasswordPolicy | None = None, margin: float = 0.05, concurrency: int = 1,
+                 batch_items: int | None = None) -> None:
         self.transport = transport
         self.budget = field_budget(max_input_vars, margin)
+        self.concurrency = max(1, concurrency)
+        self.batch_items = batch_items
         self.password_policy = password_policy
         self._auth_installed: dict[str, bool] = {name: True for name in STANDARD_AUTH_PLUGINS}
         self._profile_fields: set[str] = set()  # custom profile fields seen holding a value: they exist
@@ -81,6 +93,40 @@ class MoodleClient:
 
     def call(self, function: str, params: dict[str, Any] | None = None, *, write: bool = False) -> Any:
         return self.transport.call(function, params, write=write)
+
+    def parallel(self, items: Sequence[T], work: Callable[[T], R]) -> list[R]:
+        """work(item) for each item, up to `concurrency` calls in flight, results in the items' order.
+
+        Moodle serves calls in parallel (one PHP worker each), so a long list costs about its share of the
+        site's workers instead of the sum of its calls. Work started from a worker runs in place, so a pool never
+        waits on itself. When one item fails, items not started yet are not started and the first failure is
+        raised once those in flight have finished: no write is begun after a failure.
+        """
+        if self.concurrency <= 1 or len(items) <= 1 or getattr(_in_worker, "active", False):
+            return [work(item) for item in items]
+
+        def run(item: T) -> R:
+            _in_worker.active = True
+            try:
+                return work(item)
+            finally:
+                _in_worker.active = False
+
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(items)), thread_name_prefix="moodle")
+        try:
+            futures = [pool.submit(run, item) for item in items]
+            return [future.result() for future in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _batches(self, items: Sequence[dict[str, Any]], list_name: str, parallel: bool = True) -> list[list[int]]:
+        """Indexes of items per call: within max_input_vars and `batch_items`, and, where the calls may run in
+        parallel, split so that the list fills the calls in flight."""
+        cap = self.batch_items
+        if parallel and self.concurrency > 1:
+            spread = max(MIN_SPREAD, -(-len(items) // self.concurrency))
+            cap = min(cap, spread) if cap else spread
+        return list(chunk_by_fields(items, list_name, self.budget, cap))
 
     def _idempotent(self, function: str, params: dict[str, Any]) -> Any:
         """A write that states the wanted end state: when its answer is lost, send it again."""
@@ -189,13 +235,13 @@ class MoodleClient:
                     results[index] = ItemResult.rejected(messages.username_twice(name))
                 seen.setdefault(name, index)
         pending = [i for i, r in enumerate(results) if r is None]
-        todo = [users[i] for i in pending]
-        for batch in chunk_by_fields(todo, "users", self.budget):
-            items = [pending[i] for i in batch]
+
+        def send(items: list[int]) -> list[ItemResult]:
             outcome = bisect(items, lambda idx: self._create_users_batch([users[i] for i in idx]))
-            for index, result in zip(items, outcome):
-                results[index] = (self._explain_user_failure(users[index], result)
-                                  if isinstance(result, MoodleError) else result)
+            return [self._explain_user_failure(users[index], result) if isinstance(result, MoodleError) else result
+                    for index, result in zip(items, outcome)]
+
+        self._fill(results, pending, "users", [users[i] for i in pending], send)
         done = [r for r in results if r is not None]
         self._confirm_profile_fields(users, done)
         return done
@@ -254,15 +300,23 @@ class MoodleClient:
         """Per user in Moodle: valid ones are saved, bad ones come back as warnings."""
         results: list[ItemResult | None] = [self.prevalidate_user(u, creating=False) for u in users]
         pending = [i for i, r in enumerate(results) if r is None]
-        todo = [users[i] for i in pending]
-        for batch in chunk_by_fields(todo, "users", self.budget):
-            items = [pending[i] for i in batch]
+
+        def send(items: list[int]) -> list[ItemResult]:
             outcome = bisect(items, lambda idx: self._update_users_batch([users[i] for i in idx]))
-            for index, result in zip(items, outcome):
-                results[index] = ItemResult.failed(result) if isinstance(result, MoodleError) else result
+            return [ItemResult.failed(result) if isinstance(result, MoodleError) else result for result in outcome]
+
+        self._fill(results, pending, "users", [users[i] for i in pending], send)
         done = [r for r in results if r is not None]
         self._confirm_profile_fields(users, done)
         return done
+
+    def _fill(self, results: list[ItemResult | None], pending: list[int], list_name: str,
+              todo: list[dict[str, Any]], send: Callable[[list[int]], list[ItemResult]]) -> None:
+        """Send the records at `pending` (their dicts: `todo`) in batches, in parallel; results in place."""
+        batches = [[pending[i] for i in batch] for batch in self._batches(todo, list_name)]
+        for batch, outcome in zip(batches, self.parallel(batches, send)):
+            for index, result in zip(batch, outcome):
+                results[index] = result
 
     def _confirm_profile_fields(self, users: Sequence[dict[str, Any]], results: list[ItemResult]) -> None:
         """Moodle skips customfields it has no profile field for without a word (profile_save_data saves only the
@@ -340,12 +394,11 @@ class MoodleClient:
 
     def update_courses(self, courses: Sequence[dict[str, Any]]) -> list[ItemResult]:
         def send(todo: list[dict[str, Any]]) -> list[ItemResult]:
-            results: list[ItemResult] = []
-            for batch in chunk_by_fields(todo, "courses", self.budget):
+            def one(batch: list[int]) -> list[ItemResult]:
                 items = [todo[i] for i in batch]
                 answer = self._idempotent("core_course_update_courses", {"courses": items})
-                results += _per_item_results(items, answer, "core_course_update_courses")
-            return results
+                return _per_item_results(items, answer, "core_course_update_courses")
+            return [r for rs in self.parallel(self._batches(todo, "courses", COURSES_IN_PARALLEL), one) for r in rs]
         return self._prevalidated(courses, self.prevalidate_course, send)
 
     def update_categories(self, categories: Sequence[dict[str, Any]]) -> list[ItemResult]:
@@ -355,7 +408,7 @@ class MoodleClient:
             self._idempotent("core_course_update_categories", {"categories": batch})
             return [ItemResult(True, int(c["id"])) for c in batch]
         return self._prevalidated(categories, self.prevalidate_category, lambda todo: self._isolated(
-            todo, "categories", send, lambda item, error: ItemResult.failed(error)))
+            todo, "categories", send, lambda item, error: ItemResult.failed(error), parallel=False))
 
     def delete_courses(self, ids: Sequence[int]) -> list[ItemResult]:
         """One result per course: Moodle warns for each it did not delete (an unknown id is already gone)."""
@@ -364,8 +417,7 @@ class MoodleClient:
         return _per_item_results([{"id": i} for i in ids], {"warnings": kept}, "core_course_delete_courses")
 
     def _create_all_or_nothing(self, function: str, list_name: str, records: Sequence[dict[str, Any]],
-                               find: Any) -> list[ItemResult]:
-        results: list[ItemResult] = []
+                               find: Any, parallel: bool = False) -> list[ItemResult]:
 
         def send(batch: list[dict[str, Any]], attempt: int = 1) -> list[ItemResult]:
             try:
@@ -381,11 +433,11 @@ class MoodleClient:
                 raise MoodleError("truncated", "truncated", f"{len(created)} of {len(batch)} created")
             return [ItemResult(True, int(c["id"])) for c in created]
 
-        for batch in chunk_by_fields(records, list_name, self.budget):
-            items = [records[i] for i in batch]
-            for result in bisect(items, send):
-                results.append(ItemResult.failed(result) if isinstance(result, MoodleError) else result)
-        return results
+        def one(batch: list[int]) -> list[ItemResult]:
+            return [ItemResult.failed(result) if isinstance(result, MoodleError) else result
+                    for result in bisect([records[i] for i in batch], send)]
+
+        return [r for rs in self.parallel(self._batches(records, list_name, parallel), one) for r in rs]
 
     # -- enrolments -------------------------------------------------------------------------
     def enrol(self, enrolments: Sequence[dict[str, Any]]) -> list[ItemResult]:
@@ -432,13 +484,15 @@ class MoodleClient:
                 f"Курс Moodle с id {item['courseid']} не найден", "invalidparameter"))
         return ItemResult.failed(error)
 
-    def _isolated(self, items: list[dict[str, Any]], list_name: str, send: Any, explain: Any) -> list[ItemResult]:
-        results: list[ItemResult] = []
-        for batch in chunk_by_fields(items, list_name, self.budget):
+    def _isolated(self, items: list[dict[str, Any]], list_name: str, send: Any, explain: Any,
+                  parallel: bool = True) -> list[ItemResult]:
+        """Batches sent (in parallel where the records are independent); a bad record fails alone."""
+        def one(batch: list[int]) -> list[ItemResult]:
             chunk = [items[i] for i in batch]
-            for item, result in zip(chunk, bisect(chunk, send)):
-                results.append(explain(item, result) if isinstance(result, MoodleError) else result)
-        return results
+            return [explain(item, result) if isinstance(result, MoodleError) else result
+                    for item, result in zip(chunk, bisect(chunk, send))]
+
+        return [r for rs in self.parallel(self._batches(items, list_name, parallel), one) for r in rs]
 
     def get_enrolled_users(self, courseid: int, **options: Any) -> list[dict[str, Any]]:
         opts = [{"name": k, "value": (1 if v is True else 0 if v is False else v)} for k, v in options.items()]
@@ -472,7 +526,8 @@ class MoodleClient:
         def send(batch: list[dict[str, int]]) -> list[ItemResult]:
             self.call("core_group_add_group_members", {"members": batch}, write=True)
             return [ItemResult(True) for _ in batch]
-        return self._isolated(list(members), "members", send, lambda item, error: ItemResult.failed(error))
+        return self._isolated(list(members), "members", send, lambda item, error: ItemResult.failed(error),
+                              parallel=False)
 
     def grade_items(self, courseid: int, userid: int = 0) -> list[dict[str, Any]]:
         return self.call("gradereport_user_get_grade_items", {"courseid": courseid, "userid": userid}

@@ -8,6 +8,7 @@ the caller reads back to learn whether it happened.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -57,10 +58,26 @@ class _Transient(Exception):
 
 @dataclass
 class CallStats:
+    """Counted under a lock: several calls may be in flight (moodle.concurrency)."""
+
     calls: int = 0
     retries: int = 0
     seconds: float = 0.0
     by_function: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def called(self, function: str) -> None:
+        with self._lock:
+            self.calls += 1
+            self.by_function[function] = self.by_function.get(function, 0) + 1
+
+    def retried(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def spent(self, seconds: float) -> None:
+        with self._lock:
+            self.seconds += seconds
 
 
 class Transport:
@@ -107,7 +124,7 @@ class Transport:
             for attempt in retrying:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
-                        self.stats.retries += 1
+                        self.stats.retried()
                     return self._once(function, str(body), write)
         except _Transient as exc:
             tries = f" ({self.attempts} attempts)" if self.attempts > 1 else ""
@@ -116,8 +133,7 @@ class Transport:
 
     def _once(self, function: str, body: str, write: bool) -> Any:
         started = time.perf_counter()
-        self.stats.calls += 1
-        self.stats.by_function[function] = self.stats.by_function.get(function, 0) + 1
+        self.stats.called(function)
         try:
             response = self._client.post(self.endpoint, content=body.encode("ascii"),
                                          headers={"Content-Type": "application/x-www-form-urlencoded"})
@@ -128,7 +144,7 @@ class Transport:
                 raise OutcomeUnknown(function, exc) from None
             raise _Transient(f"no answer from {self._host()}: {type(exc).__name__}") from None
         finally:
-            self.stats.seconds += time.perf_counter() - started
+            self.stats.spent(time.perf_counter() - started)
         status = response.status_code
         if status >= 500:
             if write:

@@ -63,10 +63,13 @@ class SandboxServer(HttpServer):
             # webservice/rest/server.php: "HTTP/1.0 403 Forbidden" and nothing else when web services or REST are off
             return Reply(403, "text/html; charset=utf-8", b"")
         delay = 0.0
+        gather = 0
         after_write = None
         for rule in self.faults.pick(function):
             if rule.kind == "latency":
                 delay += rule.seconds
+            elif rule.kind == "gather":
+                gather, delay = rule.in_flight, delay + rule.seconds
             elif rule.kind in ("http_500", "http_503"):
                 return Reply(500 if rule.kind == "http_500" else 503, "text/html; charset=utf-8", UNAVAILABLE,
                              delay=delay)
@@ -82,7 +85,7 @@ class SandboxServer(HttpServer):
             # the call was committed; the client never hears about it
             wait = after_write.seconds if after_write.kind == "timeout_after_write" else 0.0
             return Reply(delay=delay + wait, drop=True)
-        return Reply(response.status, response.content_type, response.body, delay=delay)
+        return Reply(response.status, response.content_type, response.body, delay=delay, gather=gather)
 
     # -- statistics and faults ---------------------------------------------------------------
     def count(self, function: str | None) -> None:
@@ -93,7 +96,7 @@ class SandboxServer(HttpServer):
     def stats(self) -> dict[str, Any]:
         with self._count_lock:
             return {"calls": dict(self._counts), "total": sum(self._counts.values()),
-                    "faults_fired": dict(self.faults.fired)}
+                    "faults_fired": dict(self.faults.fired), "peak_in_flight": self.peak_in_flight}
 
     def set_faults(self, request: dict[str, Any]) -> dict[str, Any]:
         if request.get("clear"):
@@ -104,4 +107,5 @@ class SandboxServer(HttpServer):
             with self._count_lock:
                 self._counts.clear()
             self.faults.fired.clear()
+            self.peak_in_flight = self.in_flight
         return {"rules": len(self.faults.rules)}

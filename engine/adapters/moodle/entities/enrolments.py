@@ -44,12 +44,14 @@ class EnrolmentAdapter:
 
     def _course(self, courseid: int) -> tuple[dict[int, set[str]], set[int]]:
         if courseid not in self._enrolled:
-            everyone = {int(u["id"]): {r["shortname"] for r in u.get("roles", [])}
-                        for u in self.client.get_enrolled_users(courseid, userfields="id,roles")}
-            active = {int(u["id"]) for u in self.client.get_enrolled_users(courseid, onlyactive=True,
-                                                                            userfields="id")}
-            self._enrolled[courseid] = (everyone, active)
+            self._enrolled[courseid] = self._read_course(courseid)
         return self._enrolled[courseid]
+
+    def _read_course(self, courseid: int) -> tuple[dict[int, set[str]], set[int]]:
+        everyone = {int(u["id"]): {r["shortname"] for r in u.get("roles", [])}
+                    for u in self.client.get_enrolled_users(courseid, userfields="id,roles")}
+        active = {int(u["id"]) for u in self.client.get_enrolled_users(courseid, onlyactive=True, userfields="id")}
+        return everyone, active
 
     def _state(self, view: dict[str, Any], active: bool) -> dict[str, Any] | str:
         role = view.get("role")
@@ -174,6 +176,8 @@ class EnrolmentAdapter:
             by_course.setdefault(int(view["courseid"]), []).append((desired, view))
         out = set()
         now = int(time.time())
+        unread = [c for c in by_course if c not in self._enrolled]
+        self._enrolled.update(zip(unread, self.client.parallel(unread, self._read_course)))
         for courseid, group in by_course.items():
             everyone, active = self._course(courseid)
             for desired, view in group:
