@@ -58,7 +58,8 @@ def drop_database(url: str) -> None:
     admin.dispose()
 
 
-def fill(url: str, users: int, per_user: int, courses: int) -> None:
+def fill(url: str, users: int, per_user: int, courses: int, prefix: str = "") -> None:
+    """A 1C-like buffer; `prefix` keeps people and courses of several buffers apart on one Moodle."""
     from bufsync import migrations
     from bufsync.config import load_settings
     from bufsync.mapping import load_mappings
@@ -70,16 +71,18 @@ def fill(url: str, users: int, per_user: int, courses: int) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(tables["buf_courses"].insert(), [
-            {"external_id": f"C{c:05d}", "shortname": f"course-{c:05d}", "fullname": f"Дисциплина {c}"}
-            for c in range(courses)])
+            {"external_id": f"{prefix}C{c:05d}", "shortname": f"{prefix}course-{c:05d}",
+             "fullname": f"Дисциплина {prefix}{c}"} for c in range(courses)])
         for start in range(0, users, 10000):
             conn.execute(tables["buf_users"].insert(), [
-                {"external_id": f"U{i:07d}", "username": f"student{i:07d}", "email": f"student{i:07d}@bench.example",
-                 "last_name": f"Фамилия{i}", "first_name": "Имя", "middle_name": "Отчество", "status": "active"}
+                {"external_id": f"{prefix}U{i:07d}", "username": f"{prefix}student{i:07d}",
+                 "email": f"{prefix}student{i:07d}@bench.example", "last_name": f"Фамилия{i}", "first_name": "Имя",
+                 "middle_name": "Отчество", "status": "active"}
                 for i in range(start, min(users, start + 10000))])
             conn.execute(tables["buf_subscriptions"].insert(), [
-                {"user_external_id": f"U{i:07d}", "course_external_id": f"C{(i * 7 + k * 131) % courses:05d}",
-                 "role": "student", "status": "active"}
+                {"user_external_id": f"{prefix}U{i:07d}",
+                 "course_external_id": f"{prefix}C{(i * 7 + k * 131) % courses:05d}", "role": "student",
+                 "status": "active"}
                 for i in range(start, min(users, start + 10000)) for k in range(per_user)])
     engine.dispose()
 

@@ -149,15 +149,13 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
     ctx = Context(engine, mappings, {t.name: t for t in metadata.tables.values()},
                   Ledger(metadata.tables["sync_ledger"]), loaded.settings.timezone, adapter_for, options)
     try:
-        client.site_info()
-        for mapping in mappings.synced():
-            if mapping.sync.inbound:
-                known_remote_ids(ctx, mapping)
+        client.check_access_first()
+        warmed = False
         # guards that need no LMS and no full read: all of them before anything changes
         for mapping in chosen:
             table = ctx.tables[mapping.table.name]
             with engine.connect() as conn:
-                rows, linked = counts(ctx, conn, mapping)
+                rows, linked, _ = counts(ctx, conn, mapping)
             refusal = _guard_source(ctx, mapping, table, linked, rows)
             if refusal and not (options.allow_removals is not None and options.allow_removals >= linked
                                 and "require_batch" not in refusal):
@@ -197,6 +195,11 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
                     progress(f"{mapping.name}: {min(done[0], total)} of {total} rows "
                              f"({rate:.0f} rows/s, {client.transport.stats.calls - calls} Moodle calls)")
 
+            if (found.changed or found.missing) and not warmed:
+                warmed = True  # lookups and the records' own ids: read once, when there is work
+                for synced in mappings.synced():
+                    if synced.sync.inbound:
+                        known_remote_ids(ctx, synced)
             try:
                 execute(ctx, mapping, found, on_chunk)
             finally:  # what each mapping cost, kept in sync_runs.counts even when the run stops in it

@@ -123,14 +123,20 @@ def _dialect(ctx: Context) -> Any:
     return dialect_named(ctx.engine.dialect.name)
 
 
-def counts(ctx: Context, conn: sa.Connection, mapping: Mapping) -> tuple[int, int]:
-    """Rows in the source table, and records the ledger holds as linked or suspended (an enrolment has
-    no remote id of its own, so the ledger, not the remote ids, says what was synced)."""
+def counts(ctx: Context, conn: sa.Connection, mapping: Mapping) -> tuple[int, int, int]:
+    """In one statement: rows in the source table, records the ledger holds as linked or suspended (an
+    enrolment has no remote id of its own, so the ledger, not the remote ids, says what was synced), and all
+    the ledger's entries of the mapping (none and no rows: there is nothing to look at)."""
     ledger = ctx.ledger.table
-    rows = reader.count(conn, ctx.tables[mapping.table.name])
-    linked = conn.execute(sa.select(sa.func.count()).select_from(ledger).where(
-        ledger.c.mapping_name == mapping.name, ledger.c.state.in_([LINKED, SUSPENDED]))).scalar_one()
-    return rows, linked
+    mine = ledger.c.mapping_name == mapping.name
+
+    def number(table: sa.Table, *where: Any) -> Any:
+        return sa.select(sa.func.count()).select_from(table).where(*where).scalar_subquery()
+
+    rows, linked, entries = conn.execute(sa.select(
+        number(ctx.tables[mapping.table.name]), number(ledger, mine, ledger.c.state.in_([LINKED, SUSPENDED])),
+        number(ledger, mine))).one()
+    return int(rows), int(linked), int(entries)
 
 
 @dataclass
@@ -145,8 +151,8 @@ class Removals:
 def removals(ctx: Context, mapping: Mapping) -> Removals:
     on_missing = mapping.sync.on_missing
     with ctx.engine.connect() as conn:
-        rows, linked = counts(ctx, conn, mapping)
-        if on_missing == "keep":
+        rows, linked, entries = counts(ctx, conn, mapping)
+        if on_missing == "keep" or entries == 0:
             return Removals(rows, linked, 0)
         gone = fingerprint.missing_query(_dialect(ctx), ctx.tables, ctx.ledger.table, mapping).subquery()
         query = sa.select(sa.func.count()).select_from(gone).where(
@@ -162,7 +168,10 @@ def scan(ctx: Context, mapping: Mapping) -> Scan:
     ledger = ctx.ledger.table
     result = Scan()
     with ctx.engine.connect() as conn:
-        result.source_rows, result.linked_before = counts(ctx, conn, mapping)
+        result.source_rows, result.linked_before, entries = counts(ctx, conn, mapping)
+        if result.source_rows == 0 and entries == 0:
+            ctx.vanished[mapping.name] = {}
+            return result  # an empty table never synced: nothing changed, nothing vanished
         query = fingerprint.scan_query(dialect, ctx.mappings, ctx.tables, ledger, mapping, builder.hash_columns,
                                        ctx.options.full)
         # a plain (not server-side) cursor: the database plans for the whole result (hash joins), and

@@ -58,8 +58,8 @@ class HttpServer:
             asyncio.start_server(self._serve, host, port, backlog=256, limit=MAX_BODY))
         self.server_address = self._server.sockets[0].getsockname()
         self._thread: threading.Thread | None = None
-        self.in_flight = 0       # requests read and not yet answered (the event loop's own count)
-        self.peak_in_flight = 0
+        self.open_requests = 0   # requests read and not yet answered (the event loop's own count)
+        self.peak_open_requests = 0
         self._flight_changed = asyncio.Condition()
 
     @property
@@ -138,8 +138,8 @@ class HttpServer:
 
     async def _flight(self, step: int) -> None:
         async with self._flight_changed:
-            self.in_flight += step
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self.open_requests += step
+            self.peak_open_requests = max(self.peak_open_requests, self.open_requests)
             self._flight_changed.notify_all()
 
     async def _gathered(self, count: int, most: float) -> None:
@@ -147,7 +147,7 @@ class HttpServer:
         client keeps several calls in flight from what arrived, not from how fast the machine is."""
         async with self._flight_changed:
             try:
-                await asyncio.wait_for(self._flight_changed.wait_for(lambda: self.in_flight >= count), most)
+                await asyncio.wait_for(self._flight_changed.wait_for(lambda: self.open_requests >= count), most)
             except asyncio.TimeoutError:
                 pass
 

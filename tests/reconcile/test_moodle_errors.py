@@ -125,6 +125,19 @@ def test_a_wrong_token_is_a_configuration_error(world: World) -> None:
     assert "BUFSYNC_MOODLE_TOKEN (moodle.token)" in result.stderr and wrong not in result.stdout + result.stderr
 
 
+def test_a_run_with_nothing_to_do_makes_no_moodle_call_and_the_token_is_checked_before_the_first(world: World) -> None:
+    world.insert("buf_users", people(3))
+    assert world.run("users").outcome == "ok"
+    world.moodle.set_faults({"reset_stats": True})
+    assert world.run("users").outcome == "ok"
+    assert world.moodle.stats()["total"] == 0  # not even the site's info: nothing changed, nothing to ask
+    world.update("buf_users", lambda t: t.c.external_id == "P00001", last_name="Новая")
+    assert world.run("users").outcome == "ok"
+    calls = world.moodle.stats()["calls"]
+    assert calls["core_webservice_get_site_info"] == 1 and calls["core_user_update_users"] == 1
+    assert held(world, ["user00001"])["user00001"]["lastname"] == "Новая"
+
+
 def test_a_function_missing_from_the_service_and_web_services_off(world: World) -> None:
     world.insert("buf_users", people(3))
     admin(world, "service", remove=["core_user_create_users"])

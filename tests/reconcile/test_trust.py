@@ -360,5 +360,6 @@ def test_each_mapping_s_moodle_calls_and_seconds_are_kept_in_sync_runs(world: Wo
     seen = sum(world.moodle.stats()["calls"].values()) - before  # what the sandbox answered in this run
     stored = json.loads(world.rows("sync_runs")[-1]["counts"])
     assert stored["users"]["moodle_calls"] >= 1 and stored["users"]["seconds"] > 0
-    assert sum(m["moodle_calls"] for m in stored.values()) + 1 == seen == report.moodle_calls  # + site info
+    # the site's info, asked before the run's first call, is counted in the mapping that made it
+    assert sum(m["moodle_calls"] for m in stored.values()) == seen == report.moodle_calls
     assert "calls" in report.render().splitlines()[1]

@@ -25,7 +25,8 @@ R = TypeVar("R")
 log = logging.getLogger("bufsync.moodle")
 _in_worker = threading.local()  # set in the client's worker threads: work they start runs in place
 # Courses and categories are created and moved one call after another: Moodle renumbers the sort order of
-# the whole category tree on each (fix_course_sortorder), which concurrent calls would fight over
+# the whole category tree on each (fix_course_sortorder), which concurrent calls fight over; measured on the
+# lab Moodle 4.5, 60 courses took 2.1-4.1 s in one call and 3.4-5.0 s in three parallel ones
 COURSES_IN_PARALLEL = False
 MIN_SPREAD = 25  # a list is split over the calls in flight only down to this many items a call
 WRITE_ATTEMPTS = 3  # a write whose answer is lost: read back, send what is missing, at most this often
@@ -72,6 +73,8 @@ class MoodleClient:
         self.budget = field_budget(max_input_vars, margin)
         self.concurrency = max(1, concurrency)
         self.batch_items = batch_items
+        self._check_access = False
+        self._checking = threading.Lock()
         self.password_policy = password_policy
         self._auth_installed: dict[str, bool] = {name: True for name in STANDARD_AUTH_PLUGINS}
         self._profile_fields: set[str] = set()  # custom profile fields seen holding a value: they exist
@@ -91,7 +94,17 @@ class MoodleClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def check_access_first(self) -> None:
+        """Ask for the site's info before the first call this client makes, so a refused token or service fails
+        the run before any write, while a run that calls nothing (nothing changed) costs no call at all."""
+        self._check_access = True
+
     def call(self, function: str, params: dict[str, Any] | None = None, *, write: bool = False) -> Any:
+        if self._check_access:
+            with self._checking:
+                if self._check_access:
+                    self.transport.call("core_webservice_get_site_info")
+                    self._check_access = False
         return self.transport.call(function, params, write=write)
 
     def parallel(self, items: Sequence[T], work: Callable[[T], R]) -> list[R]:

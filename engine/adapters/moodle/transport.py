@@ -12,11 +12,11 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-from tenacity import (RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt,
-                      wait_exponential_jitter)
+if TYPE_CHECKING:
+    import httpx
+    from tenacity import RetryCallState
 
 from bufsync.adapters.moodle.errors import (MoodleConfigError, MoodleError, MoodleUnavailable, OutcomeUnknown,
                                            http_status_text)
@@ -88,13 +88,25 @@ class Transport:
         self.attempts = attempts
         self.backoff = backoff
         self.stats = CallStats()
-        self._client = client or httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)), verify=verify,
-            limits=httpx.Limits(max_keepalive_connections=8, max_connections=16),
-            headers={"User-Agent": "bufsync"})
+        self._timeout, self._verify = timeout, verify
+        self._http = client
+        self._opening = threading.Lock()
+
+    @property
+    def _client(self) -> httpx.Client:
+        """Opened at the first call: a run with nothing to do neither imports httpx nor opens a connection."""
+        with self._opening:
+            if self._http is None:
+                import httpx
+                self._http = httpx.Client(
+                    timeout=httpx.Timeout(self._timeout, connect=min(10.0, self._timeout)), verify=self._verify,
+                    limits=httpx.Limits(max_keepalive_connections=8, max_connections=16),
+                    headers={"User-Agent": "bufsync"})
+            return self._http
 
     def close(self) -> None:
-        self._client.close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> Transport:
         return self
@@ -109,6 +121,8 @@ class Transport:
         return self.call_fields(function, fields, write=write)
 
     def call_fields(self, function: str, fields: Iterable[tuple[str, str]], *, write: bool) -> Any:
+        import httpx
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
         body = httpx.QueryParams(list(fields))
         def said(state: RetryCallState) -> None:  # a retry is never silent: its cause and its wait
             cause = state.outcome.exception() if state.outcome else None
@@ -132,6 +146,7 @@ class Transport:
         raise AssertionError("unreachable")
 
     def _once(self, function: str, body: str, write: bool) -> Any:
+        import httpx
         started = time.perf_counter()
         self.stats.called(function)
         try:

@@ -96,7 +96,7 @@ class SandboxServer(HttpServer):
     def stats(self) -> dict[str, Any]:
         with self._count_lock:
             return {"calls": dict(self._counts), "total": sum(self._counts.values()),
-                    "faults_fired": dict(self.faults.fired), "peak_in_flight": self.peak_in_flight}
+                    "faults_fired": dict(self.faults.fired), "peak_in_flight": self.peak_open_requests}
 
     def set_faults(self, request: dict[str, Any]) -> dict[str, Any]:
         if request.get("clear"):
@@ -107,5 +107,5 @@ class SandboxServer(HttpServer):
             with self._count_lock:
                 self._counts.clear()
             self.faults.fired.clear()
-            self.peak_in_flight = self.in_flight
+            self.peak_open_requests = self.open_requests
         return {"rules": len(self.faults.rules)}
