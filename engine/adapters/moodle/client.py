@@ -75,6 +75,8 @@ class MoodleClient:
         self.batch_items = batch_items
         self._check_access = False
         self._checking = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pooling = threading.Lock()
         self.password_policy = password_policy
         self._auth_installed: dict[str, bool] = {name: True for name in STANDARD_AUTH_PLUGINS}
         self._profile_fields: set[str] = set()  # custom profile fields seen holding a value: they exist
@@ -86,6 +88,9 @@ class MoodleClient:
         return cls(transport, **{k: v for k, v in kwargs.items() if k not in transport_keys})
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         self.transport.close()
 
     def __enter__(self) -> MoodleClient:
@@ -125,12 +130,18 @@ class MoodleClient:
             finally:
                 _in_worker.active = False
 
-        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(items)), thread_name_prefix="moodle")
+        with self._pooling:
+            if self._pool is None:  # kept for the client's life: threads are started once, not per list
+                self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="moodle")
+        futures = [self._pool.submit(run, item) for item in items]
         try:
-            futures = [pool.submit(run, item) for item in items]
             return [future.result() for future in futures]
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            for future in futures:  # after a failure: what has not started does not start
+                future.cancel()
+            for future in futures:
+                if not future.cancelled():
+                    future.exception()  # wait for those in flight: their writes end before the caller goes on
 
     def _batches(self, items: Sequence[dict[str, Any]], list_name: str, parallel: bool = True) -> list[list[int]]:
         """Indexes of items per call: within max_input_vars and `batch_items`, and, where the calls may run in
