@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from bufsync.sandbox.faults import Faults
-from bufsync.sandbox.httpserver import HttpServer, Reply, Request
+from bufsync.sandbox.httpserver import HttpServer, Link, Reply, Request
 
 API = "/api/v2"
 REQUIRED_PASSPORT = ("title", "description", "content", "results", "external_url", "institution", "started_at",
@@ -351,7 +351,7 @@ class PortalServer(HttpServer):
             self._release = None
         return reply
 
-    async def _write(self, writer: asyncio.StreamWriter, reply: Reply, close: bool) -> None:  # type: ignore[override]
+    async def _write(self, link: Link, reply: Reply, close: bool) -> None:  # type: ignore[override]
         """HttpServer writes every answer through here: a held one waits for its group first."""
         release = self._held.pop(id(reply), None)
         if release is not None:
@@ -361,7 +361,7 @@ class PortalServer(HttpServer):
                 pass
             finally:
                 self.in_flight -= 1
-        await HttpServer._write(writer, reply, close)
+        await HttpServer._write(link, reply, close)
 
     def _route(self, request: Request) -> Reply:
         if request.path == "/sandbox/users" and request.method == "POST":
