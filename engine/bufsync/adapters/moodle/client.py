@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bufsync.adapters.moodle import messages
-from bufsync.adapters.moodle.errors import MoodleError, MoodleUnavailable, OutcomeUnknown
+from bufsync.adapters.moodle.errors import MoodleError
 from bufsync.adapters.moodle.isolation import bisect, chunk_by_fields, field_budget
 from bufsync.adapters.moodle.rules import (CATEGORY_COLUMNS, CATEGORY_TEXT_TYPES, COURSE_COLUMNS, COURSE_TEXT_TYPES,
                                           NOT_FOR_NEW_USERS, STANDARD_AUTH_PLUGINS, USER_COLUMNS, USER_TEXT_TYPES,
@@ -29,7 +28,6 @@ _in_worker = threading.local()  # set in the client's worker threads: work they 
 # lab Moodle 4.5, 60 courses took 2.1-4.1 s in one call and 3.4-5.0 s in three parallel ones
 COURSES_IN_PARALLEL = False
 MIN_SPREAD = 25  # a list is split over the calls in flight only down to this many items a call
-WRITE_ATTEMPTS = 3  # a write whose answer is lost: read back, send what is missing, at most this often
 
 # What bufsync calls; `bufsync check` names the ones the site's service lacks.
 REQUIRED_FUNCTIONS = (
@@ -153,17 +151,8 @@ class MoodleClient:
         return list(chunk_by_fields(items, list_name, self.budget, cap))
 
     def _idempotent(self, function: str, params: dict[str, Any]) -> Any:
-        """A write that states the wanted end state: when its answer is lost, send it again."""
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                return self.call(function, params, write=True)
-            except OutcomeUnknown as unknown:
-                if attempt == WRITE_ATTEMPTS:
-                    raise _gave_up(unknown, attempt) from None
-                log.warning("%s; the same full state is sent again (%d of %d)", unknown, attempt,
-                            WRITE_ATTEMPTS - 1)
-                time.sleep(self.transport.backoff * attempt)
-        raise AssertionError("unreachable")
+        """A write that states the wanted end state: when its answer is lost, send it again (retry.py)."""
+        return self.transport.policy.resend(lambda: self.call(function, params, write=True))
 
     # -- site -------------------------------------------------------------------------------
     def site_info(self) -> dict[str, Any]:
@@ -270,29 +259,29 @@ class MoodleClient:
         self._confirm_profile_fields(users, done)
         return done
 
-    def _create_users_batch(self, batch: list[dict[str, Any]], attempt: int = 1) -> list[ItemResult]:
-        """One call; a lost answer or a silently truncated batch is resolved by reading back."""
-        later: dict[str, ItemResult] = {}
-        try:
-            created = self.call("core_user_create_users", {"users": batch}, write=True)
-        except OutcomeUnknown as unknown:
-            log.warning("%s; reading back %d users by username", unknown, len(batch))
-            created = self._read_back_users(batch)
-            lost = [u for u in batch if u["username"] not in {c["username"] for c in created}]
-            if lost:
-                if attempt >= WRITE_ATTEMPTS:
-                    raise _gave_up(unknown, attempt) from None
-                time.sleep(self.transport.backoff * attempt)
-                later = {u["username"]: r for u, r in zip(lost, self._create_users_batch(lost, attempt + 1))}
-        ids = {c["username"]: int(c["id"]) for c in created}
-        rest = [u for u in batch if u["username"] not in ids and u["username"] not in later]
-        if rest and not ids and not later:
+    def _create_users_batch(self, batch: list[dict[str, Any]]) -> list[ItemResult]:
+        """One call; a lost answer is settled by reading back (retry.py), a silently truncated batch by sending
+        the rest again."""
+        found: dict[str, int] = {}  # read back after a lost answer: created by an earlier send
+
+        def read_back(sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            found.update({c["username"]: int(c["id"]) for c in self._read_back_users(sent)})
+            return [u for u in sent if u["username"] not in found]
+
+        sent, created = self.transport.policy.settle(
+            batch, lambda users: self.call("core_user_create_users", {"users": users}, write=True), read_back,
+            "users by username")
+        ids = {c["username"]: int(c["id"]) for c in created or ()}
+        rest = [u for u in sent if u["username"] not in ids]
+        if rest and not ids:
             raise MoodleError("truncated", "truncated", "Moodle created none of the users sent and said nothing",
                               None, "core_user_create_users")
+        later: dict[str, ItemResult] = {}
         if rest:
             # max_input_vars cut the tail silently: send the rest again
-            log.warning("Moodle created %d of %d users; sending the other %d again", len(ids), len(batch), len(rest))
-            later.update({u["username"]: r for u, r in zip(rest, self.create_users(rest))})
+            log.warning("Moodle created %d of %d users; sending the other %d again", len(ids), len(sent), len(rest))
+            later = {u["username"]: r for u, r in zip(rest, self.create_users(rest))}
+        ids.update(found)
         return [ItemResult(True, ids[u["username"]]) if u["username"] in ids else later[u["username"]]
                 for u in batch]
 
@@ -443,19 +432,23 @@ class MoodleClient:
     def _create_all_or_nothing(self, function: str, list_name: str, records: Sequence[dict[str, Any]],
                                find: Any, parallel: bool = False) -> list[ItemResult]:
 
-        def send(batch: list[dict[str, Any]], attempt: int = 1) -> list[ItemResult]:
-            try:
-                created = self.call(function, {list_name: batch}, write=True)
-            except OutcomeUnknown as unknown:
-                found = [find(record) for record in batch]
-                lost = [r for r, f in zip(batch, found) if not f]
-                if lost and attempt >= WRITE_ATTEMPTS:
-                    raise _gave_up(unknown, attempt) from None
-                again = iter(send(lost, attempt + 1)) if lost else iter(())
-                return [ItemResult(True, int(f[0]["id"])) if f else next(again) for f in found]
-            if len(created) < len(batch):
-                raise MoodleError("truncated", "truncated", f"{len(created)} of {len(batch)} created")
-            return [ItemResult(True, int(c["id"])) for c in created]
+        def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
+            """One call; a lost answer is settled by reading back each record (retry.py)."""
+            found: dict[int, int] = {}  # index in batch -> id, read back after a lost answer
+
+            def read_back(sent: list[int]) -> list[int]:
+                hits = [(i, find(batch[i])) for i in sent]
+                found.update({i: int(f[0]["id"]) for i, f in hits if f})
+                return [i for i, f in hits if not f]
+
+            sent, created = self.transport.policy.settle(
+                list(range(len(batch))),
+                lambda indexes: self.call(function, {list_name: [batch[i] for i in indexes]}, write=True),
+                read_back, list_name)
+            if created is not None and len(created) < len(sent):
+                raise MoodleError("truncated", "truncated", f"{len(created)} of {len(sent)} created")
+            ids = found | {i: int(c["id"]) for i, c in zip(sent, created or ())}
+            return [ItemResult(True, ids[i]) for i in range(len(batch))]
 
         def one(batch: list[int]) -> list[ItemResult]:
             return [ItemResult.failed(result) if isinstance(result, MoodleError) else result
@@ -581,12 +574,3 @@ def _per_item_results(batch: list[dict[str, Any]], answer: dict[str, Any], funct
         else:
             out.append(ItemResult(True, int(record["id"])))
     return out
-
-
-def _gave_up(unknown: OutcomeUnknown, attempts: int) -> MoodleUnavailable:
-    """Still no confirmed answer after every safe attempt: stop, record nothing; the next run reads Moodle first."""
-    return MoodleUnavailable(
-        f"{unknown.function}: {unknown.what} to {attempts} attempts (each resent only after reading back what "
-        "Moodle holds, or as a full-state write that is safe to resend); whether the last one was applied is "
-        "unknown. Nothing unconfirmed was marked ok: the next run reads Moodle first and finishes the rest",
-        status=unknown.status)

@@ -1,8 +1,8 @@
 """One Moodle REST endpoint over httpx: PHP-style form encoding, typed errors, safe retries.
 
-Reads and requests that never left the machine are retried with backoff; a write whose
-request was sent but whose answer was lost raises OutcomeUnknown instead of being resent —
-the caller reads back to learn whether it happened.
+Reads and requests that never left the machine are retried with backoff (the policy of retry.py);
+a write whose request was sent but whose answer was lost raises OutcomeUnknown instead of being
+resent here — the client resends it by the same policy, reading back first where that is needed.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import httpx
-    from tenacity import RetryCallState
 
 from bufsync.adapters.moodle.errors import (MoodleConfigError, MoodleError, MoodleUnavailable, OutcomeUnknown,
                                            http_status_text)
+from bufsync.adapters.moodle.retry import ATTEMPTS, BACKOFF, RetryPolicy
+from bufsync.adapters.moodle.retry import Transient as _Transient
 
 log = logging.getLogger("bufsync.moodle")
 REST_PATH = "/webservice/rest/server.php"
@@ -48,14 +49,6 @@ def encode(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-class _Transient(Exception):
-    """Worth another try: connection refused, 5xx, a read that timed out."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 @dataclass
 class CallStats:
     """Counted under a lock: several calls may be in flight (moodle.concurrency)."""
@@ -82,7 +75,7 @@ class CallStats:
 
 class Transport:
     def __init__(self, url: str, token: str, *, timeout: float = 30.0, verify: bool = True,
-                 attempts: int = 4, backoff: float = 0.5, client: httpx.Client | None = None) -> None:
+                 attempts: int = ATTEMPTS, backoff: float = BACKOFF, client: httpx.Client | None = None) -> None:
         self.endpoint = url.rstrip("/") + REST_PATH
         self._token = token
         self.attempts = attempts
@@ -120,30 +113,15 @@ class Transport:
         fields += encode(params or {})
         return self.call_fields(function, fields, write=write)
 
+    @property
+    def policy(self) -> RetryPolicy:
+        """The retry policy of this endpoint (retry.py): its attempts and backoff, for the client's writes too."""
+        return RetryPolicy(attempts=self.attempts, backoff=self.backoff)
+
     def call_fields(self, function: str, fields: Iterable[tuple[str, str]], *, write: bool) -> Any:
         import httpx
-        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
-        body = httpx.QueryParams(list(fields))
-        def said(state: RetryCallState) -> None:  # a retry is never silent: its cause and its wait
-            cause = state.outcome.exception() if state.outcome else None
-            wait = state.next_action.sleep if state.next_action else 0.0
-            log.warning("%s: %s; retry %d of %d in %.1f s", function, cause, state.attempt_number,
-                        self.attempts - 1, wait)
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(multiplier=self.backoff, max=10 * self.backoff, jitter=self.backoff),
-            retry=retry_if_exception_type(_Transient), reraise=True, before_sleep=said)
-        try:
-            for attempt in retrying:
-                with attempt:
-                    if attempt.retry_state.attempt_number > 1:
-                        self.stats.retried()
-                    return self._once(function, str(body), write)
-        except _Transient as exc:
-            tries = f" ({self.attempts} attempts)" if self.attempts > 1 else ""
-            raise MoodleUnavailable(f"{function}: {exc}{tries}", status=exc.status) from None
-        raise AssertionError("unreachable")
+        body = str(httpx.QueryParams(list(fields)))
+        return self.policy.transient(function, lambda: self._once(function, body, write), self.stats.retried)
 
     def _once(self, function: str, body: str, write: bool) -> Any:
         import httpx
