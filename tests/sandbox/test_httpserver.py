@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from bufsync.sandbox.httpserver import MAX_BODY, HttpServer, Reply, Request
+from bufsync.sandbox.httpserver import MAX_BODY, MAX_HEAD, HttpServer, Reply, Request
 
 MB2 = 2 * 1024 * 1024
 
@@ -182,6 +182,13 @@ def test_an_unknown_transfer_coding_is_501(raw) -> None:
     c = raw()
     c.send(post("/x", b"", "Transfer-Encoding: gzip"))
     assert c.answer()[0] == "HTTP/1.1 501 Not Implemented"
+    assert c.closed()
+
+
+def test_a_request_head_over_the_limit_is_431(raw) -> None:
+    c = raw()
+    c.send(b"GET /x HTTP/1.1\r\nHost: sandbox\r\nX-Long: " + b"a" * (MAX_HEAD + 1))  # and no end in sight
+    assert c.answer()[0] == "HTTP/1.1 431 Request Header Fields Too Large"
     assert c.closed()
 
 
