@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,16 +40,55 @@ def pg_admin() -> Iterator[sa.Engine]:
     engine.dispose()
 
 
+def _create_database(admin: sa.Engine, template: str) -> str:
+    name = f"bufsync_t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    return name
+
+
+def _pg_database_url(name: str) -> str:
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(admin: sa.Engine, name: str) -> None:
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _upgrade(url: str) -> None:
+    from bufsync import migrations
+    from bufsync.mapping import load_mappings
+    loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": url})
+    migrations.upgrade(loaded, load_mappings(loaded.mappings_dir))
+
+
 @pytest.fixture
 def pg_url(pg_admin: sa.Engine) -> Iterator[str]:
     """A new empty database for this test, dropped afterwards."""
-    name = f"bufsync_t_{uuid.uuid4().hex[:12]}"
-    with pg_admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with pg_admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    name = _create_database(pg_admin, "template0")
+    yield _pg_database_url(name)
+    _drop_database(pg_admin, name)
+
+
+@pytest.fixture(scope="session")
+def _pg_upgraded_template(pg_admin: sa.Engine) -> Iterator[str]:
+    """Once per worker: a database upgraded to the heads of the shipped migrations, the template of
+    `_pg_upgraded_url` (cloning it costs a fraction of creating a database and running every migration)."""
+    name = _create_database(pg_admin, "template0")
+    try:
+        _upgrade(_pg_database_url(name))  # its engine is disposed: nobody stays connected to the template
+        yield name
+    finally:
+        _drop_database(pg_admin, name)
+
+
+@pytest.fixture
+def _pg_upgraded_url(pg_admin: sa.Engine, _pg_upgraded_template: str) -> Iterator[str]:
+    """A new database for this test, already upgraded as `bufsync db upgrade` leaves it, dropped afterwards."""
+    name = _create_database(pg_admin, _pg_upgraded_template)
+    yield _pg_database_url(name)
+    _drop_database(pg_admin, name)
 
 
 def _docker_running() -> bool:
@@ -78,16 +118,41 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{(tmp_path / 'buffer.db').as_posix()}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def buffer_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The same test on both embedded and server databases."""
-    if request.param == "sqlite":
-        return request.getfixturevalue("sqlite_url")
-    return request.getfixturevalue("pg_url")
+@pytest.fixture(scope="session")
+def _sqlite_upgraded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Once per worker: a SQLite buffer upgraded to the heads of the shipped migrations."""
+    path = tmp_path_factory.mktemp("upgraded") / "buffer.db"
+    _upgrade(f"sqlite:///{path.as_posix()}")
+    assert not path.with_name("buffer.db-wal").exists() and not path.with_name("buffer.db-journal").exists()
+    return path
 
 
 @pytest.fixture
-def queue(buffer_url: str):
+def _upgraded_buffer() -> None:
+    """Asked for by fixtures that upgrade the buffer before the test (world, queue, ...): `buffer_url` then
+    hands them a copy of a buffer upgraded once per worker, and their own upgrade finds nothing to do.
+    Tests that upgrade, downgrade or inspect a fresh buffer themselves (test_migrations, the CLI's
+    `db upgrade`) do not ask for it and still get an empty one."""
+
+
+# fixtures outside the folders this conftest's owners edit that upgrade the buffer before their test
+UPGRADING_FIXTURES = {"_upgraded_buffer", "scos_world"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def buffer_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on both embedded and server databases."""
+    upgraded = not UPGRADING_FIXTURES.isdisjoint(request.fixturenames)
+    if request.param == "sqlite":
+        url = request.getfixturevalue("sqlite_url")
+        if upgraded:
+            shutil.copyfile(request.getfixturevalue("_sqlite_upgraded_template"), tmp_path / "buffer.db")
+        return url
+    return request.getfixturevalue("_pg_upgraded_url" if upgraded else "pg_url")
+
+
+@pytest.fixture
+def queue(_upgraded_buffer: None, buffer_url: str):
     """An upgraded buffer and its sync_queue table (the outbox)."""
     from bufsync import migrations
     from bufsync.mapping import load_mappings

@@ -31,7 +31,7 @@ def wait_until(condition, seconds: float, step: float) -> None:
 
 
 @pytest.fixture
-def site(buffer_url: str, tmp_path: Path):
+def site(_upgraded_buffer: None, buffer_url: str, tmp_path: Path):
     server = start(port=0, token=TOKEN)
     loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": buffer_url})
     mappings = load_mappings(loaded.mappings_dir)

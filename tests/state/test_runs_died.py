@@ -33,7 +33,7 @@ HOST = socket.gethostname()
 
 
 @pytest.fixture
-def buffer(buffer_url: str):
+def buffer(_upgraded_buffer: None, buffer_url: str):
     loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": buffer_url})
     mappings = load_mappings(loaded.mappings_dir)
     migrations.upgrade(loaded, mappings)
