@@ -30,7 +30,7 @@ from reconcile import drop_database, fresh_database  # benchmarks/reconcile.py
 from bufsync import commands, migrations
 from bufsync.config import ScosSettings, load_settings
 from bufsync.mapping import load_mappings
-from bufsync.portals.runs import run_dispatch, run_scos
+from bufsync.portals.runs import run_dispatch, run_portal
 from bufsync.sandbox.moodle.run import parse_env_line
 from bufsync.schema import build_metadata
 
@@ -135,7 +135,7 @@ def main() -> None:
               f"{2 * learners} grades, in {time.perf_counter() - started:.1f} s\n")
 
         def scenarios():
-            return run_scos(loaded)
+            return run_portal(loaded, "scos")
 
         def dispatch():
             return run_dispatch(loaded, "scos")
@@ -156,7 +156,7 @@ def main() -> None:
         assert len(state["participation"]) == learners and len(state["results"]) == 2 * learners
         assert len(state["progress"]) == learners and not any(k.endswith(".queued") for k in idle.counts)
         print(f"\ndelivered {delivered} learner items at {rate:,.0f} items/s (one dispatcher: arrays of 10, "
-              f"{loaded.settings.scos.parallel_calls} in flight)")
+              f"{loaded.settings.portals.scos.parallel_calls} in flight)")
         # baseline: every learner item again, one per call, as a script without state must do on each run
         sample = min(delivered, 2000)
         items = [{"course_id": state["courses"][i % len(state["courses"])]["id"], "session_id": "s",

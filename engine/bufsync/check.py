@@ -173,26 +173,13 @@ def _check_profile_fields(loaded: LoadedSettings, mappings: MappingSet, client: 
     return CheckItem("profile", False if missing else (True if not unknown else None), "; ".join(parts))
 
 
-def _check_scos(loaded: LoadedSettings) -> CheckItem:
-    from bufsync.portals.runs import scos_client, scos_settings
-    from bufsync.portals.scos.client import ScosRejected, ScosUnavailable
-    if loaded.settings.scos.url is None:
-        return CheckItem("scos", None, "not configured (BUFSYNC_SCOS_URL)")
-    try:
-        scos = scos_settings(loaded)
-    except BufsyncError as exc:
-        return CheckItem("scos", False, str(exc))
-    client = scos_client(scos)
-    try:
-        client.check()
-        client.find_course(scos.partner_id, "")  # refused unless the portal knows the partner id
-    except ScosRejected as exc:
-        return CheckItem("scos", False, f"the portal refused: {exc} (check scos.key and scos.partner_id)")
-    except ScosUnavailable as exc:
-        return CheckItem("scos", False, f"the portal is unavailable: {exc}")
-    finally:
-        client.close()
-    return CheckItem("scos", True, f"{scos.url}: the key and partner {scos.partner_id} are accepted")
+def _check_portals(loaded: LoadedSettings) -> list[CheckItem]:
+    from bufsync.portals import portals
+    items = []
+    for name, portal in portals().items():
+        ok, detail = portal.check(loaded)
+        items.append(CheckItem(name, ok, detail))
+    return items
 
 
 def run_checks(loaded: LoadedSettings, mappings: MappingSet) -> list[CheckItem]:
@@ -203,5 +190,5 @@ def run_checks(loaded: LoadedSettings, mappings: MappingSet) -> list[CheckItem]:
     buffer = _check_buffer(loaded, mappings)
     items += buffer
     items += _check_moodle(loaded, mappings, buffer_ok=all(item.ok for item in buffer))
-    items.append(_check_scos(loaded))
+    items += _check_portals(loaded)
     return items

@@ -23,6 +23,17 @@ class _Group(click.Group):
     With `--log-format json` (or `log_format: json`) a fatal error is one JSON line on stderr too, so a
     log collector that parses every line never meets a bare text line."""
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_portal_groups()) | {"sandbox"})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """A portal's own commands (`bufsync scos ...`), and `sandbox` with each portal's options, come from the
+        portals' folders, loaded only when asked for."""
+        command = super().get_command(ctx, name)
+        if command is None and name == "sandbox":
+            return _sandbox_command()
+        return command if command is not None else _portal_groups().get(name)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -49,6 +60,12 @@ class _Group(click.Group):
             _json_fatal(redact(f"{type(exc).__name__}: {exc}"), 1,
                         exception=redact("".join(traceback.format_exception(exc))))
             ctx.exit(1)
+
+
+def _portal_groups() -> dict[str, click.Command]:
+    from bufsync.portals import portals
+    groups = {name: portal.cli_group() for name, portal in portals().items()}
+    return {name: group for name, group in groups.items() if group is not None}
 
 
 def _log_format(ctx: click.Context) -> str:
@@ -349,7 +366,7 @@ def queue_group() -> None:
 
 
 def _queue_filters(func):
-    func = click.option("--portal", help="scos, sferum, u2035")(func)
+    func = click.option("--portal", help="Only this portal's items.")(func)
     return click.option("--status", type=click.Choice(["pending", "running", "done", "failed", "dead", "cancelled"]),
                         help="Only items in this status.")(func)
 
@@ -420,7 +437,7 @@ def queue_purge(state: _State, days: int | None) -> None:
 
 
 @queue_group.command("stats")
-@click.option("--portal", help="scos, sferum, u2035")
+@click.option("--portal", help="Only this portal's items.")
 @pass_state
 def queue_stats(state: _State, portal: str | None) -> None:
     """Items per portal and status, with the oldest."""
@@ -432,99 +449,48 @@ def queue_stats(state: _State, portal: str | None) -> None:
 
 
 @queue_group.command("dispatch")
-@click.option("--portal", default="scos", show_default=True, type=click.Choice(["scos"]))
+@click.option("--portal", help="The portal whose queue to deliver (default: the only one there is).")
 @click.option("--forever", is_flag=True, help="Keep polling for new items until SIGTERM (default: stop when "
                                               "nothing is due).")
 @pass_state
-def queue_dispatch(state: _State, portal: str, forever: bool) -> None:
+def queue_dispatch(state: _State, portal: str | None, forever: bool) -> None:
     """Deliver the portal's due items; run as many dispatchers at once as you like."""
     report = commands.queue_dispatch(state.loaded, portal, forever)
     c = report.counts
     doubt = (f" in_doubt={c['in_doubt']} (confirmed={c['confirmed']} resent={c['resent']})"
              if c.get("in_doubt") else "")
-    click.echo(f"dispatch {portal}: claimed={c['claimed']} done={c['done']} retried={c['retried']} dead={c['dead']}"
+    click.echo(f"dispatch {report.portal}: claimed={c['claimed']} done={c['done']} retried={c['retried']} dead={c['dead']}"
                f"{doubt} in {report.seconds:.1f}s (run {report.run_id})")
     sys.exit(EXIT_REJECTED if report.outcome == "rejected" else 0)
 
 
-@cli.group("scos")
-def scos_group() -> None:
-    """ГИС СЦОС: the nine scenarios that fill the portal's queue."""
+def _sandbox_command() -> click.Command:
+    """`bufsync sandbox`: the sandbox Moodle, plus each portal's emulator with the options its folder gives."""
+    from bufsync.portals import portals
 
+    def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
+                faults: tuple[str, ...], env_file: Path | None, **portal_options: object) -> None:
+        """Run the sandbox Moodle (Moodle 4.5's REST web services) and the portals' sandboxes on 127.0.0.1.
 
-@scos_group.command("run")
-@click.option("--json", "as_json", is_flag=True)
-@pass_state
-def scos_run(state: _State, as_json: bool) -> None:
-    """Publish, poll moderation, update, archive; enrol, unenrol; results, progress, certificates."""
-    import json
-    report = commands.scos_run(state.loaded)
-    if as_json:
-        click.echo(json.dumps({"run_id": report.run_id, "outcome": report.outcome, "counts": report.counts,
-                               "problems": report.problems}, ensure_ascii=False, indent=2))
-    else:
-        counts = " ".join(f"{k}={v}" for k, v in sorted(report.counts.items()))
-        click.echo(f"scos: {report.outcome} in {report.seconds:.1f}s (run {report.run_id}) {counts}")
-        for problem in report.problems:
-            click.echo(f"  {problem}")
-    sys.exit(EXIT_REJECTED if report.outcome == "rejected" else 0)
+        Prints `export VAR=value` lines to paste into a shell where bufsync runs."""
+        commands.sandbox(port, data, token, debug, max_input_vars, list(faults), env_file, portal_options)
 
-
-@scos_group.command("courses")
-@click.option("--json", "as_json", is_flag=True)
-@pass_state
-def scos_courses(state: _State, as_json: bool) -> None:
-    """Each course bufsync publishes: its state on the portal, learners by state, the last error."""
-    import json
-    rows = commands.scos_courses(state.loaded)
-    if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
-        return
-    if not rows:
-        click.echo("no courses published to СЦОС")
-    for r in rows:
-        learners = " ".join(f"{k}={v}" for k, v in sorted(r["learners"].items())) or "-"
-        click.echo(f"{r['course_id']:>7} {(r['shortname'] or '')[:20]:<20} {r['state']:<11} v{r['business_version']} "
-                   f"{r['scos_id'] or '-':<36} learners: {learners}"
-                   + (f"\n        {r['last_error']}" if r["last_error"] else ""))
-
-
-@cli.command()
-@click.option("--port", default=18081, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
-@click.option("--data", type=click.Path(path_type=Path, file_okay=False),
-              help="Folder for the sandbox's SQLite state (default: in memory).")
-@click.option("--token", help="Web-service token to accept (default: a random one, printed).")
-@click.option("--debug", is_flag=True, help="Answer errors with debuginfo, like a site with debugging on.")
-@click.option("--max-input-vars", default=5000, show_default=True, help="PHP max_input_vars to emulate.")
-@click.option("--fault", "faults", multiple=True, metavar="KIND[:RATE[:SECONDS]]",
-              help="Inject faults: latency, http_500, http_503, drop, drop_after_write, timeout_after_write, "
-                   "db_error (Moodle's dml_read_exception); "
-                   "e.g. --fault http_503:0.05 --fault latency:1:0.2")
-@click.option("--env-file", type=click.Path(path_type=Path, dir_okay=False),
-              help="Also write VAR=value lines here (systemd EnvironmentFile=, docker --env-file).")
-@click.option("--scos-port", default=18082, show_default=True, help="Port of the sandbox СЦОС (0: any free port).")
-@click.option("--no-scos", is_flag=True, help="Moodle only.")
-@click.option("--scos-moderation", default=5.0, show_default=True, help="Seconds a passport stays in moderation.")
-@click.option("--scos-moderation-polls", type=click.IntRange(min=0), metavar="N",
-              help="Instead of seconds: a passport answers in_progress to N moderation-status polls, then its "
-                   "verdict (what tests use: moderation ends when the client asks again, not when the clock says).")
-@click.option("--scos-fault", "scos_faults", multiple=True, metavar="KIND[:RATE[:SECONDS]]",
-              help="Faults of the sandbox СЦОС, as --fault; e.g. --scos-fault latency:1:0.02 for a WAN round trip.")
-@click.option("--scos-validation-status", type=click.Choice(["400", "422"]), default="400", show_default=True,
-              help="HTTP status of a rejected passport (the public sources do not say which).")
-@click.option("--scos-duplicates-unsaved", is_flag=True,
-              help="Answer a repeated enrolment with saved:false instead of saved:true.")
-def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
-            faults: tuple[str, ...], env_file: Path | None, scos_port: int, no_scos: bool, scos_moderation: float,
-            scos_moderation_polls: int | None, scos_faults: tuple[str, ...], scos_validation_status: str,
-            scos_duplicates_unsaved: bool) -> None:
-    """Run the sandbox Moodle (Moodle 4.5's REST web services) and the sandbox СЦОС on 127.0.0.1.
-
-    Prints `export VAR=value` lines to paste into a shell where bufsync runs."""
-    scos = {"moderation_seconds": scos_moderation, "moderation_polls": scos_moderation_polls,
-            "validation_status": int(scos_validation_status), "duplicate_saved": not scos_duplicates_unsaved}
-    commands.sandbox(port, data, token, debug, max_input_vars, list(faults), None if no_scos else scos_port,
-                     scos, list(scos_faults), env_file)
+    params = [
+        click.Option(["--port"], default=18081, show_default=True, help="Port on 127.0.0.1 (0: any free port)."),
+        click.Option(["--data"], type=click.Path(path_type=Path, file_okay=False),
+                     help="Folder for the sandbox's SQLite state (default: in memory)."),
+        click.Option(["--token"], help="Web-service token to accept (default: a random one, printed)."),
+        click.Option(["--debug"], is_flag=True, help="Answer errors with debuginfo, like a site with debugging on."),
+        click.Option(["--max-input-vars"], default=5000, show_default=True, help="PHP max_input_vars to emulate."),
+        click.Option(["--fault", "faults"], multiple=True, metavar="KIND[:RATE[:SECONDS]]",
+                     help="Inject faults: latency, http_500, http_503, drop, drop_after_write, timeout_after_write, "
+                          "db_error (Moodle's dml_read_exception); e.g. --fault http_503:0.05 --fault latency:1:0.2"),
+        click.Option(["--env-file"], type=click.Path(path_type=Path, dir_okay=False),
+                     help="Also write VAR=value lines here (systemd EnvironmentFile=, docker --env-file)."),
+    ]
+    for portal in portals().values():
+        params += portal.sandbox_options()
+    return click.Command("sandbox", callback=sandbox, params=params, help=sandbox.__doc__)
 
 
 def main() -> None:

@@ -60,12 +60,11 @@ def mappings_list(loaded: LoadedSettings) -> MappingSet:
 
 
 def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
-            faults: list[str], scos_port: int | None = 18082, scos: dict[str, Any] | None = None,
-            scos_faults: list[str] = (), env_file: Path | None = None) -> None:
+            faults: list[str], env_file: Path | None = None, portal_options: dict[str, Any] | None = None) -> None:
     from bufsync.sandbox.faults import parse_fault
     from bufsync.sandbox.moodle.run import serve
-    serve(port, data, token, debug, max_input_vars, [parse_fault(f) for f in faults], scos_port=scos_port,
-          scos=scos, scos_faults=[parse_fault(f) for f in scos_faults], env_file=env_file)
+    serve(port, data, token, debug, max_input_vars, [parse_fault(f) for f in faults], env_file=env_file,
+          portal_options=portal_options or {})
 
 
 def run(loaded: LoadedSettings, names: list[str], dry_run: bool = False, full: bool = False,
@@ -108,21 +107,17 @@ def status(loaded: LoadedSettings) -> list[Any]:
     return collect(loaded)
 
 
-def scos_run(loaded: LoadedSettings) -> Any:
-    from bufsync.portals.runs import run_scos
-    return run_scos(loaded)
+def portal_run(loaded: LoadedSettings, name: str) -> Any:
+    from bufsync.portals.runs import run_portal
+    return run_portal(loaded, name)
 
 
-def scos_courses(loaded: LoadedSettings) -> list[dict[str, Any]]:
-    from bufsync.portals.runs import scos_courses
-    return scos_courses(loaded)
-
-
-def queue_dispatch(loaded: LoadedSettings, portal: str, forever: bool) -> Any:
+def queue_dispatch(loaded: LoadedSettings, portal: str | None, forever: bool) -> Any:
     import signal
     import threading
 
-    from bufsync.portals.runs import run_dispatch
+    from bufsync.portals.runs import only_portal, run_dispatch
+    portal = portal or only_portal()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # finish the batch in hand, then stop
         signal.signal(sig, lambda *_: stop.set())

@@ -12,28 +12,21 @@ import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, StringConstraints, field_validator
+from pydantic import BaseModel, Field, SecretStr, StringConstraints, create_model, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bufsync import secrets
 from bufsync.errors import ConfigError, Problem
 from bufsync.paths import shipped_mappings_dir
-from bufsync.validation import StrictModel, validate
+from bufsync.portals import portals
+from bufsync.validation import StrictModel, http_url, validate
 from bufsync.yamlfile import YamlDocument, load_yaml
 
 ENV_PREFIX = "BUFSYNC_"
 CONFIG_ENV = "BUFSYNC_CONFIG"
 DEFAULT_CONFIG_NAME = "bufsync.yaml"
 DEFAULT_SQLITE_NAME = "bufsync.db"
-
-
-def http_url(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("expected an http:// or https:// URL")
-    return value.rstrip("/")
 
 
 class MoodleSettings(StrictModel):
@@ -53,46 +46,25 @@ class MoodleSettings(StrictModel):
     _http_url = field_validator("url")(classmethod(lambda cls, value: http_url(value)))
 
 
-SCOS_SCENARIOS = ("publish", "moderation", "update", "archive", "enrol", "unenrol", "results", "progress",
-                  "certificates")
+def _portals_model() -> type[BaseModel]:
+    """`portals:`: one section per registered portal, each validated by the portal's own settings model."""
+    fields: dict[str, Any] = {name: (p.settings_class(), Field(default_factory=p.settings_class(),
+                                                               description=p.title))
+                              for name, p in portals().items()}
+    return create_model("PortalsSettings", __base__=StrictModel, **fields)
 
 
-class ScosSettings(StrictModel):
-    """ГИС СЦОС (online.edu.ru): the partner API v2, and how Moodle data becomes a course passport."""
-
-    url: str | None = Field(None, description="API base, e.g. https://online.edu.ru/api/v2 (test: test.online.edu.ru)")
-    key: SecretStr | None = Field(None, description="platform access key (X-CN-UUID), issued by СЦОС support")
-    partner_id: str | None = Field(None, description="platform id on the portal")
-    institution: str | None = Field(None, description="rightholder (institution) id for the course passport")
-    identity: Literal["esia_id", "email"] = Field(
-        "esia_id", description="esia_id: buf_users.esia_id is the portal's user_id; "
-                               "email: look the id up on the portal by the Moodle e-mail (GET /users/id)")
-    scenarios: list[Literal[SCOS_SCENARIOS]] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: list(SCOS_SCENARIOS), description="which of the nine scenarios run")
-    student_roles: list[str] = Field(default_factory=lambda: ["student"], description="roles that make a learner")
-    teacher_roles: list[str] = Field(default_factory=lambda: ["editingteacher"],
-                                     description="roles listed as the passport's teachers")
-    passport: dict[str, Any] = Field(default_factory=dict,
-                                     description="passport fields for courses without a scos_<field> custom field")
-    timeout: float = Field(30.0, gt=0, description="seconds for one HTTP call")
-    max_attempts: int = Field(8, ge=1, description="attempts before a queue item is dead")
-    lease_seconds: float = Field(120.0, gt=0, description="how long a dispatcher holds a claimed item")
-    batch: int = Field(50, ge=1, le=1000, description="items one dispatcher claims at a time")
-    parallel_calls: int = Field(4, ge=1, le=32, description="learner-data calls one dispatcher has in flight at once")
-
-    _http_url = field_validator("url")(classmethod(lambda cls, value: http_url(value)))
-
-
+PortalsSettings = _portals_model()
 _JOB_NAME = r"^[a-z0-9][a-z0-9_-]{0,99}$"
 
 
 class JobSettings(StrictModel):
     """One exchange task: what it runs and when."""
 
-    kind: Literal["sync", "scos", "dispatch"] = Field(
-        "sync", description="sync: bufsync run of the listed mappings; scos: the СЦОС scenarios fill the queue; "
-                            "dispatch: deliver the portal's queue")
-    portal: Literal["scos"] = Field("scos", description="the portal of a dispatch job")
+    kind: str = Field(
+        "sync", description="sync: bufsync run of the listed mappings; a portal's name: its scenario run fills its "
+                            "queue; dispatch: deliver the portal's queue")
+    portal: str | None = Field(None, description="the portal of a dispatch job (default: the only one there is)")
     schedule: str = Field(description="every 15 minutes, daily at 02:00, weekdays at 07:30, mon,fri at 18:00")
     mappings: list[str] = Field(default_factory=list, description="empty: every runnable mapping")
     full: bool = False
@@ -106,6 +78,29 @@ class JobSettings(StrictModel):
         parse(value)
         return value
 
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        known = ["sync", "dispatch", *portals()]
+        if value not in known:
+            raise ValueError(f"expected one of {', '.join(known)}")
+        return value
+
+    @field_validator("portal")
+    @classmethod
+    def _portal(cls, value: str | None) -> str | None:
+        if value is not None and value not in portals():
+            raise ValueError(f"expected one of {', '.join(portals()) or 'none'}")
+        return value
+
+    @model_validator(mode="after")
+    def _dispatch_portal(self) -> JobSettings:
+        if self.kind == "dispatch" and self.portal is None:
+            if len(portals()) != 1:
+                raise ValueError(f"a dispatch job needs portal: one of {', '.join(portals())}")
+            self.portal = next(iter(portals()))
+        return self
+
 
 class Settings(StrictModel):
     buffer_url: SecretStr | None = Field(
@@ -116,7 +111,8 @@ class Settings(StrictModel):
     timezone: str = Field("Europe/Moscow", description="time zone of datetimes written by 1C")
     log_format: Literal["text", "json"] = "text"
     moodle: MoodleSettings = MoodleSettings()
-    scos: ScosSettings = ScosSettings()
+    portals: PortalsSettings = Field(default_factory=lambda: PortalsSettings(),
+                                     description="one section per portal (a top-level section named after a portal is read too)")
     jobs: dict[Annotated[str, StringConstraints(pattern=_JOB_NAME)], JobSettings] = Field(default_factory=dict)
     retention_days: int = Field(90, ge=1, description="sync_runs and finished sync_queue items older than this are deleted by the daemon")
     heartbeat_seconds: float = Field(10.0, gt=0, description="how often a running job says it is alive")
@@ -196,9 +192,39 @@ def env_names(model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()) -
     return names
 
 
-def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> list[tuple[str, ...]]:
-    applied = []
-    for env, path in env_names().items():
+def _legacy_env_names() -> dict[str, tuple[str, ...]]:
+    """BUFSYNC_<PORTAL>_<KEY>: a portal's keys as they were named before `portals:` (still read)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name, portal in portals().items():
+        for env, path in env_names(portal.settings_class(), (name,)).items():
+            out[env] = ("portals",) + path
+    return out
+
+
+def _legacy_sections(data: dict[str, Any], doc: YamlDocument | None) -> None:
+    """A top-level `scos:` (any portal's name) is its `portals:` section, with its lines kept for messages."""
+    for name in portals():
+        if name not in data:
+            continue
+        section = data.pop(name)
+        existing = data.get("portals")
+        if isinstance(existing, dict) and name in existing:
+            line = doc.line_of((name,)) if doc is not None else None
+            raise ConfigError(Problem(doc.file if doc else None, name,
+                                      f"given twice: as `{name}:` and as `portals.{name}:`; keep one", line))
+        data["portals"] = dict(existing) if isinstance(existing, dict) else {}
+        data["portals"][name] = section
+        if doc is not None:  # messages find the key and its line where the file has them
+            for path, line in list(doc.lines.items()):
+                if path[:1] == (name,):
+                    doc.lines.setdefault(("portals",) + path, line)
+            doc.data = data
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[tuple[str, ...], str]:
+    """Values from BUFSYNC_* variables put into the data; returns each key path set with the variable's name."""
+    applied: dict[tuple[str, ...], str] = {}
+    for env, path in (_legacy_env_names() | env_names()).items():
         if env in environ and environ[env] != "":
             node = data
             for part in path[:-1]:
@@ -208,7 +234,7 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> list[tuple[str,
                     node[part] = existing
                 node = existing
             node[path[-1]] = environ[env]
-            applied.append(path)
+            applied[path] = env
     return applied
 
 
@@ -229,15 +255,15 @@ def load_settings(config: Path | None = None, environ: dict[str, str] | None = N
             data = dict(doc.data)
             if isinstance(data.get("moodle"), dict):
                 data["moodle"] = dict(data["moodle"])
+            _legacy_sections(data, doc)
     from_env = _apply_env(data, environ)
     try:
         settings = validate(Settings, data, doc)
     except ConfigError as exc:
         # say when a bad value came from the environment rather than the file
         for problem in exc.problems:
-            for path in from_env:
+            for path, env in from_env.items():
                 if problem.key == ".".join(path):
-                    env = ENV_PREFIX + "_".join(path).upper()
                     exc.problems[exc.problems.index(problem)] = Problem(
                         None, f"{env} (environment)", problem.message)
         raise ConfigError(exc.problems) from None
@@ -249,6 +275,12 @@ def load_settings(config: Path | None = None, environ: dict[str, str] | None = N
 def _register_secrets(settings: Settings) -> None:
     if settings.moodle.token is not None:
         secrets.register(settings.moodle.token.get_secret_value())
+    for name in portals():  # every secret a portal's settings hold (keys, tokens)
+        section = getattr(settings.portals, name)
+        for field in type(section).model_fields:
+            value = getattr(section, field)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                secrets.register(value.get_secret_value())
     if settings.buffer_url is not None:
         password = make_url(settings.buffer_url.get_secret_value()).password
         if password:

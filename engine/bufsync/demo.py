@@ -101,18 +101,19 @@ def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo:
     import time
 
     from bufsync.adapters.moodle.client import MoodleClient
-    from bufsync.config import ScosSettings
-    from bufsync.portals.runs import run_dispatch, run_scos
+    from bufsync.portals import with_section
+    from bufsync.portals.scos.settings import ScosSettings
+    from bufsync.portals.runs import run_dispatch, run_portal
     from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
     portal = PortalServer(Portal(SandboxConfig(moderation_seconds=1.0)), port=0)
     portal.serve_in_thread()
     try:
-        loaded.settings = loaded.settings.model_copy(update={"scos": ScosSettings(
+        loaded.settings = with_section(loaded.settings, "scos", ScosSettings(
             url=f"{portal.url}/api/v2", key=portal.portal.config.key, partner_id=portal.portal.config.partner_id,
             institution="demo-college", passport={
                 "content": "Лекции, лабораторные работы, итоговый проект", "results": "Пишет программы на Python",
                 "competences": "ОПК-2\nПК-1", "requirements": ["Информатика, школьный курс"],
-                "direction": ["09.02.07"], "credits": 4})})
+                "direction": ["09.02.07"], "credits": 4}))
         for shortname, name, kind in (("scos_publish", "Публиковать в СЦОС", "checkbox"),
                                       ("scos_id", "Идентификатор СЦОС", "text")):
             server.site.admin("create_course_customfield", {"shortname": shortname, "name": name, "type": kind})
@@ -129,13 +130,13 @@ def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo:
             client.update_courses([{"id": course["id"], "summary": "<p>Основы программирования на Python</p>",
                                     "customfields": [{"shortname": "scos_publish", "value": 1}]}])
         echo(f"\n6. ГИС СЦОС (sandbox at {portal.url}): py-101 marked «Публиковать в СЦОС» in Moodle")
-        run_scos(loaded)
+        run_portal(loaded, "scos")
         run_dispatch(loaded, "scos")
-        run_scos(loaded)
+        run_portal(loaded, "scos")
         time.sleep(1.1)  # the portal's moderation
-        report = run_scos(loaded)
+        report = run_portal(loaded, "scos")
         delivered = run_dispatch(loaded, "scos")
-        run_scos(loaded)
+        run_portal(loaded, "scos")
         state = portal.portal.snapshot()
         published = state["courses"][0]
         echo(f"   passport published: {published['title']} -> {published['id']} (moderation {published['moderation']})")

@@ -122,3 +122,11 @@ def validate(model: type[BaseModel], data: Any, doc: YamlDocument | None,
         return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, model, doc, prefix)) from None
+
+
+def http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    return value.rstrip("/")

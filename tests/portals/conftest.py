@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from bufsync import commands, migrations
 from bufsync.config import LoadedSettings, load_settings
 from bufsync.mapping import load_mappings
-from bufsync.portals.runs import PortalRun, run_dispatch, run_scos
+from bufsync.portals.runs import PortalRun, run_dispatch, run_portal
 from bufsync.sandbox.moodle.run import start
 from bufsync.sandbox.moodle.server import SandboxServer
 from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
@@ -85,12 +85,13 @@ class ScosWorld:
 
     def configure_scos(self, **changes: Any) -> None:
         """As if the site edited the scos section of bufsync.yaml."""
+        from bufsync.portals import with_section
         settings = self.loaded.settings
-        self.loaded.settings = settings.model_copy(update={"scos": settings.scos.model_copy(update=changes)})
+        self.loaded.settings = with_section(settings, "scos", settings.portals.scos.model_copy(update=changes))
 
     # -- the portal side ---------------------------------------------------------------------------
     def scenarios(self) -> PortalRun:
-        return run_scos(self.loaded)
+        return run_portal(self.loaded, "scos")
 
     def dispatch(self) -> PortalRun:
         return run_dispatch(self.loaded, "scos", until_empty=True)

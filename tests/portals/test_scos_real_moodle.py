@@ -17,7 +17,7 @@ from bufsync import commands, migrations
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.config import load_settings
 from bufsync.mapping import load_mappings
-from bufsync.portals.runs import run_dispatch, run_scos
+from bufsync.portals.runs import run_dispatch, run_portal
 from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
 from bufsync.schema import build_metadata
 from tests.portals.conftest import KEY, PASSPORT_DEFAULTS
@@ -65,14 +65,14 @@ def test_scenarios_against_a_real_moodle(tmp_path: Path) -> None:
             course = client.get_courses_by_field("shortname", f"rc-{run}")[0]
             assert client.update_courses([{"id": course["id"], "summary": "<p>Курс на реальном Moodle</p>",
                                            "customfields": [{"shortname": "scos_publish", "value": 1}]}])[0].ok
-        first = run_scos(loaded)
+        first = run_portal(loaded, "scos")
         assert first.counts["publish.queued"] == 1, first.problems
         assert run_dispatch(loaded, "scos").counts["done"] == 1
-        run_scos(loaded)               # in moderation: the first status poll answers in_progress
-        report = run_scos(loaded)      # the second: moderation ok, learners queued
+        run_portal(loaded, "scos")               # in moderation: the first status poll answers in_progress
+        report = run_portal(loaded, "scos")      # the second: moderation ok, learners queued
         assert report.counts["enrol.queued"] == 4 and report.counts["enrol.no_identity"] == 2
         run_dispatch(loaded, "scos")
-        report = run_scos(loaded)      # settled; the real grade report has no graded item; no completion criteria
+        report = run_portal(loaded, "scos")      # settled; the real grade report has no graded item; no completion criteria
         assert report.counts["settled.enrol"] == 4
         assert not report.counts.get("results.queued") and report.counts["certificates.no_criteria"] == 1
         [published] = portal.portal.courses.values()
@@ -89,14 +89,14 @@ def test_scenarios_against_a_real_moodle(tmp_path: Path) -> None:
             subs = tables["buf_subscriptions"]
             conn.execute(subs.update().where(subs.c.user_external_id == f"R{run}-1").values(status="suspended"))
         assert commands.run(loaded, ["subscriptions"]).outcome == "ok"
-        assert run_scos(loaded).counts["unenrol.queued"] == 1
+        assert run_portal(loaded, "scos").counts["unenrol.queued"] == 1
         run_dispatch(loaded, "scos")
         assert {p["user_id"] for p in portal.portal.participation.values()} == {
             f"esia-{run}-{i}" for i in (0, 2, 3)}
         # taken off the portal when the mark is removed in Moodle
         with MoodleClient.connect(URL, TOKEN) as client:
             client.update_courses([{"id": course["id"], "customfields": [{"shortname": "scos_publish", "value": 0}]}])
-        assert run_scos(loaded).counts["archive.queued"] == 1
+        assert run_portal(loaded, "scos").counts["archive.queued"] == 1
         run_dispatch(loaded, "scos")
         assert published["status"] == "ARCHIVE"
     finally:

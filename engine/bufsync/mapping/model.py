@@ -168,7 +168,7 @@ class FieldMap(StrictModel):
 class Endpoint(StrictModel):
     system: Literal["buffer", "moodle", "queue"]
     entity: Identifier | None = Field(None, description="moodle: user, course, category, enrolment, ...")
-    portal: Identifier | None = Field(None, description="queue: scos, sferum, u2035")
+    portal: Identifier | None = Field(None, description="queue: the portal's name")
 
     @model_validator(mode="after")
     def _needs(self) -> Endpoint:

@@ -43,7 +43,7 @@ def job_settings(loaded: LoadedSettings, name: str) -> tuple[JobSettings, Schedu
 def run_job(loaded: LoadedSettings, name: str, due: datetime | None = None, trigger: str = "manual") -> JobResult:
     """What `bufsync jobs run NAME` does; the daemon starts it as a child process for each due time."""
     from bufsync.commands import run as run_sync
-    from bufsync.portals.runs import run_dispatch, run_scos
+    from bufsync.portals.runs import run_dispatch, run_portal
     job, schedule = job_settings(loaded, name)
     table = add_state_tables(sa.MetaData())["sync_heartbeat"]
     engine = create_buffer_engine(loaded.buffer_url)
@@ -58,11 +58,12 @@ def run_job(loaded: LoadedSettings, name: str, due: datetime | None = None, trig
                 with heartbeat.Pulse(engine, table, name, loaded.settings.heartbeat_seconds):
                     try:
                         on_start = lambda run_id: heartbeat.set_run(engine, table, name, run_id)  # noqa: E731
-                        if job.kind == "scos":
-                            report = run_scos(loaded, job=name, trigger=trigger, on_start=on_start)
-                        elif job.kind == "dispatch":
+                        if job.kind == "dispatch":
+                            assert job.portal is not None  # the settings give a dispatch job its portal
                             report = run_dispatch(loaded, job.portal, until_empty=True, stop=stop, job=name,
                                                   trigger=trigger, on_start=on_start)
+                        elif job.kind != "sync":  # a portal's scenario run
+                            report = run_portal(loaded, job.kind, job=name, trigger=trigger, on_start=on_start)
                         else:
                             report = run_sync(loaded, job.mappings, full=job.full, allow_removals=job.allow_removals,
                                               job=name, trigger=trigger, stop=stop,

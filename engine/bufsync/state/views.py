@@ -14,15 +14,6 @@ from sqlalchemy.schema import DDLElement
 
 from bufsync.dialects import dialect_named
 
-# per portal: payload key -> view column; keys starting with "_" are bufsync's own notes, never sent
-SCOS_VIEW_FIELDS = (("_moodle_course_id", "moodle_course_id"), ("_moodle_user_id", "moodle_user_id"),
-                    ("course_id", "course_id"), ("user_id", "user_id"), ("session_id", "session_id"),
-                    ("checkpoint_id", "checkpoint_id"), ("checkpoint_name", "checkpoint_name"), ("rating", "rating"),
-                    ("progress", "progress"), ("title", "title"), ("business_version", "business_version"),
-                    ("status", "new_status"))
-QUEUE_VIEW_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {"scos": SCOS_VIEW_FIELDS}
-
-
 class CreateView(DDLElement):
     def __init__(self, name: str, selectable: sa.Select) -> None:
         self.name = name
@@ -61,4 +52,6 @@ def queue_view(queue: sa.Table, portal: str, fields: tuple[tuple[str, str], ...]
 
 
 def queue_views(queue: sa.Table, dialect_name: str) -> list[CreateView]:
-    return [queue_view(queue, portal, fields, dialect_name) for portal, fields in QUEUE_VIEW_FIELDS.items()]
+    from bufsync.portals import portals
+    return [queue_view(queue, name, portal.view_fields, dialect_name) for name, portal in portals().items()
+            if portal.view_fields]

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.errors import MoodleConfigError, MoodleError
-from bufsync.config import ScosSettings
+from bufsync.portals.scos.settings import ScosSettings
 from bufsync.errors import ConfigError, Problem, UnavailableError
 from bufsync.portals.scos import passport as passports
 from bufsync.portals.scos.client import ScosClient, ScosKeyRefused, ScosRejected, ScosUnavailable

@@ -76,51 +76,48 @@ def start(port: int = DEFAULT_PORT, data: Path | None = None, token: str | None 
 
 
 def serve(port: int, data: Path | None, token: str | None, debug: bool, max_input_vars: int,
-          faults: list[FaultRule], out: TextIO = sys.stdout, scos_port: int | None = None,
-          scos: dict[str, Any] | None = None, scos_faults: list[FaultRule] | None = None,
-          env_file: Path | None = None) -> None:
-    """Both servers bound before a line is printed: a busy port fails alone, with nothing to paste."""
-    check_ports([(port, "sandbox Moodle", "--port")]
-                + ([(scos_port, "sandbox СЦОС", "--scos-port")] if scos_port is not None else []))
+          faults: list[FaultRule], out: TextIO = sys.stdout, env_file: Path | None = None,
+          portal_options: dict[str, Any] | None = None) -> None:
+    """Every server bound before a line is printed: a busy port fails alone, with nothing to paste.
+
+    Each portal's emulator starts beside the Moodle one when its options (from `bufsync sandbox`) ask for it."""
+    from bufsync.portals import portals
+    options = portal_options or {}
+    chosen = {name: portal for name, portal in portals().items() if portal.sandbox_port(options) is not None}
+    check_ports([(port, "sandbox Moodle", "--port")] + [p.sandbox_port(options) for p in chosen.values()])
     try:
         server = start(port, data, token, debug, max_input_vars, faults)
     except OSError:  # taken between the check and the start
         raise _port_error(port, "sandbox Moodle", "--port") from None
     variables = {"BUFSYNC_MOODLE_URL": server.url, "BUFSYNC_MOODLE_TOKEN": server.site.config.token}
-    portal = None
-    if scos_port is not None:  # the СЦОС beside it, as `bufsync scos run` expects to find it
-        from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
-        state = str(data / "scos.json") if data is not None else None
+    emulators: list[Any] = []
+    for portal in chosen.values():
         try:
-            portal = PortalServer(Portal(SandboxConfig(**(scos or {})), state), port=scos_port,
-                                  faults=Faults(list(scos_faults or [])))
+            emulator = portal.start_sandbox(options, data)
         except OSError:
-            server.shutdown()
-            server.server_close()
+            for running in emulators + [server]:
+                running.shutdown()
+                running.server_close()
             server.site.close()
-            raise _port_error(scos_port, "sandbox СЦОС", "--scos-port") from None
-        portal.serve_in_thread()
-        config = portal.portal.config
-        variables.update({"BUFSYNC_SCOS_URL": f"{portal.url}/api/v2", "BUFSYNC_SCOS_KEY": config.key,
-                          "BUFSYNC_SCOS_PARTNER_ID": config.partner_id,
-                          "BUFSYNC_SCOS_INSTITUTION": "sandbox-institution"})
+            raise _port_error(*portal.sandbox_port(options)) from None
+        emulators.append(emulator)
+        variables.update(emulator.variables)
     if env_file is not None:  # systemd EnvironmentFile= and docker --env-file take VAR=value, no export
-        env_file.touch(mode=0o600)  # it holds the sandbox's token and key: the owner's to read
+        env_file.touch(mode=0o600)  # it holds the sandbox's token and keys: the owner's to read
         env_file.write_text(env_lines(variables, export=False), encoding="utf-8")
     out.write(env_lines(variables))
-    where = f"{data / 'moodle.db'}" + (f" and {data / 'scos.json'}" if portal else "") if data else "in memory"
+    names = " and ".join(["Moodle"] + [e.title for e in emulators])
+    where = " and ".join([str(data / "moodle.db")] + [e.state for e in emulators]) if data else "in memory"
     written = f"; also written to {env_file}" if env_file is not None else ""
-    out.write(f"# sandbox Moodle{' and СЦОС' if portal else ''} {'(debug) ' if debug else ''}serving; "
-              f"state: {where}{written}; Ctrl-C stops\n")
+    out.write(f"# sandbox {names} {'(debug) ' if debug else ''}serving; state: {where}{written}; Ctrl-C stops\n")
     out.flush()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    for running in (server, portal):
-        if running is not None:
-            running.shutdown()
-            running.server_close()
+    for running in [server] + emulators:
+        running.shutdown()
+        running.server_close()
     server.site.close()
 
 
