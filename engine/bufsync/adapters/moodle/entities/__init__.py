@@ -1,8 +1,11 @@
-"""One module per Moodle entity a mapping can target; the registry the engine looks them up in."""
+"""One module per Moodle entity a mapping can target; each registers its adapter here (`@register("user")`)."""
 
 from __future__ import annotations
 
 import html
+import importlib
+import pkgutil
+from collections.abc import Callable
 from typing import Any
 
 from bufsync.adapters.moodle.client import ItemResult
@@ -28,9 +31,23 @@ def same_text(want: Any, have: Any) -> bool:
     return want == have or html.unescape(have) == html.unescape(want)
 
 
+_registry: dict[str, type] = {}
+_found = False
+
+
+def register(entity: str) -> Callable[[type], type]:
+    """Class decorator of an entity's adapter: `@register("user")`; a mapping's `target.entity` finds it."""
+    def add(cls: type) -> type:
+        _registry[entity] = cls
+        return cls
+    return add
+
+
 def entity_adapters() -> dict[str, type]:
-    from bufsync.adapters.moodle.entities.categories import CategoryAdapter
-    from bufsync.adapters.moodle.entities.courses import CourseAdapter
-    from bufsync.adapters.moodle.entities.enrolments import EnrolmentAdapter
-    from bufsync.adapters.moodle.entities.users import UserAdapter
-    return {"user": UserAdapter, "course": CourseAdapter, "category": CategoryAdapter, "enrolment": EnrolmentAdapter}
+    """entity -> adapter class, from every module of this folder (each registers its own; none is listed here)."""
+    global _found
+    if not _found:
+        _found = True
+        for module in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{module.name}")
+    return dict(_registry)

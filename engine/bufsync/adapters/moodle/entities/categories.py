@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from bufsync.adapters.moodle.client import MoodleClient
-from bufsync.adapters.moodle.entities import changed, outcome, same_text
+from bufsync.adapters.moodle.entities import changed, outcome, register, same_text
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.adapter import Candidate, Existing, Outcome
 from bufsync.reconcile.records import Desired
 
 
+@register("category")
 class CategoryAdapter:
     def __init__(self, client: MoodleClient, mapping: Mapping, settings: Any = None) -> None:
         self.client = client

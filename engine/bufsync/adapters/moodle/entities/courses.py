@@ -6,7 +6,7 @@ from typing import Any
 
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.client import MoodleClient
-from bufsync.adapters.moodle.entities import changed, outcome, same_text
+from bufsync.adapters.moodle.entities import changed, outcome, register, same_text
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.adapter import Candidate, Existing, Outcome
 from bufsync.reconcile.records import Desired
@@ -15,6 +15,7 @@ from bufsync.reconcile.records import Desired
 _PSEUDO = {"template"}
 
 
+@register("course")
 class CourseAdapter:
     def __init__(self, client: MoodleClient, mapping: Mapping, settings: Any = None) -> None:
         self.client = client

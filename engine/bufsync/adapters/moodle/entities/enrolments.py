@@ -7,7 +7,7 @@ from typing import Any
 
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.client import MoodleClient
-from bufsync.adapters.moodle.entities import outcome
+from bufsync.adapters.moodle.entities import outcome, register
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.adapter import Candidate, Existing, Member, Outcome
 from bufsync.reconcile.records import Desired
@@ -28,6 +28,7 @@ def _current(view: dict[str, Any], now: int) -> bool:
 DEFAULT_ROLES = {"manager": 1, "coursecreator": 2, "editingteacher": 3, "teacher": 4, "student": 5}
 
 
+@register("enrolment")
 class EnrolmentAdapter:
     def __init__(self, client: MoodleClient, mapping: Mapping, settings: Any = None) -> None:
         self.client = client

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bufsync.adapters.moodle.client import MoodleClient
-from bufsync.adapters.moodle.entities import changed, outcome
+from bufsync.adapters.moodle.entities import changed, outcome, register
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.adapter import Candidate, Existing, Outcome
 from bufsync.reconcile.records import Desired
@@ -13,6 +13,7 @@ from bufsync.reconcile.records import Desired
 _NOT_RETURNED = {"middlename", "password"}  # get_users_by_field never returns these: no drift check
 
 
+@register("user")
 class UserAdapter:
     def __init__(self, client: MoodleClient, mapping: Mapping, settings: Any = None) -> None:
         self.client = client
