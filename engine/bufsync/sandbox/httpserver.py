@@ -243,6 +243,8 @@ class HttpServer:
                     return
         except ConnectionError:
             return
+        except asyncio.CancelledError:  # shutdown() with the connection open: end quietly (Python 3.11's
+            return                      # start_server logs a cancelled connection task as an error)
         except h11.LocalProtocolError:  # a reply h11 cannot send (a bad header from the handler)
             log.exception("sandbox reply could not be sent")
             link.abort()
