@@ -309,11 +309,11 @@ def _summarise(mreport: MappingReport, plan: p.MappingPlan, entries: dict) -> No
     for step in plan.steps:
         if step.held:
             continue
-        if step.failed is not None and step.action in p.WRITES + ("suspend_row",):
+        if step.failed is not None and step.action in p.WRITES + (p.SUSPEND_ROW,):
             mreport.add(p.REJECT)
             if len(mreport.errors) < ERRORS_KEPT:
                 mreport.errors.append({"key": step.key, "status": "error", "reason": step.failed})
-        elif step.action == "suspend_row":
+        elif step.action == p.SUSPEND_ROW:
             mreport.add(p.SUSPEND)
         else:
             mreport.add(step.action)

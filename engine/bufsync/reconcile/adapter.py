@@ -9,6 +9,9 @@ from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.records import Desired
 
 
+HELD = "blocked"  # Outcome.code of a step not applied because of --no-create / --no-update / --no-delete
+
+
 @dataclass
 class Outcome:
     ok: bool

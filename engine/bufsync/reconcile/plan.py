@@ -3,23 +3,52 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from bufsync.reconcile.adapter import Existing
 from bufsync.reconcile.records import Desired
 from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry
 
-# actions
-CREATE, ADOPT, UPDATE, SUSPEND, REACTIVATE, DELETE = "create", "adopt", "update", "suspend", "reactivate", "delete"
-UNCHANGED, SKIP, REJECT, DISPUTED, KEEP_ERROR = "unchanged", "skip", "reject", "disputed", "keep_error"
-REPAIR = "repair"
-REHASH = "rehash"  # the fingerprint changed but nothing to send (e.g. a parent's id now known)
+class Action(StrEnum):
+    """What a step does to one key (a StrEnum: stored, printed and dumped as its plain value)."""
+
+    CREATE = "create"
+    ADOPT = "adopt"
+    UPDATE = "update"
+    SUSPEND = "suspend"
+    SUSPEND_ROW = "suspend_row"  # a row still in the source that says it is inactive: suspended by an update
+    REACTIVATE = "reactivate"
+    DELETE = "delete"
+    REPAIR = "repair"            # --full: the remote drifted from what was applied
+    REHASH = "rehash"            # the fingerprint changed but nothing to send (e.g. a parent's id now known)
+    UNCHANGED = "unchanged"
+    SKIP = "skip"
+    REJECT = "reject"
+    DISPUTED = "disputed"
+    KEEP_ERROR = "keep_error"
+
+
+class Situation(StrEnum):
+    """A source key against the ledger, before the plan decides what to do."""
+
+    UNMATCHED = "unmatched"            # never applied (or removed): create, or adopt what correlation finds
+    UNCHANGED = "unchanged"
+    LINKED_CHANGED = "linked-changed"  # applied before, changed since
+    KEEP_ERROR = "keep_error"          # failed, and nothing changed since: not retried (--full does)
+
+
+CREATE, ADOPT, UPDATE, SUSPEND, REACTIVATE, DELETE = (Action.CREATE, Action.ADOPT, Action.UPDATE, Action.SUSPEND,
+                                                      Action.REACTIVATE, Action.DELETE)
+UNCHANGED, SKIP, REJECT, DISPUTED, KEEP_ERROR = (Action.UNCHANGED, Action.SKIP, Action.REJECT, Action.DISPUTED,
+                                                 Action.KEEP_ERROR)
+REPAIR, REHASH, SUSPEND_ROW = Action.REPAIR, Action.REHASH, Action.SUSPEND_ROW
 WRITES = (CREATE, ADOPT, UPDATE, SUSPEND, REACTIVATE, DELETE, REPAIR)
 
 
 @dataclass
 class Step:
-    action: str
+    action: Action
     key: str
     desired: Desired | None = None
     existing: Existing | None = None
@@ -50,12 +79,12 @@ class MappingPlan:
     waiting: list[tuple[Desired, Any]] = field(default_factory=list)  # parent in the same table, not yet in the LMS
 
 
-def classify(desired: Desired, entry: Entry | None, full: bool) -> str:
+def classify(desired: Desired, entry: Entry | None, full: bool) -> Situation:
     """The situation of a key present in the source, against the ledger."""
     if entry is not None and entry.state == ERROR and entry.content_hash == desired.content_hash and not full:
-        return KEEP_ERROR  # nothing changed since it failed: do not hammer the LMS every run
+        return Situation.KEEP_ERROR  # nothing changed since it failed: do not hammer the LMS every run
     if entry is None or entry.state == REMOVED or (entry.state == ERROR and entry.remote_id is None):
-        return "unmatched"
+        return Situation.UNMATCHED
     if entry.content_hash == desired.content_hash and entry.state in (LINKED, SUSPENDED):
-        return UNCHANGED
-    return "linked-changed"
+        return Situation.UNCHANGED
+    return Situation.LINKED_CHANGED

@@ -16,7 +16,7 @@ from bufsync.mapping.loader import MappingSet
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import fingerprint
 from bufsync.reconcile import plan as p
-from bufsync.reconcile.adapter import Candidate, Existing, Member, Outcome, TargetAdapter
+from bufsync.reconcile.adapter import HELD, Candidate, Existing, Member, Outcome, TargetAdapter
 from bufsync.reconcile.records import Desired, RecordBuilder
 from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry, Ledger, now_utc
 
@@ -305,9 +305,9 @@ def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: 
                                      reason=text))
             return
     situation = p.classify(desired, entry, ctx.options.full)
-    if situation == p.UNCHANGED and ctx.options.full and entry is not None:
+    if situation == p.Situation.UNCHANGED and ctx.options.full and entry is not None:
         plan.full_check.append((desired, Existing(desired.key, entry.remote_id, entry.applied)))
-    if situation == p.UNCHANGED:
+    if situation == p.Situation.UNCHANGED:
         plan.unchanged += 1
         status, error = written_status(entry)
         if desired.writeback[0] != status or desired.writeback[1] != error or (
@@ -315,12 +315,12 @@ def _classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: 
                 and desired.writeback[2] != entry.remote_id):
             plan.writeback_only.append(desired)
         return
-    if situation == p.KEEP_ERROR:
+    if situation == p.Situation.KEEP_ERROR:
         plan.unchanged += 1
         if desired.writeback[0] not in ("error", "skipped") or desired.writeback[1] != entry.last_error:
             plan.writeback_only.append(desired)
         return
-    if situation == "unmatched":
+    if situation == p.Situation.UNMATCHED:
         plan.steps.append(p.Step(p.CREATE, desired.key, desired))  # may become ADOPT after correlation
         return
     existing = Existing(desired.key, entry.remote_id, applied_of(entry))
@@ -457,7 +457,7 @@ def apply_plan(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dic
                 raise Interrupted(f"{mapping.name}: stopped on request after the batch in hand")
             chunk = steps[start:start + CHUNK]
             if blocked:
-                outcomes = [Outcome(False, None, None, "blocked") for _ in chunk]
+                outcomes = [Outcome(False, None, None, HELD) for _ in chunk]
             else:
                 outcomes = call(chunk)
             results.extend((s, o, state) for s, o in zip(chunk, outcomes))
@@ -480,8 +480,8 @@ def apply_plan(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dic
     _waves(ctx, mapping, plan, entries, builder, run, groups)
     suspends_with_row = [s for s in groups.get(p.SUSPEND, []) if s.desired is not None]
     groups[p.SUSPEND] = [s for s in groups.get(p.SUSPEND, []) if s.desired is None]
-    groups["suspend_row"] = suspends_with_row
-    run("suspend_row", update, SUSPENDED, opts.no_update)
+    groups[p.SUSPEND_ROW] = suspends_with_row
+    run(p.SUSPEND_ROW, update, SUSPENDED, opts.no_update)
     run(p.SUSPEND, suspend, SUSPENDED, opts.no_delete)
     run(p.DELETE, delete, REMOVED, opts.no_delete)
     run(p.REPAIR, update, LINKED, opts.no_update)
@@ -626,10 +626,10 @@ def _store(ctx: Context, mapping: Mapping, table: sa.Table, builder: RecordBuild
     known = {step.key for step, _, _ in results if step.key in entries}
     for step, outcome, state in results:
         previous = entries.get(step.key)
-        if outcome.code == "blocked":
+        if outcome.code == HELD:
             step.held = True
             continue  # --no-create / --no-update / --no-delete: left for a later run
-        if step.action == "suspend_row":
+        if step.action == p.SUSPEND_ROW:
             state = SUSPENDED
         if step.action in (p.UPDATE, p.ADOPT, p.REACTIVATE, p.REPAIR, p.REHASH) and step.desired is not None and not step.desired.active:
             state = SUSPENDED
@@ -648,7 +648,7 @@ def _store(ctx: Context, mapping: Mapping, table: sa.Table, builder: RecordBuild
             remote_id = step.existing.remote_id if step.existing else (previous.remote_id if previous else None)
             keep_state = previous.state if previous and previous.state in (LINKED, SUSPENDED) else ERROR
             if step.desired is not None and keep_state != ERROR:
-                keep_state = ERROR if step.action in (p.UPDATE, p.REACTIVATE, "suspend_row", p.REPAIR) else keep_state
+                keep_state = ERROR if step.action in (p.UPDATE, p.REACTIVATE, p.SUSPEND_ROW, p.REPAIR) else keep_state
             entry = Entry(step.key, remote_id,
                           step.desired.content_hash if step.desired and step.desired.content_hash else None,
                           keep_state, outcome.error, (previous.attempts if previous else 0) + 1,
