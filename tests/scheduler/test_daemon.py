@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from bufsync import migrations
 from bufsync.config import load_settings
 from bufsync.mapping import load_mappings
+from bufsync.reconcile.sync import CHUNK
 from bufsync.sandbox.faults import FaultRule
 from bufsync.sandbox.moodle.run import start
 from bufsync.schema import build_metadata
@@ -100,7 +101,8 @@ def test_two_daemons_run_each_due_time_exactly_once(site) -> None:
 
 
 def test_sigterm_lets_the_batch_finish_and_the_next_run_completes(site) -> None:
-    site.people(2500)
+    total = CHUNK + 500  # more people than one batch: the stop falls between the first batch and the next
+    site.people(total)
     site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=1.0))
     site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\n")
     daemon = site.bufsync("schedule", "--tick", "0.2", wait=False)
@@ -114,12 +116,12 @@ def test_sigterm_lets_the_batch_finish_and_the_next_run_completes(site) -> None:
     assert daemon.wait(60) == 0
     first = site.runs("users")[-1]
     assert first["outcome"] == "interrupted", first
-    assert 0 < created() < 2500
+    assert 0 < created() < total
     site.server.faults.clear()
     done = site.bufsync("jobs", "run", "users")
     assert "run" in done.stdout_text and done.returncode == 0, done.stderr_text
     users = site.server.site.store.q("SELECT username FROM user WHERE id > 2")
-    assert len(users) == 2500 and len({u["username"] for u in users}) == 2500
+    assert len(users) == total and len({u["username"] for u in users}) == total
 
 
 def test_sigkill_of_a_holder_frees_the_lock(site) -> None:
