@@ -22,7 +22,7 @@ from bufsync.mapping.loader import MappingSet, load_mappings
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import plan as p
 from bufsync.reconcile.adapter import Existing
-from bufsync.reconcile.sync import (Context, Interrupted, Options, apply_plan, counts, execute, known_remote_ids,
+from bufsync.reconcile.sync import (Context, Interrupted, Options, apply_plan, execute, known_remote_ids,
                                     applied_of, removals, scan, unreachable_parent)
 from bufsync.report import MappingReport, RunReport
 from bufsync.schema import build_metadata
@@ -154,14 +154,14 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
         # guards that need no LMS and no full read: all of them before anything changes
         for mapping in chosen:
             table = ctx.tables[mapping.table.name]
-            with engine.connect() as conn:
-                rows, linked, _ = counts(ctx, conn, mapping)
-            refusal = _guard_source(ctx, mapping, table, linked, rows)
+            weighed = removals(ctx, mapping)  # rows, linked records and removals: one count for both guards
+            linked = weighed.linked_before
+            refusal = _guard_source(ctx, mapping, table, linked, weighed.source_rows)
             if refusal and not (options.allow_removals is not None and options.allow_removals >= linked
                                 and "require_batch" not in refusal):
                 raise GuardRefused(refusal)
             # the removal guards too, before the first write of the run: a refusal changes nothing
-            refusal = _guard_removals(mapping, removals(ctx, mapping), options.allow_removals)
+            refusal = _guard_removals(mapping, weighed, options.allow_removals)
             if refusal:
                 raise GuardRefused(refusal)
         for mapping in chosen:
