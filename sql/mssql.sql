@@ -327,6 +327,7 @@ CREATE TABLE sync_ledger (
 	mapping_name NVARCHAR(64) NOT NULL, 
 	record_key NVARCHAR(300) NOT NULL, 
 	remote_id BIGINT NULL, 
+	remote_key NVARCHAR(255) NULL, 
 	content_hash NVARCHAR(64) NULL, 
 	state NVARCHAR(16) NOT NULL, 
 	applied NVARCHAR(max) NULL, 
@@ -338,11 +339,13 @@ CREATE TABLE sync_ledger (
 	CONSTRAINT pk_sync_ledger PRIMARY KEY (mapping_name, record_key)
 );
 CREATE INDEX ix_sync_ledger_remote ON sync_ledger (mapping_name, remote_id);
+CREATE INDEX ix_sync_ledger_remote_key ON sync_ledger (mapping_name, remote_key);
 CREATE INDEX ix_sync_ledger_state ON sync_ledger (mapping_name, state);
 execute sp_addextendedproperty 'MS_Description', N'Журнал движка: что применено в LMS по каждому ключу каждого маппинга', 'schema', dbo, 'table', sync_ledger;
 execute sp_addextendedproperty 'MS_Description', N'Имя маппинга (файл в mappings/)', 'schema', dbo, 'table', sync_ledger, 'column', mapping_name;
 execute sp_addextendedproperty 'MS_Description', N'Ключ строки буфера (значения ключевых столбцов)', 'schema', dbo, 'table', sync_ledger, 'column', record_key;
 execute sp_addextendedproperty 'MS_Description', N'Идентификатор записи в LMS или на портале', 'schema', dbo, 'table', sync_ledger, 'column', remote_id;
+execute sp_addextendedproperty 'MS_Description', N'Текстовый идентификатор записи (UUID, ключ объекта S3, id чата), когда он не число; у записи заполнен либо remote_id, либо remote_key', 'schema', dbo, 'table', sync_ledger, 'column', remote_key;
 execute sp_addextendedproperty 'MS_Description', N'Хеш применённого содержимого: изменилось ли что-то с прошлого прогона', 'schema', dbo, 'table', sync_ledger, 'column', content_hash;
 execute sp_addextendedproperty 'MS_Description', N'Состояние: linked, suspended, removed, error, pending', 'schema', dbo, 'table', sync_ledger, 'column', state;
 execute sp_addextendedproperty 'MS_Description', N'Что применено в LMS (JSON, без паролей): нужно, чтобы приостановить исчезнувшую запись', 'schema', dbo, 'table', sync_ledger, 'column', applied;
@@ -519,5 +522,5 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0007');
+INSERT INTO sync_schema_version (version_num) VALUES ('0008');
 GO

@@ -315,6 +315,7 @@ CREATE TABLE sync_ledger (
 	mapping_name VARCHAR(64) NOT NULL, 
 	record_key VARCHAR(300) NOT NULL, 
 	remote_id BIGINT, 
+	remote_key VARCHAR(255), 
 	content_hash VARCHAR(64), 
 	state VARCHAR(16) NOT NULL, 
 	applied TEXT, 
@@ -326,11 +327,13 @@ CREATE TABLE sync_ledger (
 	CONSTRAINT pk_sync_ledger PRIMARY KEY (mapping_name, record_key)
 );
 CREATE INDEX ix_sync_ledger_remote ON sync_ledger (mapping_name, remote_id);
+CREATE INDEX ix_sync_ledger_remote_key ON sync_ledger (mapping_name, remote_key);
 CREATE INDEX ix_sync_ledger_state ON sync_ledger (mapping_name, state);
 COMMENT ON TABLE sync_ledger IS 'Журнал движка: что применено в LMS по каждому ключу каждого маппинга';
 COMMENT ON COLUMN sync_ledger.mapping_name IS 'Имя маппинга (файл в mappings/)';
 COMMENT ON COLUMN sync_ledger.record_key IS 'Ключ строки буфера (значения ключевых столбцов)';
 COMMENT ON COLUMN sync_ledger.remote_id IS 'Идентификатор записи в LMS или на портале';
+COMMENT ON COLUMN sync_ledger.remote_key IS 'Текстовый идентификатор записи (UUID, ключ объекта S3, id чата), когда он не число; у записи заполнен либо remote_id, либо remote_key';
 COMMENT ON COLUMN sync_ledger.content_hash IS 'Хеш применённого содержимого: изменилось ли что-то с прошлого прогона';
 COMMENT ON COLUMN sync_ledger.state IS 'Состояние: linked, suspended, removed, error, pending';
 COMMENT ON COLUMN sync_ledger.applied IS 'Что применено в LMS (JSON, без паролей): нужно, чтобы приостановить исчезнувшую запись';
@@ -500,4 +503,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0007');
+INSERT INTO sync_schema_version (version_num) VALUES ('0008');

@@ -315,6 +315,7 @@ CREATE TABLE sync_heartbeat (
 --   mapping_name  Имя маппинга (файл в mappings/)
 --   record_key    Ключ строки буфера (значения ключевых столбцов)
 --   remote_id     Идентификатор записи в LMS или на портале
+--   remote_key    Текстовый идентификатор записи (UUID, ключ объекта S3, id чата), когда он не число; у записи заполнен либо remote_id, либо remote_key
 --   content_hash  Хеш применённого содержимого: изменилось ли что-то с прошлого прогона
 --   state         Состояние: linked, suspended, removed, error, pending
 --   applied       Что применено в LMS (JSON, без паролей): нужно, чтобы приостановить исчезнувшую запись
@@ -327,6 +328,7 @@ CREATE TABLE sync_ledger (
 	mapping_name VARCHAR(64) NOT NULL, 
 	record_key VARCHAR(300) NOT NULL, 
 	remote_id BIGINT, 
+	remote_key VARCHAR(255), 
 	content_hash VARCHAR(64), 
 	state VARCHAR(16) NOT NULL, 
 	applied TEXT, 
@@ -338,6 +340,7 @@ CREATE TABLE sync_ledger (
 	CONSTRAINT pk_sync_ledger PRIMARY KEY (mapping_name, record_key)
 );
 CREATE INDEX ix_sync_ledger_remote ON sync_ledger (mapping_name, remote_id);
+CREATE INDEX ix_sync_ledger_remote_key ON sync_ledger (mapping_name, remote_key);
 CREATE INDEX ix_sync_ledger_state ON sync_ledger (mapping_name, state);
 
 -- sync_queue: Очередь операций для порталов (СЦОС, Сферум, Университет 2035)
@@ -500,4 +503,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0007');
+INSERT INTO sync_schema_version (version_num) VALUES ('0008');

@@ -10,7 +10,7 @@ COLUMNS = ("created", "adopted", "updated", "suspended", "reactivated", "deleted
            "rejected", "skipped", "disputed", "failing", "warnings")
 # failing: rows that failed before and did not change; warnings: applied, but Moodle did not keep all of it
 _ACTION_COLUMN = {"create": "created", "adopt": "adopted", "update": "updated", "suspend": "suspended",
-                  "suspend_row": "suspended", "reactivate": "reactivated", "delete": "deleted",
+                  "suspend_row": "suspended", "reactivate": "reactivated", "delete": "deleted", "mark": "deleted",
                   "repair": "repaired", "unchanged": "unchanged", "rehash": "unchanged", "reject": "rejected", "skip": "skipped",
                   "disputed": "disputed"}
 

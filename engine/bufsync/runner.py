@@ -21,6 +21,8 @@ from bufsync.errors import EXIT_GUARD, EXIT_REJECTED, EXIT_UNAVAILABLE, BufsyncE
 from bufsync.mapping.loader import MappingSet, load_mappings
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import plan as p
+from bufsync.reconcile import pull
+from bufsync.reconcile.guards import GuardRefused, removal_refusal, source_refusal
 from bufsync.reconcile.adapter import Existing
 from bufsync.reconcile.sync import (Context, Interrupted, Options, apply_plan, execute, known_remote_ids,
                                     applied_of, removals, scan, unreachable_parent)
@@ -33,16 +35,13 @@ log = logging.getLogger("bufsync.run")
 LOCK_NAME = "run"
 
 
-class GuardRefused(BufsyncError):
-    exit_code = EXIT_GUARD
-
-
 class RunBusy(BufsyncError):
     exit_code = EXIT_UNAVAILABLE
 
 
 def select_mappings(mappings: MappingSet, names: list[str]) -> tuple[list[Mapping], dict[str, str]]:
-    """Inbound syncs to Moodle that this version can execute; with names, exactly those."""
+    """Syncs with Moodle that this version can execute (buffer -> Moodle by an entity's adapter, Moodle ->
+    buffer by an entity that reads); with names, exactly those."""
     adapters = entity_adapters()
     skipped: dict[str, str] = {}
     chosen = []
@@ -50,10 +49,13 @@ def select_mappings(mappings: MappingSet, names: list[str]) -> tuple[list[Mappin
         sync = mapping.sync
         if sync is None or (names and mapping.name not in names):
             continue
-        if not sync.inbound or sync.target.system != "moodle":
+        entity = sync.remote.entity
+        if sync.remote.system != "moodle":
             reason = f"{sync.source.system} -> {sync.target.system} flows are run by their own jobs"
-        elif sync.target.entity not in adapters:
-            reason = f"no Moodle adapter for entity '{sync.target.entity}' in this version"
+        elif entity not in adapters:
+            reason = f"no Moodle adapter for entity '{entity}' in this version"
+        elif not sync.inbound and not callable(getattr(adapters[entity], "read", None)):
+            reason = f"the Moodle adapter for entity '{entity}' does not read it back in this version"
         else:
             chosen.append(mapping)
             continue
@@ -64,42 +66,6 @@ def select_mappings(mappings: MappingSet, names: list[str]) -> tuple[list[Mappin
     if unknown:
         raise ConfigError(f"unknown mapping(s): {', '.join(unknown)}; known: {', '.join(mappings.order)}")
     return chosen, skipped
-
-
-def _guard_source(ctx: Context, mapping: Mapping, table: sa.Table, linked: int, rows: int) -> str | None:
-    guards = mapping.sync.guards
-    if guards.refuse_empty and rows == 0 and linked > 0:
-        return (f"{mapping.name}: {table.name} is empty but {linked} records were synced before; an empty table "
-                "must not suspend everyone. Fill the table, or run with --allow-removals "
-                f"{linked} to remove them deliberately (guard refuse_empty)")
-    if guards.require_batch:
-        marker_mapping = ctx.mappings.load_markers()
-        with ctx.engine.connect() as conn:
-            state = markers.latest_ready(conn, marker_mapping, ctx.tables[marker_mapping.table.name],
-                                         guards.require_batch, rows)
-        if not state.ready:
-            return (f"{mapping.name}: {state.reason}; the engine applies only a 'ready' batch whose row count "
-                    "matches (guard require_batch)")
-    return None
-
-
-def _guard_removals(mapping: Mapping, plan: Any, allow: int | None) -> str | None:
-    removals = plan.removals
-    if removals == 0 or plan.linked_before == 0:
-        return None
-    if plan.source_rows == 0 and mapping.sync.guards.refuse_empty and (allow is None or allow < removals):
-        return (f"{mapping.name}: the source is empty and {removals} records would be removed (guard refuse_empty); "
-                f"to proceed deliberately: --allow-removals {removals}")
-    guards = mapping.sync.guards
-    by_ratio = int(guards.max_remove_ratio * plan.linked_before)
-    limit = max(guards.min_removals, by_ratio)  # the floor: a small table may lose a leaver or two
-    if removals > limit and (allow is None or allow < removals):
-        done = {"suspend": "suspended", "delete": "deleted"}.get(mapping.sync.on_missing, "removed")
-        return (f"{mapping.name}: {removals} of {plan.linked_before} linked records would be {done} "
-                f"({removals / plan.linked_before:.0%}); the limit is {limit} (max_remove_ratio "
-                f"{guards.max_remove_ratio:.0%} of {plan.linked_before} = {by_ratio}, min_removals "
-                f"{guards.min_removals}); if this is intended: --allow-removals {removals}")
-    return None
 
 
 def run(loaded: LoadedSettings, names: list[str], options: Options, progress: Any = None) -> RunReport:
@@ -143,7 +109,7 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
 
     def adapter_for(mapping: Mapping) -> Any:
         if mapping.name not in adapters:
-            adapters[mapping.name] = classes[mapping.sync.target.entity](client, mapping, moodle)
+            adapters[mapping.name] = classes[mapping.sync.remote.entity](client, mapping, moodle)
         return adapters[mapping.name]
 
     ctx = Context(engine, mappings, {t.name: t for t in metadata.tables.values()},
@@ -152,24 +118,37 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
         client.check_access_first()
         warmed = False
         # guards that need no LMS and no full read: all of them before anything changes
-        for mapping in chosen:
+        for mapping in (m for m in chosen if m.sync.inbound):
             table = ctx.tables[mapping.table.name]
             weighed = removals(ctx, mapping)  # rows, linked records and removals: one count for both guards
             linked = weighed.linked_before
-            refusal = _guard_source(ctx, mapping, table, linked, weighed.source_rows)
+            refusal = source_refusal(ctx, mapping, table, linked, weighed.source_rows)
             if refusal and not (options.allow_removals is not None and options.allow_removals >= linked
                                 and "require_batch" not in refusal):
                 raise GuardRefused(refusal)
             # the removal guards too, before the first write of the run: a refusal changes nothing
-            refusal = _guard_removals(mapping, weighed, options.allow_removals)
+            refusal = removal_refusal(mapping, weighed, options.allow_removals)
             if refusal:
                 raise GuardRefused(refusal)
         for mapping in chosen:
+            calls, began = client.transport.stats.calls, time.perf_counter()
+            if not mapping.sync.inbound:
+                if progress:
+                    progress(f"{mapping.name}: reading {mapping.sync.source.entity} from Moodle")
+                mreport = MappingReport(mapping.name)
+                report.mappings.append(mreport)
+                try:
+                    pull.run(ctx, mapping, mreport)
+                except GuardRefused as refusal:
+                    raise GuardRefused(f"{refusal}{_applied_so_far(report)}") from None
+                finally:
+                    mreport.moodle_calls = client.transport.stats.calls - calls
+                    mreport.seconds = time.perf_counter() - began
+                continue
             if progress:
                 progress(f"{mapping.name}: reading {mapping.table.name}")
-            calls, began = client.transport.stats.calls, time.perf_counter()
             found = scan(ctx, mapping)
-            refusal = _guard_removals(mapping, found, options.allow_removals)
+            refusal = removal_refusal(mapping, found, options.allow_removals)
             if refusal:  # 1C removed rows while this run was going: say what was applied before the refusal
                 raise GuardRefused(refusal + _applied_so_far(report))
             mreport = MappingReport(mapping.name, source_rows=found.source_rows)

@@ -165,3 +165,29 @@ def test_group_by_must_lead_the_key(site: Path) -> None:
     edit(site / "subscriptions.yaml", lambda d: d["sync"].update(group_by=["course_external_id"]))
     message = problems(site)
     assert "subscriptions.yaml:" in message and "group_by must be the leading columns of key" in message
+
+
+def test_outbound_tables_say_what_the_engine_fills(site: Path) -> None:
+    """A table the engine writes: every required column is a field or a stamp, stamps are datetimes, 'mark'
+    needs removed_at; an inbound table has no stamps and never 'mark'."""
+    def outbound(data: dict) -> None:
+        data["table"]["stamps"] = {"changed_at": "grade_text"}
+        data["table"]["columns"].append({"name": "note", "type": "string(10)", "nullable": False,
+                                         "description": "Примечание"})
+        data["sync"]["on_missing"] = "mark"
+        del data["sync"]["fields"]["user_external_id"]
+    edit(site / "grades.yaml", outbound)
+    text = problems(site)
+    assert "grades.yaml" in text
+    assert "table.stamps.changed_at: column 'grade_text' is string(100); a stamp is a datetime column" in text
+    assert "column 'updated_at' is required but neither a field nor a stamp" in text
+    assert "column 'note' is required but neither a field nor a stamp" in text
+    assert "sync.on_missing: 'mark' needs table.stamps.removed_at" in text
+    assert "sync.key.0: key column 'user_external_id' has no field" in text
+
+
+def test_inbound_tables_have_no_stamps_and_never_mark(site: Path) -> None:
+    edit(site / "courses.yaml", lambda d: d["table"].__setitem__("stamps", {"changed_at": "updated_at"}))
+    assert "table.stamps: only a table the engine writes (an outbound sync) has stamps" in problems(site)
+    edit(site / "courses.yaml", lambda d: (d["table"].pop("stamps"), d["sync"].__setitem__("on_missing", "mark")))
+    assert "on_missing 'mark' is for a table the engine writes" in problems(site)

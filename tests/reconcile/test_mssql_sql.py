@@ -45,7 +45,7 @@ def test_writeback_updates_only_engine_columns() -> None:
 def test_ledger_statements() -> None:
     ledger = TABLES["sync_ledger"]
     insert = compiled(ledger.insert())
-    assert insert.startswith("INSERT INTO sync_ledger (mapping_name, record_key, remote_id, content_hash, state")
+    assert insert.startswith("INSERT INTO sync_ledger (mapping_name, record_key, remote_id, remote_key, content_hash, state")
     update = compiled(ledger.update().where(ledger.c.mapping_name == sa.bindparam("m")).values(
         state=sa.bindparam("state"), applied_at=sa.case((sa.bindparam("is_applied") == 1, sa.bindparam("now")),
                                                         else_=ledger.c.applied_at)))
@@ -91,3 +91,30 @@ def test_scan_query_computes_fingerprints_in_sql_server() -> None:
     assert "LEFT OUTER JOIN sync_ledger AS lookup_0" in text and "LEFT OUTER JOIN sync_ledger AS lookup_1" in text
     missing = compiled(fingerprint.missing_query(dialect, dict(TABLES), TABLES["sync_ledger"], subs))
     assert "NOT (EXISTS (SELECT" in missing
+
+
+def test_outbound_rows_are_merged_under_holdlock() -> None:
+    """Grades back to 1C: one MERGE per batch, the key range held from the match to the insert, the
+    parameters within the server's 2100."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    table = TABLES["buf_grades"]
+    row = {"user_external_id": "P1", "course_external_id": "C1", "item": "course", "grade": Decimal("4.5"),
+           "grade_max": Decimal("5"), "percent": None, "grade_text": "хорошо", "passed": True,
+           "completed_at": None, "graded_at": datetime(2026, 12, 1), "updated_at": datetime(2026, 12, 2)}
+    dialect = MssqlDialect()
+    statements = list(dialect.upserts(table, [row] * 400, ["user_external_id", "course_external_id", "item"]))
+    assert len(statements) == 3  # 11 columns a row: 180 rows a statement
+    compiled_merge = statements[0].compile(dialect=DIALECT)
+    assert len(compiled_merge.params) <= 2000
+    text = str(compiled_merge)
+    assert text.startswith("MERGE INTO buf_grades WITH (HOLDLOCK) AS target USING (VALUES (")
+    assert ("AS source (user_external_id, course_external_id, item, grade, grade_max, [percent], grade_text, passed, "
+            "completed_at, graded_at, updated_at) ON target.user_external_id = source.user_external_id AND "
+            "target.course_external_id = source.course_external_id AND target.item = source.item ") in text
+    assert ("WHEN MATCHED THEN UPDATE SET grade = source.grade, grade_max = source.grade_max, [percent] = source.[percent], "
+            "grade_text = source.grade_text, passed = source.passed, completed_at = source.completed_at, "
+            "graded_at = source.graded_at, updated_at = source.updated_at WHEN NOT MATCHED THEN INSERT "
+            "(user_external_id, course_external_id, item, grade") in text
+    assert text.endswith("source.graded_at, source.updated_at);")

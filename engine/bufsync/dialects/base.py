@@ -5,7 +5,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -61,6 +61,22 @@ class BufferDialect:
     def insert_ignoring(self, table: sa.Table, rows: list[dict], conflict: list[str]) -> sa.Executable | None:
         """INSERT that skips rows whose `conflict` columns already exist (None: the caller does it row by row)."""
         return None
+
+    # bound parameters one statement may carry (MS SQL Server: 2100; the others allow far more)
+    max_params: ClassVar[int] = 30000
+
+    def upsert(self, table: sa.Table, rows: list[dict[str, Any]], key: list[str]) -> sa.Executable:
+        """Insert these rows, or update the row with the same `key` values: one statement, the row's own
+        columns set from the given values (every row gives the same columns)."""
+        raise NotImplementedError
+
+    def upserts(self, table: sa.Table, rows: list[dict[str, Any]], key: list[str]) -> Iterator[sa.Executable]:
+        """`upsert` in as many statements as the dialect's parameter limit needs."""
+        if not rows:
+            return
+        per = max(1, self.max_params // max(1, len(rows[0])) - 1)
+        for start in range(0, len(rows), per):
+            yield self.upsert(table, rows[start:start + per], key)
 
     def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
               values: dict) -> list[sa.Row]:

@@ -8,6 +8,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import DDLElement, SetColumnComment, SetTableComment
 
 from contextlib import AbstractContextManager
+from typing import Any
+
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from bufsync.dialects.base import BufferDialect
 
@@ -43,6 +48,11 @@ class MssqlDialect(BufferDialect):
         return self._session_lock(engine, name, lambda conn: conn.execute(GET_APPLOCK, resource).scalar_one() >= 0,
                                   lambda conn: conn.execute(RELEASE_APPLOCK, resource))
 
+    max_params = 2000  # the server takes 2100 parameters per statement
+
+    def upsert(self, table: sa.Table, rows: list[dict[str, Any]], key: list[str]) -> sa.Executable:
+        return Merge(table, rows, key)
+
     def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
               values: dict) -> list[sa.Row]:
         """UPDATE ... OUTPUT inserted.* WHERE id IN (SELECT TOP n ... WITH (UPDLOCK, READPAST, ROWLOCK))."""
@@ -66,3 +76,33 @@ class MssqlDialect(BufferDialect):
                   group: list[sa.ColumnElement], separator: str) -> sa.Subquery:
         return sa.select(*group, sa.func.string_agg(expression, separator).within_group(order).label("agg")
                          ).group_by(*group).subquery()
+
+
+class Merge(Executable, ClauseElement):
+    """MERGE INTO t WITH (HOLDLOCK) USING (VALUES ...) AS source ON the key WHEN MATCHED THEN UPDATE
+    WHEN NOT MATCHED THEN INSERT: SQLAlchemy has no MERGE construct, so it is compiled here from its parts
+    (the table, a VALUES clause and the key comparison are SQLAlchemy's own). HOLDLOCK keeps the key range
+    locked from the match to the insert, else two writers could both insert one key."""
+
+    inherit_cache = False
+
+    def __init__(self, table: sa.Table, rows: list[dict[str, Any]], key: list[str]) -> None:
+        self.table, self.rows, self.key = table, rows, key
+
+
+@compiles(Merge, "mssql")
+def _compile_merge(element: Merge, compiler: SQLCompiler, **kw: Any) -> str:
+    table, names = element.table, list(element.rows[0])
+    source = sa.values(*(sa.column(name, table.c[name].type) for name in names), name="source").data(
+        [tuple(row[name] for name in names) for row in element.rows])
+    target = table.alias("target")
+    quote = compiler.preparer.quote
+    on = compiler.process(sa.and_(*(target.c[name] == source.c[name] for name in element.key)), **kw)
+    changed = [name for name in names if name not in element.key]
+    text = (f"MERGE INTO {compiler.preparer.format_table(table)} WITH (HOLDLOCK) AS target "
+            f"USING {compiler.process(source, asfrom=True, **kw)} ON {on}")
+    if changed:
+        text += " WHEN MATCHED THEN UPDATE SET " + ", ".join(
+            f"{quote(name)} = {compiler.process(source.c[name], **kw)}" for name in changed)
+    inserted = ", ".join(compiler.process(source.c[name], **kw) for name in names)
+    return text + f" WHEN NOT MATCHED THEN INSERT ({', '.join(quote(n) for n in names)}) VALUES ({inserted});"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
@@ -34,6 +36,15 @@ class PostgresqlDialect(BufferDialect):
 
     def insert_ignoring(self, table: sa.Table, rows: list[dict], conflict: list[str]) -> sa.Executable:
         return postgresql.insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict)
+
+    def upsert(self, table: sa.Table, rows: list[dict[str, Any]], key: list[str]) -> sa.Executable:
+        """INSERT ... ON CONFLICT (key) DO UPDATE SET each other column = excluded.column."""
+        statement = postgresql.insert(table).values(rows)
+        changed = [name for name in rows[0] if name not in key]
+        if not changed:
+            return statement.on_conflict_do_nothing(index_elements=key)
+        return statement.on_conflict_do_update(index_elements=key,
+                                               set_={name: statement.excluded[name] for name in changed})
 
     def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
               values: dict) -> list[sa.Row]:

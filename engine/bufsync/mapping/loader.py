@@ -72,6 +72,22 @@ def _check_file(mapping: Mapping, doc: YamlDocument) -> list[Problem]:
                        f"'{name}' is also a column 1C writes; engine and 1C columns never overlap")
         if not (mapping.sync and mapping.sync.inbound):
             c.fail(("table", "writeback"), "only a table the engine reads (an inbound sync) has writeback columns")
+    if table.stamps:
+        stamped = table.stamps.columns()
+        if not (mapping.sync and not mapping.sync.inbound):
+            c.fail(("table", "stamps"), "only a table the engine writes (an outbound sync) has stamps")
+        for role, name in stamped.items():
+            column = table.column(name)
+            c.column(mapping, ("table", "stamps", role), name)
+            if column is not None and column.portable.name != "datetime":
+                c.fail(("table", "stamps", role), f"column '{name}' is {column.type}; a stamp is a datetime column")
+            if column is not None and mapping.sync and name in mapping.sync.fields:
+                c.fail(("table", "stamps", role), f"column '{name}' is also a field; the engine sets a stamp itself")
+            if column is not None and column.key:
+                c.fail(("table", "stamps", role), f"column '{name}' is a key column; a stamp cannot be")
+    if mapping.sync and mapping.sync.on_missing == "mark" and not (table.stamps and table.stamps.removed_at):
+        c.fail(("sync", "on_missing"), "'mark' needs table.stamps.removed_at: the column that records when the "
+                                       "remote record went away")
     for i, index in enumerate(table.indexes):
         for j, name in enumerate(index.columns):
             c.column(mapping, ("table", "indexes", i, "columns", j), name, own=True)
@@ -88,6 +104,16 @@ def _check_file(mapping: Mapping, doc: YamlDocument) -> list[Problem]:
                 c.column(mapping, ("sync", "fields", target), target)
         if sync.status:
             c.column(mapping, ("sync", "status", "column"), sync.status.column)
+        if not sync.inbound:  # the engine writes whole rows: it must have a value for every required column
+            stamped = set(table.stamps.columns().values()) if table.stamps else set()
+            for i, name in enumerate(sync.key):
+                if name not in sync.fields:
+                    c.fail(("sync", "key", i), f"key column '{name}' has no field; the engine writes the key too")
+            for i, col in enumerate(table.columns):
+                if col.name not in sync.fields and col.name not in stamped and not col.is_nullable \
+                        and col.default is None:
+                    c.fail(("table", "columns", i), f"column '{col.name}' is required but neither a field nor a "
+                                                   "stamp; the engine could not fill it")
     if mapping.attach:
         a = mapping.attach
         for column in a.join:

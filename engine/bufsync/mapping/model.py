@@ -60,7 +60,9 @@ RemoteField = Annotated[str, AfterValidator(check_remote_field)]
 Description = Annotated[str, Field(min_length=1, max_length=1000)]
 Transform = Literal["trim", "lower", "upper", "null_if_empty", "timestamp", "bool"]
 Policy = Literal["force", "initial", "keep"]
-OnMissing = Literal["keep", "suspend", "delete"]
+# suspend: inbound only (the remote record is suspended); mark: outbound only (the buffer row stays, its
+# values cleared and stamps.removed_at set, so 1C sees the removal by its change time)
+OnMissing = Literal["keep", "suspend", "delete", "mark"]
 
 
 def _check_type(value: str) -> str:
@@ -113,6 +115,17 @@ class Writeback(StrictModel):
         return {role: name for role, name in self.model_dump().items() if name}
 
 
+class Stamps(StrictModel):
+    """Columns the engine sets in a table it writes (an outbound sync): when it last changed a row, and when
+    the remote record behind a row went away. Declared among the columns, as datetime."""
+
+    changed_at: Identifier | None = None
+    removed_at: Identifier | None = None
+
+    def columns(self) -> dict[str, str]:
+        return {role: name for role, name in self.model_dump().items() if name}
+
+
 class Index(StrictModel):
     name: Identifier
     columns: list[Identifier] = Field(min_length=1)
@@ -124,6 +137,7 @@ class Table(StrictModel):
     description: Description
     columns: list[Column] = Field(min_length=1)
     writeback: Writeback | None = None
+    stamps: Stamps | None = None
     indexes: list[Index] = []
 
     def column(self, name: str) -> Column | None:
@@ -166,18 +180,14 @@ class FieldMap(StrictModel):
 
 
 class Endpoint(StrictModel):
-    system: Literal["buffer", "moodle", "queue"]
+    # a portal is fed by its own scenarios (bufsync/portals/<name>), not by a mapping endpoint
+    system: Literal["buffer", "moodle"]
     entity: Identifier | None = Field(None, description="moodle: user, course, category, enrolment, ...")
-    portal: Identifier | None = Field(None, description="queue: the portal's name")
 
     @model_validator(mode="after")
     def _needs(self) -> Endpoint:
-        if self.system in ("moodle", "queue") and not self.entity:
-            raise ValueError(f"a {self.system} endpoint needs 'entity'")
-        if self.system == "queue" and not self.portal:
-            raise ValueError("a queue endpoint needs 'portal'")
-        if self.system != "queue" and self.portal:
-            raise ValueError("'portal' belongs to a queue endpoint only")
+        if self.system == "moodle" and not self.entity:
+            raise ValueError("a moodle endpoint needs 'entity'")
         return self
 
 
@@ -220,8 +230,12 @@ class Sync(StrictModel):
     def _one_buffer_side(self) -> Sync:
         if (self.source.system == "buffer") == (self.target.system == "buffer"):
             raise ValueError("exactly one of source and target must be the buffer")
-        if self.source.system == "queue":
-            raise ValueError("a queue is a target, never a source")
+        if self.source.system == "buffer" and self.on_missing == "mark":
+            raise ValueError("on_missing 'mark' is for a table the engine writes (an outbound sync); an inbound "
+                             "sync keeps, suspends or deletes the remote record")
+        if self.target.system == "buffer" and self.on_missing == "suspend":
+            raise ValueError("on_missing 'suspend' suspends a remote record; an outbound sync keeps, deletes or "
+                             "marks the buffer row")
         if self.group_by and (self.group_by != self.key[:len(self.group_by)] or len(self.group_by) >= len(self.key)):
             raise ValueError(f"group_by must be the leading columns of key, fewer than all of them (key: {self.key})")
         return self
@@ -229,6 +243,11 @@ class Sync(StrictModel):
     def group_of(self, key_values: tuple[Any, ...] | list[Any]) -> tuple[str, ...]:
         """The group a row belongs to: its leading key values, as text (what the ledger's keys hold)."""
         return tuple(str(v) for v in key_values[:len(self.group_by)])
+
+    @property
+    def remote(self) -> Endpoint:
+        """The side that is not the buffer: the target of an inbound sync, the source of an outbound one."""
+        return self.target if self.inbound else self.source
 
     @property
     def inbound(self) -> bool:

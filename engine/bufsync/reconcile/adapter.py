@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.records import Desired
+from bufsync.state.ledger import RemoteId
 
 
 HELD = "blocked"  # Outcome.code of a step not applied because of --no-create / --no-update / --no-delete
@@ -15,7 +17,7 @@ HELD = "blocked"  # Outcome.code of a step not applied because of --no-create / 
 @dataclass
 class Outcome:
     ok: bool
-    remote_id: int | None = None
+    remote_id: RemoteId | None = None
     error: str | None = None
     code: str | None = None
     warning: str | None = None  # applied, but not all of it: what was not (Russian, for sync_error)
@@ -26,7 +28,7 @@ class Existing:
     """A record already applied: its remote id and what the ledger says was applied."""
 
     key: str
-    remote_id: int
+    remote_id: RemoteId
     applied: dict[str, Any] | None
 
 
@@ -34,7 +36,7 @@ class Existing:
 class Candidate:
     """A remote record that a correlation rule found for an unlinked key."""
 
-    remote_id: int
+    remote_id: RemoteId
     rule: int                                       # index of the correlation rule that found it
     values: dict[str, Any] = field(default_factory=dict)  # its value of each rule's remote field
 
@@ -58,7 +60,7 @@ class TargetAdapter(Protocol):
         """key -> the records found by the first rule that finds any (several: disputed), each with its
         values of every rule's remote field, so the core can see what contradicts adopting it."""
 
-    def find(self, values: list[Any]) -> dict[Any, int]:
+    def find(self, values: list[Any]) -> dict[Any, RemoteId]:
         """Remote ids of records this mapping would link, by its key value (for other mappings' lookups)."""
 
     def prevalidate(self, desired: Desired, existing: Existing | None) -> str | None:
@@ -79,3 +81,25 @@ class TargetAdapter(Protocol):
 
     def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
         """--full: keys whose remote record no longer matches what was applied (edited or removed by hand)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """Records read from a remote entity, by the field names the mapping's `source`s use.
+
+    `covers`: key column -> value (a course's grades: {course_external_id: "C1"}; {} for the whole entity):
+    every record the remote holds under those values is in this page or an earlier one, so a buffer row
+    there that the read did not see has gone from the remote. Without it nothing is concluded from absence.
+    """
+
+    records: list[dict[str, Any]]
+    covers: dict[str, Any] | None = None
+
+
+class SourceAdapter(Protocol):
+    """What the core asks of a remote entity read back into the buffer (an outbound mapping)."""
+
+    mapping: Mapping
+
+    def read(self) -> Iterator[Page]:
+        """The entity's records in pages; a read cut short (a time budget) just covers less."""

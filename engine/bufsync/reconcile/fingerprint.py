@@ -54,7 +54,8 @@ def parts(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Tab
                      other.c.record_key == dialect.text(table.c[spec.source]),
                      other.c.state.in_([LINKED, SUSPENDED]))
         joins.append((other, on))
-        texts.append(_text(dialect, other.c.remote_id))
+        # a number (remote_id) or text (remote_key): coalesced, the hash of a numeric id is what it always was
+        texts.append(sa.func.coalesce(dialect.text(other.c.remote_id), other.c.remote_key, NULL))
     for child in mappings.attached_to(mapping.name):
         spec = child.attach
         child_table = tables[child.table.name]

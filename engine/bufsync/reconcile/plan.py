@@ -20,6 +20,7 @@ class Action(StrEnum):
     SUSPEND_ROW = "suspend_row"  # a row still in the source that says it is inactive: suspended by an update
     REACTIVATE = "reactivate"
     DELETE = "delete"
+    MARK = "mark"                # outbound: the buffer row stays, its values cleared and removed_at set
     REPAIR = "repair"            # --full: the remote drifted from what was applied
     REHASH = "rehash"            # the fingerprint changed but nothing to send (e.g. a parent's id now known)
     UNCHANGED = "unchanged"

@@ -18,49 +18,11 @@ from bufsync.reconcile import fingerprint
 from bufsync.reconcile import plan as p
 from bufsync.reconcile.adapter import HELD, Candidate, Existing, Member, Outcome, TargetAdapter
 from bufsync.reconcile.records import Desired, RecordBuilder
-from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry, Ledger, now_utc
+from bufsync.reconcile.context import CHUNK, Context, Interrupted, Options, dialect_of
+from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry, now_utc
 
 log = logging.getLogger("bufsync.reconcile")
-CHUNK = 1000
 FEW_CHANGED = 10000  # up to this many changed keys (and a quarter of the table), pass two asks for them by key
-
-
-class Interrupted(Exception):
-    """A stop was asked for (SIGTERM): the batch in hand was finished and recorded."""
-
-
-@dataclass
-class Options:
-    dry_run: bool = False
-    full: bool = False
-    no_create: bool = False
-    no_update: bool = False
-    no_delete: bool = False
-    allow_removals: int | None = None
-    job: str | None = None
-    trigger: str = "manual"
-    due: str | None = None  # the scheduled due time this run serves
-    stop: Any = field(default=None, repr=False, compare=False)  # a threading.Event, set to stop between batches
-    on_start: Any = field(default=None, repr=False, compare=False)  # called with the run id once recorded
-
-    def record(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("stop", "on_start")}
-
-
-@dataclass
-class Context:
-    """Shared by the mappings of one run."""
-
-    engine: Engine
-    mappings: MappingSet
-    tables: dict[str, sa.Table]
-    ledger: Ledger
-    timezone: str
-    adapter_for: Callable[[Mapping], TargetAdapter]
-    options: Options
-    remote_ids: dict[str, dict[str, int]] = field(default_factory=dict)
-    errors: dict[str, dict[str, str]] = field(default_factory=dict)
-    vanished: dict[str, dict[tuple[str, ...], set[str]]] = field(default_factory=dict)  # grouped: keys gone
 
 
 def _lookup_reason(ctx: Context, mapping_name: str, value: Any) -> tuple[str, str]:
@@ -118,11 +80,6 @@ class Scan:
         return len(self.missing)
 
 
-def _dialect(ctx: Context) -> Any:
-    from bufsync.dialects import dialect_named
-    return dialect_named(ctx.engine.dialect.name)
-
-
 def counts(ctx: Context, conn: sa.Connection, mapping: Mapping) -> tuple[int, int, int]:
     """In one statement: rows in the source table, records the ledger holds as linked or suspended (an
     enrolment has no remote id of its own, so the ledger, not the remote ids, says what was synced), and all
@@ -154,7 +111,7 @@ def removals(ctx: Context, mapping: Mapping) -> Removals:
         rows, linked, entries = counts(ctx, conn, mapping)
         if on_missing == "keep" or entries == 0:
             return Removals(rows, linked, 0)
-        gone = fingerprint.missing_query(_dialect(ctx), ctx.tables, ctx.ledger.table, mapping).subquery()
+        gone = fingerprint.missing_query(dialect_of(ctx), ctx.tables, ctx.ledger.table, mapping).subquery()
         query = sa.select(sa.func.count()).select_from(gone).where(
             sa.or_(gone.c.remote_id.is_not(None), gone.c.applied.is_not(None)))
         if on_missing == "suspend":
@@ -164,7 +121,7 @@ def removals(ctx: Context, mapping: Mapping) -> Removals:
 
 def scan(ctx: Context, mapping: Mapping) -> Scan:
     builder = RecordBuilder(mapping, ctx.timezone)
-    dialect = _dialect(ctx)
+    dialect = dialect_of(ctx)
     ledger = ctx.ledger.table
     result = Scan()
     with ctx.engine.connect() as conn:
@@ -202,7 +159,7 @@ def scan(ctx: Context, mapping: Mapping) -> Scan:
 def _present(ctx: Context, mapping: Mapping, keys: list[str]) -> set[str]:
     """Which of these keys the source table holds (for parents in the same table)."""
     table = ctx.tables[mapping.table.name]
-    expression = fingerprint.key_expression(_dialect(ctx), table, mapping)
+    expression = fingerprint.key_expression(dialect_of(ctx), table, mapping)
     found: set[str] = set()
     with ctx.engine.connect() as conn:
         for start in range(0, len(keys), 500):
@@ -216,7 +173,7 @@ def _changed_rows(ctx: Context, conn: sa.Connection, mapping: Mapping, builder: 
     """The changed rows with their fingerprints: asked for by key when they are few, else one streamed
     pass over the table (an initial load) keeping only them."""
     def query(keys: list[str] | None = None) -> sa.Select:
-        return fingerprint.stream_query(_dialect(ctx), ctx.mappings, ctx.tables, ctx.ledger.table, mapping,
+        return fingerprint.stream_query(dialect_of(ctx), ctx.mappings, ctx.tables, ctx.ledger.table, mapping,
                                         builder.hash_columns, keys)
     if len(found.changed) <= FEW_CHANGED and len(found.changed) * 4 <= found.source_rows:
         keys = sorted(found.changed)
@@ -240,7 +197,7 @@ def execute(ctx: Context, mapping: Mapping, found: Scan, on_chunk: Callable[[p.M
     waiting: list[tuple[Desired, Entry | None]] = []
     if found.changed:
         with ctx.engine.connect() as conn:
-            _dialect(ctx).prepare_stream(conn)
+            dialect_of(ctx).prepare_stream(conn)
             attached = reader.attached(conn, ctx.mappings, ctx.tables, mapping)
             pending: list[Desired] = []
 
@@ -533,7 +490,7 @@ def _group_members(ctx: Context, mapping: Mapping, groups: list[tuple[str, ...]]
     """Every key of these groups: the rows the buffer holds now, and those that vanished from it."""
     sync = mapping.sync
     table = ctx.tables[mapping.table.name]
-    dialect = _dialect(ctx)
+    dialect = dialect_of(ctx)
     columns = [dialect.text(table.c[name]) for name in sync.group_by]
     key = fingerprint.key_expression(dialect, table, mapping)
     wanted = set(groups)

@@ -17,6 +17,8 @@ from sqlalchemy.engine import Connection
 
 LINKED, SUSPENDED, REMOVED, ERROR = "linked", "suspended", "removed", "error"
 
+RemoteId = int | str  # a number (Moodle ids) in remote_id, or text (UUIDs, object keys) in remote_key
+
 
 _PLAIN = re.compile(r'^[^"\\\x00-\x1f]*$')
 
@@ -38,7 +40,7 @@ def now_utc() -> datetime:
 @dataclass(slots=True)
 class Entry:
     key: str
-    remote_id: int | None
+    remote_id: RemoteId | None
     content_hash: str | None
     state: str
     last_error: str | None = None
@@ -62,34 +64,36 @@ class Ledger:
         out: dict[str, Entry] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
-            for r in conn.execute(sa.select(t.c.record_key, t.c.remote_id, t.c.content_hash, t.c.state,
-                                            t.c.last_error, t.c.attempts, t.c.applied).where(
+            for r in conn.execute(sa.select(t.c.record_key, t.c.remote_id, t.c.remote_key, t.c.content_hash,
+                                            t.c.state, t.c.last_error, t.c.attempts, t.c.applied).where(
                     t.c.mapping_name == mapping, t.c.record_key.in_(chunk))):
-                out[r.record_key] = Entry(r.record_key, r.remote_id, r.content_hash, r.state, r.last_error,
+                out[r.record_key] = Entry(r.record_key, _remote(r), r.content_hash, r.state, r.last_error,
                                           r.attempts, r.applied)
         return out
 
-    def remote_ids(self, conn: Connection, mapping: str, keys: list[str] | None = None) -> dict[str, int]:
+    def remote_ids(self, conn: Connection, mapping: str, keys: list[str] | None = None) -> dict[str, RemoteId]:
         t = self.table
-        query = sa.select(t.c.record_key, t.c.remote_id).where(
-            t.c.mapping_name == mapping, t.c.remote_id.is_not(None), t.c.state.in_([LINKED, SUSPENDED]))
-        if keys is not None:
-            out: dict[str, int] = {}
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                out.update({r.record_key: r.remote_id for r in conn.execute(query.where(t.c.record_key.in_(chunk)))})
-            return out
-        return {r.record_key: r.remote_id for r in conn.execute(query)}
+        query = sa.select(t.c.record_key, t.c.remote_id, t.c.remote_key).where(
+            t.c.mapping_name == mapping, sa.or_(t.c.remote_id.is_not(None), t.c.remote_key.is_not(None)),
+            t.c.state.in_([LINKED, SUSPENDED]))
+        if keys is None:
+            return {r.record_key: _remote(r) for r in conn.execute(query)}
+        out: dict[str, RemoteId] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            out.update({r.record_key: _remote(r) for r in conn.execute(query.where(t.c.record_key.in_(chunk)))})
+        return out
 
-    def owners(self, conn: Connection, mapping: str, remote_ids: list[int]) -> dict[int, str]:
+    def owners(self, conn: Connection, mapping: str, remote_ids: list[RemoteId]) -> dict[RemoteId, str]:
         """remote id -> the key the ledger links it to (a removed record links nothing any more)."""
         t = self.table
-        out: dict[int, str] = {}
-        ids = sorted(set(remote_ids))
-        for start in range(0, len(ids), 500):
-            query = sa.select(t.c.remote_id, t.c.record_key).where(
-                t.c.mapping_name == mapping, t.c.remote_id.in_(ids[start:start + 500]), t.c.state != REMOVED)
-            out.update({r.remote_id: r.record_key for r in conn.execute(query)})
+        out: dict[RemoteId, str] = {}
+        for column, ids in ((t.c.remote_id, sorted({i for i in remote_ids if isinstance(i, int)})),
+                            (t.c.remote_key, sorted({i for i in remote_ids if isinstance(i, str)}))):
+            for start in range(0, len(ids), 500):
+                query = sa.select(column, t.c.record_key).where(
+                    t.c.mapping_name == mapping, column.in_(ids[start:start + 500]), t.c.state != REMOVED)
+                out.update({r[0]: r.record_key for r in conn.execute(query)})
         return out
 
     def save(self, conn: Connection, mapping: str, entries: list[Entry], known: set[str]) -> None:
@@ -102,22 +106,33 @@ class Ledger:
         old = [e for e in entries if e.key in known]
         if fresh:
             conn.execute(t.insert(), [
-                {"mapping_name": mapping, "record_key": e.key, "remote_id": e.remote_id,
+                {"mapping_name": mapping, "record_key": e.key, **_remote_columns(e.remote_id),
                  "content_hash": e.content_hash, "state": e.state, "last_error": e.last_error,
                  "attempts": e.attempts, "created_at": now, "updated_at": now, "applied": _dump(e.applied),
                  "applied_at": now if e.state != ERROR else None} for e in fresh])
         if old:
             conn.execute(
                 t.update().where(t.c.mapping_name == sa.bindparam("m"), t.c.record_key == sa.bindparam("k")).values(
-                    remote_id=sa.bindparam("remote_id"), content_hash=sa.bindparam("content_hash"),
+                    remote_id=sa.bindparam("remote_id"), remote_key=sa.bindparam("remote_key"), content_hash=sa.bindparam("content_hash"),
                     state=sa.bindparam("state"), last_error=sa.bindparam("last_error"),
                     attempts=sa.bindparam("attempts"), updated_at=sa.bindparam("updated_at"),
                     applied=sa.bindparam("applied_json"),
                     applied_at=sa.case((sa.bindparam("is_applied") == 1, sa.bindparam("updated_at")),
                                        else_=t.c.applied_at)),
-                [{"m": mapping, "k": e.key, "remote_id": e.remote_id, "content_hash": e.content_hash,
+                [{"m": mapping, "k": e.key, **_remote_columns(e.remote_id), "content_hash": e.content_hash,
                   "state": e.state, "last_error": e.last_error, "attempts": e.attempts, "updated_at": now,
                   "applied_json": _dump(e.applied), "is_applied": 0 if e.state == ERROR else 1} for e in old])
+
+
+def _remote(row: Any) -> RemoteId | None:
+    return row.remote_id if row.remote_id is not None else row.remote_key
+
+
+def _remote_columns(remote_id: RemoteId | None) -> dict[str, Any]:
+    """A number goes to remote_id, text to remote_key (bool is no id)."""
+    if isinstance(remote_id, str):
+        return {"remote_id": None, "remote_key": remote_id}
+    return {"remote_id": remote_id, "remote_key": None}
 
 
 def _dump(applied: dict[str, Any] | None) -> str | None:

@@ -22,6 +22,9 @@ def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("record_key", _t("string(300)"), primary_key=True,
                   comment="Ключ строки буфера (значения ключевых столбцов)"),
         sa.Column("remote_id", sa.BigInteger(), nullable=True, comment="Идентификатор записи в LMS или на портале"),
+        sa.Column("remote_key", _t("string(255)"), nullable=True,
+                  comment="Текстовый идентификатор записи (UUID, ключ объекта S3, id чата), когда он не число; "
+                          "у записи заполнен либо remote_id, либо remote_key"),
         sa.Column("content_hash", _t("string(64)"), nullable=True,
                   comment="Хеш применённого содержимого: изменилось ли что-то с прошлого прогона"),
         sa.Column("state", _t("string(16)"), nullable=False,
@@ -38,6 +41,7 @@ def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     )
     sa.Index("ix_sync_ledger_state", ledger.c.mapping_name, ledger.c.state)
     sa.Index("ix_sync_ledger_remote", ledger.c.mapping_name, ledger.c.remote_id)
+    sa.Index("ix_sync_ledger_remote_key", ledger.c.mapping_name, ledger.c.remote_key)
 
     runs = sa.Table(
         "sync_runs", metadata,
