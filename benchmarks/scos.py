@@ -25,14 +25,13 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from reconcile import drop_database, fresh_database  # benchmarks/reconcile.py
-
 from bufsync import commands, migrations
 from bufsync.config import ScosSettings, load_settings
 from bufsync.mapping import load_mappings
 from bufsync.portals.runs import run_dispatch, run_portal
 from bufsync.sandbox.moodle.run import parse_env_line
 from bufsync.schema import build_metadata
+from reconcile import drop_database, fresh_database  # benchmarks/reconcile.py
 
 TOKEN = "b" * 32
 PASSPORT = {"content": "Лекции и практика", "results": "Умеет", "competences": "ОПК-1", "requirements": ["Нет"],

@@ -9,11 +9,11 @@ from pathlib import Path
 import psycopg2
 import sqlalchemy as sa
 
-from bufsync.portals import portals
 from bufsync import migrations
 from bufsync.dialects import DIALECTS
 from bufsync.mapping import load_mappings
 from bufsync.paths import shipped_mappings_dir
+from bufsync.portals import portals
 from bufsync.schema import build_metadata
 from bufsync.sqlrender import render
 from tests.conftest import REPO

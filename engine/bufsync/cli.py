@@ -81,8 +81,8 @@ def _log_format(ctx: click.Context) -> str:
 
 def _json_fatal(message: str, exit_code: int, **extra: object) -> None:
     import json
-    from datetime import datetime, timezone
-    entry = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "level": "critical",
+    from datetime import UTC, datetime
+    entry = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "critical",
              "logger": "bufsync", "message": message, "exit_code": exit_code}
     entry.update({k: v for k, v in extra.items() if v})
     click.echo(json.dumps(entry, ensure_ascii=False, default=str), err=True)
@@ -322,9 +322,9 @@ def jobs_group(ctx: click.Context) -> None:
 @pass_state
 def jobs_run(state: _State, name: str, due, trigger: str) -> None:
     """Run one job now, under its lock (exits at once if it is running elsewhere)."""
-    from datetime import timezone
+    from datetime import UTC
     if due is not None and due.tzinfo is None:
-        due = due.replace(tzinfo=timezone.utc)
+        due = due.replace(tzinfo=UTC)
     result = commands.job_run(state.loaded, name, due, trigger)
     click.echo(f"job {result.job}: {result.status}" + (f", run {result.run_id} {result.outcome}" if result.run_id else "")
                + (f" — {result.detail}" if result.detail else ""))

@@ -102,8 +102,8 @@ def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo:
 
     from bufsync.adapters.moodle.client import MoodleClient
     from bufsync.portals import with_section
-    from bufsync.portals.scos.settings import ScosSettings
     from bufsync.portals.runs import run_dispatch, run_portal
+    from bufsync.portals.scos.settings import ScosSettings
     from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
     portal = PortalServer(Portal(SandboxConfig(moderation_seconds=1.0)), port=0)
     portal.serve_in_thread()

@@ -22,8 +22,18 @@ from bufsync.mapping.loader import MappingSet, load_mappings
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import plan as p
 from bufsync.reconcile.adapter import Existing
-from bufsync.reconcile.sync import (Context, Interrupted, Options, apply_plan, execute, known_remote_ids,
-                                    applied_of, removals, scan, unreachable_parent)
+from bufsync.reconcile.sync import (
+    Context,
+    Interrupted,
+    Options,
+    applied_of,
+    apply_plan,
+    execute,
+    known_remote_ids,
+    removals,
+    scan,
+    unreachable_parent,
+)
 from bufsync.report import MappingReport, RunReport
 from bufsync.schema import build_metadata
 from bufsync.state import runs

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import DDLElement, SetColumnComment, SetTableComment
-
-from contextlib import AbstractContextManager
 
 from bufsync.dialects.base import BufferDialect
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Dialect
-
 import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Dialect
 
 from bufsync.dialects.base import BufferDialect, LockHeld
 

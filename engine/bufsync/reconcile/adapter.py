@@ -8,7 +8,6 @@ from typing import Any, Protocol
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.records import Desired
 
-
 HELD = "blocked"  # Outcome.code of a step not applied because of --no-create / --no-update / --no-delete
 
 

@@ -160,7 +160,7 @@ class Link:
         try:
             while (left := deadline - loop.time()) > 0 and await asyncio.wait_for(self.reader.read(READ), left):
                 pass
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             pass
 
     def abort(self) -> None:
@@ -264,7 +264,7 @@ class HttpServer:
         async with self._flight_changed:
             try:
                 await asyncio.wait_for(self._flight_changed.wait_for(lambda: self.open_requests >= count), most)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     @staticmethod

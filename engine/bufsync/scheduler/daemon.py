@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -61,7 +61,7 @@ def serve(loaded: LoadedSettings, config: Path | None = None, tick: float = 1.0,
             signal.signal(sig, lambda *_: stop.set())
     children: dict[str, Child] = {}
     with connect_buffer(loaded) as engine:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with engine.begin() as conn:
             for name, (_, schedule) in jobs.items():  # a new job first runs at its next due time
                 heartbeat.ensure(conn, beats, name, heartbeat.naive(schedule.previous_due(now)),
@@ -72,7 +72,7 @@ def serve(loaded: LoadedSettings, config: Path | None = None, tick: float = 1.0,
         log.info("scheduling %d job(s): %s; %d old run(s) and %d finished queue item(s) removed", len(jobs),
                  ", ".join(f"{n} ({s.text})" for n, (_, s) in jobs.items()), removed or 0, purged)
         while not stop.is_set():
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             state = heartbeat.rows(engine, beats)
             for name, (job, schedule) in jobs.items():
                 if name in children:

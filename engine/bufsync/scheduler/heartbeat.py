@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from bufsync.state.ledger import now_utc
 
 def naive(moment: datetime) -> datetime:
     """UTC without tzinfo, as the datetime columns store it."""
-    return moment.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
+    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0)
 
 
 def rows(engine: sa.Engine, table: sa.Table) -> dict[str, dict[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -34,7 +34,7 @@ def collect(loaded: LoadedSettings) -> list[JobStatus]:
     jobs = registry(loaded)
     tables = add_state_tables(sa.MetaData())
     beats, runs = tables["sync_heartbeat"], tables["sync_runs"]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out = []
     with connect_buffer(loaded) as engine:
         run_rows.reap(engine, runs)  # a killed job's run would otherwise say `running` forever

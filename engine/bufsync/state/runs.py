@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,7 @@ def _process_alive(pid: int, since: datetime) -> bool:
     if state in ("Z", "X"):  # a zombie: dead, its parent has not collected it yet
         return False
     # a process that began after the run did cannot be the run's own: the pid was reused
-    return seconds <= since.replace(tzinfo=timezone.utc).timestamp() + 5
+    return seconds <= since.replace(tzinfo=UTC).timestamp() + 5
 
 
 def _process_start(pid: int) -> tuple[str, float] | None:

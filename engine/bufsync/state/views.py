@@ -14,6 +14,7 @@ from sqlalchemy.schema import DDLElement
 
 from bufsync.dialects import dialect_named
 
+
 class CreateView(DDLElement):
     def __init__(self, name: str, selectable: sa.Select) -> None:
         self.name = name

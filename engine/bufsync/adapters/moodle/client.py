@@ -13,10 +13,21 @@ from typing import Any, TypeVar
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.errors import MoodleError
 from bufsync.adapters.moodle.isolation import bisect, chunk_by_fields, field_budget
-from bufsync.adapters.moodle.rules import (CATEGORY_COLUMNS, CATEGORY_TEXT_TYPES, COURSE_COLUMNS, COURSE_TEXT_TYPES,
-                                          NOT_FOR_NEW_USERS, STANDARD_AUTH_PLUGINS, USER_COLUMNS, USER_TEXT_TYPES,
-                                          PasswordPolicy, clean_username, field_problem, is_plugin_name,
-                                          validate_email)
+from bufsync.adapters.moodle.rules import (
+    CATEGORY_COLUMNS,
+    CATEGORY_TEXT_TYPES,
+    COURSE_COLUMNS,
+    COURSE_TEXT_TYPES,
+    NOT_FOR_NEW_USERS,
+    STANDARD_AUTH_PLUGINS,
+    USER_COLUMNS,
+    USER_TEXT_TYPES,
+    PasswordPolicy,
+    clean_username,
+    field_problem,
+    is_plugin_name,
+    validate_email,
+)
 from bufsync.adapters.moodle.transport import Transport
 
 T = TypeVar("T")

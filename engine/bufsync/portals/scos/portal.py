@@ -60,8 +60,6 @@ class ScosPortal(Portal):
     def run(self, loaded: LoadedSettings, job: str | None = None, trigger: str = "manual",
             on_start: Callable[[int], None] | None = None) -> PortalRun:
         """The nine scenarios once, queueing what the portal must hear."""
-        import sqlalchemy as sa
-
         from bufsync.adapters.moodle.client import MoodleClient
         from bufsync.adapters.moodle.errors import MoodleUnavailable
         from bufsync.errors import ConfigError, UnavailableError

@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,10 +21,10 @@ import sqlalchemy as sa
 
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.errors import MoodleConfigError, MoodleError
-from bufsync.portals.scos.settings import ScosSettings
 from bufsync.errors import ConfigError, Problem, UnavailableError
 from bufsync.portals.scos import passport as passports
 from bufsync.portals.scos.client import ScosClient, ScosKeyRefused, ScosRejected, ScosUnavailable
+from bufsync.portals.scos.settings import ScosSettings
 from bufsync.queue import outbox
 from bufsync.state.ledger import now_utc
 
@@ -468,7 +468,7 @@ class Scenarios:
                         "rating": rating, "date": date.isoformat(timespec="seconds")}, key))
                 (changed if previous is not None else new).append({
                     "course_id": course["id"], "user_id": learner.user_id, "item": item, "value": rating,
-                    "graded_at": datetime.fromtimestamp(graded, timezone.utc).replace(tzinfo=None) if graded else None,
+                    "graded_at": datetime.fromtimestamp(graded, UTC).replace(tzinfo=None) if graded else None,
                     "enrolment_no": learner.enrolment_no, "sends": sends, "queued_at": now})
         return items, new, changed
 

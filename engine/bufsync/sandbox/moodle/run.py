@@ -17,7 +17,6 @@ from bufsync.sandbox.faults import FaultRule, Faults
 from bufsync.sandbox.moodle.server import SandboxServer
 from bufsync.sandbox.moodle.site import Site, SiteConfig
 
-
 DEFAULT_PORT = 18081       # high ports that rarely clash with a developer's own services (8080/8081)
 DEFAULT_SCOS_PORT = 18082
 

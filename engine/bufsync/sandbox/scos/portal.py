@@ -357,7 +357,7 @@ class PortalServer(HttpServer):
         if release is not None:
             try:
                 await asyncio.wait_for(release.wait(), self._hold.seconds if self._hold else 0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             finally:
                 self.in_flight -= 1

@@ -20,8 +20,7 @@ from typing import Any
 
 from bufsync.adapters.moodle.rules import CATEGORY_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, moodle_exception
-from bufsync.sandbox.moodle.params import (
-    VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, php_str)
+from bufsync.sandbox.moodle.params import VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, php_str
 from bufsync.sandbox.moodle.site import Site, installer, ws_function
 from bufsync.sandbox.moodle.store import column_limits, schema
 

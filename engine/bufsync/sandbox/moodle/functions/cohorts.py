@@ -14,7 +14,13 @@ from typing import Any
 from bufsync.adapters.moodle.rules import COHORT_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, coding_error, invalid_parameter, missing_record, moodle_exception
 from bufsync.sandbox.moodle.functions.categories import (
-    CATEGORY_DELETE_HOOKS, FORMAT_HTML, format_string, format_text, php_empty, validate_format)
+    CATEGORY_DELETE_HOOKS,
+    FORMAT_HTML,
+    format_string,
+    format_text,
+    php_empty,
+    validate_format,
+)
 from bufsync.sandbox.moodle.params import VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, php_str
 from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
 from bufsync.sandbox.moodle.store import column_limits, schema

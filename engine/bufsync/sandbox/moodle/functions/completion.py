@@ -15,7 +15,14 @@ from typing import Any
 from bufsync.sandbox.moodle.errors import WsError, moodle_exception
 from bufsync.sandbox.moodle.functions.cohorts import CONTEXT_COURSE
 from bufsync.sandbox.moodle.functions.grades import (
-    course_item, get_course, get_user_record, has_capability, number_format, regrade, require_capability)
+    course_item,
+    get_course,
+    get_user_record,
+    has_capability,
+    number_format,
+    regrade,
+    require_capability,
+)
 from bufsync.sandbox.moodle.params import Multiple, Single, Value
 from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
 from bufsync.sandbox.moodle.store import schema

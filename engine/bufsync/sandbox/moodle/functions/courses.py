@@ -23,13 +23,39 @@ from typing import Any
 from bufsync.adapters.moodle.rules import COURSE_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, invalid_parameter, moodle_exception
 from bufsync.sandbox.moodle.functions.categories import (
-    CONTEXT_COURSE, FORMAT_HTML, FORMAT_MOODLE, MAX_COURSES_IN_CATEGORY, SITEID, category_context_path,
-    context_id, delete_context, fix_course_sortorder, format_string, format_text, get_category, id_list,
-    missing_category_record, move_context, new_context, php_empty, validate_format)
+    CONTEXT_COURSE,
+    FORMAT_HTML,
+    FORMAT_MOODLE,
+    MAX_COURSES_IN_CATEGORY,
+    SITEID,
+    category_context_path,
+    context_id,
+    delete_context,
+    fix_course_sortorder,
+    format_string,
+    format_text,
+    get_category,
+    id_list,
+    missing_category_record,
+    move_context,
+    new_context,
+    php_empty,
+    validate_format,
+)
 from bufsync.sandbox.moodle.params import (
-    LANGS, VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, is_numeric, loose_equal, php_int,
-    php_str)
-from bufsync.sandbox.moodle.site import Site, installer, ws_function, per_item
+    LANGS,
+    VALUE_DEFAULT,
+    VALUE_OPTIONAL,
+    Multiple,
+    Single,
+    Value,
+    clean_param,
+    is_numeric,
+    loose_equal,
+    php_int,
+    php_str,
+)
+from bufsync.sandbox.moodle.site import Site, installer, per_item, ws_function
 from bufsync.sandbox.moodle.store import column_limits, schema
 
 schema("""

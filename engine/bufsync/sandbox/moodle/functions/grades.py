@@ -21,7 +21,12 @@ from typing import Any
 from bufsync.sandbox.moodle.errors import WsError, missing_record, moodle_exception
 from bufsync.sandbox.moodle.functions.categories import format_string
 from bufsync.sandbox.moodle.functions.cohorts import (
-    CONTEXT_COURSE, CONTEXT_MODULE, context_has_capability, require_context_capability, user_name_order)
+    CONTEXT_COURSE,
+    CONTEXT_MODULE,
+    context_has_capability,
+    require_context_capability,
+    user_name_order,
+)
 from bufsync.sandbox.moodle.params import VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value
 from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
 from bufsync.sandbox.moodle.store import schema

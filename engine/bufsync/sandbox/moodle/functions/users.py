@@ -8,7 +8,16 @@ from typing import Any
 from bufsync.adapters.moodle.rules import NOT_FOR_NEW_USERS, USER_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, invalid_parameter, invalid_response, missing_record, moodle_exception
 from bufsync.sandbox.moodle.params import (
-    VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, clean_username, loose_equal, validate_email)
+    VALUE_DEFAULT,
+    VALUE_OPTIONAL,
+    Multiple,
+    Single,
+    Value,
+    clean_param,
+    clean_username,
+    loose_equal,
+    validate_email,
+)
 from bufsync.sandbox.moodle.site import Site, admin_action, installer, per_item, ws_function
 from bufsync.sandbox.moodle.store import column_limits, schema
 
