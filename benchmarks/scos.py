@@ -130,7 +130,8 @@ def main() -> None:
                             admin(moodle, murl, "set_grade", itemid=item, userid=user["id"], grade=60 + n * 20)
                 admin(moodle, murl, "regrade_course", courseid=course_id)
         learners = args.courses * args.students
-        print(f"portal round trip {args.latency * 1000:.0f} ms; setup: {args.courses} courses x {args.students} students = {learners} learners, "
+        print(f"portal round trip {args.latency * 1000:.0f} ms; "
+              f"setup: {args.courses} courses x {args.students} students = {learners} learners, "
               f"{2 * learners} grades, in {time.perf_counter() - started:.1f} s\n")
 
         def scenarios():

@@ -311,7 +311,8 @@ def jobs_group(ctx: click.Context) -> None:
             click.echo("no jobs configured (`jobs:` in the config)")
         for item in items:
             click.echo(f"{item.job:<20} {item.schedule:<22} state={item.state:<11} "
-                       f"last={item.last_run or '-'} ({item.last_outcome or '-'})  next={item.next_run:%Y-%m-%d %H:%M:%S}Z")
+                       f"last={item.last_run or '-'} ({item.last_outcome or '-'})  "
+                       f"next={item.next_run:%Y-%m-%d %H:%M:%S}Z")
 
 
 @jobs_group.command("run")
@@ -326,7 +327,8 @@ def jobs_run(state: _State, name: str, due, trigger: str) -> None:
     if due is not None and due.tzinfo is None:
         due = due.replace(tzinfo=UTC)
     result = commands.job_run(state.loaded, name, due, trigger)
-    click.echo(f"job {result.job}: {result.status}" + (f", run {result.run_id} {result.outcome}" if result.run_id else "")
+    click.echo(f"job {result.job}: {result.status}"
+               + (f", run {result.run_id} {result.outcome}" if result.run_id else "")
                + (f" — {result.detail}" if result.detail else ""))
     sys.exit(1 if result.outcome == "rejected" else 0)
 
@@ -459,7 +461,8 @@ def queue_dispatch(state: _State, portal: str | None, forever: bool) -> None:
     c = report.counts
     doubt = (f" in_doubt={c['in_doubt']} (confirmed={c['confirmed']} resent={c['resent']})"
              if c.get("in_doubt") else "")
-    click.echo(f"dispatch {report.portal}: claimed={c['claimed']} done={c['done']} retried={c['retried']} dead={c['dead']}"
+    click.echo(f"dispatch {report.portal}: claimed={c['claimed']} done={c['done']} retried={c['retried']} "
+               f"dead={c['dead']}"
                f"{doubt} in {report.seconds:.1f}s (run {report.run_id})")
     sys.exit(EXIT_REJECTED if report.outcome == "rejected" else 0)
 

@@ -112,9 +112,11 @@ class Settings(StrictModel):
     log_format: Literal["text", "json"] = "text"
     moodle: MoodleSettings = MoodleSettings()
     portals: PortalsSettings = Field(default_factory=lambda: PortalsSettings(),
-                                     description="one section per portal (a top-level section named after a portal is read too)")
+                                     description="one section per portal "
+                                                 "(a top-level section named after a portal is read too)")
     jobs: dict[Annotated[str, StringConstraints(pattern=_JOB_NAME)], JobSettings] = Field(default_factory=dict)
-    retention_days: int = Field(90, ge=1, description="sync_runs and finished sync_queue items older than this are deleted by the daemon")
+    retention_days: int = Field(90, ge=1, description="sync_runs and finished sync_queue items older than this "
+                                                      "are deleted by the daemon")
     heartbeat_seconds: float = Field(10.0, gt=0, description="how often a running job says it is alive")
     late_after: int = Field(300, ge=0, description="seconds past a due time before `bufsync status` calls a job late")
 

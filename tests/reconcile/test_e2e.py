@@ -93,7 +93,8 @@ def test_a_full_reload_with_the_same_content_writes_nothing(world: World) -> Non
     writes = world.writes()
     rows = world.rows("buf_users")
     world.delete("buf_users")
-    world.insert("buf_users", [{k: v for k, v in r.items() if not k.startswith("sync_") and k not in ("lms_id", "synced_at")}
+    world.insert("buf_users", [{k: v for k, v in r.items()
+                                if not k.startswith("sync_") and k not in ("lms_id", "synced_at")}
                                for r in rows])
     report = world.run()
     assert world.writes() == writes

@@ -32,7 +32,7 @@ def attached(conn: Connection, mappings: MappingSet, tables: dict[str, sa.Table]
         for row in conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(query):
             parent_key = tuple(row[:len(join_columns)])
             # order the join values as the parent's key columns
-            by_name = dict(zip(order, parent_key))
+            by_name = dict(zip(order, parent_key, strict=True))
             groups.setdefault(tuple(by_name[k] for k in parent.sync.key), []).append(
                 (row[len(join_columns)], row[len(join_columns) + 1]))
         out[spec.into] = groups

@@ -165,7 +165,8 @@ def complete_many(engine: sa.Engine, table: sa.Table, done: list[tuple[int, Any]
             for entry in done])
         # rowcount of an executemany is not reliable on every driver: count what this worker completed
         return conn.execute(sa.select(sa.func.count()).where(
-            table.c.id.in_([entry[0] for entry in done]), table.c.status == DONE, table.c.locked_by == worker)).scalar_one()
+            table.c.id.in_([entry[0] for entry in done]), table.c.status == DONE, table.c.locked_by == worker)
+        ).scalar_one()
 
 
 def backoff(attempts: int, base: float = 5.0, cap: float = 3600.0) -> float:
@@ -262,7 +263,8 @@ def _id_problems(ids: list[int], found: dict[int, Any], wanted: list[str], porta
             groups.setdefault(row.status, []).append(item_id)
     parts = []
     for what, members in groups.items():
-        shown = ", ".join(str(i) for i in members[:10]) + (f" and {len(members) - 10} more" if len(members) > 10 else "")
+        shown = ", ".join(str(i) for i in members[:10])
+        shown += f" and {len(members) - 10} more" if len(members) > 10 else ""
         if what == "missing":
             parts.append(f"no item {shown}" if len(members) == 1 else f"no items {shown}")
         else:

@@ -123,8 +123,8 @@ def serve(port: int, data: Path | None, token: str | None, debug: bool, max_inpu
 def spawn(token: str, port: int = 0) -> tuple[subprocess.Popen[str], str]:
     """`bufsync sandbox` in its own process (as users run it, and as benchmarks measure it); its URL."""
     exe = os.path.join(os.path.dirname(sys.executable), "bufsync")
-    proc = subprocess.Popen([exe, "sandbox", "--port", str(port), "--token", token, "--no-scos"], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([exe, "sandbox", "--port", str(port), "--token", token, "--no-scos"],
+                            stdout=subprocess.PIPE, text=True)
     url = parse_env_line(proc.stdout.readline())[1]  # export BUFSYNC_MOODLE_URL=...
     proc.stdout.readline()  # export BUFSYNC_MOODLE_TOKEN=...
     return proc, url

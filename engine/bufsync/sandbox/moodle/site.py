@@ -143,7 +143,8 @@ class Site:
             if self.store.fresh:
                 for install in INSTALLERS:
                     install(self)
-                self.store.x("INSERT INTO sandbox_config (name, value) VALUES ('installed', ?)", (str(int(time.time())),))
+                self.store.x("INSERT INTO sandbox_config (name, value) VALUES ('installed', ?)",
+                             (str(int(time.time())),))
             self.store.x("INSERT INTO ws_token (token, userid, validuntil) VALUES (?, 2, 0) "
                          "ON CONFLICT(token) DO NOTHING", (self.config.token,))
 

@@ -75,7 +75,7 @@ class CourseAdapter:
     def create(self, items: list[Desired]) -> list[Outcome]:
         results = [outcome(r) for r in self.client.create_courses([self._record(d, self.names, True) for d in items])]
         self._index = None
-        for desired, result in zip(items, results):
+        for desired, result in zip(items, results, strict=False):
             template = desired.payload.get("template")
             if result.ok and template:  # said, not done: the row must not read a plain ok
                 result.warning = messages.with_code(

@@ -61,7 +61,8 @@ class UserAdapter:
     def create(self, items: list[Desired]) -> list[Outcome]:
         records = [self._record(d, self._all_names(d), creating=True) for d in items]
         results = [outcome(r) for r in self.client.create_users(records)]
-        suspend = [{"id": r.remote_id, "suspended": True} for d, r in zip(items, results) if r.ok and not d.active]
+        suspend = [{"id": r.remote_id, "suspended": True}
+                   for d, r in zip(items, results, strict=False) if r.ok and not d.active]
         if suspend:
             self.client.update_users(suspend)
         return results
