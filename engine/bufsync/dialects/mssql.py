@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
@@ -43,26 +44,26 @@ class MssqlDialect(BufferDialect):
         return self._session_lock(engine, name, lambda conn: conn.execute(GET_APPLOCK, resource).scalar_one() >= 0,
                                   lambda conn: conn.execute(RELEASE_APPLOCK, resource))
 
-    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
-              values: dict) -> list[sa.Row]:
+    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement[Any],
+              order: list[sa.ColumnElement[Any]], limit: int, values: dict[str, Any]) -> list[sa.Row[Any]]:
         """UPDATE ... OUTPUT inserted.* WHERE id IN (SELECT TOP n ... WITH (UPDLOCK, READPAST, ROWLOCK))."""
         chosen = (sa.select(table.c.id).with_hint(table, "WITH (UPDLOCK, READPAST, ROWLOCK)", "mssql")
                   .where(ready).order_by(*order).limit(limit))
         statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
         return list(conn.execute(statement.returning(*table.c)))
 
-    def md5(self, text: sa.ColumnElement) -> sa.ColumnElement:
+    def md5(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """CONVERT(varchar(32), HASHBYTES('MD5', text), 2): lower-cased to match the other dialects."""
         return sa.func.lower(sa.func.convert(sa.literal_column("varchar(32)"),
                                              sa.func.hashbytes("MD5", text), 2))
 
-    def json_field(self, column: sa.ColumnElement, key: str) -> sa.ColumnElement:
+    def json_field(self, column: sa.ColumnElement[Any], key: str) -> sa.ColumnElement[Any]:
         return sa.func.JSON_VALUE(column, f"$.{key}")
 
-    def text(self, column: sa.ColumnElement) -> sa.ColumnElement:
+    def text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.cast(column, mssql.NVARCHAR(None))
 
-    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement,
-                  group: list[sa.ColumnElement], separator: str) -> sa.Subquery:
+    def aggregate(self, expression: sa.ColumnElement[Any], order: sa.ColumnElement[Any],
+                  group: list[sa.ColumnElement[Any]], separator: str) -> sa.Subquery:
         return sa.select(*group, sa.func.string_agg(expression, separator).within_group(order).label("agg")
                          ).group_by(*group).subquery()

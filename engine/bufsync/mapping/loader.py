@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -20,7 +21,7 @@ class MappingSet:
     files: dict[str, Path] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Mapping]:
         return (self.mappings[name] for name in (self.order or list(self.mappings)))
 
     def __getitem__(self, name: str) -> Mapping:
@@ -119,7 +120,7 @@ def _check_references(ms: MappingSet, docs: dict[str, YamlDocument]) -> list[Pro
                 path = ("sync", "fields", target, "lookup")
                 if spec.lookup not in ms:
                     c.fail(path, f"unknown mapping '{spec.lookup}'; known: {known}")
-                elif ms[spec.lookup].sync is None or not ms[spec.lookup].sync.inbound:
+                elif (looked_up := ms[spec.lookup].sync) is None or not looked_up.inbound:
                     c.fail(path, f"mapping '{spec.lookup}' does not create remote records to look up")
             batch = mapping.sync.guards.require_batch
             if batch is not None and markers is None:

@@ -107,6 +107,7 @@ def dispatch(engine: sa.Engine, table: sa.Table, portal: str, handler: Handler |
             except Exception as exc:  # the whole batch failed in transit: each item is retried
                 results = [Transient(f"{type(exc).__name__}: {exc}", in_doubt=True) for _ in items]
         else:
+            assert handler is not None  # exactly one of the two was given (checked above)
             results = []
             for item in items:
                 if results and isinstance(results[-1], AccessRefused):  # the key is wrong for all of them

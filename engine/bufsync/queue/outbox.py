@@ -6,6 +6,7 @@ import json
 import os
 import random
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -172,7 +173,7 @@ def complete_many(engine: sa.Engine, table: sa.Table, done: list[tuple[int, Any]
 def backoff(attempts: int, base: float = 5.0, cap: float = 3600.0) -> float:
     """Exponential with "equal jitter": at least half the step, so a retry never comes at once,
     and spread over the other half, so retries from many dispatchers do not arrive together."""
-    step = min(cap, base * 2 ** max(0, attempts - 1))
+    step = min(cap, base * 2.0 ** max(0, attempts - 1))
     return step / 2 + random.uniform(0, step / 2)
 
 
@@ -238,7 +239,7 @@ def _operator_update(engine: sa.Engine, table: sa.Table, action: str, allowed: t
             if problems:
                 raise QueueRefused(f"queue {action} refused: {problems} ({takes}"
                                    + (f", --status {status}" if status else "") + "); nothing was changed")
-        where = [table.c.status.in_(wanted)]
+        where: list[sa.ColumnElement[bool]] = [table.c.status.in_(wanted)]
         if ids:
             where.append(table.c.id.in_(ids))
         if portal:
@@ -294,7 +295,7 @@ def cancel(engine: sa.Engine, table: sa.Table, ids: list[int] | None = None, por
                             {"status": CANCELLED, "completed_at": now_utc()}, ids, portal, status)
 
 
-def purge(engine: sa.Engine, table: sa.Table, before: datetime, keep: list[sa.Select] = ()) -> int:
+def purge(engine: sa.Engine, table: sa.Table, before: datetime, keep: Sequence[sa.Select[Any]] = ()) -> int:
     """DELETE FROM sync_queue WHERE status IN ('done','cancelled') AND completed_at < :before, except the keys
     `keep` selects (items some state row still waits for). Dead items stay until an operator acts."""
     where = [table.c.status.in_([DONE, CANCELLED]), table.c.completed_at < before]

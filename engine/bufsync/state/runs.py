@@ -52,7 +52,9 @@ def start(engine: sa.Engine, table: sa.Table, kind: str, options: dict[str, Any]
             job=job, kind=kind, triggered_by=trigger, host=_host(), pid=os.getpid(),
             started_at=now_utc(), outcome=RUNNING, dry_run=dry_run,
             options=json.dumps(options, ensure_ascii=False, default=str)))
-        run_id = int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None  # an INSERT of one row
+        run_id = int(key[0])
         _hold(engine, run_id)  # before the commit: no one sees the row without its lock held
     return run_id
 
