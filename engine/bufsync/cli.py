@@ -306,6 +306,7 @@ def jobs_group(ctx: click.Context) -> None:
     """The exchange tasks of the config (`jobs:`): list them, or run one now."""
     if ctx.invoked_subcommand is None:
         state = ctx.find_object(_State)
+        assert state is not None  # the group's parent made it
         items = commands.status(state.loaded)
         if not items:
             click.echo("no jobs configured (`jobs:` in the config)")
@@ -478,7 +479,7 @@ def _sandbox_command() -> click.Command:
         Prints `export VAR=value` lines to paste into a shell where bufsync runs."""
         commands.sandbox(port, data, token, debug, max_input_vars, list(faults), env_file, portal_options)
 
-    params = [
+    params: list[click.Parameter] = [
         click.Option(["--port"], default=18081, show_default=True, help="Port on 127.0.0.1 (0: any free port)."),
         click.Option(["--data"], type=click.Path(path_type=Path, file_okay=False),
                      help="Folder for the sandbox's SQLite state (default: in memory)."),

@@ -93,13 +93,15 @@ class JobSettings(StrictModel):
             raise ValueError(f"expected one of {', '.join(portals()) or 'none'}")
         return value
 
-    @model_validator(mode="after")
-    def _dispatch_portal(self) -> JobSettings:
-        if self.kind == "dispatch" and self.portal is None:
+    @model_validator(mode="before")
+    @classmethod
+    def _dispatch_portal(cls, data: Any) -> Any:
+        """Before validation: the model is frozen, so the default portal is filled into the input."""
+        if isinstance(data, dict) and data.get("kind") == "dispatch" and data.get("portal") is None:
             if len(portals()) != 1:
                 raise ValueError(f"a dispatch job needs portal: one of {', '.join(portals())}")
-            self.portal = next(iter(portals()))
-        return self
+            data = {**data, "portal": next(iter(portals()))}
+        return data
 
 
 class Settings(StrictModel):
@@ -111,7 +113,7 @@ class Settings(StrictModel):
     timezone: str = Field("Europe/Moscow", description="time zone of datetimes written by 1C")
     log_format: Literal["text", "json"] = "text"
     moodle: MoodleSettings = MoodleSettings()
-    portals: PortalsSettings = Field(default_factory=lambda: PortalsSettings(),
+    portals: PortalsSettings = Field(  # type: ignore[valid-type]  # a model built from the registered portalsdefault_factory=lambda: PortalsSettings(),
                                      description="one section per portal "
                                                  "(a top-level section named after a portal is read too)")
     jobs: dict[Annotated[str, StringConstraints(pattern=_JOB_NAME)], JobSettings] = Field(default_factory=dict)

@@ -46,7 +46,8 @@ def _latin(text: str) -> str:
 
 def dataset(people: int = 300, seed: int = 2026) -> dict[str, list[dict[str, Any]]]:
     rnd = random.Random(seed)
-    users, used = [], set()
+    users: list[dict[str, Any]] = []
+    used: set[str] = set()
     for i in range(people):
         female = rnd.random() < 0.5
         last = rnd.choice(LAST) + ("а" if female else "")
@@ -67,7 +68,7 @@ def dataset(people: int = 300, seed: int = 2026) -> dict[str, list[dict[str, Any
     users[1]["username"] = "Соколова"            # a Cyrillic login
     users[2]["email"] = "petrov@college"          # a broken e-mail (no domain zone)
     users[3]["email"] = users[4]["email"].upper()  # the same e-mail twice, differing in case
-    departments = [
+    departments: list[dict[str, Any]] = [
         {"external_id": "UNIV", "parent_external_id": None, "name": "Колледж", "code": "00", "status": "active"},
         {"external_id": "F-IT", "parent_external_id": "UNIV", "name": "Отделение информационных технологий",
          "code": "10", "status": "active"},

@@ -23,6 +23,7 @@ def attached(conn: Connection, mappings: MappingSet, tables: dict[str, sa.Table]
     out: dict[str, dict[tuple[Any, ...], list[tuple[str, Any]]]] = {}
     for child in mappings.attached_to(parent.name):
         spec = child.attach
+        assert spec is not None and parent.sync is not None  # attached_to() gives attached children of a synced parent
         table = tables[child.table.name]
         join_columns = [table.c[col] for col, parent_col in spec.join.items()]
         order = [spec.join[col.name] for col in join_columns]

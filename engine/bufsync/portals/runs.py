@@ -140,5 +140,5 @@ def purge_queue(engine: sa.Engine, days: int) -> int:
     tables = add_state_tables(sa.MetaData())
     present = set(sa.inspect(engine).get_table_names())
     keep = [select for each in portals().values() for select in each.pending_keys(tables)
-            if all(t.name in present for t in select.get_final_froms())]
+            if all(getattr(t, "name", None) in present for t in select.get_final_froms())]
     return purge(engine, tables["sync_queue"], now_utc() - timedelta(days=days), keep)

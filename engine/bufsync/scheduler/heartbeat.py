@@ -38,7 +38,7 @@ def claim(engine: sa.Engine, table: sa.Table, job: str, due: datetime | None, ne
     """Take a due time for this process; False when it was taken already. Call under the job's lock."""
     with engine.begin() as conn:
         ensure(conn, table, job, None, next_run)
-        row = conn.execute(sa.select(table.c.last_due).where(table.c.job == job)).first()
+        row = conn.execute(sa.select(table.c.last_due).where(table.c.job == job)).one()  # ensure() made it
         if due is not None and row.last_due is not None and row.last_due >= naive(due):
             return False
         now = now_utc()

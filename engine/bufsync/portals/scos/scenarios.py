@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -266,6 +266,7 @@ class Scenarios:
                                [self._item("course_publish", body, key)])
             self.report.add("publish.queued")
             return
+        assert row is not None  # published: the course has its row
         version = row.business_version + 1
         key = f"update:{course_id}:v{version}"
         body = built.fields | {"id": row.scos_id, "business_version": version, "_moodle_course_id": course_id}
@@ -294,7 +295,7 @@ class Scenarios:
         custom = passports.custom_fields(course).get("scos_session")
         return str(custom or course.get("idnumber") or f"moodle-course-{course['id']}")[:100]
 
-    def _write_course(self, row: sa.Row | None, values: dict[str, Any], items: list[outbox.Item] = ()) -> None:
+    def _write_course(self, row: sa.Row | None, values: dict[str, Any], items: Sequence[outbox.Item] = ()) -> None:
         with self.engine.begin() as conn:
             outbox.enqueue(conn, self.queue_t, list(items))
             if row is None:
@@ -439,7 +440,7 @@ class Scenarios:
         new: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         for user in self.moodle.grade_items(course["id"]):
-            learner = enrolled.get(user.get("userid"))
+            learner = enrolled.get(user["userid"]) if "userid" in user else None
             if learner is None:
                 continue
             base = {"course_id": row.scos_id, "session_id": learner.session_id, "user_id": learner.scos_user_id,

@@ -21,6 +21,7 @@ class CourseAdapter:
         self.client = client
         self.mapping = mapping
         self.default_category = getattr(settings, "default_category", 1) if settings else 1
+        assert mapping.sync is not None  # an entity adapter serves a synced mapping
         fields = mapping.sync.fields
         self.names = [n for n in fields if n not in _PSEUDO]
         self.updatable = [n for n, f in fields.items() if f.policy == "force" and n not in _PSEUDO]

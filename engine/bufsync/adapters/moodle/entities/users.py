@@ -18,6 +18,7 @@ class UserAdapter:
     def __init__(self, client: MoodleClient, mapping: Mapping, settings: Any = None) -> None:
         self.client = client
         self.mapping = mapping
+        assert mapping.sync is not None  # an entity adapter serves a synced mapping
         fields = mapping.sync.fields
         self.updatable = [n for n, f in fields.items() if f.policy == "force"]
         self.initial = [n for n, f in fields.items() if f.policy != "force"]
@@ -46,8 +47,10 @@ class UserAdapter:
         return user
 
     def _all_names(self, desired: Desired) -> list[str]:
-        extra = [k for k in desired.payload if k.startswith("customfields.") and k not in self.mapping.sync.fields]
-        return list(self.mapping.sync.fields) + extra
+        assert self.mapping.sync is not None
+        fields = self.mapping.sync.fields
+        extra = [k for k in desired.payload if k.startswith("customfields.") and k not in fields]
+        return list(fields) + extra
 
     def prevalidate(self, desired: Desired, existing: Existing | None) -> str | None:
         if existing is None:

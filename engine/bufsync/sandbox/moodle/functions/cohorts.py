@@ -376,7 +376,7 @@ def _ordered(rows: list[Any]) -> list[Any]:
 def search_cohorts(site: Site, params: dict[str, Any]) -> dict[str, Any]:
     """includes self|parents|all. limitfrom is a page number here (Moodle passes it as $page)."""
     contextid, level, instanceid = context_from_params(site, params["context"])
-    require_context(contextid)
+    contextid = require_context(contextid)
     require_any_capability(site, ("moodle/cohort:manage", "moodle/cohort:view"), contextid, "moodle/cohort:view")
     query, includes = params["query"], params["includes"]
     page, perpage = params["limitfrom"], params["limitnum"]

@@ -519,7 +519,7 @@ def _completion_info(site: Site, course: Any, userid: int) -> dict[str, Any] | N
             progress = 100.0
         elif cms:
             marks = ",".join("?" for _ in cms)
-            done = site.store.one(
+            done = site.store.row(
                 f"SELECT COUNT(*) AS n FROM course_modules_completion WHERE userid = ? AND coursemoduleid IN ({marks}) "
                 "AND completionstate IN (1, 2)", [userid, *[c["id"] for c in cms]])["n"]
             progress = done / len(cms) * 100

@@ -318,12 +318,12 @@ def _customfield_export(kind: str, stored: Any) -> tuple[Any, Any]:
             day = _time.gmtime(raw)
             return raw, f"{day.tm_mday} {_time.strftime('%B %Y', day)}"
         return raw, str(raw)
-    raw = php_str(stored) if stored is not None else ""
-    if raw == "":
-        return raw, None
+    text = php_str(stored) if stored is not None else ""
+    if text == "":
+        return text, None
     if kind == "textarea":
-        return raw, format_text(raw, FORMAT_HTML)[0]
-    return raw, format_string(raw)
+        return text, format_text(text, FORMAT_HTML)[0]
+    return text, format_string(text)
 
 
 def course_customfields(site: Site, courseid: int) -> list[dict[str, Any]]:
@@ -614,7 +614,7 @@ def update_course(site: Site, data: dict[str, Any]) -> None:
         data["visible"] = old["visible"]
     if not loose_equal(php_str(data["visible"]), old["visible"]):
         data["visibleold"] = data["visible"]
-    elif movecat and not newcategory["visible"]:
+    elif movecat and newcategory is not None and not newcategory["visible"]:
         data["visible"] = 0
     if data.get("format") is not None and not _supports_news(php_str(data["format"])):
         data["newsitems"] = 0

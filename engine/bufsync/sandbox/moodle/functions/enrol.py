@@ -450,7 +450,7 @@ def _self_enrol_available(site: Site, instance: Any) -> bool | str:
     if instance["enrolenddate"] and instance["enrolenddate"] < now:
         return "Enrolment is disabled or inactive"
     if instance["customint3"]:
-        count = site.store.one("SELECT COUNT(*) AS n FROM user_enrolments WHERE enrolid = ?", (instance["id"],))["n"]
+        count = site.store.row("SELECT COUNT(*) AS n FROM user_enrolments WHERE enrolid = ?", (instance["id"],))["n"]
         if count >= instance["customint3"]:
             return "Maximum number of users allowed to self-enrol was already reached."
     return True
@@ -1074,7 +1074,7 @@ def get_users_courses(site: Site, params: dict[str, Any]) -> list[dict[str, Any]
         courseid = int(course["id"])
         context = course_context(site, courseid)
         try:
-            validate_context(site, context)
+            context = validate_context(site, context)
         except WsError:
             continue  # the caller cannot see this course: it is left out silently
         if not sameuser and not has_capability(site, "moodle/course:viewparticipants", context):
