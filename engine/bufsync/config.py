@@ -113,7 +113,8 @@ class Settings(StrictModel):
     timezone: str = Field("Europe/Moscow", description="time zone of datetimes written by 1C")
     log_format: Literal["text", "json"] = "text"
     moodle: MoodleSettings = MoodleSettings()
-    portals: PortalsSettings = Field(  # type: ignore[valid-type]  # a model built from the registered portalsdefault_factory=lambda: PortalsSettings(),
+    # PortalsSettings is a model built at import from the registered portals: mypy cannot use it as a type
+    portals: PortalsSettings = Field(default_factory=lambda: PortalsSettings(),  # type: ignore[valid-type]
                                      description="one section per portal "
                                                  "(a top-level section named after a portal is read too)")
     jobs: dict[Annotated[str, StringConstraints(pattern=_JOB_NAME)], JobSettings] = Field(default_factory=dict)
