@@ -78,7 +78,8 @@ def fill(url: str, portal: str, items: int) -> tuple[sa.Engine, sa.Table]:
     migrations.upgrade(loaded, mappings)
     engine = sa.create_engine(url)
     table = build_metadata(mappings).tables["sync_queue"]
-    course = ScosClient(f"{portal}/api/v2", KEY).publish("sandbox-partner", PASSPORT | {"external_url": uuid.uuid4().hex})
+    course = ScosClient(f"{portal}/api/v2", KEY).publish("sandbox-partner",
+                                                         PASSPORT | {"external_url": uuid.uuid4().hex})
     outbox.enqueue(engine, table, [outbox.Item("scos", "participation_add", {
         "course_id": course, "session_id": "s", "user_id": f"{uuid.uuid4()}", "enroll_date": "2026-09-01"},
         f"k{i}") for i in range(items)])

@@ -164,7 +164,8 @@ def check_world(url: str, moodle: str, token: str) -> None:
     with engine.connect() as conn:
         people = {r.external_id: (r.username, r.last_name) for r in conn.execute(sa.text(
             "SELECT external_id, username, last_name FROM buf_users"))}
-        courses = {r.external_id: r.lms_id for r in conn.execute(sa.text("SELECT external_id, lms_id FROM buf_courses"))}
+        courses = {r.external_id: r.lms_id
+                   for r in conn.execute(sa.text("SELECT external_id, lms_id FROM buf_courses"))}
         wanted: dict[str, set[str]] = {}
         for r in conn.execute(sa.text("SELECT user_external_id, course_external_id FROM buf_subscriptions")):
             wanted.setdefault(r.course_external_id, set()).add(r.user_external_id)

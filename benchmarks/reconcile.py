@@ -219,7 +219,8 @@ def main() -> None:
         print(f"  peak RSS       {r['peak_rss_mb']:.0f} MB")
     big = results[-1]
     print(f"auth_db + enrol_database way on {base['users']:,} users: {base['records_per_second']:,.0f} records/s "
-          f"in {base['calls']:,} calls; bufsync is {big['records_per_second'] / base['records_per_second']:.1f}x faster "
+          f"in {base['calls']:,} calls; "
+          f"bufsync is {big['records_per_second'] / base['records_per_second']:.1f}x faster "
           f"per record ({big['initial_calls']:,} calls for {big['users']:,} users)")
 
 

@@ -25,14 +25,13 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from reconcile import drop_database, fresh_database  # benchmarks/reconcile.py
-
 from bufsync import commands, migrations
 from bufsync.config import ScosSettings, load_settings
 from bufsync.mapping import load_mappings
 from bufsync.portals.runs import run_dispatch, run_portal
 from bufsync.sandbox.moodle.run import parse_env_line
 from bufsync.schema import build_metadata
+from reconcile import drop_database, fresh_database  # benchmarks/reconcile.py
 
 TOKEN = "b" * 32
 PASSPORT = {"content": "Лекции и практика", "results": "Умеет", "competences": "ОПК-1", "requirements": ["Нет"],
@@ -131,7 +130,8 @@ def main() -> None:
                             admin(moodle, murl, "set_grade", itemid=item, userid=user["id"], grade=60 + n * 20)
                 admin(moodle, murl, "regrade_course", courseid=course_id)
         learners = args.courses * args.students
-        print(f"portal round trip {args.latency * 1000:.0f} ms; setup: {args.courses} courses x {args.students} students = {learners} learners, "
+        print(f"portal round trip {args.latency * 1000:.0f} ms; "
+              f"setup: {args.courses} courses x {args.students} students = {learners} learners, "
               f"{2 * learners} grades, in {time.perf_counter() - started:.1f} s\n")
 
         def scenarios():

@@ -107,12 +107,13 @@ def _profile_sources(mappings: MappingSet, metadata: sa.MetaData) -> tuple[dict[
     named: list[_NamedFields] = []
     for mapping in mappings.synced():
         sync, writeback = mapping.sync, mapping.table.writeback
+        assert sync is not None  # synced() gives mappings with a sync section
         if sync.target.system != "moodle" or sync.target.entity != "user" or not writeback or not writeback.remote_id:
             continue
         users = metadata.tables[mapping.table.name]
         remote = users.c[writeback.remote_id]
         for target, spec in sync.fields.items():
-            if target.startswith("customfields.") and spec.source in users.c:
+            if target.startswith("customfields.") and spec.source is not None and spec.source in users.c:
                 column = users.c[spec.source]
                 direct.setdefault(target.split(".", 1)[1], sa.select(remote).where(
                     remote.is_not(None), column.is_not(None), column != "").limit(PROFILE_SAMPLE))

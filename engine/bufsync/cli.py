@@ -81,8 +81,8 @@ def _log_format(ctx: click.Context) -> str:
 
 def _json_fatal(message: str, exit_code: int, **extra: object) -> None:
     import json
-    from datetime import datetime, timezone
-    entry = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "level": "critical",
+    from datetime import UTC, datetime
+    entry = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "critical",
              "logger": "bufsync", "message": message, "exit_code": exit_code}
     entry.update({k: v for k, v in extra.items() if v})
     click.echo(json.dumps(entry, ensure_ascii=False, default=str), err=True)
@@ -306,12 +306,14 @@ def jobs_group(ctx: click.Context) -> None:
     """The exchange tasks of the config (`jobs:`): list them, or run one now."""
     if ctx.invoked_subcommand is None:
         state = ctx.find_object(_State)
+        assert state is not None  # the group's parent made it
         items = commands.status(state.loaded)
         if not items:
             click.echo("no jobs configured (`jobs:` in the config)")
         for item in items:
             click.echo(f"{item.job:<20} {item.schedule:<22} state={item.state:<11} "
-                       f"last={item.last_run or '-'} ({item.last_outcome or '-'})  next={item.next_run:%Y-%m-%d %H:%M:%S}Z")
+                       f"last={item.last_run or '-'} ({item.last_outcome or '-'})  "
+                       f"next={item.next_run:%Y-%m-%d %H:%M:%S}Z")
 
 
 @jobs_group.command("run")
@@ -322,11 +324,12 @@ def jobs_group(ctx: click.Context) -> None:
 @pass_state
 def jobs_run(state: _State, name: str, due, trigger: str) -> None:
     """Run one job now, under its lock (exits at once if it is running elsewhere)."""
-    from datetime import timezone
+    from datetime import UTC
     if due is not None and due.tzinfo is None:
-        due = due.replace(tzinfo=timezone.utc)
+        due = due.replace(tzinfo=UTC)
     result = commands.job_run(state.loaded, name, due, trigger)
-    click.echo(f"job {result.job}: {result.status}" + (f", run {result.run_id} {result.outcome}" if result.run_id else "")
+    click.echo(f"job {result.job}: {result.status}"
+               + (f", run {result.run_id} {result.outcome}" if result.run_id else "")
                + (f" — {result.detail}" if result.detail else ""))
     sys.exit(1 if result.outcome == "rejected" else 0)
 
@@ -459,7 +462,8 @@ def queue_dispatch(state: _State, portal: str | None, forever: bool) -> None:
     c = report.counts
     doubt = (f" in_doubt={c['in_doubt']} (confirmed={c['confirmed']} resent={c['resent']})"
              if c.get("in_doubt") else "")
-    click.echo(f"dispatch {report.portal}: claimed={c['claimed']} done={c['done']} retried={c['retried']} dead={c['dead']}"
+    click.echo(f"dispatch {report.portal}: claimed={c['claimed']} done={c['done']} retried={c['retried']} "
+               f"dead={c['dead']}"
                f"{doubt} in {report.seconds:.1f}s (run {report.run_id})")
     sys.exit(EXIT_REJECTED if report.outcome == "rejected" else 0)
 
@@ -475,7 +479,7 @@ def _sandbox_command() -> click.Command:
         Prints `export VAR=value` lines to paste into a shell where bufsync runs."""
         commands.sandbox(port, data, token, debug, max_input_vars, list(faults), env_file, portal_options)
 
-    params = [
+    params: list[click.Parameter] = [
         click.Option(["--port"], default=18081, show_default=True, help="Port on 127.0.0.1 (0: any free port)."),
         click.Option(["--data"], type=click.Path(path_type=Path, file_okay=False),
                      help="Folder for the sandbox's SQLite state (default: in memory)."),

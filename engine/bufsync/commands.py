@@ -71,17 +71,18 @@ def run(loaded: LoadedSettings, names: list[str], dry_run: bool = False, full: b
         no_create: bool = False, no_update: bool = False, no_delete: bool = False,
         allow_removals: int | None = None, progress: Any = None, **job: Any) -> Any:
     """job: job=, trigger=, stop= (an Event), on_start= (called with the run id) for scheduled runs."""
-    from bufsync.reconcile.sync import Options
+    from bufsync.reconcile.context import Options
     from bufsync.runner import run as run_sync
     return run_sync(loaded, names, Options(dry_run, full, no_create, no_update, no_delete, allow_removals, **job),
                     progress)
 
 
 def runs_list(loaded: LoadedSettings, last: int = 20, job: str | None = None) -> list[dict[str, Any]]:
+    import sqlalchemy as sa
+
     from bufsync.db import connect_buffer
     from bufsync.state import runs
     from bufsync.state.tables import add_state_tables
-    import sqlalchemy as sa
     tables = add_state_tables(sa.MetaData())
     with connect_buffer(loaded) as engine:
         return runs.recent(engine, tables["sync_runs"], last, job)
@@ -126,6 +127,7 @@ def queue_dispatch(loaded: LoadedSettings, portal: str | None, forever: bool) ->
 
 def _queue_table() -> Any:
     import sqlalchemy as sa
+
     from bufsync.state.tables import add_state_tables
     return add_state_tables(sa.MetaData())["sync_queue"]
 

@@ -93,13 +93,15 @@ class JobSettings(StrictModel):
             raise ValueError(f"expected one of {', '.join(portals()) or 'none'}")
         return value
 
-    @model_validator(mode="after")
-    def _dispatch_portal(self) -> JobSettings:
-        if self.kind == "dispatch" and self.portal is None:
+    @model_validator(mode="before")
+    @classmethod
+    def _dispatch_portal(cls, data: Any) -> Any:
+        """Before validation: the model is frozen, so the default portal is filled into the input."""
+        if isinstance(data, dict) and data.get("kind") == "dispatch" and data.get("portal") is None:
             if len(portals()) != 1:
                 raise ValueError(f"a dispatch job needs portal: one of {', '.join(portals())}")
-            self.portal = next(iter(portals()))
-        return self
+            data = {**data, "portal": next(iter(portals()))}
+        return data
 
 
 class Settings(StrictModel):
@@ -111,10 +113,13 @@ class Settings(StrictModel):
     timezone: str = Field("Europe/Moscow", description="time zone of datetimes written by 1C")
     log_format: Literal["text", "json"] = "text"
     moodle: MoodleSettings = MoodleSettings()
-    portals: PortalsSettings = Field(default_factory=lambda: PortalsSettings(),
-                                     description="one section per portal (a top-level section named after a portal is read too)")
+    # PortalsSettings is a model built at import from the registered portals: mypy cannot use it as a type
+    portals: PortalsSettings = Field(default_factory=lambda: PortalsSettings(),  # type: ignore[valid-type]
+                                     description="one section per portal "
+                                                 "(a top-level section named after a portal is read too)")
     jobs: dict[Annotated[str, StringConstraints(pattern=_JOB_NAME)], JobSettings] = Field(default_factory=dict)
-    retention_days: int = Field(90, ge=1, description="sync_runs and finished sync_queue items older than this are deleted by the daemon")
+    retention_days: int = Field(90, ge=1, description="sync_runs and finished sync_queue items older than this "
+                                                      "are deleted by the daemon")
     heartbeat_seconds: float = Field(10.0, gt=0, description="how often a running job says it is alive")
     late_after: int = Field(300, ge=0, description="seconds past a due time before `bufsync status` calls a job late")
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from bufsync import migrations
 from bufsync.config import load_settings
 from bufsync.mapping import load_mappings
-from bufsync.reconcile.sync import Options
+from bufsync.reconcile.context import Options
 from bufsync.report import RunReport
 from bufsync.runner import run
 from bufsync.sandbox.moodle.run import start
@@ -33,7 +33,7 @@ MIDDLE_M = ["Александрович", "Сергеевич", "Дмитрие�
 MIDDLE_F = ["Александровна", "Сергеевна", "Дмитриевна", "Андреевна", "Ивановна", "Петровна"]
 TRANSLIT = dict(zip("абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
                     ["a", "b", "v", "g", "d", "e", "e", "zh", "z", "i", "y", "k", "l", "m", "n", "o", "p", "r", "s",
-                     "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "", "y", "", "e", "yu", "ya"]))
+                     "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "", "y", "", "e", "yu", "ya"], strict=True))
 COURSES = [("IT-PY", "py-101", "Программирование на Python", "K-PO"), ("IT-DB", "db-201", "Базы данных", "K-PO"),
            ("IT-NET", "net-301", "Компьютерные сети", "K-IB"), ("IT-SEC", "sec-401", "Защита информации", "K-IB"),
            ("EC-MIC", "mic-101", "Микроэкономика", "K-EC"), ("EC-FIN", "fin-201", "Финансы", "K-EC"),
@@ -46,7 +46,8 @@ def _latin(text: str) -> str:
 
 def dataset(people: int = 300, seed: int = 2026) -> dict[str, list[dict[str, Any]]]:
     rnd = random.Random(seed)
-    users, used = [], set()
+    users: list[dict[str, Any]] = []
+    used: set[str] = set()
     for i in range(people):
         female = rnd.random() < 0.5
         last = rnd.choice(LAST) + ("а" if female else "")
@@ -67,7 +68,7 @@ def dataset(people: int = 300, seed: int = 2026) -> dict[str, list[dict[str, Any
     users[1]["username"] = "Соколова"            # a Cyrillic login
     users[2]["email"] = "petrov@college"          # a broken e-mail (no domain zone)
     users[3]["email"] = users[4]["email"].upper()  # the same e-mail twice, differing in case
-    departments = [
+    departments: list[dict[str, Any]] = [
         {"external_id": "UNIV", "parent_external_id": None, "name": "Колледж", "code": "00", "status": "active"},
         {"external_id": "F-IT", "parent_external_id": "UNIV", "name": "Отделение информационных технологий",
          "code": "10", "status": "active"},
@@ -102,8 +103,8 @@ def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo:
 
     from bufsync.adapters.moodle.client import MoodleClient
     from bufsync.portals import with_section
-    from bufsync.portals.scos.settings import ScosSettings
     from bufsync.portals.runs import run_dispatch, run_portal
+    from bufsync.portals.scos.settings import ScosSettings
     from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
     portal = PortalServer(Portal(SandboxConfig(moderation_seconds=1.0)), port=0)
     portal.serve_in_thread()
@@ -182,7 +183,8 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
                          .values(status="suspended"))
             conn.execute(subs.delete().where(subs.c.user_external_id == data["buf_users"][7]["external_id"]))
             conn.execute(users.insert(), [
-                {"external_id": "new-2026-0001", "username": "novikova.elena", "email": "novikova.elena@college.example",
+                {"external_id": "new-2026-0001", "username": "novikova.elena",
+                 "email": "novikova.elena@college.example",
                  "last_name": "Новикова", "first_name": "Елена", "middle_name": "Андреевна", "status": "active"},
                 # a namesake: 1C gave her the login of another person's account; it must never be taken over
                 {"external_id": "new-2026-0002", "username": "novikova.ea", "email": "novikova.ea2@college.example",

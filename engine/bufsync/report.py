@@ -11,8 +11,8 @@ COLUMNS = ("created", "adopted", "updated", "suspended", "reactivated", "deleted
 # failing: rows that failed before and did not change; warnings: applied, but Moodle did not keep all of it
 _ACTION_COLUMN = {"create": "created", "adopt": "adopted", "update": "updated", "suspend": "suspended",
                   "suspend_row": "suspended", "reactivate": "reactivated", "delete": "deleted", "mark": "deleted",
-                  "repair": "repaired", "unchanged": "unchanged", "rehash": "unchanged", "reject": "rejected", "skip": "skipped",
-                  "disputed": "disputed"}
+                  "repair": "repaired", "unchanged": "unchanged", "rehash": "unchanged", "reject": "rejected",
+                  "skip": "skipped", "disputed": "disputed"}
 
 
 @dataclass
@@ -64,7 +64,8 @@ class RunReport:
                             + [str(m.moodle_calls), f"{m.seconds:.1f}"] for m in self.mappings]
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
         for row in table:
-            lines.append("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+            lines.append("  ".join(cell.rjust(w) if i else cell.ljust(w)
+                                   for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
         for m in self.mappings:
             if m.note:
                 lines.append(f"{m.mapping}: {m.note}")

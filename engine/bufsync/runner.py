@@ -12,20 +12,27 @@ from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import entity_adapters
 from bufsync.adapters.moodle.errors import MoodleConfigError, MoodleError, MoodleUnavailable
 from bufsync.adapters.moodle.rules import PasswordPolicy
-from bufsync.buffer import markers
 from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
 from bufsync.dialects import dialect_named
 from bufsync.dialects.base import LockHeld
-from bufsync.errors import EXIT_GUARD, EXIT_REJECTED, EXIT_UNAVAILABLE, BufsyncError, ConfigError, Problem
+from bufsync.errors import EXIT_REJECTED, EXIT_UNAVAILABLE, BufsyncError, ConfigError, Problem
 from bufsync.mapping.loader import MappingSet, load_mappings
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import plan as p
 from bufsync.reconcile import pull
-from bufsync.reconcile.guards import GuardRefused, removal_refusal, source_refusal
 from bufsync.reconcile.adapter import Existing
-from bufsync.reconcile.sync import (Context, Interrupted, Options, apply_plan, execute, known_remote_ids,
-                                    applied_of, removals, scan, unreachable_parent)
+from bufsync.reconcile.context import Context, Interrupted, Options
+from bufsync.reconcile.guards import GuardRefused, removal_refusal, source_refusal
+from bufsync.reconcile.sync import (
+    applied_of,
+    apply_plan,
+    execute,
+    known_remote_ids,
+    removals,
+    scan,
+    unreachable_parent,
+)
 from bufsync.report import MappingReport, RunReport
 from bufsync.schema import build_metadata
 from bufsync.state import runs

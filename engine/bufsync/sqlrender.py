@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.schema import CreateTable, DDLElement
+from sqlalchemy.schema import CreateTable
 
 from bufsync.dialects import DIALECTS, BufferDialect
 from bufsync.mapping.model import reserved_in
@@ -25,7 +25,7 @@ def _version_table(metadata: sa.MetaData) -> sa.Table:
                     sa.Column("version_num", sa.String(32), primary_key=True), comment=None)
 
 
-def _compile(element: DDLElement | sa.sql.Executable, dialect: BufferDialect) -> str:
+def _compile(element: sa.ClauseElement, dialect: BufferDialect) -> str:
     compiled = element.compile(dialect=dialect.sqlalchemy_dialect(), compile_kwargs={"literal_binds": True})
     return str(compiled).strip()
 
@@ -39,8 +39,8 @@ def render(metadata: sa.MetaData, dialect: BufferDialect, heads: list[str]) -> s
     ]
     quoted = sorted({(t.name, c.name, d) for t in metadata.tables.values() for c in t.columns
                      for d in reserved_in(c.name) if d == dialect.title or dialect.name in d.lower()})
-    for table, column, _ in quoted:
-        out.append(f"-- Note: {table}.{column} is a reserved word here; quote it in hand-written SQL.")
+    for table_name, column_name, _ in quoted:
+        out.append(f"-- Note: {table_name}.{column_name} is a reserved word here; quote it in hand-written SQL.")
     out.append("")
     for table in metadata.sorted_tables:
         for line in dialect.comment_lines(table):

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
-from urllib.parse import urlencode
 
 HERE = Path(__file__).resolve().parent / "moodle-ws"
 TOPICS = ["protocol", "users", "categories", "courses", "enrolments", "cohorts", "groups", "grades", "completion"]

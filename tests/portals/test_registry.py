@@ -49,7 +49,8 @@ ECHO = textwrap.dedent('''
         view_fields: ClassVar[tuple[tuple[str, str], ...]] = (("text", "text"),)
 
         def add_tables(self, metadata):
-            return {"sync_echo_said": sa.Table("sync_echo_said", metadata, sa.Column("id", sa.Integer, primary_key=True))}
+            return {"sync_echo_said": sa.Table("sync_echo_said", metadata,
+                                               sa.Column("id", sa.Integer, primary_key=True))}
 
         def check(self, loaded):
             settings = self.configured(loaded)
@@ -132,7 +133,8 @@ def test_a_new_portal_folder_is_known_to_config_jobs_tables_views_cli_and_check(
     hello = _run(tmp_path, folder, "cli", "echo", "hello", BUFSYNC_ECHO_TOKEN="s3cret-echo")
     assert hello.returncode == 0 and hello.stdout.strip() == "hello from https://echo.example", hello.stderr
     listed = _run(tmp_path, folder, "cli", "--help")
-    assert re.search(r"^\s+echo\s+The echo portal\.", listed.stdout, re.M) and re.search(r"^\s+scos\s", listed.stdout, re.M)
+    assert re.search(r"^\s+echo\s+The echo portal\.", listed.stdout, re.M)
+    assert re.search(r"^\s+scos\s", listed.stdout, re.M)
     # its settings' keys and environment variables in messages, its secret never printed
     missing = _run(tmp_path, folder, "cli", "echo", "hello")
     assert missing.returncode == 2

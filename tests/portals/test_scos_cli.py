@@ -96,5 +96,6 @@ def test_the_daemon_runs_scenarios_and_dispatch_unattended(seeded: ScosWorld, tm
     assert w.courses()[w.course_id("py-101")]["state"] == "published"
     runs = [r for r in w.rows("sync_runs") if r["kind"] != "sync"]  # the fixture's own bufsync run aside
     assert {r["job"] for r in runs} == {"scos", "scos-dispatch"} and all(r["triggered_by"] == "schedule" for r in runs)
-    assert all(r["outcome"] in ("ok", "interrupted") for r in runs), [(r["job"], r["outcome"], r["error"]) for r in runs]
+    assert all(r["outcome"] in ("ok", "interrupted") for r in runs), [(r["job"], r["outcome"], r["error"])
+                                                                      for r in runs]
     assert KEY not in out + err

@@ -19,8 +19,9 @@ from bufsync.sandbox.scos.portal import Portal, PortalServer, SandboxConfig
 from tests.queue.test_outbox import elapse
 
 PASSPORT = {"title": "Python", "description": "d", "content": "c", "results": "r",
-            "external_url": "https://lms.example/course/view.php?id=2", "institution": "inst", "started_at": "2026-09-01",
-            "image": "https://lms.example/i.png", "competences": "a\nb", "requirements": ["r"], "direction": ["09.03.01"],
+            "external_url": "https://lms.example/course/view.php?id=2", "institution": "inst",
+            "started_at": "2026-09-01", "image": "https://lms.example/i.png", "competences": "a\nb",
+            "requirements": ["r"], "direction": ["09.03.01"],
             "duration": {"code": "week", "value": 16}, "cert": "true", "teachers": [{"display_name": "T"}],
             "business_version": 1, "credits": 3, "lectures": 10}
 

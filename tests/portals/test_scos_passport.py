@@ -11,7 +11,8 @@ COURSE = {"id": 7, "fullname": "Python", "summary": "<p>Курс &laquo;Python&r
           "enddate": 1788210000 + 10 * 7 * 86400 - 3600, "courseimage": "https://lms/img.svg",
           "customfields": [{"shortname": "scos_publish", "valueraw": 1}, {"shortname": "scos_credits", "valueraw": "4"},
                            {"shortname": "scos_direction", "valueraw": "09.03.01, 09.03.02"},
-                           {"shortname": "scos_competences", "valueraw": "ОПК-1. Решает задачи, используя Python\nПК-2"}]}
+                           {"shortname": "scos_competences",
+                            "valueraw": "ОПК-1. Решает задачи, используя Python\nПК-2"}]}
 DEFAULTS = {"content": "c", "results": "r", "competences": "default", "requirements": "Математика; Физика",
             "direction": ["01.01.01"], "credits": 1}
 TEACHERS = [{"fullname": "Анна Иванова", "profileimageurl": "https://lms/u/1.png"}]

@@ -72,7 +72,8 @@ def test_scenarios_against_a_real_moodle(tmp_path: Path) -> None:
         report = run_portal(loaded, "scos")      # the second: moderation ok, learners queued
         assert report.counts["enrol.queued"] == 4 and report.counts["enrol.no_identity"] == 2
         run_dispatch(loaded, "scos")
-        report = run_portal(loaded, "scos")      # settled; the real grade report has no graded item; no completion criteria
+        # settled; the real grade report has no graded item; no completion criteria
+        report = run_portal(loaded, "scos")
         assert report.counts["settled.enrol"] == 4
         assert not report.counts.get("results.queued") and report.counts["certificates.no_criteria"] == 1
         [published] = portal.portal.courses.values()

@@ -274,7 +274,8 @@ def test_a_publish_whose_answer_was_lost_is_adopted_not_duplicated(seeded: ScosW
 def test_identity_by_email_lookup_on_the_portal(seeded: ScosWorld) -> None:
     w = seeded
     w.configure_scos(identity="email")
-    httpx.post(f"{w.portal.url}/sandbox/users", headers={"X-CN-UUID": w.loaded.settings.portals.scos.key.get_secret_value()},
+    httpx.post(f"{w.portal.url}/sandbox/users",
+               headers={"X-CN-UUID": w.loaded.settings.portals.scos.key.get_secret_value()},
                json={"student003@college.example": "sso-3", "STUDENT004@college.example": "sso-4"})
     py = published(w)
     assert {p["user_id"] for p in w.state()["participation"]} == {"sso-3", "sso-4"}

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from bufsync.queue import outbox
-from bufsync.queue.dispatcher import (AccessRefused, Delivered, DispatchRefused, Permanent, Transient, dispatch)
+from bufsync.queue.dispatcher import AccessRefused, Delivered, DispatchRefused, Permanent, Transient, dispatch
 from bufsync.state.ledger import now_utc
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.reconcile.conftest import World
 
 FULLNAME_255 = "Основы программирования на Python: " + "я" * (255 - len("Основы программирования на Python: "))

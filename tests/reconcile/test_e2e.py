@@ -14,7 +14,7 @@ import pytest
 
 from bufsync.dialects import dialect_named
 from bufsync.errors import BufsyncError
-from bufsync.runner import GuardRefused, RunBusy, LOCK_NAME
+from bufsync.runner import LOCK_NAME, GuardRefused, RunBusy
 from bufsync.sandbox.faults import FaultRule
 from tests.reconcile.conftest import TOKEN, World, people
 
@@ -93,7 +93,8 @@ def test_a_full_reload_with_the_same_content_writes_nothing(world: World) -> Non
     writes = world.writes()
     rows = world.rows("buf_users")
     world.delete("buf_users")
-    world.insert("buf_users", [{k: v for k, v in r.items() if not k.startswith("sync_") and k not in ("lms_id", "synced_at")}
+    world.insert("buf_users", [{k: v for k, v in r.items()
+                                if not k.startswith("sync_") and k not in ("lms_id", "synced_at")}
                                for r in rows])
     report = world.run()
     assert world.writes() == writes
@@ -129,7 +130,9 @@ def test_a_half_written_reload_is_refused_and_suspends_nobody(world: World) -> N
 
 def test_require_batch_marker(world: World, tmp_path: Path) -> None:
     import shutil
+
     import yaml
+
     from bufsync.config import load_settings
     maps = tmp_path / "maps"
     shutil.copytree(world.loaded.mappings_dir, maps)

@@ -107,7 +107,7 @@ class OneCAndMoodle(RuleBasedStateMachine):
         """Every history starts from a site in use: four people enrolled, synced once."""
         self._write("buf_courses", [{"external_id": c, "shortname": c.lower(), "fullname": f"Курс {c}"}
                                     for c in COURSES])
-        for key, login in zip(KEYS, ("ann", "bob", "cid", "dan")):
+        for key, login in zip(KEYS, ("ann", "bob", "cid", "dan"), strict=False):
             self.people[key] = {"username": login, "last_name": NAMES[0], "status": "active"}
             self.logins.setdefault(login, set()).add(key)
             self.subs[(key, "C1", "student")] = "active"

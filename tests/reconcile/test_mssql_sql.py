@@ -45,7 +45,8 @@ def test_writeback_updates_only_engine_columns() -> None:
 def test_ledger_statements() -> None:
     ledger = TABLES["sync_ledger"]
     insert = compiled(ledger.insert())
-    assert insert.startswith("INSERT INTO sync_ledger (mapping_name, record_key, remote_id, remote_key, content_hash, state")
+    assert insert.startswith("INSERT INTO sync_ledger (mapping_name, record_key, remote_id, remote_key, "
+                             "content_hash, state")
     update = compiled(ledger.update().where(ledger.c.mapping_name == sa.bindparam("m")).values(
         state=sa.bindparam("state"), applied_at=sa.case((sa.bindparam("is_applied") == 1, sa.bindparam("now")),
                                                         else_=ledger.c.applied_at)))
@@ -113,8 +114,9 @@ def test_outbound_rows_are_merged_under_holdlock() -> None:
     assert ("AS source (user_external_id, course_external_id, item, grade, grade_max, [percent], grade_text, passed, "
             "completed_at, graded_at, updated_at) ON target.user_external_id = source.user_external_id AND "
             "target.course_external_id = source.course_external_id AND target.item = source.item ") in text
-    assert ("WHEN MATCHED THEN UPDATE SET grade = source.grade, grade_max = source.grade_max, [percent] = source.[percent], "
-            "grade_text = source.grade_text, passed = source.passed, completed_at = source.completed_at, "
+    assert ("WHEN MATCHED THEN UPDATE SET grade = source.grade, grade_max = source.grade_max, "
+            "[percent] = source.[percent], grade_text = source.grade_text, passed = source.passed, "
+            "completed_at = source.completed_at, "
             "graded_at = source.graded_at, updated_at = source.updated_at WHEN NOT MATCHED THEN INSERT "
             "(user_external_id, course_external_id, item, grade") in text
     assert text.endswith("source.graded_at, source.updated_at);")

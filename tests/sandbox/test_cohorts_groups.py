@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
 from bufsync.sandbox.moodle.functions.cohorts import cohort_member_ids
 from bufsync.sandbox.moodle.functions.groups import course_groups, group_member_ids
 from bufsync.sandbox.moodle.site import Site

@@ -135,7 +135,8 @@ def test_a_client_that_sends_the_body_without_waiting_gets_one_answer(raw) -> No
 
 def test_chunked_body_raw_and_from_httpx(server: HttpServer, raw) -> None:
     c = raw()
-    c.send(post("/chunks", b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n", "Transfer-Encoding: chunked"))
+    c.send(post("/chunks", b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+                "Transfer-Encoding: chunked"))
     status, _, answer = c.answer()
     assert status == "HTTP/1.1 200 OK"
     assert json.loads(answer)["sha256"] == hashlib.sha256(b"hello world").hexdigest()

@@ -27,7 +27,8 @@ def test_text_and_numeric_remote_ids(_upgraded_buffer: None, buffer_url: str) ->
                                              Entry("c", "s3/key/1.pdf", None, REMOVED)], known=set())
         with engine.connect() as conn:
             entries = ledger.get_many(conn, "statements", ["a", "b", "c"])
-            assert (entries["a"].remote_id, entries["b"].remote_id, entries["c"].remote_id) == (UUID, 42, "s3/key/1.pdf")
+            got = (entries["a"].remote_id, entries["b"].remote_id, entries["c"].remote_id)
+            assert got == (UUID, 42, "s3/key/1.pdf")
             assert ledger.remote_ids(conn, "statements") == {"a": UUID, "b": 42}  # a removed record links nothing
             assert ledger.owners(conn, "statements", [UUID, 42, "s3/key/1.pdf"]) == {UUID: "a", 42: "b"}
             stored = {r.record_key: (r.remote_id, r.remote_key) for r in conn.execute(sa.select(table))}

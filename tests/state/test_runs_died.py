@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -109,7 +109,7 @@ def test_a_killed_scheduled_sync_is_died_for_runs_and_status_and_the_next_run_fi
                                                encoding="utf-8")
         cli = Cli(buffer_url, tmp_path, BUFSYNC_MOODLE_URL=moodle.url, BUFSYNC_MOODLE_TOKEN=TOKEN)
         moodle.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=600.0))
-        due = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")  # as the daemon starts it: not late, so died shows
+        due = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")  # as the daemon starts it: not late, so died shows
         victim = cli.start("jobs", "run", "users", "--due", due, "--trigger", "schedule")
         run_id = wait_for(lambda: running_run(engine, tables["sync_runs"], victim.pid), "the job's run to start")
         assert cli.runs()[run_id]["outcome"] == "running"  # alive: left alone

@@ -20,6 +20,7 @@ class BatchState:
 
 def latest_ready(conn: Connection, markers: Mapping, table: sa.Table, entity: str, rows: int) -> BatchState:
     spec = markers.load_markers
+    assert spec is not None  # `markers` is the mapping that declares load_markers
     c = table.c
     found = conn.execute(sa.select(c[spec.batch_id], c[spec.status], c[spec.rows_expected]).where(
         c[spec.entity] == entity).order_by(c[spec.batch_id].desc())).all()

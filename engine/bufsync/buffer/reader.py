@@ -23,6 +23,7 @@ def attached(conn: Connection, mappings: MappingSet, tables: dict[str, sa.Table]
     out: dict[str, dict[tuple[Any, ...], list[tuple[str, Any]]]] = {}
     for child in mappings.attached_to(parent.name):
         spec = child.attach
+        assert spec is not None and parent.sync is not None  # attached_to() gives attached children of a synced parent
         table = tables[child.table.name]
         join_columns = [table.c[col] for col, parent_col in spec.join.items()]
         order = [spec.join[col.name] for col in join_columns]
@@ -32,7 +33,7 @@ def attached(conn: Connection, mappings: MappingSet, tables: dict[str, sa.Table]
         for row in conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(query):
             parent_key = tuple(row[:len(join_columns)])
             # order the join values as the parent's key columns
-            by_name = dict(zip(order, parent_key))
+            by_name = dict(zip(order, parent_key, strict=True))
             groups.setdefault(tuple(by_name[k] for k in parent.sync.key), []).append(
                 (row[len(join_columns)], row[len(join_columns) + 1]))
         out[spec.into] = groups

@@ -41,6 +41,7 @@ def write(conn: Connection, table: sa.Table, mapping: Mapping, updates: list[Sta
         values[roles["synced_at"]] = sa.bindparam("w_synced_at")
     if "remote_id" in roles:
         values[roles["remote_id"]] = sa.bindparam("w_remote_id")
+    assert mapping.sync is not None  # only synced mappings have write-back
     where = [table.c[name] == sa.bindparam(f"k_{i}") for i, name in enumerate(mapping.sync.key)]
     statement = table.update().where(*where).values(values)
     params = []
@@ -57,6 +58,6 @@ def current(row: sa.Row, mapping: Mapping) -> tuple[Any, Any, Any]:
     """(status, error, remote_id) as the row holds them now, to skip writes that change nothing."""
     roles = mapping.table.writeback.columns() if mapping.table.writeback else {}
     get = row._mapping.get
-    return (get(roles.get("status")) if "status" in roles else None,
-            get(roles.get("error")) if "error" in roles else None,
-            get(roles.get("remote_id")) if "remote_id" in roles else None)
+    return (get(roles["status"]) if "status" in roles else None,
+            get(roles["error"]) if "error" in roles else None,
+            get(roles["remote_id"]) if "remote_id" in roles else None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -33,15 +33,13 @@ class BufferDialect:
         """Descriptions as SQL comments, for dialects that cannot store them."""
         return []
 
-    @contextmanager
-    def lock(self, engine: sa.Engine, name: str) -> Iterator[None]:
+    def lock(self, engine: sa.Engine, name: str) -> AbstractContextManager[None]:
         """Hold a named lock across processes and hosts for the duration; LockHeld if taken.
 
         The lock lives in a database session (or an open file on SQLite): a crashed holder
         loses it with its connection.
         """
         raise NotImplementedError
-        yield
 
     @contextmanager
     def _session_lock(self, engine: sa.Engine, name: str, acquire: Callable[[sa.Connection], bool],
@@ -58,7 +56,7 @@ class BufferDialect:
                 release(conn)
                 conn.commit()
 
-    def insert_ignoring(self, table: sa.Table, rows: list[dict], conflict: list[str]) -> sa.Executable | None:
+    def insert_ignoring(self, table: sa.Table, rows: list[dict[str, Any]], conflict: list[str]) -> sa.Executable | None:
         """INSERT that skips rows whose `conflict` columns already exist (None: the caller does it row by row)."""
         return None
 
@@ -78,27 +76,27 @@ class BufferDialect:
         for start in range(0, len(rows), per):
             yield self.upsert(table, rows[start:start + per], key)
 
-    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
-              values: dict) -> list[sa.Row]:
+    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement[Any],
+              order: list[sa.ColumnElement[Any]], limit: int, values: dict[str, Any]) -> list[sa.Row[Any]]:
         """Take up to `limit` ready rows for this worker without waiting for rows others hold."""
         raise NotImplementedError
 
     def prepare_stream(self, conn: sa.Connection) -> None:
         """Session settings for a long streamed read (a server-side cursor)."""
 
-    def md5(self, text: sa.ColumnElement) -> sa.ColumnElement:
+    def md5(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """md5 of a text as 32 hex digits, computed by the database."""
         return sa.func.md5(text)
 
-    def text(self, column: sa.ColumnElement) -> sa.ColumnElement:
+    def text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.cast(column, sa.Text())
 
-    def json_field(self, column: sa.ColumnElement, key: str) -> sa.ColumnElement:
+    def json_field(self, column: sa.ColumnElement[Any], key: str) -> sa.ColumnElement[Any]:
         """One top-level key of a JSON text column, as text (for the DBA views of the queue)."""
         return sa.func.json_extract(column, f"$.{key}")
 
-    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement,
-                  group: list[sa.ColumnElement], separator: str) -> sa.Subquery:
+    def aggregate(self, expression: sa.ColumnElement[Any], order: sa.ColumnElement[Any],
+                  group: list[sa.ColumnElement[Any]], separator: str) -> sa.Subquery:
         """A derived table: the group columns and `agg`, the ordered concatenation of `expression`."""
         raise NotImplementedError
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import mssql
-from sqlalchemy.engine import Dialect
-from sqlalchemy.schema import DDLElement, SetColumnComment, SetTableComment
-
 from contextlib import AbstractContextManager
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import mssql
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import DDLElement, SetColumnComment, SetTableComment
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
@@ -53,27 +52,27 @@ class MssqlDialect(BufferDialect):
     def upsert(self, table: sa.Table, rows: list[dict[str, Any]], key: list[str]) -> sa.Executable:
         return Merge(table, rows, key)
 
-    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
-              values: dict) -> list[sa.Row]:
+    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement[Any],
+              order: list[sa.ColumnElement[Any]], limit: int, values: dict[str, Any]) -> list[sa.Row[Any]]:
         """UPDATE ... OUTPUT inserted.* WHERE id IN (SELECT TOP n ... WITH (UPDLOCK, READPAST, ROWLOCK))."""
         chosen = (sa.select(table.c.id).with_hint(table, "WITH (UPDLOCK, READPAST, ROWLOCK)", "mssql")
                   .where(ready).order_by(*order).limit(limit))
         statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
         return list(conn.execute(statement.returning(*table.c)))
 
-    def md5(self, text: sa.ColumnElement) -> sa.ColumnElement:
+    def md5(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """CONVERT(varchar(32), HASHBYTES('MD5', text), 2): lower-cased to match the other dialects."""
         return sa.func.lower(sa.func.convert(sa.literal_column("varchar(32)"),
                                              sa.func.hashbytes("MD5", text), 2))
 
-    def json_field(self, column: sa.ColumnElement, key: str) -> sa.ColumnElement:
+    def json_field(self, column: sa.ColumnElement[Any], key: str) -> sa.ColumnElement[Any]:
         return sa.func.JSON_VALUE(column, f"$.{key}")
 
-    def text(self, column: sa.ColumnElement) -> sa.ColumnElement:
+    def text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.cast(column, mssql.NVARCHAR(None))
 
-    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement,
-                  group: list[sa.ColumnElement], separator: str) -> sa.Subquery:
+    def aggregate(self, expression: sa.ColumnElement[Any], order: sa.ColumnElement[Any],
+                  group: list[sa.ColumnElement[Any]], separator: str) -> sa.Subquery:
         return sa.select(*group, sa.func.string_agg(expression, separator).within_group(order).label("agg")
                          ).group_by(*group).subquery()
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import DDLElement, SetColumnComment, SetTableComment
-
-from contextlib import AbstractContextManager
 
 from bufsync.dialects.base import BufferDialect
 
@@ -34,7 +33,7 @@ class PostgresqlDialect(BufferDialect):
             engine, name, lambda conn: conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one(),
             lambda conn: conn.execute(sa.select(sa.func.pg_advisory_unlock(key))))
 
-    def insert_ignoring(self, table: sa.Table, rows: list[dict], conflict: list[str]) -> sa.Executable:
+    def insert_ignoring(self, table: sa.Table, rows: list[dict[str, Any]], conflict: list[str]) -> sa.Executable:
         return postgresql.insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict)
 
     def upsert(self, table: sa.Table, rows: list[dict[str, Any]], key: list[str]) -> sa.Executable:
@@ -46,8 +45,8 @@ class PostgresqlDialect(BufferDialect):
         return statement.on_conflict_do_update(index_elements=key,
                                                set_={name: statement.excluded[name] for name in changed})
 
-    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
-              values: dict) -> list[sa.Row]:
+    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement[Any],
+              order: list[sa.ColumnElement[Any]], limit: int, values: dict[str, Any]) -> list[sa.Row[Any]]:
         """UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING *."""
         chosen = (sa.select(table.c.id).where(ready).order_by(*order).limit(limit)
                   .with_for_update(skip_locked=True))
@@ -58,11 +57,12 @@ class PostgresqlDialect(BufferDialect):
         """A cursor makes PostgreSQL plan for the first rows (nested loops); plan for all of them."""
         conn.exec_driver_sql("SET cursor_tuple_fraction = 1.0")
 
-    def json_field(self, column: sa.ColumnElement, key: str) -> sa.ColumnElement:
-        return sa.cast(column, postgresql.JSONB())[key].astext
+    def json_field(self, column: sa.ColumnElement[Any], key: str) -> sa.ColumnElement[Any]:
+        field: sa.ColumnElement[Any] = sa.cast(column, postgresql.JSONB())[key].astext  # astext is untyped
+        return field
 
-    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement,
-                  group: list[sa.ColumnElement], separator: str) -> sa.Subquery:
+    def aggregate(self, expression: sa.ColumnElement[Any], order: sa.ColumnElement[Any],
+                  group: list[sa.ColumnElement[Any]], separator: str) -> sa.Subquery:
         # string_agg(expr, sep ORDER BY x): the ORDER BY goes with the last argument
         separator_ordered = postgresql.aggregate_order_by(sa.literal(separator, sa.Text()), order)
         return sa.select(*group, sa.func.string_agg(expression, separator_ordered).label("agg")).group_by(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
-
-import fcntl
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from bufsync.dialects.base import BufferDialect, LockHeld
 
@@ -74,7 +73,7 @@ class SqliteDialect(BufferDialect):
                 pass
             handle.close()
 
-    def insert_ignoring(self, table: sa.Table, rows: list[dict], conflict: list[str]) -> sa.Executable:
+    def insert_ignoring(self, table: sa.Table, rows: list[dict[str, Any]], conflict: list[str]) -> sa.Executable:
         return sqlite.insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict)
 
     def upsert(self, table: sa.Table, rows: list[dict[str, Any]], key: list[str]) -> sa.Executable:
@@ -86,19 +85,19 @@ class SqliteDialect(BufferDialect):
         return statement.on_conflict_do_update(index_elements=key,
                                                set_={name: statement.excluded[name] for name in changed})
 
-    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement, order: list, limit: int,
-              values: dict) -> list[sa.Row]:
+    def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement[Any],
+              order: list[sa.ColumnElement[Any]], limit: int, values: dict[str, Any]) -> list[sa.Row[Any]]:
         """One UPDATE ... RETURNING: SQLite takes the write lock for the statement (as BEGIN IMMEDIATE
         would), so two dispatchers can never both take a row."""
         chosen = sa.select(table.c.id).where(ready).order_by(*order).limit(limit)
         statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
         return list(conn.execute(statement.returning(*table.c)))
 
-    def md5(self, text: sa.ColumnElement) -> sa.ColumnElement:
+    def md5(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.bufsync_md5(text)  # registered on each connection by bufsync.db
 
-    def aggregate(self, expression: sa.ColumnElement, order: sa.ColumnElement,
-                  group: list[sa.ColumnElement], separator: str) -> sa.Subquery:
+    def aggregate(self, expression: sa.ColumnElement[Any], order: sa.ColumnElement[Any],
+                  group: list[sa.ColumnElement[Any]], separator: str) -> sa.Subquery:
         ordered = sa.select(*group, expression.label("part")).order_by(*group, order).subquery()
         keys = [ordered.c[c.name] for c in group]
         return sa.select(*keys, sa.func.group_concat(ordered.c.part, separator).label("agg")).group_by(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -20,7 +21,7 @@ class MappingSet:
     files: dict[str, Path] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Mapping]:
         return (self.mappings[name] for name in (self.order or list(self.mappings)))
 
     def __getitem__(self, name: str) -> Mapping:
@@ -77,13 +78,13 @@ def _check_file(mapping: Mapping, doc: YamlDocument) -> list[Problem]:
         if not (mapping.sync and not mapping.sync.inbound):
             c.fail(("table", "stamps"), "only a table the engine writes (an outbound sync) has stamps")
         for role, name in stamped.items():
-            column = table.column(name)
+            declared = table.column(name)
             c.column(mapping, ("table", "stamps", role), name)
-            if column is not None and column.portable.name != "datetime":
-                c.fail(("table", "stamps", role), f"column '{name}' is {column.type}; a stamp is a datetime column")
-            if column is not None and mapping.sync and name in mapping.sync.fields:
+            if declared is not None and declared.portable.name != "datetime":
+                c.fail(("table", "stamps", role), f"column '{name}' is {declared.type}; a stamp is a datetime column")
+            if declared is not None and mapping.sync and name in mapping.sync.fields:
                 c.fail(("table", "stamps", role), f"column '{name}' is also a field; the engine sets a stamp itself")
-            if column is not None and column.key:
+            if declared is not None and declared.key:
                 c.fail(("table", "stamps", role), f"column '{name}' is a key column; a stamp cannot be")
     if mapping.sync and mapping.sync.on_missing == "mark" and not (table.stamps and table.stamps.removed_at):
         c.fail(("sync", "on_missing"), "'mark' needs table.stamps.removed_at: the column that records when the "
@@ -105,12 +106,12 @@ def _check_file(mapping: Mapping, doc: YamlDocument) -> list[Problem]:
         if sync.status:
             c.column(mapping, ("sync", "status", "column"), sync.status.column)
         if not sync.inbound:  # the engine writes whole rows: it must have a value for every required column
-            stamped = set(table.stamps.columns().values()) if table.stamps else set()
+            required_ok = set(table.stamps.columns().values()) if table.stamps else set()
             for i, name in enumerate(sync.key):
                 if name not in sync.fields:
                     c.fail(("sync", "key", i), f"key column '{name}' has no field; the engine writes the key too")
             for i, col in enumerate(table.columns):
-                if col.name not in sync.fields and col.name not in stamped and not col.is_nullable \
+                if col.name not in sync.fields and col.name not in required_ok and not col.is_nullable \
                         and col.default is None:
                     c.fail(("table", "columns", i), f"column '{col.name}' is required but neither a field nor a "
                                                    "stamp; the engine could not fill it")
@@ -145,7 +146,7 @@ def _check_references(ms: MappingSet, docs: dict[str, YamlDocument]) -> list[Pro
                 path = ("sync", "fields", target, "lookup")
                 if spec.lookup not in ms:
                     c.fail(path, f"unknown mapping '{spec.lookup}'; known: {known}")
-                elif ms[spec.lookup].sync is None or not ms[spec.lookup].sync.inbound:
+                elif (looked_up := ms[spec.lookup].sync) is None or not looked_up.inbound:
                     c.fail(path, f"mapping '{spec.lookup}' does not create remote records to look up")
             batch = mapping.sync.guards.require_batch
             if batch is not None and markers is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from bufsync.mapping.model import Column, Mapping
@@ -17,7 +19,7 @@ WRITEBACK_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 
-def _server_default(column: Column) -> sa.sql.ClauseElement | str | None:
+def _server_default(column: Column) -> sa.ColumnElement[Any] | str | None:
     value = column.default
     if value is None:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
@@ -28,7 +29,7 @@ class PortableType:
             return f"decimal({self.length},{self.scale})"
         return self.name
 
-    def sqlalchemy(self) -> sa.types.TypeEngine:
+    def sqlalchemy(self) -> sa.types.TypeEngine[Any]:
         """Strings are nvarchar and datetimes datetime2 on MS SQL (Cyrillic, precision)."""
         if self.name == "string":
             return sa.String(self.length).with_variant(mssql.NVARCHAR(self.length), "mssql")

@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.sql.selectable import NamedFromClause
 
 from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
@@ -139,6 +140,7 @@ def purge_queue(engine: sa.Engine, days: int) -> int:
     from bufsync.state.ledger import now_utc
     tables = add_state_tables(sa.MetaData())
     present = set(sa.inspect(engine).get_table_names())
+    # pending_keys() selects from state tables, which have names
     keep = [select for each in portals().values() for select in each.pending_keys(tables)
-            if all(t.name in present for t in select.get_final_froms())]
+            if all(cast(NamedFromClause, t).name in present for t in select.get_final_froms())]
     return purge(engine, tables["sync_queue"], now_utc() - timedelta(days=days), keep)

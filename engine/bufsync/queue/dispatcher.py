@@ -107,6 +107,7 @@ def dispatch(engine: sa.Engine, table: sa.Table, portal: str, handler: Handler |
             except Exception as exc:  # the whole batch failed in transit: each item is retried
                 results = [Transient(f"{type(exc).__name__}: {exc}", in_doubt=True) for _ in items]
         else:
+            assert handler is not None  # exactly one of the two was given (checked above)
             results = []
             for item in items:
                 if results and isinstance(results[-1], AccessRefused):  # the key is wrong for all of them
@@ -129,15 +130,16 @@ def _record(engine: sa.Engine, table: sa.Table, worker: str, items: list[dict[st
         return bool(item.get("in_doubt")) and not isinstance(result, AccessRefused) and result.sent
 
     stats.in_doubt += sum(1 for item in items if item.get("in_doubt"))
-    stats.resent += sum(1 for item, r in zip(items, results) if resent(item, r))
-    stats.confirmed += sum(1 for item, r in zip(items, results)
+    stats.resent += sum(1 for item, r in zip(items, results, strict=True) if resent(item, r))
+    stats.confirmed += sum(1 for item, r in zip(items, results, strict=True)
                            if item.get("in_doubt") and isinstance(r, Delivered) and not r.sent)
-    done = [(item["id"], r.response, resent(item, r)) for item, r in zip(items, results) if isinstance(r, Delivered)]
+    done = [(item["id"], r.response, resent(item, r))
+            for item, r in zip(items, results, strict=True) if isinstance(r, Delivered)]
     completed = outbox.complete_many(engine, table, done, worker)
     stats.done += completed
     stats.lost_lease += len(done) - completed
-    refused = [(item, r) for item, r in zip(items, results) if isinstance(r, AccessRefused)]
-    for item, result in zip(items, results):
+    refused = [(item, r) for item, r in zip(items, results, strict=True) if isinstance(r, AccessRefused)]
+    for item, result in zip(items, results, strict=True):
         if isinstance(result, (Delivered, AccessRefused)):
             continue
         status = outbox.fail(engine, table, item, worker, result.error, isinstance(result, Permanent),

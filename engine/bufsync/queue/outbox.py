@@ -6,6 +6,7 @@ import json
 import os
 import random
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -165,13 +166,14 @@ def complete_many(engine: sa.Engine, table: sa.Table, done: list[tuple[int, Any]
             for entry in done])
         # rowcount of an executemany is not reliable on every driver: count what this worker completed
         return conn.execute(sa.select(sa.func.count()).where(
-            table.c.id.in_([entry[0] for entry in done]), table.c.status == DONE, table.c.locked_by == worker)).scalar_one()
+            table.c.id.in_([entry[0] for entry in done]), table.c.status == DONE, table.c.locked_by == worker)
+        ).scalar_one()
 
 
 def backoff(attempts: int, base: float = 5.0, cap: float = 3600.0) -> float:
     """Exponential with "equal jitter": at least half the step, so a retry never comes at once,
     and spread over the other half, so retries from many dispatchers do not arrive together."""
-    step = min(cap, base * 2 ** max(0, attempts - 1))
+    step = min(cap, base * 2.0 ** max(0, attempts - 1))
     return step / 2 + random.uniform(0, step / 2)
 
 
@@ -237,7 +239,7 @@ def _operator_update(engine: sa.Engine, table: sa.Table, action: str, allowed: t
             if problems:
                 raise QueueRefused(f"queue {action} refused: {problems} ({takes}"
                                    + (f", --status {status}" if status else "") + "); nothing was changed")
-        where = [table.c.status.in_(wanted)]
+        where: list[sa.ColumnElement[bool]] = [table.c.status.in_(wanted)]
         if ids:
             where.append(table.c.id.in_(ids))
         if portal:
@@ -262,7 +264,8 @@ def _id_problems(ids: list[int], found: dict[int, Any], wanted: list[str], porta
             groups.setdefault(row.status, []).append(item_id)
     parts = []
     for what, members in groups.items():
-        shown = ", ".join(str(i) for i in members[:10]) + (f" and {len(members) - 10} more" if len(members) > 10 else "")
+        shown = ", ".join(str(i) for i in members[:10])
+        shown += f" and {len(members) - 10} more" if len(members) > 10 else ""
         if what == "missing":
             parts.append(f"no item {shown}" if len(members) == 1 else f"no items {shown}")
         else:
@@ -292,7 +295,7 @@ def cancel(engine: sa.Engine, table: sa.Table, ids: list[int] | None = None, por
                             {"status": CANCELLED, "completed_at": now_utc()}, ids, portal, status)
 
 
-def purge(engine: sa.Engine, table: sa.Table, before: datetime, keep: list[sa.Select] = ()) -> int:
+def purge(engine: sa.Engine, table: sa.Table, before: datetime, keep: Sequence[sa.Select[Any]] = ()) -> int:
     """DELETE FROM sync_queue WHERE status IN ('done','cancelled') AND completed_at < :before, except the keys
     `keep` selects (items some state row still waits for). Dead items stay until an operator acts."""
     where = [table.c.status.in_([DONE, CANCELLED]), table.c.completed_at < before]

@@ -10,6 +10,7 @@ from bufsync.reconcile.adapter import Existing
 from bufsync.reconcile.records import Desired
 from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry
 
+
 class Action(StrEnum):
     """What a step does to one key (a StrEnum: stored, printed and dumped as its plain value)."""
 

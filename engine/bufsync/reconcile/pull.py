@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -143,7 +143,7 @@ def _moment(value: Any, zone: ZoneInfo) -> datetime | None:
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, timezone.utc).astimezone(zone).replace(tzinfo=None)
+        return datetime.fromtimestamp(value, UTC).astimezone(zone).replace(tzinfo=None)
     if isinstance(value, str):
         try:
             return _moment(datetime.fromisoformat(value), zone)
@@ -246,7 +246,7 @@ def _table_fingerprints(ctx: Context, mapping: Mapping, builder: RowBuilder) -> 
     out: dict[str, str] = {}
     with ctx.engine.connect() as conn:
         for found in conn.execution_options(stream_results=True, yield_per=CHUNK).execute(query):
-            row = {c.name: coerce(value, c.type, builder.zone) for c, value in zip(builder.columns, found)}
+            row = {c.name: coerce(value, c.type, builder.zone) for c, value in zip(builder.columns, found, strict=True)}
             out[builder.key_of(row)] = builder.fingerprint(row)
     return out
 
@@ -307,7 +307,7 @@ def _written_keys(ctx: Context, mapping: Mapping, held: dict[str, str] | None) -
 
 def _key_values(builder: RowBuilder, key: str) -> dict[str, str]:
     values = json.loads(key) if len(builder.key) > 1 else [key]
-    return dict(zip(builder.key, (str(v) for v in values)))
+    return dict(zip(builder.key, (str(v) for v in values), strict=True))
 
 
 def _covered(builder: RowBuilder, key: str, covers: list[dict[str, Any]]) -> bool:

@@ -9,16 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 from bufsync.buffer import reader, writeback
-from bufsync.mapping.loader import MappingSet
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import fingerprint
 from bufsync.reconcile import plan as p
 from bufsync.reconcile.adapter import HELD, Candidate, Existing, Member, Outcome, TargetAdapter
+from bufsync.reconcile.context import CHUNK, Context, Interrupted, dialect_of
 from bufsync.reconcile.records import Desired, RecordBuilder
-from bufsync.reconcile.context import CHUNK, Context, Interrupted, Options, dialect_of
 from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry, now_utc
 
 log = logging.getLogger("bufsync.reconcile")

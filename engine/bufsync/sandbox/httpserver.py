@@ -60,7 +60,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Handler = Callable[[Request], "Reply | tuple[float, Callable[[], Reply]]"]
+Handler = Callable[[Request], "Reply"]
 
 
 class Refused(Exception):
@@ -158,9 +158,10 @@ class Link:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LINGER
         try:
-            while (left := deadline - loop.time()) > 0 and await asyncio.wait_for(self.reader.read(READ), left):
-                pass
-        except (asyncio.TimeoutError, ConnectionError):
+            while (left := deadline - loop.time()) > 0:
+                if not await asyncio.wait_for(self.reader.read(READ), left):
+                    break
+        except (TimeoutError, ConnectionError):
             pass
 
     def abort(self) -> None:
@@ -264,7 +265,7 @@ class HttpServer:
         async with self._flight_changed:
             try:
                 await asyncio.wait_for(self._flight_changed.wait_for(lambda: self.open_requests >= count), most)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     @staticmethod

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -52,7 +52,8 @@ def serve(loaded: LoadedSettings, config: Path | None = None, tick: float = 1.0,
           stop: threading.Event | None = None) -> int:
     jobs = registry(loaded)
     if not jobs:
-        raise ConfigError("no jobs to schedule: add a `jobs:` section to bufsync.yaml (see the README's operations part)")
+        raise ConfigError("no jobs to schedule: add a `jobs:` section to bufsync.yaml "
+                          "(see the README's operations part)")
     tables = add_state_tables(sa.MetaData())
     beats, runs = tables["sync_heartbeat"], tables["sync_runs"]
     stop = stop or threading.Event()
@@ -61,18 +62,19 @@ def serve(loaded: LoadedSettings, config: Path | None = None, tick: float = 1.0,
             signal.signal(sig, lambda *_: stop.set())
     children: dict[str, Child] = {}
     with connect_buffer(loaded) as engine:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with engine.begin() as conn:
             for name, (_, schedule) in jobs.items():  # a new job first runs at its next due time
                 heartbeat.ensure(conn, beats, name, heartbeat.naive(schedule.previous_due(now)),
                                  heartbeat.naive(schedule.next_due(now)))
             cutoff = now_utc() - timedelta(days=loaded.settings.retention_days)
             removed = conn.execute(runs.delete().where(runs.c.started_at < cutoff)).rowcount
-        purged = purge_queue(engine, loaded.settings.retention_days) if sa.inspect(engine).has_table("sync_queue") else 0
+        has_queue = sa.inspect(engine).has_table("sync_queue")
+        purged = purge_queue(engine, loaded.settings.retention_days) if has_queue else 0
         log.info("scheduling %d job(s): %s; %d old run(s) and %d finished queue item(s) removed", len(jobs),
                  ", ".join(f"{n} ({s.text})" for n, (_, s) in jobs.items()), removed or 0, purged)
         while not stop.is_set():
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             state = heartbeat.rows(engine, beats)
             for name, (job, schedule) in jobs.items():
                 if name in children:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from bufsync.state.ledger import now_utc
 
 def naive(moment: datetime) -> datetime:
     """UTC without tzinfo, as the datetime columns store it."""
-    return moment.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
+    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0)
 
 
 def rows(engine: sa.Engine, table: sa.Table) -> dict[str, dict[str, Any]]:
@@ -38,7 +38,7 @@ def claim(engine: sa.Engine, table: sa.Table, job: str, due: datetime | None, ne
     """Take a due time for this process; False when it was taken already. Call under the job's lock."""
     with engine.begin() as conn:
         ensure(conn, table, job, None, next_run)
-        row = conn.execute(sa.select(table.c.last_due).where(table.c.job == job)).first()
+        row = conn.execute(sa.select(table.c.last_due).where(table.c.job == job)).one()  # ensure() made it
         if due is not None and row.last_due is not None and row.last_due >= naive(due):
             return False
         now = now_utc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -52,7 +52,7 @@ def run_job(loaded: LoadedSettings, name: str, due: datetime | None = None, trig
     try:
         try:
             with dialect_named(engine.dialect.name).lock(engine, f"job:{name}"):
-                next_run = heartbeat.naive(schedule.next_due(datetime.now(timezone.utc)))
+                next_run = heartbeat.naive(schedule.next_due(datetime.now(UTC)))
                 if not heartbeat.claim(engine, table, name, due, next_run):
                     return JobResult(name, "skipped", detail=f"due time {due:%Y-%m-%d %H:%M:%S} already run")
                 with heartbeat.Pulse(engine, table, name, loaded.settings.heartbeat_seconds):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 ACCEPTED = ("every N seconds|minutes|hours, every minute, every hour, daily at HH:MM, "
@@ -35,20 +35,20 @@ class Schedule:
 
     def previous_due(self, now: datetime) -> datetime:
         """The latest due instant at or before now (UTC, aware)."""
-        now = now.astimezone(timezone.utc)
+        now = now.astimezone(UTC)
         if self.interval:
             seconds = int(now.timestamp()) // self.interval * self.interval
-            return datetime.fromtimestamp(seconds, timezone.utc)
+            return datetime.fromtimestamp(seconds, UTC)
         local = now.astimezone(ZoneInfo(self.zone))
         for back in range(0, 8):
             day = local - timedelta(days=back)
             candidate = day.replace(hour=self.hour, minute=self.minute, second=0, microsecond=0)
             if candidate.weekday() in self.days and candidate <= local:
-                return candidate.astimezone(timezone.utc)
+                return candidate.astimezone(UTC)
         raise AssertionError("a weekly schedule is due within 8 days")
 
     def next_due(self, now: datetime) -> datetime:
-        now = now.astimezone(timezone.utc)
+        now = now.astimezone(UTC)
         if self.interval:
             return self.previous_due(now) + timedelta(seconds=self.interval)
         local = now.astimezone(ZoneInfo(self.zone))
@@ -56,7 +56,7 @@ class Schedule:
             day = local + timedelta(days=ahead)
             candidate = day.replace(hour=self.hour, minute=self.minute, second=0, microsecond=0)
             if candidate.weekday() in self.days and candidate > local:
-                return candidate.astimezone(timezone.utc)
+                return candidate.astimezone(UTC)
         raise AssertionError("a weekly schedule is due within 8 days")
 
 

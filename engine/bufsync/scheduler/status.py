@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -34,13 +34,13 @@ def collect(loaded: LoadedSettings) -> list[JobStatus]:
     jobs = registry(loaded)
     tables = add_state_tables(sa.MetaData())
     beats, runs = tables["sync_heartbeat"], tables["sync_runs"]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out = []
     with connect_buffer(loaded) as engine:
         run_rows.reap(engine, runs)  # a killed job's run would otherwise say `running` forever
         state = heartbeat.rows(engine, beats)
         with engine.connect() as conn:
-            for name, (job, schedule) in jobs.items():
+            for name, (_job, schedule) in jobs.items():
                 row = state.get(name, {})
                 last = conn.execute(sa.select(runs.c.started_at, runs.c.outcome, runs.c.error).where(
                     runs.c.job == name).order_by(runs.c.id.desc()).limit(1)).first()
@@ -49,7 +49,8 @@ def collect(loaded: LoadedSettings) -> list[JobStatus]:
                 if claimed is None and last is None:
                     lag = None  # a time since the last due time would read as a huge lag on a new job
                 else:
-                    lag = 0 if claimed is not None and claimed >= due else int((heartbeat.naive(now) - due).total_seconds())
+                    lag = (0 if claimed is not None and claimed >= due
+                           else int((heartbeat.naive(now) - due).total_seconds()))
                 problem = None
                 beat = row.get("last_beat")
                 if row.get("state") == "running" and beat is not None and \

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,7 +34,7 @@ def record_key(values: tuple[Any, ...]) -> str:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
 @dataclass(slots=True)
@@ -77,11 +77,11 @@ class Ledger:
             t.c.mapping_name == mapping, sa.or_(t.c.remote_id.is_not(None), t.c.remote_key.is_not(None)),
             t.c.state.in_([LINKED, SUSPENDED]))
         if keys is None:
-            return {r.record_key: _remote(r) for r in conn.execute(query)}
+            return {r.record_key: _linked(r) for r in conn.execute(query)}
         out: dict[str, RemoteId] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
-            out.update({r.record_key: _remote(r) for r in conn.execute(query.where(t.c.record_key.in_(chunk)))})
+            out.update({r.record_key: _linked(r) for r in conn.execute(query.where(t.c.record_key.in_(chunk)))})
         return out
 
     def owners(self, conn: Connection, mapping: str, remote_ids: list[RemoteId]) -> dict[RemoteId, str]:
@@ -113,7 +113,8 @@ class Ledger:
         if old:
             conn.execute(
                 t.update().where(t.c.mapping_name == sa.bindparam("m"), t.c.record_key == sa.bindparam("k")).values(
-                    remote_id=sa.bindparam("remote_id"), remote_key=sa.bindparam("remote_key"), content_hash=sa.bindparam("content_hash"),
+                    remote_id=sa.bindparam("remote_id"), remote_key=sa.bindparam("remote_key"),
+                    content_hash=sa.bindparam("content_hash"),
                     state=sa.bindparam("state"), last_error=sa.bindparam("last_error"),
                     attempts=sa.bindparam("attempts"), updated_at=sa.bindparam("updated_at"),
                     applied=sa.bindparam("applied_json"),
@@ -125,7 +126,14 @@ class Ledger:
 
 
 def _remote(row: Any) -> RemoteId | None:
-    return row.remote_id if row.remote_id is not None else row.remote_key
+    if row.remote_id is not None:
+        return int(row.remote_id)
+    return None if row.remote_key is None else str(row.remote_key)
+
+
+def _linked(row: Any) -> RemoteId:
+    """The id of a row selected for having one."""
+    return int(row.remote_id) if row.remote_id is not None else str(row.remote_key)
 
 
 def _remote_columns(remote_id: RemoteId | None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,9 @@ def start(engine: sa.Engine, table: sa.Table, kind: str, options: dict[str, Any]
             job=job, kind=kind, triggered_by=trigger, host=_host(), pid=os.getpid(),
             started_at=now_utc(), outcome=RUNNING, dry_run=dry_run,
             options=json.dumps(options, ensure_ascii=False, default=str)))
-        run_id = int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None  # an INSERT of one row
+        run_id = int(key[0])
         _hold(engine, run_id)  # before the commit: no one sees the row without its lock held
     return run_id
 
@@ -168,7 +170,7 @@ def _process_alive(pid: int, since: datetime) -> bool:
     if state in ("Z", "X"):  # a zombie: dead, its parent has not collected it yet
         return False
     # a process that began after the run did cannot be the run's own: the pid was reused
-    return seconds <= since.replace(tzinfo=timezone.utc).timestamp() + 5
+    return seconds <= since.replace(tzinfo=UTC).timestamp() + 5
 
 
 def _process_start(pid: int) -> tuple[str, float] | None:

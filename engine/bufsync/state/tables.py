@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from bufsync.mapping.types import parse_type
 
 
-def column_type(text: str) -> sa.types.TypeEngine:
+def column_type(text: str) -> sa.types.TypeEngine[Any]:
     """A portable contract type (`string(64)`, `datetime`) as this table set declares it on every dialect."""
     return parse_type(text).sqlalchemy()
 

@@ -14,8 +14,9 @@ from sqlalchemy.schema import DDLElement
 
 from bufsync.dialects import dialect_named
 
+
 class CreateView(DDLElement):
-    def __init__(self, name: str, selectable: sa.Select) -> None:
+    def __init__(self, name: str, selectable: sa.Select[Any]) -> None:
         self.name = name
         self.selectable = selectable
 

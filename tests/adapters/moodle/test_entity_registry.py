@@ -14,7 +14,8 @@ def test_the_shipped_entities_register_themselves() -> None:
     from bufsync.adapters.moodle.entities import entity_adapters
     adapters = entity_adapters()
     assert {k: v.__name__ for k, v in adapters.items()} == {
-        "category": "CategoryAdapter", "course": "CourseAdapter", "enrolment": "EnrolmentAdapter", "user": "UserAdapter"}
+        "category": "CategoryAdapter", "course": "CourseAdapter", "enrolment": "EnrolmentAdapter",
+        "user": "UserAdapter"}
 
 
 def test_a_new_entity_module_is_found_and_a_mapping_targeting_it_runs_instead_of_being_skipped(tmp_path: Path) -> None:

@@ -10,9 +10,18 @@ import subprocess
 
 import pytest
 
-from bufsync.adapters.moodle.rules import (COURSE_COLUMNS, COURSE_TEXT_TYPES, USER_COLUMNS, USER_TEXT_TYPES,
-                                          FieldProblem, clean_text, field_problem, is_plugin_name, strip_tags,
-                                          validate_email)
+from bufsync.adapters.moodle.rules import (
+    COURSE_COLUMNS,
+    COURSE_TEXT_TYPES,
+    USER_COLUMNS,
+    USER_TEXT_TYPES,
+    FieldProblem,
+    clean_text,
+    field_problem,
+    is_plugin_name,
+    strip_tags,
+    validate_email,
+)
 
 # What PHP 8.2's strip_tags() answers (php -r 'echo strip_tags(...)').
 STRIP_TAGS = [

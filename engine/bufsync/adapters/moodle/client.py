@@ -13,10 +13,21 @@ from typing import Any, TypeVar
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.errors import MoodleError
 from bufsync.adapters.moodle.isolation import bisect, chunk_by_fields, field_budget
-from bufsync.adapters.moodle.rules import (CATEGORY_COLUMNS, CATEGORY_TEXT_TYPES, COURSE_COLUMNS, COURSE_TEXT_TYPES,
-                                          NOT_FOR_NEW_USERS, STANDARD_AUTH_PLUGINS, USER_COLUMNS, USER_TEXT_TYPES,
-                                          PasswordPolicy, clean_username, field_problem, is_plugin_name,
-                                          validate_email)
+from bufsync.adapters.moodle.rules import (
+    CATEGORY_COLUMNS,
+    CATEGORY_TEXT_TYPES,
+    COURSE_COLUMNS,
+    COURSE_TEXT_TYPES,
+    NOT_FOR_NEW_USERS,
+    STANDARD_AUTH_PLUGINS,
+    USER_COLUMNS,
+    USER_TEXT_TYPES,
+    PasswordPolicy,
+    clean_username,
+    field_problem,
+    is_plugin_name,
+    validate_email,
+)
 from bufsync.adapters.moodle.transport import Transport
 
 T = TypeVar("T")
@@ -252,7 +263,7 @@ class MoodleClient:
         def send(items: list[int]) -> list[ItemResult]:
             outcome = bisect(items, lambda idx: self._create_users_batch([users[i] for i in idx]))
             return [self._explain_user_failure(users[index], result) if isinstance(result, MoodleError) else result
-                    for index, result in zip(items, outcome)]
+                    for index, result in zip(items, outcome, strict=True)]
 
         self._fill(results, pending, "users", [users[i] for i in pending], send)
         done = [r for r in results if r is not None]
@@ -280,7 +291,7 @@ class MoodleClient:
         if rest:
             # max_input_vars cut the tail silently: send the rest again
             log.warning("Moodle created %d of %d users; sending the other %d again", len(ids), len(sent), len(rest))
-            later = {u["username"]: r for u, r in zip(rest, self.create_users(rest))}
+            later = {u["username"]: r for u, r in zip(rest, self.create_users(rest), strict=False)}
         ids.update(found)
         return [ItemResult(True, ids[u["username"]]) if u["username"] in ids else later[u["username"]]
                 for u in batch]
@@ -327,8 +338,8 @@ class MoodleClient:
               todo: list[dict[str, Any]], send: Callable[[list[int]], list[ItemResult]]) -> None:
         """Send the records at `pending` (their dicts: `todo`) in batches, in parallel; results in place."""
         batches = [[pending[i] for i in batch] for batch in self._batches(todo, list_name)]
-        for batch, outcome in zip(batches, self.parallel(batches, send)):
-            for index, result in zip(batch, outcome):
+        for batch, outcome in zip(batches, self.parallel(batches, send), strict=True):
+            for index, result in zip(batch, outcome, strict=False):
                 results[index] = result
 
     def _confirm_profile_fields(self, users: Sequence[dict[str, Any]], results: list[ItemResult]) -> None:
@@ -338,7 +349,7 @@ class MoodleClient:
         A field seen holding a value exists; it is not read back again in this run.
         """
         todo: list[tuple[ItemResult, set[str]]] = []
-        for user, result in zip(users, results):
+        for user, result in zip(users, results, strict=False):
             sent = {str(c.get("type")) for c in user.get("customfields") or () if str(c.get("value") or "") != ""}
             unconfirmed = sent - self._profile_fields
             if result.ok and result.remote_id is not None and unconfirmed:
@@ -391,7 +402,7 @@ class MoodleClient:
         """Records refused by a local rule fail alone with the exact reason; the others go to Moodle."""
         results: list[ItemResult | None] = [check(r) for r in records]
         todo = [i for i, r in enumerate(results) if r is None]
-        for index, result in zip(todo, send([records[i] for i in todo]) if todo else []):
+        for index, result in zip(todo, send([records[i] for i in todo]) if todo else [], strict=False):
             results[index] = result
         return [r for r in results if r is not None]
 
@@ -447,7 +458,7 @@ class MoodleClient:
                 read_back, list_name)
             if created is not None and len(created) < len(sent):
                 raise MoodleError("truncated", "truncated", f"{len(created)} of {len(sent)} created")
-            ids = found | {i: int(c["id"]) for i, c in zip(sent, created or ())}
+            ids = found | {i: int(c["id"]) for i, c in zip(sent, created or (), strict=False)}
             return [ItemResult(True, ids[i]) for i in range(len(batch))]
 
         def one(batch: list[int]) -> list[ItemResult]:
@@ -507,7 +518,7 @@ class MoodleClient:
         def one(batch: list[int]) -> list[ItemResult]:
             chunk = [items[i] for i in batch]
             return [explain(item, result) if isinstance(result, MoodleError) else result
-                    for item, result in zip(chunk, bisect(chunk, send))]
+                    for item, result in zip(chunk, bisect(chunk, send), strict=False)]
 
         return [r for rs in self.parallel(self._batches(items, list_name, parallel), one) for r in rs]
 

@@ -17,8 +17,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
-from bufsync.adapters.moodle.errors import (MoodleConfigError, MoodleError, MoodleUnavailable, OutcomeUnknown,
-                                           http_status_text)
+from bufsync.adapters.moodle.errors import (
+    MoodleConfigError,
+    MoodleError,
+    MoodleUnavailable,
+    OutcomeUnknown,
+    http_status_text,
+)
 from bufsync.adapters.moodle.retry import ATTEMPTS, BACKOFF, RetryPolicy
 from bufsync.adapters.moodle.retry import Transient as _Transient
 

@@ -95,7 +95,7 @@ class ScosHandler:
                 out.update(self._array(call, [item]))
             return out
         out = {}
-        for item, answer in zip(part, answers if isinstance(answers, list) else []):
+        for item, answer in zip(part, answers if isinstance(answers, list) else [], strict=False):
             if isinstance(answer, dict) and answer.get("saved") is True:
                 out[item["id"]] = Delivered(answer)
             else:

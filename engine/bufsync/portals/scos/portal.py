@@ -60,8 +60,6 @@ class ScosPortal(Portal):
     def run(self, loaded: LoadedSettings, job: str | None = None, trigger: str = "manual",
             on_start: Callable[[int], None] | None = None) -> PortalRun:
         """The nine scenarios once, queueing what the portal must hear."""
-        import sqlalchemy as sa
-
         from bufsync.adapters.moodle.client import MoodleClient
         from bufsync.adapters.moodle.errors import MoodleUnavailable
         from bufsync.errors import ConfigError, UnavailableError
@@ -78,13 +76,15 @@ class ScosPortal(Portal):
             raise ConfigError("portals.scos.identity is esia_id, but the mappings have no buf_users table with lms_id "
                               "and esia_id columns; add them or set portals.scos.identity: email")
 
+        url, token = moodle.url, moodle.token.get_secret_value()
+
         def work(engine: sa.Engine, state: dict[str, sa.Table], report: PortalRun) -> None:
-            client = MoodleClient.connect(moodle.url, moodle.token.get_secret_value(), timeout=moodle.timeout,
+            client = MoodleClient.connect(url, token, timeout=moodle.timeout,
                                           verify=moodle.verify_tls, max_input_vars=moodle.max_input_vars,
                                           concurrency=moodle.concurrency, batch_items=moodle.batch_items)
             portal = client_for(settings)
             try:
-                result = Scenarios(engine, state, client, portal, settings, moodle.url,
+                result = Scenarios(engine, state, client, portal, settings, url,
                                    ZoneInfo(loaded.settings.timezone), users).run()
             except MoodleUnavailable as exc:
                 raise UnavailableError(f"Moodle is unavailable: {exc}") from None

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,10 +21,10 @@ import sqlalchemy as sa
 
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.errors import MoodleConfigError, MoodleError
-from bufsync.portals.scos.settings import ScosSettings
 from bufsync.errors import ConfigError, Problem, UnavailableError
 from bufsync.portals.scos import passport as passports
 from bufsync.portals.scos.client import ScosClient, ScosKeyRefused, ScosRejected, ScosUnavailable
+from bufsync.portals.scos.settings import ScosSettings
 from bufsync.queue import outbox
 from bufsync.state.ledger import now_utc
 
@@ -266,6 +266,7 @@ class Scenarios:
                                [self._item("course_publish", body, key)])
             self.report.add("publish.queued")
             return
+        assert row is not None  # published: the course has its row
         version = row.business_version + 1
         key = f"update:{course_id}:v{version}"
         body = built.fields | {"id": row.scos_id, "business_version": version, "_moodle_course_id": course_id}
@@ -294,7 +295,7 @@ class Scenarios:
         custom = passports.custom_fields(course).get("scos_session")
         return str(custom or course.get("idnumber") or f"moodle-course-{course['id']}")[:100]
 
-    def _write_course(self, row: sa.Row | None, values: dict[str, Any], items: list[outbox.Item] = ()) -> None:
+    def _write_course(self, row: sa.Row | None, values: dict[str, Any], items: Sequence[outbox.Item] = ()) -> None:
         with self.engine.begin() as conn:
             outbox.enqueue(conn, self.queue_t, list(items))
             if row is None:
@@ -439,7 +440,7 @@ class Scenarios:
         new: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         for user in self.moodle.grade_items(course["id"]):
-            learner = enrolled.get(user.get("userid"))
+            learner = enrolled.get(user["userid"]) if "userid" in user else None
             if learner is None:
                 continue
             base = {"course_id": row.scos_id, "session_id": learner.session_id, "user_id": learner.scos_user_id,
@@ -468,7 +469,7 @@ class Scenarios:
                         "rating": rating, "date": date.isoformat(timespec="seconds")}, key))
                 (changed if previous is not None else new).append({
                     "course_id": course["id"], "user_id": learner.user_id, "item": item, "value": rating,
-                    "graded_at": datetime.fromtimestamp(graded, timezone.utc).replace(tzinfo=None) if graded else None,
+                    "graded_at": datetime.fromtimestamp(graded, UTC).replace(tzinfo=None) if graded else None,
                     "enrolment_no": learner.enrolment_no, "sends": sends, "queued_at": now})
         return items, new, changed
 

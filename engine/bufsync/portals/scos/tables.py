@@ -10,7 +10,8 @@ from bufsync.state.tables import column_type as _t
 def add_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     scos_courses = sa.Table(
         "sync_scos_courses", metadata,
-        sa.Column("course_id", sa.BigInteger(), primary_key=True, autoincrement=False, comment="Курс в Moodle (course.id)"),
+        sa.Column("course_id", sa.BigInteger(), primary_key=True, autoincrement=False,
+                  comment="Курс в Moodle (course.id)"),
         sa.Column("shortname", _t("string(255)"), nullable=True, comment="Краткое название курса в Moodle"),
         sa.Column("scos_id", _t("string(64)"), nullable=True, comment="Идентификатор курса на портале СЦОС (UUID)"),
         sa.Column("session_id", _t("string(100)"), nullable=True,
@@ -27,15 +28,18 @@ def add_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
                   comment="md5 последнего отправленного паспорта: изменения курса находятся сравнением"),
         sa.Column("pending_key", _t("string(200)"), nullable=True,
                   comment="Операция в очереди, которую ждёт курс (sync_queue.idempotency_key)"),
-        sa.Column("last_error", _t("string(2000)"), nullable=True, comment="Почему курс не опубликован или не обновлён"),
+        sa.Column("last_error", _t("string(2000)"), nullable=True,
+                  comment="Почему курс не опубликован или не обновлён"),
         sa.Column("published_at", _t("datetime"), nullable=True, comment="Когда портал принял паспорт (UTC)"),
         sa.Column("updated_at", _t("datetime"), nullable=False, comment="Когда строка изменилась (UTC)"),
         comment="Курсы на портале СЦОС: публикация, модерация, версии, архив",
     )
     scos_learners = sa.Table(
         "sync_scos_learners", metadata,
-        sa.Column("course_id", sa.BigInteger(), primary_key=True, autoincrement=False, comment="Курс в Moodle (course.id)"),
-        sa.Column("user_id", sa.BigInteger(), primary_key=True, autoincrement=False, comment="Пользователь Moodle (user.id)"),
+        sa.Column("course_id", sa.BigInteger(), primary_key=True, autoincrement=False,
+                  comment="Курс в Moodle (course.id)"),
+        sa.Column("user_id", sa.BigInteger(), primary_key=True, autoincrement=False,
+                  comment="Пользователь Moodle (user.id)"),
         sa.Column("scos_user_id", _t("string(64)"), nullable=False,
                   comment="Идентификатор слушателя на портале (user_id СЦОС)"),
         sa.Column("session_id", _t("string(100)"), nullable=False, comment="Сессия курса на портале"),
@@ -54,15 +58,19 @@ def add_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     )
     scos_results = sa.Table(
         "sync_scos_results", metadata,
-        sa.Column("course_id", sa.BigInteger(), primary_key=True, autoincrement=False, comment="Курс в Moodle (course.id)"),
-        sa.Column("user_id", sa.BigInteger(), primary_key=True, autoincrement=False, comment="Пользователь Moodle (user.id)"),
+        sa.Column("course_id", sa.BigInteger(), primary_key=True, autoincrement=False,
+                  comment="Курс в Moodle (course.id)"),
+        sa.Column("user_id", sa.BigInteger(), primary_key=True, autoincrement=False,
+                  comment="Пользователь Moodle (user.id)"),
         sa.Column("item", _t("string(32)"), primary_key=True,
                   comment="Элемент оценивания Moodle (grade_items.id) или course — итог курса (прогресс)"),
         sa.Column("value", _t("decimal(6,2)"), nullable=False, comment="Отправленная оценка в процентах (0–100)"),
         sa.Column("graded_at", _t("datetime"), nullable=True, comment="Когда оценка выставлена в Moodle (UTC)"),
         sa.Column("enrolment_no", sa.Integer(), nullable=False, comment="К какой записи на курс относится оценка"),
-        sa.Column("sends", sa.Integer(), nullable=False, comment="Сколько раз значение отправлялось (номер в ключе очереди)"),
-        sa.Column("queued_at", _t("datetime"), nullable=False, comment="Когда последнее значение поставлено в очередь (UTC)"),
+        sa.Column("sends", sa.Integer(), nullable=False,
+                  comment="Сколько раз значение отправлялось (номер в ключе очереди)"),
+        sa.Column("queued_at", _t("datetime"), nullable=False,
+                  comment="Когда последнее значение поставлено в очередь (UTC)"),
         comment="Результаты слушателей, отправленные в СЦОС: по элементам оценивания и итог курса",
     )
     return {"sync_scos_courses": scos_courses, "sync_scos_learners": scos_learners, "sync_scos_results": scos_results}

@@ -11,8 +11,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bufsync.adapters.moodle.rules import (STANDARD_AUTH_PLUGINS, clean_notags, clean_text, clean_username,
-                                          is_plugin_name, validate_email)
+from bufsync.adapters.moodle.rules import (
+    STANDARD_AUTH_PLUGINS,
+    clean_notags,
+    clean_text,
+    clean_username,
+    is_plugin_name,
+    validate_email,
+)
 from bufsync.sandbox.moodle.errors import invalid_parameter
 
 __all__ = ["clean_username", "validate_email"]

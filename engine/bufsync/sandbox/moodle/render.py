@@ -57,7 +57,7 @@ def php_xml(value: Any, description: Any = None) -> bytes:
     body = "" if value is None and description is None else _xml(value, description)
     if value is None and description is None:
         body = ""
-    return f'<?xml version="1.0" encoding="UTF-8" ?>\n<RESPONSE>\n{body}</RESPONSE>\n'.encode("utf-8")
+    return f'<?xml version="1.0" encoding="UTF-8" ?>\n<RESPONSE>\n{body}</RESPONSE>\n'.encode()
 
 
 def error_xml(error: WsError, debug: bool) -> bytes:

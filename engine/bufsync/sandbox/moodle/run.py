@@ -17,7 +17,6 @@ from bufsync.sandbox.faults import FaultRule, Faults
 from bufsync.sandbox.moodle.server import SandboxServer
 from bufsync.sandbox.moodle.site import Site, SiteConfig
 
-
 DEFAULT_PORT = 18081       # high ports that rarely clash with a developer's own services (8080/8081)
 DEFAULT_SCOS_PORT = 18082
 
@@ -84,7 +83,8 @@ def serve(port: int, data: Path | None, token: str | None, debug: bool, max_inpu
     from bufsync.portals import portals
     options = portal_options or {}
     chosen = {name: portal for name, portal in portals().items() if portal.sandbox_port(options) is not None}
-    check_ports([(port, "sandbox Moodle", "--port")] + [p.sandbox_port(options) for p in chosen.values()])
+    check_ports([(port, "sandbox Moodle", "--port")]
+                + [bound for p in chosen.values() if (bound := p.sandbox_port(options)) is not None])
     try:
         server = start(port, data, token, debug, max_input_vars, faults)
     except OSError:  # taken between the check and the start
@@ -99,7 +99,9 @@ def serve(port: int, data: Path | None, token: str | None, debug: bool, max_inpu
                 running.shutdown()
                 running.server_close()
             server.site.close()
-            raise _port_error(*portal.sandbox_port(options)) from None
+            bound = portal.sandbox_port(options)
+            assert bound is not None  # chosen: it has a port
+            raise _port_error(*bound) from None
         emulators.append(emulator)
         variables.update(emulator.variables)
     if env_file is not None:  # systemd EnvironmentFile= and docker --env-file take VAR=value, no export
@@ -124,8 +126,9 @@ def serve(port: int, data: Path | None, token: str | None, debug: bool, max_inpu
 def spawn(token: str, port: int = 0) -> tuple[subprocess.Popen[str], str]:
     """`bufsync sandbox` in its own process (as users run it, and as benchmarks measure it); its URL."""
     exe = os.path.join(os.path.dirname(sys.executable), "bufsync")
-    proc = subprocess.Popen([exe, "sandbox", "--port", str(port), "--token", token, "--no-scos"], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([exe, "sandbox", "--port", str(port), "--token", token, "--no-scos"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None  # stdout=PIPE
     url = parse_env_line(proc.stdout.readline())[1]  # export BUFSYNC_MOODLE_URL=...
     proc.stdout.readline()  # export BUFSYNC_MOODLE_TOKEN=...
     return proc, url

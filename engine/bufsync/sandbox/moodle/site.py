@@ -143,7 +143,8 @@ class Site:
             if self.store.fresh:
                 for install in INSTALLERS:
                     install(self)
-                self.store.x("INSERT INTO sandbox_config (name, value) VALUES ('installed', ?)", (str(int(time.time())),))
+                self.store.x("INSERT INTO sandbox_config (name, value) VALUES ('installed', ?)",
+                             (str(int(time.time())),))
             self.store.x("INSERT INTO ws_token (token, userid, validuntil) VALUES (?, 2, 0) "
                          "ON CONFLICT(token) DO NOTHING", (self.config.token,))
 
@@ -198,7 +199,7 @@ class Site:
             self.store.x("DELETE FROM ws_token WHERE token = ?", (token,))  # as Moodle does: next time invalidtoken
             raise WsError("webservice_access_exception", "accessexception", "Access control exception",
                           "Invalid token - token expired - check validuntil time for the token")
-        user = self.store.one("SELECT username, deleted, confirmed, suspended, auth FROM user WHERE id = ?",
+        user = self.store.row("SELECT username, deleted, confirmed, suspended, auth FROM user WHERE id = ?",
                               (row["userid"],))
         refusals = (("wsaccessuserdeleted", user["deleted"]), ("wsaccessuserunconfirmed", not user["confirmed"]),
                     ("wsaccessusersuspended", user["suspended"]), ("wsaccessusernologin", user["auth"] == "nologin"))

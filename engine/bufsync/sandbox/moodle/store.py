@@ -115,6 +115,13 @@ class Store:
     def one(self, sql: str, params: tuple | list | dict = ()) -> sqlite3.Row | None:
         return self.conn.execute(sql, params).fetchone()
 
+    def row(self, sql: str, params: tuple | list | dict = ()) -> sqlite3.Row:
+        """The row a query always finds (an aggregate, or a row this request knows exists)."""
+        found = self.one(sql, params)
+        if found is None:
+            raise LookupError(f"no row for {sql!r} {params!r}")
+        return found
+
     def x(self, sql: str, params: tuple | list | dict = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
 

@@ -51,7 +51,7 @@ class Portal:
         self.courses: dict[str, dict[str, Any]] = {}
         self.participation: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.results: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.progress: dict[tuple[str, str], int] = {}
+        self.progress: dict[tuple[str, str], int | float] = {}
         self.certificates: dict[tuple[str, str], dict[str, Any]] = {}
         self.users: dict[str, str] = {}  # e-mail (lower case) -> СЦОС user id, for GET /users/id
         self.deliveries: Counter[str] = Counter()  # item identity -> times received (exactly-once checks)
@@ -62,6 +62,7 @@ class Portal:
 
     # -- state kept between runs (--data) -------------------------------------------------------
     def _load(self) -> None:
+        assert self.path is not None  # called only with a data file
         with open(self.path, encoding="utf-8") as handle:
             saved = json.load(handle)
         self.config.key, self.config.partner_id = saved["key"], saved["partner_id"]  # what users pasted stays valid
@@ -71,7 +72,8 @@ class Portal:
         self.deliveries = Counter(saved["deliveries"])
 
     def _save(self) -> None:
-        state = {"key": self.config.key, "partner_id": self.config.partner_id, "courses": self.courses,
+        assert self.path is not None  # called only with a data file
+        state: dict[str, Any] = {"key": self.config.key, "partner_id": self.config.partner_id, "courses": self.courses,
                  "users": self.users, "deliveries": self.deliveries}
         for name in ("participation", "results", "progress", "certificates"):
             state[name] = [[list(key), value] for key, value in getattr(self, name).items()]
@@ -151,6 +153,7 @@ class Portal:
         course, error = self._passport(body)
         if error:
             return error
+        assert course is not None  # _passport gives one of the two
         for existing in self.courses.values():
             if existing["passport"].get("external_url") == course["external_url"]:
                 return _json(409, {"error": "course with this external_url exists", "course_id": existing["id"]})
@@ -194,6 +197,7 @@ class Portal:
         course, error = self._passport(body)
         if error:
             return error
+        assert course is not None  # _passport gives one of the two
         stored = self.courses.get(str(course.get("id")))
         if stored is None:
             return _json(404, {"error": "unknown course id"})
@@ -357,7 +361,7 @@ class PortalServer(HttpServer):
         if release is not None:
             try:
                 await asyncio.wait_for(release.wait(), self._hold.seconds if self._hold else 0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             finally:
                 self.in_flight -= 1

@@ -16,6 +16,7 @@ class CategoryAdapter:
     def __init__(self, client: MoodleClient, mapping: Mapping, settings: Any = None) -> None:
         self.client = client
         self.mapping = mapping
+        assert mapping.sync is not None  # an entity adapter serves a synced mapping
         fields = mapping.sync.fields
         self.names = list(fields)
         self.updatable = [n for n, f in fields.items() if f.policy == "force"]

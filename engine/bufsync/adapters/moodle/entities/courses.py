@@ -21,6 +21,7 @@ class CourseAdapter:
         self.client = client
         self.mapping = mapping
         self.default_category = getattr(settings, "default_category", 1) if settings else 1
+        assert mapping.sync is not None  # an entity adapter serves a synced mapping
         fields = mapping.sync.fields
         self.names = [n for n in fields if n not in _PSEUDO]
         self.updatable = [n for n, f in fields.items() if f.policy == "force" and n not in _PSEUDO]
@@ -75,7 +76,7 @@ class CourseAdapter:
     def create(self, items: list[Desired]) -> list[Outcome]:
         results = [outcome(r) for r in self.client.create_courses([self._record(d, self.names, True) for d in items])]
         self._index = None
-        for desired, result in zip(items, results):
+        for desired, result in zip(items, results, strict=False):
             template = desired.payload.get("template")
             if result.ok and template:  # said, not done: the row must not read a plain ok
                 result.warning = messages.with_code(
@@ -97,7 +98,7 @@ class CourseAdapter:
         return [outcome(r) for r in self.client.update_courses([{"id": e.remote_id, "visible": 0} for e in items])]
 
     def delete(self, items: list[Existing]) -> list[Outcome]:
-        results = self.client.delete_courses([e.remote_id for e in items])
+        results = self.client.delete_courses([int(e.remote_id) for e in items])
         self._index = None
         return [outcome(r) for r in results]
 
@@ -124,7 +125,7 @@ class CourseAdapter:
         remote = {int(c["id"]): c for c in self.client.get_courses_by_field("ids", ids)}
         out = set()
         for desired, existing in items:
-            course = remote.get(existing.remote_id)
+            course = remote.get(int(existing.remote_id))
             if course is None:
                 out.add(desired.key)
                 continue

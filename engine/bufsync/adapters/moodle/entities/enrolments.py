@@ -163,7 +163,8 @@ class EnrolmentAdapter:
                             (unenrols, self.client.unenrol)):
             sendable = [(i, item) for i, item in calls if outcomes[i].ok]  # a group that failed goes no further
             self._wrote([item for _, item in sendable])
-            for (index, _), result in zip(sendable, send([item for _, item in sendable]) if sendable else []):
+            answers = send([item for _, item in sendable]) if sendable else []
+            for (index, _), result in zip(sendable, answers, strict=False):
                 if not result.ok and outcomes[index].ok:
                     outcomes[index] = outcome(result)
         return outcomes
@@ -178,7 +179,7 @@ class EnrolmentAdapter:
         out = set()
         now = int(time.time())
         unread = [c for c in by_course if c not in self._enrolled]
-        self._enrolled.update(zip(unread, self.client.parallel(unread, self._read_course)))
+        self._enrolled.update(zip(unread, self.client.parallel(unread, self._read_course), strict=True))
         for courseid, group in by_course.items():
             everyone, active = self._course(courseid)
             for desired, view in group:

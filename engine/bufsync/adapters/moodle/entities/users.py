@@ -18,6 +18,7 @@ class UserAdapter:
     def __init__(self, client: MoodleClient, mapping: Mapping, settings: Any = None) -> None:
         self.client = client
         self.mapping = mapping
+        assert mapping.sync is not None  # an entity adapter serves a synced mapping
         fields = mapping.sync.fields
         self.updatable = [n for n, f in fields.items() if f.policy == "force"]
         self.initial = [n for n, f in fields.items() if f.policy != "force"]
@@ -46,8 +47,10 @@ class UserAdapter:
         return user
 
     def _all_names(self, desired: Desired) -> list[str]:
-        extra = [k for k in desired.payload if k.startswith("customfields.") and k not in self.mapping.sync.fields]
-        return list(self.mapping.sync.fields) + extra
+        assert self.mapping.sync is not None
+        fields = self.mapping.sync.fields
+        extra = [k for k in desired.payload if k.startswith("customfields.") and k not in fields]
+        return list(fields) + extra
 
     def prevalidate(self, desired: Desired, existing: Existing | None) -> str | None:
         if existing is None:
@@ -61,7 +64,8 @@ class UserAdapter:
     def create(self, items: list[Desired]) -> list[Outcome]:
         records = [self._record(d, self._all_names(d), creating=True) for d in items]
         results = [outcome(r) for r in self.client.create_users(records)]
-        suspend = [{"id": r.remote_id, "suspended": True} for d, r in zip(items, results) if r.ok and not d.active]
+        suspend = [{"id": r.remote_id, "suspended": True}
+                   for d, r in zip(items, results, strict=False) if r.ok and not d.active]
         if suspend:
             self.client.update_users(suspend)
         return results
@@ -83,7 +87,7 @@ class UserAdapter:
         return [outcome(r) for r in self.client.update_users([{"id": e.remote_id, "suspended": True} for e in items])]
 
     def delete(self, items: list[Existing]) -> list[Outcome]:
-        return [outcome(r) for r in self.client.delete_users([e.remote_id for e in items])]
+        return [outcome(r) for r in self.client.delete_users([int(e.remote_id) for e in items])]
 
     def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[Candidate]]:
         found: dict[str, list[Candidate]] = {}
@@ -121,7 +125,7 @@ class UserAdapter:
         remote = {int(u["id"]): u for u in self.client.get_users_by_field("id", [e.remote_id for _, e in items])}
         out = set()
         for desired, existing in items:
-            user = remote.get(existing.remote_id)
+            user = remote.get(int(existing.remote_id))
             if user is None or user.get("suspended") != (not desired.active):
                 out.add(desired.key)
                 continue

@@ -20,8 +20,7 @@ from typing import Any
 
 from bufsync.adapters.moodle.rules import CATEGORY_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, moodle_exception
-from bufsync.sandbox.moodle.params import (
-    VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, php_str)
+from bufsync.sandbox.moodle.params import VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, php_str
 from bufsync.sandbox.moodle.site import Site, installer, ws_function
 from bufsync.sandbox.moodle.store import column_limits, schema
 
@@ -232,7 +231,7 @@ def php_empty(value: Any) -> bool:
 
 # --- records --------------------------------------------------------------------------------------
 
-def get_category(site: Site, categoryid: int) -> Any:
+def get_category(site: Site, categoryid: int | None) -> Any:
     """The course_categories row, or None."""
     return site.store.one("SELECT * FROM course_categories WHERE id = ?", (categoryid,))
 
@@ -371,8 +370,8 @@ def fix_course_sortorder(site: Site) -> None:
                     move_context(site, CONTEXT_COURSE, course["id"], category_context_path(site, top[0]["id"]))
     elif frontcourses:
         frontcourse = frontcourses[0]
-    for cat in sorted(moved, key=lambda c: c["depth"]):
-        move_context(site, CONTEXT_COURSECAT, cat["id"], category_context_path(site, cat["parent"]))
+    for moved_cat in sorted(moved, key=lambda c: c["depth"]):
+        move_context(site, CONTEXT_COURSECAT, moved_cat["id"], category_context_path(site, moved_cat["parent"]))
     if frontcourse is not None and frontcourse["sortorder"] != 1:
         store.x("UPDATE course SET sortorder = 1 WHERE id = ?", (frontcourse["id"],))
     store.x("UPDATE course_categories SET coursecount = "
@@ -381,9 +380,9 @@ def fix_course_sortorder(site: Site) -> None:
     out_of_range = store.q(
         "SELECT DISTINCT cc.id, cc.sortorder FROM course_categories cc JOIN course c ON c.category = cc.id "
         "WHERE c.sortorder < cc.sortorder OR c.sortorder > cc.sortorder + ?", (per_cat,))
-    for cat in out_of_range:
+    for misplaced in out_of_range:
         store.x("UPDATE course SET sortorder = (sortorder % ?) + ? WHERE category = ?",
-                (per_cat, cat["sortorder"], cat["id"]))
+                (per_cat, misplaced["sortorder"], misplaced["id"]))
     fixcategories: dict[int, Any] = {r["id"]: r for r in store.q(
         "SELECT DISTINCT c1.category AS id, cc.sortorder FROM course c1 "
         "JOIN course c2 ON c1.sortorder = c2.sortorder JOIN course_categories cc ON c1.category = cc.id "
@@ -393,14 +392,14 @@ def fix_course_sortorder(site: Site) -> None:
         "FROM course_categories cc JOIN course c ON c.category = cc.id "
         "GROUP BY cc.id, cc.sortorder, cc.coursecount "
         "HAVING MAX(c.sortorder) <> cc.sortorder + cc.coursecount OR MIN(c.sortorder) <> cc.sortorder + 1")
-    for cat in gaps:
-        if cat["id"] in fixcategories:
+    for gap in gaps:
+        if gap["id"] in fixcategories:
             continue
-        if cat["minsort"] == cat["sortorder"] and cat["maxsort"] == cat["sortorder"] + cat["coursecount"] - 1:
+        if gap["minsort"] == gap["sortorder"] and gap["maxsort"] == gap["sortorder"] + gap["coursecount"] - 1:
             # the easy case: a new course inserted with sortorder 0, the rest is in order
-            store.x("UPDATE course SET sortorder = sortorder + 1 WHERE category = ?", (cat["id"],))
+            store.x("UPDATE course SET sortorder = sortorder + 1 WHERE category = ?", (gap["id"],))
         else:
-            fixcategories[cat["id"]] = cat
+            fixcategories[gap["id"]] = gap
     for cat in fixcategories.values():
         courses = store.q("SELECT id, sortorder FROM course WHERE category = ? ORDER BY sortorder ASC, id DESC",
                           (cat["id"],))

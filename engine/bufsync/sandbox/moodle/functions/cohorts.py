@@ -14,7 +14,13 @@ from typing import Any
 from bufsync.adapters.moodle.rules import COHORT_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, coding_error, invalid_parameter, missing_record, moodle_exception
 from bufsync.sandbox.moodle.functions.categories import (
-    CATEGORY_DELETE_HOOKS, FORMAT_HTML, format_string, format_text, php_empty, validate_format)
+    CATEGORY_DELETE_HOOKS,
+    FORMAT_HTML,
+    format_string,
+    format_text,
+    php_empty,
+    validate_format,
+)
 from bufsync.sandbox.moodle.params import VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, php_str
 from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
 from bufsync.sandbox.moodle.store import column_limits, schema
@@ -370,7 +376,7 @@ def _ordered(rows: list[Any]) -> list[Any]:
 def search_cohorts(site: Site, params: dict[str, Any]) -> dict[str, Any]:
     """includes self|parents|all. limitfrom is a page number here (Moodle passes it as $page)."""
     contextid, level, instanceid = context_from_params(site, params["context"])
-    require_context(contextid)
+    contextid = require_context(contextid)
     require_any_capability(site, ("moodle/cohort:manage", "moodle/cohort:view"), contextid, "moodle/cohort:view")
     query, includes = params["query"], params["includes"]
     page, perpage = params["limitfrom"], params["limitnum"]

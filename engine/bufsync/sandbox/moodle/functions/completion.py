@@ -15,7 +15,14 @@ from typing import Any
 from bufsync.sandbox.moodle.errors import WsError, moodle_exception
 from bufsync.sandbox.moodle.functions.cohorts import CONTEXT_COURSE
 from bufsync.sandbox.moodle.functions.grades import (
-    course_item, get_course, get_user_record, has_capability, number_format, regrade, require_capability)
+    course_item,
+    get_course,
+    get_user_record,
+    has_capability,
+    number_format,
+    regrade,
+    require_capability,
+)
 from bufsync.sandbox.moodle.params import Multiple, Single, Value
 from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
 from bufsync.sandbox.moodle.store import schema
@@ -512,7 +519,7 @@ def _completion_info(site: Site, course: Any, userid: int) -> dict[str, Any] | N
             progress = 100.0
         elif cms:
             marks = ",".join("?" for _ in cms)
-            done = site.store.one(
+            done = site.store.row(
                 f"SELECT COUNT(*) AS n FROM course_modules_completion WHERE userid = ? AND coursemoduleid IN ({marks}) "
                 "AND completionstate IN (1, 2)", [userid, *[c["id"] for c in cms]])["n"]
             progress = done / len(cms) * 100

@@ -23,13 +23,39 @@ from typing import Any
 from bufsync.adapters.moodle.rules import COURSE_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, invalid_parameter, moodle_exception
 from bufsync.sandbox.moodle.functions.categories import (
-    CONTEXT_COURSE, FORMAT_HTML, FORMAT_MOODLE, MAX_COURSES_IN_CATEGORY, SITEID, category_context_path,
-    context_id, delete_context, fix_course_sortorder, format_string, format_text, get_category, id_list,
-    missing_category_record, move_context, new_context, php_empty, validate_format)
+    CONTEXT_COURSE,
+    FORMAT_HTML,
+    FORMAT_MOODLE,
+    MAX_COURSES_IN_CATEGORY,
+    SITEID,
+    category_context_path,
+    context_id,
+    delete_context,
+    fix_course_sortorder,
+    format_string,
+    format_text,
+    get_category,
+    id_list,
+    missing_category_record,
+    move_context,
+    new_context,
+    php_empty,
+    validate_format,
+)
 from bufsync.sandbox.moodle.params import (
-    LANGS, VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, is_numeric, loose_equal, php_int,
-    php_str)
-from bufsync.sandbox.moodle.site import Site, installer, ws_function, per_item
+    LANGS,
+    VALUE_DEFAULT,
+    VALUE_OPTIONAL,
+    Multiple,
+    Single,
+    Value,
+    clean_param,
+    is_numeric,
+    loose_equal,
+    php_int,
+    php_str,
+)
+from bufsync.sandbox.moodle.site import Site, installer, per_item, ws_function
 from bufsync.sandbox.moodle.store import column_limits, schema
 
 schema("""
@@ -292,12 +318,12 @@ def _customfield_export(kind: str, stored: Any) -> tuple[Any, Any]:
             day = _time.gmtime(raw)
             return raw, f"{day.tm_mday} {_time.strftime('%B %Y', day)}"
         return raw, str(raw)
-    raw = php_str(stored) if stored is not None else ""
-    if raw == "":
-        return raw, None
+    text = php_str(stored) if stored is not None else ""
+    if text == "":
+        return text, None
     if kind == "textarea":
-        return raw, format_text(raw, FORMAT_HTML)[0]
-    return raw, format_string(raw)
+        return text, format_text(text, FORMAT_HTML)[0]
+    return text, format_string(text)
 
 
 def course_customfields(site: Site, courseid: int) -> list[dict[str, Any]]:
@@ -588,7 +614,7 @@ def update_course(site: Site, data: dict[str, Any]) -> None:
         data["visible"] = old["visible"]
     if not loose_equal(php_str(data["visible"]), old["visible"]):
         data["visibleold"] = data["visible"]
-    elif movecat and not newcategory["visible"]:
+    elif movecat and newcategory is not None and not newcategory["visible"]:
         data["visible"] = 0
     if data.get("format") is not None and not _supports_news(php_str(data["format"])):
         data["newsitems"] = 0

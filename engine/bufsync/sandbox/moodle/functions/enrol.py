@@ -248,7 +248,7 @@ def role_display_name(role: Any) -> str:
     """role_get_name: the custom name, else the standard name of the archetype."""
     if role["name"]:
         return str(role["name"])
-    for roleid, shortname, display, _levels in ROLES:
+    for _roleid, shortname, display, _levels in ROLES:
         if shortname == role["shortname"]:
             return display
     return str(role["shortname"])
@@ -450,7 +450,7 @@ def _self_enrol_available(site: Site, instance: Any) -> bool | str:
     if instance["enrolenddate"] and instance["enrolenddate"] < now:
         return "Enrolment is disabled or inactive"
     if instance["customint3"]:
-        count = site.store.one("SELECT COUNT(*) AS n FROM user_enrolments WHERE enrolid = ?", (instance["id"],))["n"]
+        count = site.store.row("SELECT COUNT(*) AS n FROM user_enrolments WHERE enrolid = ?", (instance["id"],))["n"]
         if count >= instance["customint3"]:
             return "Maximum number of users allowed to self-enrol was already reached."
     return True
@@ -821,33 +821,6 @@ def unenrol_users(site: Site, params: dict[str, Any]) -> None:
     return None
 
 
-_UNASSIGNMENT = Single({"roleid": Value("int"), "userid": Value("int"), "contextid": Value("int", VALUE_OPTIONAL),
-                        "contextlevel": Value("alpha", VALUE_OPTIONAL), "instanceid": Value("int", VALUE_OPTIONAL)})
-
-
-@ws_function("core_role_unassign_roles", {"unassignments": Multiple(_UNASSIGNMENT)}, version="2024042200")
-def unassign_roles(site: Site, params: dict[str, Any]) -> None:
-    """All or nothing (core_role_external::unassign_roles): only a role the caller may assign there, and only
-    the plain assignment (an enrolment plugin's own is kept, as role_unassign() does)."""
-    for item in params["unassignments"]:
-        if item.get("contextid"):
-            context = context_by_id(site, item["contextid"])
-        elif item.get("contextlevel") and "instanceid" in item:
-            level = CONTEXT_LEVELS.get(str(item["contextlevel"]))
-            if level is None:
-                raise invalid_parameter(f"Invalid context level = {item['contextlevel']}")
-            context = context_instance(site, level, item["instanceid"])
-        else:
-            raise invalid_parameter("Missing parameters, please provide either context level with instance id or "
-                                    "contextid")
-        context = validate_context(site, context)
-        require_capability(site, "moodle/role:assign", context)
-        if item["roleid"] not in {int(r["id"]) for r in get_assignable_roles(site, context)}:
-            raise invalid_parameter(f"Can not unassign roleid={item['roleid']} in contextid={item.get('contextid', '')}")
-        role_unassign(site, item["roleid"], item["userid"], context)
-    return None
-
-
 # --- core_enrol_get_enrolled_users -------------------------------------------------------------
 
 DEFAULT_USER_FIELDS = (
@@ -1101,7 +1074,7 @@ def get_users_courses(site: Site, params: dict[str, Any]) -> list[dict[str, Any]
         courseid = int(course["id"])
         context = course_context(site, courseid)
         try:
-            validate_context(site, context)
+            context = validate_context(site, context)
         except WsError:
             continue  # the caller cannot see this course: it is left out silently
         if not sameuser and not has_capability(site, "moodle/course:viewparticipants", context):

@@ -21,7 +21,12 @@ from typing import Any
 from bufsync.sandbox.moodle.errors import WsError, missing_record, moodle_exception
 from bufsync.sandbox.moodle.functions.categories import format_string
 from bufsync.sandbox.moodle.functions.cohorts import (
-    CONTEXT_COURSE, CONTEXT_MODULE, context_has_capability, require_context_capability, user_name_order)
+    CONTEXT_COURSE,
+    CONTEXT_MODULE,
+    context_has_capability,
+    require_context_capability,
+    user_name_order,
+)
 from bufsync.sandbox.moodle.params import VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value
 from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
 from bufsync.sandbox.moodle.store import schema
@@ -185,7 +190,7 @@ def _insert_item(site: Site, fields: dict[str, Any]) -> int:
     courseid = fields["courseid"]
     if fields.get("categoryid") is None and fields["itemtype"] not in ("course", "category"):
         fields["categoryid"] = course_category(site, courseid)["id"]
-    last = site.store.one("SELECT MAX(sortorder) AS m FROM grade_items WHERE courseid = ?", (courseid,))["m"]
+    last = site.store.row("SELECT MAX(sortorder) AS m FROM grade_items WHERE courseid = ?", (courseid,))["m"]
     now = site.now()
     row = {"grademax": 100.0, "grademin": 0.0, "gradetype": GRADE_TYPE_VALUE, "needsupdate": 1, **fields,
            "id": site.store.next_id("grade_items"), "sortorder": (last + 1) if last else 1,
@@ -200,7 +205,7 @@ def _insert_item(site: Site, fields: dict[str, Any]) -> int:
 
 def force_regrading(site: Site, itemid: int) -> None:
     """grade_item::force_regrading(): the item and the course total need update (both rows rewritten)."""
-    item = site.store.one("SELECT courseid FROM grade_items WHERE id = ?", (itemid,))
+    item = site.store.row("SELECT courseid FROM grade_items WHERE id = ?", (itemid,))
     ids = [r["id"] for r in site.store.q(
         "SELECT id FROM grade_items WHERE (itemtype = 'course' OR id = ?) AND courseid = ?",
         (itemid, item["courseid"]))]
@@ -422,7 +427,7 @@ def regrade(site: Site, courseid: int, userid: int | None = None) -> None:
     _aggregate(site, courseid, category, userid)
     if userid is None:
         for itemid in finished + [total["id"]]:
-            if itemid == total["id"] or site.store.one("SELECT needsupdate FROM grade_items WHERE id = ?",
+            if itemid == total["id"] or site.store.row("SELECT needsupdate FROM grade_items WHERE id = ?",
                                                        (itemid,))["needsupdate"]:
                 site.store.x("UPDATE grade_items SET needsupdate = 0 WHERE id = ?", (itemid,))
                 _bump(site, [itemid])
@@ -457,7 +462,7 @@ def _auto_update_max_and_weights(site: Site, category: Any, totalid: int, childr
                             "AND aggregationcoef <= 0 AND aggregationcoef2 > 0",
                             [i["id"] for i in children]) if children else []
     grademax = float(sum(r["grademax"] for r in weighted))
-    total = site.store.one("SELECT grademax, grademin, gradetype FROM grade_items WHERE id = ?", (totalid,))
+    total = site.store.row("SELECT grademax, grademin, gradetype FROM grade_items WHERE id = ?", (totalid,))
     if total["grademax"] != grademax or total["grademin"] != 0 or total["gradetype"] != GRADE_TYPE_VALUE:
         site.store.update("grade_items", totalid, {"grademax": grademax, "grademin": 0.0,
                                                    "gradetype": GRADE_TYPE_VALUE, "timemodified": site.now()})

@@ -13,9 +13,23 @@ from bufsync.adapters.moodle.rules import GROUP_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, _php_export, invalid_parameter, moodle_exception
 from bufsync.sandbox.moodle.functions.categories import FORMAT_HTML, format_string, format_text, validate_format
 from bufsync.sandbox.moodle.functions.cohorts import (
-    CONTEXT_COURSE, context_id, get_user_must_exist, php_trim, require_context_capability, sort_key, user_name_order)
+    CONTEXT_COURSE,
+    context_id,
+    get_user_must_exist,
+    php_trim,
+    require_context_capability,
+    sort_key,
+    user_name_order,
+)
 from bufsync.sandbox.moodle.params import (
-    VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, is_numeric, loose_equal)
+    VALUE_DEFAULT,
+    VALUE_OPTIONAL,
+    Multiple,
+    Single,
+    Value,
+    is_numeric,
+    loose_equal,
+)
 from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
 from bufsync.sandbox.moodle.store import column_limits, schema
 

@@ -8,7 +8,16 @@ from typing import Any
 from bufsync.adapters.moodle.rules import NOT_FOR_NEW_USERS, USER_COLUMNS
 from bufsync.sandbox.moodle.errors import WsError, invalid_parameter, invalid_response, missing_record, moodle_exception
 from bufsync.sandbox.moodle.params import (
-    VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, clean_param, clean_username, loose_equal, validate_email)
+    VALUE_DEFAULT,
+    VALUE_OPTIONAL,
+    Multiple,
+    Single,
+    Value,
+    clean_param,
+    clean_username,
+    loose_equal,
+    validate_email,
+)
 from bufsync.sandbox.moodle.site import Site, admin_action, installer, per_item, ws_function
 from bufsync.sandbox.moodle.store import column_limits, schema
 
@@ -24,7 +33,8 @@ CREATE TABLE IF NOT EXISTS user (
     country TEXT NOT NULL DEFAULT '', lang TEXT NOT NULL DEFAULT 'en', calendartype TEXT NOT NULL DEFAULT 'gregorian',
     theme TEXT NOT NULL DEFAULT '', timezone TEXT NOT NULL DEFAULT '99', firstaccess INTEGER NOT NULL DEFAULT 0,
     lastaccess INTEGER NOT NULL DEFAULT 0, description TEXT, descriptionformat INTEGER NOT NULL DEFAULT 1,
-    mailformat INTEGER NOT NULL DEFAULT 1, maildisplay INTEGER NOT NULL DEFAULT 2, trackforums INTEGER NOT NULL DEFAULT 0,
+    mailformat INTEGER NOT NULL DEFAULT 1, maildisplay INTEGER NOT NULL DEFAULT 2,
+    trackforums INTEGER NOT NULL DEFAULT 0,
     interests TEXT, timecreated INTEGER NOT NULL DEFAULT 0, timemodified INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS user_username ON user (username);
@@ -312,7 +322,8 @@ def get_users(site: Site, params: dict[str, Any]) -> dict[str, Any]:
         key, value = criterion["key"], criterion["value"]
         if key not in _GET_USERS_KEYS:
             warnings.append({"item": key, "warningcode": "invalidfieldparameter",
-                             "message": "The search key '" + key + "' is not supported, look at the web service documentation"})
+                             "message": "The search key '" + key
+                                        + "' is not supported, look at the web service documentation"})
             continue
         if key == "email":
             clauses.append("email LIKE ?")  # '%' wildcards, case-insensitive like Moodle's sql_like

@@ -56,7 +56,7 @@ def set_service(site: Site, enabled: bool | None = None, remove: list[str] | Non
 @ws_function("core_webservice_get_site_info",
              {"serviceshortnames": Multiple(Value("alphanumext"), VALUE_DEFAULT, [])})
 def get_site_info(site: Site, params: dict[str, Any]) -> dict[str, Any]:
-    user = site.store.one("SELECT * FROM user WHERE id = ?", (site.userid,))
+    user = site.store.row("SELECT * FROM user WHERE id = ?", (site.userid,))
     return {
         "sitename": site.config.sitename,
         "username": user["username"],
