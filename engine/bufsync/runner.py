@@ -19,20 +19,11 @@ from bufsync.dialects.base import LockHeld
 from bufsync.errors import EXIT_REJECTED, EXIT_UNAVAILABLE, BufsyncError, ConfigError, Problem
 from bufsync.mapping.loader import MappingSet, load_mappings
 from bufsync.mapping.model import Mapping
-from bufsync.reconcile import plan as p
-from bufsync.reconcile import pull
-from bufsync.reconcile.adapter import Existing
+from bufsync.reconcile import inbound, pull
 from bufsync.reconcile.context import Context, Interrupted, Options
 from bufsync.reconcile.guards import GuardRefused, removal_refusal, source_refusal
-from bufsync.reconcile.sync import (
-    applied_of,
-    apply_plan,
-    execute,
-    known_remote_ids,
-    removals,
-    scan,
-    unreachable_parent,
-)
+from bufsync.reconcile.lookups import known_remote_ids
+from bufsync.reconcile.scan import scan, weigh
 from bufsync.report import MappingReport, RunReport
 from bufsync.schema import build_metadata
 from bufsync.state import runs
@@ -127,7 +118,7 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
         # guards that need no LMS and no full read: all of them before anything changes
         for mapping in (m for m in chosen if m.sync.inbound):
             table = ctx.tables[mapping.table.name]
-            weighed = removals(ctx, mapping)  # rows, linked records and removals: one count for both guards
+            weighed = weigh(ctx, mapping)  # rows, linked records and removals: one count for both guards
             linked = weighed.linked_before
             refusal = source_refusal(ctx, mapping, table, linked, weighed.source_rows)
             if refusal and not (options.allow_removals is not None and options.allow_removals >= linked
@@ -155,39 +146,18 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
             if progress:
                 progress(f"{mapping.name}: reading {mapping.table.name}")
             found = scan(ctx, mapping)
-            refusal = removal_refusal(mapping, found, options.allow_removals)
+            refusal = removal_refusal(mapping, found.weighed, options.allow_removals)
             if refusal:  # 1C removed rows while this run was going: say what was applied before the refusal
                 raise GuardRefused(refusal + _applied_so_far(report))
             mreport = MappingReport(mapping.name, source_rows=found.source_rows)
-            mreport.add(p.UNCHANGED, found.unchanged)
-            mreport.counts["failing"] += found.failing
             report.mappings.append(mreport)
-            if progress and (found.changed or found.missing):
-                progress(f"{mapping.name}: {len(found.changed)} changed rows, {found.removals} removals")
-            done = [0]
-
-            def on_chunk(chunk: p.MappingPlan, mapping: Mapping = mapping, mreport: MappingReport = mreport,
-                         entries: dict = found.entries, found: Any = found, began: float = began,
-                         calls: int = calls, done: list[int] = done) -> None:
-                if options.dry_run:
-                    _dry(ctx, mapping, mreport, chunk)
-                else:
-                    apply_plan(ctx, mapping, chunk, entries)
-                    _summarise(mreport, chunk, entries)
-                done[0] += len(chunk.steps) + chunk.unchanged + len(chunk.waiting)
-                if progress:  # a live line on a terminal, a log line per batch otherwise
-                    total = len(found.changed) + found.removals
-                    rate = done[0] / max(time.perf_counter() - began, 1e-6)
-                    progress(f"{mapping.name}: {min(done[0], total)} of {total} rows "
-                             f"({rate:.0f} rows/s, {client.transport.stats.calls - calls} Moodle calls)")
-
             if (found.changed or found.missing) and not warmed:
                 warmed = True  # lookups and the records' own ids: read once, when there is work
                 for synced in mappings.synced():
                     if synced.sync.inbound:
                         known_remote_ids(ctx, synced)
             try:
-                execute(ctx, mapping, found, on_chunk)
+                inbound.run(ctx, mapping, found, mreport, _progress(progress, client, began, calls))
             finally:  # what each mapping cost, kept in sync_runs.counts even when the run stops in it
                 mreport.moodle_calls = client.transport.stats.calls - calls
                 mreport.seconds = time.perf_counter() - began
@@ -227,6 +197,18 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
     return report
 
 
+def _progress(progress: Any, client: MoodleClient, began: float, calls: int) -> Any:
+    """A mapping's progress line with its rate and Moodle calls (None: no progress wanted)."""
+    if progress is None:
+        return None
+
+    def line(mapping: str, done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - began, 1e-6)
+        progress(f"{mapping}: {min(done, total)} of {total} rows "
+                 f"({rate:.0f} rows/s, {client.transport.stats.calls - calls} Moodle calls)")
+    return line
+
+
 def _applied_so_far(report: RunReport) -> str:
     done = {m.mapping: {k: v for k, v in m.counts.items() if v and k not in ("unchanged", "failing")}
             for m in report.mappings}
@@ -235,82 +217,6 @@ def _applied_so_far(report: RunReport) -> str:
         return "; nothing was applied before the refusal"
     return "; applied before the refusal: " + "; ".join(
         f"{name}: " + ", ".join(f"{n} {k}" for k, n in c.items()) for name, c in done.items())
-
-
-PLANNED_SHOWN = 500  # a dry run lists this many changes per mapping; the counts cover all
-
-
-def _dry(ctx: Context, mapping: Mapping, mreport: MappingReport, chunk: p.MappingPlan) -> None:
-    for step in chunk.steps:
-        mreport.add(step.action)
-        if step.action in p.WRITES:
-            if len(mreport.planned) < PLANNED_SHOWN:
-                mreport.planned.append(step.to_dict())
-            if step.action == p.CREATE:
-                ctx.remote_ids.setdefault(mapping.name, {})[step.key] = -1  # later lookups resolve
-        elif step.reason:
-            ctx.errors.setdefault(mapping.name, {})[step.key] = step.reason  # rows pointing at it: skipped, as for real
-            if len(mreport.errors) < PLANNED_SHOWN:
-                mreport.errors.append({"key": step.key, "status": "skipped" if step.action == p.SKIP else "error",
-                                       "reason": step.reason})
-    # rows whose parent is in the same table: parents first, as the real run's waves go
-    cache = ctx.remote_ids.setdefault(mapping.name, {})
-    waiting = list(chunk.waiting)
-    while waiting:
-        ready = [(d, e) for d, e in waiting
-                 if all(v is None or o != mapping.name or d.resolved.get(t) is not None or str(v) in cache
-                        for t, (o, v) in d.lookups.items())]
-        if not ready:
-            for desired, _ in waiting:
-                mreport.add(p.REJECT)
-                reason = unreachable_parent(mapping, desired, waiting)
-                ctx.errors.setdefault(mapping.name, {})[desired.key] = reason
-                if len(mreport.errors) < PLANNED_SHOWN:
-                    mreport.errors.append({"key": desired.key, "status": "error", "reason": reason})
-            break
-        adapter = ctx.adapter_for(mapping)
-        for desired, entry in ready:
-            action = p.CREATE if entry is None else p.UPDATE
-            existing = None if entry is None else Existing(entry.key, entry.remote_id, applied_of(entry))
-            reason = adapter.prevalidate(desired, existing)
-            if reason:  # refused as the real run's wave will refuse it
-                mreport.add(p.REJECT)
-                ctx.errors.setdefault(mapping.name, {})[desired.key] = reason
-                if len(mreport.errors) < PLANNED_SHOWN:
-                    mreport.errors.append({"key": desired.key, "status": "error", "reason": reason})
-                continue
-            mreport.add(action)
-            cache.setdefault(desired.key, -1)  # later lookups resolve, as after the real create
-            if len(mreport.planned) < PLANNED_SHOWN:
-                mreport.planned.append({"action": action, "key": desired.key, "after": "its parent"})
-        done = {id(d) for d, _ in ready}
-        waiting = [w for w in waiting if id(w[0]) not in done]
-    mreport.add(p.UNCHANGED, chunk.unchanged)
-
-
-ERRORS_KEPT = 1000  # per mapping in the report; every row has its own sync_error in the buffer
-
-
-def _summarise(mreport: MappingReport, plan: p.MappingPlan, entries: dict) -> None:
-    for step in plan.steps:
-        if step.held:
-            continue
-        if step.failed is not None and step.action in p.WRITES + (p.SUSPEND_ROW,):
-            mreport.add(p.REJECT)
-            if len(mreport.errors) < ERRORS_KEPT:
-                mreport.errors.append({"key": step.key, "status": "error", "reason": step.failed})
-        elif step.action == p.SUSPEND_ROW:
-            mreport.add(p.SUSPEND)
-        else:
-            mreport.add(step.action)
-            if step.action in (p.SKIP, p.REJECT, p.DISPUTED) and len(mreport.errors) < ERRORS_KEPT:
-                mreport.errors.append({"key": step.key, "status": "skipped" if step.action == p.SKIP else "error",
-                                       "reason": step.reason or ""})
-        if step.warned is not None:
-            mreport.counts["warnings"] += 1
-            if len(mreport.errors) < ERRORS_KEPT:
-                mreport.errors.append({"key": step.key, "status": "warning", "reason": step.warned})
-    mreport.add(p.UNCHANGED, plan.unchanged)
 
 
 def _close(engine: sa.Engine, table: sa.Table, report: RunReport, client: MoodleClient, started: float) -> None:

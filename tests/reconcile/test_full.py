@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from bufsync import migrations
 from bufsync.config import load_settings
 from bufsync.mapping import load_mappings
-from bufsync.reconcile import sync
+from bufsync.reconcile import context as sync
 from bufsync.schema import build_metadata
 from tests.reconcile.conftest import Buffer, World, people
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from bufsync import migrations
 from bufsync.config import load_settings
 from bufsync.mapping import load_mappings
-from bufsync.reconcile.sync import CHUNK
+from bufsync.reconcile.context import CHUNK
 from bufsync.sandbox.faults import FaultRule
 from bufsync.sandbox.moodle.run import start
 from bufsync.schema import build_metadata

@@ -10,8 +10,6 @@ from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.records import Desired
 from bufsync.state.ledger import RemoteId
 
-HELD = "blocked"  # Outcome.code of a step not applied because of --no-create / --no-update / --no-delete
-
 
 @dataclass
 class Outcome:

@@ -8,7 +8,7 @@ from typing import Any
 
 from bufsync.reconcile.adapter import Existing
 from bufsync.reconcile.records import Desired
-from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry
+from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry, RemoteId
 
 
 class Action(StrEnum):
@@ -29,6 +29,17 @@ class Action(StrEnum):
     REJECT = "reject"
     DISPUTED = "disputed"
     KEEP_ERROR = "keep_error"
+
+
+class Status(StrEnum):
+    """What a step left in the row's sync_status (HELD: --no-create / --no-update / --no-delete kept it back,
+    nothing was written)."""
+
+    OK = "ok"
+    WARNING = "warning"  # applied, but the remote did not keep all of it
+    ERROR = "error"
+    SKIPPED = "skipped"  # not applied because a record it points at failed
+    HELD = "held"
 
 
 class Situation(StrEnum):
@@ -55,10 +66,7 @@ class Step:
     desired: Desired | None = None
     existing: Existing | None = None
     reason: str | None = None
-    candidates: list[int] = field(default_factory=list)
-    failed: str | None = None  # set when applying it failed: the reason written to sync_error
-    held: bool = False         # not applied because of --no-create / --no-update / --no-delete
-    warned: str | None = None  # applied, but the remote did not keep all of it: why (sync_status 'warning')
+    candidates: list[RemoteId] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action, "key": self.key}
@@ -69,6 +77,16 @@ class Step:
         if self.candidates:
             out["candidates"] = self.candidates
         return out
+
+
+@dataclass(frozen=True)
+class Result:
+    """What applying one step did (returned by apply, counted by the report)."""
+
+    key: str
+    action: Action
+    status: Status
+    reason: str | None = None  # error, skipped: why; warning: what the remote did not keep
 
 
 @dataclass
@@ -90,3 +108,31 @@ def classify(desired: Desired, entry: Entry | None, full: bool) -> Situation:
     if entry.content_hash == desired.content_hash and entry.state in (LINKED, SUSPENDED):
         return Situation.UNCHANGED
     return Situation.LINKED_CHANGED
+
+
+def view_of(entry: Entry | None) -> dict[str, Any] | None:
+    """What the remote holds for a row, by the ledger (an entry that failed keeps what was applied before)."""
+    if entry is None or entry.state == REMOVED:
+        return None
+    return applied_of(entry)
+
+
+def applied_of(entry: Entry) -> dict[str, Any] | None:
+    """The ledger's applied view; a suspended entry is inactive whatever an older version wrote in it."""
+    applied = entry.applied
+    if applied is not None and entry.state == SUSPENDED and applied.get("@active", True):
+        return {**applied, "@active": False}
+    return applied
+
+
+def written_status(entry: Entry) -> tuple[str, str | None]:
+    """sync_status and sync_error of an applied row: ok, or warning with what the remote did not keep."""
+    warned = entry.last_error and not entry.attempts and entry.state in (LINKED, SUSPENDED)
+    return ("warning", entry.last_error) if warned else ("ok", None)
+
+
+def vanished_view(previous: Entry | None, state: str) -> dict[str, Any] | None:
+    """What the remote holds after its row vanished: suspended (so a return must reactivate), or nothing."""
+    if previous is None or previous.applied is None or state == REMOVED:
+        return None
+    return {**previous.applied, "@active": False}
