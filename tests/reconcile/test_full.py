@@ -226,10 +226,10 @@ class _Moodle:
         return [{"id": u, "roles": [{"shortname": r} for r in sorted(roles)]} for u, roles in self.roles.items()]
 
     def enrol(self, items: list[dict]) -> list[Any]:
-        from bufsync.adapters.moodle.client import ItemResult
+        from bufsync.reconcile.adapter import Outcome
         for item in items:
             self.roles.setdefault(item["userid"], set()).add({3: "editingteacher", 5: "student"}[item["roleid"]])
-        return [ItemResult(True) for _ in items]
+        return [Outcome(True) for _ in items]
 
     unassign_roles = unenrol = enrol  # never called here: no role and no row goes
 

@@ -13,11 +13,18 @@ from bufsync.state.ledger import RemoteId
 
 @dataclass
 class Outcome:
+    """What the remote did with one record of a batch."""
+
     ok: bool
     remote_id: RemoteId | None = None
-    error: str | None = None
-    code: str | None = None
-    warning: str | None = None  # applied, but not all of it: what was not (Russian, for sync_error)
+    error: str | None = None    # for sync_error: Russian, ends with the remote's code
+    code: str | None = None     # the remote's error code (or the local rule's)
+    warning: str | None = None  # applied, but not all of it was kept (for sync_error: Russian, ends with a code)
+    sent: bool = True           # False: refused locally by the remote's known rules, never sent
+
+    @classmethod
+    def rejected(cls, text: str, code: str = "invalidparameter") -> Outcome:
+        return cls(False, error=text, code=code, sent=False)
 
 
 @dataclass

@@ -7,7 +7,6 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bufsync.adapters.moodle import messages
@@ -29,6 +28,7 @@ from bufsync.adapters.moodle.rules import (
     validate_email,
 )
 from bufsync.adapters.moodle.transport import Transport
+from bufsync.reconcile.adapter import Outcome
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,24 +54,9 @@ REQUIRED_FUNCTIONS = (
 )
 
 
-@dataclass
-class ItemResult:
-    """The outcome of one record of a batch call."""
-
-    ok: bool
-    remote_id: int | None = None
-    error: str | None = None           # for sync_error: Russian, ends with Moodle's code
-    code: str | None = None            # Moodle's errorcode (or the local rule's)
-    sent: bool = True                  # False: rejected locally, Moodle never saw it
-    warning: str | None = None         # ok, but not all of it was stored (for sync_error: Russian, ends with a code)
-
-    @classmethod
-    def rejected(cls, text: str, code: str = "invalidparameter") -> ItemResult:
-        return cls(False, error=text, code=code, sent=False)
-
-    @classmethod
-    def failed(cls, error: MoodleError, text: str | None = None) -> ItemResult:
-        return cls(False, error=text or messages.from_moodle(error), code=error.code)
+def failed(error: MoodleError, text: str | None = None) -> Outcome:
+    """A record Moodle refused, with the Russian text for sync_error (ending with Moodle's code)."""
+    return Outcome(False, error=text or messages.from_moodle(error), code=error.code)
 
 
 class MoodleClient:
@@ -189,42 +174,42 @@ class MoodleClient:
         return [u for u in result.get("users", []) if u.get("email", "").lower() == email.lower()]
 
     # -- users ------------------------------------------------------------------------------
-    def prevalidate_user(self, user: dict[str, Any], creating: bool) -> ItemResult | None:
+    def prevalidate_user(self, user: dict[str, Any], creating: bool) -> Outcome | None:
         """Moodle's rules checked here, so the reason is exact even on a production site."""
         username = user.get("username")
         if creating or username is not None:
             if not username:
-                return ItemResult.rejected(messages.missing_field("username"))
+                return Outcome.rejected(messages.missing_field("username"))
             if clean_username(str(username)) != username:
-                return ItemResult.rejected(messages.bad_username(str(username)))
+                return Outcome.rejected(messages.bad_username(str(username)))
         for name in ("firstname", "lastname") if creating else ():
             if not str(user.get(name) or "").strip():
-                return ItemResult.rejected(messages.missing_field(name))
+                return Outcome.rejected(messages.missing_field(name))
         email = user.get("email")
         if creating and not email:
-            return ItemResult.rejected(messages.email_missing())
+            return Outcome.rejected(messages.email_missing())
         if email == "" and not creating:
-            return ItemResult.rejected(messages.email_cleared(), "useremailinvalid")
+            return Outcome.rejected(messages.email_cleared(), "useremailinvalid")
         if email is not None and not validate_email(str(email)):
-            return ItemResult.rejected(messages.bad_email(str(email)))
+            return Outcome.rejected(messages.bad_email(str(email)))
         auth = user.get("auth")
         if auth is not None:
             why = self._auth_problem(str(auth), creating)
             if why:
-                return ItemResult.rejected(messages.bad_auth(str(auth), why))
+                return Outcome.rejected(messages.bad_auth(str(auth), why))
         refused = _field_check(user, USER_TEXT_TYPES, USER_COLUMNS)
         if refused:
             return refused
         for field in user.get("customfields") or ():
             if not re.fullmatch(r"[A-Za-z0-9_-]+", str(field.get("type") or "")):  # PARAM_ALPHANUMEXT
-                return ItemResult.rejected(messages.bad_profile_field_name(str(field.get("type") or "")))
+                return Outcome.rejected(messages.bad_profile_field_name(str(field.get("type") or "")))
         password = user.get("password")
         if creating and not password and not user.get("createpassword"):
-            return ItemResult.rejected(messages.missing_field("password"))
+            return Outcome.rejected(messages.missing_field("password"))
         if password and self.password_policy is not None:
             problems = self.password_policy.errors_ru(str(password))
             if problems:
-                return ItemResult.rejected(messages.weak_password(problems), "passwordpolicy")
+                return Outcome.rejected(messages.weak_password(problems), "passwordpolicy")
         return None
 
     def _auth_problem(self, auth: str, creating: bool) -> str | None:
@@ -248,19 +233,19 @@ class MoodleClient:
                 self._auth_installed[auth] = error.errorcode != "invalidparameter"
         return None if self._auth_installed[auth] else "missing"
 
-    def create_users(self, users: Sequence[dict[str, Any]]) -> list[ItemResult]:
+    def create_users(self, users: Sequence[dict[str, Any]]) -> list[Outcome]:
         """All-or-nothing in Moodle; here each bad user fails alone, the others are created."""
-        results: list[ItemResult | None] = [self.prevalidate_user(u, creating=True) for u in users]
+        results: list[Outcome | None] = [self.prevalidate_user(u, creating=True) for u in users]
         seen: dict[str, int] = {}
         for index, user in enumerate(users):
             if results[index] is None:
                 name = user["username"]
                 if name in seen:
-                    results[index] = ItemResult.rejected(messages.username_twice(name))
+                    results[index] = Outcome.rejected(messages.username_twice(name))
                 seen.setdefault(name, index)
         pending = [i for i, r in enumerate(results) if r is None]
 
-        def send(items: list[int]) -> list[ItemResult]:
+        def send(items: list[int]) -> list[Outcome]:
             outcome = bisect(items, lambda idx: self._create_users_batch([users[i] for i in idx]))
             return [self._explain_user_failure(users[index], result) if isinstance(result, MoodleError) else result
                     for index, result in zip(items, outcome, strict=True)]
@@ -270,7 +255,7 @@ class MoodleClient:
         self._confirm_profile_fields(users, done)
         return done
 
-    def _create_users_batch(self, batch: list[dict[str, Any]]) -> list[ItemResult]:
+    def _create_users_batch(self, batch: list[dict[str, Any]]) -> list[Outcome]:
         """One call; a lost answer is settled by reading back (retry.py), a silently truncated batch by sending
         the rest again."""
         found: dict[str, int] = {}  # read back after a lost answer: created by an earlier send
@@ -287,13 +272,13 @@ class MoodleClient:
         if rest and not ids:
             raise MoodleError("truncated", "truncated", "Moodle created none of the users sent and said nothing",
                               None, "core_user_create_users")
-        later: dict[str, ItemResult] = {}
+        later: dict[str, Outcome] = {}
         if rest:
             # max_input_vars cut the tail silently: send the rest again
             log.warning("Moodle created %d of %d users; sending the other %d again", len(ids), len(sent), len(rest))
             later = {u["username"]: r for u, r in zip(rest, self.create_users(rest), strict=False)}
         ids.update(found)
-        return [ItemResult(True, ids[u["username"]]) if u["username"] in ids else later[u["username"]]
+        return [Outcome(True, ids[u["username"]]) if u["username"] in ids else later[u["username"]]
                 for u in batch]
 
     def _read_back_users(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -303,52 +288,52 @@ class MoodleClient:
         return [{"id": u["id"], "username": u["username"]} for u in found
                 if str(u.get("idnumber", "")) == str(wanted[u["username"]].get("idnumber") or "")]
 
-    def _explain_user_failure(self, user: dict[str, Any], error: MoodleError) -> ItemResult:
+    def _explain_user_failure(self, user: dict[str, Any], error: MoodleError) -> Outcome:
         """Production Moodle says only `invalidparameter`: find the real reason."""
         if error.errorcode and "Password" in error.errorcode and self.password_policy is None:
-            return ItemResult.failed(error, messages.weak_password(PasswordPolicy().errors_ru(
+            return failed(error, messages.weak_password(PasswordPolicy().errors_ru(
                 str(user.get("password") or ""))))
         if error.errorcode == "invalidparameter":
             debug = error.debuginfo or ""
             try:
                 if "Username already exists" in debug or self.get_users_by_field("username", [user["username"]]):
-                    return ItemResult.failed(error, messages.username_taken(user["username"]))
+                    return failed(error, messages.username_taken(user["username"]))
                 if "Email address already exists" in debug or (
                         user.get("email") and self.find_users_by_email(user["email"])):
-                    return ItemResult.failed(error, messages.email_taken(user["email"]))
+                    return failed(error, messages.email_taken(user["email"]))
             except MoodleError:
                 pass
-        return ItemResult.failed(error)
+        return failed(error)
 
-    def update_users(self, users: Sequence[dict[str, Any]]) -> list[ItemResult]:
+    def update_users(self, users: Sequence[dict[str, Any]]) -> list[Outcome]:
         """Per user in Moodle: valid ones are saved, bad ones come back as warnings."""
-        results: list[ItemResult | None] = [self.prevalidate_user(u, creating=False) for u in users]
+        results: list[Outcome | None] = [self.prevalidate_user(u, creating=False) for u in users]
         pending = [i for i, r in enumerate(results) if r is None]
 
-        def send(items: list[int]) -> list[ItemResult]:
+        def send(items: list[int]) -> list[Outcome]:
             outcome = bisect(items, lambda idx: self._update_users_batch([users[i] for i in idx]))
-            return [ItemResult.failed(result) if isinstance(result, MoodleError) else result for result in outcome]
+            return [failed(result) if isinstance(result, MoodleError) else result for result in outcome]
 
         self._fill(results, pending, "users", [users[i] for i in pending], send)
         done = [r for r in results if r is not None]
         self._confirm_profile_fields(users, done)
         return done
 
-    def _fill(self, results: list[ItemResult | None], pending: list[int], list_name: str,
-              todo: list[dict[str, Any]], send: Callable[[list[int]], list[ItemResult]]) -> None:
+    def _fill(self, results: list[Outcome | None], pending: list[int], list_name: str,
+              todo: list[dict[str, Any]], send: Callable[[list[int]], list[Outcome]]) -> None:
         """Send the records at `pending` (their dicts: `todo`) in batches, in parallel; results in place."""
         batches = [[pending[i] for i in batch] for batch in self._batches(todo, list_name)]
         for batch, outcome in zip(batches, self.parallel(batches, send), strict=True):
             for index, result in zip(batch, outcome, strict=False):
                 results[index] = result
 
-    def _confirm_profile_fields(self, users: Sequence[dict[str, Any]], results: list[ItemResult]) -> None:
+    def _confirm_profile_fields(self, users: Sequence[dict[str, Any]], results: list[Outcome]) -> None:
         """Moodle skips customfields it has no profile field for without a word (profile_save_data saves only the
         fields it has): read the users back and put a warning on each whose value was not stored.
 
         A field seen holding a value exists; it is not read back again in this run.
         """
-        todo: list[tuple[ItemResult, set[str]]] = []
+        todo: list[tuple[Outcome, set[str]]] = []
         for user, result in zip(users, results, strict=False):
             sent = {str(c.get("type")) for c in user.get("customfields") or () if str(c.get("value") or "") != ""}
             unconfirmed = sent - self._profile_fields
@@ -365,42 +350,42 @@ class MoodleClient:
             if missing:
                 result.warning = messages.profile_fields_missing(missing)
 
-    def _update_users_batch(self, batch: list[dict[str, Any]]) -> list[ItemResult]:
+    def _update_users_batch(self, batch: list[dict[str, Any]]) -> list[Outcome]:
         # an update sends the wanted values: sending it again is harmless
         answer = self._idempotent("core_user_update_users", {"users": batch})
         return _per_item_results(batch, answer, "core_user_update_users")
 
-    def delete_users(self, ids: Sequence[int]) -> list[ItemResult]:
-        def send(batch: list[int]) -> list[ItemResult]:
+    def delete_users(self, ids: Sequence[int]) -> list[Outcome]:
+        def send(batch: list[int]) -> list[Outcome]:
             self.call("core_user_delete_users", {"userids": batch}, write=True)
-            return [ItemResult(True, i) for i in batch]
+            return [Outcome(True, i) for i in batch]
         out = bisect(list(ids), send)
-        return [ItemResult.failed(r) if isinstance(r, MoodleError) else r for r in out]
+        return [failed(r) if isinstance(r, MoodleError) else r for r in out]
 
     # -- categories and courses -------------------------------------------------------------
     def get_categories(self, criteria: Sequence[dict[str, str]] = (), subcategories: bool = True) -> list[dict]:
         return self.call("core_course_get_categories",
                          {"criteria": list(criteria), "addsubcategories": subcategories})
 
-    def create_categories(self, categories: Sequence[dict[str, Any]]) -> list[ItemResult]:
+    def create_categories(self, categories: Sequence[dict[str, Any]]) -> list[Outcome]:
         return self._prevalidated(categories, self.prevalidate_category, lambda todo: self._create_all_or_nothing(
             "core_course_create_categories", "categories", todo,
             lambda c: self.get_categories([{"key": "idnumber", "value": c["idnumber"]}])))
 
     @staticmethod
-    def prevalidate_category(category: dict[str, Any]) -> ItemResult | None:
+    def prevalidate_category(category: dict[str, Any]) -> Outcome | None:
         """Tags in the name (PARAM_TEXT refuses them) and lengths, named exactly (Moodle: categorytoolong...)."""
         return _field_check(category, CATEGORY_TEXT_TYPES, CATEGORY_COLUMNS)
 
     @staticmethod
-    def prevalidate_course(course: dict[str, Any]) -> ItemResult | None:
+    def prevalidate_course(course: dict[str, Any]) -> Outcome | None:
         """Tags in the names (PARAM_TEXT) and lengths: Moodle's answer to a long name is only dmlwriteexception."""
         return _field_check(course, COURSE_TEXT_TYPES, COURSE_COLUMNS)
 
     @staticmethod
-    def _prevalidated(records: Sequence[dict[str, Any]], check: Any, send: Any) -> list[ItemResult]:
+    def _prevalidated(records: Sequence[dict[str, Any]], check: Any, send: Any) -> list[Outcome]:
         """Records refused by a local rule fail alone with the exact reason; the others go to Moodle."""
-        results: list[ItemResult | None] = [check(r) for r in records]
+        results: list[Outcome | None] = [check(r) for r in records]
         todo = [i for i, r in enumerate(results) if r is None]
         for index, result in zip(todo, send([records[i] for i in todo]) if todo else [], strict=False):
             results[index] = result
@@ -410,40 +395,40 @@ class MoodleClient:
         params = {"field": field, "value": value} if field else {}
         return self.call("core_course_get_courses_by_field", params).get("courses", [])
 
-    def create_courses(self, courses: Sequence[dict[str, Any]]) -> list[ItemResult]:
+    def create_courses(self, courses: Sequence[dict[str, Any]]) -> list[Outcome]:
         return self._prevalidated(courses, self.prevalidate_course, lambda todo: self._create_all_or_nothing(
             "core_course_create_courses", "courses", todo,
             lambda c: [x for x in self.get_courses_by_field("shortname", c["shortname"])
                        if str(x.get("idnumber") or "") == str(c.get("idnumber") or "")]))
 
-    def update_courses(self, courses: Sequence[dict[str, Any]]) -> list[ItemResult]:
-        def send(todo: list[dict[str, Any]]) -> list[ItemResult]:
-            def one(batch: list[int]) -> list[ItemResult]:
+    def update_courses(self, courses: Sequence[dict[str, Any]]) -> list[Outcome]:
+        def send(todo: list[dict[str, Any]]) -> list[Outcome]:
+            def one(batch: list[int]) -> list[Outcome]:
                 items = [todo[i] for i in batch]
                 answer = self._idempotent("core_course_update_courses", {"courses": items})
                 return _per_item_results(items, answer, "core_course_update_courses")
             return [r for rs in self.parallel(self._batches(todo, "courses", COURSES_IN_PARALLEL), one) for r in rs]
         return self._prevalidated(courses, self.prevalidate_course, send)
 
-    def update_categories(self, categories: Sequence[dict[str, Any]]) -> list[ItemResult]:
+    def update_categories(self, categories: Sequence[dict[str, Any]]) -> list[Outcome]:
         """All in one call when all are valid (an update states the end state: resent if its answer is lost);
         a bad one is split out by bisection and fails alone."""
-        def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
+        def send(batch: list[dict[str, Any]]) -> list[Outcome]:
             self._idempotent("core_course_update_categories", {"categories": batch})
-            return [ItemResult(True, int(c["id"])) for c in batch]
+            return [Outcome(True, int(c["id"])) for c in batch]
         return self._prevalidated(categories, self.prevalidate_category, lambda todo: self._isolated(
-            todo, "categories", send, lambda item, error: ItemResult.failed(error), parallel=False))
+            todo, "categories", send, lambda item, error: failed(error), parallel=False))
 
-    def delete_courses(self, ids: Sequence[int]) -> list[ItemResult]:
+    def delete_courses(self, ids: Sequence[int]) -> list[Outcome]:
         """One result per course: Moodle warns for each it did not delete (an unknown id is already gone)."""
         answer = self._idempotent("core_course_delete_courses", {"courseids": list(ids)})
         kept = [w for w in answer.get("warnings", []) if w.get("warningcode") != "unknowncourseidnumber"]
         return _per_item_results([{"id": i} for i in ids], {"warnings": kept}, "core_course_delete_courses")
 
     def _create_all_or_nothing(self, function: str, list_name: str, records: Sequence[dict[str, Any]],
-                               find: Any, parallel: bool = False) -> list[ItemResult]:
+                               find: Any, parallel: bool = False) -> list[Outcome]:
 
-        def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
+        def send(batch: list[dict[str, Any]]) -> list[Outcome]:
             """One call; a lost answer is settled by reading back each record (retry.py)."""
             found: dict[int, int] = {}  # index in batch -> id, read back after a lost answer
 
@@ -459,63 +444,63 @@ class MoodleClient:
             if created is not None and len(created) < len(sent):
                 raise MoodleError("truncated", "truncated", f"{len(created)} of {len(sent)} created")
             ids = found | {i: int(c["id"]) for i, c in zip(sent, created or (), strict=False)}
-            return [ItemResult(True, ids[i]) for i in range(len(batch))]
+            return [Outcome(True, ids[i]) for i in range(len(batch))]
 
-        def one(batch: list[int]) -> list[ItemResult]:
-            return [ItemResult.failed(result) if isinstance(result, MoodleError) else result
+        def one(batch: list[int]) -> list[Outcome]:
+            return [failed(result) if isinstance(result, MoodleError) else result
                     for result in bisect([records[i] for i in batch], send)]
 
         return [r for rs in self.parallel(self._batches(records, list_name, parallel), one) for r in rs]
 
     # -- enrolments -------------------------------------------------------------------------
-    def enrol(self, enrolments: Sequence[dict[str, Any]]) -> list[ItemResult]:
+    def enrol(self, enrolments: Sequence[dict[str, Any]]) -> list[Outcome]:
         """Always the full state: Moodle resets omitted dates and reactivates on re-enrol."""
         full = [{"roleid": int(e["roleid"]), "userid": int(e["userid"]), "courseid": int(e["courseid"]),
                  "timestart": int(e.get("timestart") or 0), "timeend": int(e.get("timeend") or 0),
                  "suspend": 1 if e.get("suspend") else 0} for e in enrolments]
 
-        def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
+        def send(batch: list[dict[str, Any]]) -> list[Outcome]:
             self._idempotent("enrol_manual_enrol_users", {"enrolments": batch})
-            return [ItemResult(True) for _ in batch]
+            return [Outcome(True) for _ in batch]
 
         return self._isolated(full, "enrolments", send, self._explain_enrol_failure)
 
-    def unenrol(self, enrolments: Sequence[dict[str, Any]]) -> list[ItemResult]:
+    def unenrol(self, enrolments: Sequence[dict[str, Any]]) -> list[Outcome]:
         items = [{"userid": int(e["userid"]), "courseid": int(e["courseid"])} for e in enrolments]
 
-        def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
+        def send(batch: list[dict[str, Any]]) -> list[Outcome]:
             self._idempotent("enrol_manual_unenrol_users", {"enrolments": batch})
-            return [ItemResult(True) for _ in batch]
+            return [Outcome(True) for _ in batch]
 
-        return self._isolated(items, "enrolments", send, lambda item, error: ItemResult.failed(error))
+        return self._isolated(items, "enrolments", send, lambda item, error: failed(error))
 
-    def unassign_roles(self, unassignments: Sequence[dict[str, Any]]) -> list[ItemResult]:
+    def unassign_roles(self, unassignments: Sequence[dict[str, Any]]) -> list[Outcome]:
         """Course roles taken back (a role whose row 1C removed while another role keeps the enrolment)."""
         items = [{"roleid": int(u["roleid"]), "userid": int(u["userid"]), "contextlevel": "course",
                   "instanceid": int(u["courseid"])} for u in unassignments]
 
-        def send(batch: list[dict[str, Any]]) -> list[ItemResult]:
+        def send(batch: list[dict[str, Any]]) -> list[Outcome]:
             self._idempotent("core_role_unassign_roles", {"unassignments": batch})
-            return [ItemResult(True) for _ in batch]
+            return [Outcome(True) for _ in batch]
 
-        return self._isolated(items, "unassignments", send, lambda item, error: ItemResult.failed(error))
+        return self._isolated(items, "unassignments", send, lambda item, error: failed(error))
 
-    def _explain_enrol_failure(self, item: dict[str, Any], error: MoodleError) -> ItemResult:
+    def _explain_enrol_failure(self, item: dict[str, Any], error: MoodleError) -> Outcome:
         if error.errorcode is None and "TypeError" in error.exception:
-            return ItemResult.failed(error, messages.with_code(
+            return failed(error, messages.with_code(
                 f"Пользователь Moodle с id {item['userid']} не найден (удалён вручную?)", "TypeError"))
         if error.errorcode == "codingerror":
-            return ItemResult.failed(error, messages.with_code(
+            return failed(error, messages.with_code(
                 f"Пользователь Moodle с id {item['userid']} удалён", "codingerror"))
         if error.errorcode == "invalidparameter":
-            return ItemResult.failed(error, messages.with_code(
+            return failed(error, messages.with_code(
                 f"Курс Moodle с id {item['courseid']} не найден", "invalidparameter"))
-        return ItemResult.failed(error)
+        return failed(error)
 
     def _isolated(self, items: list[dict[str, Any]], list_name: str, send: Any, explain: Any,
-                  parallel: bool = True) -> list[ItemResult]:
+                  parallel: bool = True) -> list[Outcome]:
         """Batches sent (in parallel where the records are independent); a bad record fails alone."""
-        def one(batch: list[int]) -> list[ItemResult]:
+        def one(batch: list[int]) -> list[Outcome]:
             chunk = [items[i] for i in batch]
             return [explain(item, result) if isinstance(result, MoodleError) else result
                     for item, result in zip(chunk, bisect(chunk, send), strict=False)]
@@ -527,7 +512,7 @@ class MoodleClient:
         return self.call("core_enrol_get_enrolled_users", {"courseid": courseid, "options": opts})
 
     # -- cohorts, groups, grades, completion: thin typed calls -------------------------------
-    def create_cohorts(self, cohorts: Sequence[dict[str, Any]]) -> list[ItemResult]:
+    def create_cohorts(self, cohorts: Sequence[dict[str, Any]]) -> list[Outcome]:
         return self._create_all_or_nothing(
             "core_cohort_create_cohorts", "cohorts", cohorts,
             lambda c: [x for x in self.search_cohorts(c["idnumber"]) if x.get("idnumber") == c["idnumber"]])
@@ -544,17 +529,17 @@ class MoodleClient:
     def delete_cohort_members(self, members: Sequence[dict[str, int]]) -> None:
         self.call("core_cohort_delete_cohort_members", {"members": list(members)}, write=True)
 
-    def create_groups(self, groups: Sequence[dict[str, Any]]) -> list[ItemResult]:
+    def create_groups(self, groups: Sequence[dict[str, Any]]) -> list[Outcome]:
         return self._create_all_or_nothing("core_group_create_groups", "groups", groups,
                                            lambda g: [x for x in self.call("core_group_get_course_groups",
                                                                            {"courseid": g["courseid"]})
                                                       if x.get("name") == g["name"]])
 
-    def add_group_members(self, members: Sequence[dict[str, int]]) -> list[ItemResult]:
-        def send(batch: list[dict[str, int]]) -> list[ItemResult]:
+    def add_group_members(self, members: Sequence[dict[str, int]]) -> list[Outcome]:
+        def send(batch: list[dict[str, int]]) -> list[Outcome]:
             self.call("core_group_add_group_members", {"members": batch}, write=True)
-            return [ItemResult(True) for _ in batch]
-        return self._isolated(list(members), "members", send, lambda item, error: ItemResult.failed(error),
+            return [Outcome(True) for _ in batch]
+        return self._isolated(list(members), "members", send, lambda item, error: failed(error),
                               parallel=False)
 
     def grade_items(self, courseid: int, userid: int = 0) -> list[dict[str, Any]]:
@@ -565,23 +550,23 @@ class MoodleClient:
         return self.call("core_completion_get_course_completion_status", {"courseid": courseid, "userid": userid})
 
 
-def _field_check(record: dict[str, Any], text_types: dict[str, str], columns: dict[str, int]) -> ItemResult | None:
+def _field_check(record: dict[str, Any], text_types: dict[str, str], columns: dict[str, int]) -> Outcome | None:
     problem = field_problem(record, text_types, columns)
     if problem is None:
         return None
-    return ItemResult.rejected(messages.field_problem(problem),
+    return Outcome.rejected(messages.field_problem(problem),
                                "toolong" if problem.kind == "toolong" else "invalidparameter")
 
 
-def _per_item_results(batch: list[dict[str, Any]], answer: dict[str, Any], function: str) -> list[ItemResult]:
+def _per_item_results(batch: list[dict[str, Any]], answer: dict[str, Any], function: str) -> list[Outcome]:
     """Calls that work per item answer {warnings: [{itemid, warningcode, message}]}: one result each."""
     warnings = {int(w["itemid"]): w for w in answer.get("warnings", []) if w.get("itemid") is not None}
     out = []
     for record in batch:
         warning = warnings.get(int(record["id"]))
         if warning:
-            out.append(ItemResult.failed(MoodleError("warning", warning.get("warningcode"),
+            out.append(failed(MoodleError("warning", warning.get("warningcode"),
                                                      warning.get("message", ""), None, function)))
         else:
-            out.append(ItemResult(True, int(record["id"])))
+            out.append(Outcome(True, int(record["id"])))
     return out

@@ -8,13 +8,6 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any
 
-from bufsync.adapters.moodle.client import ItemResult
-from bufsync.reconcile.adapter import Outcome
-
-
-def outcome(result: ItemResult) -> Outcome:
-    return Outcome(result.ok, result.remote_id, result.error, result.code, result.warning)
-
 
 def changed(payload: dict[str, Any], applied: dict[str, Any] | None, fields: list[str]) -> list[str]:
     """Fields whose wanted value differs from what was applied (all of them when nothing was)."""

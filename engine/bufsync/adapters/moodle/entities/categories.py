@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bufsync.adapters.moodle.client import MoodleClient
-from bufsync.adapters.moodle.entities import changed, outcome, register, same_text
+from bufsync.adapters.moodle.entities import changed, register, same_text
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.adapter import Candidate, Existing, Outcome
 from bufsync.reconcile.records import Desired
@@ -54,7 +54,7 @@ class CategoryAdapter:
 
     def create(self, items: list[Desired]) -> list[Outcome]:
         self._index = self._remote = None
-        return [outcome(r) for r in self.client.create_categories([self._record(d, self.names) for d in items])]
+        return self.client.create_categories([self._record(d, self.names) for d in items])
 
     def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]:
         records = []
@@ -64,7 +64,7 @@ class CategoryAdapter:
             record["id"] = existing.remote_id
             records.append(record)
         self._remote = None
-        return [outcome(r) for r in self.client.update_categories(records)]
+        return self.client.update_categories(records)
 
     def suspend(self, items: list[Existing]) -> list[Outcome]:
         # Moodle's web services cannot hide a category: a closed department stays as it is

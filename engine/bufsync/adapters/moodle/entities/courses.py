@@ -6,7 +6,7 @@ from typing import Any
 
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.client import MoodleClient
-from bufsync.adapters.moodle.entities import changed, outcome, register, same_text
+from bufsync.adapters.moodle.entities import changed, register, same_text
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.adapter import Candidate, Existing, Outcome
 from bufsync.reconcile.records import Desired
@@ -74,7 +74,7 @@ class CourseAdapter:
         return None if refused is None else refused.error
 
     def create(self, items: list[Desired]) -> list[Outcome]:
-        results = [outcome(r) for r in self.client.create_courses([self._record(d, self.names, True) for d in items])]
+        results = self.client.create_courses([self._record(d, self.names, True) for d in items])
         self._index = None
         for desired, result in zip(items, results, strict=False):
             template = desired.payload.get("template")
@@ -92,15 +92,15 @@ class CourseAdapter:
             record = self._record(desired, changed(view, existing.applied, self.updatable), False)
             record["id"] = existing.remote_id
             records.append(record)
-        return [outcome(r) for r in self.client.update_courses(records)]
+        return self.client.update_courses(records)
 
     def suspend(self, items: list[Existing]) -> list[Outcome]:
-        return [outcome(r) for r in self.client.update_courses([{"id": e.remote_id, "visible": 0} for e in items])]
+        return self.client.update_courses([{"id": e.remote_id, "visible": 0} for e in items])
 
     def delete(self, items: list[Existing]) -> list[Outcome]:
         results = self.client.delete_courses([int(e.remote_id) for e in items])
         self._index = None
-        return [outcome(r) for r in results]
+        return [r for r in results]
 
     def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[Candidate]]:
         index = self._index_all()

@@ -7,7 +7,7 @@ from typing import Any
 
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.client import MoodleClient
-from bufsync.adapters.moodle.entities import outcome, register
+from bufsync.adapters.moodle.entities import register
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.adapter import Candidate, Existing, Member, Outcome
 from bufsync.reconcile.records import Desired
@@ -87,7 +87,7 @@ class EnrolmentAdapter:
             if isinstance(state, str):
                 out.append(Outcome(False, None, state, "unknownrole"))
             else:
-                out.append(outcome(next(results)))
+                out.append(next(results))
         return out
 
     def create(self, items: list[Desired]) -> list[Outcome]:
@@ -110,7 +110,7 @@ class EnrolmentAdapter:
         ready = [p for p in pairs if p["userid"] and p["courseid"]]
         self._wrote(ready)
         results = iter(self.client.unenrol(ready)) if ready else iter(())
-        return [outcome(next(results)) if p["userid"] and p["courseid"]
+        return [next(results) if p["userid"] and p["courseid"]
                 else Outcome(False, None, "Нет сведений о применённой записи на курс (noledger)", "noledger")
                 for p in pairs]
 
@@ -166,7 +166,7 @@ class EnrolmentAdapter:
             answers = send([item for _, item in sendable]) if sendable else []
             for (index, _), result in zip(sendable, answers, strict=False):
                 if not result.ok and outcomes[index].ok:
-                    outcomes[index] = outcome(result)
+                    outcomes[index] = result
         return outcomes
 
     def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bufsync.adapters.moodle.client import MoodleClient
-from bufsync.adapters.moodle.entities import changed, outcome, register
+from bufsync.adapters.moodle.entities import changed, register
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.adapter import Candidate, Existing, Outcome
 from bufsync.reconcile.records import Desired
@@ -63,7 +63,7 @@ class UserAdapter:
 
     def create(self, items: list[Desired]) -> list[Outcome]:
         records = [self._record(d, self._all_names(d), creating=True) for d in items]
-        results = [outcome(r) for r in self.client.create_users(records)]
+        results = self.client.create_users(records)
         suspend = [{"id": r.remote_id, "suspended": True}
                    for d, r in zip(items, results, strict=False) if r.ok and not d.active]
         if suspend:
@@ -81,13 +81,13 @@ class UserAdapter:
             if was_active is None or was_active != desired.active:
                 record["suspended"] = not desired.active
             records.append(record)
-        return [outcome(r) for r in self.client.update_users(records)]
+        return self.client.update_users(records)
 
     def suspend(self, items: list[Existing]) -> list[Outcome]:
-        return [outcome(r) for r in self.client.update_users([{"id": e.remote_id, "suspended": True} for e in items])]
+        return self.client.update_users([{"id": e.remote_id, "suspended": True} for e in items])
 
     def delete(self, items: list[Existing]) -> list[Outcome]:
-        return [outcome(r) for r in self.client.delete_users([int(e.remote_id) for e in items])]
+        return self.client.delete_users([int(e.remote_id) for e in items])
 
     def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[Candidate]]:
         found: dict[str, list[Candidate]] = {}
