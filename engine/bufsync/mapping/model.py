@@ -279,6 +279,8 @@ class Mapping(StrictModel):
     format: Literal[1]
     name: Identifier
     description: Description
+    title: str = Field("Запись", min_length=1, max_length=40,
+                       description="what one record is called in a row's sync_error (Russian), e.g. Пользователь")
     table: Table
     sync: Sync | None = None
     attach: Attach | None = None

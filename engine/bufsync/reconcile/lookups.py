@@ -17,7 +17,7 @@ def lookup_reason(ctx: Context, mapping_name: str, value: Any) -> tuple[str, str
     """(sync_status, text) for a record whose referenced record is not in the LMS."""
     other = ctx.mappings[mapping_name]
     failed = ctx.errors.get(mapping_name, {}).get(str(value))
-    what = {"users": "Пользователь", "courses": "Курс", "departments": "Подразделение"}.get(mapping_name, "Запись")
+    what = other.title
     if failed:
         return "skipped", f"{what} «{value}» не применён(а) в LMS: {failed}"
     return "error", (f"{what} «{value}» не найден(а) ни в LMS, ни в таблице {other.table.name}; "
