@@ -246,7 +246,6 @@ def db_revision(state: _State, message: str, empty: bool) -> None:
 def run_cmd(state: _State, mappings: tuple[str, ...], dry_run: bool, full: bool, as_json: bool, no_create: bool,
             no_update: bool, no_delete: bool, allow_removals: int | None) -> None:
     """Synchronise the buffer with Moodle (all runnable mappings, or the ones named)."""
-    from bufsync.runner import exit_code
     loaded = state.loaded
     if sys.stderr.isatty() and not as_json and state.log_format != "json":
         from rich.console import Console
@@ -257,7 +256,7 @@ def run_cmd(state: _State, mappings: tuple[str, ...], dry_run: bool, full: bool,
         report = commands.run(loaded, list(mappings), dry_run, full, no_create, no_update, no_delete,
                               allow_removals, None if as_json else logging.getLogger("bufsync.run").info)
     click.echo(report.to_json() if as_json else report.render())
-    sys.exit(exit_code(report))
+    sys.exit(report.exit_code)
 
 
 @cli.command()
@@ -328,10 +327,8 @@ def jobs_run(state: _State, name: str, due, trigger: str) -> None:
     if due is not None and due.tzinfo is None:
         due = due.replace(tzinfo=UTC)
     result = commands.job_run(state.loaded, name, due, trigger)
-    click.echo(f"job {result.job}: {result.status}"
-               + (f", run {result.run_id} {result.outcome}" if result.run_id else "")
-               + (f" — {result.detail}" if result.detail else ""))
-    sys.exit(1 if result.outcome == "rejected" else 0)
+    click.echo(result.render())
+    sys.exit(result.exit_code)
 
 
 @cli.command()
@@ -387,7 +384,7 @@ def _filters_said(portal: str | None, status: str | None) -> str:
 def queue_list(state: _State, portal: str | None, status: str | None, limit: int, as_json: bool) -> None:
     """Newest items first."""
     import json
-    rows = commands.queue_action(state.loaded, "list", portal=portal, status=status, limit=limit)
+    rows = commands.queue_list(state.loaded, portal, status, limit)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
         return
@@ -404,7 +401,7 @@ def queue_list(state: _State, portal: str | None, status: str | None, limit: int
 def queue_show(state: _State, item_id: int) -> None:
     """One item, whole."""
     import json
-    row = commands.queue_action(state.loaded, "show", item_id=item_id)
+    row = commands.queue_show(state.loaded, item_id)
     if row is None:
         raise click.UsageError(f"no queue item {item_id}")
     click.echo(json.dumps(row, ensure_ascii=False, indent=2, default=str))
@@ -416,7 +413,7 @@ def queue_show(state: _State, item_id: int) -> None:
 @pass_state
 def queue_retry(state: _State, ids: tuple[int, ...], portal: str | None, status: str | None) -> None:
     """Send failed, dead or cancelled items again (all of them, or the ids given); other statuses are refused."""
-    count = commands.queue_action(state.loaded, "retry", ids=list(ids), portal=portal, status=status)
+    count = commands.queue_retry(state.loaded, list(ids) or None, portal, status)
     click.echo(f"{count} item(s) back to pending")
 
 
@@ -426,7 +423,7 @@ def queue_retry(state: _State, ids: tuple[int, ...], portal: str | None, status:
 @pass_state
 def queue_cancel(state: _State, ids: tuple[int, ...], portal: str | None, status: str | None) -> None:
     """Cancel pending, failed or dead items (all of them, or the ids given); other statuses are refused."""
-    count = commands.queue_action(state.loaded, "cancel", ids=list(ids), portal=portal, status=status)
+    count = commands.queue_cancel(state.loaded, list(ids) or None, portal, status)
     click.echo(f"{count} item(s) cancelled")
 
 
@@ -435,7 +432,7 @@ def queue_cancel(state: _State, ids: tuple[int, ...], portal: str | None, status
 @pass_state
 def queue_purge(state: _State, days: int | None) -> None:
     """Delete done and cancelled items finished before then (the daemon does it at start); dead ones stay."""
-    count = commands.queue_action(state.loaded, "purge", days=days)
+    count = commands.queue_purge(state.loaded, days)
     click.echo(f"{count} finished item(s) deleted")
 
 
@@ -444,7 +441,7 @@ def queue_purge(state: _State, days: int | None) -> None:
 @pass_state
 def queue_stats(state: _State, portal: str | None) -> None:
     """Items per portal and status, with the oldest."""
-    rows = commands.queue_action(state.loaded, "stats", portal=portal)
+    rows = commands.queue_stats(state.loaded, portal)
     if not rows:
         click.echo("no queue items" + _filters_said(portal, None))
     for r in rows:
@@ -459,13 +456,8 @@ def queue_stats(state: _State, portal: str | None) -> None:
 def queue_dispatch(state: _State, portal: str | None, forever: bool) -> None:
     """Deliver the portal's due items; run as many dispatchers at once as you like."""
     report = commands.queue_dispatch(state.loaded, portal, forever)
-    c = report.counts
-    doubt = (f" in_doubt={c['in_doubt']} (confirmed={c['confirmed']} resent={c['resent']})"
-             if c.get("in_doubt") else "")
-    click.echo(f"dispatch {report.portal}: claimed={c['claimed']} done={c['done']} retried={c['retried']} "
-               f"dead={c['dead']}"
-               f"{doubt} in {report.seconds:.1f}s (run {report.run_id})")
-    sys.exit(EXIT_REJECTED if report.outcome == "rejected" else 0)
+    click.echo(report.render())
+    sys.exit(report.exit_code)
 
 
 def _sandbox_command() -> click.Command:

@@ -8,9 +8,17 @@ from typing import TYPE_CHECKING, Any
 # Each command imports what it needs when it runs: `bufsync --version` and `--help` must not pay for
 # SQLAlchemy's engine, alembic, pydantic and httpx (tests/test_cli_startup.py keeps it so).
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+    from typing import TextIO
+
+    import sqlalchemy as sa
+
     from bufsync.check import CheckItem
     from bufsync.config import LoadedSettings
     from bufsync.mapping.loader import MappingSet
+    from bufsync.report import JobResult, PortalRun, RunReport
+    from bufsync.scheduler.status import JobStatus
     from bufsync.sqlrender import RenderResult
 
 
@@ -33,12 +41,13 @@ def sql_render(loaded: LoadedSettings, out_dir: Path, check_only: bool) -> list[
     return render_all(build_metadata(mappings), heads, out_dir, check_only)
 
 
-def db_upgrade(loaded: LoadedSettings, revision: str = "heads", sql: bool = False, stdout: Any = None) -> None:
+def db_upgrade(loaded: LoadedSettings, revision: str = "heads", sql: bool = False,
+               stdout: TextIO | None = None) -> None:
     from bufsync import migrations
     migrations.upgrade(loaded, load(loaded), revision, sql=sql, stdout=stdout)
 
 
-def db_downgrade(loaded: LoadedSettings, revision: str, sql: bool = False, stdout: Any = None) -> None:
+def db_downgrade(loaded: LoadedSettings, revision: str, sql: bool = False, stdout: TextIO | None = None) -> None:
     from bufsync import migrations
     migrations.downgrade(loaded, load(loaded), revision, sql=sql, stdout=stdout)
 
@@ -69,11 +78,11 @@ def sandbox(port: int, data: Path | None, token: str | None, debug: bool, max_in
 
 def run(loaded: LoadedSettings, names: list[str], dry_run: bool = False, full: bool = False,
         no_create: bool = False, no_update: bool = False, no_delete: bool = False,
-        allow_removals: int | None = None, progress: Any = None, **job: Any) -> Any:
-    """job: job=, trigger=, stop= (an Event), on_start= (called with the run id) for scheduled runs."""
+        allow_removals: int | None = None, progress: Callable[[str], None] | None = None) -> RunReport:
+    """`bufsync run`: the mappings named (or every runnable one) once, now."""
     from bufsync.reconcile.context import Options
     from bufsync.runner import run as run_sync
-    return run_sync(loaded, names, Options(dry_run, full, no_create, no_update, no_delete, allow_removals, **job),
+    return run_sync(loaded, names, Options(dry_run, full, no_create, no_update, no_delete, allow_removals),
                     progress)
 
 
@@ -88,12 +97,12 @@ def runs_list(loaded: LoadedSettings, last: int = 20, job: str | None = None) ->
         return runs.recent(engine, tables["sync_runs"], last, job)
 
 
-def demo(directory: Path, people: int = 300, echo: Any = print) -> Any:
+def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print) -> tuple[RunReport, RunReport]:
     from bufsync.demo import demo as run_demo
     return run_demo(directory, people, echo)
 
 
-def job_run(loaded: LoadedSettings, name: str, due: Any = None, trigger: str = "manual") -> Any:
+def job_run(loaded: LoadedSettings, name: str, due: datetime | None = None, trigger: str = "manual") -> JobResult:
     from bufsync.scheduler.jobs import run_job
     return run_job(loaded, name, due, trigger)
 
@@ -103,17 +112,17 @@ def schedule(loaded: LoadedSettings, config: Path | None, tick: float = 1.0) -> 
     return serve(loaded, config or loaded.file, tick)
 
 
-def status(loaded: LoadedSettings) -> list[Any]:
+def status(loaded: LoadedSettings) -> list[JobStatus]:
     from bufsync.scheduler.status import collect
     return collect(loaded)
 
 
-def portal_run(loaded: LoadedSettings, name: str) -> Any:
+def portal_run(loaded: LoadedSettings, name: str) -> PortalRun:
     from bufsync.portals.runs import run_portal
     return run_portal(loaded, name)
 
 
-def queue_dispatch(loaded: LoadedSettings, portal: str | None, forever: bool) -> Any:
+def queue_dispatch(loaded: LoadedSettings, portal: str | None, forever: bool) -> PortalRun:
     import signal
     import threading
 
@@ -125,31 +134,58 @@ def queue_dispatch(loaded: LoadedSettings, portal: str | None, forever: bool) ->
     return run_dispatch(loaded, portal, until_empty=not forever, stop=stop)
 
 
-def _queue_table() -> Any:
+def _queue() -> sa.Table:
     import sqlalchemy as sa
 
     from bufsync.state.tables import add_state_tables
     return add_state_tables(sa.MetaData())["sync_queue"]
 
 
-def queue_action(loaded: LoadedSettings, action: str, **kwargs: Any) -> Any:
-    """list / show / retry / cancel / stats on sync_queue."""
+def queue_list(loaded: LoadedSettings, portal: str | None, status: str | None, limit: int = 50
+               ) -> list[dict[str, Any]]:
+    """Newest items first."""
     from bufsync.db import connect_buffer
     from bufsync.queue import outbox
-    table = _queue_table()
     with connect_buffer(loaded) as engine:
-        if action == "list":
-            return outbox.listing(engine, table, kwargs.get("portal"), kwargs.get("status"), kwargs.get("limit", 50))
-        if action == "show":
-            import sqlalchemy as sa
-            with engine.connect() as conn:
-                row = conn.execute(sa.select(table).where(table.c.id == kwargs["item_id"])).first()
-            return dict(row._mapping) if row else None
-        if action == "retry":
-            return outbox.retry(engine, table, kwargs.get("ids"), kwargs.get("portal"), kwargs.get("status"))
-        if action == "cancel":
-            return outbox.cancel(engine, table, kwargs.get("ids"), kwargs.get("portal"), kwargs.get("status"))
-        if action == "purge":
-            from bufsync.portals.runs import purge_queue
-            return purge_queue(engine, kwargs.get("days") or loaded.settings.retention_days)
-        return outbox.stats(engine, table, kwargs.get("portal"))
+        return outbox.listing(engine, _queue(), portal, status, limit)
+
+
+def queue_show(loaded: LoadedSettings, item_id: int) -> dict[str, Any] | None:
+    import sqlalchemy as sa
+
+    from bufsync.db import connect_buffer
+    table = _queue()
+    with connect_buffer(loaded) as engine, engine.connect() as conn:
+        row = conn.execute(sa.select(table).where(table.c.id == item_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def queue_retry(loaded: LoadedSettings, ids: list[int] | None, portal: str | None, status: str | None) -> int:
+    """How many items went back to pending."""
+    from bufsync.db import connect_buffer
+    from bufsync.queue import outbox
+    with connect_buffer(loaded) as engine:
+        return outbox.retry(engine, _queue(), ids, portal, status)
+
+
+def queue_cancel(loaded: LoadedSettings, ids: list[int] | None, portal: str | None, status: str | None) -> int:
+    """How many items were cancelled."""
+    from bufsync.db import connect_buffer
+    from bufsync.queue import outbox
+    with connect_buffer(loaded) as engine:
+        return outbox.cancel(engine, _queue(), ids, portal, status)
+
+
+def queue_purge(loaded: LoadedSettings, days: int | None) -> int:
+    """How many finished items were deleted (default: the retention the config gives)."""
+    from bufsync.db import connect_buffer
+    from bufsync.portals.runs import purge_queue
+    with connect_buffer(loaded) as engine:
+        return purge_queue(engine, days or loaded.settings.retention_days)
+
+
+def queue_stats(loaded: LoadedSettings, portal: str | None) -> list[dict[str, Any]]:
+    from bufsync.db import connect_buffer
+    from bufsync.queue import outbox
+    with connect_buffer(loaded) as engine:
+        return outbox.stats(engine, _queue(), portal)

@@ -16,7 +16,7 @@ from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
 from bufsync.dialects import dialect_named
 from bufsync.dialects.base import LockHeld
-from bufsync.errors import EXIT_REJECTED, EXIT_UNAVAILABLE, BufsyncError, ConfigError, Problem
+from bufsync.errors import EXIT_UNAVAILABLE, BufsyncError, ConfigError, Problem
 from bufsync.mapping.loader import MappingSet, load_mappings
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import inbound, pull
@@ -224,10 +224,7 @@ def _close(engine: sa.Engine, table: sa.Table, report: RunReport, client: Moodle
     report.moodle_calls = client.transport.stats.calls
     client.close()
     try:
-        runs.finish(engine, table, report.run_id, report.outcome, report.counts(), report.refused or report.error)
+        runs.finish(engine, table, report.run_id, report.outcome, report.stored_counts(),
+                    report.refused or report.error)
     except sa.exc.SQLAlchemyError as exc:  # the report still reaches the user
         log.error("could not record the run's end in sync_runs: %s", exc)
-
-
-def exit_code(report: RunReport) -> int:
-    return EXIT_REJECTED if report.outcome == "rejected" else 0

@@ -248,7 +248,6 @@ def test_kill_between_the_moodle_write_and_the_ledger(world: World, tmp_path: Pa
 
 
 def test_rejected_rows_get_reasons_and_exit_1(world: World) -> None:
-    from bufsync.runner import exit_code
     rows = people(3)
     rows[1]["username"] = "Сидоров"
     rows[2]["email"] = rows[0]["email"].upper()
@@ -258,7 +257,7 @@ def test_rejected_rows_get_reasons_and_exit_1(world: World) -> None:
                                         "role": "student", "status": "active"}
                                        for r in rows for c in ("C1", "NO-SUCH")][:4])
     report = world.run()
-    assert exit_code(report) == 1
+    assert report.exit_code == 1
     users = {r["external_id"]: r for r in world.rows("buf_users")}
     assert users["P00001"]["sync_status"] == "error"
     assert users["P00001"]["sync_error"].startswith("Логин «сидоров» недопустим")
@@ -275,7 +274,7 @@ def test_rejected_rows_get_reasons_and_exit_1(world: World) -> None:
     assert world.writes() == writes
     assert counts(again, "users")["failing"] == 2 and counts(again, "users")["rejected"] == 0
     assert counts(again, "subscriptions")["failing"] == 3 and counts(again, "subscriptions")["skipped"] == 0
-    assert exit_code(again) == 1
+    assert again.exit_code == 1
     _ = BufsyncError
 
 

@@ -21,8 +21,8 @@ if TYPE_CHECKING:  # `bufsync --help` lists the portals' commands: the registry 
     import sqlalchemy as sa
 
     from bufsync.config import LoadedSettings
-    from bufsync.portals.runs import PortalRun
     from bufsync.portals.settings import PortalSettings
+    from bufsync.report import PortalRun
 
 
 def __getattr__(name: str) -> Any:

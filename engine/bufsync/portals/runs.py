@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -23,25 +22,13 @@ from bufsync.dialects.base import LockHeld
 from bufsync.errors import EXIT_UNAVAILABLE, BufsyncError, ConfigError
 from bufsync.portals import portal as portal_named
 from bufsync.portals import portals
+from bufsync.report import PortalRun
 from bufsync.state import runs
 from bufsync.state.tables import add_state_tables
 
 
 class PortalBusy(BufsyncError):
     exit_code = EXIT_UNAVAILABLE
-
-
-@dataclass
-class PortalRun:
-    kind: str
-    portal: str | None = None  # the portal it ran for (a dispatch run's kind is `dispatch`)
-    run_id: int | None = None
-    outcome: str = "ok"
-    counts: dict[str, int] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    error: str | None = None
-    seconds: float = 0.0
-    refused: str | None = None  # runs of this kind have no guards; kept for the job runner's one shape
 
 
 def state_tables(engine: sa.Engine, names: tuple[str, ...]) -> dict[str, sa.Table]:
@@ -55,7 +42,7 @@ def state_tables(engine: sa.Engine, names: tuple[str, ...]) -> dict[str, sa.Tabl
 def recorded(loaded: LoadedSettings, kind: str, lock: str | None, needs: tuple[str, ...], options: dict[str, Any],
               work: Callable[[sa.Engine, dict[str, sa.Table], PortalRun], None], job: str | None, trigger: str,
               on_start: Callable[[int], None] | None) -> PortalRun:
-    report = PortalRun(kind, portal=options.get("portal", kind))
+    report = PortalRun(kind=kind, portal=options.get("portal", kind))
     started = time.perf_counter()
     with connect_buffer(loaded) as engine:
         tables = state_tables(engine, needs + ("sync_runs",))
@@ -76,7 +63,7 @@ def recorded(loaded: LoadedSettings, kind: str, lock: str | None, needs: tuple[s
                 finally:
                     report.seconds = time.perf_counter() - started
                     runs.finish(engine, tables["sync_runs"], report.run_id, report.outcome,
-                                dict(report.counts), report.error)
+                                report.stored_counts(), report.error)
         except LockHeld:
             raise PortalBusy(f"another process runs {kind} for this buffer now; try again when it has finished"
                              ) from None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -14,18 +13,10 @@ from bufsync.db import create_buffer_engine
 from bufsync.dialects import dialect_named
 from bufsync.dialects.base import LockHeld
 from bufsync.errors import BufsyncError, ConfigError
+from bufsync.report import JobResult, Report
 from bufsync.scheduler import heartbeat
 from bufsync.scheduler.schedules import Schedule, parse
 from bufsync.state.tables import add_state_tables
-
-
-@dataclass
-class JobResult:
-    job: str
-    status: str      # done, skipped (due already taken), held (running elsewhere)
-    outcome: str | None = None
-    run_id: int | None = None
-    detail: str = ""
 
 
 def registry(loaded: LoadedSettings) -> dict[str, tuple[JobSettings, Schedule]]:
@@ -42,8 +33,9 @@ def job_settings(loaded: LoadedSettings, name: str) -> tuple[JobSettings, Schedu
 
 def run_job(loaded: LoadedSettings, name: str, due: datetime | None = None, trigger: str = "manual") -> JobResult:
     """What `bufsync jobs run NAME` does; the daemon starts it as a child process for each due time."""
-    from bufsync.commands import run as run_sync
     from bufsync.portals.runs import run_dispatch, run_portal
+    from bufsync.reconcile.context import Options
+    from bufsync.runner import run as run_sync
     job, schedule = job_settings(loaded, name)
     table = add_state_tables(sa.MetaData())["sync_heartbeat"]
     engine = create_buffer_engine(loaded.buffer_url)
@@ -54,10 +46,12 @@ def run_job(loaded: LoadedSettings, name: str, due: datetime | None = None, trig
             with dialect_named(engine.dialect.name).lock(engine, f"job:{name}"):
                 next_run = heartbeat.naive(schedule.next_due(datetime.now(UTC)))
                 if not heartbeat.claim(engine, table, name, due, next_run):
-                    return JobResult(name, "skipped", detail=f"due time {due:%Y-%m-%d %H:%M:%S} already run")
+                    return JobResult(job=name, status="skipped", outcome="skipped",
+                                     detail=f"due time {due:%Y-%m-%d %H:%M:%S} already run")
                 with heartbeat.Pulse(engine, table, name, loaded.settings.heartbeat_seconds):
                     try:
                         on_start = lambda run_id: heartbeat.set_run(engine, table, name, run_id)  # noqa: E731
+                        report: Report
                         if job.kind == "dispatch":
                             assert job.portal is not None  # the settings give a dispatch job its portal
                             report = run_dispatch(loaded, job.portal, until_empty=True, stop=stop, job=name,
@@ -65,9 +59,10 @@ def run_job(loaded: LoadedSettings, name: str, due: datetime | None = None, trig
                         elif job.kind != "sync":  # a portal's scenario run
                             report = run_portal(loaded, job.kind, job=name, trigger=trigger, on_start=on_start)
                         else:
-                            report = run_sync(loaded, job.mappings, full=job.full, allow_removals=job.allow_removals,
-                                              job=name, trigger=trigger, stop=stop,
-                                              due=due.isoformat() if due is not None else None, on_start=on_start)
+                            options = Options(full=job.full, allow_removals=job.allow_removals, job=name,
+                                              trigger=trigger, due=due.isoformat() if due is not None else None,
+                                              stop=stop, on_start=on_start)
+                            report = run_sync(loaded, job.mappings, options)
                     except BufsyncError as exc:
                         heartbeat.finish(engine, table, name, "failed", str(exc))
                         raise
@@ -76,9 +71,9 @@ def run_job(loaded: LoadedSettings, name: str, due: datetime | None = None, trig
                         raise
                 state = {"ok": "idle", "rejected": "idle"}.get(report.outcome, report.outcome)
                 heartbeat.finish(engine, table, name, state, report.error or report.refused)
-                return JobResult(name, "done", report.outcome, report.run_id)
+                return JobResult(job=name, status="done", outcome=report.outcome, run_id=report.run_id)
         except LockHeld:
-            return JobResult(name, "held", detail="another process runs this job now")
+            return JobResult(job=name, status="held", outcome="held", detail="another process runs this job now")
     finally:
         signal.signal(signal.SIGTERM, previous)
         engine.dispose()

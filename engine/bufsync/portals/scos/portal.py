@@ -15,8 +15,8 @@ if TYPE_CHECKING:  # imported where used: listing the CLI's commands loads this 
     import sqlalchemy as sa
 
     from bufsync.config import LoadedSettings
-    from bufsync.portals.runs import PortalRun
     from bufsync.portals.scos.settings import ScosSettings
+    from bufsync.report import PortalRun
 
 
 def client_for(settings: ScosSettings) -> Any:
@@ -189,7 +189,6 @@ class ScosPortal(Portal):
         import click
 
         from bufsync.cli import pass_state
-        from bufsync.errors import EXIT_REJECTED
 
         @click.group(self.name)
         def group() -> None:
@@ -200,19 +199,10 @@ class ScosPortal(Portal):
         @pass_state
         def run(state: Any, as_json: bool) -> None:
             """Publish, poll moderation, update, archive; enrol, unenrol; results, progress, certificates."""
-            import json
-
             from bufsync import commands
             report = commands.portal_run(state.loaded, self.name)
-            if as_json:
-                click.echo(json.dumps({"run_id": report.run_id, "outcome": report.outcome, "counts": report.counts,
-                                       "problems": report.problems}, ensure_ascii=False, indent=2))
-            else:
-                counts = " ".join(f"{k}={v}" for k, v in sorted(report.counts.items()))
-                click.echo(f"{self.name}: {report.outcome} in {report.seconds:.1f}s (run {report.run_id}) {counts}")
-                for problem in report.problems:
-                    click.echo(f"  {problem}")
-            sys.exit(EXIT_REJECTED if report.outcome == "rejected" else 0)
+            click.echo(report.to_json() if as_json else report.render())
+            sys.exit(report.exit_code)
 
         @group.command("courses")
         @click.option("--json", "as_json", is_flag=True)

@@ -12,7 +12,6 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,22 +25,13 @@ from bufsync.portals.scos import passport as passports
 from bufsync.portals.scos.client import ScosClient, ScosKeyRefused, ScosRejected, ScosUnavailable
 from bufsync.portals.scos.settings import ScosSettings
 from bufsync.queue import outbox
+from bufsync.report import Tally
 from bufsync.state.ledger import now_utc
 
 log = logging.getLogger("bufsync.scos")
 PORTAL = "scos"
 # a course in these states waits for the queue; the scenarios leave it alone
 WAITING = ("publishing", "updating", "archiving", "activating")
-
-
-@dataclass
-class ScenarioReport:
-    counts: Counter[str] = field(default_factory=Counter)
-    problems: list[str] = field(default_factory=list)   # per course, in Russian: why it did not go through
-
-    def add(self, key: str, n: int = 1) -> None:
-        if n:
-            self.counts[key] += n
 
 
 def _chunks(values: list[Any], size: int = 500) -> Iterable[list[Any]]:
@@ -64,11 +54,11 @@ class Scenarios:
         self.zone = zone
         self.users = users
         self.enabled = set(settings.scenarios)
-        self.report = ScenarioReport()
+        self.report = Tally()
         self._enrolled: dict[int, list[dict[str, Any]]] = {}
 
     # -- the run ---------------------------------------------------------------------------------
-    def run(self) -> ScenarioReport:
+    def run(self) -> Tally:
         """The scenarios once; refused credentials stop the run as `bufsync run` stops (exit 2), since every
         further call would be refused alike and a course-by-course skip would hide it."""
         try:
@@ -84,7 +74,7 @@ class Scenarios:
                 raise UnavailableError(f"Moodle is unavailable: {exc.fix()}") from None
             raise
 
-    def _run(self) -> ScenarioReport:
+    def _run(self) -> Tally:
         self.settle()
         courses = {c["id"]: c for c in self.moodle.get_courses_by_field() if c.get("format") != "site"}
         self.courses(courses)

@@ -1,0 +1,39 @@
+"""One report base for every kind of run: the same title / table / notes layout, JSON and exit code."""
+
+from __future__ import annotations
+
+import json
+
+from bufsync.report import JobResult, MappingReport, PortalRun, Report, RunReport
+
+
+def test_a_sync_report_prints_a_table_and_its_row_errors() -> None:
+    users = MappingReport("users", source_rows=12)
+    users.add("create", 10)
+    users.add("reject", 2)
+    users.errors = [{"key": f"P{i}", "status": "error", "reason": "нет почты (missingemail)"} for i in range(3)]
+    report = RunReport(run_id=7, outcome="rejected", mappings=[users, MappingReport("courses", note="not run: x")])
+    lines = report.render(errors_shown=2).splitlines()
+    assert lines[0] == "run 7: rejected in 0.0 s, 0 Moodle calls"
+    assert lines[1].split()[:4] == ["mapping", "rows", "created", "adopted"]
+    assert lines[2].split()[:4] == ["users", "12", "10", "0"] and lines[2].split()[10] == "2"
+    assert "  users [P1] error: нет почты (missingemail)" in lines
+    assert "  ... 1 more in users (sync_error in the buffer)" in lines and "courses: not run: x" in lines
+    assert report.exit_code == 1
+    assert report.stored_counts()["users"]["created"] == 10
+    assert json.loads(report.to_json())["mappings"][0]["counts"]["rejected"] == 2
+
+
+def test_portal_runs_and_jobs_share_the_shape() -> None:
+    dispatch = PortalRun(kind="dispatch", portal="scos", run_id=3, counts={"claimed": 2, "done": 1, "retried": 0,
+                                                                           "dead": 1}, outcome="rejected")
+    assert dispatch.render() == "dispatch scos: claimed=2 done=1 retried=0 dead=1 in 0.0s (run 3)"
+    assert dispatch.exit_code == 1 and dispatch.stored_counts() == dispatch.counts
+    scenarios = PortalRun(kind="scos", run_id=4, counts={"published": 1}, problems=["Курс «X»: нет дат"])
+    assert scenarios.render().splitlines() == ["scos: ok in 0.0s (run 4) published=1", "  Курс «X»: нет дат"]
+    job = JobResult(job="nightly", status="held", outcome="held", detail="another process runs this job now")
+    assert job.render() == "job nightly: held — another process runs this job now" and job.exit_code == 0
+    refused = RunReport(run_id=1, outcome="refused", refused="users: 5 of 6 linked records would be suspended")
+    assert refused.render().splitlines()[-1] == "REFUSED: users: 5 of 6 linked records would be suspended"
+    for report in (dispatch, scenarios, job, refused):
+        assert isinstance(report, Report) and json.loads(report.to_json())["kind"] == report.kind
