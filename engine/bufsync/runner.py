@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import SecretStr
 
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import entity_adapters
@@ -75,6 +76,7 @@ def run(loaded: LoadedSettings, names: list[str], options: Options, progress: An
     moodle = loaded.moodle
     if not moodle.url or moodle.token is None:
         raise ConfigError("BUFSYNC_MOODLE_URL and BUFSYNC_MOODLE_TOKEN (moodle.url, moodle.token) must be set to run")
+    url, token = moodle.url, moodle.token
     with connect_buffer(loaded) as engine:
         inspector = sa.inspect(engine)
         missing_tables = [t for t in ("sync_ledger", "sync_runs") if not inspector.has_table(t)]
@@ -83,22 +85,25 @@ def run(loaded: LoadedSettings, names: list[str], options: Options, progress: An
         dialect = dialect_named(engine.dialect.name)
         try:
             with dialect.lock(engine, LOCK_NAME):
-                return _locked(loaded, engine, mappings, metadata, chosen, skipped, options, report, started, progress)
+                return _locked(loaded, url, token, engine, mappings, metadata, chosen, skipped, options, report,
+                               started, progress)
         except LockHeld:
             raise RunBusy("another bufsync run holds this buffer's lock; it runs one at a time — try again "
                           "when it has finished") from None
 
 
-def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, metadata: sa.MetaData,
-            chosen: list[Mapping], skipped: dict[str, str], options: Options, report: RunReport,
-            started: float, progress: Any) -> RunReport:
+def _locked(loaded: LoadedSettings, url: str, token: SecretStr, engine: sa.Engine, mappings: MappingSet,
+            metadata: sa.MetaData, chosen: list[Mapping], skipped: dict[str, str], options: Options,
+            report: RunReport, started: float, progress: Any) -> RunReport:
+    """url, token: loaded.moodle's, checked by run()."""
     runs_table = metadata.tables["sync_runs"]
-    report.run_id = runs.start(engine, runs_table, "sync", options.record() | {"mappings": [m.name for m in chosen]},
-                               options.dry_run, job=options.job, trigger=options.trigger)
+    run_id = report.run_id = runs.start(engine, runs_table, "sync",
+                                        options.record() | {"mappings": [m.name for m in chosen]},
+                                        options.dry_run, job=options.job, trigger=options.trigger)
     if options.on_start is not None:
-        options.on_start(report.run_id)
+        options.on_start(run_id)
     moodle = loaded.moodle
-    client = MoodleClient.connect(moodle.url, moodle.token.get_secret_value(), timeout=moodle.timeout,
+    client = MoodleClient.connect(url, token.get_secret_value(), timeout=moodle.timeout,
                                   verify=moodle.verify_tls, max_input_vars=moodle.max_input_vars,
                                   concurrency=moodle.concurrency, batch_items=moodle.batch_items,
                                   password_policy=PasswordPolicy() if moodle.password_policy else None)
@@ -107,7 +112,9 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
 
     def adapter_for(mapping: Mapping) -> Any:
         if mapping.name not in adapters:
-            adapters[mapping.name] = classes[mapping.sync.remote.entity](client, mapping, moodle)
+            entity = mapping.flow.remote.entity
+            assert entity is not None  # the remote side of a sync is a moodle endpoint, which names its entity
+            adapters[mapping.name] = classes[entity](client, mapping, moodle)
         return adapters[mapping.name]
 
     ctx = Context(engine, mappings, {t.name: t for t in metadata.tables.values()},
@@ -116,7 +123,7 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
         client.check_access_first()
         warmed = False
         # guards that need no LMS and no full read: all of them before anything changes
-        for mapping in (m for m in chosen if m.sync.inbound):
+        for mapping in (m for m in chosen if m.flow.inbound):
             table = ctx.tables[mapping.table.name]
             weighed = weigh(ctx, mapping)  # rows, linked records and removals: one count for both guards
             linked = weighed.linked_before
@@ -130,15 +137,15 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
                 raise GuardRefused(refusal)
         for mapping in chosen:
             calls, began = client.transport.stats.calls, time.perf_counter()
-            if not mapping.sync.inbound:
+            if not mapping.flow.inbound:
                 if progress:
-                    progress(f"{mapping.name}: reading {mapping.sync.source.entity} from Moodle")
+                    progress(f"{mapping.name}: reading {mapping.flow.source.entity} from Moodle")
                 mreport = MappingReport(mapping.name)
                 report.mappings.append(mreport)
                 try:
                     pull.run(ctx, mapping, mreport)
-                except GuardRefused as refusal:
-                    raise GuardRefused(f"{refusal}{_applied_so_far(report)}") from None
+                except GuardRefused as refused:
+                    raise GuardRefused(f"{refused}{_applied_so_far(report)}") from None
                 finally:
                     mreport.moodle_calls = client.transport.stats.calls - calls
                     mreport.seconds = time.perf_counter() - began
@@ -154,7 +161,7 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
             if (found.changed or found.missing) and not warmed:
                 warmed = True  # lookups and the records' own ids: read once, when there is work
                 for synced in mappings.synced():
-                    if synced.sync.inbound:
+                    if synced.flow.inbound:
                         known_remote_ids(ctx, synced)
             try:
                 inbound.run(ctx, mapping, found, mreport, _progress(progress, client, began, calls))
@@ -164,20 +171,20 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
         for name, reason in skipped.items():
             report.mappings.append(MappingReport(name, note=f"not run: {reason}"))
         report.outcome = "rejected" if report.rejected else "ok"
-    except GuardRefused as refusal:
+    except GuardRefused as refused:
         report.outcome = "refused"
-        report.refused = str(refusal)
-        _close(engine, runs_table, report, client, started)
+        report.refused = str(refused)
+        _close(engine, runs_table, run_id, report, client, started)
         raise
     except (MoodleUnavailable, MoodleError, MoodleConfigError) as exc:
         # a refused token, service or endpoint is the administrator's to fix (exit 2); an unreachable or
         # failing Moodle is worth another run later (exit 4); any other Moodle error is unexpected
-        access = isinstance(exc, MoodleError) and exc.is_access_error
-        text = exc.fix() if access else str(exc)
+        access = exc if isinstance(exc, MoodleError) and exc.is_access_error else None
+        text = access.fix() if access is not None else str(exc)
         report.outcome = "failed"
         report.error = f"Moodle: {text}"
-        _close(engine, runs_table, report, client, started)
-        if isinstance(exc, MoodleConfigError) or (access and exc.is_config_error):
+        _close(engine, runs_table, run_id, report, client, started)
+        if isinstance(exc, MoodleConfigError) or (access is not None and access.is_config_error):
             raise ConfigError(Problem(None, "moodle.url" if isinstance(exc, MoodleConfigError) else "moodle.token",
                                       text)) from None
         if isinstance(exc, MoodleError) and not exc.is_unavailable:
@@ -186,14 +193,14 @@ def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet, met
     except Interrupted as exc:
         report.outcome = "interrupted"
         report.error = str(exc)
-        _close(engine, runs_table, report, client, started)
+        _close(engine, runs_table, run_id, report, client, started)
         return report
     except BaseException as exc:
         report.outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         report.error = f"{type(exc).__name__}: {exc}"
-        _close(engine, runs_table, report, client, started)
+        _close(engine, runs_table, run_id, report, client, started)
         raise
-    _close(engine, runs_table, report, client, started)
+    _close(engine, runs_table, run_id, report, client, started)
     return report
 
 
@@ -219,12 +226,12 @@ def _applied_so_far(report: RunReport) -> str:
         f"{name}: " + ", ".join(f"{n} {k}" for k, n in c.items()) for name, c in done.items())
 
 
-def _close(engine: sa.Engine, table: sa.Table, report: RunReport, client: MoodleClient, started: float) -> None:
+def _close(engine: sa.Engine, table: sa.Table, run_id: int, report: RunReport, client: MoodleClient,
+           started: float) -> None:
     report.seconds = time.perf_counter() - started
     report.moodle_calls = client.transport.stats.calls
     client.close()
     try:
-        runs.finish(engine, table, report.run_id, report.outcome, report.stored_counts(),
-                    report.refused or report.error)
+        runs.finish(engine, table, run_id, report.outcome, report.stored_counts(), report.refused or report.error)
     except sa.exc.SQLAlchemyError as exc:  # the report still reaches the user
         log.error("could not record the run's end in sync_runs: %s", exc)

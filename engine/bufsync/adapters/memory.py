@@ -70,8 +70,7 @@ class MemoryTarget:
     @property
     def key_field(self) -> str:
         """The remote field holding the mapping's (first) key column: what find() looks up by."""
-        sync = self.mapping.sync
-        assert sync is not None  # a target adapter serves a synced mapping
+        sync = self.mapping.flow
         return next(name for name, spec in sync.fields.items() if spec.source == sync.key[0])
 
     def _count(self, name: str) -> None:
@@ -120,7 +119,7 @@ class MemoryTarget:
         self._count("update")
         out = []
         for desired, existing in items:
-            record = self.records.get(int(existing.remote_id))
+            record = self.records.get(int(existing.required_id))
             if desired.key in self.refuse or record is None:
                 out.append(Outcome(False, error=self.refuse.get(desired.key, "запись удалена (notfound)"),
                                    code="refused" if record is not None else "notfound"))
@@ -132,14 +131,14 @@ class MemoryTarget:
     def suspend(self, items: list[Existing]) -> list[Outcome]:
         self._count("suspend")
         for existing in items:
-            if int(existing.remote_id) in self.records:
-                self.records[int(existing.remote_id)]["@active"] = False
+            if int(existing.required_id) in self.records:
+                self.records[int(existing.required_id)]["@active"] = False
         return [Outcome(True, e.remote_id) for e in items]
 
     def delete(self, items: list[Existing]) -> list[Outcome]:
         self._count("delete")
         for existing in items:
-            self.records.pop(int(existing.remote_id), None)
+            self.records.pop(int(existing.required_id), None)
         return [Outcome(True, e.remote_id) for e in items]
 
     def apply_groups(self, groups: list[list[Member]]) -> list[Outcome]:
@@ -149,7 +148,7 @@ class MemoryTarget:
         self._count("drifted")
         out = set()
         for desired, existing in items:
-            record = self.records.get(int(existing.remote_id))
+            record = self.records.get(int(existing.required_id))
             wanted = self._fields(desired) | {"@active": desired.active}
             if record is None or any(record.get(k) != v for k, v in wanted.items()):
                 out.add(desired.key)

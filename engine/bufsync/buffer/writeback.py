@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bufsync.mapping.model import Mapping
+from bufsync.state.ledger import RemoteId
 
 ERROR_LIMIT = 2000
 
@@ -23,7 +24,7 @@ class Status:
     key_values: tuple[Any, ...]
     status: str
     error: str | None
-    remote_id: int | None
+    remote_id: RemoteId | None
     synced_at: datetime
 
 

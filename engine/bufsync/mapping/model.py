@@ -294,6 +294,15 @@ class Mapping(StrictModel):
         return self
 
     @property
+    def flow(self) -> Sync:
+        """The sync of a mapping that has one (the only kind the core reconciles); an error for an attach or
+        load_markers mapping, which the core never handles directly."""
+        if self.sync is None:
+            role = "attach" if self.attach is not None else "load_markers" if self.load_markers is not None else "none"
+            raise ValueError(f"mapping {self.name} has no sync (its role: {role}); only a synced mapping is reconciled")
+        return self.sync
+
+    @property
     def dependencies(self) -> list[str]:
         """Mappings that must run before this one: declared or looked up."""
         deps: list[str] = []

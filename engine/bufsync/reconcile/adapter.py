@@ -32,8 +32,15 @@ class Existing:
     """A record already applied: its remote id and what the ledger says was applied."""
 
     key: str
-    remote_id: RemoteId
+    remote_id: RemoteId | None  # None: a record with no id of its own (an enrolment: what was applied says which)
     applied: dict[str, Any] | None
+
+    @property
+    def required_id(self) -> RemoteId:
+        """The remote id, for an entity whose records all have one (a user, a course)."""
+        if self.remote_id is None:
+            raise ValueError(f"the linked record of {self.key} has no remote id")
+        return self.remote_id
 
 
 @dataclass

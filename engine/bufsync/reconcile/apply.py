@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -12,10 +13,10 @@ from bufsync.buffer import writeback
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import fingerprint
 from bufsync.reconcile import plan as p
-from bufsync.reconcile.adapter import Existing, Member, Outcome, TargetAdapter
+from bufsync.reconcile.adapter import Member, Outcome, TargetAdapter
 from bufsync.reconcile.context import CHUNK, Context, Interrupted, dialect_of
 from bufsync.reconcile.correlate import correlate
-from bufsync.reconcile.plan import vanished_view, view_of, written_status
+from bufsync.reconcile.plan import desired_of, existing_of, vanished_view, view_of, written_status
 from bufsync.reconcile.planner import classify_one, prevalidate, unreachable_parent
 from bufsync.reconcile.records import Desired, RecordBuilder
 from bufsync.state.ledger import ERROR, LINKED, REMOVED, SUSPENDED, Entry, RemoteId, now_utc
@@ -36,20 +37,20 @@ def apply_plan(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dic
     results: list[p.Result] = []
 
     def create(steps: list[p.Step]) -> list[Outcome]:
-        return adapter.create([_desired(s) for s in steps])
+        return adapter.create([desired_of(s) for s in steps])
 
     def update(steps: list[p.Step]) -> list[Outcome]:
-        return adapter.update([(_desired(s), _existing(s)) for s in steps])
+        return adapter.update([(desired_of(s), existing_of(s)) for s in steps])
 
     def rehash(steps: list[p.Step]) -> list[Outcome]:
-        return [Outcome(True, _existing(s).remote_id) for s in steps]
+        return [Outcome(True, existing_of(s).remote_id) for s in steps]
 
     def refused(steps: list[p.Step]) -> list[Outcome]:
         return [Outcome(False, None, s.reason) for s in steps]
 
-    suspend: Writer = lambda steps: adapter.suspend([_existing(s) for s in steps])  # noqa: E731
-    delete: Writer = lambda steps: adapter.delete([_existing(s) for s in steps])  # noqa: E731
-    if mapping.sync.group_by:  # several rows are one remote record: every write goes through the group
+    suspend: Writer = lambda steps: adapter.suspend([existing_of(s) for s in steps])  # noqa: E731
+    delete: Writer = lambda steps: adapter.delete([existing_of(s) for s in steps])  # noqa: E731
+    if mapping.flow.group_by:  # several rows are one remote record: every write goes through the group
         create = update = suspend = delete = lambda steps: _grouped(ctx, mapping, builder, steps, entries)  # noqa: E731
     # action -> (how it is written, the ledger state it leaves, whether an option holds it back)
     schedule: dict[p.Action, tuple[Writer, str, bool]] = {
@@ -84,16 +85,6 @@ def apply_plan(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dic
     if plan.writeback_only:
         _restore_writeback(ctx, mapping, table, plan.writeback_only, entries)
     return results
-
-
-def _desired(step: p.Step) -> Desired:
-    assert step.desired is not None, f"{step.action} of {step.key} needs the row"
-    return step.desired
-
-
-def _existing(step: p.Step) -> Existing:
-    assert step.existing is not None, f"{step.action} of {step.key} needs the linked record"
-    return step.existing
 
 
 def _waves(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[str, Entry], builder: RecordBuilder,
@@ -136,7 +127,7 @@ def _waves(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[st
 
 def _group_members(ctx: Context, mapping: Mapping, groups: list[tuple[str, ...]]) -> dict[tuple[str, ...], set[str]]:
     """Every key of these groups: the rows the buffer holds now, and those that vanished from it."""
-    sync = mapping.sync
+    sync = mapping.flow
     table = ctx.tables[mapping.table.name]
     dialect = dialect_of(ctx)
     columns = [dialect.text(table.c[name]) for name in sync.group_by]
@@ -158,7 +149,7 @@ def _grouped(ctx: Context, mapping: Mapping, builder: RecordBuilder, steps: list
              entries: dict[str, Entry]) -> list[Outcome]:
     """Writes of a grouped mapping: each touched group goes to the adapter whole, its other rows as the
     ledger has them now (read afresh: earlier batches of this run may have changed them)."""
-    sync = mapping.sync
+    sync = mapping.flow
     by_group: dict[tuple[str, ...], list[p.Step]] = {}
     for step in steps:
         values = step.desired.key_values if step.desired is not None else json.loads(step.key)
@@ -172,6 +163,7 @@ def _grouped(ctx: Context, mapping: Mapping, builder: RecordBuilder, steps: list
         members = []
         for step in group_steps:
             before = view_of(entries.get(step.key))
+            after: dict[str, Any] | None
             if step.desired is not None:
                 after = builder.applied_view(step.desired)
             elif step.action == p.SUSPEND:
@@ -257,8 +249,8 @@ def _restore_writeback(ctx: Context, mapping: Mapping, table: sa.Table, items: l
             statuses.append(writeback.Status(desired.key_values, status.value, entry.last_error, desired.writeback[2],
                                              now))
         else:
-            status, error = written_status(entry)
-            statuses.append(writeback.Status(desired.key_values, status, error, entry.remote_id, now))
+            written, error = written_status(entry)
+            statuses.append(writeback.Status(desired.key_values, written, error, entry.remote_id, now))
     for start in range(0, len(statuses), CHUNK):
         with ctx.engine.begin() as conn:
             writeback.write(conn, table, mapping, statuses[start:start + CHUNK])

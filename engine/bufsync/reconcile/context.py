@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,8 +34,8 @@ class Options:
     job: str | None = None
     trigger: str = "manual"
     due: str | None = None  # the scheduled due time this run serves
-    stop: Any = field(default=None, repr=False, compare=False)  # a threading.Event, set to stop between batches
-    on_start: Any = field(default=None, repr=False, compare=False)  # called with the run id once recorded
+    stop: threading.Event | None = field(default=None, repr=False, compare=False)  # set: stop between batches
+    on_start: Callable[[int], None] | None = field(default=None, repr=False, compare=False)  # given the run id
 
     def record(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("stop", "on_start")}

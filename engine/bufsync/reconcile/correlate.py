@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
-from bufsync.mapping.model import Mapping
+from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile import plan as p
 from bufsync.reconcile.adapter import Candidate, Existing
 from bufsync.reconcile.context import CHUNK, Context
@@ -18,13 +18,13 @@ def correlate(ctx: Context, mapping: Mapping, plan: p.MappingPlan) -> None:
     or when several records fit.
     """
     creates = [s for s in plan.steps if s.action == p.CREATE]
-    if not creates or not mapping.sync.correlation:
+    if not creates or not mapping.flow.correlation:
         return
     adapter = ctx.adapter_for(mapping)
-    rules = mapping.sync.correlation
+    rules = mapping.flow.correlation
     for start in range(0, len(creates), CHUNK):
         chunk = creates[start:start + CHUNK]
-        found = adapter.correlate([s.desired for s in chunk], rules)
+        found = adapter.correlate([p.desired_of(s) for s in chunk], rules)
         with ctx.engine.connect() as conn:
             owners = ctx.ledger.owners(conn, mapping.name, [c.remote_id for cs in found.values() for c in cs])
         claimed: dict[int, list[p.Step]] = {}
@@ -54,16 +54,17 @@ def correlate(ctx: Context, mapping: Mapping, plan: p.MappingPlan) -> None:
                                    "привязана, чтобы не отдать чужую запись; исправьте идентификаторы (disputed)")
 
 
-def _contradiction(step: p.Step, candidate: Candidate, owner: str | None, rules: list[Any]) -> str | None:
+def _contradiction(step: p.Step, candidate: Candidate, owner: str | None,
+                   rules: Sequence[Correlation]) -> str | None:
     """Why adopting this record would take over someone else's, or None when nothing contradicts it."""
     if owner is not None and owner != step.key:
         return (f"Запись LMS id {candidate.remote_id} уже связана со строкой «{owner}»; строка «{step.key}» к ней "
                 f"не привязана, чтобы не перезаписать чужую запись. Проверьте {rules[candidate.rule].source} "
                 "(у двух строк одинаковое значение) (disputed)")
-    desired = step.desired
+    desired = p.desired_of(step)  # a create: planned from its row
     for index, rule in enumerate(rules[:candidate.rule]):
         have = candidate.values.get(rule.remote)
-        want = desired.correlation[index] if desired is not None else None
+        want = desired.correlation[index]
         if have not in (None, "") and str(have) != str(want if want is not None else ""):
             by = rules[candidate.rule]
             found = desired.correlation[candidate.rule]

@@ -8,7 +8,9 @@ with the ledger's content_hash in SQL and returns only the keys that changed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -23,18 +25,18 @@ SEP = "\x1f"      # between parts
 
 @dataclass
 class Parts:
-    key: sa.ColumnElement           # the ledger's record_key for the row
-    fingerprint: sa.ColumnElement
-    joins: list[tuple[sa.Table, sa.ColumnElement]]
+    key: sa.ColumnElement[Any]           # the ledger's record_key for the row
+    fingerprint: sa.ColumnElement[Any]
+    joins: list[tuple[sa.FromClause, sa.ColumnElement[bool]]]  # the lookups' ledger aliases, the attached rows
 
 
-def _text(dialect: BufferDialect, column: sa.ColumnElement) -> sa.ColumnElement:
+def _text(dialect: BufferDialect, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.func.coalesce(dialect.text(column), NULL)
 
 
-def key_expression(dialect: BufferDialect, table: sa.Table, mapping: Mapping) -> sa.ColumnElement:
+def key_expression(dialect: BufferDialect, table: sa.Table, mapping: Mapping) -> sa.ColumnElement[Any]:
     """What ledger.record_key() writes: the value, or ["a", "b"] for a composite key."""
-    columns = [dialect.text(table.c[name]) for name in mapping.sync.key]
+    columns = [dialect.text(table.c[name]) for name in mapping.flow.key]
     if len(columns) == 1:
         return columns[0]
     expression = sa.literal('["', sa.String()) + columns[0]
@@ -44,20 +46,23 @@ def key_expression(dialect: BufferDialect, table: sa.Table, mapping: Mapping) ->
 
 
 def parts(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Table], ledger: sa.Table,
-          mapping: Mapping, hash_columns: list[str]) -> Parts:
+          mapping: Mapping, hash_columns: Sequence[str]) -> Parts:
     table = tables[mapping.table.name]
-    texts: list[sa.ColumnElement] = [_text(dialect, table.c[name]) for name in hash_columns]
-    joins = []
-    for index, (target, spec) in enumerate((t, s) for t, s in mapping.sync.fields.items() if s.lookup):
+    texts: list[sa.ColumnElement[Any]] = [_text(dialect, table.c[name]) for name in hash_columns]
+    joins: list[tuple[sa.FromClause, sa.ColumnElement[bool]]] = []
+    # a field with a lookup always has a source (FieldMap's own check)
+    looked_up = [(s.lookup, s.source) for s in mapping.flow.fields.values() if s.lookup and s.source is not None]
+    for index, (lookup, source) in enumerate(looked_up):
         other = ledger.alias(f"lookup_{index}")
-        on = sa.and_(other.c.mapping_name == spec.lookup,
-                     other.c.record_key == dialect.text(table.c[spec.source]),
+        on = sa.and_(other.c.mapping_name == lookup,
+                     other.c.record_key == dialect.text(table.c[source]),
                      other.c.state.in_([LINKED, SUSPENDED]))
         joins.append((other, on))
         # a number (remote_id) or text (remote_key): coalesced, the hash of a numeric id is what it always was
         texts.append(sa.func.coalesce(dialect.text(other.c.remote_id), other.c.remote_key, NULL))
     for child in mappings.attached_to(mapping.name):
         spec = child.attach
+        assert spec is not None  # attached_to() gives the mappings whose role is attach
         child_table = tables[child.table.name]
         pair = dialect.text(child_table.c[spec.name_column]) + sa.literal("=", sa.String()) + \
             _text(dialect, child_table.c[spec.value_column])
@@ -73,7 +78,7 @@ def parts(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Tab
 
 
 def scan_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Table], ledger: sa.Table,
-               mapping: Mapping, hash_columns: list[str], full: bool) -> sa.Select:
+               mapping: Mapping, hash_columns: Sequence[str], full: bool) -> sa.Select[Any]:
     """(key, class) for every row that is not unchanged; class 'f' = failed before, unchanged since.
 
     Joins only (no correlated subqueries) and the fingerprint computed once per row, so the
@@ -93,8 +98,8 @@ def scan_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, s
     wanted.append(sa.func.coalesce(table.c[roles["remote_id"]], -1).label("wr") if "remote_id" in roles
                   else sa.literal(None).label("wr"))
     row = sa.select(*wanted).select_from(source).subquery()
-    ok_row = [row.c.st.in_([LINKED, SUSPENDED])]
-    failed_row = [row.c.st == ERROR]
+    ok_row: list[sa.ColumnElement[bool]] = [row.c.st.in_([LINKED, SUSPENDED])]
+    failed_row: list[sa.ColumnElement[bool]] = [row.c.st == ERROR]
     # an applied row reads ok with no error, or warning with the ledger's note of what was not kept
     if "status" in roles and "error" in roles:
         ok_row.append(sa.or_(sa.and_(row.c.ws == "ok", row.c.we.is_(None), row.c.le == ""),
@@ -117,7 +122,7 @@ def scan_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, s
 
 
 def stream_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str, sa.Table], ledger: sa.Table,
-                 mapping: Mapping, hash_columns: list[str], keys: list[str] | None = None) -> sa.Select:
+                 mapping: Mapping, hash_columns: Sequence[str], keys: list[str] | None = None) -> sa.Select[Any]:
     """Every column of the table plus its fingerprint, in key order (pass two); only `keys`, if given."""
     table = tables[mapping.table.name]
     p = parts(dialect, mappings, tables, ledger, mapping, hash_columns)
@@ -125,12 +130,12 @@ def stream_query(dialect: BufferDialect, mappings: MappingSet, tables: dict[str,
     for other, on in p.joins:
         source = source.join(other, on, isouter=True)
     query = (sa.select(*table.c, p.fingerprint.label("_fingerprint"), p.key.label("_key")).select_from(source)
-             .order_by(*(table.c[name] for name in mapping.sync.key)))
+             .order_by(*(table.c[name] for name in mapping.flow.key)))
     return query if keys is None else query.where(p.key.in_(keys))
 
 
 def missing_query(dialect: BufferDialect, tables: dict[str, sa.Table], ledger: sa.Table,
-                  mapping: Mapping) -> sa.Select:
+                  mapping: Mapping) -> sa.Select[Any]:
     """Ledger keys, linked or suspended, whose row is gone from the buffer."""
     table = tables[mapping.table.name]
     present = sa.select(sa.literal(1)).select_from(table).where(

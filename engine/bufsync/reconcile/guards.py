@@ -31,13 +31,14 @@ class Weighed:
 
 def source_refusal(ctx: Context, mapping: Mapping, table: sa.Table, linked: int, rows: int) -> str | None:
     """An inbound source that must not be read at all: empty after a sync, or not the batch 1C finished."""
-    guards = mapping.sync.guards
+    guards = mapping.flow.guards
     if guards.refuse_empty and rows == 0 and linked > 0:
         return (f"{mapping.name}: {table.name} is empty but {linked} records were synced before; an empty table "
                 "must not suspend everyone. Fill the table, or run with --allow-removals "
                 f"{linked} to remove them deliberately (guard refuse_empty)")
     if guards.require_batch:
         marker_mapping = ctx.mappings.load_markers()
+        assert marker_mapping is not None  # the loader refuses require_batch when no mapping declares load_markers
         with ctx.engine.connect() as conn:
             state = markers.latest_ready(conn, marker_mapping, ctx.tables[marker_mapping.table.name],
                                          guards.require_batch, rows)
@@ -52,15 +53,15 @@ def removal_refusal(mapping: Mapping, weighed: Weighed, allow: int | None) -> st
     removals = weighed.removals
     if removals == 0 or weighed.linked_before == 0:
         return None
-    if weighed.source_rows == 0 and mapping.sync.guards.refuse_empty and (allow is None or allow < removals):
+    if weighed.source_rows == 0 and mapping.flow.guards.refuse_empty and (allow is None or allow < removals):
         return (f"{mapping.name}: the source is empty and {removals} records would be removed (guard refuse_empty); "
                 f"to proceed deliberately: --allow-removals {removals}")
-    guards = mapping.sync.guards
+    guards = mapping.flow.guards
     by_ratio = int(guards.max_remove_ratio * weighed.linked_before)
     limit = max(guards.min_removals, by_ratio)  # the floor: a small table may lose a leaver or two
     if removals > limit and (allow is None or allow < removals):
         done = {"suspend": "suspended", "delete": "deleted", "mark": "marked removed"}.get(
-            mapping.sync.on_missing, "removed")
+            mapping.flow.on_missing, "removed")
         return (f"{mapping.name}: {removals} of {weighed.linked_before} linked records would be {done} "
                 f"({removals / weighed.linked_before:.0%}); the limit is {limit} (max_remove_ratio "
                 f"{guards.max_remove_ratio:.0%} of {weighed.linked_before} = {by_ratio}, min_removals "

@@ -79,6 +79,18 @@ class Step:
         return out
 
 
+def desired_of(step: Step) -> Desired:
+    """The row of a step that has one (a create, an update: every step planned from a source row)."""
+    assert step.desired is not None, f"{step.action} of {step.key} needs the row"
+    return step.desired
+
+
+def existing_of(step: Step) -> Existing:
+    """The linked record of a step that has one (an update, a suspension, a deletion)."""
+    assert step.existing is not None, f"{step.action} of {step.key} needs the linked record"
+    return step.existing
+
+
 @dataclass(frozen=True)
 class Result:
     """What applying one step did (returned by apply, counted by the report)."""

@@ -100,7 +100,10 @@ def classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: R
                                      reason=text))
             return
     situation = p.classify(desired, entry, ctx.options.full)
-    if situation == p.Situation.UNCHANGED and ctx.options.full and entry is not None:
+    if situation == p.Situation.UNMATCHED or entry is None:  # (a key the ledger does not hold is unmatched)
+        plan.steps.append(p.Step(p.CREATE, desired.key, desired))  # may become ADOPT after correlation
+        return
+    if situation == p.Situation.UNCHANGED and ctx.options.full:
         plan.full_check.append((desired, Existing(desired.key, entry.remote_id, entry.applied)))
     if situation == p.Situation.UNCHANGED:
         plan.unchanged += 1
@@ -114,9 +117,6 @@ def classify_one(ctx: Context, mapping: Mapping, plan: p.MappingPlan, builder: R
         plan.unchanged += 1
         if desired.writeback[0] not in ("error", "skipped") or desired.writeback[1] != entry.last_error:
             plan.writeback_only.append(desired)
-        return
-    if situation == p.Situation.UNMATCHED:
-        plan.steps.append(p.Step(p.CREATE, desired.key, desired))  # may become ADOPT after correlation
         return
     existing = Existing(desired.key, entry.remote_id, applied_of(entry))
     if entry.state in (LINKED, SUSPENDED) and existing.applied is not None and \
@@ -152,7 +152,7 @@ def drift(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[str
     adapter = ctx.adapter_for(mapping)
     rehashed = {s.key: s for s in plan.steps if s.action == p.REHASH and s.desired is not None
                 and s.existing is not None}
-    check = plan.full_check + [(s.desired, s.existing) for s in rehashed.values()]
+    check = plan.full_check + [(p.desired_of(s), p.existing_of(s)) for s in rehashed.values()]
     for start in range(0, len(check), CHUNK):
         chunk = check[start:start + CHUNK]
         drifted = adapter.drifted(chunk)

@@ -53,10 +53,8 @@ class RowBuilder:
     def __init__(self, mapping: Mapping, timezone_name: str) -> None:
         self.mapping = mapping
         self.zone = ZoneInfo(timezone_name)
-        table = mapping.table
-        self.columns = [Column(name, spec, table.column(name).portable, table.column(name).is_nullable,
-                               table.column(name).key) for name, spec in mapping.sync.fields.items()]
-        self.key = mapping.sync.key
+        self.columns = [_column(mapping, name, spec) for name, spec in mapping.flow.fields.items()]
+        self.key = mapping.flow.key
 
     def build(self, record: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {}
@@ -91,6 +89,12 @@ class RowBuilder:
         read from the remote and the value the table gives back)."""
         parts = [_normal(row.get(column.name), column.type) for column in self.columns]
         return hashlib.md5(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
+def _column(mapping: Mapping, name: str, spec: FieldMap) -> Column:
+    column = mapping.table.column(name)
+    assert column is not None  # the loader checks that an outbound sync's fields are columns of its table
+    return Column(name, spec, column.portable, column.is_nullable, column.key)
 
 
 def coerce(value: Any, kind: PortableType, zone: ZoneInfo) -> Any:
@@ -190,7 +194,7 @@ def run(ctx: Context, mapping: Mapping, report: MappingReport) -> None:
                 continue
             key = builder.key_of(row)
             if key in seen:
-                _reject(report, key, f"В {mapping.sync.remote.entity} две записи с ключом «{key}»; записана первая "
+                _reject(report, key, f"В {mapping.flow.remote.entity} две записи с ключом «{key}»; записана первая "
                                      "(duplicatekey)")
                 continue
             seen.add(key)
@@ -205,7 +209,7 @@ def run(ctx: Context, mapping: Mapping, report: MappingReport) -> None:
             raise Interrupted(f"{mapping.name}: stopped on request after the page in hand")
     _write(ctx, mapping, table, pending, held, report)
     report.source_rows = len(seen)
-    if mapping.sync.on_missing == "keep":
+    if mapping.flow.on_missing == "keep":
         return
     gone = [key for key in _written_keys(ctx, mapping, held) if key not in seen and _covered(builder, key, covers)]
     refusal = removal_refusal(mapping, Weighed(len(seen), linked_before, len(gone)), ctx.options.allow_removals)
@@ -262,7 +266,7 @@ def _write(ctx: Context, mapping: Mapping, table: sa.Table, items: list[_Item], 
     for item in items:
         entry = entries.get(item.key)
         written = entry is not None and entry.state == LINKED
-        same = written and entry.content_hash == item.fingerprint
+        same = written and entry is not None and entry.content_hash == item.fingerprint
         action = Action.UPDATE if written else Action.CREATE
         if held is not None:  # --full: the table itself must hold it too (someone may have edited it)
             if same and held.get(item.key) != item.fingerprint:
@@ -288,7 +292,7 @@ def _write(ctx: Context, mapping: Mapping, table: sa.Table, items: list[_Item], 
     ledger_entries = [Entry(item.key, None, item.fingerprint, LINKED) for item, _ in changed]
     dialect = dialect_of(ctx)
     with ctx.engine.begin() as conn:
-        for statement in dialect.upserts(table, rows, mapping.sync.key):
+        for statement in dialect.upserts(table, rows, mapping.flow.key):
             conn.execute(statement)
         ctx.ledger.save(conn, mapping.name, ledger_entries, known=set(entries))
 
@@ -318,7 +322,7 @@ def _covered(builder: RowBuilder, key: str, covers: list[dict[str, Any]]) -> boo
 def _remove(ctx: Context, mapping: Mapping, table: sa.Table, builder: RowBuilder, keys: list[str],
             report: MappingReport) -> None:
     """Delete the rows, or mark them: non-key values cleared where the column allows, removed_at set."""
-    mark = mapping.sync.on_missing == "mark"
+    mark = mapping.flow.on_missing == "mark"
     action = Action.MARK if mark else Action.DELETE
     report.add(action, len(keys))
     if ctx.options.dry_run:
@@ -328,8 +332,10 @@ def _remove(ctx: Context, mapping: Mapping, table: sa.Table, builder: RowBuilder
     where = sa.and_(*(table.c[name] == sa.bindparam(f"k_{name}") for name in builder.key))
     params = [{f"k_{name}": _typed(builder, name, value) for name, value in _key_values(builder, key).items()}
               for key in keys]
+    statement: sa.Update | sa.Delete
     if mark:
         now = now_utc()
+        assert mapping.table.stamps is not None  # the loader refuses 'mark' without stamps.removed_at
         stamps = mapping.table.stamps.columns()
         values: dict[str, Any] = {c.name: None for c in builder.columns if c.nullable and not c.key}
         values |= {name: now for name in stamps.values()}

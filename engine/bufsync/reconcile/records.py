@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from bufsync.mapping.model import FieldMap, Mapping
-from bufsync.state.ledger import record_key
+from bufsync.state.ledger import RemoteId, record_key
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Desired:
     payload: dict[str, Any]                 # target field -> value (transforms applied)
     lookups: dict[str, tuple[str, Any]]     # target field -> (mapping, that mapping's key value)
     active: bool = True
-    resolved: dict[str, int | None] = field(default_factory=dict)
+    resolved: dict[str, RemoteId | None] = field(default_factory=dict)
     writeback: tuple[Any, Any, Any] = (None, None, None)  # current sync_status, sync_error, remote id
     content_hash: str = ""
     correlation: list[Any] = field(default_factory=list)  # the value each correlation rule looks for
@@ -52,7 +52,7 @@ def bad_value(column: str, value: Any, allowed: list[str]) -> str:
 class RecordBuilder:
     def __init__(self, mapping: Mapping, timezone: str) -> None:
         self.mapping = mapping
-        self.sync = mapping.sync
+        self.sync = mapping.flow
         self.zone = ZoneInfo(timezone)
         # The fingerprint (computed by the database, reconcile/fingerprint.py) covers the source values of
         # every field written on update, the status column, resolved lookups and the attached rows.
@@ -94,13 +94,13 @@ class RecordBuilder:
             return self._timestamp(datetime.fromisoformat(value))
         return None
 
-    def build(self, row: sa.Row, attached: dict[str, dict[tuple[Any, ...], list[tuple[str, Any]]]]) -> Desired:
+    def build(self, row: sa.Row[Any], attached: dict[str, dict[tuple[Any, ...], list[tuple[str, Any]]]]) -> Desired:
         data = row._mapping
         key_values = tuple(data[name] for name in self.sync.key)
         payload: dict[str, Any] = {}
         lookups: dict[str, tuple[str, Any]] = {}
         for target, spec in self.sync.fields.items():
-            raw = spec.value if spec.value is not None else data[spec.source]
+            raw = data[spec.source] if spec.source is not None else spec.value  # exactly one of them is set
             value = self.transform(raw, spec)
             if spec.lookup:
                 lookups[target] = (spec.lookup, value)
@@ -117,7 +117,7 @@ class RecordBuilder:
             active = value not in status.suspended
             if value not in status.active and value not in status.suspended:
                 invalid = bad_value(status.column, value, status.active + status.suspended)
-        for target, spec in self.sync.fields.items():
+        for spec in self.sync.fields.values():
             if invalid is None and "bool" in spec.transform and spec.source is not None:
                 raw = data[spec.source]
                 if raw is not None and raw != "" and not _is_bool(raw):

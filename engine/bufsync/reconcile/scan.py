@@ -62,7 +62,7 @@ def counts(ctx: Context, conn: sa.Connection, mapping: Mapping) -> tuple[int, in
 
 def weigh(ctx: Context, mapping: Mapping) -> Weighed:
     """What the removal guards weigh, counted without reading the changed rows (vetted before any write)."""
-    on_missing = mapping.sync.on_missing
+    on_missing = mapping.flow.on_missing
     with ctx.engine.connect() as conn:
         rows, linked, entries = counts(ctx, conn, mapping)
         if on_missing == "keep" or entries == 0:
@@ -100,14 +100,14 @@ def scan(ctx: Context, mapping: Mapping) -> Scan:
             entry = Entry(row.record_key, row.remote_id, row.content_hash, row.state, row.last_error, row.attempts,
                           row.applied)
             result.entries[entry.key] = entry
-            if mapping.sync.group_by:
-                vanished.setdefault(mapping.sync.group_of(json.loads(entry.key)), set()).add(entry.key)
+            if mapping.flow.group_by:
+                vanished.setdefault(mapping.flow.group_of(json.loads(entry.key)), set()).add(entry.key)
             if entry.remote_id is None and not entry.applied:
                 continue  # (an enrolment has no id of its own: what was applied says which one)
             existing = Existing(entry.key, entry.remote_id, entry.applied)
-            if mapping.sync.on_missing == "delete":
+            if mapping.flow.on_missing == "delete":
                 result.missing.append(p.Step(p.DELETE, entry.key, None, existing))
-            elif mapping.sync.on_missing == "suspend" and entry.state == LINKED:
+            elif mapping.flow.on_missing == "suspend" and entry.state == LINKED:
                 result.missing.append(p.Step(p.SUSPEND, entry.key, None, existing))
     return result
 
@@ -125,10 +125,10 @@ def present(ctx: Context, mapping: Mapping, keys: list[str]) -> set[str]:
 
 
 def changed_rows(ctx: Context, conn: sa.Connection, mapping: Mapping, builder: RecordBuilder,
-                  found: Scan) -> Iterator[sa.Row]:
+                  found: Scan) -> Iterator[sa.Row[Any]]:
     """The changed rows with their fingerprints: asked for by key when they are few, else one streamed
     pass over the table (an initial load) keeping only them."""
-    def query(keys: list[str] | None = None) -> sa.Select:
+    def query(keys: list[str] | None = None) -> sa.Select[Any]:
         return fingerprint.stream_query(dialect_of(ctx), ctx.mappings, ctx.tables, ctx.ledger.table, mapping,
                                         builder.hash_columns, keys)
     if len(found.changed) <= FEW_CHANGED and len(found.changed) * 4 <= found.source_rows:

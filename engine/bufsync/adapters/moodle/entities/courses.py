@@ -98,7 +98,7 @@ class CourseAdapter:
         return self.client.update_courses([{"id": e.remote_id, "visible": 0} for e in items])
 
     def delete(self, items: list[Existing]) -> list[Outcome]:
-        results = self.client.delete_courses([int(e.remote_id) for e in items])
+        results = self.client.delete_courses([int(e.required_id) for e in items])
         self._index = None
         return [r for r in results]
 
@@ -125,7 +125,7 @@ class CourseAdapter:
         remote = {int(c["id"]): c for c in self.client.get_courses_by_field("ids", ids)}
         out = set()
         for desired, existing in items:
-            course = remote.get(int(existing.remote_id))
+            course = remote.get(int(existing.required_id))
             if course is None:
                 out.add(desired.key)
                 continue

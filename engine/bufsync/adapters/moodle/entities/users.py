@@ -87,7 +87,7 @@ class UserAdapter:
         return self.client.update_users([{"id": e.remote_id, "suspended": True} for e in items])
 
     def delete(self, items: list[Existing]) -> list[Outcome]:
-        return self.client.delete_users([int(e.remote_id) for e in items])
+        return self.client.delete_users([int(e.required_id) for e in items])
 
     def correlate(self, items: list[Desired], rules: list[Correlation]) -> dict[str, list[Candidate]]:
         found: dict[str, list[Candidate]] = {}
@@ -122,10 +122,10 @@ class UserAdapter:
         return out
 
     def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
-        remote = {int(u["id"]): u for u in self.client.get_users_by_field("id", [e.remote_id for _, e in items])}
+        remote = {int(u["id"]): u for u in self.client.get_users_by_field("id", [e.required_id for _, e in items])}
         out = set()
         for desired, existing in items:
-            user = remote.get(int(existing.remote_id))
+            user = remote.get(int(existing.required_id))
             if user is None or user.get("suspended") != (not desired.active):
                 out.add(desired.key)
                 continue
