@@ -20,11 +20,9 @@ from bufsync.dialects.base import LockHeld
 from bufsync.errors import EXIT_UNAVAILABLE, BufsyncError, ConfigError, Problem
 from bufsync.mapping.loader import MappingSet, load_mappings
 from bufsync.mapping.model import Mapping
-from bufsync.reconcile import inbound, pull
+from bufsync.reconcile import sequence
 from bufsync.reconcile.context import Context, Interrupted, Options
-from bufsync.reconcile.guards import GuardRefused, removal_refusal, source_refusal
-from bufsync.reconcile.lookups import known_remote_ids
-from bufsync.reconcile.scan import scan, weigh
+from bufsync.reconcile.guards import GuardRefused
 from bufsync.report import MappingReport, RunReport
 from bufsync.schema import build_metadata
 from bufsync.state import runs
@@ -121,53 +119,7 @@ def _locked(loaded: LoadedSettings, url: str, token: SecretStr, engine: sa.Engin
                   Ledger(metadata.tables["sync_ledger"]), loaded.settings.timezone, adapter_for, options)
     try:
         client.check_access_first()
-        warmed = False
-        # guards that need no LMS and no full read: all of them before anything changes
-        for mapping in (m for m in chosen if m.flow.inbound):
-            table = ctx.tables[mapping.table.name]
-            weighed = weigh(ctx, mapping)  # rows, linked records and removals: one count for both guards
-            linked = weighed.linked_before
-            refusal = source_refusal(ctx, mapping, table, linked, weighed.source_rows)
-            if refusal and not (options.allow_removals is not None and options.allow_removals >= linked
-                                and "require_batch" not in refusal):
-                raise GuardRefused(refusal)
-            # the removal guards too, before the first write of the run: a refusal changes nothing
-            refusal = removal_refusal(mapping, weighed, options.allow_removals)
-            if refusal:
-                raise GuardRefused(refusal)
-        for mapping in chosen:
-            calls, began = client.transport.stats.calls, time.perf_counter()
-            if not mapping.flow.inbound:
-                if progress:
-                    progress(f"{mapping.name}: reading {mapping.flow.source.entity} from Moodle")
-                mreport = MappingReport(mapping.name)
-                report.mappings.append(mreport)
-                try:
-                    pull.run(ctx, mapping, mreport)
-                except GuardRefused as refused:
-                    raise GuardRefused(f"{refused}{_applied_so_far(report)}") from None
-                finally:
-                    mreport.moodle_calls = client.transport.stats.calls - calls
-                    mreport.seconds = time.perf_counter() - began
-                continue
-            if progress:
-                progress(f"{mapping.name}: reading {mapping.table.name}")
-            found = scan(ctx, mapping)
-            refusal = removal_refusal(mapping, found.weighed, options.allow_removals)
-            if refusal:  # 1C removed rows while this run was going: say what was applied before the refusal
-                raise GuardRefused(refusal + _applied_so_far(report))
-            mreport = MappingReport(mapping.name, source_rows=found.source_rows)
-            report.mappings.append(mreport)
-            if (found.changed or found.missing) and not warmed:
-                warmed = True  # lookups and the records' own ids: read once, when there is work
-                for synced in mappings.synced():
-                    if synced.flow.inbound:
-                        known_remote_ids(ctx, synced)
-            try:
-                inbound.run(ctx, mapping, found, mreport, _progress(progress, client, began, calls))
-            finally:  # what each mapping cost, kept in sync_runs.counts even when the run stops in it
-                mreport.moodle_calls = client.transport.stats.calls - calls
-                mreport.seconds = time.perf_counter() - began
+        sequence.sync_mappings(ctx, chosen, report, lambda: client.transport.stats.calls, progress)
         for name, reason in skipped.items():
             report.mappings.append(MappingReport(name, note=f"not run: {reason}"))
         report.outcome = "rejected" if report.rejected else "ok"
@@ -202,28 +154,6 @@ def _locked(loaded: LoadedSettings, url: str, token: SecretStr, engine: sa.Engin
         raise
     _close(engine, runs_table, run_id, report, client, started)
     return report
-
-
-def _progress(progress: Any, client: MoodleClient, began: float, calls: int) -> Any:
-    """A mapping's progress line with its rate and Moodle calls (None: no progress wanted)."""
-    if progress is None:
-        return None
-
-    def line(mapping: str, done: int, total: int) -> None:
-        rate = done / max(time.perf_counter() - began, 1e-6)
-        progress(f"{mapping}: {min(done, total)} of {total} rows "
-                 f"({rate:.0f} rows/s, {client.transport.stats.calls - calls} Moodle calls)")
-    return line
-
-
-def _applied_so_far(report: RunReport) -> str:
-    done = {m.mapping: {k: v for k, v in m.counts.items() if v and k not in ("unchanged", "failing")}
-            for m in report.mappings}
-    done = {name: c for name, c in done.items() if c}
-    if not done:
-        return "; nothing was applied before the refusal"
-    return "; applied before the refusal: " + "; ".join(
-        f"{name}: " + ", ".join(f"{n} {k}" for k, n in c.items()) for name, c in done.items())
 
 
 def _close(engine: sa.Engine, table: sa.Table, run_id: int, report: RunReport, client: MoodleClient,
