@@ -178,24 +178,24 @@ def settings_for(tmp_path: Path):
 # side by side from the start and the short ones fill in at the end, instead of one long test being picked up
 # last and keeping a single worker busy while the other is done. Only the order changes.
 SLOW_FIRST = (
-    "tests/portals/test_scos_cli.py::test_commands_and_jobs",
-    "tests/portals/test_scos_dispatch.py::test_four_dispatchers",
-    "tests/reconcile/test_cli_run.py::test_exit_codes_and_outputs",
     "tests/reconcile/test_model.py",
-    "tests/queue/test_operator_actions.py::test_the_cli_refuses",
-    "tests/reconcile/test_full.py::test_full_reads_each_course_once_not_once_per_chunk",
-    "tests/state/test_runs_died.py::test_a_killed_scheduled_sync",
     "tests/portals/test_scos_cli.py::test_the_daemon_runs_scenarios_and_dispatch_unattended",
-    "tests/scheduler/test_daemon.py",
-    "tests/portals/test_scos_scenarios.py::test_a_moodle_error_on_one_course",
-    "tests/queue/test_outbox.py::test_operator_commands",
-    "tests/test_demo.py",
+    "tests/scheduler/test_daemon.py::test_two_daemons",
     "tests/queue/test_outbox.py::test_concurrent_dispatchers",
-    "tests/state/test_runs_died.py::test_a_run_on_another_host",
-    "tests/portals/test_scos_scenarios.py::test_enrol_those_with_an_esia_id",
+    "tests/reconcile/test_full.py::test_full_reads_each_course_once_not_once_per_chunk",
+    "tests/portals/test_scos_dispatch.py::test_four_dispatchers",
+    "tests/state/test_runs_died.py::test_a_killed_scheduled_sync",
+    "tests/scheduler/test_daemon.py",
+    "tests/test_demo.py",
     "tests/test_cli.py::test_check_against_the_sandbox",
+    "tests/reconcile/test_cli_run.py::test_exit_codes_and_outputs",
+    "tests/portals/test_scos_scenarios.py::test_enrol_those_with_an_esia_id",
+    "tests/portals/test_scos_scenarios.py::test_a_moodle_error_on_one_course",
     "tests/reconcile/test_lock_files.py",
+    "tests/state/test_runs_died.py::test_a_run_on_another_host",
+    "tests/portals/test_registry.py::test_a_new_portal_folder",
     "tests/portals/test_scos_refusals.py",
+    "tests/portals/test_scos_cli.py::test_commands_and_jobs",
 )
 
 
