@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,22 @@ import sqlalchemy as sa
 
 from bufsync.state import runs
 from bufsync.state.tables import add_state_tables
+from tests.clirun import bufsync_in_process
 from tests.test_cli import bufsync
 
 
 @pytest.fixture
-def buffer_dir(tmp_path: Path) -> Path:
-    result = bufsync("db", "upgrade", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+def buffer_dir(tmp_path: Path, _sqlite_upgraded_template: Path) -> Path:
+    """A directory whose ./bufsync.db is what `bufsync db upgrade` leaves there (a copy of the buffer upgraded
+    once per worker; test_cli runs the command itself in a real process)."""
+    shutil.copyfile(_sqlite_upgraded_template, tmp_path / "bufsync.db")
     return tmp_path
+
+
+def listing(*args: str, cwd: Path):
+    """The command's output and exit code, in-process (tests/clirun.py); the fixture chdir'ed to tmp_path."""
+    assert Path.cwd() == cwd
+    return bufsync_in_process(*args)
 
 
 @pytest.mark.parametrize("args, said", [
@@ -30,7 +39,7 @@ def buffer_dir(tmp_path: Path) -> Path:
     (("runs",), "no runs"),
 ])
 def test_nothing_is_said_in_one_line(buffer_dir: Path, args: tuple[str, ...], said: str) -> None:
-    result = bufsync(*args, cwd=buffer_dir)
+    result = listing(*args, cwd=buffer_dir)
     assert result.returncode == 0, result.stderr
     assert result.stdout == said + "\n"
 
@@ -44,7 +53,7 @@ def test_runs_show_kind_reactivated_and_repaired(buffer_dir: Path) -> None:
     dispatch = runs.start(engine, table, "dispatch", {}, False)
     runs.finish(engine, table, dispatch, "ok", {"claimed": 4, "done": 4, "dead": 0})
     engine.dispose()
-    result = bufsync("runs", cwd=buffer_dir)
+    result = listing("runs", cwd=buffer_dir)
     assert result.returncode == 0, result.stderr
     dispatch_line, sync_line = result.stdout.splitlines()
     assert sync_line.split()[3:5] == ["sync", "ok"]
@@ -55,10 +64,10 @@ def test_runs_show_kind_reactivated_and_repaired(buffer_dir: Path) -> None:
 def test_status_of_a_job_that_never_ran(buffer_dir: Path) -> None:
     (buffer_dir / "bufsync.yaml").write_text("jobs:\n  nightly:\n    schedule: daily at 02:00\n"
                                              "    mappings: [users]\n", encoding="utf-8")
-    result = bufsync("status", cwd=buffer_dir)
+    result = listing("status", cwd=buffer_dir)
     line = result.stdout.strip()
     assert line.split()[1] == "nightly" and "never ran" in line and "lag=" not in line, line
-    as_json = json.loads(bufsync("status", "--json", cwd=buffer_dir).stdout)
+    as_json = json.loads(listing("status", "--json", cwd=buffer_dir).stdout)
     assert as_json[0]["lag_seconds"] is None
 
 

@@ -13,20 +13,24 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from tests.clirun import bufsync_in_process
 from tests.portals.conftest import KEY, PASSPORT_DEFAULTS, TOKEN, ScosWorld
 
 WRONG_TOKEN = "0123456789abcdef0123456789abcdef"
 WRONG_KEY = "wrong-key-" + "0" * 22
 
 
-def scos_run(w: ScosWorld, tmp_path: Path, *, token: str = TOKEN, key: str = KEY,
-             identity: str = "esia_id") -> subprocess.CompletedProcess[str]:
-    """`bufsync scos run --json` as a site runs it, with the credentials given."""
+def scos_run(w: ScosWorld, tmp_path: Path, *, token: str = TOKEN, key: str = KEY, identity: str = "esia_id",
+             in_process: bool = False) -> subprocess.CompletedProcess[str]:
+    """`bufsync scos run --json` as a site runs it, with the credentials given; `in_process`: its output and
+    exit code without a process start (tests/clirun.py), for the runs after the credentials are fixed."""
     config = tmp_path / "refusals.yaml"
     config.write_text(json.dumps({"scos": {"passport": PASSPORT_DEFAULTS, "identity": identity}}), encoding="utf-8")
     env = {"PATH": "/usr/bin:/bin", "BUFSYNC_BUFFER_URL": w.loaded.buffer_url, "BUFSYNC_MOODLE_URL": w.moodle.url,
            "BUFSYNC_MOODLE_TOKEN": token, "BUFSYNC_SCOS_URL": f"{w.portal.url}/api/v2", "BUFSYNC_SCOS_KEY": key,
            "BUFSYNC_SCOS_PARTNER_ID": "sandbox-partner", "BUFSYNC_SCOS_INSTITUTION": "inst-1"}
+    if in_process:
+        return bufsync_in_process("--config", str(config), "scos", "run", "--json", env=env)
     exe = Path(sys.executable).with_name("bufsync")
     return subprocess.run([str(exe), "--config", str(config), "scos", "run", "--json"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
@@ -62,7 +66,7 @@ def test_a_wrong_moodle_token_is_a_configuration_error(seeded: ScosWorld, tmp_pa
     assert recorded["outcome"] == "failed" and "(invalidtoken)" in recorded["error"]
     assert WRONG_TOKEN not in recorded["error"]
     # the token fixed: the same course goes out
-    assert scos_run(w, tmp_path).returncode == 0
+    assert scos_run(w, tmp_path, in_process=True).returncode == 0
     assert [q["payload"]["title"] for q in w.queue("course_publish")] == ["Python для всех"]
 
 
@@ -84,7 +88,7 @@ def test_a_function_the_service_lacks_stops_the_run_instead_of_skipping_each_cou
     assert "courses.moodle_error" not in json.loads(recorded["counts"] or "{}")
 
     w.admin("service", add=["core_enrol_get_enrolled_users"])
-    fixed = scos_run(w, tmp_path)
+    fixed = scos_run(w, tmp_path, in_process=True)
     assert fixed.returncode == 0, fixed.stderr
     [item] = w.queue("course_publish")
     assert [t["display_name"] for t in item["payload"]["teachers"]] == ["Анна Преподаватель"]
@@ -130,7 +134,7 @@ def test_a_refused_scos_key_on_the_moderation_poll_stops_with_exit_2(seeded: Sco
     assert recorded["outcome"] == "failed" and "BUFSYNC_SCOS_KEY" in recorded["error"]
     assert WRONG_KEY not in recorded["error"]
 
-    assert scos_run(w, tmp_path).returncode == 0  # the key fixed: the moderators' verdict is read
+    assert scos_run(w, tmp_path, in_process=True).returncode == 0  # the key fixed: the moderators' verdict is read
     assert w.courses()[py]["state"] == "published" and w.courses()[py]["last_error"] is None
 
 
@@ -152,6 +156,6 @@ def test_a_refused_scos_key_on_the_email_lookup_stops_with_exit_2(seeded: ScosWo
     assert w.courses()[py]["last_error"] is None
     assert "enrol.lookup_failed" not in json.loads(last_run(w)["counts"] or "{}")
 
-    assert scos_run(w, tmp_path, identity="email").returncode == 0  # the key fixed
+    assert scos_run(w, tmp_path, identity="email", in_process=True).returncode == 0  # the key fixed
     w.dispatch()
     assert {p["user_id"] for p in w.state()["participation"]} == {"sso-3", "sso-4"}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bufsync.queue import outbox
+from tests.clirun import bufsync_in_process
 
 
 def items(n: int) -> list[outbox.Item]:
@@ -100,12 +101,16 @@ def test_the_cli_refuses_with_one_line_and_exit_code_2(one_of_each, buffer_url: 
     exe = str(Path(sys.executable).with_name("bufsync"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUFSYNC_")} | {"BUFSYNC_BUFFER_URL": buffer_url}
 
-    def run(*args: str) -> subprocess.CompletedProcess:
+    def run(*args: str, process: bool = False) -> subprocess.CompletedProcess:
+        """The first refusal from the console script in a real process; the others' output and exit codes
+        in-process, without a process start each (tests/clirun.py)."""
+        if not process:
+            return bufsync_in_process("queue", *args, env={"BUFSYNC_BUFFER_URL": buffer_url})
         return subprocess.run([exe, "queue", *args], capture_output=True, text=True, env=env, cwd=tmp_path)
 
-    for args in (("retry", "--status", "done"), ("retry", str(done), str(failed)), ("cancel", "--status", "running"),
-                 ("cancel", str(running))):
-        result = run(*args)
+    for n, args in enumerate((("retry", "--status", "done"), ("retry", str(done), str(failed)),
+                              ("cancel", "--status", "running"), ("cancel", str(running)))):
+        result = run(*args, process=n == 0)
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"bufsync: queue {args[0]} refused: "), result.stderr

@@ -151,6 +151,8 @@ def test_operator_commands(queue, buffer_url: str, tmp_path) -> None:
     import subprocess
     import sys
     from pathlib import Path
+
+    from tests.clirun import bufsync_in_process
     engine, table = queue
     outbox.enqueue(engine, table, items(3))
     taken = outbox.claim(engine, table, "scos", 1, 60, "w")
@@ -158,12 +160,16 @@ def test_operator_commands(queue, buffer_url: str, tmp_path) -> None:
     exe = str(Path(sys.executable).with_name("bufsync"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUFSYNC_")} | {"BUFSYNC_BUFFER_URL": buffer_url}
 
-    def run(*args: str) -> str:
-        result = subprocess.run([exe, "queue", *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+    def run(*args: str, process: bool = False) -> str:
+        """`bufsync queue ...`: once as a real process, then in-process without a process start (tests/clirun.py)."""
+        if process:
+            result = subprocess.run([exe, "queue", *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+        else:
+            result = bufsync_in_process("queue", *args, env={"BUFSYNC_BUFFER_URL": buffer_url})
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    assert "dead" in run("stats") and "pending" in run("stats", "--portal", "scos")
+    assert "dead" in run("stats", process=True) and "pending" in run("stats", "--portal", "scos")
     dead = json.loads(run("list", "--status", "dead", "--json"))
     assert [d["id"] for d in dead] == [taken[0]["id"]]
     assert "HTTP 422" in run("show", str(taken[0]["id"]))

@@ -87,7 +87,7 @@ def test_two_daemons_run_each_due_time_exactly_once(site) -> None:
     site.people(3)
     site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\nheartbeat_seconds: 1\n")
     daemons = [site.bufsync("schedule", "--tick", "0.2", wait=False) for _ in range(2)]
-    wait_until(lambda: len(site.runs("users")) >= 4, 60, 0.5)
+    wait_until(lambda: len(site.runs("users")) >= 4, 60, 0.1)
     for d in daemons:
         d.send_signal(signal.SIGTERM)
     for d in daemons:
@@ -104,7 +104,7 @@ def test_sigterm_lets_the_batch_finish_and_the_next_run_completes(site) -> None:
     total = CHUNK + 500  # more people than one batch: the stop falls between the first batch and the next
     site.people(total)
     site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=1.0))
-    site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\n")
+    site.config("jobs:\n  users:\n    schedule: every 1 second\n    mappings: [users]\n")
     daemon = site.bufsync("schedule", "--tick", "0.2", wait=False)
 
     def created() -> int:
@@ -146,7 +146,7 @@ def test_an_overrunning_job_is_stopped_and_recorded(site) -> None:
     site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=2.0))
     site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\n    time_limit: 3\n")
     daemon = site.bufsync("schedule", "--tick", "0.2", wait=False)
-    wait_until(lambda: any(r["outcome"] == "timeout" for r in site.runs("users")), 40, 0.3)
+    wait_until(lambda: any(r["outcome"] == "timeout" for r in site.runs("users")), 40, 0.1)
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(60) == 0  # SIGTERM: a clean stop
     timed_out = [r for r in site.runs("users") if r["outcome"] == "timeout"]

@@ -114,8 +114,10 @@ def test_a_killed_scheduled_sync_is_died_for_runs_and_status_and_the_next_run_fi
         run_id = wait_for(lambda: running_run(engine, tables["sync_runs"], victim.pid), "the job's run to start")
         assert cli.runs()[run_id]["outcome"] == "running"  # alive: left alone
         kill(victim)
-        died = wait_for(lambda: cli.runs()[run_id] if cli.runs()[run_id]["outcome"] == "died" else None,
-                        "`bufsync runs` to mark the killed run died")
+        def died_run() -> dict | None:  # one `bufsync runs` process per poll
+            run = cli.runs()[run_id]
+            return run if run["outcome"] == "died" else None
+        died = wait_for(died_run, "`bufsync runs` to mark the killed run died")
         assert died["finished_at"] is not None
         assert died["error"].startswith(f"died: the process {HOST}:{victim.pid} ended without recording")
         with engine.connect() as conn:
