@@ -110,5 +110,15 @@ class BufferDialect:
         return statements + self.comment_statements(table)
 
 
+def on_conflict_upsert(statement: Any, rows: list[dict[str, Any]], key: list[str]) -> sa.Executable:
+    """INSERT ... ON CONFLICT (key) DO UPDATE SET each other column = excluded.column, from the insert
+    construct of a dialect that has one (PostgreSQL's and SQLite's share this API)."""
+    changed = [name for name in rows[0] if name not in key]
+    if not changed:
+        return statement.on_conflict_do_nothing(index_elements=key)  # type: ignore[no-any-return]
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=key, set_={name: statement.excluded[name] for name in changed})
+
+
 class LockHeld(Exception):
     """Another process holds the named lock."""

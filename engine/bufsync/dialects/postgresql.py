@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import DDLElement, SetColumnComment, SetTableComment
 
-from bufsync.dialects.base import BufferDialect
+from bufsync.dialects.base import BufferDialect, on_conflict_upsert
 
 
 class PostgresqlDialect(BufferDialect):
@@ -37,13 +37,7 @@ class PostgresqlDialect(BufferDialect):
         return postgresql.insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict)
 
     def upsert(self, table: sa.Table, rows: list[dict[str, Any]], key: list[str]) -> sa.Executable:
-        """INSERT ... ON CONFLICT (key) DO UPDATE SET each other column = excluded.column."""
-        statement = postgresql.insert(table).values(rows)
-        changed = [name for name in rows[0] if name not in key]
-        if not changed:
-            return statement.on_conflict_do_nothing(index_elements=key)
-        return statement.on_conflict_do_update(index_elements=key,
-                                               set_={name: statement.excluded[name] for name in changed})
+        return on_conflict_upsert(postgresql.insert(table).values(rows), rows, key)
 
     def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement[Any],
               order: list[sa.ColumnElement[Any]], limit: int, values: dict[str, Any]) -> list[sa.Row[Any]]:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 
-from bufsync.dialects.base import BufferDialect, LockHeld
+from bufsync.dialects.base import BufferDialect, LockHeld, on_conflict_upsert
 
 
 def _lock_path(database: str, name: str) -> str:
@@ -77,13 +77,7 @@ class SqliteDialect(BufferDialect):
         return sqlite.insert(table).values(rows).on_conflict_do_nothing(index_elements=conflict)
 
     def upsert(self, table: sa.Table, rows: list[dict[str, Any]], key: list[str]) -> sa.Executable:
-        """INSERT ... ON CONFLICT (key) DO UPDATE SET each other column = excluded.column."""
-        statement = sqlite.insert(table).values(rows)
-        changed = [name for name in rows[0] if name not in key]
-        if not changed:
-            return statement.on_conflict_do_nothing(index_elements=key)
-        return statement.on_conflict_do_update(index_elements=key,
-                                               set_={name: statement.excluded[name] for name in changed})
+        return on_conflict_upsert(sqlite.insert(table).values(rows), rows, key)
 
     def claim(self, conn: sa.Connection, table: sa.Table, ready: sa.ColumnElement[Any],
               order: list[sa.ColumnElement[Any]], limit: int, values: dict[str, Any]) -> list[sa.Row[Any]]:
