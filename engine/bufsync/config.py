@@ -29,6 +29,16 @@ DEFAULT_CONFIG_NAME = "bufsync.yaml"
 DEFAULT_SQLITE_NAME = "bufsync.db"
 
 
+class CohortSettings(StrictModel):
+    """The cohorts bufsync makes from the contingent (academic groups, departments)."""
+
+    prefix: str = Field("1c-", min_length=1, max_length=20, description="idnumber prefix of bufsync's own "
+                        "cohorts: the only ones it changes or empties")
+    context: Literal["system", "department"] = Field(
+        "system", description="where a new cohort lives: the site, or the category of the row's department "
+        "(the mapping's `category` field, a lookup of departments)")
+
+
 class MoodleSettings(StrictModel):
     url: str | None = Field(None, description="Moodle site URL, e.g. https://lms.example.edu")
     token: SecretStr | None = Field(None, description="Web service token of the bufsync service")
@@ -42,6 +52,7 @@ class MoodleSettings(StrictModel):
     default_category: int = Field(1, ge=1, description="category id for courses without a department")
     roles: dict[str, int] | None = Field(None, description="role shortname -> id, when the site's ids differ")
     password_policy: bool = Field(True, description="check Moodle's default password policy locally")
+    cohorts: CohortSettings = Field(default_factory=CohortSettings)
 
     _http_url = field_validator("url")(classmethod(lambda cls, value: http_url(value)))
 

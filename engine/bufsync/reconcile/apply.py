@@ -193,7 +193,8 @@ def _store(ctx: Context, mapping: Mapping, table: sa.Table, builder: RecordBuild
     for step, outcome in done:
         previous = entries.get(step.key)
         left = state
-        if step.action in (p.UPDATE, p.ADOPT, p.REACTIVATE, p.REPAIR, p.REHASH) and step.desired is not None \
+        if step.action in (p.CREATE, p.UPDATE, p.ADOPT, p.REACTIVATE, p.REPAIR, p.REHASH) \
+                and step.desired is not None \
                 and not step.desired.active:
             left = SUSPENDED
         remote_id: RemoteId | None

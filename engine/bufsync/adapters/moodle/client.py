@@ -48,7 +48,8 @@ REQUIRED_FUNCTIONS = (
     "core_course_update_courses", "core_course_get_courses_by_field", "enrol_manual_enrol_users",
     "enrol_manual_unenrol_users", "core_role_unassign_roles", "core_enrol_get_enrolled_users",
     "core_cohort_create_cohorts", "core_cohort_add_cohort_members", "core_cohort_delete_cohort_members",
-    "core_cohort_search_cohorts",
+    "core_cohort_search_cohorts", "core_cohort_get_cohorts", "core_cohort_update_cohorts",
+    "core_cohort_get_cohort_members",
     "core_group_create_groups", "core_group_add_group_members", "core_group_get_course_groups",
     "gradereport_user_get_grade_items", "core_completion_get_course_completion_status",
 )

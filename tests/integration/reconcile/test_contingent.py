@@ -1,0 +1,128 @@
+"""The contingent as Moodle cohorts, end to end on SQLite and PostgreSQL against the sandbox Moodle over
+HTTP: academic groups (buf_students) and departments (buf_staff). What Moodle holds is read back through
+Web Services (core_cohort_get_cohorts, core_cohort_get_cohort_members) after every run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bufsync.reconcile.guards import GuardRefused
+from tests.integration.reconcile.conftest import World, people
+
+
+def counts(report: Any, mapping: str) -> dict[str, int]:
+    return {k: v for k, v in next(m.counts for m in report.mappings if m.mapping == mapping).items() if v}
+
+
+def cohorts(world: World) -> dict[str, dict[str, Any]]:
+    """idnumber -> {name, members: usernames}, as Moodle answers."""
+    with world.ws() as client:
+        found = client.call("core_cohort_get_cohorts", {})
+        ids = [int(c["id"]) for c in found]
+        members = {int(m["cohortid"]): m["userids"] for m in
+                   client.call("core_cohort_get_cohort_members", {"cohortids": ids})} if ids else {}
+        users = {int(u["id"]): u["username"] for u in client.call("core_user_get_users", {"criteria": [
+            {"key": "email", "value": "%"}]})["users"]}
+    return {c["idnumber"]: {"name": c["name"], "members": sorted(users[u] for u in members[int(c["id"])])}
+            for c in found}
+
+
+def student(i: int, group: str, status: str = "studying", name: str | None = None) -> dict[str, Any]:
+    return {"person_external_id": f"P{i:05d}", "record_book": f"RB{i}", "group_code": group,
+            "group_name": name or f"Группа {group}", "status": status}
+
+
+def test_groups_become_cohorts_and_follow_the_contingent(world: World) -> None:
+    world.insert("buf_users", people(6))
+    world.insert("buf_students", [student(0, "ИС-21"), student(1, "ИС-21"), student(2, "ИС-21"),
+                                  student(3, "ПР-22"), student(4, "ПР-22", "academic_leave"),
+                                  student(5, "ПР-22", "expelled")])
+    report = world.run("users", "students")
+    assert report.outcome == "ok", report.render()
+    assert counts(report, "students") == {"created": 6}
+    assert cohorts(world) == {
+        "1c-ИС-21": {"name": "Группа ИС-21", "members": ["user00000", "user00001", "user00002"]},
+        "1c-ПР-22": {"name": "Группа ПР-22", "members": ["user00003"]}}  # leave and expelled: not members
+    rows = {r["person_external_id"]: r for r in world.rows("buf_students")}
+    assert {r["sync_status"] for r in rows.values()} == {"ok"}
+
+    writes = world.writes()
+    assert counts(world.run("users", "students"), "students") == {"unchanged": 6}
+    assert world.writes() == writes  # nothing to do: not a single write
+
+    # a student moves to another group, one is expelled, one returns from leave, a group is renamed
+    world.update("buf_students", lambda t: t.c.person_external_id == "P00001", group_code="ПР-22",
+                 group_name="Группа ПР-22")
+    world.update("buf_students", lambda t: t.c.person_external_id == "P00002", status="expelled")
+    world.update("buf_students", lambda t: t.c.person_external_id == "P00004", status="studying")
+    world.update("buf_students", lambda t: t.c.group_code == "ИС-21", group_name="Информационные системы-21")
+    report = world.run("users", "students")
+    assert report.outcome == "ok", report.render()
+    assert counts(report, "students") == {"updated": 2, "suspended": 1, "reactivated": 1, "unchanged": 2}
+    assert cohorts(world) == {
+        "1c-ИС-21": {"name": "Информационные системы-21", "members": ["user00000"]},
+        "1c-ПР-22": {"name": "Группа ПР-22", "members": ["user00001", "user00003", "user00004"]}}
+
+    # a row that vanishes leaves its cohort; an emptied cohort is kept
+    world.delete("buf_students", lambda t: t.c.person_external_id == "P00000")
+    assert counts(world.run("users", "students"), "students") == {"deleted": 1, "unchanged": 5}
+    assert cohorts(world)["1c-ИС-21"] == {"name": "Информационные системы-21", "members": []}
+
+
+def test_bad_rows_fail_alone_and_a_cohort_made_by_hand_is_never_touched(world: World) -> None:
+    world.insert("buf_users", people(4))
+    with world.ws() as client:  # a site's own cohort, with a code that happens to match a group
+        client.create_cohorts([{"idnumber": "ИС-21", "name": "Ручная", "categorytype": {"type": "system",
+                                                                                        "value": ""}}])
+        client.call("core_cohort_add_cohort_members", {"members": [
+            {"cohorttype": {"type": "idnumber", "value": "ИС-21"}, "usertype": {"type": "username",
+                                                                              "value": "admin"}}]})
+    world.insert("buf_students", [student(0, "ИС-21"), student(1, ""), student(2, "ИС-21", "unknown"),
+                                  {**student(9, "ИС-21")}, student(3, "ИС-22", name="Я" * 255)])
+    report = world.run("users", "students")
+    assert counts(report, "students") == {"created": 1, "rejected": 4}
+    errors = {r["person_external_id"]: r["sync_error"] for r in world.rows("buf_students")}
+    assert "(missingcohort)" in errors["P00001"]
+    assert "(badvalue)" in errors["P00002"] and "studying" in errors["P00002"]
+    assert "Пользователь «P00009» не найден(а)" in errors["P00009"]
+    assert "(cohortnametoolong)" in errors["P00003"]
+    found = cohorts(world)
+    assert found["ИС-21"] == {"name": "Ручная", "members": ["admin"]}  # untouched
+    assert found["1c-ИС-21"]["members"] == ["user00000"]
+
+
+def test_a_half_written_reload_never_empties_a_cohort(world: World) -> None:
+    world.insert("buf_users", people(30))
+    world.insert("buf_students", [student(i, "ИС-21") for i in range(30)])
+    world.run("users", "students")
+    world.delete("buf_students", lambda t: t.c.person_external_id >= "P00010")  # 1C half way through a reload
+    with pytest.raises(GuardRefused, match="students: 20 of 30 linked records would be deleted"):
+        world.run("users", "students")
+    assert len(cohorts(world)["1c-ИС-21"]["members"]) == 30
+    world.delete("buf_students")
+    with pytest.raises(GuardRefused, match="buf_students is empty"):
+        world.run("users", "students")
+    assert len(cohorts(world)["1c-ИС-21"]["members"]) == 30
+
+
+def test_staff_in_several_departments_and_two_positions_in_one(world: World) -> None:
+    world.insert("buf_users", people(3))
+    world.insert("buf_staff", [
+        {"person_external_id": "P00000", "department_external_id": "D-IT", "position": "преподаватель"},
+        {"person_external_id": "P00000", "department_external_id": "D-IT", "position": "методист"},
+        {"person_external_id": "P00000", "department_external_id": "D-MATH", "position": "преподаватель"},
+        {"person_external_id": "P00001", "department_external_id": "D-IT", "position": "лаборант"}])
+    report = world.run("users", "staff")
+    assert report.outcome == "ok", report.render()
+    assert {k: v["members"] for k, v in cohorts(world).items()} == {
+        "1c-D-IT": ["user00000", "user00001"], "1c-D-MATH": ["user00000"]}
+    # dismissed from one of two positions in D-IT: still in D-IT; from the only one: out
+    world.update("buf_staff", lambda t: (t.c.person_external_id == "P00000") & (t.c.position == "методист"),
+                 status="dismissed")
+    world.update("buf_staff", lambda t: t.c.person_external_id == "P00001", status="dismissed")
+    report = world.run("users", "staff")
+    assert report.outcome == "ok", report.render()
+    assert {k: v["members"] for k, v in cohorts(world).items()} == {
+        "1c-D-IT": ["user00000"], "1c-D-MATH": ["user00000"]}
