@@ -126,3 +126,20 @@ def test_staff_in_several_departments_and_two_positions_in_one(world: World) -> 
     assert report.outcome == "ok", report.render()
     assert {k: v["members"] for k, v in cohorts(world).items()} == {
         "1c-D-IT": ["user00000"], "1c-D-MATH": ["user00000"]}
+
+
+def test_leaving_for_someone_deleted_in_moodle_is_done(world: World) -> None:
+    """Moodle deletes a person with their memberships; removing one then aborts Moodle's whole call
+    (invaliduser): the row is isolated, and its leaving counts as done, not as an error."""
+    world.insert("buf_users", people(3))
+    world.insert("buf_students", [student(i, "ИС-21") for i in range(3)])
+    world.run("users", "students")
+    gone = next(int(r["lms_id"]) for r in world.rows("buf_users") if r["external_id"] == "P00001")
+    with world.ws() as client:
+        client.delete_users([gone])
+    world.update("buf_students", lambda t: t.c.person_external_id.in_(["P00001", "P00002"]), status="expelled")
+    report = world.run("students")
+    assert report.outcome == "ok", report.render()
+    assert counts(report, "students") == {"suspended": 2, "unchanged": 1}
+    assert cohorts(world)["1c-ИС-21"]["members"] == ["user00000"]
+    assert {r["sync_status"] for r in world.rows("buf_students")} == {"ok"}

@@ -26,6 +26,8 @@ from bufsync.reconcile.adapter import Candidate, Existing, Member, Outcome
 from bufsync.reconcile.records import Desired
 
 DEFAULT_PREFIX = "1c-"
+# a person or cohort deleted in Moodle has no membership left to remove: leaving it is done, not an error
+GONE = ("invaliduser", "invalidrecord")
 View = dict[str, Any]  # a row as the ledger keeps it: cohort, cohort_name, category, userid, @active
 
 
@@ -209,7 +211,7 @@ class CohortMemberAdapter:
                 joining.append((index, {"cohorttype": {"type": "id", "value": str(cohort["id"])},
                                         "usertype": {"type": "id", "value": str(change.join[1])}}))
         for (index, _), result in zip(leaving, self._leave([m for _, m in leaving]), strict=True):
-            if isinstance(result, MoodleError):
+            if isinstance(result, MoodleError) and result.code not in GONE:
                 outcomes[index] = failed(result, messages.with_code(
                     "Не удалось исключить человека из когорты: " + messages.from_moodle(result), result.code))
         joins = [(i, m) for i, m in joining if outcomes[i] is None]

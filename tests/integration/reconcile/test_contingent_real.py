@@ -1,0 +1,70 @@
+"""The contingent as cohorts against a real Moodle 4.5 (../shared/moodle-real/up), where Moodle's own
+behaviour decides: cohorts created, renamed and left through its Web Services, its warnings on members,
+a person deleted in Moodle (a removal of their membership aborts Moodle's whole call). What Moodle holds is
+read back through Web Services. Skipped without BUFSYNC_TEST_MOODLE_URL / _TOKEN (CI has no Moodle)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.integration.reconcile import test_trust_real as real
+from tests.integration.reconcile.test_trust_real import RealWorld, person
+
+pytestmark = real.pytestmark
+world = real.world  # the real Moodle's buffer fixture, with its prefix and clean-up
+
+
+def cohorts(world: RealWorld, prefix: str) -> dict[str, dict[str, Any]]:
+    with world.ws() as client:
+        found = [c for c in client.call("core_cohort_get_cohorts", {}) if c["idnumber"].startswith(prefix)]
+        ids = [int(c["id"]) for c in found]
+        members = {int(m["cohortid"]): m["userids"]
+                   for m in client.call("core_cohort_get_cohort_members", {"cohortids": ids})} if ids else {}
+        users = {int(u["id"]): u["username"] for u in client.get_users_by_field(
+            "id", sorted({u for ms in members.values() for u in ms}))} if members else {}
+    return {c["idnumber"]: {"name": c["name"], "members": sorted(users.get(u, str(u)) for u in members[int(c["id"])])}
+            for c in found}
+
+
+def test_groups_become_cohorts_on_a_real_moodle(world: RealWorld) -> None:
+    people = [person(world, f"s{i}") for i in range(5)]
+    world.insert("buf_users", people)
+    group_a, group_b = world.key("A"), world.key("B")
+
+    def student(i: int, group: str, status: str = "studying", name: str | None = None) -> dict[str, Any]:
+        return {"person_external_id": world.key(f"s{i}"), "record_book": f"RB{i}", "group_code": group,
+                "group_name": name or f"Группа {group}", "status": status}
+
+    world.insert("buf_students", [student(0, group_a), student(1, group_a), student(2, group_a),
+                                  student(3, group_b), student(4, group_b, "academic_leave")])
+    report = world.run("users", "students")
+    assert report.outcome == "ok", report.render()
+    login = world.login
+    prefix = "1c-" + world.tag
+    assert cohorts(world, prefix) == {
+        f"1c-{group_a}": {"name": f"Группа {group_a}", "members": [login("s0"), login("s1"), login("s2")]},
+        f"1c-{group_b}": {"name": f"Группа {group_b}", "members": [login("s3")]}}
+    assert {r["sync_status"] for r in world.rows("buf_students")} == {"ok"}
+
+    # Moodle deletes s2 by hand (it takes their memberships with it); 1C then expels s2, moves s1, brings
+    # s4 back from leave and renames group A
+    with world.ws() as client:
+        s2 = next(int(r["lms_id"]) for r in world.rows("buf_users") if r["external_id"] == world.key("s2"))
+        client.delete_users([s2])
+    world.update("buf_students", lambda t: t.c.person_external_id == world.key("s2"), status="expelled")
+    world.update("buf_students", lambda t: t.c.person_external_id == world.key("s1"), group_code=group_b,
+                 group_name=f"Группа {group_b}")
+    world.update("buf_students", lambda t: t.c.person_external_id == world.key("s4"), status="studying")
+    world.update("buf_students", lambda t: t.c.group_code == group_a, group_name="Переименована")
+    report = world.run("students")
+    assert report.outcome == "ok", report.render()
+    assert cohorts(world, prefix) == {
+        f"1c-{group_a}": {"name": "Переименована", "members": [login("s0")]},
+        f"1c-{group_b}": {"name": f"Группа {group_b}", "members": sorted([login("s1"), login("s3"), login("s4")])}}
+    rows = {r["person_external_id"]: r for r in world.rows("buf_students")}
+    assert rows[world.key("s2")]["sync_status"] == "ok"  # their membership is gone: leaving it is done
+    assert counts_of(report) == {"updated": 2, "suspended": 1, "reactivated": 1, "unchanged": 1}
+
+
+def counts_of(report: Any) -> dict[str, int]:
+    return {k: v for k, v in next(m.counts for m in report.mappings if m.mapping == "students").items() if v}
