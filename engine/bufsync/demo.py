@@ -93,8 +93,27 @@ def dataset(people: int = 300, seed: int = 2026) -> dict[str, list[dict[str, Any
                               "role": "editingteacher", "time_start": None, "time_end": None, "status": "active"})
     subscriptions.append({"user_external_id": users[20]["external_id"], "course_external_id": "IT-AI",
                           "role": "student", "time_start": None, "time_end": None, "status": "active"})  # unknown
+    # the contingent: students in academic groups (every status), staff in departments, programs
+    groups = [("ИС-21", "Информационные системы-21", "K-PO"), ("ИБ-22", "Информационная безопасность-22", "K-IB"),
+              ("ЭК-23", "Экономика-23", "K-EC")]
+    statuses = ["studying"] * 16 + ["academic_leave", "expelled", "graduated"]
+    students = [{"person_external_id": user["external_id"], "record_book": f"ЗК-{index:05d}",
+                 "group_code": groups[index % 3][0], "group_name": groups[index % 3][1], "study_year": 2,
+                 "education_form": "очная", "department_external_id": groups[index % 3][2],
+                 "status": rnd.choice(statuses)} for index, user in enumerate(users[30:], start=30)]
+    staff = [{"person_external_id": users[10 + index]["external_id"], "position": "преподаватель",
+              "department_external_id": course[3] or "UNIV", "status": "working"}
+             for index, course in enumerate(COURSES)]
+    staff.append({"person_external_id": users[10]["external_id"], "position": "методист",
+                  "department_external_id": "F-IT", "status": "working"})  # one person, two departments
+    programs = [{"external_id": f"P-{code}", "name": name, "speciality_code": code, "education_form": "очная",
+                 "department_external_id": dep} for code, name, dep in
+                (("09.02.07", "Информационные системы и программирование", "K-PO"),
+                 ("10.02.05", "Обеспечение информационной безопасности", "K-IB"),
+                 ("38.02.01", "Экономика и бухгалтерский учёт", "K-EC"))]
     return {"buf_users": users, "buf_departments": departments, "buf_courses": courses,
-            "buf_subscriptions": subscriptions}
+            "buf_subscriptions": subscriptions, "buf_students": students, "buf_staff": staff,
+            "buf_programs": programs}
 
 
 def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo: Callable[[str], None]) -> None:
@@ -148,6 +167,20 @@ def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo:
         portal.server_close()
 
 
+def _cohorts(server: Any) -> str:
+    """The cohorts in Moodle, as its Web Services answer: what the contingent became."""
+    from bufsync.adapters.moodle.client import MoodleClient
+    with MoodleClient.connect(server.url, server.site.config.token) as client:
+        found = client.call("core_cohort_get_cohorts", {})
+        ids = [int(c["id"]) for c in found]
+        members = {int(m["cohortid"]): len(m["userids"])
+                   for m in client.call("core_cohort_get_cohort_members", {"cohortids": ids})} if ids else {}
+    lines = ["   cohorts in Moodle (core_cohort_get_cohorts):"]
+    lines += [f"     {c['idnumber']:<12} {c['name']:<34} {members.get(int(c['id']), 0):>3} members"
+              for c in sorted(found, key=lambda c: c["idnumber"])]
+    return "\n".join(lines)
+
+
 def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print) -> tuple[RunReport, RunReport]:
     directory.mkdir(parents=True, exist_ok=True)
     buffer = directory / "bufsync.db"
@@ -168,12 +201,17 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
             for table, rows in data.items():
                 conn.execute(tables[table].insert(), rows)
         echo(f"1. buffer {buffer}: {len(data['buf_users'])} people, {len(data['buf_departments'])} departments, "
-             f"{len(data['buf_courses'])} courses, {len(data['buf_subscriptions'])} enrolments, written as 1C would")
+             f"{len(data['buf_courses'])} courses, {len(data['buf_subscriptions'])} enrolments, "
+             f"{len(data['buf_students'])} students in 3 academic groups, {len(data['buf_staff'])} staff positions, "
+             f"{len(data['buf_programs'])} programs, written as 1C would")
         echo(f"2. sandbox Moodle at {server.url}")
         echo("3. first sync:\n")
         first = run(loaded, [], Options())
         echo(first.render(errors_shown=10))
+        echo(_cohorts(server))
         users, subs = tables["buf_users"], tables["buf_subscriptions"]
+        students, staff = tables["buf_students"], tables["buf_staff"]
+        studying = [r for r in data["buf_students"] if r["status"] == "studying"]
         with engine.begin() as conn:
             conn.execute(users.update().where(users.c.external_id == data["buf_users"][1]["external_id"])
                          .values(username="sokolova.ai"))
@@ -182,6 +220,15 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
             conn.execute(users.update().where(users.c.external_id == data["buf_users"][6]["external_id"])
                          .values(status="suspended"))
             conn.execute(subs.delete().where(subs.c.user_external_id == data["buf_users"][7]["external_id"]))
+            conn.execute(students.update().where(students.c.record_book == studying[0]["record_book"])
+                         .values(status="expelled"))
+            moved = studying[1]
+            target = next(g for g in ("ИС-21", "ИБ-22") if g != moved["group_code"])
+            conn.execute(students.update().where(students.c.record_book == moved["record_book"])
+                         .values(group_code=target, group_name=next(r["group_name"] for r in data["buf_students"]
+                                                                    if r["group_code"] == target)))
+            conn.execute(staff.update().where(staff.c.person_external_id == data["buf_users"][11]["external_id"])
+                         .values(status="dismissed"))
             conn.execute(users.insert(), [
                 {"external_id": "new-2026-0001", "username": "novikova.elena",
                  "email": "novikova.elena@college.example",
@@ -192,14 +239,17 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
         engine.dispose()
         echo("\n4. 1C changes: the Cyrillic login fixed, a surname changed, a student suspended (академ),"
              " one student's enrolments removed, a new student added, and a namesake given another person's login"
-             " (disputed: that account is never taken over)")
+             " (disputed: that account is never taken over); a student expelled, one moved to another group,"
+             " a teacher dismissed")
         echo("5. second sync:\n")
         second = run(loaded, [], Options())
         echo(second.render(errors_shown=10))
+        echo(_cohorts(server))
         _scos(loaded, server, data, echo)
         echo("\nThe buffer keeps what happened to every row (sqlite3 bufsync.db):\n"
              "  SELECT external_id, sync_status, sync_error, lms_id FROM buf_users WHERE sync_status <> 'ok';\n"
              "  SELECT id, outcome, counts FROM sync_runs;\n"
+             "  SELECT person_external_id, group_code, status, sync_status FROM buf_students;\n"
              "  SELECT course_id, shortname, state, scos_id FROM sync_scos_courses;\n"
              "  SELECT operation, status, user_id, last_error FROM v_queue_scos;\n"
              "Try it yourself: `bufsync sandbox` in one shell; in another, paste the export lines it prints, then\n"

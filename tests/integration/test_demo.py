@@ -23,6 +23,11 @@ def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
     assert "[new-2026-0002] error: Запись LMS id" in out and "(disputed)" in out
     assert "passport published: Программирование на Python (2026/27)" in out
     assert "(moderation ok)" in out
+    # the contingent: groups and departments as cohorts, before and after 1C's changes
+    first, second = out.split("5. second sync:")
+    assert "1c-ИС-21     Информационные системы-21" in first
+    assert "1c-K-PO      Кафедра программного обеспечения" in first
+    assert "1c-K-PO      Кафедра программного обеспечения     1 members" in second  # the dismissed teacher left
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'bufsync.db'}")
     with engine.connect() as conn:
         runs = conn.execute(sa.text("SELECT outcome FROM sync_runs WHERE kind = 'sync' ORDER BY id")).scalars().all()
@@ -34,10 +39,12 @@ def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
         created = conn.execute(sa.text("SELECT sync_status, lms_id FROM buf_users "
                                        "WHERE external_id = 'new-2026-0001'")).one()
         scos = conn.execute(sa.text("SELECT state, scos_id FROM sync_scos_courses")).one()
+        students = conn.execute(sa.text("SELECT sync_status, count(*) FROM buf_students GROUP BY sync_status")).all()
         enrolled = conn.execute(sa.text("SELECT count(*) FROM v_queue_scos WHERE operation = 'participation_add' "
                                         "AND status = 'done'")).scalar_one()
     engine.dispose()
     assert runs == ["rejected", "rejected"]
+    assert students == [("ok", 270)]
     assert fixed == "ok"       # the Cyrillic login, fixed by 1C, went through on the second run
     assert suspended == 3      # the removed enrolments were suspended
     assert namesake == ("error", None) and created.sync_status == "ok" and created.lms_id

@@ -109,20 +109,24 @@ def test_a_half_written_reload_never_empties_a_cohort(world: World) -> None:
 
 def test_staff_in_several_departments_and_two_positions_in_one(world: World) -> None:
     world.insert("buf_users", people(3))
+    world.insert("buf_departments", [
+        {"external_id": "D-IT", "parent_external_id": None, "name": "Кафедра ИТ", "status": "active"},
+        {"external_id": "D-MATH", "parent_external_id": None, "name": "Кафедра математики", "status": "active"}])
     world.insert("buf_staff", [
         {"person_external_id": "P00000", "department_external_id": "D-IT", "position": "преподаватель"},
         {"person_external_id": "P00000", "department_external_id": "D-IT", "position": "методист"},
         {"person_external_id": "P00000", "department_external_id": "D-MATH", "position": "преподаватель"},
         {"person_external_id": "P00001", "department_external_id": "D-IT", "position": "лаборант"}])
-    report = world.run("users", "staff")
+    report = world.run("departments", "users", "staff")
     assert report.outcome == "ok", report.render()
-    assert {k: v["members"] for k, v in cohorts(world).items()} == {
-        "1c-D-IT": ["user00000", "user00001"], "1c-D-MATH": ["user00000"]}
+    assert cohorts(world) == {  # named after the department's category
+        "1c-D-IT": {"name": "Кафедра ИТ", "members": ["user00000", "user00001"]},
+        "1c-D-MATH": {"name": "Кафедра математики", "members": ["user00000"]}}
     # dismissed from one of two positions in D-IT: still in D-IT; from the only one: out
     world.update("buf_staff", lambda t: (t.c.person_external_id == "P00000") & (t.c.position == "методист"),
                  status="dismissed")
     world.update("buf_staff", lambda t: t.c.person_external_id == "P00001", status="dismissed")
-    report = world.run("users", "staff")
+    report = world.run("departments", "users", "staff")
     assert report.outcome == "ok", report.render()
     assert {k: v["members"] for k, v in cohorts(world).items()} == {
         "1c-D-IT": ["user00000"], "1c-D-MATH": ["user00000"]}

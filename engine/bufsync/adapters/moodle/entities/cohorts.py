@@ -84,6 +84,14 @@ class CohortMemberAdapter:
                     wanted[code] = change
         missing = [code for code in wanted if self.idnumber(code) not in known]
         refused: dict[str, str] = {}
+        unnamed = sorted({c.category for code in missing for c in (wanted[code],) if not c.name and c.category})
+        if unnamed:  # a department's cohort is named after its category (one read for all of them)
+            names = {int(cat["id"]): str(cat["name"]) for cat in self.client.get_categories(
+                [{"key": "ids", "value": ",".join(map(str, unnamed))}])}
+            for code in missing:
+                change = wanted[code]
+                if not change.name and change.category in names:
+                    change.name = names[change.category]
         if missing:
             records = [self._record(code, wanted[code]) for code in missing]
             for code, record, outcome in zip(missing, records, self.client.create_cohorts(records), strict=True):
