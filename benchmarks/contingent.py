@@ -1,0 +1,181 @@
+"""Benchmark: the contingent as cohorts, on PostgreSQL against the sandbox Moodle (in its own process).
+
+    python benchmarks/contingent.py [--students 20000] [--groups 600] [--staff 2000] [--departments 40]
+
+Prints:
+- first load of users + students + staff (people are created first: the cohorts need them): seconds,
+  rows/s of the contingent, Moodle calls, cohorts made, peak RSS;
+- a run with nothing to do: seconds, calls, write calls (must be 0), and the ratio to a bare streamed
+  SELECT of the same contingent rows measured in the same run (goal <= 3x);
+- 500 students moved between groups: seconds and calls (calls grow with the changes, not the table);
+- what Moodle holds, read back: members per cohort must match the buffer.
+Learning processes are not in it yet (not built).
+"""
+
+from __future__ import annotations
+
+import os as _os
+import sys as _sys
+
+# This folder holds queue.py, which would shadow the standard library's `queue` module.
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
+
+import argparse
+import importlib.util
+import resource
+import time
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+
+def _sibling(name: str):  # type: ignore[no-untyped-def]
+    """A benchmark beside this one, by path (this folder is off sys.path, see above)."""
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_reconcile = _sibling("reconcile")  # the sandbox and throwaway databases of benchmarks/reconcile.py
+TOKEN, drop_database, fresh_database, sandbox = (_reconcile.TOKEN, _reconcile.drop_database,
+                                                 _reconcile.fresh_database, _reconcile.sandbox)
+
+WRITES = ("create", "update", "enrol_users", "delete", "add_cohort_members", "delete_cohort_members")
+
+
+def fill(url: str, students: int, groups: int, staff: int, departments: int) -> None:
+    from bufsync import migrations
+    from bufsync.config import load_settings
+    from bufsync.mapping import load_mappings
+    from bufsync.schema import build_metadata
+    loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": url})
+    mappings = load_mappings(loaded.mappings_dir)
+    migrations.upgrade(loaded, mappings)
+    tables = build_metadata(mappings).tables
+    statuses = ["studying"] * 17 + ["academic_leave", "expelled", "graduated"]
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(tables["buf_departments"].insert(), [
+            {"external_id": f"D{d:03d}", "parent_external_id": None, "name": f"Кафедра {d}", "status": "active"}
+            for d in range(departments)])
+        people = students + staff
+        for start in range(0, people, 10000):
+            conn.execute(tables["buf_users"].insert(), [
+                {"external_id": f"U{i:07d}", "username": f"person{i:07d}", "email": f"person{i:07d}@bench.example",
+                 "last_name": f"Фамилия{i}", "first_name": "Имя", "status": "active"}
+                for i in range(start, min(people, start + 10000))])
+        for start in range(0, students, 10000):
+            conn.execute(tables["buf_students"].insert(), [
+                {"person_external_id": f"U{i:07d}", "record_book": f"ЗК{i:07d}", "group_code": f"ГР-{i % groups:04d}",
+                 "group_name": f"Группа {i % groups}", "department_external_id": f"D{i % departments:03d}",
+                 "status": statuses[(i // groups) % len(statuses)]}
+                for i in range(start, min(students, start + 10000))])
+        conn.execute(tables["buf_staff"].insert(), [
+            {"person_external_id": f"U{students + i:07d}", "position": "преподаватель",
+             "department_external_id": f"D{i % departments:03d}", "status": "working"} for i in range(staff)])
+    engine.dispose()
+
+
+def bare_select(url: str) -> float:
+    engine = sa.create_engine(url)
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        for table in ("buf_students", "buf_staff"):
+            for _ in conn.execution_options(stream_results=True, yield_per=5000).execute(
+                    sa.text(f"SELECT * FROM {table} ORDER BY 1")):
+                pass
+    engine.dispose()
+    return time.perf_counter() - started
+
+
+def writes(moodle: str, before: dict[str, int]) -> int:
+    after = httpx.get(f"{moodle}/sandbox/stats").json()["calls"]
+    return sum(v - before.get(k, 0) for k, v in after.items() if any(w in k for w in WRITES))
+
+
+def held(moodle: str) -> dict[str, int]:
+    """Members per cohort idnumber, read back through Web Services."""
+    from bufsync.adapters.moodle.client import MoodleClient
+    with MoodleClient.connect(moodle, TOKEN, timeout=120) as client:
+        found = client.call("core_cohort_get_cohorts", {})
+        ids = [int(c["id"]) for c in found]
+        members = {int(m["cohortid"]): len(m["userids"])
+                   for m in client.call("core_cohort_get_cohort_members", {"cohortids": ids})}
+    return {c["idnumber"]: members[int(c["id"])] for c in found}
+
+
+def wanted(url: str) -> dict[str, int]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        groups = conn.execute(sa.text("SELECT '1c-' || group_code, count(*) FROM buf_students "
+                                      "WHERE status = 'studying' GROUP BY group_code")).all()
+        staff = conn.execute(sa.text("SELECT '1c-' || department_external_id, count(DISTINCT person_external_id) "
+                                     "FROM buf_staff WHERE status = 'working' GROUP BY department_external_id")).all()
+    engine.dispose()
+    return dict(groups) | dict(staff)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--students", type=int, default=20000)
+    parser.add_argument("--groups", type=int, default=600)
+    parser.add_argument("--staff", type=int, default=2000)
+    parser.add_argument("--departments", type=int, default=40)
+    parser.add_argument("--moves", type=int, default=500)
+    args = parser.parse_args()
+    from bufsync import commands
+    from bufsync.config import load_settings
+    proc, moodle = sandbox()
+    url = fresh_database()
+    names = ["departments", "users", "students", "staff"]
+    try:
+        fill(url, args.students, args.groups, args.staff, args.departments)
+        loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": url, "BUFSYNC_MOODLE_URL": moodle,
+                                      "BUFSYNC_MOODLE_TOKEN": TOKEN})
+        commands.run(loaded, ["departments", "users"])  # people first: the contingent's own figures follow
+        t0 = time.perf_counter()
+        first = commands.run(loaded, names)
+        initial = time.perf_counter() - t0
+        assert first.outcome == "ok", first.render()
+        rows = args.students + args.staff
+        cohorts = held(moodle)
+        assert cohorts == wanted(url), "Moodle's cohorts do not match the buffer"
+        print(f"{args.students:,} students in {args.groups} groups + {args.staff:,} staff in {args.departments} "
+              f"departments, PostgreSQL + sandbox Moodle:")
+        print(f"  first load     {initial:.1f} s, {rows / initial:,.0f} rows/s, {first.moodle_calls} Moodle calls, "
+              f"{len(cohorts)} cohorts, {sum(cohorts.values()):,} memberships (read back: match the buffer)")
+        before = httpx.get(f"{moodle}/sandbox/stats").json()["calls"]
+        t0 = time.perf_counter()
+        second = commands.run(loaded, ["students", "staff"])
+        nochange = time.perf_counter() - t0
+        written = writes(moodle, before)
+        assert second.outcome == "ok" and written == 0, (second.outcome, written)
+        select = bare_select(url)
+        print(f"  no-change run  {nochange:.2f} s, {second.moodle_calls} calls, {written} write calls; bare streamed "
+              f"SELECT {select:.2f} s -> ratio {nochange / select:.2f}x (goal <= 3x)")
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:  # students move to the next group
+            conn.execute(sa.text(
+                "UPDATE buf_students SET group_code = 'ГР-' || lpad(((substr(group_code, 4)::int + 1) % :groups)::text,"
+                " 4, '0') WHERE record_book IN (SELECT record_book FROM buf_students WHERE status = 'studying' "
+                "ORDER BY record_book LIMIT :moves)"), {"groups": args.groups, "moves": args.moves})
+        engine.dispose()
+        t0 = time.perf_counter()
+        third = commands.run(loaded, ["students", "staff"])
+        moved = time.perf_counter() - t0
+        updated = next(m.counts["updated"] for m in third.mappings if m.mapping == "students")
+        assert third.outcome == "ok" and updated == args.moves, (third.outcome, updated)
+        assert held(moodle) == wanted(url), "Moodle's cohorts do not match the buffer after the moves"
+        print(f"  {args.moves} moves      {moved:.2f} s, {third.moodle_calls} Moodle calls (read back: match)")
+        print(f"  peak RSS       {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    finally:
+        drop_database(url)
+        proc.terminate()
+        proc.wait(10)
+
+
+if __name__ == "__main__":
+    main()
