@@ -14,18 +14,18 @@ def test_the_shipped_entities_register_themselves() -> None:
     from bufsync.adapters.moodle.entities import entity_adapters
     adapters = entity_adapters()
     assert {k: v.__name__ for k, v in adapters.items()} == {
-        "category": "CategoryAdapter", "course": "CourseAdapter", "enrolment": "EnrolmentAdapter",
-        "user": "UserAdapter"}
+        "category": "CategoryAdapter", "cohort_member": "CohortMemberAdapter", "course": "CourseAdapter",
+        "enrolment": "EnrolmentAdapter", "user": "UserAdapter"}
 
 
 def test_a_new_entity_module_is_found_and_a_mapping_targeting_it_runs_instead_of_being_skipped(tmp_path: Path) -> None:
     folder = tmp_path / "entities"
     folder.mkdir()
-    (folder / "cohort_members.py").write_text(textwrap.dedent('''
+    (folder / "course_groups.py").write_text(textwrap.dedent('''
         from bufsync.adapters.moodle.entities import register
 
-        @register("cohort_member")
-        class CohortMemberAdapter:
+        @register("course_group")
+        class CourseGroupAdapter:
             def __init__(self, client, mapping, settings=None):
                 self.mapping = mapping
     '''), encoding="utf-8")
@@ -39,11 +39,11 @@ def test_a_new_entity_module_is_found_and_a_mapping_targeting_it_runs_instead_of
         loaded = load_settings(None, {})
         chosen, skipped = select_mappings(load_mappings(loaded.mappings_dir), [])
         print(sorted(entities.entity_adapters()))
-        print("staff" in [m.name for m in chosen], skipped.get("staff"))
+        print("learning_processes" in [m.name for m in chosen], skipped.get("learning_processes"))
     ''')
     result = subprocess.run([sys.executable, "-c", program, str(folder)], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
-    names, staff = result.stdout.splitlines()
-    assert names == "['category', 'cohort_member', 'course', 'enrolment', 'user']"
-    assert staff.startswith("True"), staff  # the staff mapping (cohort members) is no longer skipped
+    names, processes = result.stdout.splitlines()
+    assert names == "['category', 'cohort_member', 'course', 'course_group', 'enrolment', 'user']"
+    assert processes.startswith("True"), processes  # the learning processes (course groups) are no longer skipped
