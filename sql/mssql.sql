@@ -3,6 +3,40 @@
 -- Alternative to `bufsync db upgrade`: the script stamps the migration head, so the engine
 -- continues from here.
 
+CREATE TABLE buf_achievements (
+	person_external_id NVARCHAR(64) NOT NULL, 
+	type_code NVARCHAR(50) NOT NULL, 
+	achievement_id NVARCHAR(100) NOT NULL, 
+	type_name NVARCHAR(255) NOT NULL, 
+	title NVARCHAR(255) NOT NULL, 
+	achieved_on DATE NULL, 
+	level NVARCHAR(50) NULL, 
+	document NVARCHAR(255) NULL, 
+	points NUMERIC(6, 2) NULL, 
+	status NVARCHAR(16) NOT NULL DEFAULT 'active', 
+	updated_at DATETIME2 NULL, 
+	sync_status NVARCHAR(16) NULL, 
+	sync_error NVARCHAR(2000) NULL, 
+	synced_at DATETIME2 NULL, 
+	CONSTRAINT pk_buf_achievements PRIMARY KEY (person_external_id, type_code, achievement_id)
+);
+execute sp_addextendedproperty 'MS_Description', N'Достижения (портфолио) обучающихся и сотрудников', 'schema', dbo, 'table', buf_achievements;
+execute sp_addextendedproperty 'MS_Description', N'Человек (buf_users.external_id)', 'schema', dbo, 'table', buf_achievements, 'column', person_external_id;
+execute sp_addextendedproperty 'MS_Description', N'Код вида достижения (олимпиада, конкурс, ...); человек с достижением этого вида — участник когорты «ach-» + код', 'schema', dbo, 'table', buf_achievements, 'column', type_code;
+execute sp_addextendedproperty 'MS_Description', N'Идентификатор достижения в 1С', 'schema', dbo, 'table', buf_achievements, 'column', achievement_id;
+execute sp_addextendedproperty 'MS_Description', N'Наименование вида достижения; становится именем когорты', 'schema', dbo, 'table', buf_achievements, 'column', type_name;
+execute sp_addextendedproperty 'MS_Description', N'Название достижения (мероприятие, награда)', 'schema', dbo, 'table', buf_achievements, 'column', title;
+execute sp_addextendedproperty 'MS_Description', N'Дата достижения', 'schema', dbo, 'table', buf_achievements, 'column', achieved_on;
+execute sp_addextendedproperty 'MS_Description', N'Уровень: международный, всероссийский, региональный, ...', 'schema', dbo, 'table', buf_achievements, 'column', level;
+execute sp_addextendedproperty 'MS_Description', N'Подтверждающий документ (номер диплома, сертификата)', 'schema', dbo, 'table', buf_achievements, 'column', document;
+execute sp_addextendedproperty 'MS_Description', N'Баллы за достижение', 'schema', dbo, 'table', buf_achievements, 'column', points;
+execute sp_addextendedproperty 'MS_Description', N'active — действует, cancelled — аннулировано', 'schema', dbo, 'table', buf_achievements, 'column', status;
+execute sp_addextendedproperty 'MS_Description', N'Когда 1С изменила строку (необязательно)', 'schema', dbo, 'table', buf_achievements, 'column', updated_at;
+execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, warning, error, skipped, pending', 'schema', dbo, 'table', buf_achievements, 'column', sync_status;
+execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_achievements, 'column', sync_error;
+execute sp_addextendedproperty 'MS_Description', N'Движок: когда строка последний раз применена или проверена', 'schema', dbo, 'table', buf_achievements, 'column', synced_at;
+GO
+
 CREATE TABLE buf_batches (
 	entity NVARCHAR(64) NOT NULL, 
 	batch_id NVARCHAR(64) NOT NULL, 
@@ -522,5 +556,5 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0008');
+INSERT INTO sync_schema_version (version_num) VALUES ('0009');
 GO

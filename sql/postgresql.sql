@@ -3,6 +3,39 @@
 -- Alternative to `bufsync db upgrade`: the script stamps the migration head, so the engine
 -- continues from here.
 
+CREATE TABLE buf_achievements (
+	person_external_id VARCHAR(64) NOT NULL, 
+	type_code VARCHAR(50) NOT NULL, 
+	achievement_id VARCHAR(100) NOT NULL, 
+	type_name VARCHAR(255) NOT NULL, 
+	title VARCHAR(255) NOT NULL, 
+	achieved_on DATE, 
+	level VARCHAR(50), 
+	document VARCHAR(255), 
+	points NUMERIC(6, 2), 
+	status VARCHAR(16) DEFAULT 'active' NOT NULL, 
+	updated_at TIMESTAMP WITHOUT TIME ZONE, 
+	sync_status VARCHAR(16), 
+	sync_error VARCHAR(2000), 
+	synced_at TIMESTAMP WITHOUT TIME ZONE, 
+	CONSTRAINT pk_buf_achievements PRIMARY KEY (person_external_id, type_code, achievement_id)
+);
+COMMENT ON TABLE buf_achievements IS 'Достижения (портфолио) обучающихся и сотрудников';
+COMMENT ON COLUMN buf_achievements.person_external_id IS 'Человек (buf_users.external_id)';
+COMMENT ON COLUMN buf_achievements.type_code IS 'Код вида достижения (олимпиада, конкурс, ...); человек с достижением этого вида — участник когорты «ach-» + код';
+COMMENT ON COLUMN buf_achievements.achievement_id IS 'Идентификатор достижения в 1С';
+COMMENT ON COLUMN buf_achievements.type_name IS 'Наименование вида достижения; становится именем когорты';
+COMMENT ON COLUMN buf_achievements.title IS 'Название достижения (мероприятие, награда)';
+COMMENT ON COLUMN buf_achievements.achieved_on IS 'Дата достижения';
+COMMENT ON COLUMN buf_achievements.level IS 'Уровень: международный, всероссийский, региональный, ...';
+COMMENT ON COLUMN buf_achievements.document IS 'Подтверждающий документ (номер диплома, сертификата)';
+COMMENT ON COLUMN buf_achievements.points IS 'Баллы за достижение';
+COMMENT ON COLUMN buf_achievements.status IS 'active — действует, cancelled — аннулировано';
+COMMENT ON COLUMN buf_achievements.updated_at IS 'Когда 1С изменила строку (необязательно)';
+COMMENT ON COLUMN buf_achievements.sync_status IS 'Движок: результат синхронизации строки — ok, warning, error, skipped, pending';
+COMMENT ON COLUMN buf_achievements.sync_error IS 'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS';
+COMMENT ON COLUMN buf_achievements.synced_at IS 'Движок: когда строка последний раз применена или проверена';
+
 CREATE TABLE buf_batches (
 	entity VARCHAR(64) NOT NULL, 
 	batch_id VARCHAR(64) NOT NULL, 
@@ -503,4 +536,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0008');
+INSERT INTO sync_schema_version (version_num) VALUES ('0009');

@@ -3,6 +3,39 @@
 -- Alternative to `bufsync db upgrade`: the script stamps the migration head, so the engine
 -- continues from here.
 
+-- buf_achievements: Достижения (портфолио) обучающихся и сотрудников
+--   person_external_id  Человек (buf_users.external_id)
+--   type_code           Код вида достижения (олимпиада, конкурс, ...); человек с достижением этого вида — участник когорты «ach-» + код
+--   achievement_id      Идентификатор достижения в 1С
+--   type_name           Наименование вида достижения; становится именем когорты
+--   title               Название достижения (мероприятие, награда)
+--   achieved_on         Дата достижения
+--   level               Уровень: международный, всероссийский, региональный, ...
+--   document            Подтверждающий документ (номер диплома, сертификата)
+--   points              Баллы за достижение
+--   status              active — действует, cancelled — аннулировано
+--   updated_at          Когда 1С изменила строку (необязательно)
+--   sync_status         Движок: результат синхронизации строки — ok, warning, error, skipped, pending
+--   sync_error          Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS
+--   synced_at           Движок: когда строка последний раз применена или проверена
+CREATE TABLE buf_achievements (
+	person_external_id VARCHAR(64) NOT NULL, 
+	type_code VARCHAR(50) NOT NULL, 
+	achievement_id VARCHAR(100) NOT NULL, 
+	type_name VARCHAR(255) NOT NULL, 
+	title VARCHAR(255) NOT NULL, 
+	achieved_on DATE, 
+	level VARCHAR(50), 
+	document VARCHAR(255), 
+	points NUMERIC(6, 2), 
+	status VARCHAR(16) DEFAULT 'active' NOT NULL, 
+	updated_at DATETIME, 
+	sync_status VARCHAR(16), 
+	sync_error VARCHAR(2000), 
+	synced_at DATETIME, 
+	CONSTRAINT pk_buf_achievements PRIMARY KEY (person_external_id, type_code, achievement_id)
+);
+
 -- buf_batches: Отметки загрузки (пакеты); движок берёт сущность только из пакета в состоянии ready с совпадающим числом строк
 --   entity         Сущность: имя маппинга (users, subscriptions, ...)
 --   batch_id       Идентификатор пакета, который выбирает 1С
@@ -503,4 +536,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0008');
+INSERT INTO sync_schema_version (version_num) VALUES ('0009');

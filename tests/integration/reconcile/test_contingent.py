@@ -147,3 +147,30 @@ def test_leaving_for_someone_deleted_in_moodle_is_done(world: World) -> None:
     assert counts(report, "students") == {"suspended": 2, "unchanged": 1}
     assert cohorts(world)["1c-ИС-21"]["members"] == ["user00000"]
     assert {r["sync_status"] for r in world.rows("buf_students")} == {"ok"}
+
+
+def achievement(person: int, kind: str, ident: str, status: str = "active") -> dict[str, Any]:
+    names = {"OLYMP": "Победители олимпиад", "SPORT": "Спортивные достижения"}
+    return {"person_external_id": f"P{person:05d}", "type_code": kind, "achievement_id": ident,
+            "type_name": names[kind], "title": f"Достижение {ident}", "level": "региональный", "status": status}
+
+
+def test_achievements_make_a_cohort_per_kind_for_badges(world: World) -> None:
+    """Core Moodle has no service to award a badge: a person with an achievement of a kind is a member of that
+    kind's cohort (1c-ach-<kind>), which a badge can take as its criterion; the membership is kept while any
+    achievement of the kind is active."""
+    world.insert("buf_users", people(3))
+    world.insert("buf_achievements", [achievement(0, "OLYMP", "A1"), achievement(0, "OLYMP", "A2"),
+                                      achievement(1, "OLYMP", "A3"), achievement(1, "SPORT", "A4"),
+                                      achievement(2, "SPORT", "A5", "cancelled")])
+    report = world.run("users", "achievements")
+    assert report.outcome == "ok", report.render()
+    assert cohorts(world) == {
+        "1c-ach-OLYMP": {"name": "Победители олимпиад", "members": ["user00000", "user00001"]},
+        "1c-ach-SPORT": {"name": "Спортивные достижения", "members": ["user00001"]}}
+    world.update("buf_achievements", lambda t: t.c.achievement_id.in_(["A1", "A4"]), status="cancelled")
+    report = world.run("users", "achievements")
+    assert report.outcome == "ok", report.render()
+    assert cohorts(world) == {  # P0 keeps A2; P1 lost their only sports achievement
+        "1c-ach-OLYMP": {"name": "Победители олимпиад", "members": ["user00000", "user00001"]},
+        "1c-ach-SPORT": {"name": "Спортивные достижения", "members": []}}

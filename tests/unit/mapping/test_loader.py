@@ -12,7 +12,7 @@ from bufsync.paths import shipped_mappings_dir
 
 CONTRACT_TABLES = {
     "buf_users", "buf_user_fields", "buf_courses", "buf_subscriptions", "buf_departments", "buf_students",
-    "buf_staff", "buf_programs", "buf_learning_processes", "buf_batches", "buf_grades",
+    "buf_staff", "buf_programs", "buf_learning_processes", "buf_batches", "buf_grades", "buf_achievements",
 }
 
 

@@ -42,13 +42,14 @@ class _Change:
 
 
 def _membership(view: View | None) -> tuple[str, int] | None:
-    """The membership a view holds: only an active row with a cohort code and a person is a member."""
+    """The membership a view holds: only an active row with a cohort code and a person is a member. The
+    code carries the mapping's own prefix (`cohort_prefix`: achievements' cohorts are ach-<kind>)."""
     if not view or not view.get("@active", True):
         return None
     code, user = view.get("cohort"), view.get("userid")
     if code in (None, "") or user in (None, ""):
         return None
-    return str(code), int(user)
+    return f"{view.get('cohort_prefix') or ''}{code}", int(user)
 
 
 @register("cohort_member")
@@ -126,8 +127,9 @@ class CohortMemberAdapter:
 
     # -- what the core asks ----------------------------------------------------------------------
     def prevalidate(self, desired: Desired, existing: Existing | None) -> str | None:
-        code = desired.payload.get("cohort")
-        if desired.active and code in (None, ""):
+        raw = desired.payload.get("cohort")
+        code = None if raw in (None, "") else f"{desired.payload.get('cohort_prefix') or ''}{raw}"
+        if desired.active and code is None:
             return messages.with_code("Пустой код группы (подразделения): не понятно, в какую когорту включить "
                                       "человека; заполните его в 1С", "missingcohort")
         if code is not None and len(self.idnumber(str(code))) > COHORT_COLUMNS["idnumber"]:
