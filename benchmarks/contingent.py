@@ -79,18 +79,6 @@ def fill(url: str, students: int, groups: int, staff: int, departments: int) -> 
     engine.dispose()
 
 
-def bare_select(url: str) -> float:
-    engine = sa.create_engine(url)
-    started = time.perf_counter()
-    with engine.connect() as conn:
-        for table in ("buf_students", "buf_staff"):
-            for _ in conn.execution_options(stream_results=True, yield_per=5000).execute(
-                    sa.text(f"SELECT * FROM {table} ORDER BY 1")):
-                pass
-    engine.dispose()
-    return time.perf_counter() - started
-
-
 def writes(moodle: str, before: dict[str, int]) -> int:
     after = httpx.get(f"{moodle}/sandbox/stats").json()["calls"]
     return sum(v - before.get(k, 0) for k, v in after.items() if any(w in k for w in WRITES))
@@ -153,7 +141,7 @@ def main() -> None:
         nochange = time.perf_counter() - t0
         written = writes(moodle, before)
         assert second.outcome == "ok" and written == 0, (second.outcome, written)
-        select = bare_select(url)
+        select = _reconcile.bare_select(url, ("buf_students", "buf_staff"))
         print(f"  no-change run  {nochange:.2f} s, {second.moodle_calls} calls, {written} write calls; bare streamed "
               f"SELECT {select:.2f} s -> ratio {nochange / select:.2f}x (goal <= 3x)")
         engine = sa.create_engine(url)

@@ -87,11 +87,12 @@ def fill(url: str, users: int, per_user: int, courses: int, prefix: str = "") ->
     engine.dispose()
 
 
-def bare_select(url: str) -> float:
+def bare_select(url: str, tables: tuple[str, ...] = ("buf_users", "buf_subscriptions")) -> float:
+    """The baseline of a run with nothing to do: every row of these tables streamed once, in key order."""
     engine = sa.create_engine(url)
     started = time.perf_counter()
     with engine.connect() as conn:
-        for table in ("buf_users", "buf_subscriptions"):
+        for table in tables:
             result = conn.execution_options(stream_results=True, yield_per=5000).execute(
                 sa.text(f"SELECT * FROM {table} ORDER BY 1"))
             for _ in result:
