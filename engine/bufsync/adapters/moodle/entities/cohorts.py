@@ -109,9 +109,13 @@ class CohortMemberAdapter:
                 cohort = known[self.idnumber(code)]
                 updates.append({"id": int(cohort["id"]), "name": name, "idnumber": cohort["idnumber"],
                                 "categorytype": self._context(wanted[code].category)})
-            self.client.call("core_cohort_update_cohorts", {"cohorts": updates}, write=True)
-            for (code, name) in renames:
-                known[self.idnumber(code)]["name"] = name
+
+            for (code, name), result in zip(renames, self._rename(updates), strict=True):
+                if isinstance(result, MoodleError):
+                    refused[code] = messages.with_code("Moodle не переименовал когорту: " +
+                                                       messages.from_moodle(result), result.code)
+                else:
+                    known[self.idnumber(code)]["name"] = name
         return refused
 
     def _context(self, category: int | None) -> dict[str, str]:
@@ -236,6 +240,13 @@ class CohortMemberAdapter:
                         "Moodle не включил человека в когорту: " + str(warning.get("message", "")),
                         f"cohortwarning{warning.get('warningcode', '')}"), code="cohortwarning")
         return [o if o is not None else Outcome(True) for o in outcomes]
+
+    def _rename(self, cohorts: list[dict[str, Any]]) -> list[None | MoodleError]:
+        """One call, all or nothing in Moodle: a cohort it refuses fails alone (its members say why)."""
+        def send(batch: list[dict[str, Any]]) -> list[None]:
+            self.client.call("core_cohort_update_cohorts", {"cohorts": batch}, write=True)
+            return [None] * len(batch)
+        return bisect(cohorts, send)
 
     def _leave(self, members: list[dict[str, int]]) -> list[None | MoodleError]:
         """One call; a member Moodle refuses (a deleted user aborts the whole call) fails alone, by bisection."""
