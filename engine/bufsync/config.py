@@ -37,6 +37,8 @@ class CohortSettings(StrictModel):
     context: Literal["system", "department"] = Field(
         "system", description="where a new cohort lives: the site, or the category of the row's department "
         "(the mapping's `category` field, a lookup of departments)")
+    delete_empty: bool = Field(False, description="delete a cohort of bufsync's own once its last member left "
+                               "(it is made again when someone joins); needs core_cohort_delete_cohorts")
 
 
 class MoodleSettings(StrictModel):

@@ -174,3 +174,27 @@ def test_achievements_make_a_cohort_per_kind_for_badges(world: World) -> None:
     assert cohorts(world) == {  # P0 keeps A2; P1 lost their only sports achievement
         "1c-ach-OLYMP": {"name": "Победители олимпиад", "members": ["user00000", "user00001"]},
         "1c-ach-SPORT": {"name": "Спортивные достижения", "members": []}}
+
+
+def test_an_emptied_cohort_is_deleted_only_when_the_setting_says_so(world: World) -> None:
+    from bufsync.config import load_settings
+    from tests.integration.reconcile.conftest import TOKEN
+    world.insert("buf_users", people(4))
+    world.insert("buf_students", [student(0, "ИС-21"), student(1, "ИС-21"), student(2, "ПР-22"),
+                                  student(3, "ПР-22")])
+    world.run("users", "students")
+    world.update("buf_students", lambda t: t.c.group_code == "ИС-21", status="graduated")
+    world.run("users", "students")
+    assert cohorts(world)["1c-ИС-21"]["members"] == []  # kept by default
+    world.loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": world.loaded.buffer_url, "BUFSYNC_MOODLE_URL":
+                                        world.moodle.url, "BUFSYNC_MOODLE_TOKEN": TOKEN,
+                                        "BUFSYNC_MOODLE_COHORTS_DELETE_EMPTY": "true"})
+    world.update("buf_students", lambda t: t.c.person_external_id == "P00002", status="expelled")
+    world.update("buf_students", lambda t: t.c.person_external_id == "P00003", group_code="ИС-21",
+                 group_name="Группа ИС-21")
+    report = world.run("users", "students")
+    assert report.outcome == "ok", report.render()
+    assert cohorts(world) == {"1c-ИС-21": {"name": "Группа ИС-21", "members": ["user00003"]}}  # ПР-22 emptied: gone
+    world.update("buf_students", lambda t: t.c.person_external_id == "P00002", status="studying")
+    world.run("users", "students")
+    assert cohorts(world)["1c-ПР-22"]["members"] == ["user00002"]  # made again when someone joins

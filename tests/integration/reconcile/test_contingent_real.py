@@ -68,3 +68,26 @@ def test_groups_become_cohorts_on_a_real_moodle(world: RealWorld) -> None:
 
 def counts_of(report: Any) -> dict[str, int]:
     return {k: v for k, v in next(m.counts for m in report.mappings if m.mapping == "students").items() if v}
+
+
+def test_an_emptied_cohort_is_deleted_when_the_setting_says_so(world: RealWorld) -> None:
+    from bufsync.config import load_settings
+    from tests.integration.reconcile.test_trust_real import TOKEN, URL
+    with world.ws() as client:
+        if client.missing_functions(["core_cohort_delete_cohorts"]):
+            import pytest
+            pytest.skip("the real Moodle's service lacks core_cohort_delete_cohorts (moodle.cohorts.delete_empty)")
+    world.insert("buf_users", [person(world, "e0"), person(world, "e1")])
+    group = world.key("E")
+    world.insert("buf_students", [{"person_external_id": world.key(f"e{i}"), "record_book": f"RB{i}",
+                                   "group_code": group, "group_name": "Группа", "status": "studying"}
+                                  for i in range(2)])
+    world.run("users", "students")
+    assert cohorts(world, f"1c-{group}")[f"1c-{group}"]["members"] == sorted([world.login("e0"), world.login("e1")])
+    world.loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": world.loaded.buffer_url, "BUFSYNC_MOODLE_URL": URL,
+                                        "BUFSYNC_MOODLE_TOKEN": TOKEN, "BUFSYNC_MOODLE_TIMEOUT": "120",
+                                        "BUFSYNC_MOODLE_COHORTS_DELETE_EMPTY": "true"})
+    world.update("buf_students", lambda t: t.c.group_code == group, status="graduated")
+    report = world.run("students")
+    assert report.outcome == "ok", report.render()
+    assert cohorts(world, f"1c-{group}") == {}

@@ -60,6 +60,7 @@ class CohortMemberAdapter:
         cohorts = getattr(settings, "cohorts", None)
         self.prefix: str = getattr(cohorts, "prefix", DEFAULT_PREFIX)
         self.by_department: bool = getattr(cohorts, "context", "system") == "department"
+        self.delete_empty: bool = bool(getattr(cohorts, "delete_empty", False))
         self._ids: dict[str, dict[str, Any]] | None = None  # idnumber -> cohort, read once a run
 
     # -- cohorts -------------------------------------------------------------------------------
@@ -239,7 +240,23 @@ class CohortMemberAdapter:
                     outcomes[index] = Outcome(False, error=messages.with_code(
                         "Moodle не включил человека в когорту: " + str(warning.get("message", "")),
                         f"cohortwarning{warning.get('warningcode', '')}"), code="cohortwarning")
+        if self.delete_empty:
+            self._delete_emptied({c.leave[0] for c in changes if c.leave} - {c.join[0] for c in changes if c.join})
         return [o if o is not None else Outcome(True) for o in outcomes]
+
+    def _delete_emptied(self, codes: set[str]) -> None:
+        """moodle.cohorts.delete_empty: the cohorts people left in this batch that have no member now."""
+        known = self._cohorts()
+        ids = {int(known[self.idnumber(code)]["id"]): code for code in codes if self.idnumber(code) in known}
+        if not ids:
+            return
+        empty = [entry["cohortid"] for entry in self.client.call("core_cohort_get_cohort_members",
+                                                                  {"cohortids": sorted(ids)})
+                 if not entry.get("userids")]
+        if empty:
+            self.client.call("core_cohort_delete_cohorts", {"cohortids": empty}, write=True)
+            for cohortid in empty:
+                known.pop(self.idnumber(ids[int(cohortid)]), None)
 
     def _rename(self, cohorts: list[dict[str, Any]]) -> list[None | MoodleError]:
         """One call, all or nothing in Moodle: a cohort it refuses fails alone (its members say why)."""
