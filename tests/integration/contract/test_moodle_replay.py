@@ -12,7 +12,7 @@ import time
 import pytest
 
 from bufsync.sandbox.moodle.server import SandboxServer
-from bufsync.sandbox.moodle.site import FUNCTIONS, SERVICE_FUNCTIONS, Site, SiteConfig
+from bufsync.sandbox.moodle.site import BEYOND_RECORDED, FUNCTIONS, SERVICE_FUNCTIONS, Site, SiteConfig
 from tests.integration.contract import replay
 from tests.integration.contract.sandbox_setup import SandboxSetup
 
@@ -32,6 +32,7 @@ def _run(debug: bool) -> dict[str, replay.Outcome]:
     try:
         setup = SandboxSetup(server.url, TOKEN)
         setup.admin("add_token", token=replay.EXPIRED_TOKEN, validuntil=int(time.time()) - 86400)
+        setup.admin("service", remove=BEYOND_RECORDED)  # the recorded site's service had not these
         outcomes = replay.replay(server.url, TOKEN, EMULATED, setup,
                                  replay.debug_bodies() if debug else None, available=_emulated)
     finally:

@@ -34,7 +34,8 @@ FUNCTIONS: dict[str, WsFunction] = {}
 ADMIN_ACTIONS: dict[str, Callable[..., Any]] = {}
 INSTALLERS: list[Callable[[Site], None]] = []
 
-# The functions of the recorded site's service, in the order site info lists them.
+# The functions of the token's service, in the order site info lists them: those of the recorded site's service
+# (tests/integration/contract/moodle-ws), then those bufsync's service has beyond it (BEYOND_RECORDED).
 SERVICE_FUNCTIONS: list[tuple[str, str]] = [
     ("core_webservice_get_site_info", VERSION), ("core_user_create_users", VERSION),
     ("core_user_update_users", VERSION), ("core_user_get_users_by_field", VERSION),
@@ -59,7 +60,10 @@ SERVICE_FUNCTIONS: list[tuple[str, str]] = [
     ("core_role_assign_roles", VERSION), ("core_role_unassign_roles", VERSION),
     ("gradereport_user_get_grades_table", "2024042200"), ("core_grades_get_gradeitems", VERSION),
     ("core_completion_get_activities_completion_status", VERSION),
+    ("core_group_create_groupings", VERSION), ("core_group_get_course_groupings", VERSION),
+    ("core_group_assign_grouping", VERSION),
 ]
+BEYOND_RECORDED = ["core_group_create_groupings", "core_group_get_course_groupings", "core_group_assign_grouping"]
 _PAD = "\n" + " " * 21
 ACCESS_REASONS = _PAD.join([
     "", "There could be multiple reasons for this:",

@@ -392,3 +392,126 @@ def course_groups(site: Site, courseid: int) -> list[dict[str, Any]]:
 def admin_course_groups(site: Site, courseid: int) -> list[dict[str, Any]]:
     """Read helper: a course's groups (stored fields) with their member ids."""
     return course_groups(site, courseid)
+
+
+# --- groupings ------------------------------------------------------------------------------------
+
+schema("""
+CREATE TABLE IF NOT EXISTS groupings (
+    id INTEGER PRIMARY KEY, courseid INTEGER NOT NULL, name TEXT NOT NULL, idnumber TEXT NOT NULL DEFAULT '',
+    description TEXT, descriptionformat INTEGER NOT NULL DEFAULT 0, configdata TEXT,
+    timecreated INTEGER NOT NULL DEFAULT 0, timemodified INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS groupings_courseid ON groupings (courseid);
+CREATE TABLE IF NOT EXISTS groupings_groups (
+    id INTEGER PRIMARY KEY, groupingid INTEGER NOT NULL, groupid INTEGER NOT NULL, timeadded INTEGER NOT NULL DEFAULT 0
+);
+""")
+
+_GROUPING_KEYS = ("id", "courseid", "name", "description", "descriptionformat", "idnumber")
+GROUPING_RECORD = Single({k: Value("raw") for k in _GROUPING_KEYS})
+
+
+def _grouping(site: Site, groupingid: int) -> Any:
+    """groups_get_grouping($id, 'id, courseid', MUST_EXIST)."""
+    row = site.store.one("SELECT * FROM groupings WHERE id = ?", (groupingid,))
+    if row is None:
+        raise WsError("dml_missing_record_exception", "invalidrecord",
+                      "Can't find data record in database table groupings.",
+                      f"SELECT id, courseid FROM {{groupings}} WHERE id = ?\n[array (\n"
+                      f"  0 => {_php_export(groupingid)},\n)]")
+    return row
+
+
+def _grouping_by_idnumber(site: Site, courseid: int, idnumber: str) -> Any:
+    """groups_get_grouping_by_idnumber: empty never matches; PHP's loose == otherwise."""
+    if idnumber in ("", "0", None):
+        return None
+    for row in site.store.q("SELECT * FROM groupings WHERE courseid = ?", (courseid,)):
+        if loose_equal(row["idnumber"], idnumber):
+            return row
+    return None
+
+
+@ws_function("core_group_create_groupings", {"groupings": Multiple(Single({
+    "courseid": Value("int"), "name": Value("text"), "description": Value("raw"),
+    "descriptionformat": Value("int", VALUE_DEFAULT, FORMAT_HTML), "idnumber": Value("raw", VALUE_OPTIONAL),
+    "customfields": _CUSTOMFIELDS_IN,
+}))}, returns=Multiple(GROUPING_RECORD))
+def create_groupings(site: Site, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """All or nothing. Moodle 4.5 returns the grouping object groups_create_grouping() filled, which has no
+    idnumber when none was sent; its required `idnumber` in the answer then fails the response
+    (invalidresponse) after the transaction committed: the grouping exists, the caller gets an error."""
+    from bufsync.sandbox.moodle.functions import enrol
+    created = []
+    for grouping in params["groupings"]:
+        if php_trim(grouping["name"]) == "":
+            raise invalid_parameter("Invalid grouping name")
+        if site.store.one("SELECT id FROM groupings WHERE courseid = ? AND name = ?",
+                          (grouping["courseid"], grouping["name"])):
+            raise invalid_parameter("Grouping with the same name already exists in the course")
+        if enrol.course_context(site, grouping["courseid"]) is None:  # context_course::instance(MUST_EXIST)
+            raise WsError("dml_missing_record_exception", "invalidrecord",
+                          "Can't find data record in database table course.",
+                          f"SELECT id,category FROM {{course}} WHERE id = ?\n[array (\n  0 => "
+                          f"{_php_export(grouping['courseid'])},\n)]")
+        require_course_context(site, grouping["courseid"])
+        fmt = validate_format(grouping["descriptionformat"])
+        idnumber = php_trim(grouping["idnumber"]) if grouping.get("idnumber") is not None else None
+        if idnumber is not None and _grouping_by_idnumber(site, grouping["courseid"], idnumber):
+            raise moodle_exception("idnumbertaken", "This ID number is already in use")
+        now = site.now()
+        row = {"id": site.store.next_id("groupings"), "courseid": grouping["courseid"],
+               "name": php_trim(grouping["name"]), "idnumber": idnumber or "", "description": grouping["description"],
+               "descriptionformat": fmt, "timecreated": now, "timemodified": now}
+        site.store.insert("groupings", row)
+        out = {k: row[k] for k in ("id", "courseid", "name", "description", "descriptionformat")}
+        if idnumber is not None:
+            out["idnumber"] = idnumber
+        else:
+            site.after_commit.append(_missing_idnumber_in_answer)
+        created.append(out)
+    return created
+
+
+def _missing_idnumber_in_answer() -> None:
+    """Moodle validates the answer after the commit: what was created stays."""
+    from bufsync.sandbox.moodle.errors import invalid_response
+    raise invalid_response("Error in response - Missing following required key in a single structure: idnumber")
+
+
+@ws_function("core_group_get_course_groupings", {"courseid": Value("int")}, returns=Multiple(GROUPING_RECORD))
+def get_course_groupings(site: Site, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """groups_get_all_groupings(): the course's groupings by name."""
+    require_course_context(site, params["courseid"])
+    rows = site.store.q("SELECT * FROM groupings WHERE courseid = ?", (params["courseid"],))
+    out = []
+    for row in sorted(rows, key=lambda r: (sort_key(r["name"]), r["id"])):
+        description, fmt = format_text(row["description"], row["descriptionformat"])
+        out.append({"id": row["id"], "courseid": row["courseid"], "name": row["name"], "description": description,
+                    "descriptionformat": fmt, "idnumber": row["idnumber"]})
+    return out
+
+
+@ws_function("core_group_assign_grouping", {"assignments": Multiple(Single({
+    "groupingid": Value("int"), "groupid": Value("int")}))})
+def assign_grouping(site: Site, params: dict[str, Any]) -> None:
+    """All or nothing; an assignment that exists is skipped silently. Moodle 4.5 does not check that the
+    group and the grouping are of one course."""
+    for assignment in params["assignments"]:
+        grouping = _grouping(site, assignment["groupingid"])
+        _group(site, assignment["groupid"], "id, courseid")
+        if site.store.one("SELECT id FROM groupings_groups WHERE groupingid = ? AND groupid = ?",
+                          (assignment["groupingid"], assignment["groupid"])):
+            continue
+        require_course_context(site, grouping["courseid"])
+        site.store.insert("groupings_groups", {"id": site.store.next_id("groupings_groups"),
+                                               "groupingid": assignment["groupingid"],
+                                               "groupid": assignment["groupid"], "timeadded": site.now()})
+    return None
+
+
+def grouping_group_ids(site: Site, groupingid: int) -> list[int]:
+    """The groups of a grouping (for tests and the sync engine's read-backs)."""
+    return [r["groupid"] for r in site.store.q("SELECT groupid FROM groupings_groups WHERE groupingid = ? "
+                                                "ORDER BY groupid", (groupingid,))]
