@@ -198,3 +198,55 @@ def test_an_emptied_cohort_is_deleted_only_when_the_setting_says_so(world: World
     world.update("buf_students", lambda t: t.c.person_external_id == "P00002", status="studying")
     world.run("users", "students")
     assert cohorts(world)["1c-ПР-22"]["members"] == ["user00002"]  # made again when someone joins
+
+
+def groups_of(world: World, courseid: int) -> dict[str, dict[str, Any]]:
+    """idnumber -> {name, in_bufsync_grouping}, read through Web Services."""
+    with world.ws() as client:
+        groups = client.call("core_group_get_course_groups", {"courseid": courseid})
+        groupings = [g for g in client.call("core_group_get_course_groupings", {"courseid": courseid})
+                     if g["idnumber"] == "1c-processes"]
+    store = world.moodle.site.store  # which groups a grouping holds: no Moodle 4.5 service returns it by id here
+    held = {r["groupid"] for g in groupings for r in store.q(
+        "SELECT groupid FROM groupings_groups WHERE groupingid = ?", (g["id"],))}
+    return {g["idnumber"]: {"name": g["name"], "grouped": g["id"] in held} for g in groups}
+
+
+def process(ident: str, group: str, course: str = "C-PY", teacher: str | None = "P00000",
+            start: str = "2026-09-01", end: str = "2026-12-30") -> dict[str, Any]:
+    from datetime import date
+    return {"external_id": ident, "group_code": group, "course_external_id": course, "teacher_external_id": teacher,
+            "semester": 1, "start_date": date.fromisoformat(start), "end_date": date.fromisoformat(end)}
+
+
+def test_learning_processes_become_course_groups_in_bufsyncs_grouping(world: World) -> None:
+    world.insert("buf_users", people(2))
+    world.insert("buf_courses", [{"external_id": "C-PY", "shortname": "py-101", "fullname": "Python"},
+                                 {"external_id": "C-DB", "shortname": "db-201", "fullname": "Базы данных"}])
+    world.insert("buf_learning_processes", [
+        process("LP-1", "ИС-21"), process("LP-2", "ПР-22"), process("LP-3", "ИС-21", course="C-DB"),
+        process("LP-4", "ИС-22", teacher="NOBODY"),                  # a teacher not in buf_users
+        process("LP-5", "ИС-23", course="NO-SUCH"),                   # a course that does not exist
+        process("LP-6", "ИС-24", start="2026-12-31", end="2026-09-01"),  # dates out of order
+        process("LP-7", "ИС-21")])                                    # the same group twice in one course
+    report = world.run("users", "courses", "learning_processes")
+    rows = {r["external_id"]: r for r in world.rows("buf_learning_processes")}
+    assert counts(report, "learning_processes") == {"created": 3, "rejected": 4}, report.render()
+    assert "Пользователь «NOBODY» не найден(а)" in rows["LP-4"]["sync_error"]
+    assert "Курс «NO-SUCH» не найден(а)" in rows["LP-5"]["sync_error"]
+    assert "(datesorder)" in rows["LP-6"]["sync_error"]
+    assert "уже есть группа с таким именем" in rows["LP-7"]["sync_error"]
+    courses = {r["external_id"]: r["lms_id"] for r in world.rows("buf_courses")}
+    assert groups_of(world, courses["C-PY"]) == {"LP-1": {"name": "ИС-21", "grouped": True},
+                                                 "LP-2": {"name": "ПР-22", "grouped": True}}
+    assert groups_of(world, courses["C-DB"]) == {"LP-3": {"name": "ИС-21", "grouped": True}}
+    assert rows["LP-1"]["lms_id"] is not None and rows["LP-1"]["sync_status"] == "ok"
+
+    writes = world.writes()
+    assert counts(world.run("users", "courses", "learning_processes"), "learning_processes")["unchanged"] == 3
+    assert world.writes() == writes
+    world.update("buf_learning_processes", lambda t: t.c.external_id == "LP-2", group_code="ПР-22а")
+    world.delete("buf_learning_processes", lambda t: t.c.external_id == "LP-7")
+    report = world.run("users", "courses", "learning_processes")
+    assert counts(report, "learning_processes")["updated"] == 1, report.render()
+    assert groups_of(world, courses["C-PY"])["LP-2"] == {"name": "ПР-22а", "grouped": True}

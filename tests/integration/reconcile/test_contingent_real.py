@@ -91,3 +91,40 @@ def test_an_emptied_cohort_is_deleted_when_the_setting_says_so(world: RealWorld)
     report = world.run("students")
     assert report.outcome == "ok", report.render()
     assert cohorts(world, f"1c-{group}") == {}
+
+
+def test_learning_processes_become_course_groups_on_a_real_moodle(world: RealWorld) -> None:
+    from datetime import date
+    with world.ws() as client:
+        missing = client.missing_functions(["core_group_create_groupings", "core_group_get_course_groupings",
+                                            "core_group_assign_grouping", "core_group_update_groups"])
+    if missing:
+        import pytest
+        pytest.skip(f"the real Moodle's service lacks {', '.join(missing)}: add them to the bufsync service")
+    course = world.key("C")
+    world.insert("buf_users", [person(world, "t0")])
+    world.insert("buf_courses", [{"external_id": course, "shortname": world.login("c"), "fullname": "Дисциплина"}])
+
+    def process(ident: str, group: str) -> dict[str, Any]:
+        return {"external_id": world.key(ident), "group_code": group, "course_external_id": course,
+                "teacher_external_id": world.key("t0"), "semester": 1, "start_date": date(2026, 9, 1),
+                "end_date": date(2026, 12, 30)}
+
+    world.insert("buf_learning_processes", [process("LP1", "ИС-21"), process("LP2", "ПР-22"),
+                                            process("LP3", "ИС-21")])  # the same name twice: Moodle refuses
+    report = world.run("users", "courses", "learning_processes")
+    rows = {r["external_id"]: r for r in world.rows("buf_learning_processes")}
+    assert [rows[world.key(k)]["sync_status"] for k in ("LP1", "LP2", "LP3")] == ["ok", "ok", "error"], report.render()
+    assert "уже есть группа с таким именем" in rows[world.key("LP3")]["sync_error"]
+    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == course)
+    with world.ws() as client:
+        groups = {g["idnumber"]: g["name"] for g in client.call("core_group_get_course_groups", {"courseid": courseid})}
+        groupings = client.call("core_group_get_course_groupings", {"courseid": courseid})
+    assert groups == {world.key("LP1"): "ИС-21", world.key("LP2"): "ПР-22"}
+    assert [(g["idnumber"], g["name"]) for g in groupings] == [("1c-processes", "Учебные процессы (1С)")]
+    world.update("buf_learning_processes", lambda t: t.c.external_id == world.key("LP2"), group_code="ПР-22а")
+    report = world.run("users", "courses", "learning_processes")
+    assert report.outcome == "rejected", report.render()  # LP3 still refused, as it should be
+    with world.ws() as client:
+        groups = {g["idnumber"]: g["name"] for g in client.call("core_group_get_course_groups", {"courseid": courseid})}
+    assert groups[world.key("LP2")] == "ПР-22а"

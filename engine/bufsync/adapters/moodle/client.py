@@ -51,6 +51,8 @@ REQUIRED_FUNCTIONS = (
     "core_cohort_search_cohorts", "core_cohort_get_cohorts", "core_cohort_update_cohorts",
     "core_cohort_get_cohort_members",
     "core_group_create_groups", "core_group_add_group_members", "core_group_get_course_groups",
+    "core_group_update_groups", "core_group_create_groupings", "core_group_get_course_groupings",
+    "core_group_assign_grouping",
     "gradereport_user_get_grade_items", "core_completion_get_course_completion_status",
 )
 
