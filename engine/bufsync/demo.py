@@ -111,9 +111,14 @@ def dataset(people: int = 300, seed: int = 2026) -> dict[str, list[dict[str, Any
                 (("09.02.07", "Информационные системы и программирование", "K-PO"),
                  ("10.02.05", "Обеспечение информационной безопасности", "K-IB"),
                  ("38.02.01", "Экономика и бухгалтерский учёт", "K-EC"))]
+    processes = [{"external_id": f"УП-{group}-{course[0]}", "group_code": group, "course_external_id": course[0],
+                  "teacher_external_id": users[10 + index]["external_id"], "semester": 1,
+                  "start_date": date(2026, 9, 1), "end_date": date(2026, 12, 30), "program_external_id": None}
+                 for index, (group, course) in enumerate([("ИС-21", COURSES[0]), ("ИС-21", COURSES[1]),
+                                                          ("ИБ-22", COURSES[2]), ("ЭК-23", COURSES[4])])]
     return {"buf_users": users, "buf_departments": departments, "buf_courses": courses,
             "buf_subscriptions": subscriptions, "buf_students": students, "buf_staff": staff,
-            "buf_programs": programs}
+            "buf_programs": programs, "buf_learning_processes": processes}
 
 
 def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo: Callable[[str], None]) -> None:
@@ -175,9 +180,14 @@ def _cohorts(server: Any) -> str:
         ids = [int(c["id"]) for c in found]
         members = {int(m["cohortid"]): len(m["userids"])
                    for m in client.call("core_cohort_get_cohort_members", {"cohortids": ids})} if ids else {}
+        courses = {int(c["id"]): c["shortname"] for c in client.get_courses_by_field()}
+        groups = [(courses[courseid], g["name"]) for courseid in sorted(courses)
+                  for g in client.call("core_group_get_course_groups", {"courseid": courseid})]
     lines = ["   cohorts in Moodle (core_cohort_get_cohorts):"]
     lines += [f"     {c['idnumber']:<12} {c['name']:<34} {members.get(int(c['id']), 0):>3} members"
               for c in sorted(found, key=lambda c: c["idnumber"])]
+    lines.append("   course groups of the learning processes: "
+                 + ", ".join(f"{name} in {course}" for course, name in groups))
     return "\n".join(lines)
 
 
@@ -203,7 +213,8 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
         echo(f"1. buffer {buffer}: {len(data['buf_users'])} people, {len(data['buf_departments'])} departments, "
              f"{len(data['buf_courses'])} courses, {len(data['buf_subscriptions'])} enrolments, "
              f"{len(data['buf_students'])} students in 3 academic groups, {len(data['buf_staff'])} staff positions, "
-             f"{len(data['buf_programs'])} programs, written as 1C would")
+             f"{len(data['buf_programs'])} programs, {len(data['buf_learning_processes'])} learning processes, "
+             "written as 1C would")
         echo(f"2. sandbox Moodle at {server.url}")
         echo("3. first sync:\n")
         first = run(loaded, [], Options())

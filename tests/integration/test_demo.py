@@ -28,6 +28,7 @@ def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
     assert "1c-ИС-21     Информационные системы-21" in first
     assert "1c-K-PO      Кафедра программного обеспечения" in first
     assert "1c-K-PO      Кафедра программного обеспечения     1 members" in second  # the dismissed teacher left
+    assert "ИС-21 in py-101" in first and "ИБ-22 in net-301" in first  # learning processes as course groups
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'bufsync.db'}")
     with engine.connect() as conn:
         runs = conn.execute(sa.text("SELECT outcome FROM sync_runs WHERE kind = 'sync' ORDER BY id")).scalars().all()

@@ -99,25 +99,27 @@ class CourseGroupAdapter:
             {"courseid": int(d.value("courseid")), "name": str(d.payload["name"]).strip(), "description": "",
              "idnumber": str(d.payload["idnumber"])} for d in items]
         results = self.client.create_groups(records)
-        for record, result in zip(records, results, strict=True):
+        for record in records:
             self._groups.pop(record["courseid"], None)
-            if result.ok and result.remote_id is not None:
-                self._assign(record["courseid"], int(result.remote_id))
+        made = zip(records, results, strict=True)
+        self._assign([(record["courseid"], int(result.remote_id)) for record, result in made
+                      if result.ok and result.remote_id is not None])
         return [r if r.ok else Outcome(False, error=_group_error(r), code=r.code) for r in results]
 
     def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]:
         """A rename; an adopted group also joins bufsync's grouping."""
         records: list[dict[str, Any]] = [{"id": int(e.required_id), "name": str(d.payload["name"]).strip()}
                                          for d, e in items]
-        out = []
+        out, renamed = [], []
         for (desired, existing), result in zip(items, self._rename(records), strict=True):
             courseid = int(desired.value("courseid"))
             self._groups.pop(courseid, None)
             if isinstance(result, MoodleError):
                 out.append(failed(result, _group_error_text(result)))
                 continue
-            self._assign(courseid, int(existing.required_id))
+            renamed.append((courseid, int(existing.required_id)))
             out.append(Outcome(True, existing.required_id))
+        self._assign(renamed)
         return out
 
     def _rename(self, groups: list[dict[str, Any]]) -> list[None | MoodleError]:
@@ -146,10 +148,13 @@ class CourseGroupAdapter:
                 out.add(desired.key)
         return out
 
-    def _assign(self, courseid: int, groupid: int) -> None:
-        """Into bufsync's grouping (assigning twice is silent in Moodle)."""
-        self.client.call("core_group_assign_grouping", {"assignments": [
-            {"groupingid": self._grouping(courseid), "groupid": groupid}]}, write=True)
+    def _assign(self, groups: list[tuple[int, int]]) -> None:
+        """(course, group) pairs into bufsync's grouping of each course, in one call (assigning twice is
+        silent in Moodle)."""
+        if groups:
+            self.client.call("core_group_assign_grouping", {"assignments": [
+                {"groupingid": self._grouping(courseid), "groupid": groupid} for courseid, groupid in groups]},
+                write=True)
 
 
 def _group_error(result: Outcome) -> str:
