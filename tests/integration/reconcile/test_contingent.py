@@ -250,3 +250,28 @@ def test_learning_processes_become_course_groups_in_bufsyncs_grouping(world: Wor
     report = world.run("users", "courses", "learning_processes")
     assert counts(report, "learning_processes")["updated"] == 1, report.render()
     assert groups_of(world, courses["C-PY"])["LP-2"] == {"name": "ПР-22а", "grouped": True}
+
+
+def test_programs_become_categories_under_their_departments(world: World) -> None:
+    world.insert("buf_departments", [
+        {"external_id": "D-IT", "parent_external_id": None, "name": "Кафедра ИТ", "status": "active"}])
+    world.insert("buf_programs", [
+        {"external_id": "P-0907", "name": "Информационные системы и программирование", "speciality_code": "09.02.07",
+         "department_external_id": "D-IT"},
+        {"external_id": "P-TOP", "name": "Программа без подразделения", "speciality_code": None,
+         "department_external_id": None},
+        {"external_id": "P-BAD", "name": "Программа чужого подразделения", "speciality_code": None,
+         "department_external_id": "D-NONE"}])
+    report = world.run("departments", "programs")
+    assert counts(report, "programs") == {"created": 2, "rejected": 1}, report.render()
+    errors = {r["external_id"]: r["sync_error"] for r in world.rows("buf_programs")}
+    assert "Подразделение «D-NONE» не найден(а)" in errors["P-BAD"]
+    with world.ws() as client:
+        categories = {c["idnumber"]: c for c in client.get_categories()}
+    assert categories["P-0907"]["name"] == "Информационные системы и программирование"
+    assert categories["P-0907"]["parent"] == categories["D-IT"]["id"]
+    assert categories["P-TOP"]["parent"] == 0
+    world.update("buf_programs", lambda t: t.c.external_id == "P-0907", name="ИСиП")
+    assert counts(world.run("departments", "programs"), "programs")["updated"] == 1
+    with world.ws() as client:
+        assert {c["idnumber"]: c["name"] for c in client.get_categories()}["P-0907"] == "ИСиП"
