@@ -81,6 +81,11 @@ class BufferDialect:
         """Take up to `limit` ready rows for this worker without waiting for rows others hold."""
         raise NotImplementedError
 
+    def snapshot(self, conn: sa.Connection) -> sa.Connection:
+        """The connection made to read one snapshot of the database until it ends: the scan's changed and
+        vanished keys must agree (a row 1C deletes between the two reads is not both updated and removed)."""
+        return conn
+
     def prepare_stream(self, conn: sa.Connection) -> None:
         """Session settings for a long streamed read (a server-side cursor)."""
 

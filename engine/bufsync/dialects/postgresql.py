@@ -47,6 +47,10 @@ class PostgresqlDialect(BufferDialect):
         statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
         return list(conn.execute(statement.returning(*table.c)))
 
+    def snapshot(self, conn: sa.Connection) -> sa.Connection:
+        """REPEATABLE READ: every statement of the transaction reads the snapshot of its first."""
+        return conn.execution_options(isolation_level="REPEATABLE READ")
+
     def prepare_stream(self, conn: sa.Connection) -> None:
         """A cursor makes PostgreSQL plan for the first rows (nested loops); plan for all of them."""
         conn.exec_driver_sql("SET cursor_tuple_fraction = 1.0")

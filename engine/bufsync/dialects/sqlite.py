@@ -87,6 +87,11 @@ class SqliteDialect(BufferDialect):
         statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
         return list(conn.execute(statement.returning(*table.c)))
 
+    def snapshot(self, conn: sa.Connection) -> sa.Connection:
+        """One read transaction: pysqlite opens none for a SELECT, so each would read the database anew."""
+        conn.exec_driver_sql("BEGIN")
+        return conn
+
     def md5(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.func.bufsync_md5(text)  # registered on each connection by bufsync.db
 

@@ -80,7 +80,8 @@ def scan(ctx: Context, mapping: Mapping) -> Scan:
     dialect = dialect_of(ctx)
     ledger = ctx.ledger.table
     result = Scan()
-    with ctx.engine.connect() as conn:
+    with ctx.engine.connect() as plain:
+        conn = dialect.snapshot(plain)  # the counts, the changed keys and the vanished ones: one snapshot
         result.source_rows, result.linked_before, entries = counts(ctx, conn, mapping)
         if result.source_rows == 0 and entries == 0:
             ctx.vanished[mapping.name] = {}
