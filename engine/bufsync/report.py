@@ -97,6 +97,10 @@ class Tally:
             self.counts[key] += n
 
 
+ERRORS_KEPT = 1000   # row errors a mapping's report keeps; every row has its own sync_error in the buffer
+PLANNED_SHOWN = 500  # changes a dry run lists per mapping; the counts cover all
+
+
 @dataclass
 class MappingReport:
     mapping: str
@@ -112,6 +116,16 @@ class MappingReport:
         column = _ACTION_COLUMN.get(action)
         if column:
             self.counts[column] += n
+
+    def error(self, key: str, status: str, reason: str | None) -> None:
+        """A row that did not go through (or went with a warning), kept up to ERRORS_KEPT."""
+        if len(self.errors) < ERRORS_KEPT:
+            self.errors.append({"key": key, "status": status, "reason": reason or ""})
+
+    def plan(self, change: dict[str, Any]) -> None:
+        """A change a dry run would make, kept up to PLANNED_SHOWN."""
+        if len(self.planned) < PLANNED_SHOWN:
+            self.planned.append(change)
 
 
 @dataclass

@@ -15,7 +15,6 @@ from bufsync.reconcile.planner import plans, unreachable_parent
 from bufsync.reconcile.scan import Scan
 from bufsync.report import MappingReport
 
-ERRORS_KEPT = 1000  # per mapping in the report; every row has its own sync_error in the buffer
 Progress = Callable[[str, int, int], None]  # mapping, rows done, rows to do
 
 
@@ -40,40 +39,29 @@ def summarise(report: MappingReport, results: list[p.Result], unchanged: int) ->
             continue
         if result.status in failed and result.action in (*p.WRITES, p.SUSPEND_ROW):
             report.add(p.REJECT)  # a write the remote refused
-            _error(report, result.key, "error", result.reason)
+            report.error(result.key, "error", result.reason)
         elif result.action == p.SUSPEND_ROW:
             report.add(p.SUSPEND)
         else:
             report.add(result.action)
             if result.action in (p.SKIP, p.REJECT, p.DISPUTED):
-                _error(report, result.key, "skipped" if result.action == p.SKIP else "error", result.reason)
+                report.error(result.key, "skipped" if result.action == p.SKIP else "error", result.reason)
         if result.status == p.Status.WARNING:
             report.counts["warnings"] += 1
-            _error(report, result.key, "warning", result.reason)
+            report.error(result.key, "warning", result.reason)
     report.add(p.UNCHANGED, unchanged)
-
-
-def _error(report: MappingReport, key: str, status: str, reason: str | None) -> None:
-    if len(report.errors) < ERRORS_KEPT:
-        report.errors.append({"key": key, "status": status, "reason": reason or ""})
-
-
-PLANNED_SHOWN = 500  # a dry run lists this many changes per mapping; the counts cover all
 
 
 def _dry(ctx: Context, mapping: Mapping, mreport: MappingReport, chunk: p.MappingPlan) -> None:
     for step in chunk.steps:
         mreport.add(step.action)
         if step.action in p.WRITES:
-            if len(mreport.planned) < PLANNED_SHOWN:
-                mreport.planned.append(step.to_dict())
+            mreport.plan(step.to_dict())
             if step.action == p.CREATE:
                 ctx.remote_ids.setdefault(mapping.name, {})[step.key] = -1  # later lookups resolve
         elif step.reason:
             ctx.errors.setdefault(mapping.name, {})[step.key] = step.reason  # rows pointing at it: skipped, as for real
-            if len(mreport.errors) < PLANNED_SHOWN:
-                mreport.errors.append({"key": step.key, "status": "skipped" if step.action == p.SKIP else "error",
-                                       "reason": step.reason})
+            mreport.error(step.key, "skipped" if step.action == p.SKIP else "error", step.reason)
     # rows whose parent is in the same table: parents first, as the real run's waves go
     cache = ctx.remote_ids.setdefault(mapping.name, {})
     waiting = list(chunk.waiting)
@@ -86,8 +74,7 @@ def _dry(ctx: Context, mapping: Mapping, mreport: MappingReport, chunk: p.Mappin
                 mreport.add(p.REJECT)
                 reason = unreachable_parent(mapping, desired, waiting)
                 ctx.errors.setdefault(mapping.name, {})[desired.key] = reason
-                if len(mreport.errors) < PLANNED_SHOWN:
-                    mreport.errors.append({"key": desired.key, "status": "error", "reason": reason})
+                mreport.error(desired.key, "error", reason)
             break
         adapter = ctx.adapter_for(mapping)
         for desired, entry in ready:
@@ -98,13 +85,11 @@ def _dry(ctx: Context, mapping: Mapping, mreport: MappingReport, chunk: p.Mappin
             if reason:  # refused as the real run's wave will refuse it
                 mreport.add(p.REJECT)
                 ctx.errors.setdefault(mapping.name, {})[desired.key] = reason
-                if len(mreport.errors) < PLANNED_SHOWN:
-                    mreport.errors.append({"key": desired.key, "status": "error", "reason": reason})
+                mreport.error(desired.key, "error", reason)
                 continue
             mreport.add(action)
             cache.setdefault(desired.key, -1)  # later lookups resolve, as after the real create
-            if len(mreport.planned) < PLANNED_SHOWN:
-                mreport.planned.append({"action": action, "key": desired.key, "after": "its parent"})
+            mreport.plan({"action": action, "key": desired.key, "after": "its parent"})
         done = {id(d) for d, _ in ready}
         waiting = [w for w in waiting if id(w[0]) not in done]
     mreport.add(p.UNCHANGED, chunk.unchanged)

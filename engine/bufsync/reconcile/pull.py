@@ -30,9 +30,6 @@ from bufsync.reconcile.plan import Action
 from bufsync.report import MappingReport
 from bufsync.state.ledger import LINKED, REMOVED, Entry, now_utc, record_key
 
-PLANNED_SHOWN = 500  # a dry run lists this many changes; the counts cover all
-ERRORS_KEPT = 1000
-
 
 class BadValue(ValueError):
     """A remote value the column cannot hold; the text is the row's reason (Russian, ends with a code)."""
@@ -181,7 +178,7 @@ def run(ctx: Context, mapping: Mapping, report: MappingReport) -> None:
     builder = RowBuilder(mapping, ctx.timezone)
     table = ctx.tables[mapping.table.name]
     linked_before = _linked(ctx, mapping)
-    held = _table_fingerprints(ctx, mapping, builder) if ctx.options.full else None
+    in_table = _table_fingerprints(ctx, mapping, builder) if ctx.options.full else None
     seen: set[str] = set()
     covers: list[dict[str, Any]] = []
     pending: list[_Item] = []
@@ -200,18 +197,18 @@ def run(ctx: Context, mapping: Mapping, report: MappingReport) -> None:
             seen.add(key)
             pending.append(_Item(key, row, builder.fingerprint(row)))
             if len(pending) >= CHUNK:
-                _write(ctx, mapping, table, pending, held, report)
+                _write(ctx, mapping, table, pending, in_table, report)
                 pending = []
         if page.covers is not None:
             covers.append(page.covers)
         if ctx.options.stop is not None and ctx.options.stop.is_set():
-            _write(ctx, mapping, table, pending, held, report)
+            _write(ctx, mapping, table, pending, in_table, report)
             raise Interrupted(f"{mapping.name}: stopped on request after the page in hand")
-    _write(ctx, mapping, table, pending, held, report)
+    _write(ctx, mapping, table, pending, in_table, report)
     report.source_rows = len(seen)
     if mapping.flow.on_missing == "keep":
         return
-    gone = [key for key in _written_keys(ctx, mapping, held) if key not in seen and _covered(builder, key, covers)]
+    gone = [key for key in _written_keys(ctx, mapping, in_table) if key not in seen and _covered(builder, key, covers)]
     refusal = removal_refusal(mapping, Weighed(len(seen), linked_before, len(gone)), ctx.options.allow_removals)
     if refusal:
         raise GuardRefused(refusal)
@@ -227,8 +224,7 @@ def _record_key(builder: RowBuilder, record: dict[str, Any]) -> str:
 
 def _reject(report: MappingReport, key: str, reason: str) -> None:
     report.add(Action.REJECT)
-    if len(report.errors) < ERRORS_KEPT:
-        report.errors.append({"key": key, "status": "error", "reason": reason})
+    report.error(key, "error", reason)
 
 
 def _linked(ctx: Context, mapping: Mapping) -> int:
@@ -255,7 +251,7 @@ def _table_fingerprints(ctx: Context, mapping: Mapping, builder: RowBuilder) -> 
     return out
 
 
-def _write(ctx: Context, mapping: Mapping, table: sa.Table, items: list[_Item], held: dict[str, str] | None,
+def _write(ctx: Context, mapping: Mapping, table: sa.Table, items: list[_Item], in_table: dict[str, str] | None,
            report: MappingReport) -> None:
     """Upsert the rows that changed and record them in the ledger, in one transaction."""
     if not items:
@@ -268,10 +264,10 @@ def _write(ctx: Context, mapping: Mapping, table: sa.Table, items: list[_Item], 
         written = entry is not None and entry.state == LINKED
         same = written and entry is not None and entry.content_hash == item.fingerprint
         action = Action.UPDATE if written else Action.CREATE
-        if held is not None:  # --full: the table itself must hold it too (someone may have edited it)
-            if same and held.get(item.key) != item.fingerprint:
+        if in_table is not None:  # --full: the table itself must hold it too (someone may have edited it)
+            if same and in_table.get(item.key) != item.fingerprint:
                 same, action = False, Action.REPAIR
-            elif not written and item.key in held:
+            elif not written and item.key in in_table:
                 action = Action.UPDATE
         if same:
             report.add(Action.UNCHANGED)
@@ -280,8 +276,8 @@ def _write(ctx: Context, mapping: Mapping, table: sa.Table, items: list[_Item], 
     for _, action in changed:
         report.add(action)
     if ctx.options.dry_run:
-        report.planned.extend({"action": action, "key": item.key}
-                              for item, action in changed[:max(0, PLANNED_SHOWN - len(report.planned))])
+        for item, action in changed:
+            report.plan({"action": action, "key": item.key})
         return
     if not changed:
         return
@@ -297,16 +293,16 @@ def _write(ctx: Context, mapping: Mapping, table: sa.Table, items: list[_Item], 
         ctx.ledger.save(conn, mapping.name, ledger_entries, known=set(entries))
 
 
-def _written_keys(ctx: Context, mapping: Mapping, held: dict[str, str] | None) -> Iterator[str]:
+def _written_keys(ctx: Context, mapping: Mapping, in_table: dict[str, str] | None) -> Iterator[str]:
     """Keys the engine wrote and has not removed (with --full, also the table's own rows)."""
     t = ctx.ledger.table
     with ctx.engine.connect() as conn:
         keys = [r[0] for r in conn.execute(sa.select(t.c.record_key).where(
             t.c.mapping_name == mapping.name, t.c.state == LINKED).order_by(t.c.record_key))]
     yield from keys
-    if held is not None:
+    if in_table is not None:
         known = set(keys)
-        yield from sorted(key for key in held if key not in known)
+        yield from sorted(key for key in in_table if key not in known)
 
 
 def _key_values(builder: RowBuilder, key: str) -> dict[str, str]:
@@ -326,8 +322,8 @@ def _remove(ctx: Context, mapping: Mapping, table: sa.Table, builder: RowBuilder
     action = Action.MARK if mark else Action.DELETE
     report.add(action, len(keys))
     if ctx.options.dry_run:
-        report.planned.extend({"action": action, "key": key}
-                              for key in keys[:max(0, PLANNED_SHOWN - len(report.planned))])
+        for key in keys:
+            report.plan({"action": action, "key": key})
         return
     where = sa.and_(*(table.c[name] == sa.bindparam(f"k_{name}") for name in builder.key))
     params = [{f"k_{name}": _typed(builder, name, value) for name, value in _key_values(builder, key).items()}

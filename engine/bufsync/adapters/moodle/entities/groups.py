@@ -104,7 +104,7 @@ class CourseGroupAdapter:
         made = zip(records, results, strict=True)
         self._assign([(record["courseid"], int(result.remote_id)) for record, result in made
                       if result.ok and result.remote_id is not None])
-        return [r if r.ok else Outcome(False, error=_group_error(r), code=r.code) for r in results]
+        return [r if r.ok else Outcome(False, error=_refusal(r.code, r.error or ""), code=r.code) for r in results]
 
     def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]:
         """A rename; an adopted group also joins bufsync's grouping."""
@@ -115,7 +115,7 @@ class CourseGroupAdapter:
             courseid = int(desired.value("courseid"))
             self._groups.pop(courseid, None)
             if isinstance(result, MoodleError):
-                out.append(failed(result, _group_error_text(result)))
+                out.append(failed(result, _refusal(result.errorcode, messages.from_moodle(result))))
                 continue
             renamed.append((courseid, int(existing.required_id)))
             out.append(Outcome(True, existing.required_id))
@@ -157,17 +157,11 @@ class CourseGroupAdapter:
                 write=True)
 
 
-def _group_error(result: Outcome) -> str:
-    """A name Moodle refuses is one taken in the course (tags and blanks are refused before sending)."""
-    if result.code == "invalidparameter":
+def _refusal(code: str | None, text: str) -> str:
+    """A name Moodle refuses (invalidparameter) is one the course has already: tags and blanks are refused
+    before sending. Any other refusal keeps Moodle's own words."""
+    if code == "invalidparameter":
         return messages.with_code("В курсе уже есть группа с таким именем (другой учебный процесс той же группы "
                                   "или группа, созданная вручную); имя группы в курсе должно быть уникальным",
-                                  result.code or "invalidparameter")
-    return result.error or ""
-
-
-def _group_error_text(error: MoodleError) -> str:
-    if error.errorcode == "invalidparameter":
-        return messages.with_code("В курсе уже есть другая группа с таким именем; имя группы в курсе должно быть "
-                                  "уникальным", "invalidparameter")
-    return messages.from_moodle(error)
+                                  "invalidparameter")
+    return text
