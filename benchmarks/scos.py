@@ -31,6 +31,7 @@ from bufsync.mapping import load_mappings
 from bufsync.portals.runs import run_dispatch, run_portal
 from bufsync.sandbox.moodle.run import parse_env_line
 from bufsync.schema import build_metadata
+
 from reconcile import drop_database, fresh_database  # benchmarks/reconcile.py
 
 TOKEN = "b" * 32
