@@ -168,6 +168,31 @@ execute sp_addextendedproperty 'MS_Description', N'Движок: когда ст
 execute sp_addextendedproperty 'MS_Description', N'Движок: идентификатор записи в LMS (id в Moodle)', 'schema', dbo, 'table', buf_learning_processes, 'column', lms_id;
 GO
 
+CREATE TABLE buf_process_enrolments (
+	user_external_id NVARCHAR(64) NOT NULL, 
+	course_external_id NVARCHAR(100) NOT NULL, 
+	process_external_id NVARCHAR(100) NOT NULL, 
+	role NVARCHAR(32) NOT NULL, 
+	time_start DATE NULL, 
+	time_end DATE NULL, 
+	sync_status NVARCHAR(16) NULL, 
+	sync_error NVARCHAR(2000) NULL, 
+	synced_at DATETIME2 NULL, 
+	CONSTRAINT pk_buf_process_enrolments PRIMARY KEY (user_external_id, course_external_id, process_external_id, role)
+);
+CREATE INDEX ix_buf_process_enrolments_process ON buf_process_enrolments (process_external_id);
+execute sp_addextendedproperty 'MS_Description', N'Записи на курсы по учебным процессам (заполняет bufsync из buf_learning_processes и buf_students перед каждым запуском; 1С эту таблицу не пишет)', 'schema', dbo, 'table', buf_process_enrolments;
+execute sp_addextendedproperty 'MS_Description', N'Человек (buf_users.external_id): студент группы или преподаватель', 'schema', dbo, 'table', buf_process_enrolments, 'column', user_external_id;
+execute sp_addextendedproperty 'MS_Description', N'Курс дисциплины (buf_learning_processes.course_external_id)', 'schema', dbo, 'table', buf_process_enrolments, 'column', course_external_id;
+execute sp_addextendedproperty 'MS_Description', N'Учебный процесс (buf_learning_processes.external_id); его группа в курсе — группа Moodle, где человек участник', 'schema', dbo, 'table', buf_process_enrolments, 'column', process_external_id;
+execute sp_addextendedproperty 'MS_Description', N'Роль в курсе: student — студент группы, editingteacher — преподаватель (настраивается в mappings/process_enrolments.yaml)', 'schema', dbo, 'table', buf_process_enrolments, 'column', role;
+execute sp_addextendedproperty 'MS_Description', N'Начало изучения (buf_learning_processes.start_date)', 'schema', dbo, 'table', buf_process_enrolments, 'column', time_start;
+execute sp_addextendedproperty 'MS_Description', N'Окончание изучения (buf_learning_processes.end_date), день включительно', 'schema', dbo, 'table', buf_process_enrolments, 'column', time_end;
+execute sp_addextendedproperty 'MS_Description', N'Движок: результат синхронизации строки — ok, warning, error, skipped, pending', 'schema', dbo, 'table', buf_process_enrolments, 'column', sync_status;
+execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_process_enrolments, 'column', sync_error;
+execute sp_addextendedproperty 'MS_Description', N'Движок: когда строка последний раз применена или проверена', 'schema', dbo, 'table', buf_process_enrolments, 'column', synced_at;
+GO
+
 CREATE TABLE buf_programs (
 	external_id NVARCHAR(100) NOT NULL, 
 	name NVARCHAR(255) NOT NULL, 
@@ -556,5 +581,5 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0009');
+INSERT INTO sync_schema_version (version_num) VALUES ('0010');
 GO

@@ -162,6 +162,30 @@ COMMENT ON COLUMN buf_learning_processes.sync_error IS 'Движок: почем
 COMMENT ON COLUMN buf_learning_processes.synced_at IS 'Движок: когда строка последний раз применена или проверена';
 COMMENT ON COLUMN buf_learning_processes.lms_id IS 'Движок: идентификатор записи в LMS (id в Moodle)';
 
+CREATE TABLE buf_process_enrolments (
+	user_external_id VARCHAR(64) NOT NULL, 
+	course_external_id VARCHAR(100) NOT NULL, 
+	process_external_id VARCHAR(100) NOT NULL, 
+	role VARCHAR(32) NOT NULL, 
+	time_start DATE, 
+	time_end DATE, 
+	sync_status VARCHAR(16), 
+	sync_error VARCHAR(2000), 
+	synced_at TIMESTAMP WITHOUT TIME ZONE, 
+	CONSTRAINT pk_buf_process_enrolments PRIMARY KEY (user_external_id, course_external_id, process_external_id, role)
+);
+CREATE INDEX ix_buf_process_enrolments_process ON buf_process_enrolments (process_external_id);
+COMMENT ON TABLE buf_process_enrolments IS 'Записи на курсы по учебным процессам (заполняет bufsync из buf_learning_processes и buf_students перед каждым запуском; 1С эту таблицу не пишет)';
+COMMENT ON COLUMN buf_process_enrolments.user_external_id IS 'Человек (buf_users.external_id): студент группы или преподаватель';
+COMMENT ON COLUMN buf_process_enrolments.course_external_id IS 'Курс дисциплины (buf_learning_processes.course_external_id)';
+COMMENT ON COLUMN buf_process_enrolments.process_external_id IS 'Учебный процесс (buf_learning_processes.external_id); его группа в курсе — группа Moodle, где человек участник';
+COMMENT ON COLUMN buf_process_enrolments.role IS 'Роль в курсе: student — студент группы, editingteacher — преподаватель (настраивается в mappings/process_enrolments.yaml)';
+COMMENT ON COLUMN buf_process_enrolments.time_start IS 'Начало изучения (buf_learning_processes.start_date)';
+COMMENT ON COLUMN buf_process_enrolments.time_end IS 'Окончание изучения (buf_learning_processes.end_date), день включительно';
+COMMENT ON COLUMN buf_process_enrolments.sync_status IS 'Движок: результат синхронизации строки — ok, warning, error, skipped, pending';
+COMMENT ON COLUMN buf_process_enrolments.sync_error IS 'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS';
+COMMENT ON COLUMN buf_process_enrolments.synced_at IS 'Движок: когда строка последний раз применена или проверена';
+
 CREATE TABLE buf_programs (
 	external_id VARCHAR(100) NOT NULL, 
 	name VARCHAR(255) NOT NULL, 
@@ -536,4 +560,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0009');
+INSERT INTO sync_schema_version (version_num) VALUES ('0010');

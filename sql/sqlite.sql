@@ -162,6 +162,30 @@ CREATE TABLE buf_learning_processes (
 	CONSTRAINT pk_buf_learning_processes PRIMARY KEY (external_id)
 );
 
+-- buf_process_enrolments: Записи на курсы по учебным процессам (заполняет bufsync из buf_learning_processes и buf_students перед каждым запуском; 1С эту таблицу не пишет)
+--   user_external_id     Человек (buf_users.external_id): студент группы или преподаватель
+--   course_external_id   Курс дисциплины (buf_learning_processes.course_external_id)
+--   process_external_id  Учебный процесс (buf_learning_processes.external_id); его группа в курсе — группа Moodle, где человек участник
+--   role                 Роль в курсе: student — студент группы, editingteacher — преподаватель (настраивается в mappings/process_enrolments.yaml)
+--   time_start           Начало изучения (buf_learning_processes.start_date)
+--   time_end             Окончание изучения (buf_learning_processes.end_date), день включительно
+--   sync_status          Движок: результат синхронизации строки — ok, warning, error, skipped, pending
+--   sync_error           Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS
+--   synced_at            Движок: когда строка последний раз применена или проверена
+CREATE TABLE buf_process_enrolments (
+	user_external_id VARCHAR(64) NOT NULL, 
+	course_external_id VARCHAR(100) NOT NULL, 
+	process_external_id VARCHAR(100) NOT NULL, 
+	role VARCHAR(32) NOT NULL, 
+	time_start DATE, 
+	time_end DATE, 
+	sync_status VARCHAR(16), 
+	sync_error VARCHAR(2000), 
+	synced_at DATETIME, 
+	CONSTRAINT pk_buf_process_enrolments PRIMARY KEY (user_external_id, course_external_id, process_external_id, role)
+);
+CREATE INDEX ix_buf_process_enrolments_process ON buf_process_enrolments (process_external_id);
+
 -- buf_programs: Учебные программы (образовательные программы)
 --   external_id             Идентификатор программы в 1С; становится idnumber категории Moodle
 --   name                    Наименование программы
@@ -536,4 +560,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0009');
+INSERT INTO sync_schema_version (version_num) VALUES ('0010');

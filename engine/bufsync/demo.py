@@ -181,13 +181,15 @@ def _cohorts(server: Any) -> str:
         members = {int(m["cohortid"]): len(m["userids"])
                    for m in client.call("core_cohort_get_cohort_members", {"cohortids": ids})} if ids else {}
         courses = {int(c["id"]): c["shortname"] for c in client.get_courses_by_field()}
-        groups = [(courses[courseid], g["name"]) for courseid in sorted(courses)
+        groups = [(courses[courseid], g) for courseid in sorted(courses)
                   for g in client.call("core_group_get_course_groups", {"courseid": courseid})]
+        held = {int(g["groupid"]): len(g["userids"])
+                for g in client.get_group_members([int(g["id"]) for _, g in groups])} if groups else {}
     lines = ["   cohorts in Moodle (core_cohort_get_cohorts):"]
     lines += [f"     {c['idnumber']:<12} {c['name']:<34} {members.get(int(c['id']), 0):>3} members"
               for c in sorted(found, key=lambda c: c["idnumber"])]
-    lines.append("   course groups of the learning processes: "
-                 + ", ".join(f"{name} in {course}" for course, name in groups))
+    lines.append("   course groups of the learning processes (students and teacher enrolled, members): "
+                 + ", ".join(f"{g['name']} in {course} ({held.get(int(g['id']), 0)})" for course, g in groups))
     return "\n".join(lines)
 
 
@@ -261,6 +263,7 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
              "  SELECT external_id, sync_status, sync_error, lms_id FROM buf_users WHERE sync_status <> 'ok';\n"
              "  SELECT id, outcome, counts FROM sync_runs;\n"
              "  SELECT person_external_id, group_code, status, sync_status FROM buf_students;\n"
+             "  SELECT process_external_id, user_external_id, role, sync_status FROM buf_process_enrolments;\n"
              "  SELECT course_id, shortname, state, scos_id FROM sync_scos_courses;\n"
              "  SELECT operation, status, user_id, last_error FROM v_queue_scos;\n"
              "Try it yourself: `bufsync sandbox` in one shell; in another, paste the export lines it prints, then\n"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
+from bufsync.buffer.derived import derivation_problems
 from bufsync.errors import ConfigError, Problem
 from bufsync.mapping.model import Mapping
 from bufsync.validation import validate
@@ -35,6 +36,19 @@ class MappingSet:
 
     def attached_to(self, name: str) -> list[Mapping]:
         return [m for m in self if m.attach is not None and m.attach.mapping == name]
+
+    def grouped_with(self, name: str) -> list[Mapping]:
+        """The other mappings whose rows share remote records with this one's (`group_with`, either way)."""
+        seen, todo = {name}, [name]
+        while todo:
+            current = self.mappings[todo.pop()]
+            linked = list(current.sync.group_with if current.sync else [])
+            linked += [m.name for m in self.mappings.values() if m.sync and current.name in m.sync.group_with]
+            for other in linked:
+                if other in self.mappings and other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        return [self.mappings[n] for n in sorted(seen - {name})]
 
     def load_markers(self) -> Mapping | None:
         return next((m for m in self if m.load_markers is not None), None)
@@ -148,6 +162,19 @@ def _check_references(ms: MappingSet, docs: dict[str, YamlDocument]) -> list[Pro
                     c.fail(path, f"unknown mapping '{spec.lookup}'; known: {known}")
                 elif (looked_up := ms[spec.lookup].sync) is None or not looked_up.inbound:
                     c.fail(path, f"mapping '{spec.lookup}' does not create remote records to look up")
+            for j, peer_name in enumerate(mapping.sync.group_with):
+                where: tuple[str | int, ...] = ("sync", "group_with", j)
+                peer = ms.mappings.get(peer_name)
+                if peer is None or peer.sync is None:
+                    c.fail(where, f"unknown mapping '{peer_name}'; known: {known}")
+                elif not mapping.sync.group_by or len(peer.sync.group_by) != len(mapping.sync.group_by):
+                    c.fail(where, f"'{peer_name}' groups its rows by {peer.sync.group_by or 'nothing'}, this mapping "
+                                  f"by {mapping.sync.group_by or 'nothing'}; grouped together, both need group_by "
+                                  "with the same number of columns (the same values in the same order)")
+                elif (peer.sync.target.system, peer.sync.target.entity) != (
+                        mapping.sync.target.system, mapping.sync.target.entity):
+                    c.fail(where, f"'{peer_name}' writes {peer.sync.target.entity}, this mapping "
+                                  f"{mapping.sync.target.entity}; only records of one entity are shared")
             batch = mapping.sync.guards.require_batch
             if batch is not None and markers is None:
                 c.fail(("sync", "guards", "require_batch"),
@@ -165,6 +192,9 @@ def _check_references(ms: MappingSet, docs: dict[str, YamlDocument]) -> list[Pro
                         c.fail(("attach", "join", column),
                                f"'{parent_column}' is not a key column of {parent.table.name}; "
                                f"expected one of: {', '.join(parent.table.key)}")
+        if mapping.table.derived is not None:
+            for sub, message in derivation_problems(mapping):
+                c.fail(("table", "derived", *sub), message)
         problems += c.problems
     tables: dict[str, str] = {}
     for name, mapping in ms.mappings.items():

@@ -58,7 +58,7 @@ def check_remote_field(value: str) -> str:
 Identifier = Annotated[str, AfterValidator(check_identifier)]
 RemoteField = Annotated[str, AfterValidator(check_remote_field)]
 Description = Annotated[str, Field(min_length=1, max_length=1000)]
-Transform = Literal["trim", "lower", "upper", "null_if_empty", "timestamp", "bool"]
+Transform = Literal["trim", "lower", "upper", "null_if_empty", "timestamp", "end_of_day", "bool"]
 Policy = Literal["force", "initial", "keep"]
 # suspend: inbound only (the remote record is suspended); mark: outbound only (the buffer row stays, its
 # values cleared and stamps.removed_at set, so 1C sees the removal by its change time)
@@ -132,6 +132,14 @@ class Index(StrictModel):
     unique: bool = False
 
 
+class Derived(StrictModel):
+    """A table bufsync fills itself from other buffer tables before each run (1C never writes it), by a
+    derivation it ships (bufsync/buffer/derived): learning processes x their academic groups' students."""
+
+    name: Identifier = Field(description="the derivation: one of bufsync/buffer/derived's modules")
+    options: dict[str, Any] = Field(default_factory=dict, description="the derivation's own settings")
+
+
 class Table(StrictModel):
     name: Identifier
     description: Description
@@ -139,6 +147,7 @@ class Table(StrictModel):
     writeback: Writeback | None = None
     stamps: Stamps | None = None
     indexes: list[Index] = []
+    derived: Derived | None = None
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -219,6 +228,9 @@ class Sync(StrictModel):
     key: list[Identifier] = Field(min_length=1)
     group_by: list[Identifier] = Field([], description="leading key columns: rows that share them are one "
                                        "remote record (a person's enrolment in a course, one role per row)")
+    group_with: list[Identifier] = Field([], description="grouped mappings whose rows with the same group values "
+                                         "are the same remote record (enrolments asked for by subscriptions and "
+                                         "by learning processes): a record exists while a row of any asks for it")
     correlation: list[Correlation] = []
     fields: dict[RemoteField, Annotated[FieldMap, BeforeValidator(_shorthand_field)]] = Field(min_length=1)
     status: Status | None = None

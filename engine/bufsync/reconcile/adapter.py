@@ -34,6 +34,9 @@ class Existing:
     key: str
     remote_id: RemoteId | None  # None: a record with no id of its own (an enrolment: what was applied says which)
     applied: dict[str, Any] | None
+    # grouped mappings, --full: what the ledger says of the other rows of its group (here and in the mappings
+    # it shares records with), so a drift check knows what they still ask of the one remote record
+    peers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def required_id(self) -> RemoteId:

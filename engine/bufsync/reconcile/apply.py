@@ -11,11 +11,11 @@ import sqlalchemy as sa
 
 from bufsync.buffer import writeback
 from bufsync.mapping.model import Mapping
-from bufsync.reconcile import fingerprint
 from bufsync.reconcile import plan as p
 from bufsync.reconcile.adapter import Member, Outcome, TargetAdapter
-from bufsync.reconcile.context import CHUNK, Context, Interrupted, dialect_of
+from bufsync.reconcile.context import CHUNK, Context, Interrupted
 from bufsync.reconcile.correlate import correlate
+from bufsync.reconcile.groups import group_peers
 from bufsync.reconcile.plan import desired_of, existing_of, vanished_view, view_of, written_status
 from bufsync.reconcile.planner import classify_one, prevalidate, unreachable_parent
 from bufsync.reconcile.records import Desired, RecordBuilder
@@ -125,44 +125,22 @@ def _waves(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[st
     plan.waiting = []
 
 
-def _group_members(ctx: Context, mapping: Mapping, groups: list[tuple[str, ...]]) -> dict[tuple[str, ...], set[str]]:
-    """Every key of these groups: the rows the buffer holds now, and those that vanished from it."""
-    sync = mapping.flow
-    table = ctx.tables[mapping.table.name]
-    dialect = dialect_of(ctx)
-    columns = [dialect.text(table.c[name]) for name in sync.group_by]
-    key = fingerprint.key_expression(dialect, table, mapping)
-    wanted = set(groups)
-    out: dict[tuple[str, ...], set[str]] = {g: set(ctx.vanished.get(mapping.name, {}).get(g, ())) for g in groups}
-    firsts = sorted({g[0] for g in groups})
-    with ctx.engine.connect() as conn:
-        for start in range(0, len(firsts), 500):
-            query = sa.select(key, *columns).where(columns[0].in_(firsts[start:start + 500]))
-            for row in conn.execute(query):
-                group = tuple(str(v) for v in row[1:])
-                if group in wanted:
-                    out[group].add(row[0])
-    return out
-
-
 def _grouped(ctx: Context, mapping: Mapping, builder: RecordBuilder, steps: list[p.Step],
              entries: dict[str, Entry]) -> list[Outcome]:
-    """Writes of a grouped mapping: each touched group goes to the adapter whole, its other rows as the
-    ledger has them now (read afresh: earlier batches of this run may have changed them)."""
+    """Writes of a grouped mapping: each touched group goes to the adapter whole, its other rows (here and in
+    the mappings it shares records with) as the ledger has them now."""
     sync = mapping.flow
     by_group: dict[tuple[str, ...], list[p.Step]] = {}
     for step in steps:
         values = step.desired.key_values if step.desired is not None else json.loads(step.key)
         by_group.setdefault(sync.group_of(values), []).append(step)
-    members_of = _group_members(ctx, mapping, list(by_group))
-    mine = {s.key for s in steps}
-    with ctx.engine.connect() as conn:
-        peers = ctx.ledger.get_many(conn, mapping.name, sorted({k for ks in members_of.values() for k in ks} - mine))
+    peers = group_peers(ctx, mapping, list(by_group), {s.key for s in steps})
     groups: list[list[Member]] = []
     for group, group_steps in by_group.items():
         members = []
         for step in group_steps:
-            before = view_of(entries.get(step.key))
+            # a repair sends the whole wanted state: what Moodle holds is not what the ledger says
+            before = None if step.action == p.REPAIR else view_of(entries.get(step.key))
             after: dict[str, Any] | None
             if step.desired is not None:
                 after = builder.applied_view(step.desired)
@@ -171,10 +149,7 @@ def _grouped(ctx: Context, mapping: Mapping, builder: RecordBuilder, steps: list
             else:
                 after = None
             members.append(Member(step.key, before, after))
-        for key in sorted(members_of[group] - mine):
-            view = view_of(peers.get(key))
-            members.append(Member(key, view, view))
-        groups.append(members)
+        groups.append(members + peers[group])
     outcomes = ctx.adapter_for(mapping).apply_groups(groups)
     by_key = {m.key: o for members, o in zip(groups, outcomes, strict=True) for m in members}
     return [by_key[s.key] for s in steps]

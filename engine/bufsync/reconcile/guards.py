@@ -29,19 +29,21 @@ class Weighed:
     removals: int        # records this run would remove (suspend, delete or mark)
 
 
-def source_refusal(ctx: Context, mapping: Mapping, table: sa.Table, linked: int, rows: int) -> str | None:
-    """An inbound source that must not be read at all: empty after a sync, or not the batch 1C finished."""
+def source_refusal(ctx: Context, mapping: Mapping, table: sa.Table, weighed: Weighed) -> str | None:
+    """An inbound source that must not be read at all: empty after a sync while records it synced are still
+    there to remove (once they are all removed deliberately, an empty table is just empty), or not the batch
+    1C finished."""
     guards = mapping.flow.guards
-    if guards.refuse_empty and rows == 0 and linked > 0:
-        return (f"{mapping.name}: {table.name} is empty but {linked} records were synced before; an empty table "
-                "must not suspend everyone. Fill the table, or run with --allow-removals "
-                f"{linked} to remove them deliberately (guard refuse_empty)")
+    if guards.refuse_empty and weighed.source_rows == 0 and weighed.removals > 0:
+        return (f"{mapping.name}: {table.name} is empty but {weighed.linked_before} records were synced before; "
+                "an empty table must not suspend everyone. Fill the table, or run with --allow-removals "
+                f"{weighed.removals} to remove them deliberately (guard refuse_empty)")
     if guards.require_batch:
         marker_mapping = ctx.mappings.load_markers()
         assert marker_mapping is not None  # the loader refuses require_batch when no mapping declares load_markers
         with ctx.engine.connect() as conn:
             state = markers.latest_ready(conn, marker_mapping, ctx.tables[marker_mapping.table.name],
-                                         guards.require_batch, rows)
+                                         guards.require_batch, weighed.source_rows)
         if not state.ready:
             return (f"{mapping.name}: {state.reason}; the engine applies only a 'ready' batch whose row count "
                     "matches (guard require_batch)")

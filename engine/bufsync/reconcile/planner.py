@@ -12,6 +12,7 @@ from bufsync.reconcile import plan as p
 from bufsync.reconcile.adapter import Existing
 from bufsync.reconcile.context import CHUNK, Context, dialect_of
 from bufsync.reconcile.correlate import correlate
+from bufsync.reconcile.groups import group_peers
 from bufsync.reconcile.lookups import lookup_reason, resolve
 from bufsync.reconcile.plan import applied_of, written_status
 from bufsync.reconcile.records import Desired, RecordBuilder
@@ -153,6 +154,11 @@ def drift(ctx: Context, mapping: Mapping, plan: p.MappingPlan, entries: dict[str
     rehashed = {s.key: s for s in plan.steps if s.action == p.REHASH and s.desired is not None
                 and s.existing is not None}
     check = plan.full_check + [(p.desired_of(s), p.existing_of(s)) for s in rehashed.values()]
+    if mapping.flow.group_by and check:
+        groups = {d.key: mapping.flow.group_of(d.key_values) for d, _ in check}
+        peers = group_peers(ctx, mapping, sorted(set(groups.values())), set())
+        for desired, existing in check:
+            existing.peers = [m.before for m in peers[groups[desired.key]] if m.key != desired.key and m.before]
     for start in range(0, len(check), CHUNK):
         chunk = check[start:start + CHUNK]
         drifted = adapter.drifted(chunk)

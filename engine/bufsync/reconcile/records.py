@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -76,6 +76,8 @@ class RecordBuilder:
                 value = None
             elif step == "timestamp":
                 value = self._timestamp(value)
+            elif step == "end_of_day":  # a last day included: a date ends at the next midnight
+                value = self._timestamp(value + timedelta(days=1) if type(value) is date else value)
             elif step == "bool":
                 value = 1 if value in _TRUE or (isinstance(value, str) and value.strip().lower() in _TRUE) else 0
         if (value is None or value == "") and spec.default is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from bufsync.buffer import derived
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile import inbound, pull
 from bufsync.reconcile.context import Context
@@ -21,13 +22,18 @@ def sync_mappings(ctx: Context, chosen: Sequence[Mapping], report: RunReport, ca
     """Apply the chosen mappings into `report`; GuardRefused says what was applied before a refusal.
     `calls` tells how many remote calls were made so far (each mapping's share goes into its report)."""
     options = ctx.options
+    # tables bufsync derives from others (a learning process's enrolments): brought up to date first, so the
+    # guards and the scan see them as they follow from the buffer now (in a dry run too: they are bufsync's own)
+    for mapping in (m for m in chosen if m.table.derived is not None):
+        if progress:
+            progress(f"{mapping.name}: deriving {mapping.table.name}")
+        derived.refresh(ctx.engine, ctx.mappings, ctx.tables, mapping)
     # guards that need no remote and no full read: all of them before anything changes
     for mapping in (m for m in chosen if m.flow.inbound):
         table = ctx.tables[mapping.table.name]
         weighed = weigh(ctx, mapping)  # rows, linked records and removals: one count for both guards
-        linked = weighed.linked_before
-        refusal = source_refusal(ctx, mapping, table, linked, weighed.source_rows)
-        if refusal and not (options.allow_removals is not None and options.allow_removals >= linked
+        refusal = source_refusal(ctx, mapping, table, weighed)
+        if refusal and not (options.allow_removals is not None and options.allow_removals >= weighed.removals
                             and "require_batch" not in refusal):
             raise GuardRefused(refusal)
         # the removal guards too, before the first write of the run: a refusal changes nothing

@@ -128,3 +128,71 @@ def test_learning_processes_become_course_groups_on_a_real_moodle(world: RealWor
     with world.ws() as client:
         groups = {g["idnumber"]: g["name"] for g in client.call("core_group_get_course_groups", {"courseid": courseid})}
     assert groups[world.key("LP2")] == "ПР-22а"
+
+
+def test_learning_processes_enrol_their_group_into_its_course_group_on_a_real_moodle(world: RealWorld) -> None:
+    """Moodle's own rules decide here: only enrolled users may be group members (the enrolment goes first),
+    a suspended enrolment keeps its role, removing a member who is not one is fine."""
+    from datetime import date
+    with world.ws() as client:
+        missing = client.missing_functions(["core_group_create_groupings", "core_group_get_course_groupings",
+                                            "core_group_assign_grouping", "core_group_delete_group_members",
+                                            "core_group_get_group_members", "core_role_unassign_roles"])
+    if missing:
+        import pytest
+        pytest.skip(f"the real Moodle's service lacks {', '.join(missing)}: add them to the bufsync service")
+    course, group_a, group_b = world.key("C"), world.key("A"), world.key("B")
+    names = ["t0", "s0", "s1", "s2", "s3"]
+    world.insert("buf_users", [person(world, n) for n in names])
+    world.insert("buf_courses", [{"external_id": course, "shortname": world.login("c"), "fullname": "Дисциплина"}])
+    world.insert("buf_students", [{"person_external_id": world.key(n), "record_book": f"RB-{n}", "group_name": "Г",
+                                   "group_code": group_a if n != "s3" else group_b, "status": "studying"}
+                                  for n in names[1:]])
+    world.insert("buf_learning_processes", [
+        {"external_id": world.key(ident), "group_code": group, "course_external_id": course,
+         "teacher_external_id": world.key("t0"), "semester": 1, "start_date": date(2026, 9, 1),
+         "end_date": date(2026, 12, 30)} for ident, group in (("LP1", group_a), ("LP2", group_b))])
+    world.insert("buf_subscriptions", [{"user_external_id": world.key("s0"), "course_external_id": course,
+                                        "role": "student", "status": "active"}])
+    every = ("users", "courses", "students", "learning_processes", "subscriptions", "process_enrolments")
+    report = world.run(*every)
+    assert report.outcome == "ok", report.render()
+    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == course)
+    login = world.login
+
+    def moodle() -> tuple[dict[str, tuple[list[str], bool]], dict[str, list[str]]]:
+        with world.ws() as client:
+            everyone = client.get_enrolled_users(courseid, userfields="id,username,roles")
+            active = {int(u["id"]) for u in client.get_enrolled_users(courseid, onlyactive=True, userfields="id")}
+            groups = client.call("core_group_get_course_groups", {"courseid": courseid})
+            read = client.get_group_members([int(g["id"]) for g in groups])
+            members = {int(g["groupid"]): g["userids"] for g in read}
+        by_id = {int(u["id"]): u["username"] for u in everyone}
+        return ({u["username"]: (sorted(r["shortname"] for r in u["roles"]), int(u["id"]) in active) for u in everyone},
+                {g["idnumber"]: sorted(by_id[int(u)] for u in members[int(g["id"])]) for g in groups})
+
+    enrolled, groups = moodle()
+    assert enrolled == {login("t0"): (["editingteacher"], True), login("s0"): (["student"], True),
+                        login("s1"): (["student"], True), login("s2"): (["student"], True),
+                        login("s3"): (["student"], True)}
+    assert groups == {world.key("LP1"): sorted([login("t0"), login("s0"), login("s1"), login("s2")]),
+                      world.key("LP2"): sorted([login("t0"), login("s3")])}
+    assert {r["sync_status"] for r in world.rows("buf_process_enrolments")
+            if r["process_external_id"].startswith(world.tag)} == {"ok"}
+
+    # s1 moves to group B; s0 is expelled but keeps their own subscription
+    world.update("buf_students", lambda t: t.c.person_external_id == world.key("s1"), group_code=group_b)
+    world.update("buf_students", lambda t: t.c.person_external_id == world.key("s0"), status="expelled")
+    report = world.run(*every)
+    assert report.outcome == "ok", report.render()
+    enrolled, groups = moodle()
+    assert enrolled[login("s0")] == (["student"], True) and enrolled[login("s1")] == (["student"], True)
+    assert groups == {world.key("LP1"): sorted([login("t0"), login("s2")]),
+                      world.key("LP2"): sorted([login("t0"), login("s1"), login("s3")])}
+    # s2 is expelled too: nothing else asks for their enrolment, so it is suspended (never unenrolled)
+    world.update("buf_students", lambda t: t.c.person_external_id == world.key("s2"), status="expelled")
+    report = world.run(*every)
+    assert report.outcome == "ok", report.render()
+    enrolled, groups = moodle()
+    assert enrolled[login("s2")] == (["student"], False)
+    assert groups[world.key("LP1")] == [login("t0")]

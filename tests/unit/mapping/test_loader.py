@@ -14,11 +14,13 @@ CONTRACT_TABLES = {
     "buf_users", "buf_user_fields", "buf_courses", "buf_subscriptions", "buf_departments", "buf_students",
     "buf_staff", "buf_programs", "buf_learning_processes", "buf_batches", "buf_grades", "buf_achievements",
 }
+DERIVED_TABLES = {"buf_process_enrolments"}  # filled by bufsync from the contract's tables, never by 1C
 
 
 def test_shipped_mappings_cover_contract_v1() -> None:
     ms = load_mappings(shipped_mappings_dir())
-    assert {m.table.name for m in ms} == CONTRACT_TABLES
+    assert {m.table.name for m in ms if m.table.derived is None} == CONTRACT_TABLES
+    assert {m.table.name for m in ms if m.table.derived is not None} == DERIVED_TABLES
     order = ms.order
     assert order.index("users") < order.index("subscriptions")
     assert order.index("courses") < order.index("subscriptions")
@@ -191,3 +193,30 @@ def test_inbound_tables_have_no_stamps_and_never_mark(site: Path) -> None:
     assert "table.stamps: only a table the engine writes (an outbound sync) has stamps" in problems(site)
     edit(site / "courses.yaml", lambda d: (d["table"].pop("stamps"), d["sync"].__setitem__("on_missing", "mark")))
     assert "on_missing 'mark' is for a table the engine writes" in problems(site)
+
+
+def test_a_derived_table_names_a_derivation_bufsync_ships_with_valid_options(site: Path) -> None:
+    edit(site / "process_enrolments.yaml", lambda d: d["table"]["derived"].update(name="timetable"))
+    message = problems(site)
+    assert "process_enrolments.yaml" in message and "table.derived.name: unknown derivation 'timetable'" in message
+    assert "known: learning_process_enrolments" in message
+    edit(site / "process_enrolments.yaml", lambda d: d["table"]["derived"].update(
+        name="learning_process_enrolments", options={"teacher_role": "", "tutor_role": "x"}))
+    message = problems(site)
+    assert "table.derived.options.teacher_role" in message and "table.derived.options.tutor_role" in message
+
+
+def test_group_with_names_a_grouped_mapping_of_the_same_entity(site: Path) -> None:
+    edit(site / "process_enrolments.yaml", lambda d: d["sync"].update(group_with=["students", "nosuch"]))
+    message = problems(site)
+    assert "sync.group_with.0: 'students' groups its rows by nothing" in message
+    assert "sync.group_with.1: unknown mapping 'nosuch'" in message
+    edit(site / "process_enrolments.yaml", lambda d: d["sync"].update(group_with=["staff"]))
+    assert "'staff' writes cohort_member, this mapping enrolment" in problems(site)
+
+
+def test_group_with_goes_both_ways() -> None:
+    ms = load_mappings(shipped_mappings_dir())
+    assert [m.name for m in ms.grouped_with("subscriptions")] == ["process_enrolments"]
+    assert [m.name for m in ms.grouped_with("process_enrolments")] == ["subscriptions"]
+    assert ms.grouped_with("users") == []

@@ -120,3 +120,21 @@ def test_outbound_rows_are_merged_under_holdlock() -> None:
             "graded_at = source.graded_at, updated_at = source.updated_at WHEN NOT MATCHED THEN INSERT "
             "(user_external_id, course_external_id, item, grade") in text
     assert text.endswith("source.graded_at, source.updated_at);")
+
+
+def test_the_refresh_of_a_derived_table() -> None:
+    """buf_process_enrolments from buf_learning_processes x buf_students: LTRIM/RTRIM (TRIM needs SQL Server
+    2017), a UNION of the students and the teachers, NOT EXISTS both ways, no IS DISTINCT FROM."""
+    from bufsync.buffer.derived import statements
+    delete, insert = statements(MAPPINGS, dict(TABLES), MAPPINGS["process_enrolments"])
+    text = compiled(delete)
+    assert text.startswith("DELETE FROM buf_process_enrolments WHERE NOT (EXISTS (SELECT *")
+    assert "rtrim(ltrim(buf_students.group_code)) = rtrim(ltrim(buf_learning_processes.group_code))" in text
+    assert " UNION SELECT " in text and "DISTINCT FROM" not in text
+    assert "wanted.time_end = buf_process_enrolments.time_end OR wanted.time_end IS NULL AND " \
+           "buf_process_enrolments.time_end IS NULL" in text
+    text = compiled(insert)
+    assert text.startswith("INSERT INTO buf_process_enrolments (user_external_id, course_external_id, "
+                           "process_external_id, role, time_start, time_end) SELECT wanted.user_external_id")
+    assert "WHERE NOT (EXISTS (SELECT * \nFROM buf_process_enrolments \nWHERE buf_process_enrolments." \
+           "user_external_id = wanted.user_external_id" in text

@@ -52,7 +52,7 @@ REQUIRED_FUNCTIONS = (
     "core_cohort_get_cohort_members",
     "core_group_create_groups", "core_group_add_group_members", "core_group_get_course_groups",
     "core_group_update_groups", "core_group_create_groupings", "core_group_get_course_groupings",
-    "core_group_assign_grouping",
+    "core_group_assign_grouping", "core_group_delete_group_members", "core_group_get_group_members",
     "gradereport_user_get_grade_items", "core_completion_get_course_completion_status",
 )
 
@@ -542,8 +542,24 @@ class MoodleClient:
         def send(batch: list[dict[str, int]]) -> list[Outcome]:
             self.call("core_group_add_group_members", {"members": batch}, write=True)
             return [Outcome(True) for _ in batch]
-        return self._isolated(list(members), "members", send, lambda item, error: failed(error),
-                              parallel=False)
+        return self._isolated(list(members), "members", send, self._explain_member_failure, parallel=False)
+
+    def delete_group_members(self, members: Sequence[dict[str, int]]) -> list[Outcome]:
+        def send(batch: list[dict[str, int]]) -> list[Outcome]:
+            self.call("core_group_delete_group_members", {"members": batch}, write=True)
+            return [Outcome(True) for _ in batch]
+        return self._isolated(list(members), "members", send, lambda item, error: failed(error), parallel=False)
+
+    def get_group_members(self, groupids: Sequence[int]) -> list[dict[str, Any]]:
+        return list(self.call("core_group_get_group_members", {"groupids": list(groupids)}))
+
+    @staticmethod
+    def _explain_member_failure(item: dict[str, int], error: MoodleError) -> Outcome:
+        if error.code == "invalidrecord":
+            return failed(error, messages.with_code(
+                f"Группа Moodle с id {item['groupid']} не найдена (удалена вручную?); она будет создана заново "
+                "при полной сверке (bufsync run --full)", "invalidrecord"))
+        return failed(error)
 
     def grade_items(self, courseid: int, userid: int = 0) -> list[dict[str, Any]]:
         return self.call("gradereport_user_get_grade_items", {"courseid": courseid, "userid": userid}

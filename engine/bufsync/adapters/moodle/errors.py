@@ -15,6 +15,9 @@ ACCESS_CODES = frozenset({
     "invalidtoken", "accessexception", "wsaccessuserdeleted", "wsaccessuserunconfirmed", "wsaccessusersuspended",
     "wsaccessuserexpired", "wsaccessusernologin", "sitemaintenance",
 })
+# a person or record deleted in Moodle has no membership left to remove: leaving it is done, not an error
+GONE = ("invaliduser", "invalidrecord")
+
 _USER_REFUSALS = {
     "wsaccessuserdeleted": "has been deleted",
     "wsaccessuserunconfirmed": "is not confirmed",

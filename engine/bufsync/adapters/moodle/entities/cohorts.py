@@ -18,7 +18,7 @@ from typing import Any
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.client import MoodleClient, failed
 from bufsync.adapters.moodle.entities import register
-from bufsync.adapters.moodle.errors import MoodleError
+from bufsync.adapters.moodle.errors import GONE, MoodleError
 from bufsync.adapters.moodle.isolation import bisect
 from bufsync.adapters.moodle.rules import COHORT_COLUMNS
 from bufsync.mapping.model import Correlation, Mapping
@@ -26,8 +26,6 @@ from bufsync.reconcile.adapter import Candidate, Existing, Member, Outcome
 from bufsync.reconcile.records import Desired
 
 DEFAULT_PREFIX = "1c-"
-# a person or cohort deleted in Moodle has no membership left to remove: leaving it is done, not an error
-GONE = ("invaliduser", "invalidrecord")
 View = dict[str, Any]  # a row as the ledger keeps it: cohort, cohort_name, category, userid, @active
 
 

@@ -1,4 +1,8 @@
-"""Manual enrolments: always the full state (Moodle resets what a re-enrol omits)."""
+"""Manual enrolments: always the full state (Moodle resets what a re-enrol omits).
+
+A row may also name a course group (`groupid`: a learning process's group): the person is its member while
+the row is active, and leaves it when the row goes or is inactive. Memberships follow the enrolment (Moodle
+takes only enrolled users as members); the enrolment itself is only ever suspended by them."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import register
+from bufsync.adapters.moodle.errors import GONE
 from bufsync.mapping.model import Correlation, Mapping
 from bufsync.reconcile.adapter import Candidate, Existing, Member, Outcome
 from bufsync.reconcile.records import Desired
@@ -37,11 +42,14 @@ class EnrolmentAdapter:
         # --full: per course, who Moodle has enrolled (userid -> role shortnames) and who actively, read once
         # per run and dropped when this adapter writes to the course (a later chunk then reads it afresh)
         self._enrolled: dict[int, tuple[dict[int, set[str]], set[int]]] = {}
+        self._members: dict[int, set[int]] = {}  # --full: a course group's members, read once a run
 
     def _wrote(self, items: list[dict[str, Any]]) -> None:
         for item in items:
             if item.get("courseid") is not None:
                 self._enrolled.pop(int(item["courseid"]), None)
+            if item.get("groupid") is not None:
+                self._members.pop(int(item["groupid"]), None)
 
     def _course(self, courseid: int) -> tuple[dict[int, set[str]], set[int]]:
         if courseid not in self._enrolled:
@@ -158,9 +166,13 @@ class EnrolmentAdapter:
                 for roleid in sorted(set(before["roles"]) - set(after["roles"])):
                     unassigns.append((index, {"roleid": roleid, "userid": after["userid"],
                                               "courseid": after["courseid"]}))
+        joins, leaves = self._memberships(groups)
         outcomes = [Outcome(True) for _ in groups]
-        for calls, send in ((enrols, self.client.enrol), (unassigns, self.client.unassign_roles),
-                            (unenrols, self.client.unenrol)):
+        steps: list[tuple[list[tuple[int, dict[str, Any]]], Any]] = [
+            (enrols, self.client.enrol), (unassigns, self.client.unassign_roles), (unenrols, self.client.unenrol)]
+        if joins or leaves:  # after the enrolments: Moodle takes only enrolled users as group members
+            steps += [(joins, self.client.add_group_members), (leaves, self._leave_groups)]
+        for calls, send in steps:
             sendable = [(i, item) for i, item in calls if outcomes[i].ok]  # a group that failed goes no further
             self._wrote([item for _, item in sendable])
             answers = send([item for _, item in sendable]) if sendable else []
@@ -168,6 +180,27 @@ class EnrolmentAdapter:
                 if not result.ok and outcomes[index].ok:
                     outcomes[index] = result
         return outcomes
+
+    @staticmethod
+    def _memberships(groups: list[list[Member]]) -> tuple[list[tuple[int, dict[str, Any]]],
+                                                        list[tuple[int, dict[str, Any]]]]:
+        """Course-group memberships to add and to remove, per group: those of its active rows after, against
+        before (a repair has no before: every membership is added again; adding a member is a no-op)."""
+        joins: list[tuple[int, dict[str, Any]]] = []
+        leaves: list[tuple[int, dict[str, Any]]] = []
+        for index, members in enumerate(groups):
+            def held(views: list[dict[str, Any] | None]) -> set[tuple[int, int]]:
+                return {(int(v["groupid"]), int(v["userid"])) for v in views
+                        if v and v.get("@active", True) and v.get("groupid") and v.get("userid")}
+            after = held([m.after for m in members])
+            before = held([m.before for m in members])
+            joins += [(index, {"groupid": g, "userid": u}) for g, u in sorted(after - before)]
+            leaves += [(index, {"groupid": g, "userid": u}) for g, u in sorted(before - after)]
+        return joins, leaves
+
+    def _leave_groups(self, items: list[dict[str, Any]]) -> list[Outcome]:
+        """A membership whose group or person Moodle no longer has is gone already: done, not an error."""
+        return [Outcome(True) if not o.ok and o.code in GONE else o for o in self.client.delete_group_members(items)]
 
     def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
         """Per course: who Moodle has enrolled (all / only active) against what was applied. Each course is read
@@ -180,16 +213,26 @@ class EnrolmentAdapter:
         now = int(time.time())
         unread = [c for c in by_course if c not in self._enrolled]
         self._enrolled.update(zip(unread, self.client.parallel(unread, self._read_course), strict=True))
+        groupids = sorted({int(v["groupid"]) for group in by_course.values() for d, v in group
+                           if d.active and v.get("groupid")} - set(self._members))
+        if groupids:
+            self._members.update({int(g["groupid"]): {int(u) for u in g["userids"]}
+                                  for g in self.client.get_group_members(groupids)})
+        peers = {d.key: e.peers for d, e in items}
         for courseid, group in by_course.items():
             everyone, active = self._course(courseid)
             for desired, view in group:
                 userid = int(view["userid"])
+                role = str(view.get("role"))
                 if desired.active:  # an active row: enrolled with its role, and active while its dates say so
-                    if str(view.get("role")) not in everyone.get(userid, set()) or (
-                            userid not in active and _current(view, now)):
+                    if role not in everyone.get(userid, set()) or (userid not in active and _current(view, now)):
                         out.add(desired.key)
-                elif userid in active and str(view.get("role")) in everyone[userid]:
-                    # an inactive row of an active enrolment (another row holds it): its role must be gone;
+                    elif view.get("groupid") and userid not in self._members.get(int(view["groupid"]), set()):
+                        out.add(desired.key)  # taken out of its course group by hand
+                elif userid in active and role in everyone[userid] and not any(
+                        p.get("@active", True) and str(p.get("role")) == role for p in peers[desired.key]):
+                    # an inactive row of an active enrolment (another row holds it): its role must be gone,
+                    # unless another row (a learning process's, a subscription's) asks for that role too;
                     # of a suspended enrolment, it may keep it
                     out.add(desired.key)
                 elif userid not in everyone:  # unenrolled by hand: the suspended enrolment is put back

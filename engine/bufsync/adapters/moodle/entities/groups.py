@@ -107,7 +107,13 @@ class CourseGroupAdapter:
         return [r if r.ok else Outcome(False, error=_refusal(r.code, r.error or ""), code=r.code) for r in results]
 
     def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]:
-        """A rename; an adopted group also joins bufsync's grouping."""
+        """A rename; an adopted group also joins bufsync's grouping. A repair (--full) of a group deleted by hand
+        makes it again: a new id, so the rows that name it (the process's members) follow it."""
+        all_items = items
+        gone = [(d, e) for d, e in items if e.applied is None and int(e.required_id) not in
+                {int(g["id"]) for g in self._course_groups(int(d.value("courseid")))}]
+        made = dict(zip((d.key for d, _ in gone), self.create([d for d, _ in gone]), strict=True))
+        items = [(d, e) for d, e in items if d.key not in made]
         records: list[dict[str, Any]] = [{"id": int(e.required_id), "name": str(d.payload["name"]).strip()}
                                          for d, e in items]
         out, renamed = [], []
@@ -120,7 +126,8 @@ class CourseGroupAdapter:
             renamed.append((courseid, int(existing.required_id)))
             out.append(Outcome(True, existing.required_id))
         self._assign(renamed)
-        return out
+        done = iter(out)
+        return [made[d.key] if d.key in made else next(done) for d, _ in all_items]
 
     def _rename(self, groups: list[dict[str, Any]]) -> list[None | MoodleError]:
         """One call, all or nothing in Moodle: a group it refuses (a name taken) fails alone."""
