@@ -9,12 +9,12 @@ definitions): heavy clients load when a run needs them.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from bufsync.registry import Registry
 
 if TYPE_CHECKING:  # `bufsync --help` lists the portals' commands: the registry itself imports no heavy library
     import click
@@ -116,26 +116,18 @@ class Emulator:
         self.server.server_close()
 
 
-_registry: dict[str, Portal] = {}
-_found = False
+_registry: Registry[Portal] = Registry(__name__, packages_only=True)
 
 
 def register(portal: Portal) -> Portal:
     if portal.name in ("sync", "dispatch"):
         raise ValueError(f"a portal may not be called {portal.name!r}: it is a job kind")
-    _registry[portal.name] = portal
-    return portal
+    return _registry.add(portal.name, portal)
 
 
 def portals() -> dict[str, Portal]:
     """Every registered portal, by name; the folders of this package are imported (and so register) once."""
-    global _found
-    if not _found:
-        _found = True
-        for module in pkgutil.iter_modules(__path__):
-            if module.ispkg:
-                importlib.import_module(f"{__name__}.{module.name}")
-    return dict(_registry)
+    return _registry.all()
 
 
 def portal(name: str) -> Portal:

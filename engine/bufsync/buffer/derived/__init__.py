@@ -9,8 +9,6 @@ write-back (sync_status and the rest)."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,6 +17,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
 from bufsync.mapping.model import Mapping
+from bufsync.registry import Registry
 
 if TYPE_CHECKING:
     from bufsync.mapping.loader import MappingSet
@@ -33,25 +32,19 @@ class Derivation:
     sources: Callable[[Any], list[str]]  # the mappings whose tables it reads, given its options
 
 
-_registry: dict[str, Derivation] = {}
-_found = False
+_registry: Registry[Derivation] = Registry(__name__)
 
 
 def register(name: str, options: type[BaseModel], sources: Callable[[Any], list[str]]) -> Callable[[Select], Select]:
     def add(select: Select) -> Select:
-        _registry[name] = Derivation(options, select, sources)
+        _registry.add(name, Derivation(options, select, sources))
         return select
     return add
 
 
 def derivations() -> dict[str, Derivation]:
     """name -> derivation, from every module of this folder (each registers its own)."""
-    global _found
-    if not _found:
-        _found = True
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-    return dict(_registry)
+    return _registry.all()
 
 
 def derivation_problems(mapping: Mapping) -> list[tuple[tuple[str | int, ...], str]]:

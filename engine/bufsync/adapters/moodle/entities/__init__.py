@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import html
-import importlib
-import pkgutil
 from collections.abc import Callable
 from typing import Any
+
+from bufsync.registry import Registry
 
 
 def changed(payload: dict[str, Any], applied: dict[str, Any] | None, fields: list[str]) -> list[str]:
@@ -24,23 +24,16 @@ def same_text(want: Any, have: Any) -> bool:
     return want == have or html.unescape(have) == html.unescape(want)
 
 
-_registry: dict[str, type] = {}
-_found = False
+_registry: Registry[type] = Registry(__name__)
 
 
 def register(entity: str) -> Callable[[type], type]:
     """Class decorator of an entity's adapter: `@register("user")`; a mapping's `target.entity` finds it."""
     def add(cls: type) -> type:
-        _registry[entity] = cls
-        return cls
+        return _registry.add(entity, cls)
     return add
 
 
 def entity_adapters() -> dict[str, type]:
     """entity -> adapter class, from every module of this folder (each registers its own; none is listed here)."""
-    global _found
-    if not _found:
-        _found = True
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-    return dict(_registry)
+    return _registry.all()
