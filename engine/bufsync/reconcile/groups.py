@@ -23,9 +23,11 @@ def _group_members(ctx: Context, mapping: Mapping, groups: list[tuple[str, ...]]
     wanted = set(groups)
     out: dict[tuple[str, ...], set[str]] = {g: set(ctx.vanished.get(mapping.name, {}).get(g, ())) for g in groups}
     firsts = sorted({g[0] for g in groups})
+    first = table.c[sync.group_by[0]]  # a text column is compared as it is, so its index serves (MS SQL too)
+    where = first if isinstance(first.type, sa.String) else columns[0]
     with ctx.engine.connect() as conn:
         for start in range(0, len(firsts), 500):
-            query = sa.select(key, *columns).where(columns[0].in_(firsts[start:start + 500]))
+            query = sa.select(key, *columns).where(where.in_(firsts[start:start + 500]))
             for row in conn.execute(query):
                 group = tuple(str(v) for v in row[1:])
                 if group in wanted:

@@ -29,6 +29,12 @@ def _current(view: dict[str, Any], now: int) -> bool:
     return start < now - _CLOCK_SLACK and (end == 0 or end > now + _CLOCK_SLACK)
 
 
+def _in_groups(views: list[dict[str, Any] | None]) -> set[tuple[int, int]]:
+    """(course group, person) of the active rows that name a group."""
+    return {(int(v["groupid"]), int(v["userid"])) for v in views
+            if v and v.get("@active", True) and v.get("groupid") and v.get("userid")}
+
+
 # Moodle's standard role ids; a site with other ids sets moodle.roles in the config
 DEFAULT_ROLES = {"manager": 1, "coursecreator": 2, "editingteacher": 3, "teacher": 4, "student": 5}
 
@@ -189,11 +195,8 @@ class EnrolmentAdapter:
         joins: list[tuple[int, dict[str, Any]]] = []
         leaves: list[tuple[int, dict[str, Any]]] = []
         for index, members in enumerate(groups):
-            def held(views: list[dict[str, Any] | None]) -> set[tuple[int, int]]:
-                return {(int(v["groupid"]), int(v["userid"])) for v in views
-                        if v and v.get("@active", True) and v.get("groupid") and v.get("userid")}
-            after = held([m.after for m in members])
-            before = held([m.before for m in members])
+            after = _in_groups([m.after for m in members])
+            before = _in_groups([m.before for m in members])
             joins += [(index, {"groupid": g, "userid": u}) for g, u in sorted(after - before)]
             leaves += [(index, {"groupid": g, "userid": u}) for g, u in sorted(before - after)]
         return joins, leaves
