@@ -83,8 +83,11 @@ def statements(mappings: MappingSet, tables: dict[str, sa.Table], mapping: Mappi
     def same(a: sa.ColumnElement[Any], b: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         return sa.or_(a == b, sa.and_(a.is_(None), b.is_(None)))
 
-    row_is_wanted = sa.exists().where(*(same(wanted.c[n], table.c[n]) for n in names))
-    row_is_held = sa.exists().where(*(table.c[n] == wanted.c[n] for n in mapping.table.key))
+    keys = mapping.table.key
+    # the keys (never null) compared plainly: the database joins on them (a hash anti-join), the rest null-safe
+    row_is_wanted = sa.exists().where(*(wanted.c[n] == table.c[n] for n in keys),
+                                      *(same(wanted.c[n], table.c[n]) for n in names if n not in keys))
+    row_is_held = sa.exists().where(*(table.c[n] == wanted.c[n] for n in keys))
     return (sa.delete(table).where(~row_is_wanted),
             sa.insert(table).from_select(names, sa.select(*(wanted.c[n] for n in names)).where(~row_is_held)))
 
