@@ -89,6 +89,9 @@ class BufferDialect:
     def prepare_stream(self, conn: sa.Connection) -> None:
         """Session settings for a long streamed read (a server-side cursor)."""
 
+    def prepare_bulk(self, conn: sa.Connection) -> None:
+        """Transaction settings for set-based statements over whole tables."""
+
     def md5(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """md5 of a text as 32 hex digits, computed by the database."""
         return sa.func.md5(text)

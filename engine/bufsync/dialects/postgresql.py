@@ -55,6 +55,14 @@ class PostgresqlDialect(BufferDialect):
         """A cursor makes PostgreSQL plan for the first rows (nested loops); plan for all of them."""
         conn.exec_driver_sql("SET cursor_tuple_fraction = 1.0")
 
+    def prepare_bulk(self, conn: sa.Connection) -> None:
+        """A set-based statement over whole tables (a derived table's refresh), for this transaction only: room
+        to hash in memory (the default work_mem is 4MB), and hash joins rather than merge joins, which it picks
+        when it cannot estimate a join of computed group codes and which then sort every row by four text keys
+        (measured on 62,800 derived rows: the no-change refresh 0.29 s -> 0.20 s)."""
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+        conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+
     def json_field(self, column: sa.ColumnElement[Any], key: str) -> sa.ColumnElement[Any]:
         field: sa.ColumnElement[Any] = sa.cast(column, postgresql.JSONB())[key].astext  # astext is untyped
         return field

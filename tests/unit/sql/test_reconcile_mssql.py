@@ -129,10 +129,12 @@ def test_the_refresh_of_a_derived_table() -> None:
     delete, insert = statements(MAPPINGS, dict(TABLES), MAPPINGS["process_enrolments"])
     text = compiled(delete)
     assert text.startswith("DELETE FROM buf_process_enrolments WHERE NOT (EXISTS (SELECT *")
-    assert "rtrim(ltrim(buf_students.group_code)) = rtrim(ltrim(buf_learning_processes.group_code))" in text
-    assert " UNION SELECT " in text and "DISTINCT FROM" not in text
-    assert "wanted.time_end = buf_process_enrolments.time_end OR wanted.time_end IS NULL AND " \
-           "buf_process_enrolments.time_end IS NULL" in text
+    assert "SELECT DISTINCT buf_students.person_external_id AS person_external_id, " \
+           "rtrim(ltrim(buf_students.group_code)) AS group_code" in text
+    assert "studies.group_code = rtrim(ltrim(buf_learning_processes.group_code))" in text
+    assert " UNION ALL SELECT " in text and "DISTINCT FROM" not in text
+    # not-null columns compared plainly (the database hashes on all of them)
+    assert "wanted.time_end = buf_process_enrolments.time_end))" in text
     text = compiled(insert)
     assert text.startswith("INSERT INTO buf_process_enrolments (user_external_id, course_external_id, "
                            "process_external_id, role, time_start, time_end) SELECT wanted.user_external_id")

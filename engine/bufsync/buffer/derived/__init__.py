@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
-from bufsync.mapping.model import Mapping
+from bufsync.dialects import dialect_named
 from bufsync.registry import Registry
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the mapping loader checks derived tables with this module: no import back at run time
     from bufsync.mapping.loader import MappingSet
+    from bufsync.mapping.model import Mapping
 
-Select = Callable[[Mapping, "MappingSet", dict[str, sa.Table], Any], sa.Select[Any] | sa.CompoundSelect]
+Select = Callable[["Mapping", "MappingSet", dict[str, sa.Table], Any], sa.Select[Any] | sa.CompoundSelect]
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,11 @@ def statements(mappings: MappingSet, tables: dict[str, sa.Table], mapping: Mappi
         return sa.or_(a == b, sa.and_(a.is_(None), b.is_(None)))
 
     keys = mapping.table.key
-    # the keys (never null) compared plainly: the database joins on them (a hash anti-join), the rest null-safe
-    row_is_wanted = sa.exists().where(*(wanted.c[n] == table.c[n] for n in keys),
-                                      *(same(wanted.c[n], table.c[n]) for n in names if n not in keys))
+    # columns that cannot be null compared plainly, so the database can hash-join on all of them (an OR of a
+    # null-safe comparison leaves it sorting both sides by every key in the site's collation); the rest null-safe
+    plain = {c.name for c in mapping.table.columns if not c.is_nullable}
+    row_is_wanted = sa.exists().where(*(wanted.c[n] == table.c[n] for n in names if n in plain),
+                                      *(same(wanted.c[n], table.c[n]) for n in names if n not in plain))
     row_is_held = sa.exists().where(*(table.c[n] == wanted.c[n] for n in keys))
     return (sa.delete(table).where(~row_is_wanted),
             sa.insert(table).from_select(names, sa.select(*(wanted.c[n] for n in names)).where(~row_is_held)))
@@ -96,6 +99,7 @@ def refresh(engine: sa.Engine, mappings: MappingSet, tables: dict[str, sa.Table]
     """Bring a derived table to what its derivation selects now, in one transaction."""
     delete, insert = statements(mappings, tables, mapping)
     with engine.begin() as conn:
+        dialect_named(engine.dialect.name).prepare_bulk(conn)
         deleted = conn.execute(delete).rowcount
         inserted = conn.execute(insert).rowcount
     return Refreshed(max(deleted, 0), max(inserted, 0))

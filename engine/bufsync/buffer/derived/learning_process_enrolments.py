@@ -5,15 +5,18 @@ enrolment mapping then suspends what this process asked for (never unenrols: tha
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bufsync.buffer.derived import register
-from bufsync.mapping.loader import MappingSet
-from bufsync.mapping.model import Identifier, Mapping
+from bufsync.mapping.model import Identifier
 from bufsync.validation import StrictModel
+
+if TYPE_CHECKING:
+    from bufsync.mapping.loader import MappingSet
+    from bufsync.mapping.model import Mapping
 
 
 class Options(StrictModel):
@@ -22,6 +25,13 @@ class Options(StrictModel):
     processes: Identifier = Field("learning_processes", description="the mapping of buf_learning_processes")
     students: Identifier = Field("students", description="the mapping of buf_students (its status.active says "
                                                          "who is studying)")
+
+
+    @model_validator(mode="after")
+    def _two_roles(self) -> Options:
+        if self.teacher_role == self.student_role:  # a teacher's row would then be a student's row twice over
+            raise ValueError(f"teacher_role and student_role are both '{self.student_role}'; they must differ")
+        return self
 
 
 def _sources(options: Options) -> list[str]:
@@ -41,15 +51,18 @@ def select(mapping: Mapping, mappings: MappingSet, tables: dict[str, sa.Table], 
     students = mappings[options.students].flow
     studying = students.status.active if students.status else ["studying"]
     role = sa.String(32)
+    # who studies in which group, once per person and group (a person may hold two record books in one): the
+    # distinct pairs are few, so the rows joined below are unique without sorting all of them again
+    studies = (sa.select(student.c.person_external_id, _code(student.c.group_code).label("group_code"))
+               .where(student.c.status.in_(studying)).distinct().subquery("studies"))
     of_students = (
-        sa.select(student.c.person_external_id.label("user_external_id"), process.c.course_external_id,
+        sa.select(studies.c.person_external_id.label("user_external_id"), process.c.course_external_id,
                   process.c.external_id.label("process_external_id"),
                   sa.literal(options.student_role, role).label("role"),
                   process.c.start_date.label("time_start"), process.c.end_date.label("time_end"))
-        .join_from(process, student, _code(student.c.group_code) == _code(process.c.group_code))
-        .where(student.c.status.in_(studying)))
+        .join_from(process, studies, studies.c.group_code == _code(process.c.group_code)))
     of_teachers = (
         sa.select(process.c.teacher_external_id, process.c.course_external_id, process.c.external_id,
                   sa.literal(options.teacher_role, role), process.c.start_date, process.c.end_date)
         .where(process.c.teacher_external_id.is_not(None), process.c.teacher_external_id != ""))
-    return sa.union(of_students, of_teachers)  # UNION, not ALL: one person with two record books in a group
+    return sa.union_all(of_students, of_teachers)
