@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from bufsync import commands
 from bufsync.config import load_settings
 from bufsync.paths import shipped_mappings_dir
 from tests.integration.reconcile.conftest import TOKEN, WRITES, World, people
@@ -156,6 +157,29 @@ def test_a_field_moodle_lacks_is_a_warning_until_the_admin_creates_it(world: Wor
     assert counts(report, "achievements")["repaired"] == 1, report.render()
     assert listed(world, "user00000") == "2026-05-12 — Победитель олимпиады"
     assert statuses(world)["A1"] == ("ok", None)
+
+
+def test_check_says_whether_moodle_has_the_named_field(world: World) -> None:
+    def profile() -> Any:
+        items = {item.name: item for item in commands.check(world.loaded)}
+        assert items["moodle"].ok, items["moodle"].detail
+        return items.get("profile")
+
+    assert FIELD not in profile().detail  # no field named: no list to check (users' snils is checked as ever)
+    name_the_field(world)
+    item = profile()  # nothing synced yet: no evidence either way
+    assert item.ok is None and f"not verifiable yet: {FIELD}, snils" in item.detail
+    world.insert("buf_users", people(2))
+    world.insert("buf_achievements", [achievement(0, "OLYMP", "A1", "Победитель олимпиады", "2026-05-12"),
+                                      achievement(1, "OLYMP", "B1", "Призёр олимпиады", status="cancelled")])
+    world.run("users", "achievements")
+    item = profile()
+    assert item.ok is False and item.detail.startswith(
+        f"Moodle has no custom profile field {FIELD} (none of 1 linked users with a value holds one in Moodle)")
+    create_field(world)
+    world.run("users", "achievements", full=True)
+    item = profile()
+    assert item.ok is None and item.detail.startswith(f"Moodle holds values of {FIELD}; not verifiable yet: snils")
 
 
 def test_a_person_deleted_in_moodle_fails_with_the_reason(world: World) -> None:

@@ -15,11 +15,14 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import sqlalchemy as sa
+
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import register
 from bufsync.adapters.moodle.entities.cohorts import Change, CohortMemberAdapter, View, category_of, membership, name_of
 from bufsync.errors import ConfigError, Problem
+from bufsync.mapping.loader import MappingSet
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile.adapter import Existing, Member, Outcome
 from bufsync.reconcile.records import Desired
@@ -40,6 +43,30 @@ class AchievementAdapter(CohortMemberAdapter):
                                       "the achievement entity keeps one record per person: expected group_by to be "
                                       "the column of the `userid` field (a lookup of the people's mapping), "
                                       f"found {mapping.flow.group_by}"))
+
+    @classmethod
+    def profile_fields(cls, mapping: Mapping, mappings: MappingSet, metadata: sa.MetaData,
+                       settings: Any) -> dict[str, sa.Select[Any]]:
+        """For `bufsync check` (no Web Service lists profile fields; it reads people back): the list's field, and
+        the Moodle ids of people whose list Moodle should hold (an active achievement applied: ok, or a warning that
+        Moodle dropped the list)."""
+        field = getattr(getattr(settings, "achievements", None), "profile_field", None)
+        person = mapping.flow.fields.get("userid")
+        if field is None or person is None or person.lookup is None or person.source is None:
+            return {}
+        people = mappings[person.lookup]
+        remote = people.table.writeback.remote_id if people.table.writeback else None
+        if remote is None or len(people.flow.key) != 1:
+            return {}
+        rows, users = metadata.tables[mapping.table.name], metadata.tables[people.table.name]
+        query = (sa.select(users.c[remote]).distinct()
+                 .select_from(rows.join(users, rows.c[person.source] == users.c[people.flow.key[0]]))
+                 .where(users.c[remote].is_not(None)))
+        if mapping.flow.status is not None:
+            query = query.where(rows.c[mapping.flow.status.column].in_(mapping.flow.status.active))
+        if mapping.table.writeback is not None and mapping.table.writeback.status:
+            query = query.where(rows.c[mapping.table.writeback.status].in_(["ok", "warning"]))
+        return {field: query}
 
     def prevalidate(self, desired: Desired, existing: Existing | None) -> str | None:
         if desired.active and desired.payload.get("cohort") in (None, ""):
