@@ -84,7 +84,7 @@ class AchievementAdapter(CohortMemberAdapter):
                 changes.append(change)
                 owners.append(index)
         outcomes: list[Outcome] = [Outcome(True) for _ in groups]
-        for index, outcome in zip(owners, self.apply_changes(changes), strict=True):
+        for index, outcome in zip(owners, self.apply_changes(changes) if changes else [], strict=True):
             if not outcome.ok and outcomes[index].ok:
                 outcomes[index] = outcome
         if self.field is not None:
