@@ -9,10 +9,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from bufsync import commands
 from bufsync.config import load_settings
+from bufsync.errors import ConfigError
 from bufsync.paths import shipped_mappings_dir
 from tests.integration.reconcile.conftest import TOKEN, WRITES, World, people
 from tests.integration.reconcile.test_contingent import cohorts, counts
@@ -209,20 +211,38 @@ def test_a_person_deleted_in_moodle_fails_with_the_reason(world: World) -> None:
     assert counts(report, "achievements") == {"deleted": 1, "unchanged": 2}
 
 
+def site_mappings(folder: Path, entity: str, group_by: list[str], fields: tuple[str, ...] | None = None) -> Path:
+    """A site's copy of the shipped mappings, its achievements.yaml changed."""
+    folder.mkdir()
+    for file in shipped_mappings_dir().glob("*.yaml"):
+        (folder / file.name).write_bytes(file.read_bytes())
+    data = yaml.safe_load((folder / "achievements.yaml").read_text(encoding="utf-8"))
+    data["sync"]["target"]["entity"] = entity
+    data["sync"]["group_by"] = group_by
+    if fields is not None:
+        data["sync"]["fields"] = {k: v for k, v in data["sync"]["fields"].items() if k in fields}
+    (folder / "achievements.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return folder
+
+
+def test_a_list_per_person_and_kind_is_refused_with_the_reason(world: World, tmp_path: Path) -> None:
+    """Grouped by person and kind, each kind's part of the list would overwrite the person's one field."""
+    maps = site_mappings(tmp_path / "mappings", "achievement", ["person_external_id", "type_code"])
+    name_the_field(world, BUFSYNC_MAPPINGS_DIR=str(maps))
+    world.insert("buf_users", people(1))
+    world.insert("buf_achievements", [achievement(0, "OLYMP", "A1", "Победитель олимпиады", "2026-05-12")])
+    with pytest.raises(ConfigError, match=r"mapping achievements: sync.group_by: the achievement entity keeps one "
+                                          r"record per person: expected group_by to be the column of the `userid`"):
+        world.run("users", "achievements")
+    assert members(world) == {}
+
+
 def test_an_install_synced_by_the_per_kind_mapping_moves_to_one_record_per_person(world: World,
                                                                                tmp_path: Path) -> None:
     """Before the list, achievements were grouped by (person, kind) into cohort_member: the ledger's keys are the
     same rows; the first run after the upgrade applies every row again (its fields changed), and nothing else."""
-    old = tmp_path / "mappings"
-    old.mkdir()
-    for file in shipped_mappings_dir().glob("*.yaml"):
-        (old / file.name).write_bytes(file.read_bytes())
-    data = yaml.safe_load((old / "achievements.yaml").read_text(encoding="utf-8"))
-    data["sync"]["target"]["entity"] = "cohort_member"
-    data["sync"]["group_by"] = ["person_external_id", "type_code"]
-    data["sync"]["fields"] = {k: v for k, v in data["sync"]["fields"].items()
-                              if k in ("cohort", "cohort_prefix", "cohort_name", "userid")}
-    (old / "achievements.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    old = site_mappings(tmp_path / "mappings", "cohort_member", ["person_external_id", "type_code"],
+                        ("cohort", "cohort_prefix", "cohort_name", "userid"))
     create_field(world)
     world.insert("buf_users", people(2))
     world.insert("buf_achievements", [achievement(0, "OLYMP", "A1", "Победитель олимпиады", "2026-05-12"),
