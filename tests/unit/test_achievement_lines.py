@@ -32,8 +32,9 @@ def test_a_line_from_the_row_and_from_the_ledger_reads_the_same() -> None:
 
 
 def test_the_list_holds_the_active_ones_by_date_then_title() -> None:
-    rows = [("k1", {"title": "Б", "achieved_on": "2026-01-02"}), ("k2", {"title": "А", "achieved_on": "2026-01-02"}),
-            ("k3", {"title": "В"}), ("k4", {"title": "Г", "achieved_on": "2025-01-01", "@active": False}),
-            ("k5", None), ("k0", {"title": "Д", "achieved_on": "2020-01-01"})]
-    assert achievement_list(rows) == "2020-01-01 — Д\n2026-01-02 — А\n2026-01-02 — Б\nВ"
-    assert achievement_list([("k4", {"title": "Г", "@active": False})]) == ""
+    views = [{"title": "Б", "achieved_on": "2026-01-02"}, {"title": "А", "achieved_on": "2026-01-02", "level": "х"},
+             {"title": "В"}, {"title": "Г", "achieved_on": "2025-01-01", "@active": False}, None,
+             {"title": "Д", "achieved_on": "2020-01-01"}, {"title": "А", "achieved_on": "2026-01-02"}]
+    text = "2020-01-01 — Д\n2026-01-02 — А\n2026-01-02 — А (х уровень)\n2026-01-02 — Б\nВ"
+    assert achievement_list(views) == achievement_list(reversed(views)) == text  # whatever the rows' order
+    assert achievement_list([{"title": "Г", "@active": False}]) == ""

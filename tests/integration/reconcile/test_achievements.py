@@ -144,6 +144,28 @@ def test_without_the_setting_no_list_is_written_and_a_full_run_fills_a_field_nam
     assert writes(world) == before
 
 
+def test_a_full_run_puts_back_a_list_edited_by_hand(world: World) -> None:
+    create_field(world)
+    name_the_field(world)
+    world.insert("buf_users", people(2))
+    world.insert("buf_achievements", [achievement(0, "OLYMP", "A1", "Победитель олимпиады", "2026-05-12"),
+                                      achievement(0, "SPORT", "A2", "Чемпион города", "2026-03-01"),
+                                      achievement(1, "SPORT", "B1", "Чемпион области", status="cancelled")])
+    world.run("users", "achievements")
+    wanted = "2026-03-01 — Чемпион города\n2026-05-12 — Победитель олимпиады"
+    assert listed(world, "user00000") == wanted
+    users = {r["external_id"]: int(r["lms_id"]) for r in world.rows("buf_users")}
+    with world.ws() as client:  # someone edits both fields in Moodle: a line added, a cancelled one typed in
+        client.update_users([{"id": users["P00000"], "customfields": [{"type": FIELD, "value": wanted + "\nРуками"}]},
+                             {"id": users["P00001"], "customfields": [{"type": FIELD, "value": "Чемпион области"}]}])
+    report = world.run("users", "achievements", full=True)
+    assert counts(report, "achievements")["repaired"] == 3, report.render()
+    assert listed(world, "user00000") == wanted and listed(world, "user00001") is None
+    before = writes(world)
+    assert counts(world.run("users", "achievements", full=True), "achievements") == {"unchanged": 3}
+    assert writes(world) == before
+
+
 def test_a_field_moodle_lacks_is_a_warning_until_the_admin_creates_it(world: World) -> None:
     name_the_field(world)
     world.insert("buf_users", people(1))

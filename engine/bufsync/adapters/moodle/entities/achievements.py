@@ -12,6 +12,7 @@ their rows changes:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -101,7 +102,7 @@ class AchievementAdapter(CohortMemberAdapter):
             userid = _person(members)
             if userid is None:
                 continue
-            text = achievement_list([(m.key, m.after) for m in members])
+            text = achievement_list(m.after for m in members)
             todo.append((index, text))
             records.append({"id": userid, "customfields": [{"type": self.field, "value": text}]})
         for (index, text), result in zip(todo, self.client.update_users(records) if records else [], strict=True):
@@ -119,25 +120,27 @@ class AchievementAdapter(CohortMemberAdapter):
                     "пользователя; тип «Текстовая область») и запустите bufsync run --full", "profilefieldmissing"))
 
     def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
-        """--full: rows whose membership Moodle lost, and active rows whose line the person's field lacks (the
-        field edited by hand, created after the rows were applied, or named in the settings since)."""
+        """--full: rows whose membership Moodle lost, and rows whose person's field is not the list their rows and
+        the other rows of their group (`Existing.peers`, by the ledger) make: edited by hand, created after the
+        rows were applied, or named in the settings since."""
         out = super().drifted(items)
         if self.field is None:
             return out
-        wanted: dict[int, list[tuple[str, str]]] = {}
-        for desired, _ in items:
+        wanted: dict[int, tuple[str, list[str]]] = {}  # userid -> (the list, the rows checked)
+        for desired, existing in items:
             view = self._view(desired)
-            if view["@active"] and view.get("userid") not in (None, ""):
-                wanted.setdefault(int(view["userid"]), []).append((desired.key, achievement_line(view)))
+            if view.get("userid") in (None, ""):
+                continue
+            text, keys = wanted.setdefault(int(view["userid"]), (achievement_list([view, *existing.peers]), []))
+            keys.append(desired.key)
         if not wanted:
             return out
-        held: dict[int, set[str]] = {}
-        for user in self.client.get_users_by_field("id", sorted(wanted)):
-            value = next((str(c.get("value") or "") for c in user.get("customfields") or ()
-                          if c.get("shortname") == self.field), "")
-            held[int(user["id"])] = set(value.replace("\r\n", "\n").split("\n"))
-        for userid, rows in wanted.items():
-            out |= {key for key, line in rows if line not in held.get(userid, set())}
+        held = {int(user["id"]): next((str(c.get("value") or "") for c in user.get("customfields") or ()
+                                       if c.get("shortname") == self.field), "")
+                for user in self.client.get_users_by_field("id", sorted(wanted))}
+        for userid, (text, keys) in wanted.items():
+            if held.get(userid, "").replace("\r\n", "\n") != text:
+                out.update(keys)
         return out
 
 
@@ -164,12 +167,12 @@ def _person(members: list[Member]) -> int | None:
     return None
 
 
-def achievement_list(rows: list[tuple[str, View | None]]) -> str:
-    """The text of a person's field: their active achievements, one line each, by date (undated last), then title;
-    (key, view) pairs, the key only keeps the order stable."""
-    active = [(key, view) for key, view in rows if view and view.get("@active", True)]
-    active.sort(key=lambda kv: (_day(kv[1].get("achieved_on")) or "\uffff", _text(kv[1].get("title")), kv[0]))
-    return "\n".join(achievement_line(view) for _, view in active)
+def achievement_list(views: Iterable[View | None]) -> str:
+    """The text of a person's field: their active achievements, one line each, by date (undated last), then title,
+    then the line itself (so the order never depends on which row came first)."""
+    lines = [(_day(v.get("achieved_on")) or "\uffff", _text(v.get("title")), achievement_line(v))
+             for v in views if v and v.get("@active", True)]
+    return "\n".join(line for *_, line in sorted(lines))
 
 
 def achievement_line(view: View) -> str:
