@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bufsync.adapters.moodle.client import REQUIRED_FUNCTIONS, MoodleClient
+from bufsync.adapters.moodle.entities import entity_adapters
 from bufsync.adapters.moodle.errors import MoodleConfigError, MoodleError, MoodleUnavailable
 from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
@@ -97,17 +98,25 @@ class _NamedFields:
     remote: sa.Column
 
 
-def _profile_sources(mappings: MappingSet, metadata: sa.MetaData) -> tuple[dict[str, Any], list[_NamedFields]]:
+def _profile_sources(mappings: MappingSet, metadata: sa.MetaData,
+                     moodle: Any = None) -> tuple[dict[str, Any], list[_NamedFields]]:
     """Custom profile fields the mappings write, with queries for the Moodle ids of users that should hold a value.
 
     The fields are the `customfields.<name>` targets of user mappings and the names in the tables attached to
-    them `into: customfields` (buf_user_fields); the users are rows with a value and a remote id.
+    them `into: customfields` (buf_user_fields); the users are rows with a value and a remote id. An entity that
+    writes a profile field of its own (achievements: the list a setting names) says which, and for whom, through
+    its adapter's `profile_fields(mapping, mappings, metadata, moodle settings)`.
     """
     direct: dict[str, Any] = {}
     named: list[_NamedFields] = []
+    adapters = entity_adapters()
     for mapping in mappings.synced():
         sync, writeback = mapping.sync, mapping.table.writeback
         assert sync is not None  # synced() gives mappings with a sync section
+        own = getattr(adapters.get(sync.target.entity or ""), "profile_fields", None)
+        if sync.target.system == "moodle" and own is not None:
+            for name, query in own(mapping, mappings, metadata, moodle).items():
+                direct.setdefault(name, query.limit(PROFILE_SAMPLE))
         if sync.target.system != "moodle" or sync.target.entity != "user" or not writeback or not writeback.remote_id:
             continue
         users = metadata.tables[mapping.table.name]
@@ -130,7 +139,7 @@ def _check_profile_fields(loaded: LoadedSettings, mappings: MappingSet, client: 
     """Moodle drops values of custom profile fields it lacks without a word, and no Web Service lists its
     profile fields: read back users bufsync wrote a value to and see whether Moodle holds one."""
     from bufsync.schema import build_metadata
-    direct, named = _profile_sources(mappings, build_metadata(mappings))
+    direct, named = _profile_sources(mappings, build_metadata(mappings), loaded.moodle)
     if not direct and not named:
         return None
     wanted: dict[str, list[int]] = {}

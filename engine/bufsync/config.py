@@ -8,6 +8,7 @@ and `bufsync.secrets` masks them anywhere else.
 from __future__ import annotations
 
 import os
+import re
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,6 +42,26 @@ class CohortSettings(StrictModel):
                                "(it is made again when someone joins); needs core_cohort_delete_cohorts")
 
 
+class AchievementSettings(StrictModel):
+    """What a person's achievements (buf_achievements) become besides a cohort per kind: Moodle 4.5 has no web
+    service to award a badge, so the list goes into a custom profile field the site creates."""
+
+    profile_field: str | None = Field(
+        None, description="short name of the custom user profile field (textarea recommended) that holds each "
+        "person's list of active achievements; empty: no list is written")
+
+    @field_validator("profile_field", mode="before")
+    @classmethod
+    def _shortname(cls, value: Any) -> Any:
+        """What core_user_update_users takes as a custom field's type (PARAM_ALPHANUMEXT); blank means none."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", value):
+            raise ValueError("expected the short name of a Moodle custom profile field: 1 to 100 latin letters, "
+                             "digits, _ or -")
+        return value
+
+
 class MoodleSettings(StrictModel):
     url: str | None = Field(None, description="Moodle site URL, e.g. https://lms.example.edu")
     token: SecretStr | None = Field(None, description="Web service token of the bufsync service")
@@ -55,6 +76,7 @@ class MoodleSettings(StrictModel):
     roles: dict[str, int] | None = Field(None, description="role shortname -> id, when the site's ids differ")
     password_policy: bool = Field(True, description="check Moodle's default password policy locally")
     cohorts: CohortSettings = Field(default_factory=CohortSettings)
+    achievements: AchievementSettings = Field(default_factory=AchievementSettings)
 
     _http_url = field_validator("url")(classmethod(lambda cls, value: http_url(value)))
 

@@ -39,6 +39,14 @@ COURSES = [("IT-PY", "py-101", "Программирование на Python", "
            ("EC-MIC", "mic-101", "Микроэкономика", "K-EC"), ("EC-FIN", "fin-201", "Финансы", "K-EC"),
            ("HM-HIS", "his-101", "История России", None), ("HM-PHIL", "phil-101", "Философия", None)]
 
+ACHIEVEMENTS = [("OLYMP", "Победители олимпиад", ["Победитель олимпиады по математике", "Призёр олимпиады по физике",
+                                                    "Победитель олимпиады по программированию"]),
+                ("SPORT", "Спортивные достижения", ["Первое место в лыжной гонке", "Золотой знак ГТО",
+                                                    "Кубок колледжа по волейболу"]),
+                ("SCI", "Научные конференции", ["Доклад на студенческой конференции", "Статья в сборнике трудов"])]
+LEVELS = ["вузовский", "региональный", "всероссийский"]
+ACHIEVEMENTS_FIELD = "achievements"
+
 
 def _latin(text: str) -> str:
     return "".join(TRANSLIT.get(c, c) for c in text.lower())
@@ -116,9 +124,20 @@ def dataset(people: int = 300, seed: int = 2026) -> dict[str, list[dict[str, Any
                   "start_date": date(2026, 9, 1), "end_date": date(2026, 12, 30), "program_external_id": None}
                  for index, (group, course) in enumerate([("ИС-21", COURSES[0]), ("ИС-21", COURSES[1]),
                                                           ("ИБ-22", COURSES[2]), ("ЭК-23", COURSES[4])])]
+    # the portfolio: a few students' achievements (drawn last, so the rest of the data set stays as it was)
+    achievements = []
+    for index, user in enumerate(users[30:60:3], start=1):
+        for number in range(1 + index % 3):
+            code, kind, titles = ACHIEVEMENTS[(index + number) % len(ACHIEVEMENTS)]
+            achievements.append({
+                "person_external_id": user["external_id"], "type_code": code,
+                "achievement_id": f"ДСТ-{index:03d}-{number}", "type_name": kind, "title": rnd.choice(titles),
+                "achieved_on": date(2026, rnd.randint(1, 6), rnd.randint(1, 28)), "level": rnd.choice(LEVELS),
+                "document": f"диплом №{rnd.randint(100, 999)}" if number % 2 == 0 else None,
+                "points": rnd.choice([None, 5, 10, 2.5]), "status": "active"})
     return {"buf_users": users, "buf_departments": departments, "buf_courses": courses,
             "buf_subscriptions": subscriptions, "buf_students": students, "buf_staff": staff,
-            "buf_programs": programs, "buf_learning_processes": processes}
+            "buf_programs": programs, "buf_learning_processes": processes, "buf_achievements": achievements}
 
 
 def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo: Callable[[str], None]) -> None:
@@ -193,6 +212,17 @@ def _cohorts(server: Any) -> str:
     return "\n".join(lines)
 
 
+def _achievements(server: Any, person: dict[str, Any]) -> str:
+    """One person's list of achievements, as Moodle's Web Services answer (the profile field the setting names)."""
+    from bufsync.adapters.moodle.client import MoodleClient
+    with MoodleClient.connect(server.url, server.site.config.token) as client:
+        user = client.get_users_by_field("idnumber", [person["external_id"]])[0]
+    value = next((c["value"] for c in user.get("customfields", []) if c["shortname"] == ACHIEVEMENTS_FIELD), "")
+    lines = [f"   achievements of {user['username']} (profile field «{ACHIEVEMENTS_FIELD}», "
+             "core_user_get_users_by_field):"]
+    return "\n".join(lines + ([f"     {line}" for line in value.splitlines()] or ["     (none)"]))
+
+
 def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print) -> tuple[RunReport, RunReport]:
     directory.mkdir(parents=True, exist_ok=True)
     buffer = directory / "bufsync.db"
@@ -201,11 +231,14 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
     server = start(port=0, data=None)
     try:
         env = {"BUFSYNC_BUFFER_URL": f"sqlite:///{buffer.as_posix()}", "BUFSYNC_MOODLE_URL": server.url,
-               "BUFSYNC_MOODLE_TOKEN": server.site.config.token}
+               "BUFSYNC_MOODLE_TOKEN": server.site.config.token,
+               "BUFSYNC_MOODLE_ACHIEVEMENTS_PROFILE_FIELD": ACHIEVEMENTS_FIELD}
         loaded = load_settings(None, env)
         mappings = load_mappings(loaded.mappings_dir)
         migrations.upgrade(loaded, mappings)
         server.site.admin("create_profile_field", {"shortname": "snils", "name": "СНИЛС"})
+        server.site.admin("create_profile_field", {"shortname": ACHIEVEMENTS_FIELD, "name": "Достижения",
+                                                   "datatype": "textarea"})
         engine = sa.create_engine(env["BUFSYNC_BUFFER_URL"])
         tables = build_metadata(mappings).tables
         data = dataset(people)
@@ -216,14 +249,18 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
              f"{len(data['buf_courses'])} courses, {len(data['buf_subscriptions'])} enrolments, "
              f"{len(data['buf_students'])} students in 3 academic groups, {len(data['buf_staff'])} staff positions, "
              f"{len(data['buf_programs'])} programs, {len(data['buf_learning_processes'])} learning processes, "
-             "written as 1C would")
+             f"{len(data['buf_achievements'])} achievements, written as 1C would")
         echo(f"2. sandbox Moodle at {server.url}")
         echo("3. first sync:\n")
         first = run(loaded, [], Options())
         echo(first.render(errors_shown=10))
         echo(_cohorts(server))
+        laureate = max(data["buf_users"], key=lambda u: sum(a["person_external_id"] == u["external_id"]
+                                                            for a in data["buf_achievements"]))
+        echo(_achievements(server, laureate))
         users, subs = tables["buf_users"], tables["buf_subscriptions"]
         students, staff = tables["buf_students"], tables["buf_staff"]
+        achievements = tables["buf_achievements"]
         studying = [r for r in data["buf_students"] if r["status"] == "studying"]
         with engine.begin() as conn:
             conn.execute(users.update().where(users.c.external_id == data["buf_users"][1]["external_id"])
@@ -242,6 +279,9 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
                                                                     if r["group_code"] == target)))
             conn.execute(staff.update().where(staff.c.person_external_id == data["buf_users"][11]["external_id"])
                          .values(status="dismissed"))
+            cancelled = next(a for a in data["buf_achievements"] if a["person_external_id"] == laureate["external_id"])
+            conn.execute(achievements.update().where(achievements.c.achievement_id == cancelled["achievement_id"])
+                         .values(status="cancelled"))
             conn.execute(users.insert(), [
                 {"external_id": "new-2026-0001", "username": "novikova.elena",
                  "email": "novikova.elena@college.example",
@@ -253,17 +293,19 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
         echo("\n4. 1C changes: the Cyrillic login fixed, a surname changed, a student suspended (академ),"
              " one student's enrolments removed, a new student added, and a namesake given another person's login"
              " (disputed: that account is never taken over); a student expelled, one moved to another group,"
-             " a teacher dismissed")
+             " a teacher dismissed, an achievement cancelled")
         echo("5. second sync:\n")
         second = run(loaded, [], Options())
         echo(second.render(errors_shown=10))
         echo(_cohorts(server))
+        echo(_achievements(server, laureate))
         _scos(loaded, server, data, echo)
         echo("\nThe buffer keeps what happened to every row (sqlite3 bufsync.db):\n"
              "  SELECT external_id, sync_status, sync_error, lms_id FROM buf_users WHERE sync_status <> 'ok';\n"
              "  SELECT id, outcome, counts FROM sync_runs;\n"
              "  SELECT person_external_id, group_code, status, sync_status FROM buf_students;\n"
              "  SELECT process_external_id, user_external_id, role, sync_status FROM buf_process_enrolments;\n"
+             "  SELECT person_external_id, achievement_id, status, sync_status FROM buf_achievements;\n"
              "  SELECT course_id, shortname, state, scos_id FROM sync_scos_courses;\n"
              "  SELECT operation, status, user_id, last_error FROM v_queue_scos;\n"
              "Try it yourself: `bufsync sandbox` in one shell; in another, paste the export lines it prints, then\n"

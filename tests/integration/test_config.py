@@ -4,6 +4,7 @@ import pytest
 
 from bufsync.config import env_names, load_settings
 from bufsync.errors import ConfigError
+from tests.integration.clirun import bufsync_in_process
 
 
 def test_no_file_uses_sqlite_in_working_directory_and_shipped_mappings(tmp_path: Path) -> None:
@@ -68,6 +69,28 @@ def test_bad_value_from_environment_names_the_variable() -> None:
         load_settings(None, {"BUFSYNC_MOODLE_URL": "ftp://nope"})
     assert "BUFSYNC_MOODLE_URL (environment)" in str(err.value)
     assert "http:// or https://" in str(err.value)
+
+
+def test_achievements_profile_field_names_a_moodle_shortname(tmp_path: Path) -> None:
+    """moodle.achievements.profile_field: what core_user_update_users takes as a custom field's name, or none."""
+    assert load_settings(None, {}).moodle.achievements.profile_field is None
+    field = {"BUFSYNC_MOODLE_ACHIEVEMENTS_PROFILE_FIELD": "achievements"}
+    assert load_settings(None, field).moodle.achievements.profile_field == "achievements"
+    path = tmp_path / "bufsync.yaml"
+    path.write_text("moodle:\n  achievements:\n    profile_field: ''\n")
+    assert load_settings(path, {}).moodle.achievements.profile_field is None  # blank: no list written
+    path.write_text("moodle:\n  achievements:\n    profile_field: мои достижения\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, {})
+    assert (f"{path}:3: moodle.achievements.profile_field: expected the short name of a Moodle custom profile "
+            "field: 1 to 100 latin letters, digits, _ or - (found 'мои достижения')") in str(err.value)
+    # a run refuses at start, before it touches the buffer
+    result = bufsync_in_process("run", env={"BUFSYNC_MOODLE_ACHIEVEMENTS_PROFILE_FIELD": "a;b",
+                                            "BUFSYNC_MOODLE_URL": "http://127.0.0.1:9", "BUFSYNC_MOODLE_TOKEN": "x"})
+    assert result.returncode == 2
+    assert "BUFSYNC_MOODLE_ACHIEVEMENTS_PROFILE_FIELD (environment): expected the short name" in result.stderr
+    assert "(found 'a;b')" in result.stderr
+    assert not (tmp_path / "bufsync.db").exists()
 
 
 def test_bad_buffer_url_and_time_zone() -> None:

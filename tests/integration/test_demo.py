@@ -29,6 +29,12 @@ def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
     assert "1c-K-PO      Кафедра программного обеспечения" in first
     assert "1c-K-PO      Кафедра программного обеспечения     1 members" in second  # the dismissed teacher left
     assert "ИС-21 in py-101" in first and "ИБ-22 in net-301" in first  # learning processes as course groups
+    # achievements: a cohort per kind, and a person's list in a profile field; 1C cancels one of them
+    assert "1c-ach-OLYMP Победители олимпиад" in first
+    header = "(profile field «achievements», core_user_get_users_by_field):"
+    listed = [part.split(header, 1)[1].split("\n\n", 1)[0].strip().splitlines() for part in (first, second)]
+    assert len(listed[0]) == 3 and set(listed[1]) < set(listed[0]), listed
+    assert all(" — " in line for line in listed[0])
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'bufsync.db'}")
     with engine.connect() as conn:
         runs = conn.execute(sa.text("SELECT outcome FROM sync_runs WHERE kind = 'sync' ORDER BY id")).scalars().all()

@@ -14,7 +14,8 @@ def test_the_shipped_entities_register_themselves() -> None:
     from bufsync.adapters.moodle.entities import entity_adapters
     adapters = entity_adapters()
     assert {k: v.__name__ for k, v in adapters.items()} == {
-        "category": "CategoryAdapter", "cohort_member": "CohortMemberAdapter", "course": "CourseAdapter",
+        "achievement": "AchievementAdapter", "category": "CategoryAdapter", "cohort_member": "CohortMemberAdapter",
+        "course": "CourseAdapter",
         "course_group": "CourseGroupAdapter", "enrolment": "EnrolmentAdapter", "user": "UserAdapter"}
 
 
@@ -63,5 +64,6 @@ def test_a_new_entity_module_is_found_and_a_mapping_targeting_it_runs_instead_of
                             text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     names, badges = result.stdout.splitlines()
-    assert names == "['badge', 'category', 'cohort_member', 'course', 'course_group', 'enrolment', 'user']"
+    assert names == ("['achievement', 'badge', 'category', 'cohort_member', 'course', 'course_group', 'enrolment', "
+                     "'user']")
     assert badges.startswith("True"), badges  # a mapping targeting the new entity runs instead of being skipped

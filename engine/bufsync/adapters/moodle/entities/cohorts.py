@@ -30,7 +30,7 @@ View = dict[str, Any]  # a row as the ledger keeps it: cohort, cohort_name, cate
 
 
 @dataclass
-class _Change:
+class Change:
     """What one item (a row, or a group of rows) asks of Moodle: the membership it leaves and the one it wants."""
 
     leave: tuple[str, int] | None  # (cohort code, userid)
@@ -39,7 +39,7 @@ class _Change:
     category: int | None = None    # the cohort's category (context: department)
 
 
-def _membership(view: View | None) -> tuple[str, int] | None:
+def membership(view: View | None) -> tuple[str, int] | None:
     """The membership a view holds: only an active row with a cohort code and a person is a member. The
     code carries the mapping's own prefix (`cohort_prefix`: achievements' cohorts are ach-<kind>)."""
     if not view or not view.get("@active", True):
@@ -72,11 +72,11 @@ class CohortMemberAdapter:
                          if c.get("idnumber")}
         return self._ids
 
-    def _ensure(self, changes: Sequence[_Change]) -> dict[str, str]:
+    def _ensure(self, changes: Sequence[Change]) -> dict[str, str]:
         """Create the cohorts joined that do not exist, rename those whose name changed; code -> why a
         cohort could not be made (its members fail with that reason)."""
         known = self._cohorts()
-        wanted: dict[str, _Change] = {}
+        wanted: dict[str, Change] = {}
         for change in changes:
             if change.join is not None:
                 code = change.join[0]
@@ -124,7 +124,7 @@ class CohortMemberAdapter:
             return {"type": "id", "value": str(category)}
         return {"type": "system", "value": ""}
 
-    def _record(self, code: str, change: _Change) -> dict[str, Any]:
+    def _record(self, code: str, change: Change) -> dict[str, Any]:
         return {"idnumber": self.idnumber(code), "name": change.name or code,
                 "categorytype": self._context(change.category), "visible": 1}
 
@@ -150,20 +150,20 @@ class CohortMemberAdapter:
         return {**desired.payload, **{name: desired.resolved.get(name) for name in desired.lookups},
                 "@active": desired.active}
 
-    def _change(self, before: View | None, after: View | None) -> _Change:
-        leave, join = _membership(before), _membership(after)
+    def _change(self, before: View | None, after: View | None) -> Change:
+        leave, join = membership(before), membership(after)
         if leave == join:  # the same membership: joined again (a no-op in Moodle), so a rename still applies
             leave = None
-        return _Change(leave, join, _name(after), _category(after))
+        return Change(leave, join, name_of(after), category_of(after))
 
     def create(self, items: list[Desired]) -> list[Outcome]:
-        return self._apply([self._change(None, self._view(d)) for d in items])
+        return self.apply_changes([self._change(None, self._view(d)) for d in items])
 
     def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]:
-        return self._apply([self._change(e.applied, self._view(d)) for d, e in items])
+        return self.apply_changes([self._change(e.applied, self._view(d)) for d, e in items])
 
     def suspend(self, items: list[Existing]) -> list[Outcome]:
-        return self._apply([self._change(e.applied, None) for e in items])
+        return self.apply_changes([self._change(e.applied, None) for e in items])
 
     def delete(self, items: list[Existing]) -> list[Outcome]:
         return self.suspend(items)
@@ -172,12 +172,12 @@ class CohortMemberAdapter:
         """One membership per group: held while any row of it is active."""
         changes = []
         for members in groups:
-            before = next((m.before for m in members if _membership(m.before)), None)
-            after = next((m.after for m in members if _membership(m.after)), None)
+            before = next((m.before for m in members if membership(m.before)), None)
+            after = next((m.after for m in members if membership(m.after)), None)
             if after is None:
                 after = next((m.after for m in members if m.after), None)
             changes.append(self._change(before, after))
-        return self._apply(changes)
+        return self.apply_changes(changes)
 
     def find(self, values: list[Any]) -> dict[Any, int]:
         return {}  # no mapping looks up a membership
@@ -188,7 +188,7 @@ class CohortMemberAdapter:
     def drifted(self, items: list[tuple[Desired, Existing]]) -> set[str]:
         """--full: rows whose membership Moodle no longer matches (a member removed or added by hand)."""
         known = self._cohorts()
-        wanted = {d.key: _membership(self._view(d)) for d, _ in items}
+        wanted = {d.key: membership(self._view(d)) for d, _ in items}
         ids = sorted({int(known[self.idnumber(m[0])]["id"]) for m in wanted.values()
                       if m and self.idnumber(m[0]) in known})
         members: dict[int, set[int]] = {}
@@ -196,16 +196,17 @@ class CohortMemberAdapter:
             for entry in self.client.call("core_cohort_get_cohort_members", {"cohortids": ids}):
                 members[int(entry["cohortid"])] = {int(u) for u in entry.get("userids", [])}
         out = set()
-        for key, membership in wanted.items():
-            if membership is None:
+        for key, held in wanted.items():
+            if held is None:
                 continue
-            cohort = known.get(self.idnumber(membership[0]))
-            if cohort is None or membership[1] not in members.get(int(cohort["id"]), set()):
+            cohort = known.get(self.idnumber(held[0]))
+            if cohort is None or held[1] not in members.get(int(cohort["id"]), set()):
                 out.add(key)
         return out
 
     # -- writing ---------------------------------------------------------------------------------
-    def _apply(self, changes: list[_Change]) -> list[Outcome]:
+    def apply_changes(self, changes: list[Change]) -> list[Outcome]:
+        """Cohorts made or renamed as the changes need, then the leaves and the joins: one outcome per change."""
         outcomes: list[Outcome | None] = [None] * len(changes)
         refused = self._ensure(changes)
         known = self._cohorts()
@@ -271,12 +272,12 @@ class CohortMemberAdapter:
         return bisect(members, send) if members else []
 
 
-def _name(view: View | None) -> str | None:
+def name_of(view: View | None) -> str | None:
     name = view.get("cohort_name") if view else None
     return str(name).strip() or None if name is not None else None
 
 
-def _category(view: View | None) -> int | None:
+def category_of(view: View | None) -> int | None:
     value = view.get("category") if view else None
     return int(value) if value not in (None, "") else None
 
