@@ -121,6 +121,7 @@ CREATE TABLE buf_grades (
 	completed_at DATETIME2 NULL, 
 	graded_at DATETIME2 NULL, 
 	updated_at DATETIME2 NOT NULL, 
+	removed_at DATETIME2 NULL, 
 	CONSTRAINT pk_buf_grades PRIMARY KEY (user_external_id, course_external_id, item)
 );
 CREATE INDEX ix_buf_grades_updated_at ON buf_grades (updated_at);
@@ -135,7 +136,8 @@ execute sp_addextendedproperty 'MS_Description', N'Оценка словами �
 execute sp_addextendedproperty 'MS_Description', N'Зачтено ли (проходной балл достигнут)', 'schema', dbo, 'table', buf_grades, 'column', passed;
 execute sp_addextendedproperty 'MS_Description', N'Когда курс завершён', 'schema', dbo, 'table', buf_grades, 'column', completed_at;
 execute sp_addextendedproperty 'MS_Description', N'Когда выставлена оценка', 'schema', dbo, 'table', buf_grades, 'column', graded_at;
-execute sp_addextendedproperty 'MS_Description', N'Когда движок последний раз изменил строку', 'schema', dbo, 'table', buf_grades, 'column', updated_at;
+execute sp_addextendedproperty 'MS_Description', N'Когда движок последний раз изменил строку (в том числе отметил удаление): 1С читает изменённое с прошлого чтения по этому индексу', 'schema', dbo, 'table', buf_grades, 'column', updated_at;
+execute sp_addextendedproperty 'MS_Description', N'Когда оценка исчезла из Moodle (элемент удалён, оценка сброшена); значения строки тогда очищены. Пусто — оценка есть', 'schema', dbo, 'table', buf_grades, 'column', removed_at;
 GO
 
 CREATE TABLE buf_learning_processes (
@@ -581,5 +583,5 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0010');
+INSERT INTO sync_schema_version (version_num) VALUES ('0011');
 GO

@@ -117,6 +117,7 @@ CREATE TABLE buf_grades (
 	completed_at TIMESTAMP WITHOUT TIME ZONE, 
 	graded_at TIMESTAMP WITHOUT TIME ZONE, 
 	updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	removed_at TIMESTAMP WITHOUT TIME ZONE, 
 	CONSTRAINT pk_buf_grades PRIMARY KEY (user_external_id, course_external_id, item)
 );
 CREATE INDEX ix_buf_grades_updated_at ON buf_grades (updated_at);
@@ -131,7 +132,8 @@ COMMENT ON COLUMN buf_grades.grade_text IS 'Оценка словами по ш�
 COMMENT ON COLUMN buf_grades.passed IS 'Зачтено ли (проходной балл достигнут)';
 COMMENT ON COLUMN buf_grades.completed_at IS 'Когда курс завершён';
 COMMENT ON COLUMN buf_grades.graded_at IS 'Когда выставлена оценка';
-COMMENT ON COLUMN buf_grades.updated_at IS 'Когда движок последний раз изменил строку';
+COMMENT ON COLUMN buf_grades.updated_at IS 'Когда движок последний раз изменил строку (в том числе отметил удаление): 1С читает изменённое с прошлого чтения по этому индексу';
+COMMENT ON COLUMN buf_grades.removed_at IS 'Когда оценка исчезла из Moodle (элемент удалён, оценка сброшена); значения строки тогда очищены. Пусто — оценка есть';
 
 CREATE TABLE buf_learning_processes (
 	external_id VARCHAR(100) NOT NULL, 
@@ -560,4 +562,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0010');
+INSERT INTO sync_schema_version (version_num) VALUES ('0011');

@@ -116,7 +116,8 @@ CREATE TABLE buf_departments (
 --   passed              Зачтено ли (проходной балл достигнут)
 --   completed_at        Когда курс завершён
 --   graded_at           Когда выставлена оценка
---   updated_at          Когда движок последний раз изменил строку
+--   updated_at          Когда движок последний раз изменил строку (в том числе отметил удаление): 1С читает изменённое с прошлого чтения по этому индексу
+--   removed_at          Когда оценка исчезла из Moodle (элемент удалён, оценка сброшена); значения строки тогда очищены. Пусто — оценка есть
 CREATE TABLE buf_grades (
 	user_external_id VARCHAR(64) NOT NULL, 
 	course_external_id VARCHAR(100) NOT NULL, 
@@ -129,6 +130,7 @@ CREATE TABLE buf_grades (
 	completed_at DATETIME, 
 	graded_at DATETIME, 
 	updated_at DATETIME NOT NULL, 
+	removed_at DATETIME, 
 	CONSTRAINT pk_buf_grades PRIMARY KEY (user_external_id, course_external_id, item)
 );
 CREATE INDEX ix_buf_grades_updated_at ON buf_grades (updated_at);
@@ -560,4 +562,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0010');
+INSERT INTO sync_schema_version (version_num) VALUES ('0011');

@@ -62,6 +62,16 @@ class AchievementSettings(StrictModel):
         return value
 
 
+class GradeSettings(StrictModel):
+    """Grades read back for 1C (the outbound mapping `grades`, table buf_grades)."""
+
+    courses: Literal["managed", "idnumber"] = Field(
+        "managed", description="whose grades are read: the courses bufsync manages (linked by the course mappings), "
+        "or every Moodle course that has an idnumber")
+    items: bool = Field(True, description="besides the course total, every grade item that has an idnumber (its "
+                        "idnumber is the row's `item`); false: the course total only")
+
+
 class MoodleSettings(StrictModel):
     url: str | None = Field(None, description="Moodle site URL, e.g. https://lms.example.edu")
     token: SecretStr | None = Field(None, description="Web service token of the bufsync service")
@@ -77,6 +87,7 @@ class MoodleSettings(StrictModel):
     password_policy: bool = Field(True, description="check Moodle's default password policy locally")
     cohorts: CohortSettings = Field(default_factory=CohortSettings)
     achievements: AchievementSettings = Field(default_factory=AchievementSettings)
+    grades: GradeSettings = Field(default_factory=GradeSettings)
 
     _http_url = field_validator("url")(classmethod(lambda cls, value: http_url(value)))
 

@@ -173,7 +173,7 @@ def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo:
             course = client.get_courses_by_field("shortname", "py-101")[0]
             client.update_courses([{"id": course["id"], "summary": "<p>Основы программирования на Python</p>",
                                     "customfields": [{"shortname": "scos_publish", "value": 1}]}])
-        echo(f"\n6. ГИС СЦОС (sandbox at {portal.url}): py-101 marked «Публиковать в СЦОС» in Moodle")
+        echo(f"\n7. ГИС СЦОС (sandbox at {portal.url}): py-101 marked «Публиковать в СЦОС» in Moodle")
         run_portal(loaded, "scos")
         run_dispatch(loaded, "scos")
         run_portal(loaded, "scos")
@@ -189,6 +189,48 @@ def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo:
     finally:
         portal.shutdown()
         portal.server_close()
+
+
+def _grades(loaded: Any, server: Any, echo: Callable[[str], None]) -> None:
+    """Step 6: a teacher grades in Moodle; buf_grades gets what Moodle's gradebook says, and after one grade is
+    changed, only the rows that changed are written again (their updated_at moves; 1C reads by it)."""
+    from bufsync.adapters.moodle.client import MoodleClient
+    with MoodleClient.connect(server.url, server.site.config.token) as client:
+        course = next(c for c in client.get_courses_by_field("shortname", "py-101"))
+        students = [u for u in client.get_enrolled_users(int(course["id"]), onlyactive=True,
+                                                         userfields="id,username,idnumber,roles")
+                    if any(r["shortname"] == "student" for r in u.get("roles", []))][:3]
+    site, courseid = server.site, int(course["id"])
+    site.admin("create_assignment", {"courseid": courseid, "name": "Лабораторная работа 1", "idnumber": "LAB1"})
+    site.admin("create_grade_item", {"courseid": courseid, "itemname": "Экзамен", "idnumber": "EXAM",
+                                     "gradepass": 60})
+    for student, (lab, exam) in zip(students, ((95, 88), (72, 61), (40, None)), strict=False):
+        site.admin("set_grade", {"courseid": courseid, "idnumber": "LAB1", "userid": student["id"], "grade": lab})
+        if exam is not None:
+            site.admin("set_grade", {"courseid": courseid, "idnumber": "EXAM", "userid": student["id"], "grade": exam})
+    first = run(loaded, ["grades"], Options())
+    echo(f"\n6. grades back to 1C: a teacher graded py-101 in Moodle; `bufsync run grades`: "
+         f"{_grade_counts(first)}")
+    site.admin("set_grade", {"courseid": courseid, "idnumber": "EXAM", "userid": students[2]["id"], "grade": 67})
+    second = run(loaded, ["grades"], Options())
+    echo(f"   the teacher grades {students[2]['username']}'s exam; `bufsync run grades` again: "
+         f"{_grade_counts(second)}; their rows in buf_grades now (updated_at moved on the changed ones only):")
+    mappings = load_mappings(loaded.mappings_dir)
+    grades = build_metadata(mappings).tables["buf_grades"]
+    engine = sa.create_engine(loaded.buffer_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(grades).where(grades.c.course_external_id == course["idnumber"],
+                                                    grades.c.user_external_id == students[2]["idnumber"])
+                            .order_by(grades.c.item)).all()
+    engine.dispose()
+    for row in rows:
+        grade = "—" if row.grade is None else f"{row.grade:.2f}"
+        echo(f"     {row.user_external_id} {row.item:<6} {grade} of {row.grade_max:.0f}, updated_at {row.updated_at}")
+
+
+def _grade_counts(report: RunReport) -> str:
+    counts = next(m.counts for m in report.mappings if m.mapping == "grades")
+    return ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "nothing"
 
 
 def _cohorts(server: Any) -> str:
@@ -299,6 +341,7 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
         echo(second.render(errors_shown=10))
         echo(_cohorts(server))
         echo(_achievements(server, laureate))
+        _grades(loaded, server, echo)
         _scos(loaded, server, data, echo)
         echo("\nThe buffer keeps what happened to every row (sqlite3 bufsync.db):\n"
              "  SELECT external_id, sync_status, sync_error, lms_id FROM buf_users WHERE sync_status <> 'ok';\n"

@@ -22,6 +22,10 @@ def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
     assert "Курс «IT-AI» не найден" in out
     assert "[new-2026-0002] error: Запись LMS id" in out and "(disputed)" in out
     assert "passport published: Программирование на Python (2026/27)" in out
+    # grades back to 1C: the teacher's grades land in buf_grades; one changed exam rewrites two rows only
+    assert "6. grades back to 1C: a teacher graded py-101 in Moodle" in out
+    assert "`bufsync run grades` again: 2 updated, " in out
+    assert " EXAM   67.00 of 100" in out
     assert "(moderation ok)" in out
     # the contingent: groups and departments as cohorts, before and after 1C's changes
     first, second = out.split("5. second sync:")
@@ -47,13 +51,16 @@ def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
                                        "WHERE external_id = 'new-2026-0001'")).one()
         scos = conn.execute(sa.text("SELECT state, scos_id FROM sync_scos_courses")).one()
         students = conn.execute(sa.text("SELECT sync_status, count(*) FROM buf_students GROUP BY sync_status")).all()
+        exam = conn.execute(sa.text("SELECT grade, removed_at FROM buf_grades WHERE item = 'EXAM' AND grade = 67"
+                                    )).one()
         enrolled = conn.execute(sa.text("SELECT count(*) FROM v_queue_scos WHERE operation = 'participation_add' "
                                         "AND status = 'done'")).scalar_one()
     engine.dispose()
-    assert runs == ["rejected", "rejected"]
+    assert runs == ["rejected", "rejected", "ok", "ok"]  # the two syncs, then the two grade reads of step 6
     assert students == [("ok", 270)]
     assert fixed == "ok"       # the Cyrillic login, fixed by 1C, went through on the second run
     assert suspended == 3      # the removed enrolments were suspended
     assert namesake == ("error", None) and created.sync_status == "ok" and created.lms_id
     assert scos.state == "published" and scos.scos_id
+    assert exam.removed_at is None
     assert enrolled > 20 and f"learners enrolled on the portal: {enrolled};" in out

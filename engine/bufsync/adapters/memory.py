@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bufsync.mapping.model import Correlation, Mapping
-from bufsync.reconcile.adapter import Candidate, Existing, Member, Outcome, Page
+from bufsync.reconcile.adapter import Candidate, Existing, Member, Outcome, Page, Scope
 from bufsync.reconcile.records import Desired
 from bufsync.state.ledger import RemoteId
 
@@ -31,7 +31,7 @@ class MemorySource:
     reads: int = 0
     pages_read: int = 0
 
-    def read(self) -> Iterator[Page]:
+    def read(self, scope: Scope) -> Iterator[Page]:
         self.reads += 1
         if self.cover_by is None:
             for start in range(0, len(self.records), self.page_size):

@@ -110,10 +110,18 @@ class Page:
     covers: dict[str, Any] | None = None
 
 
+class Scope(Protocol):
+    """What a reader may ask of the run: the remote records the inbound mappings linked (a grade reader reads
+    the courses bufsync manages, not every course of the site)."""
+
+    def linked(self, entity: str) -> list[RemoteId]:
+        """Remote ids of the records every inbound mapping of this entity linked (active or suspended)."""
+
+
 class SourceAdapter(Protocol):
     """What the core asks of a remote entity read back into the buffer (an outbound mapping)."""
 
     mapping: Mapping
 
-    def read(self) -> Iterator[Page]:
+    def read(self, scope: Scope) -> Iterator[Page]:
         """The entity's records in pages; a read cut short (a time budget) just covers less."""

@@ -28,7 +28,7 @@ from bufsync.reconcile.context import CHUNK, Context, Interrupted, dialect_of
 from bufsync.reconcile.guards import GuardRefused, Weighed, removal_refusal
 from bufsync.reconcile.plan import Action
 from bufsync.report import MappingReport
-from bufsync.state.ledger import LINKED, REMOVED, Entry, now_utc, record_key
+from bufsync.state.ledger import LINKED, REMOVED, Entry, RemoteId, now_utc, record_key
 
 
 class BadValue(ValueError):
@@ -166,6 +166,21 @@ def _normal(value: Any, kind: PortableType) -> str | None:
 
 
 @dataclass
+class _RunScope:
+    """What a reader may ask of the run (reconcile.adapter.Scope), from the ledger."""
+
+    ctx: Context
+
+    def linked(self, entity: str) -> list[RemoteId]:
+        ids: set[RemoteId] = set()
+        with self.ctx.engine.connect() as conn:
+            for mapping in self.ctx.mappings.synced():
+                if mapping.flow.inbound and mapping.flow.target.entity == entity:
+                    ids |= set(self.ctx.ledger.remote_ids(conn, mapping.name).values())
+        return sorted(ids, key=str)
+
+
+@dataclass
 class _Item:
     key: str
     row: dict[str, Any]
@@ -182,7 +197,7 @@ def run(ctx: Context, mapping: Mapping, report: MappingReport) -> None:
     seen: set[str] = set()
     covers: list[dict[str, Any]] = []
     pending: list[_Item] = []
-    for page in adapter.read():
+    for page in adapter.read(_RunScope(ctx)):
         for record in page.records:
             try:
                 row = builder.build(record)

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from bufsync.adapters.moodle.client import MoodleClient
+from bufsync.adapters.moodle.entities.grades import course_grades
 from bufsync.adapters.moodle.errors import MoodleConfigError, MoodleError
 from bufsync.errors import ConfigError, Problem, UnavailableError
 from bufsync.portals.scos import passport as passports
@@ -429,38 +430,35 @@ class Scenarios:
         items: list[outbox.Item] = []
         new: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
-        for user in self.moodle.grade_items(course["id"]):
-            learner = enrolled.get(user["userid"]) if "userid" in user else None
-            if learner is None:
+        for grade in course_grades(self.moodle, course["id"]):
+            learner = enrolled.get(grade.userid)
+            rating = grade.percent
+            if learner is None or rating is None or grade.kind == "category" or \
+                    ("progress" if grade.total else "results") not in self.enabled:
                 continue
             base = {"course_id": row.scos_id, "session_id": learner.session_id, "user_id": learner.scos_user_id,
                     "_moodle_course_id": course["id"], "_moodle_user_id": learner.user_id}
-            for grade in user.get("gradeitems") or []:
-                rating = _percent(grade)
-                total = grade.get("itemtype") == "course"
-                if rating is None or grade.get("itemtype") == "category" or \
-                        ("progress" if total else "results") not in self.enabled:
-                    continue
-                item = "course" if total else str(grade["id"])
-                previous = sent.get((learner.user_id, item))
-                if previous is not None and previous.enrolment_no == learner.enrolment_no and \
-                        float(previous.value) == rating:
-                    continue  # the portal has this value already
-                graded = grade.get("gradedategraded") or 0
-                sends = previous.sends + 1 if previous is not None else 1
-                key = f"{'progress' if total else 'result'}:{course['id']}:{learner.user_id}:{item}:{sends}"
-                if total:
-                    items.append(self._item("progress", base | {"progress": rating}, key))
-                else:
-                    date = datetime.fromtimestamp(graded, self.zone) if graded else datetime.now(self.zone)
-                    items.append(self._item("result", base | {
-                        "checkpoint_id": f"{course['id']}-{grade['id']}",
-                        "checkpoint_name": grade.get("itemname") or grade.get("idnumber") or f"item {grade['id']}",
-                        "rating": rating, "date": date.isoformat(timespec="seconds")}, key))
-                (changed if previous is not None else new).append({
-                    "course_id": course["id"], "user_id": learner.user_id, "item": item, "value": rating,
-                    "graded_at": datetime.fromtimestamp(graded, UTC).replace(tzinfo=None) if graded else None,
-                    "enrolment_no": learner.enrolment_no, "sends": sends, "queued_at": now})
+            total = grade.total
+            item = "course" if total else str(grade.itemid)
+            previous = sent.get((learner.user_id, item))
+            if previous is not None and previous.enrolment_no == learner.enrolment_no and \
+                    float(previous.value) == rating:
+                continue  # the portal has this value already
+            graded = grade.graded or 0
+            sends = previous.sends + 1 if previous is not None else 1
+            key = f"{'progress' if total else 'result'}:{course['id']}:{learner.user_id}:{item}:{sends}"
+            if total:
+                items.append(self._item("progress", base | {"progress": rating}, key))
+            else:
+                date = datetime.fromtimestamp(graded, self.zone) if graded else datetime.now(self.zone)
+                items.append(self._item("result", base | {
+                    "checkpoint_id": f"{course['id']}-{grade.itemid}",
+                    "checkpoint_name": grade.name or grade.idnumber or f"item {grade.itemid}",
+                    "rating": rating, "date": date.isoformat(timespec="seconds")}, key))
+            (changed if previous is not None else new).append({
+                "course_id": course["id"], "user_id": learner.user_id, "item": item, "value": rating,
+                "graded_at": datetime.fromtimestamp(graded, UTC).replace(tzinfo=None) if graded else None,
+                "enrolment_no": learner.enrolment_no, "sends": sends, "queued_at": now})
         return items, new, changed
 
     def _certificates(self, course: dict[str, Any], row: sa.Row, enrolled: dict[int, sa.Row],
@@ -523,11 +521,3 @@ def _update_many(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...], ro
         statement = table.update().where(*where).values({c: sa.bindparam(f"v_{c}") for c in columns})
         conn.execute(statement, [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}}
                                  for r in group])
-
-
-def _percent(grade: dict[str, Any]) -> float | None:
-    raw, low, high = grade.get("graderaw"), grade.get("grademin") or 0, grade.get("grademax")
-    if raw is None or high is None or float(high) <= float(low):
-        return None
-    return round(max(0.0, min(100.0, (float(raw) - float(low)) / (float(high) - float(low)) * 100)), 2)
-

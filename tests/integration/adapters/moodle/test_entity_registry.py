@@ -16,7 +16,8 @@ def test_the_shipped_entities_register_themselves() -> None:
     assert {k: v.__name__ for k, v in adapters.items()} == {
         "achievement": "AchievementAdapter", "category": "CategoryAdapter", "cohort_member": "CohortMemberAdapter",
         "course": "CourseAdapter",
-        "course_group": "CourseGroupAdapter", "enrolment": "EnrolmentAdapter", "user": "UserAdapter"}
+        "course_group": "CourseGroupAdapter", "enrolment": "EnrolmentAdapter", "grade": "GradeReader",
+        "user": "UserAdapter"}
 
 
 def test_a_new_entity_module_is_found_and_a_mapping_targeting_it_runs_instead_of_being_skipped(tmp_path: Path) -> None:
@@ -65,5 +66,5 @@ def test_a_new_entity_module_is_found_and_a_mapping_targeting_it_runs_instead_of
     assert result.returncode == 0, result.stderr
     names, badges = result.stdout.splitlines()
     assert names == ("['achievement', 'badge', 'category', 'cohort_member', 'course', 'course_group', 'enrolment', "
-                     "'user']")
+                     "'grade', 'user']")
     assert badges.startswith("True"), badges  # a mapping targeting the new entity runs instead of being skipped

@@ -1,0 +1,147 @@
+"""Grades read back for 1C: per course, the course total and each grade item that has an idnumber, for every
+student Moodle's user report lists.
+
+One call per course (gradereport_user_get_grade_items with userid 0: every active graded user; no Moodle 4.5
+function returns only what changed since a time), several in flight. Each student's records are one page that
+covers that student in that course, so an item deleted in Moodle marks its rows removed, while a student the
+report leaves out is not concluded gone: Moodle's user report omits suspended enrolments
+(grade_report_showonlyactiveenrol), and their grades stay as they were.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from bufsync.adapters.moodle.client import MoodleClient
+from bufsync.adapters.moodle.entities import register
+from bufsync.adapters.moodle.errors import MoodleError
+from bufsync.mapping.model import Mapping
+from bufsync.reconcile.adapter import Page, Scope
+
+COURSE_TOTAL = "course"  # the row's `item` for the course total; an item's own idnumber otherwise
+GRADED_TYPES = ("mod", "manual")  # category totals are not read: 1C asks for the course and its items
+
+
+def number(text: Any) -> Decimal | None:
+    """A number Moodle formatted ("87.50 %", "87,50", "-"), or None when it is not one."""
+    if text is None:
+        return None
+    cleaned = html.unescape(str(text)).replace("%", "").replace("\xa0", "").replace(" ", "").replace(",", ".")
+    if cleaned in ("", "-"):
+        return None
+    try:
+        return Decimal(cleaned)
+    except InvalidOperation:
+        return None
+
+
+@dataclass(frozen=True)
+class Grade:
+    """One grade of Moodle's user report, as every reader of bufsync takes it (buf_grades for 1C, the СЦОС
+    results and progress): one place that knows the report's fields."""
+
+    userid: int
+    user_idnumber: str | None
+    course_idnumber: str | None
+    itemid: int
+    kind: str                 # the item's type: course (the total), mod, manual, category
+    idnumber: str | None      # the item's idnumber
+    name: str | None
+    raw: float | None         # the grade (the final one: an override included); None: not graded
+    grademin: float
+    grademax: float | None
+    formatted: Any            # as the course shows it: a number, a scale's word, a letter
+    graded: int | None        # when graded (Unix time)
+
+    @property
+    def total(self) -> bool:
+        return self.kind == "course"
+
+    @property
+    def percent(self) -> float | None:
+        """The grade's share of its range, 0..100, to 2 decimals (what Moodle's percentage display shows)."""
+        if self.raw is None or self.grademax is None or float(self.grademax) <= float(self.grademin):
+            return None
+        share = (float(self.raw) - float(self.grademin)) / (float(self.grademax) - float(self.grademin)) * 100
+        return round(max(0.0, min(100.0, share)), 2)
+
+    @property
+    def text(self) -> str | None:
+        """The grade in words when the course shows it so (a scale, letters): «отлично», «зачтено», «A»; a plain
+        number is not text."""
+        if self.formatted in (None, "", "-") or number(self.formatted) is not None:
+            return None
+        return html.unescape(str(self.formatted)).strip() or None
+
+
+def course_grades(client: MoodleClient, courseid: int) -> list[Grade]:
+    """Every grade of a course's active students, in one call (the user report with userid 0)."""
+    out = []
+    for usergrade in client.grade_items(courseid):
+        for item in usergrade.get("gradeitems") or []:
+            out.append(Grade(int(usergrade["userid"]), usergrade.get("useridnumber") or None,
+                             usergrade.get("courseidnumber") or None, int(item["id"]), str(item.get("itemtype")),
+                             item.get("idnumber") or None, item.get("itemname"), item.get("graderaw"),
+                             item.get("grademin") or 0, item.get("grademax"), item.get("gradeformatted"),
+                             item.get("gradedategraded") or None))
+    return out
+
+
+def record(grade: Grade, item: str) -> dict[str, Any]:
+    """One grade as the grades mapping's `source` fields name it."""
+    percent = grade.percent
+    return {"user_idnumber": grade.user_idnumber, "course_idnumber": grade.course_idnumber, "item_idnumber": item,
+            "graderaw": grade.raw, "grademax": grade.grademax, "percentage": percent,
+            "gradeformatted": grade.text, "passed": None, "timecompleted": None, "gradedategraded": grade.graded}
+
+
+@register("grade")
+class GradeReader:
+    """The `grade` entity read back (an outbound mapping's SourceAdapter)."""
+
+    def __init__(self, client: MoodleClient, mapping: Mapping, settings: Any = None) -> None:
+        self.client = client
+        self.mapping = mapping
+        grades = getattr(settings, "grades", None)
+        self.managed_only: bool = getattr(grades, "courses", "managed") == "managed"
+        self.items: bool = bool(getattr(grades, "items", True))
+
+    def _courses(self, scope: Scope) -> list[int]:
+        if self.managed_only:
+            return [int(c) for c in scope.linked("course")]
+        return sorted(int(c["id"]) for c in self.client.get_courses_by_field()
+                      if c.get("idnumber") and int(c["id"]) != 1)
+
+    def _course(self, courseid: int) -> list[Grade]:
+        try:
+            return course_grades(self.client, courseid)
+        except MoodleError as exc:
+            if exc.errorcode == "invalidrecord":  # deleted in Moodle since it was linked: nothing to read
+                return []
+            raise
+
+    def read(self, scope: Scope) -> Iterator[Page]:
+        courses = self._courses(scope)
+        step = max(1, self.client.concurrency) * 2  # a few courses in flight; memory holds only theirs
+        for start in range(0, len(courses), step):
+            for grades in self.client.parallel(courses[start:start + step], self._course):
+                yield from self._pages(grades)
+
+    def _pages(self, grades: list[Grade]) -> Iterator[Page]:
+        """One page a student: it covers that student in that course (a student the report left out is not
+        concluded gone)."""
+        by_user: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for grade in grades:
+            if not grade.user_idnumber or not grade.course_idnumber:
+                continue  # a person or course without an idnumber has no row 1C could match
+            rows = by_user.setdefault((grade.course_idnumber, grade.user_idnumber), [])
+            if grade.total:
+                rows.append(record(grade, COURSE_TOTAL))
+            elif self.items and grade.kind in GRADED_TYPES and grade.idnumber:
+                rows.append(record(grade, grade.idnumber))
+        for (course, user), rows in by_user.items():
+            yield Page(rows, covers={"course_external_id": course, "user_external_id": user})

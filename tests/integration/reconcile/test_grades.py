@@ -1,0 +1,143 @@
+"""Grades back to 1C, end to end on SQLite and PostgreSQL against the sandbox Moodle over HTTP: what Moodle's
+user report says lands in buf_grades, a row changes only when its value does (updated_at then, and only then),
+a grade gone from Moodle leaves its row marked, never deleted, and a suspended student's grades stay."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from bufsync.reconcile.guards import GuardRefused
+from tests.integration.reconcile.conftest import World, people
+from tests.integration.reconcile.test_contingent import counts
+
+LONG_AGO = datetime(2025, 1, 1)
+
+
+def grades(world: World) -> dict[tuple[str, str], dict[str, Any]]:
+    """(person, item) -> the row of buf_grades for course C-PY."""
+    return {(r["user_external_id"], r["item"]): r for r in world.rows("buf_grades")
+            if r["course_external_id"] == "C-PY"}
+
+
+def moodle_report(world: World) -> dict[tuple[str, str], Any]:
+    """(person idnumber, item) -> graderaw, as Moodle's user report answers through Web Services."""
+    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    with world.ws() as client:
+        usergrades = client.grade_items(courseid)
+    return {(u["useridnumber"], "course" if g["itemtype"] == "course" else g["idnumber"]): g["graderaw"]
+            for u in usergrades for g in u["gradeitems"] if g["itemtype"] == "course" or g.get("idnumber")}
+
+
+@pytest.fixture
+def graded(world: World) -> World:
+    """Four students in C-PY; an assignment ESSAY1 and a manual item EXAM1 (100 each); P0 has both graded,
+    P1 the essay."""
+    world.insert("buf_users", people(4))
+    world.insert("buf_courses", [{"external_id": "C-PY", "shortname": "py-101", "fullname": "Python"}])
+    world.insert("buf_subscriptions", [{"user_external_id": f"P{i:05d}", "course_external_id": "C-PY",
+                                        "role": "student", "status": "active"} for i in range(4)])
+    assert world.run("users", "courses", "subscriptions").outcome == "ok"
+    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    site = world.moodle.site
+    site.admin("create_assignment", {"courseid": courseid, "name": "Эссе", "idnumber": "ESSAY1"})
+    site.admin("create_grade_item", {"courseid": courseid, "itemname": "Экзамен", "idnumber": "EXAM1",
+                                     "gradepass": 60})
+    for username, item, grade in (("user00000", "ESSAY1", 87.5), ("user00000", "EXAM1", 92),
+                                  ("user00001", "ESSAY1", 64)):
+        site.admin("set_grade", {"courseid": courseid, "idnumber": item, "username": username, "grade": grade})
+    site.admin("regrade_course", {"courseid": courseid})
+    return world
+
+
+def test_grades_land_as_moodle_reports_them_and_change_only_with_a_value(graded: World) -> None:
+    world = graded
+    report = world.run("grades")
+    assert report.outcome == "ok", report.render()
+    assert counts(report, "grades") == {"created": 12}  # 4 students x (course total, ESSAY1, EXAM1)
+    rows = grades(world)
+    assert {key: row["grade"] for key, row in rows.items()} == {
+        key: None if value is None else Decimal(str(value)).quantize(Decimal("0.00001"))
+        for key, value in moodle_report(world).items()}
+    total = rows[("P00000", "course")]
+    assert (total["grade"], total["grade_max"], total["percent"]) == (Decimal("179.5"), Decimal("200"),
+                                                                      Decimal("89.75"))
+    assert rows[("P00000", "EXAM1")]["graded_at"] is not None and rows[("P00002", "EXAM1")]["grade"] is None
+    assert all(r["removed_at"] is None for r in rows.values())
+
+    stamps = {key: row["updated_at"] for key, row in rows.items()}
+    report = world.run("grades")
+    assert counts(report, "grades") == {"unchanged": 12}
+    assert {key: row["updated_at"] for key, row in grades(world).items()} == stamps  # not a single row written
+
+    # P1 is examined: their EXAM1 row and course total change, and only they (the stamps are put back a
+    # year first, so the test does not depend on the runs falling in different seconds)
+    world.update("buf_grades", lambda t: t.c.item != "", updated_at=LONG_AGO)
+    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    world.moodle.site.admin("set_grade", {"courseid": courseid, "idnumber": "EXAM1", "username": "user00001",
+                                          "grade": 70})
+    report = world.run("grades")
+    assert counts(report, "grades") == {"updated": 2, "unchanged": 10}, report.render()
+    rows = grades(world)
+    assert rows[("P00001", "EXAM1")]["grade"] == Decimal("70") and rows[("P00001", "course")]["grade"] == Decimal("134")
+    moved = {key for key, row in rows.items() if row["updated_at"] != LONG_AGO}
+    assert moved == {("P00001", "EXAM1"), ("P00001", "course")}
+
+
+def test_an_overridden_total_is_what_1c_gets(graded: World) -> None:
+    world = graded
+    world.run("grades")
+    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    world.moodle.site.admin("set_grade", {"courseid": courseid, "itemname": None, "idnumber": None, "itemid":
+                                          _course_item(world, courseid), "username": "user00002", "grade": 150,
+                                          "override": True})
+    report = world.run("grades")
+    assert counts(report, "grades") == {"updated": 1, "unchanged": 11}, report.render()
+    assert grades(world)[("P00002", "course")]["grade"] == Decimal("150")
+
+
+def _course_item(world: World, courseid: int) -> int:
+    row = world.moodle.site.store.one("SELECT id FROM grade_items WHERE courseid = ? AND itemtype = 'course'",
+                                      (courseid,))
+    return int(row["id"])
+
+
+def test_a_grade_gone_from_moodle_is_marked_never_deleted_and_a_mass_removal_is_refused(graded: World) -> None:
+    world = graded
+    world.run("grades")
+    before = grades(world)
+    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    # the exam's idnumber changed in Moodle: for 1C, EXAM1 is gone (4 of 12 rows: more than the guard allows)
+    world.moodle.site.admin("update_grade_item", {"courseid": courseid, "item_idnumber": "EXAM1",
+                                                  "idnumber": "EXAM1-2026"})
+    world.update("buf_grades", lambda t: t.c.item != "", updated_at=LONG_AGO)
+    with pytest.raises(GuardRefused, match="grades: 4 of 12 linked records would be marked removed"):
+        world.run("grades")
+    # refused: nothing marked (the new item's rows are written: the guard holds removals back, not news)
+    assert {key: row for key, row in grades(world).items() if key[1] != "EXAM1-2026"} == {
+        key: row | {"updated_at": LONG_AGO} for key, row in before.items()}
+    report = world.run("grades", allow_removals=4)
+    assert report.outcome == "ok", report.render()
+    rows = grades(world)
+    gone = {key: row for key, row in rows.items() if key[1] == "EXAM1"}
+    assert len(gone) == 4 and all(r["removed_at"] is not None and r["grade"] is None and r["percent"] is None
+                                  for r in gone.values())
+    assert all(r["updated_at"] > LONG_AGO for r in gone.values())
+    assert {key[0] for key in rows if key[1] == "EXAM1-2026"} == {"P00000", "P00001", "P00002", "P00003"}
+
+
+def test_a_suspended_students_grades_stay(graded: World) -> None:
+    """Moodle's user report leaves suspended enrolments out of its all-users answer: that is not removal."""
+    world = graded
+    world.run("grades")
+    before = grades(world)
+    world.update("buf_subscriptions", lambda t: t.c.user_external_id == "P00000", status="suspended")
+    assert world.run("subscriptions").outcome == "ok"
+    assert ("P00000", "course") not in moodle_report(world)
+    report = world.run("grades")
+    assert report.outcome == "ok", report.render()
+    assert counts(report, "grades") == {"unchanged": 9}
+    assert grades(world) == before
