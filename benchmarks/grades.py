@@ -1,0 +1,190 @@
+"""Benchmark: grades back to 1C, on PostgreSQL against the sandbox Moodle (in its own process).
+
+    python benchmarks/grades.py [--courses 500] [--students 40] [--items 5]
+
+Prints:
+- the first export of every course's gradebook (the course total and each item with an idnumber):
+  seconds, rows/s, Moodle calls (one a course), peak RSS;
+- a run with nothing changed: seconds, Moodle calls (= courses), buffer rows written (must be 0), and in the
+  same run the baseline a hand-written exporter pays: every row rewritten (one upsert per row's key, all rows,
+  in batches), as a ratio;
+- 1% of the grades changed in Moodle: seconds, rows written (each changed grade and its student's total);
+- what buf_grades holds, read back against Moodle's own report for a sample of courses.
+"""
+
+from __future__ import annotations
+
+import os as _os
+import sys as _sys
+
+# This folder holds queue.py, which would shadow the standard library's `queue` module.
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
+
+import argparse
+import importlib.util
+import resource
+import time
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+
+def _sibling(name: str):  # type: ignore[no-untyped-def]
+    """A benchmark beside this one, by path (this folder is off sys.path, see above)."""
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_reconcile = _sibling("reconcile")
+TOKEN, drop_database, fresh_database, sandbox = (_reconcile.TOKEN, _reconcile.drop_database,
+                                                 _reconcile.fresh_database, _reconcile.sandbox)
+
+
+def admin(client: httpx.Client, moodle: str, action: str, **args: Any) -> Any:
+    answer = client.post(f"{moodle}/sandbox/admin", json={"action": action, "args": args},
+                         headers={"X-Sandbox-Token": TOKEN}, timeout=600)
+    answer.raise_for_status()
+    return answer.json()["result"]
+
+
+def stamps(url: str) -> dict[tuple[str, str, str], datetime]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT user_external_id, course_external_id, item, updated_at FROM buf_grades"))
+        out = {(r[0], r[1], r[2]): r[3] for r in rows}
+    engine.dispose()
+    return out
+
+
+def rewrite_all(url: str) -> float:
+    """The baseline: what an exporter without a ledger does each run: every row written again."""
+    from bufsync.dialects import dialect_named
+    from bufsync.mapping import load_mappings
+    from bufsync.paths import shipped_mappings_dir
+    from bufsync.schema import build_metadata
+    table = build_metadata(load_mappings(shipped_mappings_dir())).tables["buf_grades"]
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(table))]
+    started = time.perf_counter()
+    now = datetime.now().replace(microsecond=0)
+    dialect = dialect_named("postgresql")
+    for start in range(0, len(rows), 1000):
+        with engine.begin() as conn:
+            for statement in dialect.upserts(table, [r | {"updated_at": now} for r in rows[start:start + 1000]],
+                                             ["user_external_id", "course_external_id", "item"]):
+                conn.execute(statement)
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return seconds
+
+
+def check(url: str, moodle: str, sample: list[int]) -> None:
+    """buf_grades against Moodle's own report for a sample of courses: every grade, read back."""
+    from bufsync.adapters.moodle.client import MoodleClient
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        held = {(r[0], r[1], r[2]): r[3] for r in conn.execute(sa.text(
+            "SELECT user_external_id, course_external_id, item, grade FROM buf_grades WHERE removed_at IS NULL"))}
+    engine.dispose()
+    with MoodleClient.connect(moodle, TOKEN, timeout=120) as client:
+        for courseid in sample:
+            for user in client.grade_items(courseid):
+                for item in user["gradeitems"]:
+                    name = "course" if item["itemtype"] == "course" else item.get("idnumber")
+                    if not name:
+                        continue
+                    raw = item["graderaw"]
+                    want = None if raw is None else Decimal(str(raw)).quantize(Decimal("1e-5"))
+                    got = held.get((user["useridnumber"], user["courseidnumber"], name))
+                    assert got == want, (user["useridnumber"], user["courseidnumber"], name, got, want)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--courses", type=int, default=500)
+    parser.add_argument("--students", type=int, default=40)
+    parser.add_argument("--items", type=int, default=5)
+    args = parser.parse_args()
+    from bufsync import commands
+    from bufsync.config import load_settings
+    proc, moodle = sandbox()
+    url = fresh_database()
+    try:
+        # every student in `students` courses' worth of seats: courses x students enrolments in all
+        people = args.courses * args.students // 4
+        _reconcile.fill(url, people, 4, args.courses)
+        loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": url, "BUFSYNC_MOODLE_URL": moodle,
+                                      "BUFSYNC_MOODLE_TOKEN": TOKEN})
+        assert commands.run(loaded, ["users", "courses", "subscriptions"]).outcome == "ok"
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            courseids = [int(r[0]) for r in conn.execute(sa.text("SELECT lms_id FROM buf_courses ORDER BY lms_id"))]
+        engine.dispose()
+        t0 = time.perf_counter()
+        with httpx.Client() as client:
+            for courseid in courseids:
+                admin(client, moodle, "fill_gradebook", courseid=courseid, items=args.items)
+        print(f"{args.courses} courses x ~{args.students} students x {args.items} items, PostgreSQL + sandbox Moodle "
+              f"(gradebooks filled in {time.perf_counter() - t0:.0f} s):")
+
+        t0 = time.perf_counter()
+        first = commands.run(loaded, ["grades"])
+        initial = time.perf_counter() - t0
+        assert first.outcome == "ok", first.render()
+        rows = len(stamps(url))
+        check(url, moodle, courseids[:: max(1, len(courseids) // 20)])
+        print(f"  first export   {initial:.1f} s, {rows:,} rows, {rows / initial:,.0f} rows/s, "
+              f"{first.moodle_calls} Moodle calls (read back against Moodle's report: match)")
+
+        before = stamps(url)
+        t0 = time.perf_counter()
+        second = commands.run(loaded, ["grades"])
+        nochange = time.perf_counter() - t0
+        written = sum(1 for key, at in stamps(url).items() if before.get(key) != at)
+        assert second.outcome == "ok" and written == 0, (second.outcome, written)
+        baseline = rewrite_all(url)
+        print(f"  no change      {nochange:.1f} s, {second.moodle_calls} Moodle calls, {written} rows written; "
+              f"rewriting every row (the baseline) {baseline:.1f} s of database writes alone -> bufsync's whole run "
+              f"is {nochange / baseline:.2f}x of it")
+
+        # 1% of the grades change in Moodle (each also changes its student's course total)
+        changes = rows * args.items // (args.items + 1) // 100
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            picked = conn.execute(sa.text(
+                "SELECT g.course_external_id, g.item, u.lms_id, c.lms_id FROM buf_grades g "
+                "JOIN buf_users u ON u.external_id = g.user_external_id "
+                "JOIN buf_courses c ON c.external_id = g.course_external_id "
+                "WHERE g.item <> 'course' ORDER BY md5(g.user_external_id || g.item) LIMIT :n"), {"n": changes}).all()
+            conn.execute(sa.text("UPDATE buf_grades SET updated_at = '2000-01-01'"))
+            conn.commit()
+        engine.dispose()
+        with httpx.Client() as client:
+            for _course, item, userid, courseid in picked:
+                admin(client, moodle, "set_grade", courseid=int(courseid), idnumber=item, userid=int(userid), grade=100)
+        t0 = time.perf_counter()
+        third = commands.run(loaded, ["grades"])
+        changed_run = time.perf_counter() - t0
+        assert third.outcome == "ok", third.render()
+        written = sum(1 for at in stamps(url).values() if at != datetime(2000, 1, 1))
+        counts = {k: v for k, v in third.mappings[0].counts.items() if v and k != "unchanged"}
+        check(url, moodle, sorted({int(c) for *_, c in picked})[:20])
+        print(f"  {changes:,} grades changed (1%)  {changed_run:.1f} s, {third.moodle_calls} Moodle calls, {written:,} "
+              f"rows written {counts} (read back: match)")
+        print(f"  peak RSS       {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    finally:
+        drop_database(url)
+        proc.terminate()
+        proc.wait(10)
+
+
+if __name__ == "__main__":
+    main()
