@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bufsync.reconcile.guards import GuardRefused
-from tests.integration.reconcile.conftest import World, people
+from tests.integration.reconcile.conftest import TOKEN, World, people
 from tests.integration.reconcile.test_contingent import counts
 
 LONG_AGO = datetime(2025, 1, 1)
@@ -141,3 +142,17 @@ def test_a_suspended_students_grades_stay(graded: World) -> None:
     assert report.outcome == "ok", report.render()
     assert counts(report, "grades") == {"unchanged": 9}
     assert grades(world) == before
+
+
+def test_a_grades_job_runs_under_the_scheduler(graded: World, tmp_path: Path) -> None:
+    """The job kind 1C sites schedule nightly (`mappings: [grades]`): it used to fail with exit 2."""
+    from bufsync.config import load_settings
+    from bufsync.scheduler.jobs import run_job
+    config = tmp_path / "bufsync.yaml"
+    config.write_text("jobs:\n  grades-nightly:\n    schedule: daily at 02:00\n    mappings: [grades]\n",
+                      encoding="utf-8")
+    loaded = load_settings(config, {"BUFSYNC_BUFFER_URL": graded.loaded.buffer_url,
+                                    "BUFSYNC_MOODLE_URL": graded.moodle.url, "BUFSYNC_MOODLE_TOKEN": TOKEN})
+    result = run_job(loaded, "grades-nightly")
+    assert (result.status, result.outcome) == ("done", "ok"), result
+    assert grades(graded)[("P00000", "course")]["grade"] == Decimal("179.5")
