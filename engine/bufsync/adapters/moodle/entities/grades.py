@@ -11,6 +11,7 @@ report leaves out is not concluded gone: Moodle's user report omits suspended en
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -22,6 +23,10 @@ from bufsync.adapters.moodle.errors import MoodleError
 from bufsync.mapping.model import Mapping
 from bufsync.reconcile.adapter import Page, Scope
 
+_TAG = re.compile(r"<[^>]*>")
+# pix_icon('i/valid') / ('i/invalid') as Font Awesome renders them (boost and classic themes), whatever the language
+_PASS_ICON = re.compile(r'<i\b[^>]*\bclass="[^"]*\b(?:(fa-check\b[^"]*\btext-success)|fa-xmark\b[^"]*\btext-danger'
+                        r'|fa-times\b[^"]*\btext-danger)[^"]*"[^>]*>')
 COURSE_TOTAL = "course"  # the row's `item` for the course total; an item's own idnumber otherwise
 GRADED_TYPES = ("mod", "manual")  # category totals are not read: 1C asks for the course and its items
 
@@ -70,12 +75,27 @@ class Grade:
         return round(max(0.0, min(100.0, share)), 2)
 
     @property
+    def shown(self) -> str:
+        """The grade as the report shows it, without the markup around it (the pass/fail icon)."""
+        return html.unescape(_TAG.sub("", str(self.formatted or ""))).strip()
+
+    @property
     def text(self) -> str | None:
         """The grade in words when the course shows it so (a scale, letters): «отлично», «зачтено», «A»; a plain
         number is not text."""
-        if self.formatted in (None, "", "-") or number(self.formatted) is not None:
+        shown = self.shown
+        if shown in ("", "-") or number(shown) is not None:
             return None
-        return html.unescape(str(self.formatted)).strip() or None
+        return shown
+
+    @property
+    def passed(self) -> bool | None:
+        """Whether the grade reached its item's pass grade: the user report puts a pass or fail icon before a
+        grade whose item has one (grade_grade::is_passed); None: no pass grade, or not graded."""
+        icon = _PASS_ICON.search(str(self.formatted or ""))
+        if icon is None:
+            return None
+        return icon.group(1) is not None
 
 
 def course_grades(client: MoodleClient, courseid: int) -> list[Grade]:
@@ -96,7 +116,8 @@ def record(grade: Grade, item: str) -> dict[str, Any]:
     percent = grade.percent
     return {"user_idnumber": grade.user_idnumber, "course_idnumber": grade.course_idnumber, "item_idnumber": item,
             "graderaw": grade.raw, "grademax": grade.grademax, "percentage": percent,
-            "gradeformatted": grade.text, "passed": None, "timecompleted": None, "gradedategraded": grade.graded}
+            "gradeformatted": grade.text, "passed": grade.passed, "timecompleted": None,
+            "gradedategraded": grade.graded}
 
 
 @register("grade")
