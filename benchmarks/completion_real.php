@@ -11,12 +11,7 @@
 //
 // The service is the benchmark's own so the site's (shared) one is never changed.
 
-define('CLI_SCRIPT', true);
-require((getenv('BUFSYNC_TEST_MOODLE_DIR') ?: '/srv/moodle-real/moodle') . '/config.php');
-require_once($CFG->libdir . '/completionlib.php');
-require_once($CFG->dirroot . '/course/lib.php');
-require_once($CFG->dirroot . '/user/lib.php');
-require_once($CFG->dirroot . '/completion/criteria/completion_criteria_self.php');
+require(__DIR__ . '/../tests/integration/contract/fixtures/lab.php');
 
 use core_reportbuilder\local\filters\select;
 use core_reportbuilder\local\filters\text;
@@ -27,12 +22,8 @@ const FUNCTIONS = ['core_reportbuilder_retrieve_report', 'core_completion_get_co
                    'gradereport_user_get_grade_items'];
 const COMPLETED_AT = 1757116800;
 
-[, $mode, $prefix] = $argv + [null, null, null];
-if (!in_array($mode, ['setup', 'teardown'], true) || !preg_match('/^[a-z][a-z0-9]{2,30}$/', (string)$prefix)) {
-    fwrite(STDERR, "usage: php completion_real.php setup <prefix> <courses> <students> <completed %> | teardown <prefix>\n");
-    exit(2);
-}
-\core\session\manager::set_user(get_admin());
+[$mode, $prefix] = lab_arguments($argv, ['setup', 'teardown'],
+    'php completion_real.php setup <prefix> <courses> <students> <completed %> | teardown <prefix>');
 
 if ($mode === 'teardown') {
     foreach ($DB->get_records('reportbuilder_report', ['name' => "$prefix completion"]) as $report) {
@@ -43,13 +34,7 @@ if ($mode === 'teardown') {
         $DB->delete_records('external_services_functions', ['externalserviceid' => $service->id]);
         $DB->delete_records('external_services', ['id' => $service->id]);
     }
-    foreach ($DB->get_records_select('course', $DB->sql_like('shortname', ':p'), ['p' => "$prefix-%"]) as $course) {
-        delete_course($course, false);
-    }
-    foreach ($DB->get_records_select('user', $DB->sql_like('username', ':p') . ' AND deleted = 0',
-                                     ['p' => "$prefix%"]) as $user) {
-        delete_user($user);
-    }
+    lab_delete($prefix);
     echo json_encode(['deleted' => $prefix]), "\n";
     exit(0);
 }
@@ -57,10 +42,7 @@ if ($mode === 'teardown') {
 [$ncourses, $nstudents, $percent] = array_map('intval', array_slice($argv, 3, 3));
 $students = [];
 for ($i = 0; $i < $nstudents; $i++) {
-    $students[] = user_create_user((object)[
-        'username' => sprintf('%ss%04d', $prefix, $i), 'password' => 'Lab#Pass2026', 'firstname' => 'Студент',
-        'lastname' => sprintf('Номер%04d', $i), 'email' => sprintf('%ss%04d@example.com', $prefix, $i),
-        'auth' => 'manual', 'confirmed' => 1, 'mnethostid' => $CFG->mnet_localhost_id], true, false);
+    $students[] = lab_user(sprintf('%ss%04d', $prefix, $i), sprintf('Номер%04d', $i), 'Студент');
 }
 $manual = enrol_get_plugin('manual');
 $courses = [];
@@ -69,18 +51,11 @@ for ($c = 0; $c < $ncourses; $c++) {
                                      'idnumber' => "$prefix-C$c", 'category' => 1, 'enablecompletion' => 1]);
     $courses[] = (int)$course->id;
     $instance = $DB->get_record('enrol', ['courseid' => $course->id, 'enrol' => 'manual'], '*', MUST_EXIST);
-    $criterion = new completion_criteria_self();
-    $form = (object)['id' => $course->id, 'criteria_self' => 1];
-    $criterion->update_config($form);
-    $aggregation = new completion_aggregation(['course' => $course->id, 'criteriatype' => null]);
-    $aggregation->setMethod(COMPLETION_AGGREGATION_ALL);
-    $aggregation->save();
+    $criterion = lab_self_completion($course->id);
     foreach ($students as $i => $userid) {
         $manual->enrol_user($instance, $userid, 5);
         if ($i * 100 < $percent * $nstudents) {
-            (new completion_criteria_completion(['course' => $course->id, 'userid' => $userid,
-                                                 'criteriaid' => $criterion->id]))->mark_complete(COMPLETED_AT);
-            (new completion_completion(['course' => $course->id, 'userid' => $userid]))->mark_complete(COMPLETED_AT);
+            lab_complete($course->id, $criterion->id, $userid, COMPLETED_AT, COMPLETED_AT);
         }
     }
 }
