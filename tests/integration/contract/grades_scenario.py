@@ -4,7 +4,8 @@ answer for it there, with ids and "now" replaced by names so that the two sides'
 
 The scenario: a course with completion on, a course scale «неудовлетворительно … отлично» and the course's own
 letters; an assignment (max 50) graded through grade_update() with fixed submission and grading dates, manual items
-(numeric with a pass grade, scale with a pass grade, one shown as letters), the course total shown as letters;
+(numeric with a pass grade, scale with a pass grade, one shown as letters), the course total shown as letters
+with a pass grade;
 four students: ann (graded, completed), bob (graded, completed, then his enrolment suspended), vera (graded,
 completed, then unenrolled), gleb (graded, his course total overridden); tom, an editing teacher whose preference
 shows suspended users in grade reports.
@@ -39,6 +40,7 @@ GRADES: dict[str, dict[str, float]] = {
     "gleb": {"num": 30, "scale": 1, "letter": 10},
 }
 OVERRIDDEN_TOTAL = 150  # gleb's course total
+TOTAL_PASS = 127  # the course total's pass grade
 GRADE_TYPE_SCALE, GRADE_DISPLAY_TYPE_LETTER = 2, 3
 
 # (wsfunction, parameters, as whom: a login suffix, or None for the token's admin)
@@ -148,7 +150,7 @@ def sandbox_scenario(site: Site, prefix: str, clock: int = 1796000000) -> dict[s
     items["letter"] = admin("create_grade_item", courseid=course, itemname="Зачёт", idnumber=f"{prefix}-LET",
                             grademax=100, display=GRADE_DISPLAY_TYPE_LETTER)["itemid"]
     items["total"] = admin("update_grade_item", courseid=course, course_total=True,
-                           display=GRADE_DISPLAY_TYPE_LETTER)["itemid"]
+                           display=GRADE_DISPLAY_TYPE_LETTER, gradepass=TOTAL_PASS)["itemid"]
     for name, byitem in GRADES.items():
         for key, grade in byitem.items():
             extra: dict[str, Any] = {"datesubmitted": SUBMITTED, "dategraded": GRADED} if key == "essay" else {}

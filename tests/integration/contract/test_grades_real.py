@@ -6,10 +6,13 @@ sandbox through its admin actions, and every answer of the Web Services it is ab
 Skipped unless BUFSYNC_TEST_MOODLE_URL and BUFSYNC_TEST_MOODLE_TOKEN are set and the site's code is in
 BUFSYNC_TEST_MOODLE_DIR (default /srv/moodle-real/moodle) with a php binary to run the fixture script. The site is
 shared: the scenario works under a prefix of its own and is deleted afterwards (BUFSYNC_TEST_MOODLE_KEEP=1 keeps it).
+BUFSYNC_TEST_GRADES_RECORD=1 writes what the real Moodle answered to fixtures/grades_scenario.json first (after a
+deliberate change of the scenario; review the diff).
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -46,6 +49,8 @@ def test_the_sandbox_and_the_recording_answer_as_the_real_moodle() -> None:
         sandbox = scenario.observe(scenario.sandbox_call(site, made), made)
     finally:
         site.close()
+    if os.environ.get("BUFSYNC_TEST_GRADES_RECORD"):  # after a deliberate change of the scenario
+        scenario.RECORDED.write_text(json.dumps(real, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     recorded = scenario.recorded()
     problems = [f"sandbox {answer}{line}" for answer in scenario.ANSWERS
                 for line in scenario.differences(real[answer], sandbox[answer])]

@@ -90,14 +90,17 @@ def test_letters_are_the_courses_own(answers: dict[str, Any]) -> None:
     ann, bob = grades_of(answers["grades/ann"]), grades_of(answers["grades/bob"])
     assert (ann["letter"]["gradeformatted"], ann["letter"]["graderaw"], ann["letter"]["percentageformatted"]) == (
         "отлично", 88, "88.00 %")
-    assert (ann["total"]["gradeformatted"], ann["total"]["graderaw"], ann["total"]["grademax"]) == ("хорошо", 207, 254)
-    assert (bob["total"]["gradeformatted"], bob["total"]["percentageformatted"]) == ("неудовлетворительно", "48.03 %")
+    # the course total: 207 of 254 is 81.5 %, «хорошо», and reaches its pass grade (127)
+    assert (ann["total"]["gradeformatted"], ann["total"]["graderaw"], ann["total"]["grademax"]) == (
+        PASS_ICON + "хорошо", 207, 254)
+    assert (bob["total"]["gradeformatted"], bob["total"]["percentageformatted"]) == (
+        FAIL_ICON + "неудовлетворительно", "48.03 %")
 
 
 def test_an_overridden_course_total(answers: dict[str, Any]) -> None:
     total = grades_of(answers["grades/gleb"])["total"]
     assert (total["graderaw"], total["gradeisoverridden"], total["gradeformatted"], total["percentageformatted"],
-            total["gradedategraded"]) == (150, True, "удовлетворительно", "59.06 %", "<now>")
+            total["gradedategraded"]) == (150, True, PASS_ICON + "удовлетворительно", "59.06 %", "<now>")
 
 
 def test_dates_graded_and_submitted(answers: dict[str, Any]) -> None:
