@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bufsync.sandbox.moodle.functions.completion import completion_summary
-from bufsync.sandbox.moodle.functions.grades import number_format, user_grades
+from bufsync.sandbox.moodle.functions.grades import FAIL_ICON, number_format, user_grades
 from bufsync.sandbox.moodle.site import Site
 from tests.integration.sandbox.test_cohorts_groups import call, enrol, error, make_user
 
@@ -118,6 +118,67 @@ def test_gradeitems_lists_definitions_as_strings(site: Site, gradebook: dict[str
     result = call(site, "core_grades_get_gradeitems", courseid=g["course"])
     assert sorted((i["id"], i["itemname"], i["category"]) for i in result["gradeItems"]) == [
         (str(g["essay"]), "Essay", "Course GB"), (str(g["exam"]), "Exam", "Course GB")]
+
+
+# --- gradebook settings, letters, pass grades, scales (test_grades_fidelity.py has what a real Moodle answered) ---
+
+def test_the_site_setting_off_lists_suspended_students_to_the_admin(site: Site, gradebook: dict[str, int]) -> None:
+    g = gradebook
+    enrol(site, g["ben"], g["course"], suspend=1)
+    assert [u["userid"] for u in call(site, "gradereport_user_get_grade_items", courseid=g["course"])[
+        "usergrades"]] == [g["ann"]]
+    admin(site, "set_config", name="grade_report_showonlyactiveenrol", value="0")
+    assert [u["userid"] for u in call(site, "gradereport_user_get_grade_items", courseid=g["course"])[
+        "usergrades"]] == [g["ann"], g["ben"]]
+
+
+def test_a_non_editing_teacher_never_sees_suspended_students(site: Site, gradebook: dict[str, int]) -> None:
+    """Without moodle/course:viewsuspendedusers (editingteacher and manager have it) the preference is ignored."""
+    g = gradebook
+    enrol(site, g["ben"], g["course"], suspend=1)
+    ted = make_user(site, "ted", "Nonediting")
+    enrol(site, ted, g["course"], roleid=4)
+    admin(site, "set_config", name="grade_report_showonlyactiveenrol", value="0")
+    admin(site, "add_token", token="4" * 32, userid=ted)
+    listed = call(site, "gradereport_user_get_grade_items", _token="4" * 32, courseid=g["course"], userid=0)
+    assert [u["userid"] for u in listed["usergrades"]] == [g["ann"]]
+
+
+def test_letters_come_from_the_nearest_context_that_has_them(site: Site, gradebook: dict[str, int]) -> None:
+    g = gradebook
+    admin(site, "update_grade_item", itemid=g["exam"], display=3)
+    admin(site, "set_grade", itemid=g["exam"], userid=g["ann"], grade=135)  # 90 %
+    assert items_of(site, g["course"], g["ann"])[1]["gradeformatted"] == "A-"  # Moodle's default letters
+    admin(site, "set_grade_letters", letters={"60": "зачтено", "0": "не зачтено"})  # the site's
+    assert items_of(site, g["course"], g["ann"])[1]["gradeformatted"] == "зачтено"
+    admin(site, "set_grade_letters", courseid=g["course"], letters=[[95, "5"], [0, "4 и ниже"]])
+    assert items_of(site, g["course"], g["ann"])[1]["gradeformatted"] == "4 и ниже"
+    admin(site, "set_grade_letters", courseid=g["course"], letters=None)
+    assert items_of(site, g["course"], g["ann"])[1]["gradeformatted"] == "зачтено"
+
+
+def test_no_icon_without_a_real_pass_grade_or_for_a_hidden_grade(site: Site, gradebook: dict[str, int]) -> None:
+    """grade_grade::is_passed(): a pass grade equal to the minimum is none; a hidden grade is shown bare."""
+    g = gradebook
+    admin(site, "update_grade_item", itemid=g["exam"], grademin=10, gradepass=10)
+    admin(site, "set_grade", itemid=g["exam"], userid=g["ann"], grade=100)
+    assert items_of(site, g["course"], g["ann"])[1]["gradeformatted"] == "100.00"
+    admin(site, "update_grade_item", itemid=g["exam"], gradepass=120)
+    assert items_of(site, g["course"], g["ann"])[1]["gradeformatted"] == FAIL_ICON + "100.00"
+    admin(site, "update_grade_item", itemid=g["exam"], hidden=1)
+    assert items_of(site, g["course"], g["ann"])[1]["gradeformatted"] == "100.00"
+
+
+def test_a_scale_item_needs_its_scale(site: Site, gradebook: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="needs the id of a scale"):
+        admin(site, "create_grade_item", courseid=gradebook["course"], itemname="S", gradetype=2)
+    scaleid = admin(site, "create_scale", name="Зачёт", scale=[" не зачтено", "зачтено "])["scaleid"]
+    itemid = admin(site, "create_grade_item", courseid=gradebook["course"], itemname="S", gradetype=2,
+                   scaleid=scaleid)["itemid"]
+    admin(site, "set_grade", itemid=itemid, userid=gradebook["ann"], grade=1.6)  # a scale grade is whole
+    item = items_of(site, gradebook["course"], gradebook["ann"])[2]
+    assert (item["graderaw"], item["gradeformatted"], item["rangeformatted"]) == (
+        2.0, "зачтено", "не зачтено&ndash;зачтено")
 
 
 # --- completion -----------------------------------------------------------------------------------------

@@ -181,6 +181,7 @@ CAPABILITIES: dict[str, tuple[str, frozenset[str]]] = {
     "moodle/grade:viewall": ("View grades of other users", frozenset({"teacher", "editingteacher", "manager"})),
     "moodle/grade:view": ("View own grades", frozenset({"student"})),
     "moodle/grade:viewhidden": ("View hidden grades for owner", frozenset({"teacher", "editingteacher", "manager"})),
+    "moodle/course:viewsuspendedusers": ("View suspended users", frozenset({"editingteacher", "manager"})),
     "report/completion:view": ("View course completion report", frozenset({"teacher", "editingteacher", "manager"})),
     "report/progress:view": ("View activity completion reports", frozenset({"teacher", "editingteacher", "manager"})),
 }

@@ -2,9 +2,12 @@
 (gradereport_user_get_grade_items, core_grades_get_gradeitems), as Moodle 4.5 computes them.
 
 Supported: one course category with Moodle's default aggregation (Natural, empty grades
-excluded), value items (text/none items are listed but not aggregated), per-user weights and
-ranges, overridden/locked/hidden flags. Subcategories, scales, calculated items, outcomes,
-drop-lowest, extra credit and the hidden-grade adjustments shown to students are not emulated.
+excluded), value and scale items (text/none items are listed but not aggregated), per-user
+weights and ranges, overridden/locked/hidden flags, display types with the course's own letters,
+the pass/fail icon the user report puts before a grade when its item has a pass grade, and which
+users `userid = 0` lists (only active enrolments unless grade_report_showonlyactiveenrol is off
+and the caller may see suspended users). Subcategories, calculated items, outcomes, drop-lowest,
+extra credit and the hidden-grade adjustments shown to students are not emulated.
 
 Like Moodle, grades are regraded lazily: a new or changed item marks itself and the course total
 "needs update"; a grade for an up-to-date item regrades that user at once; otherwise the next
@@ -68,6 +71,13 @@ CREATE TABLE IF NOT EXISTS course_modules (
     completion INTEGER NOT NULL DEFAULT 0, completionview INTEGER NOT NULL DEFAULT 0,
     completionexpected INTEGER NOT NULL DEFAULT 0, completionpassgrade INTEGER NOT NULL DEFAULT 0,
     completiongradeitemnumber INTEGER, deletioninprogress INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS scale (
+    id INTEGER PRIMARY KEY, courseid INTEGER NOT NULL DEFAULT 0, userid INTEGER NOT NULL DEFAULT 0, name TEXT NOT NULL,
+    scale TEXT NOT NULL, description TEXT NOT NULL DEFAULT '', descriptionformat INTEGER NOT NULL DEFAULT 1,
+    timemodified INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS grade_letters (
+    id INTEGER PRIMARY KEY, contextid INTEGER NOT NULL, lowerboundary REAL NOT NULL, letter TEXT NOT NULL,
+    UNIQUE (contextid, lowerboundary));
 CREATE TABLE IF NOT EXISTS assign (
     id INTEGER PRIMARY KEY, course INTEGER NOT NULL, name TEXT NOT NULL, intro TEXT NOT NULL DEFAULT '',
     introformat INTEGER NOT NULL DEFAULT 1, grade INTEGER NOT NULL DEFAULT 100,
@@ -81,6 +91,10 @@ GRADE_DISPLAY_TYPE_PERCENTAGE, GRADE_DISPLAY_TYPE_LETTER = 2, 3
 DEFAULT_DECIMALS = 2        # $CFG->grade_decimalpoints
 RANGE_DECIMALS = 0          # $CFG->grade_report_user_rangedecimals
 GRADEBOOK_ROLES = (5,)      # $CFG->gradebookroles = student
+SHOW_ONLY_ACTIVE_ENROL = "grade_report_showonlyactiveenrol"  # $CFG-> and user preference; 1 on a fresh site
+# The user report's pass/fail icon (pix_icon i/valid, i/invalid with the boost theme's Font Awesome map).
+PASS_ICON = '<i class="icon fa fa-check text-success fa-fw inline"  title="Pass" role="img" aria-label="Pass"></i>'
+FAIL_ICON = '<i class="icon fa fa-xmark text-danger fa-fw inline"  title="Fail" role="img" aria-label="Fail"></i>'
 # The default letter boundaries (grade_get_letters with no course or site overrides).
 LETTERS = [(93, "A"), (90, "A-"), (87, "B+"), (83, "B"), (80, "B-"), (77, "C+"), (73, "C"), (70, "C-"), (67, "D+"),
            (60, "D"), (0, "F")]
@@ -230,8 +244,8 @@ def report_items(site: Site, courseid: int) -> list[Any]:
 
 
 def item_by_ref(site: Site, itemid: int | None = None, courseid: int | None = None, idnumber: str | None = None,
-                itemname: str | None = None) -> Any:
-    """A grade item by id, or by idnumber / name within a course (admin actions accept either)."""
+                itemname: str | None = None, course_total: bool = False) -> Any:
+    """A grade item by id, or by idnumber / name within a course, or the course total (admin actions accept any)."""
     if itemid is not None:
         row = site.store.one("SELECT * FROM grade_items WHERE id = ?", (itemid,))
     elif courseid is not None and idnumber is not None:
@@ -239,8 +253,11 @@ def item_by_ref(site: Site, itemid: int | None = None, courseid: int | None = No
     elif courseid is not None and itemname is not None:
         row = site.store.one("SELECT * FROM grade_items WHERE courseid = ? AND itemname = ? ORDER BY id",
                              (courseid, itemname))
+    elif courseid is not None and course_total:
+        get_course(site, courseid)
+        row = course_item(site, courseid)
     else:
-        raise ValueError("give itemid, or courseid with idnumber or itemname")
+        raise ValueError("give itemid, or courseid with idnumber, itemname or course_total")
     if row is None:
         raise ValueError(f"no such grade item (itemid={itemid}, courseid={courseid}, idnumber={idnumber!r}, "
                          f"itemname={itemname!r})")
@@ -577,7 +594,7 @@ def _decimals(item: Any) -> int:
     return DEFAULT_DECIMALS if item["decimals"] is None else int(item["decimals"])
 
 
-def format_gradevalue(value: float | None, item: dict[str, Any], displaytype: int | None = None,
+def format_gradevalue(site: Site, value: float | None, item: dict[str, Any], displaytype: int | None = None,
                       decimals: int | None = None) -> str:
     """grade_format_gradevalue() for value and scale items (real, percentage, letter)."""
     if item["gradetype"] in (GRADE_TYPE_NONE, GRADE_TYPE_TEXT):
@@ -587,9 +604,9 @@ def format_gradevalue(value: float | None, item: dict[str, Any], displaytype: in
     if displaytype is None:
         displaytype = item["display"] or GRADE_DISPLAY_TYPE_REAL
     decimals = _decimals(item) if decimals is None else decimals
-    real = lambda: number_format(value, decimals)  # noqa: E731
+    real = lambda: _format_real(site, value, item, decimals)  # noqa: E731
     percent = lambda: _format_percentage(value, item, decimals)  # noqa: E731
-    letter = lambda: _format_letter(value, item)  # noqa: E731
+    letter = lambda: _format_letter(site, value, item)  # noqa: E731
     combos = {1: lambda: real(), 2: lambda: percent(), 3: lambda: letter(),
               12: lambda: f"{real()} ({percent()})", 13: lambda: f"{real()} ({letter()})",
               21: lambda: f"{percent()} ({real()})", 31: lambda: f"{letter()} ({real()})",
@@ -597,21 +614,65 @@ def format_gradevalue(value: float | None, item: dict[str, Any], displaytype: in
     return combos[displaytype]() if displaytype in combos else ""
 
 
+def _format_real(site: Site, value: float, item: dict[str, Any], decimals: int) -> str:
+    """grade_format_gradevalue_real(): a scale shows its item's text («хорошо»), a value its number."""
+    if item["gradetype"] != GRADE_TYPE_SCALE:
+        return number_format(value, decimals)
+    items = scale_items(site, item["scaleid"])
+    if not items:
+        return "Error"
+    position = int(_bounded(item, value) or 0) - 1
+    return format_string(items[position]) if 0 <= position < len(items) else "Error"
+
+
 def _format_percentage(value: float, item: dict[str, Any], decimals: int) -> str:
+    """Against the item's range; a scale grade is rounded to a whole item first (bounded_grade)."""
     low, high = item["grademin"], item["grademax"]
     if low == high:
         return ""
-    value = max(low, min(value, high))
-    return number_format((value - low) * 100 / (high - low), decimals) + " %"
+    bounded = float(_bounded(item, value) or 0.0)
+    return number_format((bounded - low) * 100 / (high - low), decimals) + " %"
 
 
-def _format_letter(value: float, item: dict[str, Any]) -> str:
+def _format_letter(site: Site, value: float, item: dict[str, Any]) -> str:
+    """grade_format_gradevalue_letter(): the first letter whose lower boundary the percentage reaches."""
     percent = _standardise(value, item["grademin"], item["grademax"], 0, 100)
     percent = max(0.0, min(100.0, percent or 0.0))
-    for boundary, letter in LETTERS:
+    for boundary, letter in grade_letters(site, item["courseid"]):
         if percent >= boundary:
             return format_string(letter)
     return "-"
+
+
+def grade_letters(site: Site, courseid: int) -> list[tuple[float, str]]:
+    """grade_get_letters(): the nearest context with letters of its own (course, its categories, the site),
+    highest boundary first; the defaults when none has."""
+    from bufsync.sandbox.moodle.functions import enrol
+    context = enrol.course_context(site, courseid)
+    for ctx in enrol.parent_contexts(site, context) if context is not None else []:
+        if not ctx.id:
+            continue
+        rows = site.store.q("SELECT lowerboundary, letter FROM grade_letters WHERE contextid = ? "
+                            "ORDER BY lowerboundary DESC", (ctx.id,))
+        if rows:
+            return [(float(r["lowerboundary"]), r["letter"]) for r in rows]
+    return [(float(b), letter) for b, letter in LETTERS]
+
+
+def scale_items(site: Site, scaleid: int | None) -> list[str]:
+    """grade_scale::load_items(): the comma-separated list, each item trimmed."""
+    row = site.store.one("SELECT scale FROM scale WHERE id = ?", (scaleid,)) if scaleid else None
+    return [part.strip() for part in row["scale"].split(",")] if row is not None else []
+
+
+def is_passed(item: dict[str, Any], finalgrade: float | None) -> bool | None:
+    """grade_grade::is_passed(): None without a grade, without a pass grade (gradepass equal to the minimum, or
+    0 on a scale); else whether the grade reaches it."""
+    if finalgrade is None or item["gradepass"] is None or item["gradepass"] == item["grademin"]:
+        return None
+    if item["gradetype"] == GRADE_TYPE_SCALE and abs(float(item["gradepass"])) < 1e-5:
+        return None
+    return bool(finalgrade >= item["gradepass"])
 
 
 # --- gradereport_user_get_grade_items ---------------------------------------------------------------
@@ -687,19 +748,24 @@ def user_report_items(site: Site, courseid: int, userid: int) -> list[dict[str, 
             data["gradeformatted"] = "Error"
         elif grade_hidden and not canviewhidden:
             data["gradeformatted"] = "-"
-        else:
+        elif grade_hidden:  # shown to those who see hidden grades, without the pass/fail icon
             data["graderaw"] = gradeval
-            data["gradeformatted"] = format_gradevalue(gradeval, item)
-        data["rangeformatted"] = (format_gradevalue(item["grademin"], item, GRADE_DISPLAY_TYPE_REAL, RANGE_DECIMALS)
-                                  + "&ndash;" + format_gradevalue(item["grademax"], item, GRADE_DISPLAY_TYPE_REAL,
-                                                                  RANGE_DECIMALS))
+            data["gradeformatted"] = format_gradevalue(site, gradeval, item)
+        else:
+            passed = is_passed(item, gradeval)
+            icon = "" if passed is None else PASS_ICON if passed else FAIL_ICON
+            data["graderaw"] = gradeval
+            data["gradeformatted"] = icon + format_gradevalue(site, gradeval, item)
+        data["rangeformatted"] = (
+            format_gradevalue(site, item["grademin"], item, GRADE_DISPLAY_TYPE_REAL, RANGE_DECIMALS) + "&ndash;"
+            + format_gradevalue(site, item["grademax"], item, GRADE_DISPLAY_TYPE_REAL, RANGE_DECIMALS))
         data["grademin"], data["grademax"] = item["grademin"], item["grademax"]
         if item["needsupdate"]:
             data["percentageformatted"] = "Error"
         elif grade_hidden and not canviewhidden:
             data["percentageformatted"] = "-"
         else:
-            data["percentageformatted"] = format_gradevalue(gradeval, item, GRADE_DISPLAY_TYPE_PERCENTAGE)
+            data["percentageformatted"] = format_gradevalue(site, gradeval, item, GRADE_DISPLAY_TYPE_PERCENTAGE)
         data["feedback"] = ""
         data["feedbackformat"] = grade["feedbackformat"] if grade else 0
         if grade and grade["feedback"] and (canviewhidden or not grade_hidden):
@@ -709,11 +775,12 @@ def user_report_items(site: Site, courseid: int, userid: int) -> list[dict[str, 
 
 
 def graded_users(site: Site, courseid: int) -> list[Any]:
-    """graded_users_iterator with only active enrolments: enrolled, holding a gradebook role, by name."""
+    """graded_users_iterator: enrolled (only actively, unless show_only_active() says no), holding a gradebook
+    role, by name."""
     from bufsync.sandbox.moodle.functions import enrol
     if course_item(site, courseid)["needsupdate"]:
         return []
-    enrolled = set(enrol.enrolled_user_ids(site, courseid, active_only=True))
+    enrolled = set(enrol.enrolled_user_ids(site, courseid, active_only=show_only_active(site, courseid)))
     context = enrol.course_context(site, courseid) or enrol.Context(CONTEXT_COURSE, courseid)
     roles = ",".join("?" for _ in GRADEBOOK_ROLES)
     holders: set[int] = set()
@@ -728,6 +795,33 @@ def graded_users(site: Site, courseid: int) -> list[Any]:
         graded += site.store.q(f"SELECT * FROM user WHERE deleted = 0 AND id IN ({','.join('?' for _ in chunk)})",
                                tuple(chunk))
     return sorted(graded, key=user_name_order)
+
+
+def show_only_active(site: Site, courseid: int) -> bool:
+    """The report's showonlyactiveenrol (grade/report/user/classes/external/user.php): the caller's preference,
+    else the site's setting (on by default); always on for a caller without moodle/course:viewsuspendedusers."""
+    row = site.store.one("SELECT value FROM user_preferences WHERE userid = ? AND name = ?",
+                         (getattr(site, "userid", 2), SHOW_ONLY_ACTIVE_ENROL))
+    value = row["value"] if row is not None else site_config(site, SHOW_ONLY_ACTIVE_ENROL)
+    return value not in ("", "0") or not has_capability(site, "moodle/course:viewsuspendedusers", courseid)
+
+
+CONFIG_DEFAULTS = {SHOW_ONLY_ACTIVE_ENROL: "1"}
+
+
+def site_config(site: Site, name: str) -> str:
+    """$CFG->name for the gradebook settings the sandbox knows (CONFIG_DEFAULTS)."""
+    row = site.store.one("SELECT value FROM sandbox_config WHERE name = ?", (f"cfg:{name}",))
+    return str(row["value"]) if row is not None else CONFIG_DEFAULTS[name]
+
+
+@admin_action("set_config")
+def admin_set_config(site: Site, name: str, value: str) -> dict[str, str]:
+    """set_config() for a gradebook setting (Site administration > Grades), e.g. grade_report_showonlyactiveenrol."""
+    if name not in CONFIG_DEFAULTS:
+        raise ValueError(f"unknown setting {name!r}; the sandbox knows {', '.join(CONFIG_DEFAULTS)}")
+    site.store.x("INSERT OR REPLACE INTO sandbox_config (name, value) VALUES (?, ?)", (f"cfg:{name}", str(value)))
+    return {name: str(value)}
 
 
 def _check_report_access(site: Site, courseid: int, userid: int) -> tuple[Any, Any]:
@@ -848,7 +942,8 @@ def create_activity(site: Site, courseid: int, modname: str, instance: int, idnu
 @admin_action("create_assignment")
 def admin_create_assignment(site: Site, courseid: int, name: str, grademax: float = 100, idnumber: str = "",
                             cmid: int | None = None, completion: int = 0, visible: int = 1) -> dict[str, Any]:
-    """An assignment activity with its grade item (itemtype mod, itemmodule assign), as the generator makes it."""
+    """An assignment activity with its grade item (itemtype mod, itemmodule assign), as the generator makes it:
+    add_moduleinfo() regrades the course at once (edit_module_post_actions), so the new item is up to date."""
     get_course(site, courseid)
     instance = site.store.next_id("assign")
     site.store.insert("assign", {"id": instance, "course": courseid, "name": name, "grade": int(grademax),
@@ -857,6 +952,7 @@ def admin_create_assignment(site: Site, courseid: int, name: str, grademax: floa
     itemid = _insert_item(site, {"courseid": courseid, "itemtype": "mod", "itemmodule": "assign",
                                  "iteminstance": instance, "itemnumber": 0, "itemname": name,
                                  "idnumber": idnumber, "grademax": float(grademax), "grademin": 0.0})
+    regrade(site, courseid)
     return {"assign_instance": instance, "cmid": cmid, "itemid": itemid}
 
 
@@ -864,16 +960,66 @@ def admin_create_assignment(site: Site, courseid: int, name: str, grademax: floa
 def admin_create_grade_item(site: Site, courseid: int, itemname: str, grademax: float = 100, grademin: float = 0,
                             idnumber: str | None = None, gradetype: int = GRADE_TYPE_VALUE, hidden: int = 0,
                             locked: int = 0, gradepass: float = 0, decimals: int | None = None,
-                            display: int = 0) -> dict[str, Any]:
-    """A manual grade item in the course category (gradetype 1 value, 3 text, 0 none; scales are not emulated)."""
+                            display: int = 0, scaleid: int | None = None) -> dict[str, Any]:
+    """A manual grade item in the course category (gradetype 1 value, 2 scale with scaleid, 3 text, 0 none).
+
+    A scale item's range is its scale's: 1 to the number of its items, as grade_item::load_scale() sets it.
+    """
     get_course(site, courseid)
-    if gradetype not in (GRADE_TYPE_VALUE, GRADE_TYPE_TEXT, GRADE_TYPE_NONE):
-        raise ValueError("gradetype must be 1 (value), 3 (text) or 0 (none): scales are not emulated")
+    if gradetype not in (GRADE_TYPE_VALUE, GRADE_TYPE_SCALE, GRADE_TYPE_TEXT, GRADE_TYPE_NONE):
+        raise ValueError("gradetype must be 1 (value), 2 (scale), 3 (text) or 0 (none)")
+    if gradetype == GRADE_TYPE_SCALE:
+        items = scale_items(site, scaleid)
+        if not items:
+            raise ValueError(f"a scale item needs the id of a scale (create_scale); {scaleid!r} is none")
+        grademin, grademax = 1, len(items)
+    elif scaleid is not None:
+        raise ValueError("scaleid is for gradetype 2 (scale) only")
     itemid = _insert_item(site, {"courseid": courseid, "itemtype": "manual", "itemname": itemname,
                                  "idnumber": idnumber, "grademax": float(grademax), "grademin": float(grademin),
-                                 "gradetype": gradetype, "hidden": hidden, "locked": locked,
+                                 "gradetype": gradetype, "scaleid": scaleid, "hidden": hidden, "locked": locked,
                                  "gradepass": float(gradepass), "decimals": decimals, "display": display})
     return {"itemid": itemid}
+
+
+@admin_action("create_scale")
+def admin_create_scale(site: Site, name: str, scale: str | list[str], courseid: int = 0,
+                       description: str = "") -> dict[str, Any]:
+    """A scale (Grades > Scales): courseid 0 is a standard (site) scale; items comma-separated or a list."""
+    if courseid:
+        get_course(site, courseid)
+    text = scale if isinstance(scale, str) else ",".join(scale)
+    if not [part for part in text.split(",") if part.strip()]:
+        raise ValueError("a scale needs at least one item")
+    scaleid = site.store.next_id("scale")
+    site.store.insert("scale", {"id": scaleid, "courseid": courseid, "userid": getattr(site, "userid", 2),
+                                "name": name, "scale": text, "description": description,
+                                "timemodified": site.now()})
+    return {"scaleid": scaleid}
+
+
+@admin_action("set_grade_letters")
+def admin_set_grade_letters(site: Site, letters: dict[str, str] | list[list[Any]] | None,
+                            courseid: int | None = None) -> dict[str, Any]:
+    """The course's own letters (Grades > Letters; courseid None: the site's), {lower boundary %: letter};
+    letters None goes back to inheriting them."""
+    from bufsync.sandbox.moodle.functions import enrol
+    if courseid is None:
+        contextid = 1
+    else:
+        get_course(site, courseid)
+        context = enrol.course_context(site, courseid)
+        contextid = context.id if context is not None and context.id else 0
+        if not contextid:
+            raise ValueError(f"course {courseid} has no context")
+    pairs = list(letters.items()) if isinstance(letters, dict) else [tuple(pair) for pair in letters or []]
+    site.store.x("DELETE FROM grade_letters WHERE contextid = ?", (contextid,))
+    for boundary, letter in sorted(((float(b), str(t)) for b, t in pairs), reverse=True):
+        if not 0 <= boundary <= 100:
+            raise ValueError(f"a letter boundary is a percentage: {boundary}")
+        site.store.insert("grade_letters", {"id": site.store.next_id("grade_letters"), "contextid": contextid,
+                                            "lowerboundary": boundary, "letter": letter})
+    return {"contextid": contextid, "letters": len(pairs)}
 
 
 _ITEM_FIELDS = ("itemname", "idnumber", "grademax", "grademin", "gradepass", "hidden", "locked", "decimals",
@@ -883,12 +1029,14 @@ _ITEM_FIELDS = ("itemname", "idnumber", "grademax", "grademin", "gradepass", "hi
 @admin_action("update_grade_item")
 def admin_update_grade_item(site: Site, itemid: int | None = None, courseid: int | None = None,
                             item_idnumber: str | None = None, item_name: str | None = None,
-                            **changes: Any) -> dict[str, Any]:
-    """grade_item::update(): rename, set the idnumber, range, hidden/locked...; a new range forces a regrade.
+                            course_total: bool = False, **changes: Any) -> dict[str, Any]:
+    """grade_item::update(): rename, set the idnumber, range, pass grade, display, hidden/locked...; a new range
+    forces a regrade.
 
-    The item is itemid, or courseid with item_idnumber or item_name; the other arguments are the changes.
+    The item is itemid, or courseid with item_idnumber, item_name or course_total; the other arguments are the
+    changes.
     """
-    item = item_by_ref(site, itemid, courseid, item_idnumber, item_name)
+    item = item_by_ref(site, itemid, courseid, item_idnumber, item_name, course_total)
     unknown = set(changes) - set(_ITEM_FIELDS)
     if unknown or not changes:
         raise ValueError(f"cannot change {sorted(unknown) or 'nothing'}; allowed: {', '.join(_ITEM_FIELDS)}")
@@ -910,14 +1058,16 @@ def admin_update_grade_item(site: Site, itemid: int | None = None, courseid: int
 def admin_set_grade(site: Site, grade: float | None = None, itemid: int | None = None, courseid: int | None = None,
                     idnumber: str | None = None, itemname: str | None = None, userid: int | None = None,
                     username: str | None = None, feedback: str | None = None, feedbackformat: int = 0,
-                    datesubmitted: int | None = None, override: bool = False) -> dict[str, Any]:
-    """Grade a user: activities through grade_update() (raw grade), manual items and overrides through
-    update_final_grade(). grade None with no feedback clears the grade."""
-    item = item_by_ref(site, itemid, courseid, idnumber, itemname)
+                    datesubmitted: int | None = None, override: bool = False, dategraded: int | None = None,
+                    course_total: bool = False) -> dict[str, Any]:
+    """Grade a user: activities through grade_update() (raw grade, with the dates the activity gives), manual
+    items and overrides (of the course total too) through update_final_grade(). grade None with no feedback
+    clears the grade."""
+    item = item_by_ref(site, itemid, courseid, idnumber, itemname, course_total)
     uid = _user_by_ref(site, userid, username)
     fb: str | None | bool = feedback if feedback is not None else False
     if item["itemtype"] == "mod" and not override:
-        set_raw_grade(site, item, uid, grade, fb, feedbackformat, datesubmitted)
+        set_raw_grade(site, item, uid, grade, fb, feedbackformat, datesubmitted, dategraded)
     else:
         set_final_grade(site, item, uid, grade, fb, feedbackformat, overridden=True if override else None)
     row = _grade_row(site, item["id"], uid)
