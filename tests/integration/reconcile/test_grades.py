@@ -67,6 +67,9 @@ def test_grades_land_as_moodle_reports_them_and_change_only_with_a_value(graded:
     assert (total["grade"], total["grade_max"], total["percent"]) == (Decimal("179.5"), Decimal("200"),
                                                                       Decimal("89.75"))
     assert rows[("P00000", "EXAM1")]["graded_at"] is not None and rows[("P00002", "EXAM1")]["grade"] is None
+    # passed: against the item's pass grade (EXAM1: 60); no pass grade or no grade: unknown
+    assert [rows[key]["passed"] for key in (("P00000", "EXAM1"), ("P00000", "ESSAY1"), ("P00002", "EXAM1"))] == [
+        True, None, None]
     assert all(r["removed_at"] is None for r in rows.values())
 
     stamps = {key: row["updated_at"] for key, row in rows.items()}
@@ -86,6 +89,33 @@ def test_grades_land_as_moodle_reports_them_and_change_only_with_a_value(graded:
     assert rows[("P00001", "EXAM1")]["grade"] == Decimal("70") and rows[("P00001", "course")]["grade"] == Decimal("134")
     moved = {key for key, row in rows.items() if row["updated_at"] != LONG_AGO}
     assert moved == {("P00001", "EXAM1"), ("P00001", "course")}
+
+
+def test_a_scale_and_letters_come_as_words(graded: World) -> None:
+    """A scale item gives its word and the course total shown as letters gives the letter, with the pass grade's
+    verdict; the number stays the grade (a scale's position)."""
+    world = graded
+    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    site = world.moodle.site
+    scale = site.admin("create_scale", {"name": "Пятибалльная", "courseid": courseid,
+                                        "scale": "неудовлетворительно,удовлетворительно,хорошо,отлично"})
+    site.admin("create_grade_item", {"courseid": courseid, "itemname": "Экзамен по шкале", "idnumber": "FINAL",
+                                     "gradetype": 2, "scaleid": scale["scaleid"], "gradepass": 2})
+    site.admin("set_grade", {"courseid": courseid, "idnumber": "FINAL", "username": "user00000", "grade": 4})
+    site.admin("set_grade", {"courseid": courseid, "idnumber": "FINAL", "username": "user00001", "grade": 1})
+    site.admin("set_grade_letters", {"courseid": courseid, "letters": {"85": "отлично", "70": "хорошо",
+                                                                       "50": "удовлетворительно",
+                                                                       "0": "неудовлетворительно"}})
+    site.admin("update_grade_item", {"courseid": courseid, "course_total": True, "display": 3})  # letter
+    report = world.run("grades")
+    assert report.outcome == "ok", report.render()
+    rows = grades(world)
+    final = rows[("P00000", "FINAL")], rows[("P00001", "FINAL")]
+    assert [(r["grade"], r["grade_text"], r["passed"]) for r in final] == [
+        (Decimal("4"), "отлично", True), (Decimal("1"), "неудовлетворительно", False)]
+    assert rows[("P00000", "ESSAY1")]["grade_text"] is None  # a number is not a word
+    total = rows[("P00000", "course")]
+    assert total["grade_text"] in ("отлично", "хорошо", "удовлетворительно", "неудовлетворительно"), total
 
 
 def test_an_overridden_total_is_what_1c_gets(graded: World) -> None:
