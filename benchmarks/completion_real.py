@@ -19,12 +19,6 @@ Everything made is deleted at the end (--keep keeps it).
 
 from __future__ import annotations
 
-import os as _os
-import sys as _sys
-
-# This folder holds queue.py, which would shadow the standard library's `queue` module.
-_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
-
 import argparse
 import json
 import math

@@ -17,34 +17,17 @@ Prints:
 
 from __future__ import annotations
 
-import os as _os
-import sys as _sys
-
-# This folder holds queue.py, which would shadow the standard library's `queue` module.
-_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
-
 import argparse
-import importlib.util
 import resource
 import statistics
 import time
 from datetime import date
-from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
 
+import reconcile as _reconcile  # the sandbox and throwaway databases of benchmarks/reconcile.py
 
-def _sibling(name: str):  # type: ignore[no-untyped-def]
-    """A benchmark beside this one, by path (this folder is off sys.path, see above)."""
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_reconcile = _sibling("reconcile")  # the sandbox and throwaway databases of benchmarks/reconcile.py
 TOKEN, drop_database, fresh_database, sandbox = (_reconcile.TOKEN, _reconcile.drop_database,
                                                  _reconcile.fresh_database, _reconcile.sandbox)
 

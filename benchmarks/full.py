@@ -13,17 +13,9 @@ suspended rows), then measures in the same run:
 
 from __future__ import annotations
 
-import os as _os
-import sys as _sys
-
-# This folder holds queue.py, which would shadow the standard library's `queue` module.
-_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
-
 import argparse
-import importlib.util
 import time
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,16 +25,10 @@ WRITES = ("create", "update", "enrol_users", "unenrol", "unassign", "delete")
 MAPPINGS = ["departments", "users", "courses", "subscriptions"]
 
 
-def _sibling(name: str) -> Any:
-    """Another benchmark's helpers, loaded by path: this folder stays off sys.path (queue.py is a stdlib name)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-_shared = _sibling("reconcile")
+import reconcile as _shared
+
 ADMIN, TOKEN = _shared.ADMIN, _shared.TOKEN
 sandbox, fresh_database, drop_database = _shared.sandbox, _shared.fresh_database, _shared.drop_database
 

@@ -21,7 +21,6 @@ the site back at the end). The Moodle site keeps what was created: `up --reset` 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -40,16 +39,10 @@ INCUMBENTS_PHP = Path(__file__).resolve().parents[2] / "shared" / "moodle-real" 
 TASKS = ("\\auth_db\\task\\sync_users", "\\enrol_database\\task\\sync_enrolments")
 
 
-def _sibling(name: str) -> Any:
-    """Another benchmark's helpers, loaded by path: this folder stays off sys.path (queue.py is a stdlib name)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-_shared = _sibling("reconcile")
+import reconcile as _shared
+
 fresh_database, drop_database, fill = _shared.fresh_database, _shared.drop_database, _shared.fill
 
 

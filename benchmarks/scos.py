@@ -26,9 +26,10 @@ import httpx
 import sqlalchemy as sa
 
 from bufsync import commands, migrations
-from bufsync.config import ScosSettings, load_settings
+from bufsync.config import load_settings
 from bufsync.mapping import load_mappings
 from bufsync.portals.runs import run_dispatch, run_portal
+from bufsync.portals.scos.settings import ScosSettings
 from bufsync.sandbox.moodle.run import parse_env_line
 from bufsync.schema import build_metadata
 
@@ -107,10 +108,12 @@ def main() -> None:
     try:
         loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": url, "BUFSYNC_MOODLE_URL": env["BUFSYNC_MOODLE_URL"],
                                       "BUFSYNC_MOODLE_TOKEN": TOKEN})
-        loaded.settings = loaded.settings.model_copy(update={"scos": ScosSettings(
+        scos = ScosSettings(
             url=env["BUFSYNC_SCOS_URL"], key=env["BUFSYNC_SCOS_KEY"], partner_id=env["BUFSYNC_SCOS_PARTNER_ID"],
             institution="bench", passport=PASSPORT, scenarios=[
-                "publish", "moderation", "update", "archive", "enrol", "unenrol", "results", "progress"])})
+                "publish", "moderation", "update", "archive", "enrol", "unenrol", "results", "progress"])
+        portals = loaded.settings.portals.model_copy(update={"scos": scos})  # `portals:` since the registry
+        loaded.settings = loaded.settings.model_copy(update={"portals": portals})
         started = time.perf_counter()
         fill(loaded, args.courses, args.students)
         moodle, portal = httpx.Client(timeout=60), httpx.Client(timeout=60)

@@ -1,6 +1,6 @@
 """Benchmark: the outbox on PostgreSQL delivering to the СЦОС sandbox (in its own process).
 
-    python benchmarks/queue.py [--items 10000]
+    python benchmarks/outbox.py [--items 10000]
 
 Prints items/s with 1 and with 4 dispatcher processes, claim latency (median and p95 of one
 claim of 50 items), and checks the sandbox received each item exactly once. Baseline in the
@@ -8,12 +8,6 @@ same run: one process sending one item per HTTP call and completing it with its 
 """
 
 from __future__ import annotations
-
-import os as _os
-import sys as _sys
-
-# This folder holds queue.py, which would shadow the standard library's `queue` module.
-_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _os.path.dirname(_os.path.abspath(__file__))]
 
 import argparse
 import multiprocessing
@@ -24,18 +18,8 @@ import uuid
 import httpx
 import sqlalchemy as sa
 
+import reconcile as _reconcile
 
-def _sibling(name: str):
-    """benchmarks/reconcile.py, loaded by path (this folder is not on sys.path, see above)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", _os.path.join(_os.path.dirname(
-        _os.path.abspath(__file__)), f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_reconcile = _sibling("reconcile")
 fresh_database, drop_database = _reconcile.fresh_database, _reconcile.drop_database
 
 from bufsync import migrations  # noqa: E402
