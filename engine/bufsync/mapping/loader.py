@@ -193,7 +193,7 @@ def _check_references(ms: MappingSet, docs: dict[str, YamlDocument]) -> list[Pro
                                f"'{parent_column}' is not a key column of {parent.table.name}; "
                                f"expected one of: {', '.join(parent.table.key)}")
         if mapping.table.derived is not None:
-            for sub, message in derivation_problems(mapping):
+            for sub, message in derivation_problems(mapping, ms):
                 c.fail(("table", "derived", *sub), message)
         problems += c.problems
     tables: dict[str, str] = {}

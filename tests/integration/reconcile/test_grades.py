@@ -122,18 +122,11 @@ def test_an_overridden_total_is_what_1c_gets(graded: World) -> None:
     world = graded
     world.run("grades")
     courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
-    world.moodle.site.admin("set_grade", {"courseid": courseid, "itemname": None, "idnumber": None, "itemid":
-                                          _course_item(world, courseid), "username": "user00002", "grade": 150,
-                                          "override": True})
+    world.moodle.site.admin("set_grade", {"courseid": courseid, "course_total": True, "username": "user00002",
+                                          "grade": 150, "override": True})
     report = world.run("grades")
     assert counts(report, "grades") == {"updated": 1, "unchanged": 11}, report.render()
     assert grades(world)[("P00002", "course")]["grade"] == Decimal("150")
-
-
-def _course_item(world: World, courseid: int) -> int:
-    row = world.moodle.site.store.one("SELECT id FROM grade_items WHERE courseid = ? AND itemtype = 'course'",
-                                      (courseid,))
-    return int(row["id"])
 
 
 def test_a_grade_gone_from_moodle_is_marked_never_deleted_and_a_mass_removal_is_refused(graded: World) -> None:

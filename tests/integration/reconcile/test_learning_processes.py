@@ -170,3 +170,18 @@ def test_the_rows_of_a_process_for_a_course_that_does_not_exist_fail_alone(site:
     assert all("Курс «NO-SUCH» не найден(а)" in r["sync_error"] for r in rows)
     assert {r["sync_status"] for r in world.rows("buf_process_enrolments")
             if r["process_external_id"] != "LP-X"} == {"ok"}
+
+
+def test_full_makes_again_a_course_group_deleted_by_hand_and_its_members_follow(site: World) -> None:
+    world = site
+    world.run(*ALL)
+    groupid = next(int(r["lms_id"]) for r in world.rows("buf_learning_processes") if r["external_id"] == "LP-2")
+    with world.ws() as client:
+        client.call("core_group_delete_groups", {"groupids": [groupid]}, write=True)
+    assert "LP-2" not in moodle_view(world)["groups"]
+    report = world.run(*ALL, full=True)
+    assert report.outcome == "ok", report.render()
+    found = moodle_view(world)["groups"]
+    assert found["LP-2"] == sorted([user(0)] + [user(i) for i in range(26, 46)])  # made again, members back
+    row = next(r for r in world.rows("buf_learning_processes") if r["external_id"] == "LP-2")
+    assert int(row["lms_id"]) != groupid and row["sync_status"] == "ok"

@@ -206,6 +206,8 @@ def test_a_derived_table_names_a_derivation_bufsync_ships_with_valid_options(sit
     assert "table.derived.options.teacher_role" in message and "table.derived.options.tutor_role" in message
     edit(site / "process_enrolments.yaml", lambda d: d["table"]["derived"].update(options={"teacher_role": "student"}))
     assert "teacher_role and student_role are both 'student'; they must differ" in problems(site)
+    edit(site / "process_enrolments.yaml", lambda d: d["table"]["derived"].update(options={"students": "pupils"}))
+    assert "table.derived.options.students: no synced mapping 'pupils' to read" in problems(site)
 
 
 def test_group_with_names_a_grouped_mapping_of_the_same_entity(site: Path) -> None:

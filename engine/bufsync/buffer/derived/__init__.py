@@ -30,13 +30,14 @@ Select = Callable[["Mapping", "MappingSet", dict[str, sa.Table], Any], sa.Select
 class Derivation:
     options: type[BaseModel]
     select: Select          # (the derived table's mapping, every mapping, the tables, its options) -> rows
-    sources: Callable[[Any], list[str]]  # the mappings whose tables it reads, given its options
+    sources: Callable[[Any], dict[str, str]]  # option name -> the mapping whose table it reads, given its options
 
 
 _registry: Registry[Derivation] = Registry(__name__)
 
 
-def register(name: str, options: type[BaseModel], sources: Callable[[Any], list[str]]) -> Callable[[Select], Select]:
+def register(name: str, options: type[BaseModel],
+             sources: Callable[[Any], dict[str, str]]) -> Callable[[Select], Select]:
     def add(select: Select) -> Select:
         _registry.add(name, Derivation(options, select, sources))
         return select
@@ -48,26 +49,29 @@ def derivations() -> dict[str, Derivation]:
     return _registry.all()
 
 
-def derivation_problems(mapping: Mapping) -> list[tuple[tuple[str | int, ...], str]]:
-    """What is wrong with a mapping's `table.derived` (path under it, message), for the loader's report."""
+def derivation_problems(mapping: Mapping, mappings: MappingSet) -> list[tuple[tuple[str | int, ...], str]]:
+    """What is wrong with a mapping's `table.derived` (path under it, message), for the loader's report: an
+    unknown derivation, options it refuses, or a source mapping the site does not have."""
     derived = mapping.table.derived
     assert derived is not None
     known = derivations()
     if derived.name not in known:
         return [(("name",), f"unknown derivation '{derived.name}'; known: {', '.join(sorted(known))}")]
+    derivation = known[derived.name]
     try:
-        known[derived.name].options.model_validate(derived.options)
+        options = derivation.options.model_validate(derived.options)
     except ValidationError as exc:
         return [(("options", *map(str, e["loc"])), e["msg"]) for e in exc.errors()]
+    known_mappings = ", ".join(sorted(mappings.mappings))
+    missing: list[tuple[tuple[str | int, ...], str]] = []
+    for option, name in derivation.sources(options).items():
+        if name not in mappings or mappings[name].sync is None:
+            missing.append((("options", option), f"no synced mapping '{name}' to read; known: {known_mappings}"))
+    if missing:
+        return missing
     if not (mapping.sync and mapping.sync.inbound):
         return [((), "a derived table is read by an inbound sync; this mapping has none")]
     return []
-
-
-@dataclass(frozen=True)
-class Refreshed:
-    deleted: int
-    inserted: int
 
 
 def statements(mappings: MappingSet, tables: dict[str, sa.Table], mapping: Mapping) -> tuple[sa.Delete, sa.Insert]:
@@ -95,11 +99,10 @@ def statements(mappings: MappingSet, tables: dict[str, sa.Table], mapping: Mappi
             sa.insert(table).from_select(names, sa.select(*(wanted.c[n] for n in names)).where(~row_is_held)))
 
 
-def refresh(engine: sa.Engine, mappings: MappingSet, tables: dict[str, sa.Table], mapping: Mapping) -> Refreshed:
+def refresh(engine: sa.Engine, mappings: MappingSet, tables: dict[str, sa.Table], mapping: Mapping) -> None:
     """Bring a derived table to what its derivation selects now, in one transaction."""
     delete, insert = statements(mappings, tables, mapping)
     with engine.begin() as conn:
         dialect_named(engine.dialect.name).prepare_bulk(conn)
-        deleted = conn.execute(delete).rowcount
-        inserted = conn.execute(insert).rowcount
-    return Refreshed(max(deleted, 0), max(inserted, 0))
+        conn.execute(delete)
+        conn.execute(insert)

@@ -34,8 +34,8 @@ class Options(StrictModel):
         return self
 
 
-def _sources(options: Options) -> list[str]:
-    return [options.processes, options.students]
+def _sources(options: Options) -> dict[str, str]:
+    return {"processes": options.processes, "students": options.students}
 
 
 def _code(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:

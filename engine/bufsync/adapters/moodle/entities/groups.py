@@ -109,15 +109,12 @@ class CourseGroupAdapter:
     def update(self, items: list[tuple[Desired, Existing]]) -> list[Outcome]:
         """A rename; an adopted group also joins bufsync's grouping. A repair (--full) of a group deleted by hand
         makes it again: a new id, so the rows that name it (the process's members) follow it."""
-        all_items = items
-        gone = [(d, e) for d, e in items if e.applied is None and int(e.required_id) not in
-                {int(g["id"]) for g in self._course_groups(int(d.value("courseid")))}]
-        made = dict(zip((d.key for d, _ in gone), self.create([d for d, _ in gone]), strict=True))
-        items = [(d, e) for d, e in items if d.key not in made]
+        made = self._make_again([(d, e) for d, e in items if e.applied is None])
+        renames = [(d, e) for d, e in items if d.key not in made]
         records: list[dict[str, Any]] = [{"id": int(e.required_id), "name": str(d.payload["name"]).strip()}
-                                         for d, e in items]
+                                         for d, e in renames]
         out, renamed = [], []
-        for (desired, existing), result in zip(items, self._rename(records), strict=True):
+        for (desired, existing), result in zip(renames, self._rename(records), strict=True):
             courseid = int(desired.value("courseid"))
             self._groups.pop(courseid, None)
             if isinstance(result, MoodleError):
@@ -127,7 +124,13 @@ class CourseGroupAdapter:
             out.append(Outcome(True, existing.required_id))
         self._assign(renamed)
         done = iter(out)
-        return [made[d.key] if d.key in made else next(done) for d, _ in all_items]
+        return [made[d.key] if d.key in made else next(done) for d, _ in items]
+
+    def _make_again(self, repairs: list[tuple[Desired, Existing]]) -> dict[str, Outcome]:
+        """Repairs whose group is gone from its course: created again (key -> outcome)."""
+        gone = [d for d, e in repairs if int(e.required_id) not in
+                {int(g["id"]) for g in self._course_groups(int(d.value("courseid")))}]
+        return dict(zip((d.key for d in gone), self.create(gone), strict=True)) if gone else {}
 
     def _rename(self, groups: list[dict[str, Any]]) -> list[None | MoodleError]:
         """One call, all or nothing in Moodle: a group it refuses (a name taken) fails alone."""
