@@ -117,6 +117,10 @@ class Scope(Protocol):
     def linked(self, entity: str) -> list[RemoteId]:
         """Remote ids of the records every inbound mapping of this entity linked (active or suspended)."""
 
+    def held(self) -> list[dict[str, str]]:
+        """The key values (column -> text) of every row this mapping wrote and has not removed: a reader that
+        cannot tell "gone" from "not listed" by its read alone asks the remote about the rows it did not see."""
+
 
 class SourceAdapter(Protocol):
     """What the core asks of a remote entity read back into the buffer (an outbound mapping)."""

@@ -170,6 +170,8 @@ class _RunScope:
     """What a reader may ask of the run (reconcile.adapter.Scope), from the ledger."""
 
     ctx: Context
+    mapping: Mapping
+    builder: RowBuilder
 
     def linked(self, entity: str) -> list[RemoteId]:
         ids: set[RemoteId] = set()
@@ -178,6 +180,9 @@ class _RunScope:
                 if mapping.flow.inbound and mapping.flow.target.entity == entity:
                     ids |= set(self.ctx.ledger.remote_ids(conn, mapping.name).values())
         return sorted(ids, key=str)
+
+    def held(self) -> list[dict[str, str]]:
+        return [_key_values(self.builder, key) for key in _written_keys(self.ctx, self.mapping, None)]
 
 
 @dataclass
@@ -197,7 +202,7 @@ def run(ctx: Context, mapping: Mapping, report: MappingReport) -> None:
     seen: set[str] = set()
     covers: list[dict[str, Any]] = []
     pending: list[_Item] = []
-    for page in adapter.read(_RunScope(ctx)):
+    for page in adapter.read(_RunScope(ctx, mapping, builder)):
         for record in page.records:
             try:
                 row = builder.build(record)

@@ -179,3 +179,44 @@ def test_a_grades_job_runs_under_the_scheduler(graded: World, tmp_path: Path) ->
     result = run_job(loaded, "grades-nightly")
     assert (result.status, result.outcome) == ("done", "ok"), result
     assert grades(graded)[("P00000", "course")]["grade"] == Decimal("179.5")
+
+
+def _unenrol(world: World, *people: str) -> None:
+    """People unenrolled in Moodle itself (by hand, or a course reset's "unenrol users"): bufsync only ever
+    suspends, so the buffer does not do it."""
+    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    ids = {r["external_id"]: int(r["lms_id"]) for r in world.rows("buf_users")}
+    with world.ws() as client:
+        assert all(o.ok for o in client.unenrol([{"userid": ids[p], "courseid": courseid} for p in people]))
+
+
+def test_an_unenrolled_students_grades_are_marked_a_suspended_ones_stay(graded: World) -> None:
+    """The report leaves both out; Moodle deleted the unenrolled one's grades, so for 1C they are removed."""
+    world = graded
+    world.run("grades")
+    world.update("buf_subscriptions", lambda t: t.c.user_external_id == "P00001", status="suspended")
+    assert world.run("subscriptions").outcome == "ok"
+    _unenrol(world, "P00000")
+    world.update("buf_grades", lambda t: t.c.item != "", updated_at=LONG_AGO)
+    with pytest.raises(GuardRefused, match="grades: 3 of 12 linked records would be marked removed"):
+        world.run("grades")
+    report = world.run("grades", allow_removals=3)
+    assert counts(report, "grades") == {"deleted": 3, "unchanged": 6}, report.render()  # marked
+    rows = grades(world)
+    assert {key[1] for key, row in rows.items() if row["removed_at"] is not None} == {"course", "ESSAY1", "EXAM1"}
+    assert {key[0] for key, row in rows.items() if row["removed_at"] is not None} == {"P00000"}
+    assert rows[("P00000", "EXAM1")]["grade"] is None and rows[("P00000", "EXAM1")]["updated_at"] > LONG_AGO
+    assert rows[("P00001", "ESSAY1")]["grade"] == Decimal("64") and rows[("P00001", "ESSAY1")]["removed_at"] is None
+    assert counts(world.run("grades"), "grades") == {"unchanged": 6}  # marked once: the next run writes nothing
+
+
+def test_a_course_whose_students_all_left_is_refused_by_the_guard(graded: World) -> None:
+    """A course reset that unenrols everybody: the report lists nobody, so every row would be marked; the guard
+    refuses and nothing changes."""
+    world = graded
+    world.run("grades")
+    before = grades(world)
+    _unenrol(world, "P00000", "P00001", "P00002", "P00003")
+    with pytest.raises(GuardRefused, match="grades: 12 of 12 linked records would be marked removed"):
+        world.run("grades")
+    assert grades(world) == before

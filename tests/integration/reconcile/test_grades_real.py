@@ -50,6 +50,25 @@ def test_grades_of_a_real_gradebook_land_in_the_buffer(world: RealWorld) -> None
         assert of("GLEB", "course") == (Decimal("150"), "удовлетворительно", True)  # overridden by hand
         assert rows[("ANN", "ESSAY")]["graded_at"] is not None and rows[("ANN", "course")]["percent"] == Decimal("81.5")
         assert world.run("grades").mappings[0].counts["unchanged"] == len(rows)  # nothing changed: nothing written
+
+        # ann's enrolment suspended, gleb unenrolled in Moodle: the report leaves both out; Moodle deleted gleb's
+        # grades, so his rows are marked removed (with leave: 7 of 14 rows), and ann's stay as they were
+        with world.ws() as client:
+            users = {u["idnumber"]: int(u["id"]) for u in client.get_users_by_field(
+                "idnumber", [f"{prefix}-ANN", f"{prefix}-GLEB"])}
+            assert all(o.ok for o in client.enrol([{"roleid": 5, "userid": users[f"{prefix}-ANN"],
+                                                     "courseid": course["id"], "suspend": 1}]))
+            assert all(o.ok for o in client.unenrol([{"userid": users[f"{prefix}-GLEB"], "courseid": course["id"]}]))
+        gleb = sum(1 for user, _ in rows if user == "GLEB")
+        report = world.run("grades", allow_removals=gleb)
+        assert report.outcome == "ok", report.render()
+        after = {(r["user_external_id"].removeprefix(f"{prefix}-"), r["item"].removeprefix(f"{prefix}-")): r
+                 for r in world.rows("buf_grades")}
+        assert {key for key, row in after.items() if row["removed_at"] is not None} == {
+            key for key in rows if key[0] == "GLEB"}
+        assert all(row["grade"] is None for key, row in after.items() if key[0] == "GLEB")
+        assert {key: row for key, row in after.items() if key[0] == "ANN"} == {
+            key: row for key, row in rows.items() if key[0] == "ANN"}
     finally:
         if not os.environ.get("BUFSYNC_TEST_MOODLE_KEEP"):
             scenario.real_delete(prefix)

@@ -3,9 +3,10 @@ student Moodle's user report lists.
 
 One call per course (gradereport_user_get_grade_items with userid 0: every active graded user; no Moodle 4.5
 function returns only what changed since a time), several in flight. Each student's records are one page that
-covers that student in that course, so an item deleted in Moodle marks its rows removed, while a student the
-report leaves out is not concluded gone: Moodle's user report omits suspended enrolments
-(grade_report_showonlyactiveenrol), and their grades stay as they were.
+covers that student in that course, so an item deleted in Moodle marks its rows removed. A student the report
+leaves out is not concluded gone by that alone: Moodle's user report omits suspended enrolments
+(grade_report_showonlyactiveenrol), whose grades stay, as it omits people unenrolled, whose grades Moodle
+deleted; an enrolment read of that course tells them apart.
 """
 
 from __future__ import annotations
@@ -147,10 +148,44 @@ class GradeReader:
 
     def read(self, scope: Scope) -> Iterator[Page]:
         courses = self._courses(scope)
+        held: dict[str, set[str]] | None = None  # course idnumber -> students with rows: asked once, if needed
         step = max(1, self.client.concurrency) * 2  # a few courses in flight; memory holds only theirs
         for start in range(0, len(courses), step):
-            for grades in self.client.parallel(courses[start:start + step], self._course):
+            chunk = courses[start:start + step]
+            for courseid, grades in zip(chunk, self.client.parallel(chunk, self._course), strict=True):
                 yield from self._pages(grades)
+                if held is None:
+                    held = {}
+                    for values in scope.held():
+                        held.setdefault(values["course_external_id"], set()).add(values["user_external_id"])
+                yield from self._unenrolled(courseid, grades, held)
+
+    def _unenrolled(self, courseid: int, grades: list[Grade], held: dict[str, set[str]]) -> Iterator[Page]:
+        """An empty page for each student with rows whom the report left out and who is no longer enrolled.
+
+        The report omits suspended enrolments and unenrolled people alike; Moodle deletes an unenrolled
+        person's grades, a suspended one's stay. One enrolment read tells them apart, only for a course where
+        someone with rows is missing (never on a run where nobody left)."""
+        course = grades[0].course_idnumber if grades else self._idnumber(courseid)
+        if not course or not held.get(course):
+            return
+        absent = held[course] - {g.user_idnumber for g in grades if g.user_idnumber}
+        if not absent:
+            return
+        try:
+            enrolled = {str(u.get("idnumber") or "") for u in self.client.get_enrolled_users(
+                courseid, userfields="id,idnumber")}  # any enrolment, suspended ones included
+        except MoodleError as exc:
+            if exc.errorcode == "invalidrecord":
+                return
+            raise
+        for user in sorted(absent - enrolled):
+            yield Page([], covers={"course_external_id": course, "user_external_id": user})
+
+    def _idnumber(self, courseid: int) -> str | None:
+        """A course's idnumber when its report listed nobody (every student left): one call, that course only."""
+        found = self.client.get_courses_by_field("id", courseid)
+        return (found[0].get("idnumber") or None) if found else None
 
     def _pages(self, grades: list[Grade]) -> Iterator[Page]:
         """One page a student: it covers that student in that course (a student the report left out is not
