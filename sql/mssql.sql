@@ -358,6 +358,18 @@ execute sp_addextendedproperty 'MS_Description', N'Движок: когда ст
 execute sp_addextendedproperty 'MS_Description', N'Движок: идентификатор записи в LMS (id в Moodle)', 'schema', dbo, 'table', buf_users, 'column', lms_id;
 GO
 
+CREATE TABLE sync_cursors (
+	mapping_name NVARCHAR(64) NOT NULL, 
+	position NVARCHAR(300) NULL, 
+	updated_at DATETIME2 NOT NULL, 
+	CONSTRAINT pk_sync_cursors PRIMARY KEY (mapping_name)
+);
+execute sp_addextendedproperty 'MS_Description', N'Движок: откуда следующий прогон продолжит чтение из LMS (moodle.grades.time_budget)', 'schema', dbo, 'table', sync_cursors;
+execute sp_addextendedproperty 'MS_Description', N'Имя маппинга (файл в mappings/)', 'schema', dbo, 'table', sync_cursors, 'column', mapping_name;
+execute sp_addextendedproperty 'MS_Description', N'Где остановилось чтение из LMS, ограниченное по времени (например, id курса); пусто — прочитано всё, следующий прогон начнёт сначала', 'schema', dbo, 'table', sync_cursors, 'column', position;
+execute sp_addextendedproperty 'MS_Description', N'Когда позиция записана (UTC)', 'schema', dbo, 'table', sync_cursors, 'column', updated_at;
+GO
+
 CREATE TABLE sync_heartbeat (
 	job NVARCHAR(100) NOT NULL, 
 	state NVARCHAR(16) NOT NULL, 
@@ -583,5 +595,5 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0011');
+INSERT INTO sync_schema_version (version_num) VALUES ('0012');
 GO

@@ -345,6 +345,17 @@ COMMENT ON COLUMN buf_users.sync_error IS 'Движок: почему строк
 COMMENT ON COLUMN buf_users.synced_at IS 'Движок: когда строка последний раз применена или проверена';
 COMMENT ON COLUMN buf_users.lms_id IS 'Движок: идентификатор записи в LMS (id в Moodle)';
 
+CREATE TABLE sync_cursors (
+	mapping_name VARCHAR(64) NOT NULL, 
+	position VARCHAR(300), 
+	updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	CONSTRAINT pk_sync_cursors PRIMARY KEY (mapping_name)
+);
+COMMENT ON TABLE sync_cursors IS 'Движок: откуда следующий прогон продолжит чтение из LMS (moodle.grades.time_budget)';
+COMMENT ON COLUMN sync_cursors.mapping_name IS 'Имя маппинга (файл в mappings/)';
+COMMENT ON COLUMN sync_cursors.position IS 'Где остановилось чтение из LMS, ограниченное по времени (например, id курса); пусто — прочитано всё, следующий прогон начнёт сначала';
+COMMENT ON COLUMN sync_cursors.updated_at IS 'Когда позиция записана (UTC)';
+
 CREATE TABLE sync_heartbeat (
 	job VARCHAR(100) NOT NULL, 
 	state VARCHAR(16) NOT NULL, 
@@ -562,4 +573,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0011');
+INSERT INTO sync_schema_version (version_num) VALUES ('0012');

@@ -345,6 +345,17 @@ CREATE TABLE buf_users (
 );
 CREATE INDEX ix_buf_users_sync_status ON buf_users (sync_status);
 
+-- sync_cursors: Движок: откуда следующий прогон продолжит чтение из LMS (moodle.grades.time_budget)
+--   mapping_name  Имя маппинга (файл в mappings/)
+--   position      Где остановилось чтение из LMS, ограниченное по времени (например, id курса); пусто — прочитано всё, следующий прогон начнёт сначала
+--   updated_at    Когда позиция записана (UTC)
+CREATE TABLE sync_cursors (
+	mapping_name VARCHAR(64) NOT NULL, 
+	position VARCHAR(300), 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_sync_cursors PRIMARY KEY (mapping_name)
+);
+
 -- sync_heartbeat: Задачи расписания: что выполняется сейчас, когда был сигнал «жив», когда следующий запуск
 --   job         Задача расписания
 --   state       idle — ждёт, running — выполняется, interrupted/timeout/failed/died — последний итог
@@ -562,4 +573,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0011');
+INSERT INTO sync_schema_version (version_num) VALUES ('0012');

@@ -70,6 +70,20 @@ class GradeSettings(StrictModel):
         "or every Moodle course that has an idnumber")
     items: bool = Field(True, description="besides the course total, every grade item that has an idnumber (its "
                         "idnumber is the row's `item`); false: the course total only")
+    completion: Literal["per_user", "report", "off"] = Field(
+        "per_user", description="how completed_at is read: per_user (one call per student of a course that tracks "
+        "completion; nothing to make on the site), report (the custom report completion_report.php makes: one call "
+        "for up to 10,000 completed students), off (completed_at stays empty)")
+    completion_report: int | None = Field(None, ge=1, description="the id completion_report.php printed (with "
+                                          "completion: report)")
+    time_budget: float | None = Field(None, gt=0, description="seconds a run may spend reading gradebooks; the "
+                                      "courses not reached are read first by the next run (default: no limit)")
+
+    @model_validator(mode="after")
+    def _report_named(self) -> GradeSettings:
+        if self.completion == "report" and self.completion_report is None:
+            raise ValueError("completion: report needs completion_report: the id completion_report.php printed")
+        return self
 
 
 class MoodleSettings(StrictModel):

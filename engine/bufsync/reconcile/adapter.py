@@ -121,6 +121,16 @@ class Scope(Protocol):
         """The key values (column -> text) of every row this mapping wrote and has not removed: a reader that
         cannot tell "gone" from "not listed" by its read alone asks the remote about the rows it did not see."""
 
+    def resume_at(self) -> str | None:
+        """Where the previous read of this mapping stopped when a time budget cut it short (the reader's own
+        text: a course id), None: from the start."""
+
+    def stopped_at(self, position: str | None) -> None:
+        """Where this read stops (None: it read everything); the next run's resume_at, kept once the run is written."""
+
+    def note(self, text: str) -> None:
+        """A line for the run's report (a read cut short by its time budget says so)."""
+
 
 class SourceAdapter(Protocol):
     """What the core asks of a remote entity read back into the buffer (an outbound mapping)."""

@@ -28,6 +28,7 @@ from bufsync.reconcile.context import CHUNK, Context, Interrupted, dialect_of
 from bufsync.reconcile.guards import GuardRefused, Weighed, removal_refusal
 from bufsync.reconcile.plan import Action
 from bufsync.report import MappingReport
+from bufsync.state import cursors
 from bufsync.state.ledger import LINKED, REMOVED, Entry, RemoteId, now_utc, record_key
 
 
@@ -172,6 +173,9 @@ class _RunScope:
     ctx: Context
     mapping: Mapping
     builder: RowBuilder
+    report: MappingReport
+    position: str | None = None
+    stopped: bool = False
 
     def linked(self, entity: str) -> list[RemoteId]:
         ids: set[RemoteId] = set()
@@ -183,6 +187,22 @@ class _RunScope:
 
     def held(self) -> list[dict[str, str]]:
         return [_key_values(self.builder, key) for key in _written_keys(self.ctx, self.mapping, None)]
+
+    def resume_at(self) -> str | None:
+        with self.ctx.engine.connect() as conn:
+            return cursors.get(conn, self.ctx.tables["sync_cursors"], self.mapping.name)
+
+    def stopped_at(self, position: str | None) -> None:
+        self.position, self.stopped = position, True
+
+    def note(self, text: str) -> None:
+        self.report.note = f"{self.report.note}; {text}" if self.report.note else text
+
+    def keep(self) -> None:
+        """The position the read stopped at, for the next run (not on a dry run: it changes nothing)."""
+        if self.stopped and not self.ctx.options.dry_run:
+            with self.ctx.engine.begin() as conn:
+                cursors.put(conn, self.ctx.tables["sync_cursors"], self.mapping.name, self.position)
 
 
 @dataclass
@@ -202,7 +222,8 @@ def run(ctx: Context, mapping: Mapping, report: MappingReport) -> None:
     seen: set[str] = set()
     covers: list[dict[str, Any]] = []
     pending: list[_Item] = []
-    for page in adapter.read(_RunScope(ctx, mapping, builder)):
+    scope = _RunScope(ctx, mapping, builder, report)
+    for page in adapter.read(scope):
         for record in page.records:
             try:
                 row = builder.build(record)
@@ -226,6 +247,7 @@ def run(ctx: Context, mapping: Mapping, report: MappingReport) -> None:
             raise Interrupted(f"{mapping.name}: stopped on request after the page in hand")
     _write(ctx, mapping, table, pending, in_table, report)
     report.source_rows = len(seen)
+    scope.keep()
     if mapping.flow.on_missing == "keep":
         return
     gone = [key for key in _written_keys(ctx, mapping, in_table) if key not in seen and _covered(builder, key, covers)]

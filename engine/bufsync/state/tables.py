@@ -121,7 +121,18 @@ def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
     )
     sa.Index("uq_sync_queue_idempotency", queue.c.portal, queue.c.idempotency_key, unique=True)
     sa.Index("ix_sync_queue_claim", queue.c.portal, queue.c.status, queue.c.available_at)
-    tables = {"sync_ledger": ledger, "sync_runs": runs, "sync_heartbeat": heartbeat, "sync_queue": queue}
+    cursors = sa.Table(
+        "sync_cursors", metadata,
+        sa.Column("mapping_name", _t("string(64)"), primary_key=True, comment="Имя маппинга (файл в mappings/)"),
+        sa.Column("position", _t("string(300)"), nullable=True,
+                  comment="Где остановилось чтение из LMS, ограниченное по времени (например, id курса); "
+                          "пусто — прочитано всё, следующий прогон начнёт сначала"),
+        sa.Column("updated_at", _t("datetime"), nullable=False, comment="Когда позиция записана (UTC)"),
+        comment="Движок: откуда следующий прогон продолжит чтение из LMS (moodle.grades.time_budget)",
+    )
+
+    tables = {"sync_ledger": ledger, "sync_runs": runs, "sync_heartbeat": heartbeat, "sync_queue": queue,
+              "sync_cursors": cursors}
     from bufsync.portals import portals
     for portal in portals().values():  # each portal's own state tables, created by the same migrations
         tables.update(portal.add_tables(metadata))

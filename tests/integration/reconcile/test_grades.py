@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -181,6 +182,13 @@ def test_a_grades_job_runs_under_the_scheduler(graded: World, tmp_path: Path) ->
     assert grades(graded)[("P00000", "course")]["grade"] == Decimal("179.5")
 
 
+def grades_settings(world: World, **env: str) -> None:
+    """The settings a site gives (BUFSYNC_MOODLE_GRADES_* and any other BUFSYNC_*)."""
+    from bufsync.config import load_settings
+    world.loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": world.loaded.buffer_url,
+                                        "BUFSYNC_MOODLE_URL": world.moodle.url, "BUFSYNC_MOODLE_TOKEN": TOKEN, **env})
+
+
 def _unenrol(world: World, *people: str) -> None:
     """People unenrolled in Moodle itself (by hand, or a course reset's "unenrol users"): bufsync only ever
     suspends, so the buffer does not do it."""
@@ -220,3 +228,81 @@ def test_a_course_whose_students_all_left_is_refused_by_the_guard(graded: World)
     with pytest.raises(GuardRefused, match="grades: 12 of 12 linked records would be marked removed"):
         world.run("grades")
     assert grades(world) == before
+
+
+COMPLETED = 1757116800  # 2025-09-06 00:00 UTC
+
+
+def test_completed_at_per_student(graded: World) -> None:
+    """moodle.grades.completion: per_user (the default): every row of a student who completed the course carries
+    when, in the site's time zone; a student who has not, none; the time comes once the student completes."""
+    world = graded
+    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    site = world.moodle.site
+    site.admin("set_completion_criteria", {"courseid": courseid, "criteria": [{"type": "self"}], "enable": True})
+    site.admin("mark_completion", {"courseid": courseid, "username": "user00001", "criteria": ["self"],
+                                   "timecompleted": COMPLETED, "aggregate": True})
+    report = world.run("grades")
+    assert report.outcome == "ok", report.render()
+    rows = grades(world)
+    moodle_time = datetime.fromtimestamp(COMPLETED, ZoneInfo(world.loaded.settings.timezone)).replace(tzinfo=None)
+    assert {key: row["completed_at"] for key, row in rows.items() if row["completed_at"] is not None} == {
+        ("P00001", item): moodle_time for item in ("course", "ESSAY1", "EXAM1")}
+    with world.ws() as client:  # what Moodle says, read through its API
+        ids = {r["external_id"]: int(r["lms_id"]) for r in world.rows("buf_users")}
+        status = client.course_completion(courseid, ids["P00001"])["completionstatus"]
+        assert status["completed"] and max(c["timecompleted"] for c in status["completions"]) == COMPLETED
+        assert not client.course_completion(courseid, ids["P00000"])["completionstatus"]["completed"]
+
+    world.update("buf_grades", lambda t: t.c.item != "", updated_at=LONG_AGO)
+    site.admin("mark_completion", {"courseid": courseid, "username": "user00000", "criteria": ["self"],
+                                   "timecompleted": COMPLETED + 3600, "aggregate": True})
+    report = world.run("grades")
+    assert counts(report, "grades") == {"updated": 3, "unchanged": 9}, report.render()
+    assert {key[1] for key, row in grades(world).items() if row["updated_at"] != LONG_AGO and key[0] == "P00000"} == {
+        "course", "ESSAY1", "EXAM1"}
+
+
+def test_completion_off_leaves_completed_at_empty_and_calls_nothing_more(graded: World) -> None:
+    world = graded
+    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    site = world.moodle.site
+    site.admin("set_completion_criteria", {"courseid": courseid, "criteria": [{"type": "self"}], "enable": True})
+    site.admin("mark_completion", {"courseid": courseid, "username": "user00001", "criteria": ["self"],
+                                   "timecompleted": COMPLETED, "aggregate": True})
+    per_user = world.run("grades")
+    grades_settings(world, BUFSYNC_MOODLE_GRADES_COMPLETION="off")
+    world.update("buf_grades", lambda t: t.c.item != "", completed_at=None)
+    off = world.run("grades", full=True)
+    assert all(row["completed_at"] is None for row in grades(world).values())
+    assert per_user.mappings[0].moodle_calls - off.mappings[0].moodle_calls == 4  # a call per student, per_user
+
+
+def test_a_time_budget_spreads_the_courses_over_runs(world: World) -> None:
+    """moodle.grades.time_budget: a run stops reading at the budget (always after the first courses in flight:
+    here, one call at a time, two courses a round); the next run starts with the courses not reached, round the
+    circle; a course not read this run is not concluded gone. The budget is so small that any read spends it,
+    so the test does not depend on the machine's speed."""
+    world.insert("buf_users", people(2))
+    world.insert("buf_courses", [{"external_id": f"C-{n}", "shortname": f"c-{n}", "fullname": f"Курс {n}"}
+                                 for n in range(5)])
+    world.insert("buf_subscriptions", [{"user_external_id": f"P{i:05d}", "course_external_id": f"C-{n}",
+                                        "role": "student", "status": "active"} for i in range(2) for n in range(5)])
+    assert world.run("users", "courses", "subscriptions").outcome == "ok"
+    ids = sorted(int(r["lms_id"]) for r in world.rows("buf_courses"))
+    for courseid in ids:
+        world.moodle.site.admin("fill_gradebook", {"courseid": courseid, "items": 1})
+    grades_settings(world, BUFSYNC_MOODLE_GRADES_TIME_BUDGET="0.000001", BUFSYNC_MOODLE_CONCURRENCY="1")
+    by_id = {int(r["lms_id"]): r["external_id"] for r in world.rows("buf_courses")}
+    seen: list[set[str]] = []
+    for _ in range(3):
+        report = world.run("grades")
+        assert report.outcome == "ok", report.render()
+        seen.append({r["course_external_id"] for r in world.rows("buf_grades")})
+    assert [len(s) for s in seen] == [2, 4, 5]
+    assert seen[0] == {by_id[ids[0]], by_id[ids[1]]} and seen[1] - seen[0] == {by_id[ids[2]], by_id[ids[3]]}
+    note = report.mappings[0].note or ""
+    assert f"read 2 of 5 courses; the next run starts with course id {ids[1]}" in note, note
+    assert all(r["removed_at"] is None for r in world.rows("buf_grades"))  # courses not read: nothing marked
+    assert {r["mapping_name"]: r["position"] for r in world.rows("sync_cursors")} == {"grades": str(ids[1])}
+    assert len(world.rows("buf_grades")) == 5 * 2 * 2  # course total + I1, for 2 students in 5 courses

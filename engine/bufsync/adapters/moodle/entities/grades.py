@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from bufsync.adapters.moodle import completion
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import register
 from bufsync.adapters.moodle.errors import MoodleError
@@ -112,13 +115,21 @@ def course_grades(client: MoodleClient, courseid: int) -> list[Grade]:
     return out
 
 
-def record(grade: Grade, item: str) -> dict[str, Any]:
-    """One grade as the grades mapping's `source` fields name it."""
+def record(grade: Grade, item: str, completed: datetime | None = None) -> dict[str, Any]:
+    """One grade as the grades mapping's `source` fields name it; `completed`: when the student completed the
+    course (every row of theirs in that course carries it)."""
     percent = grade.percent
     return {"user_idnumber": grade.user_idnumber, "course_idnumber": grade.course_idnumber, "item_idnumber": item,
             "graderaw": grade.raw, "grademax": grade.grademax, "percentage": percent,
-            "gradeformatted": grade.text, "passed": grade.passed, "timecompleted": None,
+            "gradeformatted": grade.text, "passed": grade.passed, "timecompleted": completed,
             "gradedategraded": grade.graded}
+
+
+@dataclass
+class _CourseRead:
+    courseid: int
+    grades: list[Grade]
+    completed: dict[str, datetime]  # user idnumber -> when they completed the course
 
 
 @register("grade")
@@ -131,6 +142,11 @@ class GradeReader:
         grades = getattr(settings, "grades", None)
         self.managed_only: bool = getattr(grades, "courses", "managed") == "managed"
         self.items: bool = bool(getattr(grades, "items", True))
+        self.completion: str = getattr(grades, "completion", "per_user")
+        self.report_id: int | None = getattr(grades, "completion_report", None)
+        self.budget: float | None = getattr(grades, "time_budget", None)
+        self.clock: Callable[[], float] = time.monotonic  # a test moves it instead of waiting
+        self._reported: dict[tuple[str, str], datetime] = {}
 
     def _courses(self, scope: Scope) -> list[int]:
         if self.managed_only:
@@ -138,27 +154,56 @@ class GradeReader:
         return sorted(int(c["id"]) for c in self.client.get_courses_by_field()
                       if c.get("idnumber") and int(c["id"]) != 1)
 
-    def _course(self, courseid: int) -> list[Grade]:
+    def _course(self, courseid: int) -> _CourseRead:
         try:
-            return course_grades(self.client, courseid)
+            grades = course_grades(self.client, courseid)
         except MoodleError as exc:
             if exc.errorcode == "invalidrecord":  # deleted in Moodle since it was linked: nothing to read
-                return []
+                return _CourseRead(courseid, [], {})
             raise
+        return _CourseRead(courseid, grades, self._completed(courseid, grades))
+
+    def _completed(self, courseid: int, grades: list[Grade]) -> dict[str, datetime]:
+        if self.completion == "off" or not grades:
+            return {}
+        if self.completion == "report":
+            course = grades[0].course_idnumber or ""
+            return {user: moment for (c, user), moment in self._reported.items() if c == course}
+        students = {g.userid: g.user_idnumber for g in grades if g.user_idnumber}
+        found = completion.course_completions(self.client, courseid, sorted(students))
+        return {students[userid]: moment for userid, moment in found.items()}
 
     def read(self, scope: Scope) -> Iterator[Page]:
-        courses = self._courses(scope)
+        started = self.clock()
+        courses = self._resumed(self._courses(scope), scope.resume_at())
+        if self.completion == "report" and courses:
+            assert self.report_id is not None  # the settings refuse `report` without it
+            self._reported = completion.report_completions(self.client, self.report_id)
         held: dict[str, set[str]] | None = None  # course idnumber -> students with rows: asked once, if needed
         step = max(1, self.client.concurrency) * 2  # a few courses in flight; memory holds only theirs
         for start in range(0, len(courses), step):
-            chunk = courses[start:start + step]
-            for courseid, grades in zip(chunk, self.client.parallel(chunk, self._course), strict=True):
-                yield from self._pages(grades)
+            if start and self.budget is not None and self.clock() - started >= self.budget:
+                scope.stopped_at(str(courses[start]))
+                scope.note(f"time budget {self.budget:g} s spent: read {start} of {len(courses)} courses; the next "
+                           f"run starts with course id {courses[start]}")
+                return
+            for course in self.client.parallel(courses[start:start + step], self._course):
+                yield from self._pages(course)
                 if held is None:
                     held = {}
                     for values in scope.held():
                         held.setdefault(values["course_external_id"], set()).add(values["user_external_id"])
-                yield from self._unenrolled(courseid, grades, held)
+                yield from self._unenrolled(course.courseid, course.grades, held)
+        scope.stopped_at(None)
+
+    @staticmethod
+    def _resumed(courses: list[int], position: str | None) -> list[int]:
+        """The courses in id order from where the last read under a time budget stopped, round the circle."""
+        if not position or not position.isdigit():
+            return courses
+        ordered = sorted(courses)
+        first = next((i for i, c in enumerate(ordered) if c >= int(position)), 0)
+        return ordered[first:] + ordered[:first]
 
     def _unenrolled(self, courseid: int, grades: list[Grade], held: dict[str, set[str]]) -> Iterator[Page]:
         """An empty page for each student with rows whom the report left out and who is no longer enrolled.
@@ -187,17 +232,18 @@ class GradeReader:
         found = self.client.get_courses_by_field("id", courseid)
         return (found[0].get("idnumber") or None) if found else None
 
-    def _pages(self, grades: list[Grade]) -> Iterator[Page]:
+    def _pages(self, course: _CourseRead) -> Iterator[Page]:
         """One page a student: it covers that student in that course (a student the report left out is not
         concluded gone)."""
         by_user: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for grade in grades:
+        for grade in course.grades:
             if not grade.user_idnumber or not grade.course_idnumber:
                 continue  # a person or course without an idnumber has no row 1C could match
             rows = by_user.setdefault((grade.course_idnumber, grade.user_idnumber), [])
+            completed = course.completed.get(grade.user_idnumber)
             if grade.total:
-                rows.append(record(grade, COURSE_TOTAL))
+                rows.append(record(grade, COURSE_TOTAL, completed))
             elif self.items and grade.kind in GRADED_TYPES and grade.idnumber:
-                rows.append(record(grade, grade.idnumber))
-        for (course, user), rows in by_user.items():
-            yield Page(rows, covers={"course_external_id": course, "user_external_id": user})
+                rows.append(record(grade, grade.idnumber, completed))
+        for (course_idnumber, user), rows in by_user.items():
+            yield Page(rows, covers={"course_external_id": course_idnumber, "user_external_id": user})

@@ -1,0 +1,119 @@
+"""Course completion read from Moodle, the two ways Moodle 4.5 answers it (issue 15's figures chose between them).
+
+- Per student: core_completion_get_course_completion_status, one call for each student of each course (800
+  students: 13.8 s with 4 in flight on the lab). It needs nothing made on the site.
+- A report builder custom report (php/completion_report.php makes it once; core_reportbuilder_retrieve_report),
+  every completed student of every course in one call a page of 10,000 (800 students: 0.11 s). Its times are
+  text, to the minute, in the token user's language and time zone (userdate.py reads them back).
+
+A course is complete at the latest of its criteria's completion times: that is the time Moodle's aggregation
+stores (aggregate_completions), and the only one the per-student answer carries.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bufsync.adapters.moodle.client import MoodleClient
+from bufsync.adapters.moodle.errors import MoodleError
+from bufsync.adapters.moodle.userdate import LANGUAGES, UnreadableDate, parse
+from bufsync.errors import ConfigError
+
+REPORT_PAGE = 10_000  # rows a call: 8,000 rows in 1.8 s on the lab
+REPORT_SETTING = "moodle.grades.completion_report"
+# the course tracks no completion for anybody: completion off for it, or no criteria set
+UNTRACKED_COURSE = ("cannotviewreport", "nocriteriaset")
+
+
+def completed_at(client: MoodleClient, courseid: int, userid: int) -> datetime | None:
+    """When the student completed the course (UTC), None while they have not. Raises MoodleError as Moodle does:
+    UNTRACKED_COURSE codes for a course without completion, usernotenroled for a student it does not track."""
+    status = client.course_completion(courseid, userid).get("completionstatus") or {}
+    if not status.get("completed"):
+        return None
+    latest = max((int(c.get("timecompleted") or 0) for c in status.get("completions") or []), default=0)
+    return datetime.fromtimestamp(latest, UTC) if latest else None
+
+
+def course_completions(client: MoodleClient, courseid: int, userids: list[int]) -> dict[int, datetime]:
+    """Per student: userid -> when each completed (those who did not are absent); nothing for a course that
+    tracks no completion (one call tells). Several students in flight."""
+    if not userids:
+        return {}
+    try:
+        first = completed_at(client, courseid, userids[0])
+    except MoodleError as exc:
+        if exc.errorcode in UNTRACKED_COURSE:
+            return {}
+        if exc.errorcode not in ("usernotenroled", "notenroled"):
+            raise
+        first = None
+
+    def one(userid: int) -> datetime | None:
+        try:
+            return completed_at(client, courseid, userid)
+        except MoodleError as exc:
+            if exc.errorcode in ("usernotenroled", "notenroled"):  # left since the grades were read
+                return None
+            raise
+    found = {userids[0]: first} | dict(zip(userids[1:], client.parallel(userids[1:], one), strict=True))
+    return {userid: moment for userid, moment in found.items() if moment is not None}
+
+
+def reader_zone(client: MoodleClient) -> ZoneInfo:
+    """The time zone Moodle formats the token user's dates in (core_date::get_user_timezone): the site's forced
+    zone, else the user's own, else the site's default."""
+    settings = {s["name"]: str(s.get("value") or "") for s in
+                client.call("tool_mobile_get_config", {"section": "locationsettings"}).get("settings") or []}
+    userid = int(client.site_info()["userid"])
+    user = client.get_users_by_field("id", [userid])
+    chosen = next((z for z in (settings.get("forcetimezone"), str(user[0].get("timezone") or "") if user else "",
+                               settings.get("timezone")) if z and z != "99"), None)
+    if chosen is None:
+        raise ConfigError(f"{REPORT_SETTING}: the token user's dates are in the Moodle server's own time zone (the "
+                          "site's and the user's are both 'server default', 99), which web services do not tell: set "
+                          "the time zone of the bufsync user in Moodle (Edit profile → Timezone)")
+    try:
+        return ZoneInfo(chosen)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{REPORT_SETTING}: Moodle's time zone {chosen!r} is not one this machine knows "
+                          "(tzdata)") from None
+
+
+def report_completions(client: MoodleClient, reportid: int) -> dict[tuple[str, str], datetime]:
+    """(course idnumber, user idnumber) -> when completed (UTC), from the custom report completion_report.php makes:
+    columns course idnumber, user idnumber, time completed; completed students only."""
+    lang = str(client.site_info().get("lang") or "")
+    if lang.split("_")[0] not in LANGUAGES:
+        raise ConfigError(f"{REPORT_SETTING}: the report's dates come in the token user's language {lang!r}; bufsync "
+                          f"reads {', '.join(LANGUAGES)}: set the bufsync user's language in Moodle to one of them")
+    zone = reader_zone(client)
+    out: dict[tuple[str, str], datetime] = {}
+    page = 0
+    while True:
+        try:
+            data = client.call("core_reportbuilder_retrieve_report",
+                               {"reportid": reportid, "page": page, "perpage": REPORT_PAGE})["data"]
+        except MoodleError as exc:
+            if exc.errorcode in ("invalidrecord", "nopermissions", "errorreportview"):
+                raise ConfigError(f"{REPORT_SETTING}: Moodle refused report {reportid} ({exc.errorcode}: {exc}); make "
+                                  "it with completion_report.php (--user gives the bufsync user the right to read "
+                                  "it)") from None
+            raise
+        if len(data.get("headers") or []) != 3:
+            raise ConfigError(f"{REPORT_SETTING}: report {reportid} has the columns {data.get('headers')}; bufsync "
+                              "reads three: course ID number, user ID number, time completed (completion_report.php "
+                              "makes it so)")
+        for row in data.get("rows") or []:
+            course, user, when = (str(v or "").strip() for v in row["columns"])
+            if not course or not user or not when:
+                continue  # no idnumber: no row 1C could match; no time: not completed
+            try:
+                out[(course, user)] = parse(when, zone).astimezone(UTC)
+            except UnreadableDate:
+                raise ConfigError(f"{REPORT_SETTING}: report {reportid} gives the time completed as {when!r}, which "
+                                  "is not a date bufsync reads (the third column must be 'Time completed')") from None
+        page += 1
+        if page * REPORT_PAGE >= int(data.get("totalrowcount") or 0):
+            return out
