@@ -12,7 +12,7 @@ from bufsync.adapters.moodle.entities import entity_adapters
 from bufsync.adapters.moodle.errors import MoodleConfigError, MoodleError, MoodleUnavailable
 from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
-from bufsync.errors import BufsyncError
+from bufsync.errors import BufsyncError, ConfigError
 from bufsync.mapping.loader import MappingSet
 from bufsync.migrations import current_revisions, head_revisions, pending_changes
 
@@ -85,7 +85,29 @@ def _check_moodle(loaded: LoadedSettings, mappings: MappingSet | None = None,
     else:
         item = CheckItem("moodle", True,
                          f"{head}; the service has all {len(REQUIRED_FUNCTIONS)} functions bufsync needs")
-    return [item] + ([profile] if profile else [])
+    return [item] + ([profile] if profile else []) + _check_completion_report(loaded, mappings, present)
+
+
+def _check_completion_report(loaded: LoadedSettings, mappings: MappingSet | None, present: set[str]) -> list[CheckItem]:
+    """moodle.grades.completion: report — the service's functions, the report, and its dates readable."""
+    from bufsync.adapters.moodle import completion
+    grades = loaded.moodle.grades
+    if grades.completion != "report" or grades.completion_report is None or mappings is None or not any(
+            m.flow.remote.entity == "grade" for m in mappings.synced()):
+        return []
+    lacking = [name for name in completion.REPORT_FUNCTIONS if name not in present]
+    if lacking:
+        return [CheckItem("completion", False, f"{completion.REPORT_SETTING}: the service lacks {', '.join(lacking)}")]
+    moodle = loaded.moodle
+    assert moodle.url is not None and moodle.token is not None  # checked by the caller
+    try:
+        with MoodleClient.connect(moodle.url, moodle.token.get_secret_value(), timeout=moodle.timeout,
+                                  verify=moodle.verify_tls, attempts=2) as client:
+            return [CheckItem("completion", True, completion.probe_report(client, grades.completion_report))]
+    except ConfigError as exc:
+        return [CheckItem("completion", False, str(exc))]
+    except (MoodleUnavailable, MoodleError) as exc:
+        return [CheckItem("completion", None, f"completion report not checked: {exc}")]
 
 
 @dataclass

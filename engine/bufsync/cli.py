@@ -129,7 +129,7 @@ def check(state: _State) -> None:
     failed = False
     for item in items:
         mark = {True: "ok  ", False: "FAIL", None: "skip"}[item.ok]
-        click.echo(f"{mark}  {item.name:<9} {item.detail}")
+        click.echo(f"{mark}  {item.name:<10} {item.detail}")
         failed |= item.ok is False
     if failed:
         sys.exit(EXIT_REJECTED)

@@ -13,6 +13,7 @@ stores (aggregate_completions), and the only one the per-student answer carries.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bufsync.adapters.moodle.client import MoodleClient
@@ -81,39 +82,69 @@ def reader_zone(client: MoodleClient) -> ZoneInfo:
                           "(tzdata)") from None
 
 
-def report_completions(client: MoodleClient, reportid: int) -> dict[tuple[str, str], datetime]:
-    """(course idnumber, user idnumber) -> when completed (UTC), from the custom report completion_report.php makes:
-    columns course idnumber, user idnumber, time completed; completed students only."""
+REPORT_FUNCTIONS = ("core_reportbuilder_retrieve_report", "tool_mobile_get_config")
+
+
+def _language(client: MoodleClient) -> str:
     lang = str(client.site_info().get("lang") or "")
     if lang.split("_")[0] not in LANGUAGES:
         raise ConfigError(f"{REPORT_SETTING}: the report's dates come in the token user's language {lang!r}; bufsync "
                           f"reads {', '.join(LANGUAGES)}: set the bufsync user's language in Moodle to one of them")
+    return lang
+
+
+def _page(client: MoodleClient, reportid: int, page: int, perpage: int) -> dict[str, Any]:
+    """One page of the report, refused as a configuration error when it is not the report bufsync reads."""
+    try:
+        data: dict[str, Any] = client.call("core_reportbuilder_retrieve_report",
+                                           {"reportid": reportid, "page": page, "perpage": perpage})["data"]
+    except MoodleError as exc:
+        if exc.errorcode in ("invalidrecord", "nopermissions", "errorreportview"):
+            raise ConfigError(f"{REPORT_SETTING}: Moodle refused report {reportid} ({exc.errorcode}: {exc}); make "
+                              "it with completion_report.php (--user gives the bufsync user the right to read "
+                              "it)") from None
+        raise
+    if len(data.get("headers") or []) != 3:
+        raise ConfigError(f"{REPORT_SETTING}: report {reportid} has the columns {data.get('headers')}; bufsync "
+                          "reads three: course ID number, user ID number, time completed (completion_report.php "
+                          "makes it so)")
+    return data
+
+
+def probe_report(client: MoodleClient, reportid: int) -> str:
+    """`bufsync check`: the report answers, has the three columns, and its dates can be read (language, zone)."""
+    lang = _language(client)
+    zone = reader_zone(client)
+    data = _page(client, reportid, 0, 1)
+    for row in data.get("rows") or []:
+        when = str(row["columns"][2] or "").strip()
+        if when:
+            _moment(when, zone, reportid)
+    return (f"completion report {reportid}: {int(data.get('totalrowcount') or 0)} completed students, dates in "
+            f"{lang}, time zone {zone.key}")
+
+
+def _moment(text: str, zone: ZoneInfo, reportid: int) -> datetime:
+    try:
+        return parse(text, zone).astimezone(UTC)
+    except UnreadableDate:
+        raise ConfigError(f"{REPORT_SETTING}: report {reportid} gives the time completed as {text!r}, which is not "
+                          "a date bufsync reads (the third column must be 'Time completed')") from None
+
+
+def report_completions(client: MoodleClient, reportid: int) -> dict[tuple[str, str], datetime]:
+    """(course idnumber, user idnumber) -> when completed (UTC), from the custom report completion_report.php makes:
+    columns course idnumber, user idnumber, time completed; completed students only."""
+    _language(client)
     zone = reader_zone(client)
     out: dict[tuple[str, str], datetime] = {}
     page = 0
     while True:
-        try:
-            data = client.call("core_reportbuilder_retrieve_report",
-                               {"reportid": reportid, "page": page, "perpage": REPORT_PAGE})["data"]
-        except MoodleError as exc:
-            if exc.errorcode in ("invalidrecord", "nopermissions", "errorreportview"):
-                raise ConfigError(f"{REPORT_SETTING}: Moodle refused report {reportid} ({exc.errorcode}: {exc}); make "
-                                  "it with completion_report.php (--user gives the bufsync user the right to read "
-                                  "it)") from None
-            raise
-        if len(data.get("headers") or []) != 3:
-            raise ConfigError(f"{REPORT_SETTING}: report {reportid} has the columns {data.get('headers')}; bufsync "
-                              "reads three: course ID number, user ID number, time completed (completion_report.php "
-                              "makes it so)")
+        data = _page(client, reportid, page, REPORT_PAGE)
         for row in data.get("rows") or []:
             course, user, when = (str(v or "").strip() for v in row["columns"])
-            if not course or not user or not when:
-                continue  # no idnumber: no row 1C could match; no time: not completed
-            try:
-                out[(course, user)] = parse(when, zone).astimezone(UTC)
-            except UnreadableDate:
-                raise ConfigError(f"{REPORT_SETTING}: report {reportid} gives the time completed as {when!r}, which "
-                                  "is not a date bufsync reads (the third column must be 'Time completed')") from None
+            if course and user and when:  # no idnumber: no row 1C could match; no time: not completed
+                out[(course, user)] = _moment(when, zone, reportid)
         page += 1
         if page * REPORT_PAGE >= int(data.get("totalrowcount") or 0):
             return out
