@@ -68,7 +68,8 @@ def test_commands_and_jobs(seeded: ScosWorld, tmp_path: Path) -> None:
     purged = bufsync(w, tmp_path, "queue", "purge", "--older-than", "1", in_process=True)
     assert purged.returncode == 0 and purged.stdout.strip() == "0 finished item(s) deleted"  # all are recent
     checked = bufsync(w, tmp_path, "check", in_process=True)
-    assert "ok    scos       " in checked.stdout and "the key and partner sandbox-partner are accepted" in checked.stdout
+    assert "ok    scos       " in checked.stdout
+    assert "the key and partner sandbox-partner are accepted" in checked.stdout
 
 
 def test_missing_portal_settings_fail_at_start_with_the_key(seeded: ScosWorld, tmp_path: Path) -> None:

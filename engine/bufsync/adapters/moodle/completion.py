@@ -27,14 +27,20 @@ REPORT_SETTING = "moodle.grades.completion_report"
 UNTRACKED_COURSE = ("cannotviewreport", "nocriteriaset")
 
 
-def completed_at(client: MoodleClient, courseid: int, userid: int) -> datetime | None:
-    """When the student completed the course (UTC), None while they have not. Raises MoodleError as Moodle does:
-    UNTRACKED_COURSE codes for a course without completion, usernotenroled for a student it does not track."""
+def completion_status(client: MoodleClient, courseid: int, userid: int) -> tuple[bool, datetime | None]:
+    """Whether the student completed the course, and when (UTC; None if Moodle keeps no time for it). Raises
+    MoodleError as Moodle does: UNTRACKED_COURSE codes for a course without completion, usernotenroled for a
+    student it does not track."""
     status = client.course_completion(courseid, userid).get("completionstatus") or {}
     if not status.get("completed"):
-        return None
+        return False, None
     latest = max((int(c.get("timecompleted") or 0) for c in status.get("completions") or []), default=0)
-    return datetime.fromtimestamp(latest, UTC) if latest else None
+    return True, datetime.fromtimestamp(latest, UTC) if latest else None
+
+
+def completed_at(client: MoodleClient, courseid: int, userid: int) -> datetime | None:
+    """When the student completed the course (UTC), None while they have not (or Moodle keeps no time)."""
+    return completion_status(client, courseid, userid)[1]
 
 
 def course_completions(client: MoodleClient, courseid: int, userids: list[int]) -> dict[int, datetime]:

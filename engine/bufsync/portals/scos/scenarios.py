@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from bufsync.adapters.moodle import completion
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities.grades import course_grades
 from bufsync.adapters.moodle.errors import MoodleConfigError, MoodleError
@@ -475,7 +476,7 @@ class Scenarios:
             if learner.certified_at is not None:
                 continue
             try:
-                status = self.moodle.course_completion(course["id"], learner.user_id).get("completionstatus") or {}
+                done, completed = completion.completion_status(self.moodle, course["id"], learner.user_id)
             except MoodleError as exc:
                 if exc.errorcode == "nocriteriaset":
                     self.report.add("certificates.no_criteria")
@@ -483,10 +484,9 @@ class Scenarios:
                 if exc.errorcode in ("usernotenroled", "notenroled"):
                     continue  # left the course since the enrolment list was read: the next run unenrols
                 raise
-            if not status.get("completed"):
+            if not done:
                 continue
-            completed = max((c.get("timecompleted") or 0 for c in status.get("completions") or []), default=0)
-            issued = datetime.fromtimestamp(completed, self.zone) if completed else datetime.now(self.zone)
+            issued = completed.astimezone(self.zone) if completed else datetime.now(self.zone)
             marked.append({"course_id": course["id"], "user_id": learner.user_id, "certified_at": now,
                            "updated_at": now})
             items.append(self._item("certificate", {
