@@ -208,9 +208,12 @@ def _grades(loaded: Any, server: Any, echo: Callable[[str], None]) -> None:
         site.admin("set_grade", {"courseid": courseid, "idnumber": "LAB1", "userid": student["id"], "grade": lab})
         if exam is not None:
             site.admin("set_grade", {"courseid": courseid, "idnumber": "EXAM", "userid": student["id"], "grade": exam})
+    site.admin("set_completion_criteria", {"courseid": courseid, "criteria": [{"type": "self"}], "enable": True})
+    site.admin("mark_completion", {"courseid": courseid, "userid": students[0]["id"], "criteria": ["self"],
+                                   "aggregate": True})
     first = run(loaded, ["grades"], Options())
-    echo(f"\n6. grades back to 1C: a teacher graded py-101 in Moodle; `bufsync run grades`: "
-         f"{_grade_counts(first)}")
+    echo(f"\n6. grades back to 1C: a teacher graded py-101 in Moodle and {students[0]['username']} completed it; "
+         f"`bufsync run grades`: {_grade_counts(first)}")
     site.admin("set_grade", {"courseid": courseid, "idnumber": "EXAM", "userid": students[2]["id"], "grade": 67})
     second = run(loaded, ["grades"], Options())
     echo(f"   the teacher grades {students[2]['username']}'s exam; `bufsync run grades` again: "
@@ -222,7 +225,11 @@ def _grades(loaded: Any, server: Any, echo: Callable[[str], None]) -> None:
         rows = conn.execute(sa.select(grades).where(grades.c.course_external_id == course["idnumber"],
                                                     grades.c.user_external_id == students[2]["idnumber"])
                             .order_by(grades.c.item)).all()
+        done = conn.execute(sa.select(grades.c.completed_at).where(
+            grades.c.course_external_id == course["idnumber"], grades.c.user_external_id == students[0]["idnumber"],
+            grades.c.item == "course")).scalar_one()
     engine.dispose()
+    echo(f"     {students[0]['idnumber']} course completed_at {done}")
     for row in rows:
         grade = "—" if row.grade is None else f"{row.grade:.2f}"
         echo(f"     {row.user_external_id} {row.item:<6} {grade} of {row.grade_max:.0f}, updated_at {row.updated_at}")
