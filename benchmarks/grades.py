@@ -1,6 +1,7 @@
 """Benchmark: grades back to 1C, on PostgreSQL against the sandbox Moodle (in its own process).
 
-    python benchmarks/grades.py [--courses 500] [--students 40] [--items 5]
+    python benchmarks/grades.py [--courses 500] [--students 40] [--items 5] [--completion report|per_user|off]
+                                [--completed 50]
 
 Prints:
 - the first export of every course's gradebook (the course total and each item with an idnumber):
@@ -9,6 +10,8 @@ Prints:
   same run the baseline a hand-written exporter pays: every row rewritten (one upsert per row's key, all rows,
   in batches), as a ratio;
 - 1% of the grades changed in Moodle: seconds, rows written (each changed grade and its student's total);
+- completed_at, the route --completion names (every course tracks self completion, --completed % of each
+  course's students completed it): per_user costs a call per student, report one call per 10,000;
 - what buf_grades holds, read back against Moodle's own report for a sample of courses.
 """
 
@@ -69,6 +72,27 @@ def rewrite_all(url: str) -> float:
     return seconds
 
 
+def completers(client: httpx.Client, moodle: str, courseid: int, n: int) -> int:
+    """The first n active students of the course complete it (self completion, then Moodle's aggregation)."""
+    students = [u for u in client.post(f"{moodle}/webservice/rest/server.php", data={
+        "wstoken": TOKEN, "wsfunction": "core_enrol_get_enrolled_users", "moodlewsrestformat": "json",
+        "courseid": courseid, "options[0][name]": "onlyactive", "options[0][value]": 1,
+        "options[1][name]": "userfields", "options[1][value]": "id"}).json()][:n]
+    for student in students:
+        admin(client, moodle, "mark_completion", courseid=courseid, userid=int(student["id"]), criteria=["self"],
+              timecompleted=1757116800, aggregate=True)
+    return len(students)
+
+
+def with_completion(url: str) -> int:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        n = int(conn.execute(sa.text("SELECT count(*) FROM buf_grades WHERE item = 'course' AND completed_at IS NOT "
+                                     "NULL")).scalar_one())
+    engine.dispose()
+    return n
+
+
 def moodle_reads(moodle: str, courseids: list[int]) -> float:
     """The sandbox answering every course's report, 4 in flight as bufsync asks: the part of a run that is
     Moodle's, not bufsync's."""
@@ -105,6 +129,8 @@ def main() -> None:
     parser.add_argument("--courses", type=int, default=500)
     parser.add_argument("--students", type=int, default=40)
     parser.add_argument("--items", type=int, default=5)
+    parser.add_argument("--completion", choices=["report", "per_user", "off"], default="report")
+    parser.add_argument("--completed", type=int, default=50, help="percent of each course's students completed")
     args = parser.parse_args()
     from bufsync import commands
     from bufsync.config import load_settings
@@ -114,8 +140,9 @@ def main() -> None:
         # every student in `students` courses' worth of seats: courses x students enrolments in all
         people = args.courses * args.students // 4
         _reconcile.fill(url, people, 4, args.courses)
-        loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": url, "BUFSYNC_MOODLE_URL": moodle,
-                                      "BUFSYNC_MOODLE_TOKEN": TOKEN})
+        env = {"BUFSYNC_BUFFER_URL": url, "BUFSYNC_MOODLE_URL": moodle, "BUFSYNC_MOODLE_TOKEN": TOKEN,
+               "BUFSYNC_MOODLE_GRADES_COMPLETION": args.completion}
+        loaded = load_settings(None, env)
         assert commands.run(loaded, ["users", "courses", "subscriptions"]).outcome == "ok"
         engine = sa.create_engine(url)
         with engine.connect() as conn:
@@ -123,8 +150,16 @@ def main() -> None:
         engine.dispose()
         t0 = time.perf_counter()
         with httpx.Client() as client:
+            completed = 0
             for courseid in courseids:
-                admin(client, moodle, "fill_gradebook", courseid=courseid, items=args.items)
+                filled = admin(client, moodle, "fill_gradebook", courseid=courseid, items=args.items)
+                admin(client, moodle, "set_completion_criteria", courseid=courseid, criteria=[{"type": "self"}],
+                      enable=True)
+                done = completers(client, moodle, courseid, filled["students"] * args.completed // 100)
+                completed += done
+            if args.completion == "report":
+                env["BUFSYNC_MOODLE_GRADES_COMPLETION_REPORT"] = str(admin(client, moodle, "create_completion_report"))
+                loaded = load_settings(None, env)
         print(f"{args.courses} courses x ~{args.students} students x {args.items} items, PostgreSQL + sandbox Moodle "
               f"(gradebooks filled in {time.perf_counter() - t0:.0f} s):")
 
@@ -175,6 +210,8 @@ def main() -> None:
         check(url, moodle, sorted({int(c) for *_, c in picked})[:20])
         print(f"  {changes:,} grades changed (1%)  {changed_run:.1f} s, {third.moodle_calls} Moodle calls, {written:,} "
               f"rows written {counts} (read back: match)")
+        print(f"  completed_at   route {args.completion}: {completed:,} students completed their course; rows with "
+              f"completed_at {with_completion(url):,}")
         print(f"  peak RSS       {peak:.0f} MB (the runs, before the baseline loads every row)")
     finally:
         drop_database(url)
