@@ -217,12 +217,13 @@ def _columns(site: Site, reportid: int) -> list[Any]:
                              (reportid,)))
 
 
-def _conditions(site: Site, report: Any) -> list[Callable[[Joined], bool]]:
+def _conditions(site: Site, report: Any) -> tuple[list[str], list[Callable[[Joined], bool]]]:
+    """The report's conditions (names) and, with its stored values (conditiondata), their row predicates."""
     values = json.loads(report["conditiondata"]) if report["conditiondata"] else {}
     names = [str(r["uniqueidentifier"]) for r in site.store.q(
         "SELECT uniqueidentifier FROM reportbuilder_filter WHERE reportid = ? AND iscondition = 1 "
         "ORDER BY filterorder, id", (report["id"],))]
-    return [_condition(name, values) for name in names]
+    return names, [_condition(name, values) for name in names]
 
 
 def _sort_key(value: Any) -> tuple[bool, Any]:
@@ -239,11 +240,9 @@ def report_rows(site: Site, report: Any) -> tuple[list[str], list[list[str]]]:
     """The report's headers and every row (sorted, grouped, conditions applied), shown to the calling user."""
     columns = _columns(site, report["id"])
     defs = [COLUMNS[str(c["uniqueidentifier"])] for c in columns]
-    condition_names = [str(r["uniqueidentifier"]) for r in site.store.q(
-        "SELECT uniqueidentifier FROM reportbuilder_filter WHERE reportid = ? AND iscondition = 1", (report["id"],))]
+    condition_names, conditions = _conditions(site, report)
     people = any(d.people for d in defs) or any(CONDITIONS[n] == "date" or n.startswith("user:")
                                                   for n in condition_names)
-    conditions = _conditions(site, report)
     rows = [r for r in participants(site, people) if all(check(r) for check in conditions)] if defs else []
     if report["uniquerows"]:
         groups: dict[tuple[Any, ...], Joined] = {}
