@@ -33,6 +33,9 @@ class WsFunction:
 FUNCTIONS: dict[str, WsFunction] = {}
 ADMIN_ACTIONS: dict[str, Callable[..., Any]] = {}
 INSTALLERS: list[Callable[[Site], None]] = []
+# $CFG settings the sandbox knows, with a fresh site's values (the lab site's time zone); function modules add theirs.
+# Read with Site.cfg(), changed with the admin action set_config (kept in sandbox_config as "cfg:<name>").
+CONFIG_DEFAULTS: dict[str, str] = {"timezone": "Europe/London", "forcetimezone": "99"}
 
 # The functions of the token's service, in the order site info lists them: those of the recorded site's service
 # (tests/integration/contract/moodle-ws), then those bufsync's service has beyond it (BEYOND_RECORDED).
@@ -61,9 +64,11 @@ SERVICE_FUNCTIONS: list[tuple[str, str]] = [
     ("gradereport_user_get_grades_table", "2024042200"), ("core_grades_get_gradeitems", VERSION),
     ("core_completion_get_activities_completion_status", VERSION),
     ("core_group_create_groupings", VERSION), ("core_group_get_course_groupings", VERSION),
-    ("core_group_assign_grouping", VERSION),
+    ("core_group_assign_grouping", VERSION), ("core_reportbuilder_retrieve_report", VERSION),
+    ("tool_mobile_get_config", "2024042200"),
 ]
-BEYOND_RECORDED = ["core_group_create_groupings", "core_group_get_course_groupings", "core_group_assign_grouping"]
+BEYOND_RECORDED = ["core_group_create_groupings", "core_group_get_course_groupings", "core_group_assign_grouping",
+                   "core_reportbuilder_retrieve_report", "tool_mobile_get_config"]
 _PAD = "\n" + " " * 21
 ACCESS_REASONS = _PAD.join([
     "", "There could be multiple reasons for this:",
@@ -156,6 +161,11 @@ class Site:
     def now(self) -> int:
         """Every time the site records (grades, enrolments, courses) and checks (tokens) comes from here."""
         return int(time.time()) if self.clock is None else self.clock
+
+    def cfg(self, name: str) -> str:
+        """$CFG->name: what set_config stored, else the fresh site's value (CONFIG_DEFAULTS)."""
+        row = self.store.one("SELECT value FROM sandbox_config WHERE name = ?", (f"cfg:{name}",))
+        return str(row["value"]) if row is not None else CONFIG_DEFAULTS[name]
 
     @property
     def debug(self) -> bool:
@@ -260,6 +270,16 @@ def admin_clock(site: Site, at: int | None = None, advance: int = 0, wall: bool 
     says when things happen instead of waiting for the wall clock; `wall` goes back to the wall clock."""
     site.clock = None if wall else (site.now() if at is None else int(at)) + int(advance)
     return {"now": site.now()}
+
+
+@admin_action("set_config")
+def admin_set_config(site: Site, name: str, value: str) -> dict[str, str]:
+    """set_config() for a setting the sandbox knows (CONFIG_DEFAULTS): the site's time zone (`timezone`,
+    `forcetimezone`: "99" lets each user's own zone count), gradebook settings (grade_report_showonlyactiveenrol)."""
+    if name not in CONFIG_DEFAULTS:
+        raise ValueError(f"unknown setting {name!r}; the sandbox knows {', '.join(sorted(CONFIG_DEFAULTS))}")
+    site.store.x("INSERT OR REPLACE INTO sandbox_config (name, value) VALUES (?, ?)", (f"cfg:{name}", str(value)))
+    return {name: str(value)}
 
 
 def _load_functions() -> None:

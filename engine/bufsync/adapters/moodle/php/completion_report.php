@@ -4,18 +4,20 @@
 // every course, 10,000 rows a call. A custom report cannot be made through web services, so the site runs this once.
 //
 //   sudo -u www-data php completion_report.php --moodle=/var/www/moodle [--user=<the bufsync web service login>]
+//                                              [--name=<the report's name>]
 //
 // It prints the report's id: put it in bufsync's config as moodle.grades.completion_report. Running it again finds
 // the report it made before (by name) and prints that id. The report ("bufsync: course completion", source "Course
 // participants") has three columns, sorted: course idnumber, user idnumber, time completed; it lists completed
 // students only. --user gives that account the right to read it (audience "Manually added users"); a site admin
-// token needs none. Made by hand instead, it must have exactly these columns in this order.
+// token needs none. --name gives the report another name (default "bufsync: course completion"; tests make theirs under
+// a prefix of their own on a shared site). Made by hand instead, it must have exactly these columns in this order.
 
 define('CLI_SCRIPT', true);
 
-$options = getopt('', ['moodle:', 'user::', 'help']);
+$options = getopt('', ['moodle:', 'user::', 'name::', 'help']);
 if (isset($options['help']) || empty($options['moodle'])) {
-    fwrite(STDERR, "usage: php completion_report.php --moodle=<Moodle's directory> [--user=<login>]\n");
+    fwrite(STDERR, "usage: php completion_report.php --moodle=<Moodle's directory> [--user=<login>] [--name=<name>]\n");
     exit(2);
 }
 require(rtrim($options['moodle'], '/') . '/config.php');
@@ -28,6 +30,7 @@ use core_reportbuilder\manager;
 use core_reportbuilder\reportbuilder\audience\manual;
 
 const REPORT_NAME = 'bufsync: course completion';
+$reportname = is_string($options['name'] ?? null) && $options['name'] !== '' ? $options['name'] : REPORT_NAME;
 
 \core\session\manager::set_user(get_admin());
 
@@ -39,12 +42,12 @@ if (!empty($options['user'])) {
     }
 }
 
-$existing = $DB->get_record('reportbuilder_report', ['name' => REPORT_NAME, 'type' => 0], 'id', IGNORE_MULTIPLE);
+$existing = $DB->get_record('reportbuilder_report', ['name' => $reportname, 'type' => 0], 'id', IGNORE_MULTIPLE);
 if ($existing) {
     $reportid = (int)$existing->id;
 } else {
     $persistent = report_helper::create_report((object)[
-        'name' => REPORT_NAME, 'source' => \core_course\reportbuilder\datasource\participants::class,
+        'name' => $reportname, 'source' => \core_course\reportbuilder\datasource\participants::class,
         'uniquerows' => 1], false);  // a student enrolled twice (manual, cohort) is one row
     $reportid = (int)$persistent->get('id');
     foreach (['course:idnumber', 'user:idnumber', 'completion:timecompleted'] as $column) {

@@ -5,4 +5,5 @@
 from bufsync.sandbox.moodle.functions import webservice, users, customfields, categories, courses  # noqa: F401
 from bufsync.sandbox.moodle.functions import enrol  # noqa: F401  (roles, enrolments)
 from bufsync.sandbox.moodle.functions import cohorts, groups, grades, completion  # noqa: F401  (topics)
+from bufsync.sandbox.moodle.functions import reportbuilder, mobile  # noqa: F401  (report builder, site settings)
 # isort: on

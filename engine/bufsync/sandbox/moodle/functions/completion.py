@@ -4,14 +4,14 @@ core_completion_get_activities_completion_status), as Moodle 4.5's completion AP
 Criteria supported: self completion, manual completion by a role, date, enrolment duration and
 course grade; overall aggregation all/any, role aggregation all/any. What Moodle's cron does
 (marking the course complete once the criteria are met) is the `mark_completion` admin action
-with aggregate=True. Dates in criteria texts are shown in UTC (the sandbox has no timezone setting).
+with aggregate=True. Dates in criteria texts are in the reading user's time zone (dates.py).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from bufsync.sandbox.moodle.dates import STRFTIMEDATEMONTHABBR, userdate
 from bufsync.sandbox.moodle.errors import WsError, moodle_exception
 from bufsync.sandbox.moodle.functions.cohorts import CONTEXT_COURSE
 from bufsync.sandbox.moodle.functions.grades import (
@@ -65,10 +65,10 @@ SITE_COMPLETION_ENABLED = True  # $CFG->enablecompletion on the recorded site
 
 # --- helpers ------------------------------------------------------------------------------------
 
-def userdate(timestamp: int) -> str:
-    """userdate($t, get_string('strftimedatemonthabbr', 'langconfig')): '%d %b %Y' with the day unpadded."""
-    tm = time.gmtime(timestamp)
-    return f"{tm.tm_mday} {time.strftime('%b %Y', tm)}"
+def date_monthabbr(site: Site, timestamp: int) -> str:
+    """userdate($t, get_string('strftimedatemonthabbr', 'langconfig')): '6 Sep 2025', the day unpadded, in the
+    caller's time zone (a criterion's date; the report builder's dates are dates.userdate's default format)."""
+    return userdate(site, timestamp, fmt=STRFTIMEDATEMONTHABBR)
 
 
 def course_enabled(course: Any) -> bool:
@@ -156,9 +156,9 @@ def criteria_row(site: Site, crit: Any, userid: int) -> dict[str, Any]:
     elif kind == COMPLETION_CRITERIA_TYPE_DATE:
         title = "Date"
         if not complete:
-            status = userdate(crit["timeend"])
+            status = date_monthabbr(site, crit["timeend"])
         details = {"type": "Date passed", "criteria": "Remaining enrolled until a specified date",
-                   "requirement": userdate(crit["timeend"]), "status": ""}
+                   "requirement": date_monthabbr(site, crit["timeend"]), "status": ""}
     elif kind == COMPLETION_CRITERIA_TYPE_DURATION:
         title = "Enrolment duration"
         period = -(-int(crit["enrolperiod"] or 0) // 86400)

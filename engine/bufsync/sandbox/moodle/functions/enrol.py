@@ -514,6 +514,20 @@ def set_enrol_instance_status(site: Site, enrol: str, status: int = ENROL_INSTAN
     return {"updated_instances": len(rows)}
 
 
+@admin_action("enrol_user")
+def admin_enrol_user(site: Site, userid: int, enrol: str = "self", roleid: int | None = STUDENT_ROLE,
+                     courseid: int | None = None, shortname: str | None = None,
+                     status: int = ENROL_USER_ACTIVE) -> dict[str, Any]:
+    """enrol_get_plugin(<enrol>)->enrol_user(<the course's instance>, ...) as PHP does it: through any plugin's
+    instance, enabled or not (a student enrolled twice, by hand and by self enrolment or a cohort)."""
+    courseid = _course_id(site, courseid, shortname)
+    instance = next((i for i in enrol_instances(site, courseid, False) if i["enrol"] == enrol), None)
+    if instance is None:
+        raise ValueError(f"course {courseid} has no {enrol!r} enrolment instance")
+    enrol_user(site, instance, userid, roleid, status=status)
+    return {"enrolid": instance["id"], "userid": userid}
+
+
 # --- mail (the welcome message) ----------------------------------------------------------------------
 
 @admin_action("break_mail")

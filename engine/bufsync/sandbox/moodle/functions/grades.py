@@ -31,7 +31,7 @@ from bufsync.sandbox.moodle.functions.cohorts import (
     user_name_order,
 )
 from bufsync.sandbox.moodle.params import VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value
-from bufsync.sandbox.moodle.site import Site, admin_action, ws_function
+from bufsync.sandbox.moodle.site import CONFIG_DEFAULTS, Site, admin_action, ws_function
 from bufsync.sandbox.moodle.store import schema
 
 schema("""
@@ -92,6 +92,7 @@ DEFAULT_DECIMALS = 2        # $CFG->grade_decimalpoints
 RANGE_DECIMALS = 0          # $CFG->grade_report_user_rangedecimals
 GRADEBOOK_ROLES = (5,)      # $CFG->gradebookroles = student
 SHOW_ONLY_ACTIVE_ENROL = "grade_report_showonlyactiveenrol"  # $CFG-> and user preference; 1 on a fresh site
+CONFIG_DEFAULTS[SHOW_ONLY_ACTIVE_ENROL] = "1"
 # The user report's pass/fail icon (pix_icon i/valid, i/invalid with the boost theme's Font Awesome map).
 PASS_ICON = '<i class="icon fa fa-check text-success fa-fw inline"  title="Pass" role="img" aria-label="Pass"></i>'
 FAIL_ICON = '<i class="icon fa fa-xmark text-danger fa-fw inline"  title="Fail" role="img" aria-label="Fail"></i>'
@@ -802,26 +803,8 @@ def show_only_active(site: Site, courseid: int) -> bool:
     else the site's setting (on by default); always on for a caller without moodle/course:viewsuspendedusers."""
     row = site.store.one("SELECT value FROM user_preferences WHERE userid = ? AND name = ?",
                          (getattr(site, "userid", 2), SHOW_ONLY_ACTIVE_ENROL))
-    value = row["value"] if row is not None else site_config(site, SHOW_ONLY_ACTIVE_ENROL)
+    value = row["value"] if row is not None else site.cfg(SHOW_ONLY_ACTIVE_ENROL)
     return value not in ("", "0") or not has_capability(site, "moodle/course:viewsuspendedusers", courseid)
-
-
-CONFIG_DEFAULTS = {SHOW_ONLY_ACTIVE_ENROL: "1"}
-
-
-def site_config(site: Site, name: str) -> str:
-    """$CFG->name for the gradebook settings the sandbox knows (CONFIG_DEFAULTS)."""
-    row = site.store.one("SELECT value FROM sandbox_config WHERE name = ?", (f"cfg:{name}",))
-    return str(row["value"]) if row is not None else CONFIG_DEFAULTS[name]
-
-
-@admin_action("set_config")
-def admin_set_config(site: Site, name: str, value: str) -> dict[str, str]:
-    """set_config() for a gradebook setting (Site administration > Grades), e.g. grade_report_showonlyactiveenrol."""
-    if name not in CONFIG_DEFAULTS:
-        raise ValueError(f"unknown setting {name!r}; the sandbox knows {', '.join(CONFIG_DEFAULTS)}")
-    site.store.x("INSERT OR REPLACE INTO sandbox_config (name, value) VALUES (?, ?)", (f"cfg:{name}", str(value)))
-    return {name: str(value)}
 
 
 def _check_report_access(site: Site, courseid: int, userid: int) -> tuple[Any, Any]:
