@@ -306,3 +306,46 @@ def test_a_time_budget_spreads_the_courses_over_runs(world: World) -> None:
     assert all(r["removed_at"] is None for r in world.rows("buf_grades"))  # courses not read: nothing marked
     assert {r["mapping_name"]: r["position"] for r in world.rows("sync_cursors")} == {"grades": str(ids[1])}
     assert len(world.rows("buf_grades")) == 5 * 2 * 2  # course total + I1, for 2 students in 5 courses
+
+
+def test_completed_at_from_the_custom_report_in_any_time_zone(graded: World) -> None:
+    """moodle.grades.completion: report: the report (made as completion_report.php makes it) gives the time as
+    text in the token user's time zone; bufsync asks Moodle which zone that is, so the forced zone, the user's or
+    the site's moving leaves completed_at where it is (the right moment), and the per-student calls are gone."""
+    from bufsync.adapters.moodle.completion import REPORT_DEFINITION
+    world = graded
+    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    site = world.moodle.site
+    site.admin("set_completion_criteria", {"courseid": courseid, "criteria": [{"type": "self"}], "enable": True})
+    for username, at in (("user00001", COMPLETED), ("user00002", COMPLETED + 86400 + 17 * 60)):
+        site.admin("mark_completion", {"courseid": courseid, "username": username, "criteria": ["self"],
+                                       "timecompleted": at, "aggregate": True})
+    reportid = site.admin("create_report", REPORT_DEFINITION)["id"]
+    grades_settings(world, BUFSYNC_MOODLE_GRADES_COMPLETION="report",
+                    BUFSYNC_MOODLE_GRADES_COMPLETION_REPORT=str(reportid))
+    zone = ZoneInfo(world.loaded.settings.timezone)
+    expected = {"P00001": datetime.fromtimestamp(COMPLETED, zone).replace(tzinfo=None),
+                "P00002": datetime.fromtimestamp(COMPLETED + 86400 + 17 * 60, zone).replace(tzinfo=None)}
+    report = world.run("grades")
+    assert report.outcome == "ok", report.render()
+    # the token's check, the site's language, the zone (2 calls), the report, the gradebook: no call a student
+    assert report.mappings[0].moodle_calls == 6
+    assert {key[0]: row["completed_at"] for key, row in grades(world).items() if row["completed_at"]} == expected
+    for setting, value in (("timezone", "Asia/Vladivostok"), ("forcetimezone", "America/New_York")):
+        site.admin("set_config", {"name": setting, "value": value})
+        report = world.run("grades")
+        assert counts(report, "grades") == {"unchanged": 12}, (setting, report.render())
+    assert {key[0]: row["completed_at"] for key, row in grades(world).items() if row["completed_at"]} == expected
+
+
+def test_a_report_that_is_not_bufsyncs_is_a_configuration_error(graded: World) -> None:
+    from bufsync.errors import ConfigError
+    world = graded
+    reportid = graded.moodle.site.admin("create_report", {"columns": ["course:idnumber", "user:username"],
+                                                          "name": "someone else's"})["id"]
+    for wrong, expected in ((reportid, "has the columns"), (reportid + 100, "Moodle refused report")):
+        grades_settings(world, BUFSYNC_MOODLE_GRADES_COMPLETION="report",
+                        BUFSYNC_MOODLE_GRADES_COMPLETION_REPORT=str(wrong))
+        with pytest.raises(ConfigError, match=expected):
+            world.run("grades")
+    assert world.rows("buf_grades") == []

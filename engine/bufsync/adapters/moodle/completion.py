@@ -12,6 +12,7 @@ stores (aggregate_completions), and the only one the per-student answer carries.
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -68,12 +69,12 @@ def course_completions(client: MoodleClient, courseid: int, userids: list[int]) 
     return {userid: moment for userid, moment in found.items() if moment is not None}
 
 
-def reader_zone(client: MoodleClient) -> ZoneInfo:
+def reader_zone(client: MoodleClient, info: dict[str, Any]) -> ZoneInfo:
     """The time zone Moodle formats the token user's dates in (core_date::get_user_timezone): the site's forced
     zone, else the user's own, else the site's default."""
     settings = {s["name"]: str(s.get("value") or "") for s in
                 client.call("tool_mobile_get_config", {"section": "locationsettings"}).get("settings") or []}
-    userid = int(client.site_info()["userid"])
+    userid = int(info["userid"])
     user = client.get_users_by_field("id", [userid])
     chosen = next((z for z in (settings.get("forcetimezone"), str(user[0].get("timezone") or "") if user else "",
                                settings.get("timezone")) if z and z != "99"), None)
@@ -89,10 +90,17 @@ def reader_zone(client: MoodleClient) -> ZoneInfo:
 
 
 REPORT_FUNCTIONS = ("core_reportbuilder_retrieve_report", "tool_mobile_get_config")
+# what php/completion_report.php makes, as the sandbox's admin action create_report takes it
+REPORT_DEFINITION: dict[str, Any] = {
+    "name": "bufsync: course completion", "source": "participants", "uniquerows": True,
+    "columns": ["course:idnumber", "user:idnumber", "completion:timecompleted"],
+    "sorting": ["course:idnumber", "user:idnumber"],
+    "conditions": {"completion:timecompleted": {"operator": 1}},  # date::DATE_NOT_EMPTY
+}
 
 
-def _language(client: MoodleClient) -> str:
-    lang = str(client.site_info().get("lang") or "")
+def _language(info: dict[str, Any]) -> str:
+    lang = str(info.get("lang") or "")
     if lang.split("_")[0] not in LANGUAGES:
         raise ConfigError(f"{REPORT_SETTING}: the report's dates come in the token user's language {lang!r}; bufsync "
                           f"reads {', '.join(LANGUAGES)}: set the bufsync user's language in Moodle to one of them")
@@ -119,8 +127,9 @@ def _page(client: MoodleClient, reportid: int, page: int, perpage: int) -> dict[
 
 def probe_report(client: MoodleClient, reportid: int) -> str:
     """`bufsync check`: the report answers, has the three columns, and its dates can be read (language, zone)."""
-    lang = _language(client)
-    zone = reader_zone(client)
+    info = client.site_info()
+    lang = _language(info)
+    zone = reader_zone(client, info)
     data = _page(client, reportid, 0, 1)
     for row in data.get("rows") or []:
         when = str(row["columns"][2] or "").strip()
@@ -141,14 +150,16 @@ def _moment(text: str, zone: ZoneInfo, reportid: int) -> datetime:
 def report_completions(client: MoodleClient, reportid: int) -> dict[tuple[str, str], datetime]:
     """(course idnumber, user idnumber) -> when completed (UTC), from the custom report completion_report.php makes:
     columns course idnumber, user idnumber, time completed; completed students only."""
-    _language(client)
-    zone = reader_zone(client)
+    info = client.site_info()
+    _language(info)
+    zone = reader_zone(client, info)
     out: dict[tuple[str, str], datetime] = {}
     page = 0
     while True:
         data = _page(client, reportid, page, REPORT_PAGE)
         for row in data.get("rows") or []:
-            course, user, when = (str(v or "").strip() for v in row["columns"])
+            # text cells come HTML-escaped (s()): an idnumber "X&Y" is "X&amp;Y"
+            course, user, when = (html.unescape(str(v or "")).strip() for v in row["columns"])
             if course and user and when:  # no idnumber: no row 1C could match; no time: not completed
                 out[(course, user)] = _moment(when, zone, reportid)
         page += 1

@@ -352,15 +352,18 @@ def mark_course_complete(site: Site, courseid: int, userid: int, timecompleted: 
 
 
 def aggregate_course(site: Site, courseid: int, userid: int) -> bool:
-    """completion_cron_completions(): is every (or any) criterion met? Then the course is complete."""
+    """aggregate_completions() (lib/completionlib.php): is every (or any) criterion met? Then the course is complete,
+    at the latest time among its criteria's completions."""
     crits = criteria(site, courseid)
     if not crits:
         return False
     overall = aggregation_method(site, courseid)
     groups: dict[int, list[bool]] = {}
+    latest = 0
     for crit in crits:
         row = _crit_completion(site, courseid, userid, crit["id"])
         groups.setdefault(crit["criteriatype"], []).append(bool(row and row["timecompleted"]))
+        latest = max(latest, int(row["timecompleted"] or 0) if row else 0)
     results = []
     for kind, states in groups.items():
         if kind in (COMPLETION_CRITERIA_TYPE_ROLE, COMPLETION_CRITERIA_TYPE_ACTIVITY, COMPLETION_CRITERIA_TYPE_COURSE):
@@ -369,8 +372,8 @@ def aggregate_course(site: Site, courseid: int, userid: int) -> bool:
         else:
             results.extend(states)
     done = all(results) if overall == COMPLETION_AGGREGATION_ALL else any(results)
-    if done:
-        mark_course_complete(site, courseid, userid)
+    if done:  # aggregate_completions(): completed at the latest of the criteria's times, not when the task ran
+        mark_course_complete(site, courseid, userid, latest or None)
     return done
 
 
