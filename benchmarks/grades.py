@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--completed", type=int, default=50, help="percent of each course's students completed")
     args = parser.parse_args()
     from bufsync import commands
+    from bufsync.adapters.moodle.completion import REPORT_DEFINITION
     from bufsync.config import load_settings
     proc, moodle = sandbox()
     url = fresh_database()
@@ -141,7 +142,7 @@ def main() -> None:
         people = args.courses * args.students // 4
         _reconcile.fill(url, people, 4, args.courses)
         env = {"BUFSYNC_BUFFER_URL": url, "BUFSYNC_MOODLE_URL": moodle, "BUFSYNC_MOODLE_TOKEN": TOKEN,
-               "BUFSYNC_MOODLE_GRADES_COMPLETION": args.completion}
+               "BUFSYNC_MOODLE_GRADES_COMPLETION": "off" if args.completion == "report" else args.completion}
         loaded = load_settings(None, env)
         assert commands.run(loaded, ["users", "courses", "subscriptions"]).outcome == "ok"
         engine = sa.create_engine(url)
@@ -158,7 +159,9 @@ def main() -> None:
                 done = completers(client, moodle, courseid, filled["students"] * args.completed // 100)
                 completed += done
             if args.completion == "report":
-                env["BUFSYNC_MOODLE_GRADES_COMPLETION_REPORT"] = str(admin(client, moodle, "create_completion_report"))
+                env["BUFSYNC_MOODLE_GRADES_COMPLETION"] = "report"  # the report exists now
+                env["BUFSYNC_MOODLE_GRADES_COMPLETION_REPORT"] = str(admin(client, moodle, "create_report",
+                                                                           **REPORT_DEFINITION)["id"])
                 loaded = load_settings(None, env)
         print(f"{args.courses} courses x ~{args.students} students x {args.items} items, PostgreSQL + sandbox Moodle "
               f"(gradebooks filled in {time.perf_counter() - t0:.0f} s):")
