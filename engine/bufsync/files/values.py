@@ -39,12 +39,13 @@ DATETIME_ACCEPTED = ("31.12.2026 10:30, 31.12.2026 10:30:15, 2026-12-31T10:30:00
 # narrow no-break space (Windows 10+ uses the latter for the Russian locale).
 _SPACES = " \u00a0\u202f"
 _GROUPED = rf"\d{{1,3}}(?:[{_SPACES}]\d{{3}})+"
-_INTEGER = re.compile(rf"^([+-]?)({_GROUPED}|\d+)(?:[.,]0+)?$")
-_DECIMAL = re.compile(rf"^([+-]?)({_GROUPED}|\d+|(?=[.,]\d))(?:[.,](\d+))?(?:[eE]([+-]?\d+))?$")
-_RU_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
-_RU_SHORT_YEAR = re.compile(r"^\d{1,2}\.\d{1,2}\.\d{2}(?:\s|$)")
+# re.ASCII: \d would take any script's digits (Arabic-Indic ١٢ is a match without it)
+_INTEGER = re.compile(rf"^([+-]?)({_GROUPED}|\d+)(?:[.,]0+)?$", re.ASCII)
+_DECIMAL = re.compile(rf"^([+-]?)({_GROUPED}|\d+|(?=[.,]\d))(?:[.,](\d+))?(?:[eE]([+-]?\d+))?$", re.ASCII)
+_RU_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$", re.ASCII)
+_RU_SHORT_YEAR = re.compile(r"^\d{1,2}\.\d{1,2}\.\d{2}(?:\s|$)", re.ASCII)
 _ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
-                  r"(Z|[+-]\d{2}(?::?\d{2})?)?$", re.IGNORECASE)
+                  r"(Z|[+-]\d{2}(?::?\d{2})?)?$", re.IGNORECASE | re.ASCII)
 
 
 class BadCell(ValueError):
