@@ -36,6 +36,7 @@ DELIMITER_NAMES = {";": "точка с запятой", ",": "запятая", "
 HEADER_WITHIN = 20          # non-empty rows searched for the header
 SAMPLE_CHARS = 64 * 1024    # text the separator is chosen on
 CHUNK = 1024 * 1024         # bytes decoded at a time when the encoding is checked
+_BLANK_TEXT = " \t\r\n\xa0;,"    # what a row holding nothing but separators and spaces is made of
 
 _SIGNATURES = {
     b"PK\x03\x04": "книга Excel .xlsx (или другой zip-архив)",
@@ -266,11 +267,20 @@ def _score(sample: str, whole: bool, delimiter: str) -> tuple[bool, float, int]:
     rows the same way is the file's. A decimal comma splits data rows but not the header, so ';' wins."""
     counts: list[int] = []
     reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter, strict=True)
-    try:
-        counts = [len(cells) for cells in reader if cells and not _empty(cells)]
-    except csv.Error:
-        return False, 0.0, 0   # a quote this separator cannot place: not this one
-    if not whole and len(counts) > 1:
+    ended = whole
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:
+            # a quote this separator cannot place, or one the sample's end cuts: the rows before it count
+            ended = True
+            break
+        # blank by its text, not by its cells: ";;;" is one non-empty cell when split at ','
+        if "".join(cells).strip(_BLANK_TEXT):
+            counts.append(len(cells))
+    if not ended and len(counts) > 1:
         counts.pop()   # the sample may end inside a record
     if not counts:
         return False, 0.0, 0
