@@ -3,10 +3,12 @@
 CSV: ';' (Russian Excel's list separator), CRLF, quoted as needed by the csv module, UTF-8 with a BOM (without
 it Excel reads UTF-8 as cp1251) or cp1251. Values are written so that read.open_sheet + values.parse_cell give
 them back: None as empty, booleans 1/0, numbers with a decimal comma and no thousands separator, dates
-31.12.2026, datetimes 31.12.2026 10:30:15 (seconds: 1C's precision).
+31.12.2026, datetimes 31.12.2026 10:30:15 (seconds: 1C's precision). What does not come back: surrounding
+spaces (parse_cell strips them), "" (read as None) and a row of nothing but empty values (skipped on reading).
 .xlsx: typed cells (texts always texts, never formulas), dates and datetimes with Russian formats, the header
-bold and frozen with a filter. Integers of 16+ digits and decimals of 16+ significant digits are written as
-text: Excel keeps 15 digits of a number and would change the rest on the next save.
+bold and frozen with a filter; a line break inside a text is LF there (CR LF reads back as LF). Integers of
+16+ digits and decimals of 16+ significant digits are written as text: Excel keeps 15 digits of a number and
+would change the rest on the next save.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -177,14 +179,32 @@ def _write_xlsx(stream: IO[bytes], path: Path, header: list[str], rows: Iterable
     sheet.freeze_panes = "A2"
     bold = Font(name="Calibri", size=11, bold=True)   # a bare <b/> leaves Excel to guess the rest
     line = 1
-    sheet.append([_text_cell(sheet, path, header, 1, index, name, bold) for index, name in enumerate(header)])
-    for row in rows:
-        line += 1
-        sheet.append([_xlsx_cell(sheet, path, header, line, index, value) for index, value in enumerate(row)])
+    try:
+        sheet.append([_text_cell(sheet, path, header, 1, index, name, bold) for index, name in enumerate(header)])
+        for row in rows:
+            line += 1
+            sheet.append([_xlsx_cell(sheet, path, header, line, index, value) for index, value in enumerate(row)])
+    except BaseException:
+        _discard(sheet)
+        raise
     if header:
         sheet.auto_filter.ref = f"A1:{get_column_letter(len(header))}{line}"  # type: ignore[attr-defined]
     workbook.save(stream)
     return line - 1
+
+
+def _discard(sheet: WriteOnlyWorksheet) -> None:
+    """openpyxl streams a write-only sheet into a temporary file of its own in the system's temp folder, which
+    only a save (or the process's exit) removes: a failed export in a long-running process would leave one
+    behind each time. The row stream is closed (it ends the XML), then the file removed."""
+    rows, writer = getattr(sheet, "_rows", None), getattr(sheet, "_writer", None)
+    with suppress(Exception):
+        if rows is not None:
+            rows.close()
+    with suppress(Exception):
+        if writer is not None:
+            writer.close()
+            writer.cleanup()
 
 
 def _sheet_title(title: str) -> str:
@@ -202,7 +222,9 @@ def _text_cell(sheet: WriteOnlyWorksheet, path: Path, header: list[str], line: i
                           f"управляющий символ U+{ord(char):04X}, который нельзя записать в .xlsx; уберите его в "
                           "источнике или выгрузите в CSV")
     cell = WriteOnlyCell(sheet, value=None)
-    cell.value = text
+    # a line break in a workbook is LF (Excel's Alt+Enter): XML readers turn a stored CR LF into LF anyway, so
+    # it is written as it will be read
+    cell.value = text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
     cell.data_type = "s"
     if font is not None:
         cell.font = font
