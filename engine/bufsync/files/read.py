@@ -328,21 +328,25 @@ def _open_csv(path: Path, forced: str | None, is_header: Callable[[list[str]], b
 
 
 def _xlsx_records(path: Path, title: str) -> Generator[tuple[int, list[Any]], None, None]:
-    """Every non-empty row of one worksheet with its Excel row number."""
+    """Every non-empty row of one worksheet with its Excel row number, the workbook opened for this read."""
     workbook = _load(path)
     try:
-        worksheet = workbook[title]
-        # the stored dimension may be wrong or huge (a whole column formatted: A1:XFD1048576) and openpyxl
-        # pads every row to it: without it a row is as wide as its last stored cell
-        worksheet.reset_dimensions()
-        # min_row/min_col 1: openpyxl would start at the stored dimension's corner (B3 drops column A);
-        # it yields every row from 1 on, filling the rows the file skips, so the count is the row number
-        for number, values in enumerate(worksheet.iter_rows(min_row=1, min_col=1, values_only=True), start=1):
-            cells = list(values)
-            if cells and not _empty(cells):
-                yield number, cells
+        yield from _worksheet_records(workbook, title)
     finally:
         workbook.close()
+
+
+def _worksheet_records(workbook: Any, title: str) -> Generator[tuple[int, list[Any]], None, None]:
+    worksheet = workbook[title]
+    # the stored dimension may be wrong or huge (a whole column formatted: A1:XFD1048576) and openpyxl pads
+    # every row to it: without it a row is as wide as its last stored cell
+    worksheet.reset_dimensions()
+    # min_row/min_col 1: openpyxl would start at the stored dimension's corner (B3 drops column A); it yields
+    # every row from 1 on, filling the rows the file skips, so the count is the row number
+    for number, values in enumerate(worksheet.iter_rows(min_row=1, min_col=1, values_only=True), start=1):
+        cells = list(values)
+        if cells and not _empty(cells):
+            yield number, cells
 
 
 def _load(path: Path) -> Any:
@@ -364,6 +368,8 @@ def _load(path: Path) -> Any:
 
 
 def _open_xlsx(path: Path, is_header: Callable[[list[str]], bool] | None) -> Sheet:
+    # one load for the header search: a workbook without a stored dimension (openpyxl's write-only files)
+    # makes openpyxl read each worksheet through once per load just to find it missing
     workbook = _load(path)
     try:
         titles = [ws.title for ws in workbook.worksheets]   # worksheets, not chartsheets
@@ -371,21 +377,22 @@ def _open_xlsx(path: Path, is_header: Callable[[list[str]], bool] | None) -> She
             active_title = workbook.active.title
         except (IndexError, AttributeError):   # no sheets, or an active index past them
             active_title = None
+        if active_title in titles:
+            titles.remove(active_title)
+            titles.insert(0, active_title)
+        first: list[str] | None = None
+        for title in titles:
+            records = partial(_worksheet_records, workbook, title)
+            found = _find_header(records, is_header)
+            if found:
+                line, header = found
+                return Sheet(path, "xlsx", None, None, header, line, worksheet=title,
+                             _records=partial(_xlsx_records, path, title))
+            if first is None:
+                first = _first_row(records)
+            if is_header is None and first is not None:
+                break
     finally:
         workbook.close()
-    if active_title in titles:
-        titles.remove(active_title)
-        titles.insert(0, active_title)
-    first: list[str] | None = None
-    for title in titles:
-        records = partial(_xlsx_records, path, title)
-        found = _find_header(records, is_header)
-        if found:
-            line, header = found
-            return Sheet(path, "xlsx", None, None, header, line, worksheet=title, _records=records)
-        if first is None:
-            first = _first_row(records)
-        if is_header is None and first is not None:
-            break
     where = f" (лист «{titles[0]}»)" if len(titles) == 1 else ""
     raise _no_header(path, first, where)
