@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from bufsync.mapping.types import PortableType
@@ -193,13 +193,16 @@ def _decimal(raw: Any, kind: PortableType) -> Decimal:
     if not number.is_finite():
         raise BadCell(f"{_shown(raw)} — не число: {accepted}", "notnumber")
     precision, scale = kind.length or 38, kind.scale or 0
-    limit = Decimal(10) ** (precision - scale)
-    try:
-        # half away from zero, as PostgreSQL and MS SQL round a numeric on insert
-        quantized = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
-    except InvalidOperation:  # more digits than the context holds: far out of any column's range
-        quantized = limit
-    if abs(quantized) >= limit:
+    with localcontext() as context:
+        context.prec = 80   # decimal(38,s) needs 38 digits; the default context keeps 28 (abs() would round)
+        limit = Decimal(10) ** (precision - scale)
+        try:
+            # half away from zero, as PostgreSQL and MS SQL round a numeric on insert
+            quantized = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+        except InvalidOperation:  # more digits than even that: far out of any column's range
+            quantized = limit
+        fits = abs(quantized) < limit
+    if not fits:
         raise BadCell(f"Число {_shown(raw)} не помещается в колонку {kind}: допустимо по модулю меньше "
                       f"{format_number(limit)} (не больше {precision - scale} цифр до запятой)", "outofrange")
     return quantized

@@ -103,6 +103,15 @@ def test_decimals(raw: Any, kind: str, expected: str) -> None:
     assert str(value) == expected   # the column's scale, digit for digit
 
 
+def test_decimal_38_digits() -> None:
+    """decimal(38,s) holds more digits than Python's default decimal context (28)."""
+    text = "1234567890123456789012345678,1234567890"
+    assert str(parse_cell(text, t("decimal(38,10)"))) == "1234567890123456789012345678.1234567890"
+    assert str(parse_cell("9" * 38, t("decimal(38,0)"))) == "9" * 38
+    with pytest.raises(BadCell, match=r"\(outofrange\)$"):
+        parse_cell("1" + "0" * 38, t("decimal(38,0)"))
+
+
 @pytest.mark.parametrize("raw", ["abc", "3,5,1", "1,234.5", "1.234,5", "3.", "+", "1 23,4", "NaN", "inf", True,
                                  float("nan"), datetime(2026, 1, 1), "3,5 руб."])
 def test_not_numbers(raw: Any) -> None:
