@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bufsync.files import read
 from bufsync.files.read import FileProblem, Sheet, open_sheet
 from bufsync.files.values import parse_cell
 from bufsync.mapping.types import parse_type
@@ -181,6 +182,21 @@ def test_latin_header_cyrillic_data_far_below(tmp_path: Path) -> None:
     sheet = open_sheet(path)
     assert sheet.encoding == "cp1251"
     assert list(sheet.rows())[-1] == (3002, ["Ёлкина", "elkina"])
+
+
+def test_the_encoding_check_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is decoded in chunks: a UTF-8 letter split between two chunks is still UTF-8, and a bad byte
+    is named by its line however many chunks come before it."""
+    monkeypatch.setattr(read, "CHUNK", 1001)   # odd: chunks end inside two-byte letters
+    lines = [HEADER] + [[f"Фамилия{n}", "Имя", f"u{n}", f"u{n}@x.ru"] for n in range(500)]
+    path = write(tmp_path / "utf8.csv", excel_text(lines), "utf-8")
+    assert path.stat().st_size > 20 * 1001
+    assert open_sheet(path).encoding == "utf-8"
+    path.write_bytes(path.read_bytes() + "Ёлкина;Алёна;elkina;e@x.ru\r\n".encode("cp1251"))
+    with pytest.raises(FileProblem, match="в строке 502 байт 0xA8 не читается в этой кодировке"):
+        open_sheet(path, encoding="utf-8")
+    with pytest.raises(FileProblem, match=r"ни как UTF-8, ни как cp1251 \(windows-1251\): в строке 1 байт 0x98"):
+        open_sheet(path)   # "Имя": "И" in UTF-8 is D0 98, and 0x98 is no cp1251 character
 
 
 def test_forced_encodings(tmp_path: Path) -> None:
