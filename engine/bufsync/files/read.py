@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 import warnings
 import zipfile
 from collections import Counter
@@ -40,6 +41,7 @@ SAMPLE_CHARS = 64 * 1024    # text the separator is chosen on
 CHUNK = 1024 * 1024         # bytes decoded at a time when the encoding is checked
 _BLANK_TEXT = " \t\r\n\xa0;,"    # what a row holding nothing but separators and spaces is made of
 
+_SEP_HINT = re.compile(r"^sep=([;,\t])\r?\n?$")
 _SIGNATURES = {
     b"PK\x03\x04": "книга Excel .xlsx (или другой zip-архив)",
     b"\xd0\xcf\x11\xe0": "книга Excel старого формата .xls (или книга, защищённая паролем)",
@@ -220,9 +222,10 @@ def _choose_encoding(path: Path, forced: str | None) -> str:
     return "cp1251"
 
 
-def _csv_records(path: Path, encoding: str, delimiter: str) -> Generator[tuple[int, list[Any]], None, None]:
-    """Every non-empty record with the physical line it starts on. strict: a quote Excel would have doubled
-    fails with the line instead of swallowing the lines after it."""
+def _csv_records(path: Path, encoding: str, delimiter: str,
+                 skip: int = 0) -> Generator[tuple[int, list[Any]], None, None]:
+    """Every non-empty record (after the first `skip` lines) with the physical line it starts on. strict: a
+    quote Excel would have doubled fails with the line instead of swallowing the lines after it."""
     with path.open(encoding=encoding, newline="") as stream:
         reader = csv.reader(stream, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
         start = 1
@@ -233,7 +236,7 @@ def _csv_records(path: Path, encoding: str, delimiter: str) -> Generator[tuple[i
                 return
             except csv.Error as exc:
                 raise _csv_problem(path, exc, start, reader.line_num, delimiter) from None
-            if cells and not _empty(cells):
+            if start > skip and cells and not _empty(cells):
                 yield start, cells
             start = reader.line_num + 1
 
@@ -316,10 +319,14 @@ def _open_csv(path: Path, forced: str | None, is_header: Callable[[list[str]], b
                               "«CSV (разделители — запятые)» или «CSV UTF-8», либо как «Книга Excel (*.xlsx)» с "
                               "расширением .xlsx")
     encoding = _choose_encoding(path, forced)
-    candidates = _delimiters(path, encoding)
+    with path.open(encoding=encoding, newline="") as stream:
+        hint = _SEP_HINT.match(stream.readline())
+    # "sep=;" as the first line: Excel's own way of naming the separator (some 1C exports write it); that line
+    # is not data, and the separator is not guessed
+    candidates = [hint[1]] if hint else _delimiters(path, encoding)
     first: list[str] | None = None
     for delimiter in candidates:
-        records = partial(_csv_records, path, encoding, delimiter)
+        records = partial(_csv_records, path, encoding, delimiter, 1 if hint else 0)
         found = _find_header(records, is_header)
         if found:
             line, header = found

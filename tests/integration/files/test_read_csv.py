@@ -116,6 +116,15 @@ def test_the_sample_ends_inside_a_quoted_line_break(tmp_path: Path) -> None:
     assert [line for line, _ in sheet.rows()][:3] == [2, 42, 82]
 
 
+@pytest.mark.parametrize("sep", [";", ",", "\t"])
+def test_excels_sep_line(tmp_path: Path, sep: str) -> None:
+    """"sep=;" first: Excel's own hint, which some 1C exports write. It names the separator and is not data."""
+    text = f"sep={sep}\r\n" + excel_text([["Логин", "Балл"], ["ivanov", "4.5"], ["elkina", "3.5"]], sep=sep)
+    sheet = open_sheet(write(tmp_path / "hinted.csv", text, "cp1251"))
+    assert (sheet.delimiter, sheet.header, sheet.header_line) == (sep, ["Логин", "Балл"], 2)
+    assert list(sheet.rows()) == [(3, ["ivanov", "4.5"]), (4, ["elkina", "3.5"])]
+
+
 def test_a_single_column(tmp_path: Path) -> None:
     sheet = open_sheet(write(tmp_path / "logins.csv", "Логин\r\nivanov\r\nelkina\r\n", "cp1251"))
     assert (sheet.header, sheet.delimiter) == (["Логин"], ";")
