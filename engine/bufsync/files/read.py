@@ -90,9 +90,10 @@ class Sheet:
 
 def open_sheet(path: Path, encoding: str | None = None, is_header: Callable[[list[str]], bool] | None = None) -> Sheet:
     """Streaming (never the whole file in memory: 100,000+ rows; openpyxl read_only for xlsx). `encoding` forces
-    one (the CLI's --encoding: utf-8, utf-8-sig or cp1251, any spelling Python knows); else: a UTF-8 BOM ->
-    utf-8-sig; the bytes decode as UTF-8 -> utf-8; else cp1251. The separator is found among ';', ',', tab
-    (the one that splits the rows into the same number of fields most consistently; csv.Sniffer breaks ties).
+    one for a CSV (the CLI's --encoding: utf-8, utf-8-sig or cp1251, any spelling Python knows; an .xlsx has
+    none); else: a UTF-8 BOM -> utf-8-sig; the bytes decode as UTF-8 -> utf-8; else cp1251. The separator is
+    the one a first line "sep=;" names (Excel's hint, not data), else found among ';', ',', tab (the one that
+    splits the rows into the same number of fields most consistently; csv.Sniffer breaks ties).
     The header row: the first row (within the first 20 non-empty ones) for which is_header(cells) is true
     (cells stripped, trailing empty ones dropped); default: the first non-empty row. If is_header finds no
     header with the likeliest separator, the others are tried. xlsx: the active worksheet (the one the operator
