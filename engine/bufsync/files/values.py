@@ -77,11 +77,12 @@ def format_number(value: int | float | Decimal) -> str:
 
 
 def format_date(value: date) -> str:
-    return value.strftime("%d.%m.%Y")
+    # not strftime: its %Y gives "5" for the year 5 on Linux, which no reader takes for a four-digit year
+    return f"{value.day:02d}.{value.month:02d}.{value.year:04d}"
 
 
 def format_datetime(value: datetime) -> str:
-    return value.strftime("%d.%m.%Y %H:%M:%S")
+    return f"{format_date(value)} {value.hour:02d}:{value.minute:02d}:{value.second:02d}"
 
 
 def as_text(raw: Any) -> str:
@@ -98,7 +99,7 @@ def as_text(raw: Any) -> str:
     if isinstance(raw, date):
         return format_date(raw)
     if isinstance(raw, time):
-        return raw.strftime("%H:%M:%S")
+        return f"{raw.hour:02d}:{raw.minute:02d}:{raw.second:02d}"
     return str(raw)
 
 
@@ -228,7 +229,7 @@ def _date(raw: Any) -> date:
     if isinstance(found, datetime):
         if found.time() != time():
             raise BadCell(f"{_shown(raw)}: в колонке только дата, а в значении есть время "
-                          f"{found.strftime('%H:%M:%S')}: ожидается {DATE_ACCEPTED} (время 0:00:00 допустимо)",
+                          f"{as_text(found.time())}: ожидается {DATE_ACCEPTED} (время 0:00:00 допустимо)",
                           "notdate")
         return found.date()
     return found

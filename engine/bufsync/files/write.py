@@ -58,9 +58,10 @@ def write_sheet(path: Path, header: list[str], rows: Iterable[Sequence[Any]], en
                           f"«{path.suffix or '(без расширения)'}»")
     header = [str(name) for name in header]
     checked = _checked(rows, len(header))
+    codec = _csv_encoding(encoding) if suffix == ".csv" else ""
     with _atomic(path) as stream:
         if suffix == ".csv":
-            return _write_csv(stream, path, header, checked, _csv_encoding(encoding))
+            return _write_csv(stream, path, header, checked, codec)
         return _write_xlsx(stream, path, header, checked, sheet_title)
 
 
@@ -99,7 +100,11 @@ def _atomic(path: Path) -> Iterator[IO[bytes]]:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temp, path)
+        try:
+            os.replace(temp, path)
+        except PermissionError:   # Windows: the old file is open in Excel
+            raise FileProblem(f"Не удалось заменить «{path}»: файл открыт в другой программе (закройте его в "
+                              "Excel) или нет прав на запись") from None
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

@@ -36,6 +36,8 @@ def test_empty_cells_are_none(raw: Any, kind: str) -> None:
     (datetime(2026, 12, 31), "31.12.2026"),
     (datetime(2026, 12, 31, 10, 30, 15), "31.12.2026 10:30:15"),
     (date(2026, 1, 2), "02.01.2026"),
+    (date(5, 1, 2), "02.01.0005"),
+    (time(9, 5), "09:05:00"),
     ("строка\nвторая", "строка\nвторая"),
 ])
 def test_strings(raw: Any, expected: str) -> None:
