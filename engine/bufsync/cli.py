@@ -268,7 +268,8 @@ def run_cmd(state: _State, mappings: tuple[str, ...], dry_run: bool, full: bool,
               help="upsert: add and change rows; replace: the file is the whole list (rows it leaves out go).")
 @click.option("--dry-run", is_flag=True, help="Check the file and count what would change; write nothing.")
 @click.option("--encoding", help="Force the CSV's encoding (utf-8, cp1251); default: found from the file.")
-@click.option("--allow-removals", type=int, metavar="N", help="With replace: allow up to N rows to go above the guards.")
+@click.option("--allow-removals", type=int, metavar="N",
+              help="With replace: allow up to N rows to go above the guards.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_state
 def import_cmd(state: _State, mapping: str, file: Path, mode: str, dry_run: bool, encoding: str | None,

@@ -69,7 +69,7 @@ def export_table(loaded: LoadedSettings, mapping_name: str, path: Path, *, since
         report.run_id = runs.start(engine, run_table, "export", {"mapping": mapping.name, "file": str(path),
                                                                  "since": since}, False, job=job, trigger=trigger)
         try:
-            query = sa.select(table).order_by(*(table.c[k] for k in mapping.table.key()))
+            query = sa.select(table).order_by(*(table.c[k] for k in mapping.table.key))
             if since is not None and stamp is not None:
                 query = query.where(table.c[stamp] >= since)
             latest: list[datetime] = []

@@ -135,7 +135,7 @@ def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: 
 def _header_test(mapping: Mapping) -> Any:
     """A row is the heading when it names every key column (by name or title): a title row above it is not."""
     names = _headings(mapping)
-    keys = set(mapping.table.key())
+    keys = set(mapping.table.key)
 
     def is_header(cells: list[str]) -> bool:
         found = {names[heading_key(c)].name for c in cells if heading_key(c) in names}
@@ -197,7 +197,7 @@ def _check(sheet: Sheet, mapping: Mapping, report: FileRun) -> _Plan:
     closed = _closed_sets(mapping)
     required = {c.name for c in _required(mapping)}
     defaults = {c.name: c.default for c in present if c.default is not None}
-    key = mapping.table.key()
+    key = mapping.table.key
     kinds = [(i, c, c.portable) for i, c in enumerate(columns) if c is not None]
     rows: list[dict[str, Any]] = []
     kept: dict[str, dict[str, Any]] = {}
@@ -277,7 +277,7 @@ def _stage_table(engine: sa.Engine, table: sa.Table, columns: list[Column], key:
 def _load(engine: sa.Engine, mappings: MappingSet, metadata: sa.MetaData, mapping: Mapping, table: sa.Table,
           plan: _Plan, mode: Mode, dry_run: bool, allow_removals: int | None,
           hook: Callable[[sa.Connection], None] | None = None) -> dict[str, int]:
-    key = mapping.table.key()
+    key = mapping.table.key
     stage = _stage_table(engine, table, plan.columns, key)
     names = [c.name for c in plan.columns]
     others = [n for n in names if n not in key]
@@ -364,15 +364,18 @@ def _copy_text(value: Any) -> Any:
 def _copy(conn: sa.Connection, stage: sa.Table, names: list[str], chunks: Iterator[str]) -> None:
     """COPY FROM STDIN: SQLAlchemy has no COPY, so psycopg2's; the statement is composed by psycopg2.sql, which
     quotes the identifiers (no SQL is built from strings)."""
-    from psycopg2 import sql
+    from psycopg2 import sql  # type: ignore[import-untyped]
     statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
         sql.Identifier(stage.name), sql.SQL(", ").join(sql.Identifier(n) for n in names))
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    with raw.cursor() as cursor:
+    cursor: Any = raw.cursor()
+    try:
         for chunk in chunks:
             if chunk:
                 cursor.copy_expert(statement, io.StringIO(chunk))
+    finally:
+        cursor.close()
 
 
 def _mark_batch(conn: sa.Connection, mappings: MappingSet, metadata: sa.MetaData, mapping: Mapping,

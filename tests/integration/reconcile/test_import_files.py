@@ -111,7 +111,7 @@ def test_replace_removes_what_the_file_left_out_within_the_guard(world: World, t
 def test_replace_keeps_the_row_of_a_bad_line_instead_of_removing_it(world: World, tmp_path: Path) -> None:
     import_file(world.loaded, "users", cp1251(tmp_path / "all.csv", HEADER, *(person(n) for n in range(30))))
     lines = [person(n) for n in range(30)]
-    lines[7] = f"P007;Иванов;Пётр;user007;user007@example.edu;уволен"  # a typo in one status
+    lines[7] = "P007;Иванов;Пётр;user007;user007@example.edu;уволен"  # a typo in one status
     report = import_file(world.loaded, "users", cp1251(tmp_path / "typo.csv", HEADER, *lines), mode="replace")
     assert report.outcome == "rejected" and report.counts["deleted"] == 0 and report.counts["kept"] == 1
     assert users(world)["P007"]["status"] == "active"  # as it was: a typo never removes a person
