@@ -106,6 +106,11 @@ def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: 
         try:
             try:
                 sheet = open_sheet(path, encoding, _header_test(mapping))
+            except FileProblem as exc:
+                readable = path.is_file() and path.stat().st_size > 0  # not found or empty: the headings are moot
+                raise FileRejected(f"{exc}" + (f"; колонки {table.name}: {_accepted(mapping)}" if readable else "")
+                                   ) from None
+            try:
                 plan = _check(sheet, mapping, report)
             except FileProblem as exc:
                 raise FileRejected(str(exc)) from None
@@ -133,13 +138,14 @@ def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: 
 
 # --- the file checked ------------------------------------------------------------------------------------------
 def _header_test(mapping: Mapping) -> Any:
-    """A row is the heading when it names every key column (by name or title): a title row above it is not."""
+    """A row is the heading when at least half of its cells name columns (by name or title): a title row above it
+    is not, and a heading with an unknown or a missing column is still found, to be refused with the reason."""
     names = _headings(mapping)
-    keys = set(mapping.table.key)
 
     def is_header(cells: list[str]) -> bool:
-        found = {names[heading_key(c)].name for c in cells if heading_key(c) in names}
-        return keys <= found
+        filled = [c for c in cells if c.strip()]
+        known = sum(1 for c in filled if heading_key(c) in names)
+        return known > 0 and 2 * known >= len(filled)
     return is_header
 
 
