@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import operator
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,15 +58,125 @@ class _Problem:
     reason: str
 
 
-@dataclass
-class _Plan:
-    """What the file says, checked: the columns it carries, the good rows, the keys of bad rows kept."""
+class _Checked:
+    """The file's rows checked one by one as they stream past (never all in memory): `rows()` yields the good
+    ones as lists in `names` order, while the bad ones are collected as problems, with the keys of those whose key
+    is readable (`kept`: their buffer rows stay as they are). The counts are complete once `rows()` is exhausted."""
 
-    columns: list[Column]
-    rows: list[dict[str, Any]]
-    kept: list[dict[str, Any]]
-    problems: list[_Problem]
-    lines: int
+    def __init__(self, sheet: Sheet, mapping: Mapping) -> None:
+        self.sheet = sheet
+        columns = _columns(sheet, mapping)
+        self.columns = [c for c in columns if c is not None]
+        self.names = [c.name for c in self.columns]
+        self._cells = [i for i, c in enumerate(columns) if c is not None]
+        self._convert = [_converter(c) for c in self.columns]
+        required = {c.name for c in _required(mapping)}
+        self._required = [i for i, c in enumerate(self.columns) if c.name in required]
+        self._defaults = [(i, c.default) for i, c in enumerate(self.columns) if c.default is not None]
+        closed = _closed_sets(mapping)
+        self._closed = [(i, c.name, closed[c.name]) for i, c in enumerate(self.columns) if c.name in closed]
+        key = mapping.table.key
+        self._key = [self.names.index(k) for k in key]
+        self.key_names = key
+        self.problems: list[_Problem] = []
+        self.kept: dict[str, list[Any]] = {}
+        self.lines = 0
+        self.good = 0
+        self._first_line: dict[tuple[Any, ...], int] = {}
+        picks = self._key
+        self._key_of: Callable[[list[Any]], tuple[Any, ...]] = (
+            (lambda row: (row[picks[0]],)) if len(picks) == 1 else (lambda row: tuple(row[i] for i in picks)))
+        self._rules_apply = bool(self._defaults or self._required or self._closed)
+
+    def rows(self) -> Iterator[list[Any]]:
+        cells_at, convert, names = self._cells, self._convert, self.names
+        pairs = list(zip(cells_at, convert, strict=True))
+        kinds = [c.portable for c in self.columns]
+        # every column text: a row of plain strings within their lengths needs no conversion at all (the usual
+        # CSV: checked with C-level loops, a third of the per-cell way's time)
+        limits = [k.length or 1 << 62 for k in kinds] if all(k.name in ("string", "text") for k in kinds) else None
+        every_cell = cells_at == list(range(len(self.sheet.header)))  # each heading a column, in order
+        for line, cells in self.sheet.rows():
+            self.lines += 1
+            bad: list[_Problem] = []
+            if limits is not None:
+                try:
+                    values = [cell.strip() for cell in cells] if every_cell else [
+                        cells[index].strip() for index in cells_at]
+                except AttributeError:  # a typed cell (xlsx): the per-cell way below
+                    values = None
+                if values is not None and all(map(operator.le, map(len, values), limits)):
+                    row = [value or None for value in values]
+                    if self._rules_apply:
+                        self._rules(line, row, cells, bad)
+                    if self._accept(line, row, bad):
+                        yield row
+                    continue
+            try:  # the usual row: every cell converts
+                row = [conv(cells[index]) for index, conv in pairs]
+            except BadCell:  # then cell by cell, to name each bad one
+                row = [None] * len(names)
+                for position, (index, conv) in enumerate(pairs):
+                    try:
+                        row[position] = conv(cells[index])
+                    except BadCell as exc:
+                        bad.append(_Problem(line, names[position], _shown(cells[index]), str(exc)))
+            if self._rules_apply:
+                self._rules(line, row, cells, bad)
+            if self._accept(line, row, bad):
+                yield row
+
+    def _accept(self, line: int, row: list[Any], bad: list[_Problem]) -> bool:
+        """The key checked (readable, not seen before); a bad row is counted, its readable key kept."""
+        key = self._key_of(row)
+        readable = None not in key and not (bad and any(p.column in self.key_names for p in bad))
+        if readable:
+            seen = self._first_line.get(key)
+            if seen is not None:
+                bad.append(_Problem(line, ", ".join(self.key_names), " / ".join(str(v) for v in key),
+                                    f"Ключ уже был в строке {seen}; взята та строка (duplicatekey)"))
+            else:
+                self._first_line[key] = line
+        if bad:
+            self.problems += bad
+            if readable and self._first_line.get(key) == line:
+                self.kept[record_key(key)] = [row[i] if i in self._key else None for i in range(len(row))]
+            return False
+        self.good += 1
+        return True
+
+    def _rules(self, line: int, row: list[Any], cells: list[Any], bad: list[_Problem]) -> None:
+        for index, default in self._defaults:
+            if row[index] is None:
+                row[index] = _default(default)
+        for index in self._required:
+            if row[index] is None and not (bad and any(p.column == self.names[index] for p in bad)):
+                bad.append(_Problem(line, self.names[index], "", f"Пустое значение в обязательной колонке "
+                                                                  f"{self.names[index]} (required)"))
+        for index, name, allowed in self._closed:
+            value = row[index]
+            if value is not None and value not in allowed:
+                bad.append(_Problem(line, name, str(value), f"Недопустимое значение «{value}» в колонке {name}; "
+                                                            f"допустимо: {', '.join(allowed)} (badvalue)"))
+
+
+def _converter(column: Column) -> Callable[[Any], Any]:
+    """A cell to the column's value: a plain text within its length takes the short way (most cells of a file),
+    everything else parse_cell's."""
+    kind = column.portable
+    if kind.name in ("string", "text"):
+        limit = kind.length
+
+        def text(raw: Any) -> Any:
+            if raw.__class__ is str:
+                value = raw.strip()
+                if not value:
+                    return None
+                if limit is None or len(value) <= limit:
+                    return value
+            return parse_cell(raw, kind)
+        return text
+    return lambda raw: parse_cell(raw, kind)
 
 
 def importable(mappings: MappingSet, name: str) -> Mapping:
@@ -111,15 +222,18 @@ def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: 
                 raise FileRejected(f"{exc}" + (f"; колонки {table.name}: {_accepted(mapping)}" if readable else "")
                                    ) from None
             try:
-                plan = _check(sheet, mapping, report)
+                checked = _Checked(sheet, mapping)
+                hook = (lambda conn: on_commit(conn, report.run_id or 0)) if on_commit is not None else None
+                counts = _load(engine, mappings, metadata, mapping, table, checked, mode, dry_run, allow_removals,
+                               hook)
             except FileProblem as exc:
                 raise FileRejected(str(exc)) from None
-            report.errors_file = _errors_file(path, sheet, plan.problems)
-            hook = (lambda conn: on_commit(conn, report.run_id or 0)) if on_commit is not None else None
-            counts = _load(engine, mappings, metadata, mapping, table, plan, mode, dry_run, allow_removals, hook)
-            report.counts = {"rows": plan.lines, **counts, "rejected": len(plan.problems and
-                                                                          {p.line for p in plan.problems})}
-            report.outcome = "rejected" if plan.problems else "ok"
+            problems = checked.problems
+            report.problems = [{"line": str(p.line), "column": p.column, "value": p.value, "reason": p.reason}
+                               for p in problems[:ERRORS_KEPT]]
+            report.errors_file = _errors_file(path, sheet, problems)
+            report.counts = {"rows": checked.lines, **counts, "rejected": len({p.line for p in problems})}
+            report.outcome = "rejected" if problems else "ok"
         except GuardRefused as exc:
             report.outcome, report.refused = "refused", str(exc)
             raise
@@ -197,60 +311,6 @@ def _closed_sets(mapping: Mapping) -> dict[str, list[str]]:
     return {status.column: [*status.active, *status.suspended]}
 
 
-def _check(sheet: Sheet, mapping: Mapping, report: FileRun) -> _Plan:
-    columns = _columns(sheet, mapping)
-    present = [c for c in columns if c is not None]
-    closed = _closed_sets(mapping)
-    required = {c.name for c in _required(mapping)}
-    defaults = {c.name: c.default for c in present if c.default is not None}
-    key = mapping.table.key
-    kinds = [(i, c, c.portable) for i, c in enumerate(columns) if c is not None]
-    rows: list[dict[str, Any]] = []
-    kept: dict[str, dict[str, Any]] = {}
-    first_line: dict[str, int] = {}
-    problems: list[_Problem] = []
-    lines = 0
-    for line, cells in sheet.rows():
-        lines += 1
-        row: dict[str, Any] = {}
-        bad: list[_Problem] = []
-        for index, column, kind in kinds:
-            raw = cells[index]
-            try:
-                value = parse_cell(raw, kind)
-            except BadCell as exc:
-                bad.append(_Problem(line, column.name, _shown(raw), str(exc)))
-                continue
-            if value is None and column.name in defaults:
-                value = _default(defaults[column.name])
-            if value is None and column.name in required:
-                bad.append(_Problem(line, column.name, "", f"Пустое значение в обязательной колонке {column.name} "
-                                                           "(required)"))
-            elif column.name in closed and value not in closed[column.name]:
-                bad.append(_Problem(line, column.name, _shown(raw), f"Недопустимое значение «{value}» в колонке "
-                                    f"{column.name}; допустимо: {', '.join(closed[column.name])} (badvalue)"))
-            row[column.name] = value
-        key_values = tuple(row.get(k) for k in key)
-        readable = all(v is not None for v in key_values) and not any(p.column in key for p in bad)
-        if readable:
-            text = record_key(key_values)
-            if text in first_line:
-                bad.append(_Problem(line, ", ".join(key), " / ".join(str(v) for v in key_values),
-                                    f"Ключ уже был в строке {first_line[text]}; взята та строка (duplicatekey)"))
-            else:
-                first_line[text] = line
-        if bad:
-            problems += bad
-            if readable and record_key(key_values) not in kept and first_line.get(record_key(key_values)) == line:
-                kept[record_key(key_values)] = {k: row[k] for k in key}
-            continue
-        rows.append(row)
-    for problem in problems[:ERRORS_KEPT]:
-        report.problems.append({"line": str(problem.line), "column": problem.column, "value": problem.value,
-                                "reason": problem.reason})
-    return _Plan(present, rows, list(kept.values()), problems, lines)
-
-
 def _default(value: Any) -> Any:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0) if value == "now" else value
 
@@ -272,8 +332,9 @@ def _errors_file(path: Path, sheet: Sheet, problems: list[_Problem]) -> str | No
 
 
 # --- the buffer changed ----------------------------------------------------------------------------------------
-def _stage_table(engine: sa.Engine, table: sa.Table, columns: list[Column], key: list[str]) -> sa.Table:
-    mssql = engine.dialect.name == "mssql"
+def stage_table(dialect: str, table: sa.Table, columns: list[Column], key: list[str]) -> sa.Table:
+    """The staging table: a temporary table of the file's columns and the keep flag (#name on MS SQL)."""
+    mssql = dialect == "mssql"
     cols = [sa.Column(c.name, table.c[c.name].type, nullable=True) for c in columns]
     return sa.Table(f"#{STAGE}" if mssql else STAGE, sa.MetaData(), *cols,
                     sa.Column(KEEP, sa.Boolean(), nullable=False), sa.PrimaryKeyConstraint(*key),
@@ -281,39 +342,42 @@ def _stage_table(engine: sa.Engine, table: sa.Table, columns: list[Column], key:
 
 
 def _load(engine: sa.Engine, mappings: MappingSet, metadata: sa.MetaData, mapping: Mapping, table: sa.Table,
-          plan: _Plan, mode: Mode, dry_run: bool, allow_removals: int | None,
+          checked: _Checked, mode: Mode, dry_run: bool, allow_removals: int | None,
           hook: Callable[[sa.Connection], None] | None = None) -> dict[str, int]:
+    """One transaction. Into an empty table the checked rows stream straight in (PostgreSQL: COPY while the file
+    is still being read and checked); otherwise into a staging table, then set-based statements."""
     key = mapping.table.key
-    stage = _stage_table(engine, table, plan.columns, key)
-    names = [c.name for c in plan.columns]
+    names = checked.names
     others = [n for n in names if n not in key]
-    joined = sa.and_(*(table.c[k] == stage.c[k] for k in key))
     with engine.connect() as conn:
         transaction = conn.begin()
         try:
-            stage.create(conn)
-            _stage_rows(conn, stage, names, plan)
             before = int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
-            deleted = 0
-            if mode == "replace":
-                gone = ~sa.exists().where(joined)
-                deleted = int(conn.execute(sa.select(sa.func.count()).select_from(table).where(gone)).scalar_one())
-                refusal = removal_refusal(mapping, Weighed(len(plan.rows), before, deleted), allow_removals)
-                if refusal:
-                    raise GuardRefused(f"import replace {table.name}: the file leaves out {deleted} of {before} rows; "
-                                       f"{refusal}")
-                conn.execute(table.delete().where(gone))
-            fresh = sa.and_(stage.c[KEEP] == sa.false(), ~sa.exists().where(joined))
-            inserted = conn.execute(table.insert().from_select(
-                names, sa.select(*(stage.c[n] for n in names)).where(fresh))).rowcount
-            updated = 0
-            if others:
-                changed = sa.or_(*(table.c[n].is_distinct_from(stage.c[n]) for n in others))
-                updated = conn.execute(table.update().where(joined, stage.c[KEEP] == sa.false(), changed)
-                                       .values({n: stage.c[n] for n in others})).rowcount
+            deleted = updated = 0
+            if before == 0:  # nothing to update, keep or delete: every good row is new
+                _stream(conn, table, names, checked.rows(), None)
+                inserted = checked.good
+            else:
+                stage = stage_table(engine.dialect.name, table, checked.columns, key)
+                statements = Statements(table, stage, names, key)
+                stage.create(conn)
+                _stream(conn, stage, names, checked.rows(), False)
+                if checked.kept:
+                    conn.execute(stage.insert(), [{**dict(zip(names, row, strict=True)), KEEP: True}
+                                                  for row in checked.kept.values()])
+                if mode == "replace":
+                    deleted = int(conn.execute(statements.count_gone()).scalar_one())
+                    refusal = removal_refusal(mapping, Weighed(checked.good, before, deleted), allow_removals)
+                    if refusal:
+                        raise GuardRefused(f"import replace {table.name}: the file leaves out {deleted} of {before} "
+                                           f"rows; {refusal}")
+                    conn.execute(statements.delete_gone())
+                inserted = conn.execute(statements.insert_new()).rowcount
+                if others:
+                    updated = conn.execute(statements.update_changed()).rowcount
+                stage.drop(conn)
             if mode == "replace":
                 _mark_batch(conn, mappings, metadata, mapping, before - deleted + inserted)
-            stage.drop(conn)
             if hook is not None and not dry_run:
                 hook(conn)
             if dry_run:
@@ -324,39 +388,84 @@ def _load(engine: sa.Engine, mappings: MappingSet, metadata: sa.MetaData, mappin
             if transaction.is_active:
                 transaction.rollback()
             raise
-    counts = {"inserted": inserted, "updated": updated, "unchanged": len(plan.rows) - inserted - updated}
+    counts = {"inserted": inserted, "updated": updated, "unchanged": checked.good - inserted - updated}
     if mode == "replace":
         counts["deleted"] = deleted
-        counts["kept"] = len(plan.kept)
+        counts["kept"] = len(checked.kept)
     return counts
 
 
-def _stage_rows(conn: sa.Connection, stage: sa.Table, names: list[str], plan: _Plan) -> None:
-    """The good rows (and the kept keys) into the stage: PostgreSQL by COPY, the others by executemany."""
-    kept = [{**{n: None for n in names}, **row, KEEP: True} for row in plan.kept]
+@dataclass
+class Statements:
+    """The set-based statements from the staging table, Core only and the same on every dialect (MS SQL renders
+    the join as UPDATE ... FROM and IS DISTINCT FROM as NOT EXISTS (... INTERSECT ...))."""
+
+    table: sa.Table
+    stage: sa.Table
+    names: list[str]
+    key: list[str]
+
+    def _joined(self) -> sa.ColumnElement[bool]:
+        return sa.and_(*(self.table.c[k] == self.stage.c[k] for k in self.key))
+
+    def _gone(self) -> sa.ColumnElement[bool]:
+        return ~sa.exists().where(self._joined())
+
+    def count_gone(self) -> sa.Select[Any]:
+        return sa.select(sa.func.count()).select_from(self.table).where(self._gone())
+
+    def delete_gone(self) -> sa.Delete:
+        return self.table.delete().where(self._gone())
+
+    def insert_new(self) -> sa.Insert:
+        fresh = sa.and_(self.stage.c[KEEP] == sa.false(), ~sa.exists().where(self._joined()))
+        return self.table.insert().from_select(self.names, sa.select(*(self.stage.c[n] for n in self.names))
+                                               .where(fresh))
+
+    def update_changed(self) -> sa.Update:
+        others = [n for n in self.names if n not in self.key]
+        changed = sa.or_(*(self.table.c[n].is_distinct_from(self.stage.c[n]) for n in others))
+        return (self.table.update().where(self._joined(), self.stage.c[KEEP] == sa.false(), changed)
+                .values({n: self.stage.c[n] for n in others}))
+
+
+def _stream(conn: sa.Connection, target: sa.Table, names: list[str], rows: Iterator[list[Any]],
+            keep: bool | None) -> None:
+    """Rows into `target` as they come (with the stage's keep flag unless None): PostgreSQL by COPY, the others
+    by executemany in chunks."""
+    columns = [*names, KEEP] if keep is not None else names
     if conn.dialect.name == "postgresql":
-        _copy(conn, stage, [*names, KEEP], _csv_lines(plan.rows, names))
-        if kept:
-            conn.execute(stage.insert(), kept)
+        convert = [i for i, name in enumerate(names) if not isinstance(target.c[name].type, sa.String)]
+        _copy(conn, target, columns, _csv_chunks(rows, keep, convert))
         return
-    for start in range(0, len(plan.rows), 5000):
-        conn.execute(stage.insert(), [{**row, KEEP: False} for row in plan.rows[start:start + 5000]])
-    if kept:
-        conn.execute(stage.insert(), kept)
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(dict(zip(columns, [*row, keep] if keep is not None else row, strict=True)))
+        if len(chunk) >= 5000:
+            conn.execute(target.insert(), chunk)
+            chunk = []
+    if chunk:
+        conn.execute(target.insert(), chunk)
 
 
-def _csv_lines(rows: list[dict[str, Any]], names: list[str]) -> Iterator[str]:
-    """Rows as COPY ... (FORMAT csv) reads them. csv.writer writes None as an empty unquoted field, which COPY
-    reads as NULL; the rows carry no empty strings (an empty cell is None), so nothing else is empty."""
+def _csv_chunks(rows: Iterator[list[Any]], keep: bool | None, convert: list[int]) -> Iterator[str]:
+    """Rows as COPY ... (FORMAT csv) reads them; `convert`: the positions of columns that are not text (their
+    values need COPY's spelling). csv.writer writes None as an empty unquoted field, which COPY reads as NULL; the
+    rows carry no empty strings (an empty cell is None), so nothing else is empty."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    flag = "f"
-    for start in range(0, len(rows), 10_000):
-        for row in rows[start:start + 10_000]:
-            writer.writerow([_copy_text(row.get(n)) for n in names] + [flag])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
+    tail = [] if keep is None else ["t" if keep else "f"]
+    count = 0
+    for row in rows:
+        for i in convert:
+            row[i] = _copy_text(row[i])
+        writer.writerow(row + tail if tail else row)
+        count += 1
+        if count % 5000 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 def _copy_text(value: Any) -> Any:
@@ -365,6 +474,21 @@ def _copy_text(value: Any) -> Any:
     if isinstance(value, (datetime, Decimal)):
         return str(value)
     return value
+
+
+class _Chunks:
+    """A file psycopg2's copy_expert reads from, fed by a generator: the file is read and checked while the
+    server takes the rows already sent (no whole-file buffer). copy_expert sends whatever read() returns, so a
+    chunk goes whole (slicing a large text to the asked size would copy it over and over)."""
+
+    def __init__(self, chunks: Iterator[str]) -> None:
+        self._chunks = chunks
+
+    def read(self, size: int | None = -1) -> str:
+        for piece in self._chunks:
+            if piece:
+                return piece
+        return ""
 
 
 def _copy(conn: sa.Connection, stage: sa.Table, names: list[str], chunks: Iterator[str]) -> None:
@@ -377,9 +501,7 @@ def _copy(conn: sa.Connection, stage: sa.Table, names: list[str], chunks: Iterat
     assert raw is not None
     cursor: Any = raw.cursor()
     try:
-        for chunk in chunks:
-            if chunk:
-                cursor.copy_expert(statement, io.StringIO(chunk))
+        cursor.copy_expert(statement, _Chunks(chunks), size=1 << 16)
     finally:
         cursor.close()
 
