@@ -145,3 +145,21 @@ def test_an_xlsx_with_a_merged_title_and_typed_cells_loads(world: World, tmp_pat
     assert set(rows) == {"P001", "1234"}
     assert rows["P001"]["time_start"] == datetime(2026, 9, 1) and rows["P001"]["time_end"] == datetime(2026, 12, 31)
     assert rows["1234"]["status"] == "suspended" and rows["1234"]["time_end"] is None
+
+
+def test_typed_columns_refuse_what_is_not_their_type(world: World, tmp_path: Path) -> None:
+    """UTF-8 with a BOM and ',' (what a script writes): a date, a boolean and a number that are none, each named."""
+    path = tmp_path / "courses.csv"
+    path.write_bytes("\ufeffКод курса,Краткое название,Полное название,Дата начала,Видимый\r\n"
+                     "C-1,py,Python,01.09.2026,да\r\n"
+                     "C-2,js,JavaScript,32.13.2026,нет\r\n"
+                     "C-3,go,Go,2026-09-01,может быть\r\n".encode("utf-8"))
+    report = import_file(world.loaded, "courses", path)
+    assert report.counts["inserted"] == 1 and report.counts["rejected"] == 2
+    reasons = {(p["line"], p["column"]): p["reason"] for p in report.problems}
+    assert set(reasons) == {("3", "start_date"), ("4", "visible")}
+    assert reasons[("3", "start_date")].endswith("(notdate)") and reasons[("4", "visible")].endswith("(notboolean)")
+    (row,) = world.rows("buf_courses")
+    assert (row["external_id"], row["visible"], str(row["start_date"])[:10]) == ("C-1", True, "2026-09-01")
+    with (tmp_path / "courses.errors.csv").open(encoding="utf-8-sig", newline="") as f:
+        assert len(list(csv.reader(f, delimiter=";"))) == 3  # the heading and two bad rows, with a BOM for Excel
