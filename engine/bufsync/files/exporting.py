@@ -7,7 +7,6 @@ Which time: the table's `stamps.changed_at` (buf_grades.updated_at: set when the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 
 from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
-from bufsync.errors import BufsyncError, ConfigError
+from bufsync.errors import ConfigError
 from bufsync.files.write import write_sheet
 from bufsync.mapping.loader import load_mappings
 from bufsync.mapping.model import Mapping
@@ -61,14 +60,11 @@ def export_table(loaded: LoadedSettings, mapping_name: str, path: Path, *, since
         raise ConfigError(f"{table.name} has no time column to take --since from (stamps.changed_at, the synced_at "
                           "write-back column, or updated_at)")
     report = FileRun(kind="export", mapping=mapping.name, file=str(path))
-    started = time.perf_counter()
     with connect_buffer(loaded) as engine:
         if not sa.inspect(engine).has_table(table.name):
             raise ConfigError(f"the buffer has no {table.name} table: run `bufsync db upgrade` first")
-        run_table = metadata.tables["sync_runs"]
-        report.run_id = runs.start(engine, run_table, "export", {"mapping": mapping.name, "file": str(path),
-                                                                 "since": since}, False, job=job, trigger=trigger)
-        try:
+        options = {"mapping": mapping.name, "file": str(path), "since": since}
+        with runs.recorded(engine, metadata.tables["sync_runs"], report, options, job=job, trigger=trigger):
             query = sa.select(table).order_by(*(table.c[k] for k in mapping.table.key))
             if since is not None and stamp is not None:
                 query = query.where(table.c[stamp] >= since)
@@ -81,15 +77,6 @@ def export_table(loaded: LoadedSettings, mapping_name: str, path: Path, *, since
             report.counts = {"rows": written}
             if latest:
                 report.counts["latest"] = int(max(latest).replace(tzinfo=UTC).timestamp())  # stamps are naive UTC
-        except BufsyncError as exc:
-            report.outcome, report.error = "failed", str(exc)
-            raise
-        except Exception as exc:
-            report.outcome, report.error = "failed", f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            report.seconds = time.perf_counter() - started
-            runs.finish(engine, run_table, report.run_id, report.outcome, report.stored_counts(), report.error)
     return report
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import operator
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,6 +95,7 @@ class _Checked:
         # CSV: checked with C-level loops, a third of the per-cell way's time)
         limits = [k.length or 1 << 62 for k in kinds] if all(k.name in ("string", "text") for k in kinds) else None
         every_cell = cells_at == list(range(len(self.sheet.header)))  # each heading a column, in order
+        defaults, key_of, first_line = self._defaults, self._key_of, self._first_line
         for line, cells in self.sheet.rows():
             self.lines += 1
             bad: list[_Problem] = []
@@ -107,8 +107,17 @@ class _Checked:
                     values = None
                 if values is not None and all(map(operator.le, map(len, values), limits)):
                     row = [value or None for value in values]
-                    if self._rules_apply:
-                        self._rules(line, row, cells, bad)
+                    for index, default in defaults:
+                        if row[index] is None:
+                            row[index] = _default(default)
+                    if self._plain(row):  # required filled, closed sets kept, key new: the usual row, inline
+                        key = key_of(row)
+                        if key not in first_line:
+                            first_line[key] = line
+                            self.good += 1
+                            yield row
+                            continue
+                    self._rules(line, row, cells, bad)
                     if self._accept(line, row, bad):
                         yield row
                     continue
@@ -125,6 +134,11 @@ class _Checked:
                 self._rules(line, row, cells, bad)
             if self._accept(line, row, bad):
                 yield row
+
+    def _plain(self, row: list[Any]) -> bool:
+        """Nothing for _rules to say: the required columns filled (the key among them), the closed sets kept."""
+        return all(row[i] is not None for i in self._required) and all(
+            row[i] is None or row[i] in allowed for i, _, allowed in self._closed)
 
     def _accept(self, line: int, row: list[Any], bad: list[_Problem]) -> bool:
         """The key checked (readable, not seen before); a bad row is counted, its readable key kept."""
@@ -207,14 +221,12 @@ def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: 
     metadata = build_metadata(mappings)
     table = metadata.tables[mapping.table.name]
     report = FileRun(kind="import", mapping=mapping.name, file=str(path), mode=mode, dry_run=dry_run)
-    started = time.perf_counter()
     with connect_buffer(loaded) as engine:
         if not sa.inspect(engine).has_table(table.name):
             raise ConfigError(f"the buffer has no {table.name} table: run `bufsync db upgrade` first")
-        run_table = metadata.tables["sync_runs"]
-        report.run_id = runs.start(engine, run_table, "import", {"mapping": mapping.name, "file": str(path),
-                                                                 "mode": mode}, dry_run, job=job, trigger=trigger)
-        try:
+        options = {"mapping": mapping.name, "file": str(path), "mode": mode}
+        with runs.recorded(engine, metadata.tables["sync_runs"], report, options, dry_run=dry_run, job=job,
+                           trigger=trigger):
             try:
                 sheet = open_sheet(path, encoding, _header_test(mapping))
             except FileProblem as exc:
@@ -234,19 +246,6 @@ def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: 
             report.errors_file = _errors_file(path, sheet, problems)
             report.counts = {"rows": checked.lines, **counts, "rejected": len({p.line for p in problems})}
             report.outcome = "rejected" if problems else "ok"
-        except GuardRefused as exc:
-            report.outcome, report.refused = "refused", str(exc)
-            raise
-        except BufsyncError as exc:
-            report.outcome, report.error = "failed", str(exc)
-            raise
-        except Exception as exc:
-            report.outcome, report.error = "failed", f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            report.seconds = time.perf_counter() - started
-            runs.finish(engine, run_table, report.run_id, report.outcome, report.stored_counts(),
-                        report.refused or report.error)
     return report
 
 
