@@ -370,6 +370,24 @@ execute sp_addextendedproperty 'MS_Description', N'Где остановилос
 execute sp_addextendedproperty 'MS_Description', N'Когда позиция записана (UTC)', 'schema', dbo, 'table', sync_cursors, 'column', updated_at;
 GO
 
+CREATE TABLE sync_files (
+	checksum NVARCHAR(64) NOT NULL, 
+	file_name NVARCHAR(255) NOT NULL, 
+	mapping_name NVARCHAR(64) NOT NULL, 
+	job NVARCHAR(100) NULL, 
+	run_id BIGINT NULL, 
+	loaded_at DATETIME2 NOT NULL, 
+	CONSTRAINT pk_sync_files PRIMARY KEY (checksum)
+);
+execute sp_addextendedproperty 'MS_Description', N'Движок: файлы, загруженные задачами import (в той же транзакции, что и их строки)', 'schema', dbo, 'table', sync_files;
+execute sp_addextendedproperty 'MS_Description', N'SHA-256 содержимого файла: один и тот же файл не загружается дважды', 'schema', dbo, 'table', sync_files, 'column', checksum;
+execute sp_addextendedproperty 'MS_Description', N'Имя файла при загрузке', 'schema', dbo, 'table', sync_files, 'column', file_name;
+execute sp_addextendedproperty 'MS_Description', N'Маппинг, в таблицу которого загружен', 'schema', dbo, 'table', sync_files, 'column', mapping_name;
+execute sp_addextendedproperty 'MS_Description', N'Задача расписания (пусто для ручной загрузки)', 'schema', dbo, 'table', sync_files, 'column', job;
+execute sp_addextendedproperty 'MS_Description', N'Прогон загрузки (sync_runs.id)', 'schema', dbo, 'table', sync_files, 'column', run_id;
+execute sp_addextendedproperty 'MS_Description', N'Когда загружен (UTC)', 'schema', dbo, 'table', sync_files, 'column', loaded_at;
+GO
+
 CREATE TABLE sync_heartbeat (
 	job NVARCHAR(100) NOT NULL, 
 	state NVARCHAR(16) NOT NULL, 
@@ -595,5 +613,5 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0012');
+INSERT INTO sync_schema_version (version_num) VALUES ('0013');
 GO

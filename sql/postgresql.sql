@@ -356,6 +356,23 @@ COMMENT ON COLUMN sync_cursors.mapping_name IS 'Имя маппинга (фай�
 COMMENT ON COLUMN sync_cursors.position IS 'Где остановилось чтение из LMS, ограниченное по времени (например, id курса); пусто — прочитано всё, следующий прогон начнёт сначала';
 COMMENT ON COLUMN sync_cursors.updated_at IS 'Когда позиция записана (UTC)';
 
+CREATE TABLE sync_files (
+	checksum VARCHAR(64) NOT NULL, 
+	file_name VARCHAR(255) NOT NULL, 
+	mapping_name VARCHAR(64) NOT NULL, 
+	job VARCHAR(100), 
+	run_id BIGINT, 
+	loaded_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	CONSTRAINT pk_sync_files PRIMARY KEY (checksum)
+);
+COMMENT ON TABLE sync_files IS 'Движок: файлы, загруженные задачами import (в той же транзакции, что и их строки)';
+COMMENT ON COLUMN sync_files.checksum IS 'SHA-256 содержимого файла: один и тот же файл не загружается дважды';
+COMMENT ON COLUMN sync_files.file_name IS 'Имя файла при загрузке';
+COMMENT ON COLUMN sync_files.mapping_name IS 'Маппинг, в таблицу которого загружен';
+COMMENT ON COLUMN sync_files.job IS 'Задача расписания (пусто для ручной загрузки)';
+COMMENT ON COLUMN sync_files.run_id IS 'Прогон загрузки (sync_runs.id)';
+COMMENT ON COLUMN sync_files.loaded_at IS 'Когда загружен (UTC)';
+
 CREATE TABLE sync_heartbeat (
 	job VARCHAR(100) NOT NULL, 
 	state VARCHAR(16) NOT NULL, 
@@ -573,4 +590,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0012');
+INSERT INTO sync_schema_version (version_num) VALUES ('0013');

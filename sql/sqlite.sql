@@ -356,6 +356,23 @@ CREATE TABLE sync_cursors (
 	CONSTRAINT pk_sync_cursors PRIMARY KEY (mapping_name)
 );
 
+-- sync_files: Движок: файлы, загруженные задачами import (в той же транзакции, что и их строки)
+--   checksum      SHA-256 содержимого файла: один и тот же файл не загружается дважды
+--   file_name     Имя файла при загрузке
+--   mapping_name  Маппинг, в таблицу которого загружен
+--   job           Задача расписания (пусто для ручной загрузки)
+--   run_id        Прогон загрузки (sync_runs.id)
+--   loaded_at     Когда загружен (UTC)
+CREATE TABLE sync_files (
+	checksum VARCHAR(64) NOT NULL, 
+	file_name VARCHAR(255) NOT NULL, 
+	mapping_name VARCHAR(64) NOT NULL, 
+	job VARCHAR(100), 
+	run_id BIGINT, 
+	loaded_at DATETIME NOT NULL, 
+	CONSTRAINT pk_sync_files PRIMARY KEY (checksum)
+);
+
 -- sync_heartbeat: Задачи расписания: что выполняется сейчас, когда был сигнал «жив», когда следующий запуск
 --   job         Задача расписания
 --   state       idle — ждёт, running — выполняется, interrupted/timeout/failed/died — последний итог
@@ -573,4 +590,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0012');
+INSERT INTO sync_schema_version (version_num) VALUES ('0013');

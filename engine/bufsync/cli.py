@@ -14,6 +14,8 @@ from bufsync.errors import EXIT_REJECTED, BufsyncError, ConfigError
 from bufsync.log import setup_logging
 
 if TYPE_CHECKING:  # config imports pydantic and SQLAlchemy: only commands that read it pay for them
+    from datetime import datetime
+
     from bufsync.config import LoadedSettings
 
 
@@ -255,6 +257,44 @@ def run_cmd(state: _State, mappings: tuple[str, ...], dry_run: bool, full: bool,
     else:  # plain log lines for cron, systemd and pipes
         report = commands.run(loaded, list(mappings), dry_run, full, no_create, no_update, no_delete,
                               allow_removals, None if as_json else logging.getLogger("bufsync.run").info)
+    click.echo(report.to_json() if as_json else report.render())
+    sys.exit(report.exit_code)
+
+
+@cli.command("import")
+@click.argument("mapping")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--mode", type=click.Choice(["upsert", "replace"]), default="upsert", show_default=True,
+              help="upsert: add and change rows; replace: the file is the whole list (rows it leaves out go).")
+@click.option("--dry-run", is_flag=True, help="Check the file and count what would change; write nothing.")
+@click.option("--encoding", help="Force the CSV's encoding (utf-8, cp1251); default: found from the file.")
+@click.option("--allow-removals", type=int, metavar="N",
+              help="With replace: allow up to N rows to go above the guards.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_state
+def import_cmd(state: _State, mapping: str, file: Path, mode: str, dry_run: bool, encoding: str | None,
+               allow_removals: int | None, as_json: bool) -> None:
+    """Load a CSV or .xlsx FILE into MAPPING's buffer table (headed by column names or titles)."""
+    report = commands.import_file(state.loaded, mapping, file, mode, dry_run, encoding, allow_removals)
+    click.echo(report.to_json() if as_json else report.render())
+    sys.exit(report.exit_code)
+
+
+@cli.command("export")
+@click.argument("mapping")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%d.%m.%Y",
+                                               "%d.%m.%Y %H:%M:%S"]),
+              help="Only rows changed since this time (UTC, as the engine stamps them).")
+@click.option("--titles", is_flag=True, help="Head the columns with their Russian titles.")
+@click.option("--encoding", type=click.Choice(["utf-8-sig", "cp1251"]), default="utf-8-sig", show_default=True,
+              help="CSV encoding: UTF-8 with BOM, or cp1251 for an older Excel.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_state
+def export_cmd(state: _State, mapping: str, file: Path, since: datetime | None, titles: bool, encoding: str,
+               as_json: bool) -> None:
+    """Write MAPPING's buffer table to a CSV or .xlsx FILE that Russian Excel opens right."""
+    report = commands.export_table(state.loaded, mapping, file, since, titles, encoding)
     click.echo(report.to_json() if as_json else report.render())
     sys.exit(report.exit_code)
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bufsync.check import CheckItem
     from bufsync.config import LoadedSettings
     from bufsync.mapping.loader import MappingSet
-    from bufsync.report import JobResult, PortalRun, RunReport
+    from bufsync.report import FileRun, JobResult, PortalRun, RunReport
     from bufsync.scheduler.status import JobStatus
     from bufsync.sqlrender import RenderResult
 
@@ -189,3 +189,16 @@ def queue_stats(loaded: LoadedSettings, portal: str | None) -> list[dict[str, An
     from bufsync.queue import outbox
     with connect_buffer(loaded) as engine:
         return outbox.stats(engine, _queue(), portal)
+
+
+def import_file(loaded: LoadedSettings, mapping: str, path: Path, mode: str = "upsert", dry_run: bool = False,
+                encoding: str | None = None, allow_removals: int | None = None) -> FileRun:
+    from bufsync.files.importing import import_file as load_file
+    return load_file(loaded, mapping, path, mode="replace" if mode == "replace" else "upsert", dry_run=dry_run,
+                     encoding=encoding, allow_removals=allow_removals)
+
+
+def export_table(loaded: LoadedSettings, mapping: str, path: Path, since: datetime | None = None,
+                 titles: bool = False, encoding: str = "utf-8-sig") -> FileRun:
+    from bufsync.files.exporting import export_table as write_table
+    return write_table(loaded, mapping, path, since=since, titles=titles, encoding=encoding)

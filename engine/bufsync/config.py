@@ -123,13 +123,26 @@ class JobSettings(StrictModel):
 
     kind: str = Field(
         "sync", description="sync: bufsync run of the listed mappings; a portal's name: its scenario run fills its "
-                            "queue; dispatch: deliver the portal's queue")
+                            "queue; dispatch: deliver the portal's queue; import: load the files of a folder, then "
+                            "run the listed mappings; export: write the listed mappings' tables to a folder")
     portal: str | None = Field(None, description="the portal of a dispatch job (default: the only one there is)")
     schedule: str = Field(description="every 15 minutes, daily at 02:00, weekdays at 07:30, mon,fri at 18:00")
     mappings: list[str] = Field(default_factory=list, description="empty: every runnable mapping")
     full: bool = False
     time_limit: int = Field(3600, ge=1, description="seconds; an overrunning run is stopped and recorded")
     allow_removals: int | None = Field(None, ge=0)
+    # kind import / export: files in a folder
+    folder: Path | None = Field(None, description="import: the folder whose incoming/ is watched (processing/, "
+                                "done/, failed/ beside it); export: where the files are written")
+    files: dict[str, str] = Field(default_factory=dict, description="import: file name pattern (users*.csv) -> the "
+                                  "mapping its files load into; patterns are tried in order")
+    mode: Literal["upsert", "replace"] = Field("upsert", description="import: upsert adds and changes rows; replace: "
+                                               "each file is the whole list")
+    settle_seconds: float = Field(10.0, ge=0, description="import: a file changed more recently than this is still "
+                                  "being copied and waits for the next tick")
+    format: Literal["csv", "xlsx"] = Field("csv", description="export: the files' format")
+    encoding: Literal["utf-8-sig", "cp1251"] = Field("utf-8-sig", description="export: the CSV encoding")
+    titles: bool = Field(False, description="export: head the columns with their Russian titles")
 
     @field_validator("schedule")
     @classmethod
@@ -141,7 +154,7 @@ class JobSettings(StrictModel):
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        known = ["sync", "dispatch", *portals()]
+        known = ["sync", "dispatch", "import", "export", *portals()]
         if value not in known:
             raise ValueError(f"expected one of {', '.join(known)}")
         return value
@@ -152,6 +165,16 @@ class JobSettings(StrictModel):
         if value is not None and value not in portals():
             raise ValueError(f"expected one of {', '.join(portals()) or 'none'}")
         return value
+
+    @model_validator(mode="after")
+    def _folder_jobs(self) -> JobSettings:
+        if self.kind in ("import", "export") and self.folder is None:
+            raise ValueError(f"a job of kind {self.kind} needs folder: the directory of its files")
+        if self.kind == "import" and not self.files:
+            raise ValueError("an import job needs files: name patterns and their mappings, e.g. {'users*.csv': users}")
+        if self.kind == "export" and not self.mappings:
+            raise ValueError("an export job needs mappings: the tables it writes, e.g. [grades]")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -216,3 +216,42 @@ class JobResult(Report):
 
     def notes(self, shown: int) -> list[str]:
         return []
+
+
+@dataclass
+class FileRun(Report):
+    """A file loaded into a buffer table (kind import) or a table written to a file (kind export): the counts,
+    and for an import each bad row by its line, column and reason (all of them also in the errors file beside
+    the input, which 1C developers and operators open)."""
+
+    kind: str = "import"
+    mapping: str = ""
+    file: str = ""
+    mode: str | None = None          # import: replace | upsert
+    dry_run: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[dict[str, str]] = field(default_factory=list)  # line, column, value, reason (first ERRORS_KEPT)
+    errors_file: str | None = None
+
+    def title(self) -> str:
+        how = f" ({self.mode}{', dry run: nothing written' if self.dry_run else ''})" if self.kind == "import" else ""
+        direction = "from" if self.kind == "import" else "to"
+        run = f", run {self.run_id}" if self.run_id is not None else ""
+        return f"{self.kind} {self.mapping} {direction} {self.file}{how}: {self.outcome} in {self.seconds:.1f} s{run}"
+
+    def table(self) -> tuple[list[str], list[list[str]]] | None:
+        if not self.counts:
+            return None
+        names = list(self.counts)
+        return names, [[f"{self.counts[n]:,}" for n in names]]
+
+    def notes(self, shown: int) -> list[str]:
+        lines = [f"  line {p['line']}, {p['column']}: {p['reason']}" for p in self.problems[:shown]]
+        if len(self.problems) > shown or self.counts.get("rejected", 0) > shown:
+            lines.append(f"  ... {self.counts.get('rejected', len(self.problems)) - shown} more")
+        if self.errors_file:
+            lines.append(f"every bad row: {self.errors_file}")
+        return lines + super().notes(shown)
+
+    def stored_counts(self) -> dict[str, Any]:
+        return {"mapping": self.mapping, "file": self.file, "mode": self.mode, **self.counts}

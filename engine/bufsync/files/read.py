@@ -237,7 +237,8 @@ def _csv_records(path: Path, encoding: str, delimiter: str,
                 return
             except csv.Error as exc:
                 raise _csv_problem(path, exc, start, reader.line_num, delimiter) from None
-            if start > skip and cells and not _empty(cells):
+            # csv cells are all text: one join tells an empty record
+            if start > skip and cells and "".join(cells).strip():
                 yield start, cells
             start = reader.line_num + 1
 

@@ -11,7 +11,7 @@ import re
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
 from bufsync.mapping.types import PortableType, parse_type
 from bufsync.validation import IDENTIFIER, StrictModel
@@ -70,10 +70,18 @@ def _check_type(value: str) -> str:
     return value
 
 
+def heading_key(text: str) -> str:
+    """A file heading as compared with column names and titles: case, ё/е, spaces and underscores ignored."""
+    return "".join(text.casefold().replace("ё", "е").replace("_", " ").split())
+
+
 class Column(StrictModel):
     name: Identifier
     type: Annotated[str, AfterValidator(_check_type)]
     description: Description
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)] | None = Field(
+        None, description="a short heading for files (Фамилия): a CSV or sheet headed so loads into this column, and "
+                          "an export may be headed so")
     key: bool = False
     nullable: bool | None = Field(None, description="default: false for key columns, true otherwise")
     default: str | bool | int | None = None
@@ -151,6 +159,19 @@ class Table(StrictModel):
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
+
+    @model_validator(mode="after")
+    def _titles_unique(self) -> Table:
+        """A file's heading names one column: titles differ from each other and from other columns' names."""
+        seen: dict[str, str] = {heading_key(c.name): c.name for c in self.columns}
+        for column in self.columns:
+            if column.title is None:
+                continue
+            other = seen.get(heading_key(column.title))
+            if other is not None and other != column.name:
+                raise ValueError(f"column {column.name}: title {column.title!r} is also the heading of {other}")
+            seen[heading_key(column.title)] = column.name
+        return self
 
     @property
     def key(self) -> list[str]:

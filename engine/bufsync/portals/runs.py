@@ -7,7 +7,6 @@ differs per portal comes from its folder, through the registry (bufsync.portals)
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any, cast
@@ -43,27 +42,13 @@ def recorded(loaded: LoadedSettings, kind: str, lock: str | None, needs: tuple[s
               work: Callable[[sa.Engine, dict[str, sa.Table], PortalRun], None], job: str | None, trigger: str,
               on_start: Callable[[int], None] | None) -> PortalRun:
     report = PortalRun(kind=kind, portal=options.get("portal", kind))
-    started = time.perf_counter()
     with connect_buffer(loaded) as engine:
         tables = state_tables(engine, needs + ("sync_runs",))
         try:
-            with dialect_named(engine.dialect.name).lock(engine, lock) if lock else nullcontext():
-                report.run_id = runs.start(engine, tables["sync_runs"], kind, options, False, job=job,
-                                           trigger=trigger)
-                if on_start is not None:
-                    on_start(report.run_id)
-                try:
-                    work(engine, tables, report)
-                except BufsyncError as exc:
-                    report.outcome, report.error = "failed", str(exc)
-                    raise
-                except Exception as exc:
-                    report.outcome, report.error = "failed", f"{type(exc).__name__}: {exc}"
-                    raise
-                finally:
-                    report.seconds = time.perf_counter() - started
-                    runs.finish(engine, tables["sync_runs"], report.run_id, report.outcome,
-                                report.stored_counts(), report.error)
+            with dialect_named(engine.dialect.name).lock(engine, lock) if lock else nullcontext(), \
+                    runs.recorded(engine, tables["sync_runs"], report, options, job=job, trigger=trigger,
+                                  on_start=on_start):
+                work(engine, tables, report)
         except LockHeld:
             raise PortalBusy(f"another process runs {kind} for this buffer now; try again when it has finished"
                              ) from None

@@ -56,6 +56,12 @@ def run_job(loaded: LoadedSettings, name: str, due: datetime | None = None, trig
                             assert job.portal is not None  # the settings give a dispatch job its portal
                             report = run_dispatch(loaded, job.portal, until_empty=True, stop=stop, job=name,
                                                   trigger=trigger, on_start=on_start)
+                        elif job.kind == "import":
+                            from bufsync.files.folder import import_folder
+                            report = import_folder(loaded, job, name, trigger, stop, on_start)
+                        elif job.kind == "export":
+                            from bufsync.files.folder import export_folder
+                            report = export_folder(loaded, job, name, trigger)
                         elif job.kind != "sync":  # a portal's scenario run
                             report = run_portal(loaded, job.kind, job=name, trigger=trigger, on_start=on_start)
                         else:

@@ -17,7 +17,9 @@ import logging
 import os
 import socket
 import threading
-from contextlib import ExitStack
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ import sqlalchemy as sa
 
 from bufsync.dialects import dialect_named
 from bufsync.dialects.base import LockHeld
+from bufsync.errors import EXIT_GUARD, BufsyncError
+from bufsync.report import Report
 from bufsync.state.ledger import now_utc
 
 log = logging.getLogger("bufsync.runs")
@@ -57,6 +61,32 @@ def start(engine: sa.Engine, table: sa.Table, kind: str, options: dict[str, Any]
         run_id = int(key[0])
         _hold(engine, run_id)  # before the commit: no one sees the row without its lock held
     return run_id
+
+
+@contextmanager
+def recorded(engine: sa.Engine, table: sa.Table, report: Report, options: dict[str, Any], *, dry_run: bool = False,
+             job: str | None = None, trigger: str = "manual",
+             on_start: Callable[[int], None] | None = None) -> Iterator[Report]:
+    """A run's row around the work in the block: started (report.run_id set), then finished with the report's
+    outcome and counts, whatever happens; a guard's refusal is `refused`, any other error `failed`."""
+    started = time.perf_counter()
+    report.run_id = start(engine, table, report.kind, options, dry_run, job=job, trigger=trigger)
+    if on_start is not None:
+        on_start(report.run_id)
+    try:
+        yield report
+    except BufsyncError as exc:
+        if exc.exit_code == EXIT_GUARD:
+            report.outcome, report.refused = "refused", str(exc)
+        else:
+            report.outcome, report.error = "failed", str(exc)
+        raise
+    except Exception as exc:
+        report.outcome, report.error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        report.seconds = time.perf_counter() - started
+        finish(engine, table, report.run_id, report.outcome, report.stored_counts(), report.refused or report.error)
 
 
 def finish(engine: sa.Engine, table: sa.Table, run_id: int, outcome: str, counts: dict[str, Any],

@@ -131,8 +131,20 @@ def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         comment="Движок: откуда следующий прогон продолжит чтение из LMS (moodle.grades.time_budget)",
     )
 
+    files = sa.Table(
+        "sync_files", metadata,
+        sa.Column("checksum", _t("string(64)"), primary_key=True,
+                  comment="SHA-256 содержимого файла: один и тот же файл не загружается дважды"),
+        sa.Column("file_name", _t("string(255)"), nullable=False, comment="Имя файла при загрузке"),
+        sa.Column("mapping_name", _t("string(64)"), nullable=False, comment="Маппинг, в таблицу которого загружен"),
+        sa.Column("job", _t("string(100)"), nullable=True, comment="Задача расписания (пусто для ручной загрузки)"),
+        sa.Column("run_id", sa.BigInteger(), nullable=True, comment="Прогон загрузки (sync_runs.id)"),
+        sa.Column("loaded_at", _t("datetime"), nullable=False, comment="Когда загружен (UTC)"),
+        comment="Движок: файлы, загруженные задачами import (в той же транзакции, что и их строки)",
+    )
+
     tables = {"sync_ledger": ledger, "sync_runs": runs, "sync_heartbeat": heartbeat, "sync_queue": queue,
-              "sync_cursors": cursors}
+              "sync_cursors": cursors, "sync_files": files}
     from bufsync.portals import portals
     for portal in portals().values():  # each portal's own state tables, created by the same migrations
         tables.update(portal.add_tables(metadata))

@@ -152,7 +152,7 @@ def test_a_job_kind_or_dispatch_portal_that_no_folder_provides_is_a_config_error
     config.write_text("jobs:\n  x:\n    kind: sferum\n    schedule: every 5 minutes\n", encoding="utf-8")
     with pytest.raises(ConfigError) as err:
         load_settings(config, {})
-    assert "jobs.x.kind" in str(err.value) and "expected one of sync, dispatch, scos" in str(err.value)
+    assert "jobs.x.kind" in str(err.value) and "expected one of sync, dispatch, import, export, scos" in str(err.value)
     config.write_text("jobs:\n  x:\n    kind: dispatch\n    portal: u2035\n    schedule: every 5 minutes\n",
                       encoding="utf-8")
     with pytest.raises(ConfigError) as err:

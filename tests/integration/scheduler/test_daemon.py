@@ -161,3 +161,24 @@ def test_a_bad_schedule_fails_at_start(site) -> None:
     assert result.returncode == 2
     assert "bufsync.yaml:4: jobs.users.schedule: 'every fortnight' is not a schedule; accepted forms:" \
            in result.stderr_text
+
+
+def test_the_daemon_takes_a_folders_files_and_runs_the_mappings(site) -> None:
+    """An import job under `bufsync schedule`: a file dropped into incoming/ is loaded, moved to done/, and the
+    job's mapping takes it to Moodle (read back through its Web Services)."""
+    from bufsync.adapters.moodle.client import MoodleClient
+    folder = site.dir / "exchange"
+    site.config(f"jobs:\n  files-in:\n    kind: import\n    schedule: every 2 seconds\n    folder: {folder}\n"
+                f"    files: {{'users*.csv': users}}\n    mappings: [users]\n    settle_seconds: 0\n")
+    (folder / "incoming").mkdir(parents=True)
+    (folder / "incoming" / "users-01.csv").write_bytes(
+        "Код;Фамилия;Имя;Логин;Почта\r\nD001;Орлова;Дарья;d001;d001@example.edu\r\n".encode("cp1251"))
+    daemon = site.bufsync("schedule", "--tick", "0.2", wait=False)
+    try:
+        wait_until(lambda: (folder / "done" / "users-01.csv").exists() and any(
+            r["outcome"] == "ok" and r["options"].get("mappings") == ["users"] for r in site.runs("files-in")), 90, 0.2)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0
+    with MoodleClient.connect(site.server.url, TOKEN) as client:
+        assert client.get_users_by_field("username", ["d001"])[0]["lastname"] == "Орлова"

@@ -1,0 +1,165 @@
+"""`bufsync import`, end to end on SQLite and PostgreSQL: files as Russian offices write them land in the buffer
+table (what the table holds is read back), bad rows are listed by line in an errors file beside the input and
+load nothing, `replace` removes what the file left out within the guards, and the ordinary run takes the rows
+to the sandbox Moodle (read back through its Web Services)."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from bufsync.files.importing import FileRejected, import_file
+from bufsync.reconcile.guards import GuardRefused
+from tests.integration.reconcile.conftest import World
+
+HEADER = "Код;Фамилия;Имя;Логин;Почта;Статус"
+
+
+def cp1251(path: Path, *lines: str) -> Path:
+    """A CSV as Russian Excel saves it: cp1251, ';', CRLF."""
+    path.write_bytes("\r\n".join(lines).encode("cp1251") + b"\r\n")
+    return path
+
+
+def person(n: int, status: str = "active", last: str = "Иванов") -> str:
+    return f"P{n:03d};{last};Пётр;user{n:03d};user{n:03d}@example.edu;{status}"
+
+
+def users(world: World) -> dict[str, dict[str, object]]:
+    return {r["external_id"]: r for r in world.rows("buf_users")}
+
+
+def test_a_cp1251_sheet_headed_in_russian_loads_and_the_run_takes_it_to_moodle(world: World, tmp_path: Path) -> None:
+    path = cp1251(tmp_path / "люди.csv", HEADER, *(person(n) for n in range(5)))
+    report = import_file(world.loaded, "users", path)
+    assert report.outcome == "ok", report.render()
+    assert report.counts == {"rows": 5, "inserted": 5, "updated": 0, "unchanged": 0, "rejected": 0}
+    rows = users(world)
+    assert rows["P003"]["last_name"] == "Иванов" and rows["P003"]["first_name"] == "Пётр"
+    assert rows["P003"]["username"] == "user003" and rows["P003"]["status"] == "active"
+    assert rows["P003"]["sync_status"] is None  # the run's business, not the import's
+    assert world.run("users").outcome == "ok"
+    assert world.ws_user(username="user003")["lastname"] == "Иванов"  # what Moodle holds, through its API
+
+    again = import_file(world.loaded, "users", path)  # the same file: nothing to write
+    assert again.counts == {"rows": 5, "inserted": 0, "updated": 0, "unchanged": 5, "rejected": 0}
+    changed = cp1251(tmp_path / "люди.csv", HEADER, *(person(n, last="Петров" if n == 1 else "Иванов")
+                                                       for n in range(5)))
+    report = import_file(world.loaded, "users", changed)
+    assert report.counts["updated"] == 1 and users(world)["P001"]["last_name"] == "Петров"
+    assert users(world)["P001"]["sync_status"] == "ok"  # the engine's columns are never touched by a file
+
+
+def test_bad_rows_are_listed_by_line_beside_the_input_and_load_nothing(world: World, tmp_path: Path) -> None:
+    path = cp1251(tmp_path / "users.csv", HEADER,
+                  person(1),
+                  "P002;;Анна;anna;anna@example.edu;active",                     # a required column empty
+                  person(3, status="активен"),                                   # outside the closed set
+                  f"P004;Иванов;Пётр;{'x' * 101};x@example.edu;active",          # longer than string(100)
+                  person(1, last="Сидоров"),                                     # the key again
+                  '"P006";"Смирнова";"Ольга ""Оля""";"olga";"olga@example.edu";"active"')
+    report = import_file(world.loaded, "users", path)
+    assert report.outcome == "rejected" and report.exit_code == 1
+    assert report.counts["inserted"] == 2 and report.counts["rejected"] == 4
+    assert set(users(world)) == {"P001", "P006"} and users(world)["P001"]["last_name"] == "Иванов"
+    assert users(world)["P006"]["first_name"] == 'Ольга "Оля"'
+    errors = tmp_path / "users.errors.csv"
+    assert report.errors_file == str(errors)
+    with errors.open(encoding="cp1251", newline="") as f:  # in the input's encoding, for the same Excel
+        listed = list(csv.reader(f, delimiter=";"))
+    assert listed[0] == ["Строка", "Колонка", "Значение", "Причина"]
+    by_line = {(row[0], row[1]): row[3] for row in listed[1:]}
+    assert set(by_line) == {("3", "last_name"), ("4", "status"), ("5", "username"), ("6", "external_id")}
+    assert "(required)" in by_line[("3", "last_name")] and "(badvalue)" in by_line[("4", "status")]
+    assert "active, suspended" in by_line[("4", "status")] and "(toolong)" in by_line[("5", "username")]
+    assert "строке 2" in by_line[("6", "external_id")] and "(duplicatekey)" in by_line[("6", "external_id")]
+
+    fixed = cp1251(tmp_path / "users.csv", HEADER, person(1), person(6))
+    assert import_file(world.loaded, "users", fixed).outcome == "ok"
+    assert not errors.exists()  # the last import's errors file goes with its errors
+
+
+def test_a_heading_the_table_lacks_or_a_required_column_missing_fails_the_file(world: World, tmp_path: Path) -> None:
+    with pytest.raises(FileRejected, match=r"колонка «Отдел» .* не из таблицы buf_users; принимаются: external_id "
+                                           r"\(Код\), username \(Логин\)"):
+        import_file(world.loaded, "users", cp1251(tmp_path / "a.csv", HEADER + ";Отдел", person(1) + ";x"))
+    with pytest.raises(FileRejected, match=r"нет обязательных колонок: username \(Логин\)"):
+        import_file(world.loaded, "users", cp1251(tmp_path / "b.csv", "Код;Фамилия;Имя", "P1;Иванов;Пётр"))
+    with pytest.raises(Exception, match="written by bufsync itself"):
+        import_file(world.loaded, "grades", cp1251(tmp_path / "c.csv", "x", "y"))
+    assert world.rows("buf_users") == []
+
+
+def test_replace_removes_what_the_file_left_out_within_the_guard(world: World, tmp_path: Path) -> None:
+    import_file(world.loaded, "users", cp1251(tmp_path / "all.csv", HEADER, *(person(n) for n in range(30))))
+    # 5 of 30 left out: more than max_remove_ratio 10% (3) allows
+    short = cp1251(tmp_path / "short.csv", HEADER, *(person(n) for n in range(25)))
+    with pytest.raises(GuardRefused, match="the file leaves out 5 of 30 rows"):
+        import_file(world.loaded, "users", short, mode="replace")
+    assert len(users(world)) == 30  # refused: nothing changed
+    report = import_file(world.loaded, "users", short, mode="replace", allow_removals=5)
+    assert report.counts["deleted"] == 5 and set(users(world)) == {f"P{n:03d}" for n in range(25)}
+    # a load marker for the whole list, in the same transaction
+    marker = [r for r in world.rows("buf_batches") if r["entity"] == "users"]
+    assert len(marker) == 1 and marker[0]["status"] == "ready" and marker[0]["rows_expected"] == 25
+
+
+def test_replace_keeps_the_row_of_a_bad_line_instead_of_removing_it(world: World, tmp_path: Path) -> None:
+    import_file(world.loaded, "users", cp1251(tmp_path / "all.csv", HEADER, *(person(n) for n in range(30))))
+    lines = [person(n) for n in range(30)]
+    lines[7] = "P007;Иванов;Пётр;user007;user007@example.edu;уволен"  # a typo in one status
+    report = import_file(world.loaded, "users", cp1251(tmp_path / "typo.csv", HEADER, *lines), mode="replace")
+    assert report.outcome == "rejected" and report.counts["deleted"] == 0 and report.counts["kept"] == 1
+    assert users(world)["P007"]["status"] == "active"  # as it was: a typo never removes a person
+
+
+def test_a_dry_run_counts_and_writes_nothing(world: World, tmp_path: Path) -> None:
+    import_file(world.loaded, "users", cp1251(tmp_path / "all.csv", HEADER, *(person(n) for n in range(4))))
+    before = world.rows("buf_users")
+    path = cp1251(tmp_path / "next.csv", HEADER, person(0, last="Петров"), person(1), person(9))
+    report = import_file(world.loaded, "users", path, mode="replace", dry_run=True, allow_removals=2)
+    assert report.counts == {"rows": 3, "inserted": 1, "updated": 1, "unchanged": 1, "rejected": 0,
+                             "deleted": 2, "kept": 0}
+    assert world.rows("buf_users") == before and world.rows("buf_batches") == []
+
+
+def test_an_xlsx_with_a_merged_title_and_typed_cells_loads(world: World, tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Записи на курсы (выгрузка 1С)"])
+    sheet.merge_cells("A1:F1")
+    sheet.append(["Код человека", "Код курса", "Роль", "Начало", "Окончание", "Статус"])
+    sheet.append(["P001", "C-1", "student", datetime(2026, 9, 1), "31.12.2026", "active"])
+    sheet.append([1234, "C-1", "student", "2026-09-01", None, "suspended"])  # a code typed as a number
+    for _ in range(5):
+        sheet.append([None] * 6)  # empty trailing rows Excel keeps
+    path = tmp_path / "subscriptions.xlsx"
+    book.save(path)
+    report = import_file(world.loaded, "subscriptions", path)
+    assert report.outcome == "ok", report.render()
+    rows = {r["user_external_id"]: r for r in world.rows("buf_subscriptions")}
+    assert set(rows) == {"P001", "1234"}
+    assert rows["P001"]["time_start"] == datetime(2026, 9, 1) and rows["P001"]["time_end"] == datetime(2026, 12, 31)
+    assert rows["1234"]["status"] == "suspended" and rows["1234"]["time_end"] is None
+
+
+def test_typed_columns_refuse_what_is_not_their_type(world: World, tmp_path: Path) -> None:
+    """UTF-8 with a BOM and ',' (what a script writes): a date, a boolean and a number that are none, each named."""
+    path = tmp_path / "courses.csv"
+    path.write_bytes("\ufeffКод курса,Краткое название,Полное название,Дата начала,Видимый\r\n"
+                     "C-1,py,Python,01.09.2026,да\r\n"
+                     "C-2,js,JavaScript,32.13.2026,нет\r\n"
+                     "C-3,go,Go,2026-09-01,может быть\r\n".encode("utf-8"))
+    report = import_file(world.loaded, "courses", path)
+    assert report.counts["inserted"] == 1 and report.counts["rejected"] == 2
+    reasons = {(p["line"], p["column"]): p["reason"] for p in report.problems}
+    assert set(reasons) == {("3", "start_date"), ("4", "visible")}
+    assert reasons[("3", "start_date")].endswith("(notdate)") and reasons[("4", "visible")].endswith("(notboolean)")
+    (row,) = world.rows("buf_courses")
+    assert (row["external_id"], row["visible"], str(row["start_date"])[:10]) == ("C-1", True, "2026-09-01")
+    with (tmp_path / "courses.errors.csv").open(encoding="utf-8-sig", newline="") as f:
+        assert len(list(csv.reader(f, delimiter=";"))) == 3  # the heading and two bad rows, with a BOM for Excel
