@@ -284,7 +284,7 @@ def settings_for(tmp_path: Path):
 # last and keeping a single worker busy while the other is done. Only the order changes.
 SLOW_FIRST = (
     "tests/integration/reconcile/test_model.py",
-    "tests/integration/files/test_streaming.py",   # 100,000 rows under tracemalloc: the .xlsx one ~1 min
+    "tests/integration/files/test_streaming.py",   # rows under tracemalloc: ~10 s
     "tests/integration/portals/test_scos_cli.py::test_the_daemon_runs_scenarios_and_dispatch_unattended",
     "tests/integration/scheduler/test_daemon.py::test_two_daemons",
     "tests/integration/queue/test_outbox.py::test_concurrent_dispatchers",
