@@ -86,6 +86,10 @@ class _Checked:
         self._key_of: Callable[[list[Any]], tuple[Any, ...]] = (
             (lambda row: (row[picks[0]],)) if len(picks) == 1 else (lambda row: tuple(row[i] for i in picks)))
         self._rules_apply = bool(self._defaults or self._required or self._closed)
+        required_at = self._required
+        self._required_of: Callable[[list[Any]], tuple[Any, ...]] = (
+            (lambda row: tuple(row[i] for i in required_at)) if len(required_at) < 2
+            else operator.itemgetter(*required_at))
 
     def rows(self) -> Iterator[list[Any]]:
         cells_at, convert, names = self._cells, self._convert, self.names
@@ -101,9 +105,9 @@ class _Checked:
             bad: list[_Problem] = []
             if limits is not None:
                 try:
-                    values = [cell.strip() for cell in cells] if every_cell else [
+                    values = list(map(str.strip, cells)) if every_cell else [
                         cells[index].strip() for index in cells_at]
-                except AttributeError:  # a typed cell (xlsx): the per-cell way below
+                except (AttributeError, TypeError):  # a typed cell (xlsx): the per-cell way below
                     values = None
                 if values is not None and all(map(operator.le, map(len, values), limits)):
                     row = [value or None for value in values]
@@ -137,8 +141,12 @@ class _Checked:
 
     def _plain(self, row: list[Any]) -> bool:
         """Nothing for _rules to say: the required columns filled (the key among them), the closed sets kept."""
-        return all(row[i] is not None for i in self._required) and all(
-            row[i] is None or row[i] in allowed for i, _, allowed in self._closed)
+        if None in self._required_of(row):
+            return False
+        for index, _, allowed in self._closed:
+            if row[index] is not None and row[index] not in allowed:
+                return False
+        return True
 
     def _accept(self, line: int, row: list[Any], bad: list[_Problem]) -> bool:
         """The key checked (readable, not seen before); a bad row is counted, its readable key kept."""
@@ -460,7 +468,8 @@ def _csv_chunks(rows: Iterator[list[Any]], keep: bool | None, convert: list[int]
             row[i] = _copy_text(row[i])
         writer.writerow(row + tail if tail else row)
         count += 1
-        if count % 5000 == 0:
+        if count == 5000:
+            count = 0
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
