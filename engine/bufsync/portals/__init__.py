@@ -120,7 +120,7 @@ _registry: Registry[Portal] = Registry(__name__, packages_only=True)
 
 
 def register(portal: Portal) -> Portal:
-    if portal.name in ("sync", "dispatch"):
+    if portal.name in ("sync", "dispatch", "import", "export"):
         raise ValueError(f"a portal may not be called {portal.name!r}: it is a job kind")
     return _registry.add(portal.name, portal)
 
