@@ -240,13 +240,17 @@ class FileRun(Report):
         return f"{self.kind} {self.mapping} {direction} {self.file}{how}: {self.outcome} in {self.seconds:.1f} s{run}"
 
     def table(self) -> tuple[list[str], list[list[str]]] | None:
-        if not self.counts:
+        names = [n for n in self.counts if n != "latest"]  # latest: an export's cursor, a note below
+        if not names:
             return None
-        names = list(self.counts)
         return names, [[f"{self.counts[n]:,}" for n in names]]
 
     def notes(self, shown: int) -> list[str]:
         lines = [f"  line {p['line']}, {p['column']}: {p['reason']}" for p in self.problems[:shown]]
+        if "latest" in self.counts:
+            from datetime import UTC, datetime
+            newest = datetime.fromtimestamp(self.counts["latest"], UTC).replace(tzinfo=None)
+            lines.append(f"newest change written: {newest:%Y-%m-%d %H:%M:%S} (the next --since)")
         if len(self.problems) > shown or self.counts.get("rejected", 0) > shown:
             lines.append(f"  ... {self.counts.get('rejected', len(self.problems)) - shown} more")
         if self.errors_file:

@@ -67,6 +67,9 @@ class _Checked:
         columns = _columns(sheet, mapping)
         self.columns = [c for c in columns if c is not None]
         self.names = [c.name for c in self.columns]
+        # a column as the file heads it, for the people who read the errors: «Фамилия (last_name)»
+        self.shown_as = {c.name: c.name if heading_key(cell) == heading_key(c.name) else f"{cell} ({c.name})"
+                         for cell, c in zip(sheet.header, columns, strict=False) if c is not None}
         self._cells = [i for i, c in enumerate(columns) if c is not None]
         self._convert = [_converter(c) for c in self.columns]
         required = {c.name for c in _required(mapping)}
@@ -248,7 +251,8 @@ def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: 
                                hook)
             except FileProblem as exc:
                 raise FileRejected(str(exc)) from None
-            problems = checked.problems
+            problems = [_Problem(p.line, checked.shown_as.get(p.column, p.column), p.value, p.reason)
+                        for p in checked.problems]
             report.problems = [{"line": str(p.line), "column": p.column, "value": p.value, "reason": p.reason}
                                for p in problems[:ERRORS_KEPT]]
             report.errors_file = _errors_file(path, sheet, problems)

@@ -73,10 +73,12 @@ def test_bad_rows_are_listed_by_line_beside_the_input_and_load_nothing(world: Wo
         listed = list(csv.reader(f, delimiter=";"))
     assert listed[0] == ["Строка", "Колонка", "Значение", "Причина"]
     by_line = {(row[0], row[1]): row[3] for row in listed[1:]}
-    assert set(by_line) == {("3", "last_name"), ("4", "status"), ("5", "username"), ("6", "external_id")}
-    assert "(required)" in by_line[("3", "last_name")] and "(badvalue)" in by_line[("4", "status")]
-    assert "active, suspended" in by_line[("4", "status")] and "(toolong)" in by_line[("5", "username")]
-    assert "строке 2" in by_line[("6", "external_id")] and "(duplicatekey)" in by_line[("6", "external_id")]
+    # each column as the file heads it, with its name in the table
+    last, status, login, code = "Фамилия (last_name)", "Статус (status)", "Логин (username)", "Код (external_id)"
+    assert set(by_line) == {("3", last), ("4", status), ("5", login), ("6", code)}
+    assert "(required)" in by_line[("3", last)] and "(badvalue)" in by_line[("4", status)]
+    assert "active, suspended" in by_line[("4", status)] and "(toolong)" in by_line[("5", login)]
+    assert "строке 2" in by_line[("6", code)] and "(duplicatekey)" in by_line[("6", code)]
 
     fixed = cp1251(tmp_path / "users.csv", HEADER, person(1), person(6))
     assert import_file(world.loaded, "users", fixed).outcome == "ok"
@@ -157,8 +159,9 @@ def test_typed_columns_refuse_what_is_not_their_type(world: World, tmp_path: Pat
     report = import_file(world.loaded, "courses", path)
     assert report.counts["inserted"] == 1 and report.counts["rejected"] == 2
     reasons = {(p["line"], p["column"]): p["reason"] for p in report.problems}
-    assert set(reasons) == {("3", "start_date"), ("4", "visible")}
-    assert reasons[("3", "start_date")].endswith("(notdate)") and reasons[("4", "visible")].endswith("(notboolean)")
+    start, visible = "Дата начала (start_date)", "Видимый (visible)"
+    assert set(reasons) == {("3", start), ("4", visible)}
+    assert reasons[("3", start)].endswith("(notdate)") and reasons[("4", visible)].endswith("(notboolean)")
     (row,) = world.rows("buf_courses")
     assert (row["external_id"], row["visible"], str(row["start_date"])[:10]) == ("C-1", True, "2026-09-01")
     with (tmp_path / "courses.errors.csv").open(encoding="utf-8-sig", newline="") as f:
