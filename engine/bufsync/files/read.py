@@ -80,12 +80,16 @@ class Sheet:
             raise ValueError("a Sheet made by open_sheet reads rows; this one has no file behind it")
         width = len(self.header)
         pad: Any = "" if self.format == "csv" else None
+        header_line = self.header_line
         for line, cells in self._records():
-            if line <= self.header_line:
+            if line <= header_line:
                 continue
-            if len(cells) < width:
-                cells = cells + [pad] * (width - len(cells))
-            yield line, cells[:width]
+            if len(cells) == width:  # the usual record: no copy
+                yield line, cells
+            elif len(cells) < width:
+                yield line, cells + [pad] * (width - len(cells))
+            else:
+                yield line, cells[:width]
 
 
 def open_sheet(path: Path, encoding: str | None = None, is_header: Callable[[list[str]], bool] | None = None) -> Sheet:
