@@ -678,6 +678,14 @@ class VkApi:
         self._chat(int(chat_id)).disabled = disabled
         return disabled
 
+    def chat_admin(self, chat_id: int, member_id: int, is_admin: bool = True) -> bool:
+        """What a chat's creator does in VK's own UI: make a member an admin (or no longer one)."""
+        member = self._chat(int(chat_id)).members.get(int(member_id))
+        if member is None:
+            raise KeyError(f"{member_id} is not in chat {chat_id}")
+        member.is_admin = is_admin
+        return is_admin
+
     def reset_counts(self) -> None:
         for counter in (self.by_method, self.by_token, self.inner, self.errors, self.rules.fired):
             counter.clear()
@@ -713,6 +721,7 @@ ADMIN_ACTIONS: dict[str, Callable[..., Any]] = {
     "set": VkApi.set_knobs,
     "errors": VkApi.set_errors,
     "disable_chat": VkApi.disable_chat,
+    "chat_admin": VkApi.chat_admin,
     "reset_counts": VkApi.reset_counts,
     "state": VkApi.snapshot,
 }
