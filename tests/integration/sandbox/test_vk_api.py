@@ -150,7 +150,7 @@ def test_json_bodies_are_not_read(vk: Vk) -> None:
 
 def test_version_is_required(vk: Vk) -> None:
     token = vk.token("teacher")
-    for query in ({}, {"v": "4.104"}, {"v": "latest"}):
+    for query in ({}, {"v": "4.104"}, {"v": "latest"}, {"v": "5.199.1"}):
         answer = vk.http.post("/method/messages.createChat", data={"access_token": token, **query}).json()
         assert answer["error"]["error_code"] == 8, query
     assert vk.state()["chats"] == []
@@ -171,7 +171,8 @@ def test_unknown_missing_and_expired_tokens(vk: Vk) -> None:
     vk.error("calls.start", 5)
     vk.admin("expire_token", name="teacher", expired=False)
     vk.ok("calls.start")
-    assert vk.state()["tokens"]["teacher"] == {"kind": "user", "owner_id": 1001, "expired": False}
+    assert vk.state()["tokens"]["teacher"] == {"kind": "user", "owner_id": 1001, "expired": False,
+                                               "value": vk.token("teacher")}
 
 
 def test_token_kinds(vk: Vk) -> None:
@@ -475,8 +476,10 @@ def test_admin_endpoint(vk: Vk) -> None:
     assert vk.http.post("/sandbox/admin", json={"action": "state"}).status_code == 403
     headers = {"X-Sandbox-Token": vk.server.api.config.admin_token}
     assert vk.http.post("/sandbox/admin", json={"action": "nope"}, headers=headers).status_code == 400
-    assert vk.http.post("/sandbox/admin", json={"action": "set", "args": {"nope": 1}}, headers=headers).status_code \
-        == 400
+    for knobs in ({"nope": 1}, {"rate_user": "many"}, {"execute_partial": 1}, {"main_roles": "dict"},
+                  {"add_existing": "maybe"}):
+        answer = vk.http.post("/sandbox/admin", json={"action": "set", "args": knobs}, headers=headers)
+        assert answer.status_code == 400 and answer.json()["error"], knobs
     assert vk.admin("add_people", people=[{"id": 3001, "first_name": "Вера", "last_name": "Новая",
                                            "role": "teacher"}]) == 13
     value = vk.admin("add_token", name="teacher3", kind="user", owner_id=3001)

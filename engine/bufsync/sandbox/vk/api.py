@@ -310,8 +310,10 @@ class VkApi:
             given = tuple(int(part) for part in value.split("."))
             least = tuple(int(part) for part in self.config.min_version.split("."))
         except ValueError:
-            raise ApiError(8, f"invalid v (version): {value}") from None
-        if len(given) != 2 or given < least:
+            given = ()
+        if len(given) != 2:
+            raise ApiError(8, f"invalid v (version): {value}")
+        if given < least:
             raise ApiError(8, f"versions below {self.config.min_version} are no longer supported")
 
     def _rate(self, token: Token) -> None:
@@ -630,6 +632,7 @@ class VkApi:
 
     # -- what the admin does by hand ----------------------------------------------------------------
     def admin(self, action: str, args: dict[str, Any]) -> Any:
+        """One admin action (ADMIN_ACTIONS), under the lock every request takes."""
         handler = ADMIN_ACTIONS.get(action)
         if handler is None:
             raise KeyError(f"unknown sandbox admin action {action!r}; known: {', '.join(sorted(ADMIN_ACTIONS))}")
@@ -659,10 +662,14 @@ class VkApi:
         return self.now()
 
     def set_knobs(self, **knobs: Any) -> dict[str, Any]:
+        """Change knobs at run time (all of them checked before any is set)."""
         known = self.config.knobs()
+        checked = {}
         for name, value in knobs.items():
             if name not in known or name == "admin_token":
                 raise KeyError(f"unknown knob {name!r}; known: {', '.join(sorted(known))}")
+            checked[name] = _knob(name, known[name], value)
+        for name, value in checked.items():
             setattr(self.config, name, value)
             if name == "clock":
                 self.clock = value
@@ -696,7 +703,7 @@ class VkApi:
             return {
                 "now": self.now(),
                 "people": [asdict(p) for p in self.people.values()],
-                "tokens": {name: {"kind": t.kind, "owner_id": t.owner_id, "expired": t.expired}
+                "tokens": {name: {"kind": t.kind, "owner_id": t.owner_id, "expired": t.expired, "value": t.value}
                            for name, t in self.config.tokens.items()},
                 "chats": [{"chat_id": c.chat_id, "peer_id": c.peer_id, "title": c.title, "owner_id": c.owner_id,
                            "disabled": c.disabled,
@@ -711,6 +718,30 @@ class VkApi:
                 "injected": {str(code): n for code, n in self.rules.fired.items()},
                 "knobs": {k: v for k, v in self.config.knobs().items() if k != "admin_token"},
             }
+
+
+CHOICES = {"count_over_max": ("clamp", "error"), "main_roles": ("string", "list")}
+
+
+def _knob(name: str, current: Any, value: Any) -> Any:
+    """A knob's new value in the type of its default, or ValueError: a typo fails loudly, not as a 500 later."""
+    if name in ("add_existing", "finish_finished"):
+        if value == "ok":
+            return value
+        return int(value)
+    if name == "clock":
+        return None if value is None else float(value)
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false")
+        return value
+    if isinstance(current, int):
+        return int(value)
+    if isinstance(current, float):
+        return float(value)
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}")
+    return str(value)
 
 
 ADMIN_ACTIONS: dict[str, Callable[..., Any]] = {
