@@ -187,6 +187,8 @@ def test_token_kinds(vk: Vk) -> None:
     assert answer["items"][0]["is_owner"] and answer["groups"][0]["id"] == 501
     assert vk.ok("messages.removeChatUser", "school", chat_id=chat, member_id=2001) == 1
     vk.error("messages.getConversationMembers", 917, token="teacher", peer_id=2_000_000_000 + chat)
+    vk.error("messages.createChat", 100, token="school", group_id=502)  # only its own community
+    vk.error("messages.createChat", 15, group_id=501)  # a staff profile acts for no community here
 
 
 # -- chats --------------------------------------------------------------------------------------------
@@ -257,6 +259,8 @@ def test_remove_chat_user(vk: Vk) -> None:
     assert vk.ok("messages.removeChatUser", "teacher2", chat_id=chat, member_id=1002) == 1  # one may leave
     vk.error("messages.removeChatUser", 100, chat_id=chat)
     assert vk.members(chat) == [1001, 2003]
+    vk.admin("disable_chat", chat_id=chat)
+    vk.error("messages.removeChatUser", 945, chat_id=chat, user_id=2003)
 
 
 def test_members_paging_and_profiles(vk: Vk) -> None:
@@ -281,6 +285,8 @@ def test_members_paging_and_profiles(vk: Vk) -> None:
     vk.admin("set", main_roles="list")
     extended = vk.ok("messages.getConversationMembers", peer_id=peer, count=1, extended=1, fields="educational_profile")
     assert extended["profiles"][0]["educational_profile"]["edu_roles"]["main_roles"] == ["teacher"]
+    chosen = vk.ok("messages.getConversationMembers", peer_id=peer, member_ids="2003,2001,999")
+    assert chosen["count"] == 2 and [i["member_id"] for i in chosen["items"]] == [2001, 2003]
     vk.error("messages.getConversationMembers", 917, token="teacher2", peer_id=peer)
     vk.error("messages.getConversationMembers", 927, peer_id=2_000_000_099)
     vk.error("messages.getConversationMembers", 100, peer_id=2001)
