@@ -351,10 +351,8 @@ class VkApi:
 
     def _run(self, method: str, token: Token, params: Params) -> Any:
         kinds, handler = self.methods[method]
-        if token.kind not in kinds:
-            if token.kind == "group":
-                raise ApiError(27, "method is unavailable with group auth.")
-            raise ApiError(15, "method is unavailable with user auth.")
+        if token.kind not in kinds:  # only community tokens are ever turned away (the user-only methods)
+            raise ApiError(27, "method is unavailable with group auth.")
         return handler(token, params)
 
     # -- execute --------------------------------------------------------------------------------
