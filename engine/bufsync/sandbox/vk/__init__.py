@@ -1,0 +1,8 @@
+"""A sandbox of the VK API as VK Сферум uses it (see docs/portals/sferum.md): chats, members, messages,
+calls, execute, limits and errors; what the Сферум portal's client and its tests talk to."""
+
+from bufsync.sandbox.vk.api import ErrorRule, Person, SandboxConfig, Token, VkApi
+from bufsync.sandbox.vk.errors import ApiError
+from bufsync.sandbox.vk.server import VkServer, start
+
+__all__ = ["ApiError", "ErrorRule", "Person", "SandboxConfig", "Token", "VkApi", "VkServer", "start"]
