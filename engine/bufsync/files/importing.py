@@ -491,15 +491,22 @@ def _copy_text(value: Any) -> Any:
 class _Chunks:
     """A file psycopg2's copy_expert reads from, fed by a generator: the file is read and checked while the
     server takes the rows already sent (no whole-file buffer). copy_expert sends whatever read() returns, so a
-    chunk goes whole (slicing a large text to the asked size would copy it over and over)."""
+    chunk goes whole (slicing a large text to the asked size would copy it over and over). An exception of the
+    generator (a FileProblem: a quote broken further down the file) is kept in `error`: psycopg2 only cancels the
+    COPY with its own error, which must not stand in for the file's reason."""
 
     def __init__(self, chunks: Iterator[str]) -> None:
         self._chunks = chunks
+        self.error: BaseException | None = None
 
     def read(self, size: int | None = -1) -> str:
-        for piece in self._chunks:
-            if piece:
-                return piece
+        try:
+            for piece in self._chunks:
+                if piece:
+                    return piece
+        except BaseException as exc:
+            self.error = exc
+            raise
         return ""
 
 
@@ -512,8 +519,13 @@ def _copy(conn: sa.Connection, stage: sa.Table, names: list[str], chunks: Iterat
     raw = conn.connection.dbapi_connection
     assert raw is not None
     cursor: Any = raw.cursor()
+    source = _Chunks(chunks)
     try:
-        cursor.copy_expert(statement, _Chunks(chunks), size=1 << 16)
+        cursor.copy_expert(statement, source, size=1 << 16)
+    except Exception:
+        if source.error is not None:  # the file's own reason, not "COPY from stdin failed: error in .read() call"
+            raise source.error from None
+        raise
     finally:
         cursor.close()
 

@@ -166,3 +166,18 @@ def test_typed_columns_refuse_what_is_not_their_type(world: World, tmp_path: Pat
     assert (row["external_id"], row["visible"], str(row["start_date"])[:10]) == ("C-1", True, "2026-09-01")
     with (tmp_path / "courses.errors.csv").open(encoding="utf-8-sig", newline="") as f:
         assert len(list(csv.reader(f, delimiter=";"))) == 3  # the heading and two bad rows, with a BOM for Excel
+
+
+@pytest.mark.parametrize("loaded_before", [False, True], ids=["empty table", "staged"])
+def test_a_broken_quote_late_in_the_file_fails_it_by_line_on_every_database(world: World, tmp_path: Path,
+                                                                            loaded_before: bool) -> None:
+    """On PostgreSQL the rows are COPYed while the file is read: a quote broken after the first rows went must still
+    fail the file with its line (not as the server's "COPY from stdin failed"), and write nothing."""
+    if loaded_before:
+        import_file(world.loaded, "users", cp1251(tmp_path / "first.csv", HEADER, person(900)))
+    before = world.rows("buf_users")
+    path = cp1251(tmp_path / "users.csv", HEADER, *(person(n) for n in range(30)),
+                  'P999;"Иванов;Пётр;user999;user999@example.edu;active')
+    with pytest.raises(FileRejected, match="в строке 32 открывается кавычкой, которая не закрыта"):
+        import_file(world.loaded, "users", path)
+    assert world.rows("buf_users") == before
