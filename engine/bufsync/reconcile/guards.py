@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from bufsync.buffer import markers
 from bufsync.errors import EXIT_GUARD, BufsyncError
-from bufsync.mapping.model import Mapping
+from bufsync.mapping.model import Guards, Mapping
 from bufsync.reconcile.context import Context
 
 
@@ -51,19 +51,20 @@ def source_refusal(ctx: Context, mapping: Mapping, table: sa.Table, weighed: Wei
 
 
 def removal_refusal(mapping: Mapping, weighed: Weighed, allow: int | None) -> str | None:
-    """Too many removals for the mapping's limits, unless --allow-removals covers them."""
+    """Too many removals for the mapping's limits, unless --allow-removals covers them. A mapping without a sync
+    (an attached table a file replaces) is weighed by the default guards."""
     removals = weighed.removals
     if removals == 0 or weighed.linked_before == 0:
         return None
-    if weighed.source_rows == 0 and mapping.flow.guards.refuse_empty and (allow is None or allow < removals):
+    guards = mapping.sync.guards if mapping.sync is not None else Guards()
+    if weighed.source_rows == 0 and guards.refuse_empty and (allow is None or allow < removals):
         return (f"{mapping.name}: the source is empty and {removals} records would be removed (guard refuse_empty); "
                 f"to proceed deliberately: --allow-removals {removals}")
-    guards = mapping.flow.guards
     by_ratio = int(guards.max_remove_ratio * weighed.linked_before)
     limit = max(guards.min_removals, by_ratio)  # the floor: a small table may lose a leaver or two
     if removals > limit and (allow is None or allow < removals):
         done = {"suspend": "suspended", "delete": "deleted", "mark": "marked removed"}.get(
-            mapping.flow.on_missing, "removed")
+            mapping.sync.on_missing if mapping.sync is not None else "", "removed")
         return (f"{mapping.name}: {removals} of {weighed.linked_before} linked records would be {done} "
                 f"({removals / weighed.linked_before:.0%}); the limit is {limit} (max_remove_ratio "
                 f"{guards.max_remove_ratio:.0%} of {weighed.linked_before} = {by_ratio}, min_removals "

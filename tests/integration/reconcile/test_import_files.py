@@ -181,3 +181,20 @@ def test_a_broken_quote_late_in_the_file_fails_it_by_line_on_every_database(worl
     with pytest.raises(FileRejected, match="в строке 32 открывается кавычкой, которая не закрыта"):
         import_file(world.loaded, "users", path)
     assert world.rows("buf_users") == before
+
+
+def test_replace_into_an_attached_table_is_weighed_by_the_default_guards(world: World, tmp_path: Path) -> None:
+    """user_fields has no sync of its own (its rows are attached to users): replace still deletes what the file
+    left out within the default guards, and refuses more."""
+    heading = "Код человека;Поле;Значение"
+    import_file(world.loaded, "user_fields", cp1251(tmp_path / "all.csv", heading,
+                                                    *(f"P{n:03d};snils;{n}" for n in range(30))))
+    report = import_file(world.loaded, "user_fields", cp1251(tmp_path / "less.csv", heading,
+                                                             *(f"P{n:03d};snils;{n}" for n in range(29))),
+                         mode="replace")
+    assert report.outcome == "ok" and report.counts["deleted"] == 1
+    assert len(world.rows("buf_user_fields")) == 29
+    with pytest.raises(GuardRefused, match="the file leaves out 19 of 29 rows"):
+        import_file(world.loaded, "user_fields", cp1251(tmp_path / "few.csv", heading,
+                                                        *(f"P{n:03d};snils;{n}" for n in range(10))), mode="replace")
+    assert len(world.rows("buf_user_fields")) == 29
