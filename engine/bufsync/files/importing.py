@@ -248,7 +248,7 @@ def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: 
                 checked = _Checked(sheet, mapping)
                 hook = (lambda conn: on_commit(conn, report.run_id or 0)) if on_commit is not None else None
                 counts = _load(engine, mappings, metadata, mapping, table, checked, mode, dry_run, allow_removals,
-                               hook)
+                               hook, report.run_id or 0)
             except FileProblem as exc:
                 raise FileRejected(str(exc)) from None
             problems = [_Problem(p.line, checked.shown_as.get(p.column, p.column), p.value, p.reason)
@@ -354,7 +354,7 @@ def stage_table(dialect: str, table: sa.Table, columns: list[Column], key: list[
 
 def _load(engine: sa.Engine, mappings: MappingSet, metadata: sa.MetaData, mapping: Mapping, table: sa.Table,
           checked: _Checked, mode: Mode, dry_run: bool, allow_removals: int | None,
-          hook: Callable[[sa.Connection], None] | None = None) -> dict[str, int]:
+          hook: Callable[[sa.Connection], None] | None = None, run_id: int = 0) -> dict[str, int]:
     """One transaction. Into an empty table the checked rows stream straight in (PostgreSQL: COPY while the file
     is still being read and checked); otherwise into a staging table, then set-based statements."""
     key = mapping.table.key
@@ -388,7 +388,7 @@ def _load(engine: sa.Engine, mappings: MappingSet, metadata: sa.MetaData, mappin
                     updated = conn.execute(statements.update_changed()).rowcount
                 stage.drop(conn)
             if mode == "replace":
-                _mark_batch(conn, mappings, metadata, mapping, before - deleted + inserted)
+                _mark_batch(conn, mappings, metadata, mapping, before - deleted + inserted, run_id)
             if hook is not None and not dry_run:
                 hook(conn)
             if dry_run:
@@ -531,16 +531,19 @@ def _copy(conn: sa.Connection, stage: sa.Table, names: list[str], chunks: Iterat
 
 
 def _mark_batch(conn: sa.Connection, mappings: MappingSet, metadata: sa.MetaData, mapping: Mapping,
-                rows: int) -> None:
+                rows: int, run_id: int) -> None:
     """A `ready` load marker for the whole list just written (mappings with guards.require_batch apply only
-    such a batch), in the same transaction: a run sees the file whole or not at all."""
+    such a batch), in the same transaction: a run sees the file whole or not at all. The batch id is the time and
+    the import's run id (zero-padded: two loads in one second differ, and the later sorts last, as the guard's
+    "latest batch" expects)."""
     markers = mappings.load_markers()
     if markers is None or markers.load_markers is None:
         return
     spec, table = markers.load_markers, metadata.tables[markers.table.name]
     guard = mapping.flow.guards.require_batch if mapping.sync is not None else None
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    values: dict[str, Any] = {spec.entity: guard or mapping.name, spec.batch_id: f"{now:%Y-%m-%d-%H%M%S}-import",
+    values: dict[str, Any] = {spec.entity: guard or mapping.name,
+                              spec.batch_id: f"{now:%Y-%m-%d-%H%M%S}-import-{run_id:012d}",
                               spec.status: spec.ready_value, spec.rows_expected: rows}
     for column in markers.table.columns:  # the marker's own times (created_at, ready_at): now
         if column.name not in values and column.portable.name == "datetime":

@@ -198,3 +198,22 @@ def test_replace_into_an_attached_table_is_weighed_by_the_default_guards(world: 
         import_file(world.loaded, "user_fields", cp1251(tmp_path / "few.csv", heading,
                                                         *(f"P{n:03d};snils;{n}" for n in range(10))), mode="replace")
     assert len(world.rows("buf_user_fields")) == 29
+
+
+def test_two_replace_imports_within_one_second_each_leave_their_marker(world: World, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The marker's batch id must differ for two loads of one mapping in the same second (a folder job takes
+    small files faster than that), and the later load's marker must be the one the guard reads as latest."""
+    import bufsync.files.importing as importing
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+            return datetime(2026, 12, 2, 10, 15, 0, 123, tzinfo=tz)
+    monkeypatch.setattr(importing, "datetime", Frozen)
+    import_file(world.loaded, "users", cp1251(tmp_path / "a.csv", HEADER, *(person(n) for n in range(30))),
+                mode="replace")
+    import_file(world.loaded, "users", cp1251(tmp_path / "b.csv", HEADER, *(person(n) for n in range(29))),
+                mode="replace")
+    markers = sorted((r for r in world.rows("buf_batches") if r["entity"] == "users"), key=lambda r: r["batch_id"])
+    assert [m["rows_expected"] for m in markers] == [30, 29]  # the latest batch id is the later load's
