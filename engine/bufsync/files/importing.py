@@ -158,8 +158,11 @@ class _Checked:
         if readable:
             seen = self._first_line.get(key)
             if seen is not None:
+                # the first line may itself have been rejected (its key kept): then neither line is loaded
+                taken = ("та строка тоже не загружена (в ней ошибка): исправьте её и оставьте одну из двух"
+                         if record_key(key) in self.kept else "взята та строка")
                 bad.append(_Problem(line, ", ".join(self.key_names), " / ".join(str(v) for v in key),
-                                    f"Ключ уже был в строке {seen}; взята та строка (duplicatekey)"))
+                                    f"Ключ уже был в строке {seen}; {taken} (duplicatekey)"))
             else:
                 self._first_line[key] = line
         if bad:

@@ -217,3 +217,13 @@ def test_two_replace_imports_within_one_second_each_leave_their_marker(world: Wo
                 mode="replace")
     markers = sorted((r for r in world.rows("buf_batches") if r["entity"] == "users"), key=lambda r: r["batch_id"])
     assert [m["rows_expected"] for m in markers] == [30, 29]  # the latest batch id is the later load's
+
+
+def test_a_key_whose_first_line_was_bad_is_not_said_to_be_taken_from_it(world: World, tmp_path: Path) -> None:
+    import_file(world.loaded, "users", cp1251(tmp_path / "first.csv", HEADER, person(1)))
+    path = cp1251(tmp_path / "users.csv", HEADER, person(1, status="уволен"), person(1, last="Петров"))
+    report = import_file(world.loaded, "users", path)
+    reasons = {(p["line"], p["column"]): p["reason"] for p in report.problems}
+    duplicate = reasons[("3", "Код (external_id)")]
+    assert "(duplicatekey)" in duplicate and "взята" not in duplicate and "строке 2" in duplicate
+    assert users(world)["P001"]["last_name"] == "Иванов"  # neither line loaded: the row is as it was
