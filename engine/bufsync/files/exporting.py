@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
 from bufsync.errors import ConfigError
+from bufsync.files.importing import FileRejected
+from bufsync.files.read import FileProblem
 from bufsync.files.write import write_sheet
 from bufsync.mapping.loader import load_mappings
 from bufsync.mapping.model import Mapping
@@ -71,9 +73,12 @@ def export_table(loaded: LoadedSettings, mapping_name: str, path: Path, *, since
             latest: list[datetime] = []
             with engine.connect() as conn:
                 result = conn.execution_options(stream_results=True, yield_per=CHUNK).execute(query)
-                written = write_sheet(path, headings(mapping, table, titles),
-                                      _rows(result, list(table.c.keys()).index(stamp) if stamp else None, latest),
-                                      encoding=encoding)
+                try:
+                    written = write_sheet(path, headings(mapping, table, titles),
+                                          _rows(result, list(table.c.keys()).index(stamp) if stamp else None, latest),
+                                          encoding=encoding)
+                except FileProblem as exc:  # a character cp1251 lacks, a file open in Excel: said, not a traceback
+                    raise FileRejected(str(exc)) from None
             report.counts = {"rows": written}
             if latest:
                 report.counts["latest"] = int(max(latest).replace(tzinfo=UTC).timestamp())  # stamps are naive UTC

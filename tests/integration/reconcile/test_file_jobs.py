@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import openpyxl
+import pytest
 
 from bufsync.config import load_settings
 from bufsync.files.exporting import export_table
@@ -152,3 +153,21 @@ def test_an_export_job_continues_from_its_last_export(world: World, tmp_path: Pa
     with second.open(encoding="utf-8-sig", newline="") as f:
         rows = list(csv.reader(f, delimiter=";"))
     assert [r[0] for r in rows[1:]] == ["P1", "P2"] and Decimal(rows[1][3].replace(",", ".")) == 90
+
+
+def test_a_table_that_cannot_be_written_in_cp1251_fails_that_export_alone(world: World, tmp_path: Path) -> None:
+    """A character cp1251 lacks is the file's problem, said in Russian with its row and column: `bufsync export`
+    exits 2 with it (no traceback), and an export job still writes its other mappings."""
+    from bufsync.errors import BufsyncError
+    world.insert("buf_users", [{"external_id": "P1", "username": "u1", "last_name": "Ғабдуллин", "first_name": "Ә",
+                                "status": "active"}])
+    grade_rows(world)
+    with pytest.raises(BufsyncError, match="символ «Ғ» .* которого нет в кодировке cp1251") as caught:
+        export_table(world.loaded, "users", tmp_path / "users.csv", encoding="cp1251")
+    assert caught.value.exit_code == 2 and not (tmp_path / "users.csv").exists()
+    folder = tmp_path / "out"
+    jobs_config(world, tmp_path, f"jobs:\n  out:\n    kind: export\n    schedule: daily at 02:00\n"
+                                 f"    folder: {folder}\n    mappings: [users, grades]\n    encoding: cp1251\n")
+    result = run_job(world.loaded, "out")
+    assert result.status == "done" and result.outcome == "failed", result
+    assert [p.name.split("-")[0] for p in folder.iterdir()] == ["grades"]  # written despite the users' failure
