@@ -251,8 +251,13 @@ class FileRun(Report):
             from datetime import UTC, datetime
             newest = datetime.fromtimestamp(self.counts["latest"], UTC).replace(tzinfo=None)
             lines.append(f"newest change written: {newest:%Y-%m-%d %H:%M:%S} (the next --since)")
-        if len(self.problems) > shown or self.counts.get("rejected", 0) > shown:
-            lines.append(f"  ... {self.counts.get('rejected', len(self.problems)) - shown} more")
+        # a bad row may have several problems, one a line: what is not shown is counted in rows
+        hidden = self.counts.get("rejected", len({p["line"] for p in self.problems})) - len(
+            {p["line"] for p in self.problems[:shown]})
+        if hidden > 0:
+            lines.append(f"  ... {hidden} more bad rows")
+        elif len(self.problems) > shown:
+            lines.append(f"  ... {len(self.problems) - shown} more problems in the rows above")
         if self.errors_file:
             lines.append(f"every bad row: {self.errors_file}")
         return lines + super().notes(shown)

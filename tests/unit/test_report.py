@@ -37,3 +37,18 @@ def test_portal_runs_and_jobs_share_the_shape() -> None:
     assert refused.render().splitlines()[-1] == "REFUSED: users: 5 of 6 linked records would be suspended"
     for report in (dispatch, scenarios, job, refused):
         assert isinstance(report, Report) and json.loads(report.to_json())["kind"] == report.kind
+
+
+def test_a_file_report_counts_the_bad_rows_it_did_not_show() -> None:
+    """Problems are listed one a line, a bad row may have several: what is left unsaid is counted in rows, never
+    negative."""
+    from bufsync.report import FileRun
+    two_each = [{"line": str(line), "column": column, "value": "", "reason": "x (required)"}
+                for line in range(2, 17) for column in ("a", "b")]  # 15 bad rows, 30 problems
+    report = FileRun(counts={"rows": 20, "rejected": 15}, problems=two_each, outcome="rejected")
+    notes = report.notes(20)
+    assert notes[:20] == [f"  line {p['line']}, {p['column']}: {p['reason']}" for p in two_each[:20]]
+    assert notes[20] == "  ... 5 more bad rows"  # rows 12..16 (the first 20 problems are rows 2..11)
+    one_row = FileRun(counts={"rows": 1, "rejected": 1}, problems=[
+        {"line": "2", "column": f"c{i}", "value": "", "reason": "r"} for i in range(25)], outcome="rejected")
+    assert one_row.notes(20)[20] == "  ... 5 more problems in the rows above"
