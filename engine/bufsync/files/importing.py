@@ -367,7 +367,7 @@ def _load(engine: sa.Engine, mappings: MappingSet, metadata: sa.MetaData, mappin
         transaction = conn.begin()
         try:
             before = int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
-            deleted = updated = 0
+            deleted = updated = kept = 0
             if before == 0:  # nothing to update, keep or delete: every good row is new
                 _stream(conn, table, names, checked.rows(), None)
                 inserted = checked.good
@@ -379,6 +379,7 @@ def _load(engine: sa.Engine, mappings: MappingSet, metadata: sa.MetaData, mappin
                 if checked.kept:
                     conn.execute(stage.insert(), [{**dict(zip(names, row, strict=True)), KEEP: True}
                                                   for row in checked.kept.values()])
+                    kept = int(conn.execute(statements.count_kept()).scalar_one())  # rows the table holds
                 if mode == "replace":
                     deleted = int(conn.execute(statements.count_gone()).scalar_one())
                     refusal = removal_refusal(mapping, Weighed(checked.good, before, deleted), allow_removals)
@@ -405,7 +406,7 @@ def _load(engine: sa.Engine, mappings: MappingSet, metadata: sa.MetaData, mappin
     counts = {"inserted": inserted, "updated": updated, "unchanged": checked.good - inserted - updated}
     if mode == "replace":
         counts["deleted"] = deleted
-        counts["kept"] = len(checked.kept)
+        counts["kept"] = kept
     return counts
 
 
@@ -424,6 +425,11 @@ class Statements:
 
     def _gone(self) -> sa.ColumnElement[bool]:
         return ~sa.exists().where(self._joined())
+
+    def count_kept(self) -> sa.Select[Any]:
+        """Rows of the table a bad line's key keeps as they are (a bad line of a new key keeps nothing)."""
+        return sa.select(sa.func.count()).select_from(self.table).where(
+            sa.exists().where(self._joined(), self.stage.c[KEEP] == sa.true()))
 
     def count_gone(self) -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(self.table).where(self._gone())

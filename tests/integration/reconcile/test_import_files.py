@@ -227,3 +227,15 @@ def test_a_key_whose_first_line_was_bad_is_not_said_to_be_taken_from_it(world: W
     duplicate = reasons[("3", "Код (external_id)")]
     assert "(duplicatekey)" in duplicate and "взята" not in duplicate and "строке 2" in duplicate
     assert users(world)["P001"]["last_name"] == "Иванов"  # neither line loaded: the row is as it was
+
+
+def test_kept_counts_only_the_buffer_rows_a_bad_line_kept(world: World, tmp_path: Path) -> None:
+    """`kept` says how many rows of the table stayed as they were because their line was bad: a bad line of a
+    person the table does not hold keeps nothing."""
+    first = import_file(world.loaded, "users", cp1251(tmp_path / "all.csv", HEADER, person(1, status="уволен"),
+                                                      *(person(n) for n in range(2, 30))), mode="replace")
+    assert first.counts["kept"] == 0  # the table was empty: nothing to keep
+    lines = [person(n, status="уволен" if n in (7, 99) else "active") for n in [*range(2, 30), 99]]
+    report = import_file(world.loaded, "users", cp1251(tmp_path / "typo.csv", HEADER, *lines), mode="replace")
+    assert report.counts["kept"] == 1 and report.counts["rejected"] == 2  # P007 kept; P099 is nobody's row yet
+    assert users(world)["P007"]["status"] == "active" and "P099" not in users(world)

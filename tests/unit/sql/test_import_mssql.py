@@ -57,3 +57,9 @@ def test_replace_deletes_and_counts_what_the_file_left_out() -> None:
             "[#bufsync_import].external_id))")
     assert compiled(statements().delete_gone()) == f"DELETE FROM buf_users WHERE {gone}"
     assert compiled(statements().count_gone()) == f"SELECT count(*) AS count_1 FROM buf_users WHERE {gone}"
+
+
+def test_kept_counts_the_rows_a_bad_lines_key_holds() -> None:
+    assert compiled(statements().count_kept()) == (
+        "SELECT count(*) AS count_1 FROM buf_users WHERE EXISTS (SELECT * FROM [#bufsync_import] WHERE "
+        "buf_users.external_id = [#bufsync_import].external_id AND [#bufsync_import].bufsync_keep = 1)")
