@@ -145,7 +145,7 @@ class GradeReader:
         self.completion: str = getattr(grades, "completion", "per_user")
         self.report_id: int | None = getattr(grades, "completion_report", None)
         self.budget: float | None = getattr(grades, "time_budget", None)
-        self._reported: dict[tuple[str, str], datetime] = {}
+        self._reported: dict[str, dict[str, datetime]] = {}  # course idnumber -> user idnumber -> completed
 
     def _courses(self, scope: Scope) -> list[int]:
         if self.managed_only:
@@ -166,8 +166,7 @@ class GradeReader:
         if self.completion == "off" or not grades:
             return {}
         if self.completion == "report":
-            course = grades[0].course_idnumber or ""
-            return {user: moment for (c, user), moment in self._reported.items() if c == course}
+            return self._reported.get(grades[0].course_idnumber or "", {})
         students = {g.userid: g.user_idnumber for g in grades if g.user_idnumber}
         found = completion.course_completions(self.client, courseid, sorted(students))
         return {students[userid]: moment for userid, moment in found.items()}
@@ -177,7 +176,9 @@ class GradeReader:
         courses = self._resumed(self._courses(scope), scope.resume_at())
         if self.completion == "report" and courses:
             assert self.report_id is not None  # the settings refuse `report` without it
-            self._reported = completion.report_completions(self.client, self.report_id)
+            self._reported = {}  # by course once: each course's lookup is not a pass over the whole site's
+            for (idnumber, user), moment in completion.report_completions(self.client, self.report_id).items():
+                self._reported.setdefault(idnumber, {})[user] = moment
         held: dict[str, set[str]] | None = None  # course idnumber -> students with rows: asked once, if needed
         step = max(1, self.client.concurrency) * 2  # a few courses in flight; memory holds only theirs
         for start in range(0, len(courses), step):
