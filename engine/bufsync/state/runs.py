@@ -81,8 +81,9 @@ def recorded(engine: sa.Engine, table: sa.Table, report: Report, options: dict[s
         else:
             report.outcome, report.error = "failed", str(exc)
         raise
-    except Exception as exc:
-        report.outcome, report.error = "failed", f"{type(exc).__name__}: {exc}"
+    except BaseException as exc:  # Ctrl-C too: a run cut short is never left recorded as the report's default ok
+        report.outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        report.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         report.seconds = time.perf_counter() - started

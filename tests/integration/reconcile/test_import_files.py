@@ -239,3 +239,17 @@ def test_kept_counts_only_the_buffer_rows_a_bad_line_kept(world: World, tmp_path
     report = import_file(world.loaded, "users", cp1251(tmp_path / "typo.csv", HEADER, *lines), mode="replace")
     assert report.counts["kept"] == 1 and report.counts["rejected"] == 2  # P007 kept; P099 is nobody's row yet
     assert users(world)["P007"]["status"] == "active" and "P099" not in users(world)
+
+
+def test_an_import_stopped_by_ctrl_c_is_not_recorded_ok(world: World, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the rows stream in: nothing is written, and sync_runs must not say `ok` for it."""
+    import bufsync.files.importing as importing
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(importing, "_stream", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        import_file(world.loaded, "users", cp1251(tmp_path / "users.csv", HEADER, person(1)))
+    (run,) = [r for r in world.rows("sync_runs") if r["kind"] == "import"]
+    assert run["outcome"] == "interrupted" and world.rows("buf_users") == []
