@@ -258,7 +258,11 @@ def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: 
                         for p in checked.problems]
             report.problems = [{"line": str(p.line), "column": p.column, "value": p.value, "reason": p.reason}
                                for p in problems[:ERRORS_KEPT]]
-            report.errors_file = _errors_file(path, sheet, problems)
+            try:  # after the commit: a file that cannot be written leaves the load what it is, and says why
+                report.errors_file = _errors_file(path, sheet, problems)
+            except (FileProblem, OSError) as exc:
+                report.error = (f"the rows are loaded, but {path.stem}.errors.csv was not written: {exc}"
+                                + ("; the first bad rows are in this report" if problems else ""))
             report.counts = {"rows": checked.lines, **counts, "rejected": len({p.line for p in problems})}
             report.outcome = "rejected" if problems else "ok"
     return report

@@ -253,3 +253,18 @@ def test_an_import_stopped_by_ctrl_c_is_not_recorded_ok(world: World, tmp_path: 
         import_file(world.loaded, "users", cp1251(tmp_path / "users.csv", HEADER, person(1)))
     (run,) = [r for r in world.rows("sync_runs") if r["kind"] == "import"]
     assert run["outcome"] == "interrupted" and world.rows("buf_users") == []
+
+
+def test_an_errors_file_that_cannot_be_written_does_not_disown_a_committed_load(world: World,
+                                                                                tmp_path: Path) -> None:
+    """The rows are committed before the errors file is written: when it cannot be (here a folder holds its
+    name; elsewhere a read-only share, or the old one open in Excel), the run is what the buffer shows: loaded,
+    its bad rows in the report, and the reason the file is missing said."""
+    (tmp_path / "users.errors.csv").mkdir()
+    path = cp1251(tmp_path / "users.csv", HEADER, person(1), person(2, status="уволен"))
+    report = import_file(world.loaded, "users", path)
+    assert report.outcome == "rejected" and report.counts["inserted"] == 1 and set(users(world)) == {"P001"}
+    assert report.errors_file is None and report.error is not None and "users.errors.csv" in report.error
+    assert report.problems[0]["line"] == "3"
+    (run,) = [r for r in world.rows("sync_runs") if r["kind"] == "import"]
+    assert run["outcome"] == "rejected"
