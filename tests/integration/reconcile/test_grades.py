@@ -349,3 +349,30 @@ def test_a_report_that_is_not_bufsyncs_is_a_configuration_error(graded: World) -
         with pytest.raises(ConfigError, match=expected):
             world.run("grades")
     assert world.rows("buf_grades") == []
+
+
+def test_a_service_users_own_time_zone_that_moodle_hides_is_a_configuration_error(world: World) -> None:
+    """The report's dates are in the token user's own zone unless one is forced. A site may hide the time zone
+    among its hidden user fields, and then Moodle leaves it out even of the user's own record: bufsync must not
+    take the site's zone for it (every completed_at would be off by the difference), but say so."""
+    from bufsync.adapters.moodle import completion
+    from bufsync.adapters.moodle.client import MoodleClient
+    from bufsync.errors import ConfigError
+    world.insert("buf_users", people(1))
+    assert world.run("users").outcome == "ok"
+    userid = int(world.rows("buf_users")[0]["lms_id"])
+    with world.ws() as admin:
+        admin.call("core_user_update_users", {"users": [{"id": userid, "timezone": "Asia/Vladivostok"}]},
+                   write=True)
+    site = world.moodle.site
+    site.admin("add_token", {"token": "7" * 32, "userid": userid})
+
+    def zone() -> str:
+        with MoodleClient.connect(world.moodle.url, "7" * 32) as client:
+            return completion.reader_zone(client, client.site_info()).key
+    assert zone() == "Asia/Vladivostok"
+    site.admin("set_config", {"name": "hiddenuserfields", "value": "timezone,city"})
+    with pytest.raises(ConfigError, match="hides the time zone"):
+        zone()
+    site.admin("set_config", {"name": "forcetimezone", "value": "Europe/Moscow"})
+    assert zone() == "Europe/Moscow"  # forced: the user's own zone does not count

@@ -74,9 +74,17 @@ def reader_zone(client: MoodleClient, info: dict[str, Any]) -> ZoneInfo:
     zone, else the user's own, else the site's default."""
     settings = {s["name"]: str(s.get("value") or "") for s in
                 client.call("tool_mobile_get_config", {"section": "locationsettings"}).get("settings") or []}
+    forced = settings.get("forcetimezone")
     userid = int(info["userid"])
     user = client.get_users_by_field("id", [userid])
-    chosen = next((z for z in (settings.get("forcetimezone"), str(user[0].get("timezone") or "") if user else "",
+    if not (forced and forced != "99") and (not user or "timezone" not in user[0]):
+        # Moodle always has a zone for a user ("99": the site's) and leaves it out only when it hides it (Site
+        # administration > Users > Permissions > User policies > Hide user fields): the site's is no safe guess
+        raise ConfigError(f"{REPORT_SETTING}: Moodle hides the time zone of the bufsync user (hidden user fields), "
+                          "and the report's dates are in that zone: give the bufsync user "
+                          "moodle/user:viewhiddendetails, take Timezone out of Hide user fields, or force one time "
+                          "zone for the site (forcetimezone)")
+    chosen = next((z for z in (forced, str(user[0].get("timezone") or "") if user else "",
                                settings.get("timezone")) if z and z != "99"), None)
     if chosen is None:
         raise ConfigError(f"{REPORT_SETTING}: the token user's dates are in the Moodle server's own time zone (the "

@@ -105,6 +105,7 @@ CAPABILITIES: dict[str, tuple[str, frozenset[str]]] = {
     "moodle/user:viewdetails": ("View user profiles",
                                 frozenset({"guest", "student", "teacher", "editingteacher", "manager"})),
     "moodle/user:viewalldetails": ("View user full information", frozenset({"manager"})),
+    "moodle/user:viewhiddendetails": ("View hidden details of users", frozenset({"manager"})),
     "moodle/site:viewfullnames": ("Always see full names of users",
                                   frozenset({"manager", "editingteacher", "teacher"})),
     "moodle/site:viewuseridentity": ("See full user identity in lists",

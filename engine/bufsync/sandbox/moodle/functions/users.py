@@ -18,7 +18,7 @@ from bufsync.sandbox.moodle.params import (
     loose_equal,
     validate_email,
 )
-from bufsync.sandbox.moodle.site import Site, admin_action, installer, per_item, ws_function
+from bufsync.sandbox.moodle.site import CONFIG_DEFAULTS, Site, admin_action, installer, per_item, ws_function
 from bufsync.sandbox.moodle.store import column_limits, schema
 
 schema("""
@@ -143,8 +143,22 @@ def password_hash(password: str) -> str:
     return "sandbox$" + hashlib.sha256(password.encode("utf-8")).hexdigest()
 
 
+HIDDEN_USER_FIELDS = "hiddenuserfields"  # $CFG->hiddenuserfields: fields a caller without viewhiddendetails lacks
+CONFIG_DEFAULTS[HIDDEN_USER_FIELDS] = ""
+
+
+def _hidden_fields(site: Site, userid: int) -> set[str]:
+    """user_get_user_details(): $CFG->hiddenuserfields unless the caller has moodle/user:viewhiddendetails in the
+    user's context (a site admin always has it); the user's own record is no exception."""
+    from bufsync.sandbox.moodle.functions.enrol import CONTEXT_USER, Context, has_capability
+    if has_capability(site, "moodle/user:viewhiddendetails", Context(CONTEXT_USER, userid)):
+        return set()
+    return {name for name in site.cfg(HIDDEN_USER_FIELDS).split(",") if name}
+
+
 def user_record(site: Site, row: Any) -> dict[str, Any]:
-    """user_get_user_details as the admin sees it: optional keys only when they have a value."""
+    """user_get_user_details as a site admin sees it (optional keys only when they have a value), less the
+    hidden user fields the sandbox knows (timezone, city, country) for a caller who may not see them."""
     out: dict[str, Any] = {"id": row["id"], "username": row["username"], "firstname": row["firstname"],
                            "lastname": row["lastname"], "fullname": f"{row['firstname']} {row['lastname']}",
                            "email": row["email"]}
@@ -159,11 +173,14 @@ def user_record(site: Site, row: Any) -> dict[str, Any]:
                 "suspended": bool(row["suspended"]), "confirmed": bool(row["confirmed"]), "lang": row["lang"],
                 "theme": row["theme"], "timezone": row["timezone"], "mailformat": row["mailformat"],
                 "trackforums": row["trackforums"]})
+    hidden = _hidden_fields(site, int(row["id"]))
+    if "timezone" in hidden or not row["timezone"]:
+        del out["timezone"]
     if row["description"]:
         out["description"] = row["description"]
         out["descriptionformat"] = row["descriptionformat"]
     for key in ("city", "country"):
-        if row[key]:
+        if row[key] and key not in hidden:
             out[key] = row[key]
     from bufsync.sandbox.moodle.functions.webservice import theme_url
     out["profileimageurlsmall"] = theme_url(site, "u/f2")
