@@ -201,7 +201,12 @@ def export_folder(loaded: LoadedSettings, job: JobSettings, name: str, trigger: 
             with engine.connect() as conn:
                 last = cursors.get(conn, table, position)
             since = datetime.fromtimestamp(int(last), UTC).replace(tzinfo=None) - OVERLAP if last else None
-            path = job.folder / f"{mapping}-{datetime.now(UTC):%Y%m%d-%H%M%S}.{job.format}"
+            stem = f"{mapping}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+            path = job.folder / f"{stem}.{job.format}"
+            for again in range(2, 100):  # an export in the same second never replaces one 1C has not taken yet;
+                if not path.exists():    # "_2" sorts after the first, before the next second's
+                    break
+                path = job.folder / f"{stem}_{again}.{job.format}"
             entry: dict[str, Any] = {"name": path.name, "mapping": mapping}
             report.files.append(entry)
             try:

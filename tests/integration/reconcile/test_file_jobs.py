@@ -171,3 +171,31 @@ def test_a_table_that_cannot_be_written_in_cp1251_fails_that_export_alone(world:
     result = run_job(world.loaded, "out")
     assert result.status == "done" and result.outcome == "failed", result
     assert [p.name.split("-")[0] for p in folder.iterdir()] == ["grades"]  # written despite the users' failure
+
+
+def test_two_exports_in_one_second_keep_both_files(world: World, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files are named by the second: a second export in the same second (a manual run after the scheduled one)
+    must not replace the first file, whose rows 1C has not taken yet and the cursor has already passed."""
+    import bufsync.files.folder as folder_module
+    from bufsync.files.folder import export_folder
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+            return datetime(2026, 12, 3, 2, 0, 0, tzinfo=tz)
+    monkeypatch.setattr(folder_module, "datetime", Frozen)
+    folder = tmp_path / "out"
+    jobs_config(world, tmp_path, f"jobs:\n  grades-out:\n    kind: export\n    schedule: daily at 02:00\n"
+                                 f"    folder: {folder}\n    mappings: [grades]\n")
+    grade_rows(world)  # P1 long ago, P2 on 2026-07-01
+    job = world.loaded.settings.jobs["grades-out"]
+    export_folder(world.loaded, job, "grades-out")
+    export_folder(world.loaded, job, "grades-out")  # only P2 now: within OVERLAP of the newest row
+    files = sorted(folder.iterdir())
+    assert len(files) == 2, files
+    counts = []
+    for path in files:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            counts.append(len(list(csv.reader(f, delimiter=";"))) - 1)
+    assert sorted(counts) == [1, 2]  # the first file, with both rows, is still there
