@@ -15,7 +15,7 @@ import csv
 import io
 import operator
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -74,6 +74,10 @@ class _Checked:
         self._convert = [_converter(c) for c in self.columns]
         required = {c.name for c in _required(mapping)}
         self._required = [i for i, c in enumerate(self.columns) if c.name in required]
+        # an empty cell of a column with a default: the default for a new row, the row's own value for one the
+        # table holds (a blank status never reactivates a suspended person); applied here only when every row is
+        # new (an empty table), else by the statements (Statements.defaults)
+        self.defaults = {c.name: c.default for c in self.columns if c.default is not None}
         self._defaults = [(i, c.default) for i, c in enumerate(self.columns) if c.default is not None]
         closed = _closed_sets(mapping)
         self._closed = [(i, c.name, closed[c.name]) for i, c in enumerate(self.columns) if c.name in closed]
@@ -84,6 +88,7 @@ class _Checked:
         self.kept: dict[str, list[Any]] = {}
         self.lines = 0
         self.good = 0
+        self._apply_defaults = False
         self._first_line: dict[tuple[Any, ...], int] = {}
         picks = self._key
         self._key_of: Callable[[list[Any]], tuple[Any, ...]] = (
@@ -94,6 +99,9 @@ class _Checked:
             (lambda row: tuple(row[i] for i in required_at)) if len(required_at) < 2
             else operator.itemgetter(*required_at))
 
+    def every_row_new(self) -> None:
+        """The table is empty: a column's default fills its empty cells here (the rows go straight in)."""
+        self._apply_defaults = True
     def rows(self) -> Iterator[list[Any]]:
         cells_at, convert, names = self._cells, self._convert, self.names
         pairs = list(zip(cells_at, convert, strict=True))
@@ -102,7 +110,8 @@ class _Checked:
         # CSV: checked with C-level loops, a third of the per-cell way's time)
         limits = [k.length or 1 << 62 for k in kinds] if all(k.name in ("string", "text") for k in kinds) else None
         every_cell = cells_at == list(range(len(self.sheet.header)))  # each heading a column, in order
-        defaults, key_of, first_line = self._defaults, self._key_of, self._first_line
+        key_of, first_line = self._key_of, self._first_line
+        defaults = self._defaults if self._apply_defaults else []
         for line, cells in self.sheet.rows():
             self.lines += 1
             bad: list[_Problem] = []
@@ -174,7 +183,7 @@ class _Checked:
         return True
 
     def _rules(self, line: int, row: list[Any], cells: list[Any], bad: list[_Problem]) -> None:
-        for index, default in self._defaults:
+        for index, default in self._defaults if self._apply_defaults else []:
             if row[index] is None:
                 row[index] = _default(default)
         for index in self._required:
@@ -373,11 +382,12 @@ def _load(engine: sa.Engine, mappings: MappingSet, metadata: sa.MetaData, mappin
             before = int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
             deleted = updated = kept = 0
             if before == 0:  # nothing to update, keep or delete: every good row is new
+                checked.every_row_new()
                 _stream(conn, table, names, checked.rows(), None)
                 inserted = checked.good
             else:
                 stage = stage_table(engine.dialect.name, table, checked.columns, key)
-                statements = Statements(table, stage, names, key)
+                statements = Statements(table, stage, names, key, checked.defaults)
                 stage.create(conn)
                 _stream(conn, stage, names, checked.rows(), False)
                 if checked.kept:
@@ -423,6 +433,20 @@ class Statements:
     stage: sa.Table
     names: list[str]
     key: list[str]
+    defaults: dict[str, Any] = field(default_factory=dict)  # column -> its default, for an empty cell
+
+    def _new(self, name: str) -> sa.ColumnElement[Any]:
+        """A new row's value: the file's, or the column's default for an empty cell."""
+        if name in self.defaults:
+            return sa.func.coalesce(self.stage.c[name], sa.literal(_default(self.defaults[name]),
+                                                                   self.table.c[name].type))
+        return self.stage.c[name]
+
+    def _kept(self, name: str) -> sa.ColumnElement[Any]:
+        """A held row's value: the file's, or its own for an empty cell of a column with a default."""
+        if name in self.defaults:
+            return sa.func.coalesce(self.stage.c[name], self.table.c[name])
+        return self.stage.c[name]
 
     def _joined(self) -> sa.ColumnElement[bool]:
         return sa.and_(*(self.table.c[k] == self.stage.c[k] for k in self.key))
@@ -443,14 +467,14 @@ class Statements:
 
     def insert_new(self) -> sa.Insert:
         fresh = sa.and_(self.stage.c[KEEP] == sa.false(), ~sa.exists().where(self._joined()))
-        return self.table.insert().from_select(self.names, sa.select(*(self.stage.c[n] for n in self.names))
+        return self.table.insert().from_select(self.names, sa.select(*(self._new(n) for n in self.names))
                                                .where(fresh))
 
     def update_changed(self) -> sa.Update:
         others = [n for n in self.names if n not in self.key]
-        changed = sa.or_(*(self.table.c[n].is_distinct_from(self.stage.c[n]) for n in others))
+        changed = sa.or_(*(self.table.c[n].is_distinct_from(self._kept(n)) for n in others))
         return (self.table.update().where(self._joined(), self.stage.c[KEEP] == sa.false(), changed)
-                .values({n: self.stage.c[n] for n in others}))
+                .values({n: self._kept(n) for n in others}))
 
 
 def _stream(conn: sa.Connection, target: sa.Table, names: list[str], rows: Iterator[list[Any]],

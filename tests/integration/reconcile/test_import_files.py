@@ -268,3 +268,18 @@ def test_an_errors_file_that_cannot_be_written_does_not_disown_a_committed_load(
     assert report.problems[0]["line"] == "3"
     (run,) = [r for r in world.rows("sync_runs") if r["kind"] == "import"]
     assert run["outcome"] == "rejected"
+
+
+def test_an_empty_cell_of_a_column_with_a_default_keeps_a_held_rows_value(world: World, tmp_path: Path) -> None:
+    """status defaults to active: a new person with an empty status is active, but a suspended person's empty
+    status in a later file leaves them suspended (a blank never reactivates anyone)."""
+    first = import_file(world.loaded, "users", cp1251(tmp_path / "a.csv", HEADER, person(1, status=""),
+                                                      person(2, status="suspended")))
+    assert first.outcome == "ok", first.render()
+    assert {k: r["status"] for k, r in users(world).items()} == {"P001": "active", "P002": "suspended"}
+    report = import_file(world.loaded, "users", cp1251(tmp_path / "b.csv", HEADER, person(2, status=""),
+                                                       person(3, status="")))
+    assert report.outcome == "ok", report.render()
+    assert {k: r["status"] for k, r in users(world).items()} == {"P001": "active", "P002": "suspended",
+                                                                 "P003": "active"}
+    assert report.counts["unchanged"] == 1 and report.counts["inserted"] == 1
