@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 FaultKind = Literal["latency", "gather", "http_500", "http_503", "drop", "drop_after_write", "timeout_after_write",
                    "db_error"]
@@ -53,22 +53,38 @@ class Faults:
         chosen: list[FaultRule] = []
         with self._lock:
             for rule in list(self.rules):
-                if rule.function and rule.function != function:
+                if not fires(self.rules, rule, rule.function, function, self._random):
                     continue
-                if rule.skip > 0:
-                    rule.skip -= 1
-                    continue
-                if rule.rate is not None and self._random.random() >= rule.rate:
-                    continue
-                if rule.count is not None:
-                    rule.count -= 1
-                    if rule.count <= 0:
-                        self.rules.remove(rule)
                 if rule.kind not in PACING and any(r.kind not in PACING for r in chosen):
                     continue
                 chosen.append(rule)
                 self.fired[rule.kind] = self.fired.get(rule.kind, 0) + 1
         return chosen
+
+
+class Countable(Protocol):
+    """A rule that fires for some requests: `skip` let through first, then a `rate` share, `count` times."""
+
+    skip: int
+    rate: float | None
+    count: int | None
+
+
+def fires(rules: list[Any], rule: Countable, narrowed: str | None, name: str | None, rng: random.Random) -> bool:
+    """Whether `rule` fires for a request to `name` (a rule `narrowed` to another name never does); counts it
+    down, and takes it out of `rules` once spent. The emulators' faults and the VK sandbox's errors share it."""
+    if narrowed and narrowed != name:
+        return False
+    if rule.skip > 0:
+        rule.skip -= 1
+        return False
+    if rule.rate is not None and rng.random() >= rule.rate:
+        return False
+    if rule.count is not None:
+        rule.count -= 1
+        if rule.count <= 0:
+            rules.remove(rule)
+    return True
 
 
 def parse_fault(text: str) -> FaultRule:

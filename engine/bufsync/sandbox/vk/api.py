@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from bufsync.sandbox.faults import fires
 from bufsync.sandbox.vk import vkscript
 from bufsync.sandbox.vk.errors import ApiError, invalid, missing
 
@@ -209,19 +210,9 @@ class _Rules:
 
     def pick(self, method: str) -> ErrorRule | None:
         for rule in list(self.rules):
-            if rule.method and rule.method != method:
-                continue
-            if rule.skip > 0:
-                rule.skip -= 1
-                continue
-            if rule.rate is not None and self._random.random() >= rule.rate:
-                continue
-            if rule.count is not None:
-                rule.count -= 1
-                if rule.count <= 0:
-                    self.rules.remove(rule)
-            self.fired[rule.code] += 1
-            return rule
+            if fires(self.rules, rule, rule.method, method, self._random):
+                self.fired[rule.code] += 1
+                return rule
         return None
 
 
