@@ -146,13 +146,13 @@ def test_sigkill_of_a_holder_frees_the_lock(site) -> None:
 def test_an_overrunning_job_is_stopped_and_recorded(site) -> None:
     site.people(2000)
     site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=2.0))
-    site.config("jobs:\n  users:\n    schedule: every 2 seconds\n    mappings: [users]\n    time_limit: 3\n")
+    site.config("jobs:\n  users:\n    schedule: every 1 second\n    mappings: [users]\n    time_limit: 1\n")
     daemon = site.bufsync("schedule", "--tick", "0.2", wait=False)
     wait_until(lambda: any(r["outcome"] == "timeout" for r in site.runs("users")), 40, 0.1)
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(60) == 0  # SIGTERM: a clean stop
     timed_out = [r for r in site.runs("users") if r["outcome"] == "timeout"]
-    assert timed_out and "time limit of 3 s" in timed_out[0]["error"]
+    assert timed_out and "time limit of 1 s" in timed_out[0]["error"]
     status = site.bufsync("status")
     assert status.returncode == 1 and "users" in status.stdout_text
 
