@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from bufsync.sandbox.httpserver import Reply
 
 FaultKind = Literal["latency", "gather", "http_500", "http_503", "drop", "drop_after_write", "timeout_after_write",
                    "db_error"]
@@ -60,6 +64,38 @@ class Faults:
                 chosen.append(rule)
                 self.fired[rule.kind] = self.fired.get(rule.kind, 0) + 1
         return chosen
+
+
+def serve(faults: Faults, name: str | None, handle: Callable[[], Reply], failed: Callable[[str], Reply]) -> Reply:
+    """A request as the faults that fire for it shape it, the same in every emulator: latency and gather delay
+    the answer; http_500, http_503 and db_error are answered by `failed(kind)` in the emulator's own form; drop
+    closes without running it; drop_after_write and timeout_after_write run it (the remote did it), then close."""
+    delay = 0.0
+    gather = 0
+    after_write: FaultRule | None = None
+    for rule in faults.pick(name):
+        if rule.kind == "latency":
+            delay += rule.seconds
+        elif rule.kind == "gather":
+            gather, delay = rule.in_flight, delay + rule.seconds
+        elif rule.kind in ("http_500", "http_503", "db_error"):
+            reply = failed(rule.kind)
+            reply.delay = delay
+            return reply
+        elif rule.kind == "drop":
+            return _dropped(delay)
+        else:
+            after_write = rule
+    reply = handle()
+    if after_write is not None:  # done at the remote; the client never hears about it
+        return _dropped(delay + (after_write.seconds if after_write.kind == "timeout_after_write" else 0.0))
+    reply.delay, reply.gather = delay, gather
+    return reply
+
+
+def _dropped(delay: float) -> Reply:
+    from bufsync.sandbox.httpserver import Reply
+    return Reply(delay=delay, drop=True)
 
 
 class Countable(Protocol):

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 from urllib.parse import parse_qsl
 
-from bufsync.sandbox.faults import FaultRule, Faults
+from bufsync.sandbox.faults import FaultRule, Faults, serve
 from bufsync.sandbox.httpserver import HttpServer, Reply, Request
 from bufsync.sandbox.moodle.site import Site
 
@@ -62,30 +62,16 @@ class SandboxServer(HttpServer):
         if not self.site.rest_enabled():
             # webservice/rest/server.php: "HTTP/1.0 403 Forbidden" and nothing else when web services or REST are off
             return Reply(403, "text/html; charset=utf-8", b"")
-        delay = 0.0
-        gather = 0
-        after_write = None
-        for rule in self.faults.pick(function):
-            if rule.kind == "latency":
-                delay += rule.seconds
-            elif rule.kind == "gather":
-                gather, delay = rule.in_flight, delay + rule.seconds
-            elif rule.kind in ("http_500", "http_503"):
-                return Reply(500 if rule.kind == "http_500" else 503, "text/html; charset=utf-8", UNAVAILABLE,
-                             delay=delay)
-            elif rule.kind == "drop":
-                return Reply(delay=delay, drop=True)
-            elif rule.kind == "db_error":  # Moodle's own answer when its database fails a read: HTTP 200
-                return Reply(200, "application/json", DML_READ_ERROR, delay=delay)
-            else:
-                after_write = rule
-        response = self.site.call(pairs)
-        self.count(function)
-        if after_write is not None:
-            # the call was committed; the client never hears about it
-            wait = after_write.seconds if after_write.kind == "timeout_after_write" else 0.0
-            return Reply(delay=delay + wait, drop=True)
-        return Reply(response.status, response.content_type, response.body, delay=delay, gather=gather)
+        def handle() -> Reply:
+            response = self.site.call(pairs)
+            self.count(function)
+            return Reply(response.status, response.content_type, response.body)
+
+        def failed(kind: str) -> Reply:
+            if kind == "db_error":  # Moodle's own answer when its database fails a read: HTTP 200
+                return Reply(200, "application/json", DML_READ_ERROR)
+            return Reply(500 if kind == "http_500" else 503, "text/html; charset=utf-8", UNAVAILABLE)
+        return serve(self.faults, function, handle, failed)
 
     # -- statistics and faults ---------------------------------------------------------------
     def count(self, function: str | None) -> None:

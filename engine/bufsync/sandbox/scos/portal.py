@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from bufsync.sandbox.faults import Faults
+from bufsync.sandbox.faults import Faults, serve
 from bufsync.sandbox.httpserver import HttpServer, Link, Reply, Request
 
 API = "/api/v2"
@@ -379,19 +379,10 @@ class PortalServer(HttpServer):
             return _json(200, {"calls": dict(self.portal.calls), "deliveries": sum(deliveries.values()),
                                "distinct": len(deliveries),
                                "duplicates": sum(1 for v in deliveries.values() if v > 1)})
-        delay = 0.0
-        for rule in self.faults.pick(request.path):
-            if rule.kind == "latency":
-                delay += rule.seconds
-            elif rule.kind in ("http_500", "http_503", "db_error"):
-                return Reply(503 if rule.kind == "http_503" else 500, "text/html", b"<h1>Unavailable</h1>", delay=delay)
-            elif rule.kind == "drop":
-                return Reply(delay=delay, drop=True)
-            else:
-                self.portal.handle(request)  # done at the portal; the client never hears about it
-                return Reply(delay=delay + (rule.seconds if rule.kind == "timeout_after_write" else 0), drop=True)
-        reply = self.portal.handle(request)
-        reply.delay = delay
+        reply = serve(self.faults, request.path, lambda: self.portal.handle(request),
+                      lambda kind: Reply(503 if kind == "http_503" else 500, "text/html", b"<h1>Unavailable</h1>"))
+        if reply.drop:
+            return reply
         if self._hold is not None and request.path == self._hold.path:
             return self._held_reply(reply)
         return reply

@@ -17,7 +17,7 @@ from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from bufsync.sandbox.faults import FaultRule, Faults
+from bufsync.sandbox.faults import FaultRule, Faults, serve
 from bufsync.sandbox.httpserver import HttpServer, Reply, Request
 from bufsync.sandbox.vk.api import SandboxConfig, VkApi
 from bufsync.sandbox.vk.errors import ApiError
@@ -97,32 +97,12 @@ class VkServer(HttpServer):
         authorization = request.headers.get("authorization", "")
         if token is None and authorization.lower().startswith("bearer "):
             token = authorization[7:].strip()
-        delay = 0.0
-        gather = 0
-        after_write: FaultRule | None = None
-        for rule in self.faults.pick(method):
-            if rule.kind == "latency":
-                delay += rule.seconds
-            elif rule.kind == "gather":
-                gather, delay = rule.in_flight, delay + rule.seconds
-            elif rule.kind in ("http_500", "http_503"):
-                return Reply(500 if rule.kind == "http_500" else 503, "text/html; charset=utf-8", UNAVAILABLE,
-                             delay=delay)
-            elif rule.kind == "drop":
-                return Reply(delay=delay, drop=True)
-            elif rule.kind == "db_error":  # VK's own answer when its back end fails: error 10, HTTP 200
-                reply = _json({"error": ApiError(10).body([])})
-                reply.delay = delay
-                return reply
-            else:
-                after_write = rule
-        body = self.api.request(method, values, token)
-        if after_write is not None:  # done at VK; the client never hears about it
-            wait = after_write.seconds if after_write.kind == "timeout_after_write" else 0.0
-            return Reply(delay=delay + wait, drop=True)
-        reply = _json(body)
-        reply.delay, reply.gather = delay, gather
-        return reply
+
+        def failed(kind: str) -> Reply:
+            if kind == "db_error":  # VK's own answer when its back end fails: error 10, HTTP 200
+                return _json({"error": ApiError(10).body([])})
+            return Reply(500 if kind == "http_500" else 503, "text/html; charset=utf-8", UNAVAILABLE)
+        return serve(self.faults, method, lambda: _json(self.api.request(method, values, token)), failed)
 
     def _admin(self, request: Request) -> Reply:
         try:
