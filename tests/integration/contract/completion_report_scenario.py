@@ -25,7 +25,7 @@ from typing import Any
 
 import bufsync.adapters.moodle
 from bufsync.sandbox.moodle.site import Site
-from tests.integration.contract.grades_scenario import MOODLE_DIR, Call, _sandbox_ws, real_call
+from tests.integration.contract.grades_scenario import MOODLE_DIR, Call, _sandbox_ws, real_call, sandbox_steps
 
 REPORT_SCRIPT = Path(bufsync.adapters.moodle.__file__).resolve().parent / "php" / "completion_report.php"
 PHP_SCRIPT = Path(__file__).resolve().parent / "fixtures" / "completion_report_scenario.php"
@@ -112,16 +112,7 @@ def real_caller(url: str, token: str, prefix: str) -> Call:
 
 def sandbox_scenario(site: Site, prefix: str, clock: int = 1796000000) -> dict[str, Any]:
     """The PHP scripts' steps on the sandbox, in the same order; answers what they print."""
-    token = site.config.token
-    site.admin("clock", {"at": clock})
-
-    def ws(function: str, **params: Any) -> Any:
-        result = _sandbox_ws(site, token, function, params)
-        assert not (isinstance(result, dict) and "exception" in result), (function, result)
-        return result
-
-    def admin(action: str, **args: Any) -> Any:
-        return site.admin(action, args)
+    ws, admin = sandbox_steps(site, clock)
 
     courses = {key: ws("core_course_create_courses", courses=[{
         "fullname": f"{prefix} {fullname}", "shortname": f"{prefix}-{key}", "idnumber": f"{prefix}-{key}",

@@ -115,8 +115,9 @@ def _sandbox_ws(site: Site, token: str, function: str, params: dict[str, Any]) -
     return None if body == b"null" else json.loads(body)
 
 
-def sandbox_scenario(site: Site, prefix: str, clock: int = 1796000000) -> dict[str, Any]:
-    """The PHP script's steps on the sandbox, in the same order; answers what the script prints."""
+def sandbox_steps(site: Site, clock: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """(ws, admin) for a scenario's steps on the sandbox, its clock stopped at `clock`: a web service call as the
+    admin that must not fail, and an admin action."""
     token = site.config.token
     site.admin("clock", {"at": clock})
 
@@ -127,6 +128,12 @@ def sandbox_scenario(site: Site, prefix: str, clock: int = 1796000000) -> dict[s
 
     def admin(action: str, **args: Any) -> Any:
         return site.admin(action, args)
+    return ws, admin
+
+
+def sandbox_scenario(site: Site, prefix: str, clock: int = 1796000000) -> dict[str, Any]:
+    """The PHP script's steps on the sandbox, in the same order; answers what the script prints."""
+    ws, admin = sandbox_steps(site, clock)
 
     course = ws("core_course_create_courses", courses=[{
         "fullname": f"{prefix} Оценки и завершение", "shortname": f"{prefix}-GR", "idnumber": f"{prefix}-GR",
@@ -255,3 +262,30 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
     if expected != actual or isinstance(expected, bool) != isinstance(actual, bool):
         return [f"{path}: expected {expected!r}, got {actual!r}"]
     return []
+
+
+def against_real(scenario: Any, real: Callable[[str], Call], record: str) -> list[str]:
+    """A contract test's comparison (this module's and completion_report_scenario's): the scenario made on the
+    shared real site under a fresh prefix (deleted after, unless BUFSYNC_TEST_MOODLE_KEEP), and on a sandbox;
+    every answer of the real Moodle against the sandbox's and against the recording (the environment variable
+    `record` re-records it first). The lines of every difference."""
+    from bufsync.sandbox.moodle.site import SiteConfig
+    from tests.integration.reconcile.test_trust_real import run_tag
+    prefix = run_tag()
+    try:
+        made = scenario.real_scenario(prefix)
+        answers = scenario.observe(real(prefix), made)
+    finally:
+        if not os.environ.get("BUFSYNC_TEST_MOODLE_KEEP"):
+            scenario.real_delete(prefix)
+    site = Site(SiteConfig())
+    try:
+        made = scenario.sandbox_scenario(site, prefix)
+        sandbox = scenario.observe(scenario.sandbox_call(site, made), made)
+    finally:
+        site.close()
+    if os.environ.get(record):  # after a deliberate change of the scenario
+        scenario.RECORDED.write_text(json.dumps(answers, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    problems = [f"sandbox {answer}{line}" for answer in scenario.ANSWERS
+                for line in differences(answers[answer], sandbox[answer])]
+    return problems + [f"recording {line}" for line in differences(scenario.recorded(), answers)]

@@ -12,14 +12,12 @@ deliberate change of the scenario; review the diff).
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
-from bufsync.sandbox.moodle.site import Site, SiteConfig
 from tests.integration.contract import grades_scenario as scenario
-from tests.integration.reconcile.test_trust_real import run_tag
+from tests.integration.contract.grades_scenario import against_real
 
 URL = os.environ.get("BUFSYNC_TEST_MOODLE_URL")
 TOKEN = os.environ.get("BUFSYNC_TEST_MOODLE_TOKEN")
@@ -36,23 +34,6 @@ def test_the_sandbox_and_the_recording_answer_as_the_real_moodle() -> None:
     if missing:
         pytest.skip(f"the scenario is made with Moodle's PHP API: {missing}")
     assert URL and TOKEN
-    prefix = run_tag()
-    made = scenario.real_scenario(prefix)
-    try:
-        real = scenario.observe(scenario.real_call(URL, TOKEN, prefix), made)
-    finally:
-        if not os.environ.get("BUFSYNC_TEST_MOODLE_KEEP"):
-            scenario.real_delete(prefix)
-    site = Site(SiteConfig())
-    try:
-        made = scenario.sandbox_scenario(site, prefix)
-        sandbox = scenario.observe(scenario.sandbox_call(site, made), made)
-    finally:
-        site.close()
-    if os.environ.get("BUFSYNC_TEST_GRADES_RECORD"):  # after a deliberate change of the scenario
-        scenario.RECORDED.write_text(json.dumps(real, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    recorded = scenario.recorded()
-    problems = [f"sandbox {answer}{line}" for answer in scenario.ANSWERS
-                for line in scenario.differences(real[answer], sandbox[answer])]
-    problems += [f"recording {line}" for line in scenario.differences(recorded, real)]
+    problems = against_real(scenario, lambda prefix: scenario.real_call(URL, TOKEN, prefix),
+                            "BUFSYNC_TEST_GRADES_RECORD")
     assert not problems, "\n".join(problems)
