@@ -269,7 +269,6 @@ def against_real(scenario: Any, real: Callable[[str], Call], record: str) -> lis
     shared real site under a fresh prefix (deleted after, unless BUFSYNC_TEST_MOODLE_KEEP), and on a sandbox;
     every answer of the real Moodle against the sandbox's and against the recording (the environment variable
     `record` re-records it first). The lines of every difference."""
-    from bufsync.sandbox.moodle.site import SiteConfig
     from tests.integration.reconcile.test_trust_real import run_tag
     prefix = run_tag()
     try:
@@ -278,14 +277,21 @@ def against_real(scenario: Any, real: Callable[[str], Call], record: str) -> lis
     finally:
         if not os.environ.get("BUFSYNC_TEST_MOODLE_KEEP"):
             scenario.real_delete(prefix)
-    site = Site(SiteConfig())
-    try:
-        made = scenario.sandbox_scenario(site, prefix)
-        sandbox = scenario.observe(scenario.sandbox_call(site, made), made)
-    finally:
-        site.close()
+    sandbox = sandbox_answers(scenario, prefix)
     if os.environ.get(record):  # after a deliberate change of the scenario
         scenario.RECORDED.write_text(json.dumps(answers, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     problems = [f"sandbox {answer}{line}" for answer in scenario.ANSWERS
                 for line in differences(answers[answer], sandbox[answer])]
     return problems + [f"recording {line}" for line in differences(scenario.recorded(), answers)]
+
+
+def sandbox_answers(scenario: Any, prefix: str) -> dict[str, Any]:
+    """What a fresh sandbox (debug off, as the recording) answers to a scenario's observations."""
+    from bufsync.sandbox.moodle.site import SiteConfig
+    site = Site(SiteConfig())
+    try:
+        made = scenario.sandbox_scenario(site, prefix)
+        answers: dict[str, Any] = scenario.observe(scenario.sandbox_call(site, made), made)
+        return answers
+    finally:
+        site.close()

@@ -25,9 +25,27 @@ def grades(world: World) -> dict[tuple[str, str], dict[str, Any]]:
             if r["course_external_id"] == "C-PY"}
 
 
+def course_id(world: World) -> int:
+    """C-PY's id in Moodle, as the courses mapping linked it."""
+    return next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+
+
+def track_completion(world: World) -> None:
+    """C-PY tracks completion, self completion its one criterion (as the site's teacher sets it; it clears any
+    completion recorded before)."""
+    world.moodle.site.admin("set_completion_criteria", {"courseid": course_id(world), "criteria": [{"type": "self"}],
+                                                        "enable": True})
+
+
+def complete(world: World, username: str, at: int) -> None:
+    """The student marks the course done at `at`; Moodle's aggregation completes it then."""
+    world.moodle.site.admin("mark_completion", {"courseid": course_id(world), "username": username,
+                                                "criteria": ["self"], "timecompleted": at, "aggregate": True})
+
+
 def moodle_report(world: World) -> dict[tuple[str, str], Any]:
     """(person idnumber, item) -> graderaw, as Moodle's user report answers through Web Services."""
-    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    courseid = course_id(world)
     with world.ws() as client:
         usergrades = client.grade_items(courseid)
     return {(u["useridnumber"], "course" if g["itemtype"] == "course" else g["idnumber"]): g["graderaw"]
@@ -43,7 +61,7 @@ def graded(world: World) -> World:
     world.insert("buf_subscriptions", [{"user_external_id": f"P{i:05d}", "course_external_id": "C-PY",
                                         "role": "student", "status": "active"} for i in range(4)])
     assert world.run("users", "courses", "subscriptions").outcome == "ok"
-    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    courseid = course_id(world)
     site = world.moodle.site
     site.admin("create_assignment", {"courseid": courseid, "name": "Эссе", "idnumber": "ESSAY1"})
     site.admin("create_grade_item", {"courseid": courseid, "itemname": "Экзамен", "idnumber": "EXAM1",
@@ -81,7 +99,7 @@ def test_grades_land_as_moodle_reports_them_and_change_only_with_a_value(graded:
     # P1 is examined: their EXAM1 row and course total change, and only they (the stamps are put back a
     # year first, so the test does not depend on the runs falling in different seconds)
     world.update("buf_grades", lambda t: t.c.item != "", updated_at=LONG_AGO)
-    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    courseid = course_id(world)
     world.moodle.site.admin("set_grade", {"courseid": courseid, "idnumber": "EXAM1", "username": "user00001",
                                           "grade": 70})
     report = world.run("grades")
@@ -96,7 +114,7 @@ def test_a_scale_and_letters_come_as_words(graded: World) -> None:
     """A scale item gives its word and the course total shown as letters gives the letter, with the pass grade's
     verdict; the number stays the grade (a scale's position)."""
     world = graded
-    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    courseid = course_id(world)
     site = world.moodle.site
     scale = site.admin("create_scale", {"name": "Пятибалльная", "courseid": courseid,
                                         "scale": "неудовлетворительно,удовлетворительно,хорошо,отлично"})
@@ -122,7 +140,7 @@ def test_a_scale_and_letters_come_as_words(graded: World) -> None:
 def test_an_overridden_total_is_what_1c_gets(graded: World) -> None:
     world = graded
     world.run("grades")
-    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    courseid = course_id(world)
     world.moodle.site.admin("set_grade", {"courseid": courseid, "course_total": True, "username": "user00002",
                                           "grade": 150, "override": True})
     report = world.run("grades")
@@ -134,7 +152,7 @@ def test_a_grade_gone_from_moodle_is_marked_never_deleted_and_a_mass_removal_is_
     world = graded
     world.run("grades")
     before = grades(world)
-    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    courseid = course_id(world)
     # the exam's idnumber changed in Moodle: for 1C, EXAM1 is gone (4 of 12 rows: more than the guard allows)
     world.moodle.site.admin("update_grade_item", {"courseid": courseid, "item_idnumber": "EXAM1",
                                                   "idnumber": "EXAM1-2026"})
@@ -192,7 +210,7 @@ def grades_settings(world: World, **env: str) -> None:
 def _unenrol(world: World, *people: str) -> None:
     """People unenrolled in Moodle itself (by hand, or a course reset's "unenrol users"): bufsync only ever
     suspends, so the buffer does not do it."""
-    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
+    courseid = course_id(world)
     ids = {r["external_id"]: int(r["lms_id"]) for r in world.rows("buf_users")}
     with world.ws() as client:
         assert all(o.ok for o in client.unenrol([{"userid": ids[p], "courseid": courseid} for p in people]))
@@ -237,11 +255,9 @@ def test_completed_at_per_student(graded: World) -> None:
     """moodle.grades.completion: per_user (the default): every row of a student who completed the course carries
     when, in the site's time zone; a student who has not, none; the time comes once the student completes."""
     world = graded
-    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
-    site = world.moodle.site
-    site.admin("set_completion_criteria", {"courseid": courseid, "criteria": [{"type": "self"}], "enable": True})
-    site.admin("mark_completion", {"courseid": courseid, "username": "user00001", "criteria": ["self"],
-                                   "timecompleted": COMPLETED, "aggregate": True})
+    courseid = course_id(world)
+    track_completion(world)
+    complete(world, "user00001", COMPLETED)
     report = world.run("grades")
     assert report.outcome == "ok", report.render()
     rows = grades(world)
@@ -255,21 +271,19 @@ def test_completed_at_per_student(graded: World) -> None:
         assert not client.course_completion(courseid, ids["P00000"])["completionstatus"]["completed"]
 
     world.update("buf_grades", lambda t: t.c.item != "", updated_at=LONG_AGO)
-    site.admin("mark_completion", {"courseid": courseid, "username": "user00000", "criteria": ["self"],
-                                   "timecompleted": COMPLETED + 3600, "aggregate": True})
+    complete(world, "user00000", COMPLETED + 3600)
     report = world.run("grades")
     assert counts(report, "grades") == {"updated": 3, "unchanged": 9}, report.render()
     assert {key[1] for key, row in grades(world).items() if row["updated_at"] != LONG_AGO and key[0] == "P00000"} == {
         "course", "ESSAY1", "EXAM1"}
+    later = datetime.fromtimestamp(COMPLETED + 3600, ZoneInfo(world.loaded.settings.timezone)).replace(tzinfo=None)
+    assert {row["completed_at"] for key, row in grades(world).items() if key[0] == "P00000"} == {later}
 
 
 def test_completion_off_leaves_completed_at_empty_and_calls_nothing_more(graded: World) -> None:
     world = graded
-    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
-    site = world.moodle.site
-    site.admin("set_completion_criteria", {"courseid": courseid, "criteria": [{"type": "self"}], "enable": True})
-    site.admin("mark_completion", {"courseid": courseid, "username": "user00001", "criteria": ["self"],
-                                   "timecompleted": COMPLETED, "aggregate": True})
+    track_completion(world)
+    complete(world, "user00001", COMPLETED)
     per_user = world.run("grades")
     grades_settings(world, BUFSYNC_MOODLE_GRADES_COMPLETION="off")
     world.update("buf_grades", lambda t: t.c.item != "", completed_at=None)
@@ -314,12 +328,10 @@ def test_completed_at_from_the_custom_report_in_any_time_zone(graded: World) -> 
     the site's moving leaves completed_at where it is (the right moment), and the per-student calls are gone."""
     from bufsync.adapters.moodle.completion import REPORT_DEFINITION
     world = graded
-    courseid = next(int(r["lms_id"]) for r in world.rows("buf_courses") if r["external_id"] == "C-PY")
     site = world.moodle.site
-    site.admin("set_completion_criteria", {"courseid": courseid, "criteria": [{"type": "self"}], "enable": True})
+    track_completion(world)
     for username, at in (("user00001", COMPLETED), ("user00002", COMPLETED + 86400 + 17 * 60)):
-        site.admin("mark_completion", {"courseid": courseid, "username": username, "criteria": ["self"],
-                                       "timecompleted": at, "aggregate": True})
+        complete(world, username, at)
     reportid = site.admin("create_report", REPORT_DEFINITION)["id"]
     grades_settings(world, BUFSYNC_MOODLE_GRADES_COMPLETION="report",
                     BUFSYNC_MOODLE_GRADES_COMPLETION_REPORT=str(reportid))

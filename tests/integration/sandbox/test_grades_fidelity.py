@@ -13,18 +13,13 @@ from typing import Any
 import pytest
 
 from bufsync.sandbox.moodle.functions.grades import FAIL_ICON, PASS_ICON
-from bufsync.sandbox.moodle.site import Site, SiteConfig
 from tests.integration.contract import grades_scenario as scenario
+from tests.integration.contract.grades_scenario import sandbox_answers
 
 
 @pytest.fixture
 def answers() -> Iterator[dict[str, Any]]:
-    site = Site(SiteConfig())  # debug off, as the recording
-    try:
-        made = scenario.sandbox_scenario(site, "gf")
-        yield scenario.observe(scenario.sandbox_call(site, made), made)
-    finally:
-        site.close()
+    yield sandbox_answers(scenario, "gf")
 
 
 def users_of(answer: dict[str, Any]) -> list[str]:

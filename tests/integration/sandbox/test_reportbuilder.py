@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from bufsync.sandbox.moodle import dates
-from bufsync.sandbox.moodle.site import Site, SiteConfig
+from bufsync.sandbox.moodle.site import Site
 from tests.integration.contract import completion_report_scenario as scenario
-from tests.integration.contract.grades_scenario import differences
+from tests.integration.contract.grades_scenario import differences, sandbox_answers
 from tests.integration.sandbox.test_cohorts_groups import TOKEN, call, enrol, error, make_course, make_user
 
 ANN_A = scenario.ANN_A  # 2025-09-06 00:00 UTC
@@ -23,12 +23,7 @@ ANN_A = scenario.ANN_A  # 2025-09-06 00:00 UTC
 
 @pytest.fixture(scope="module")
 def answers() -> Iterator[dict[str, Any]]:
-    site = Site(SiteConfig())  # debug off, as the recording
-    try:
-        made = scenario.sandbox_scenario(site, "rb")
-        yield scenario.observe(scenario.sandbox_call(site, made), made)
-    finally:
-        site.close()
+    yield sandbox_answers(scenario, "rb")
 
 
 @pytest.mark.parametrize("answer", scenario.ANSWERS)
