@@ -49,14 +49,6 @@ def course_completions(client: MoodleClient, courseid: int, userids: list[int]) 
     tracks no completion (one call tells). Several students in flight."""
     if not userids:
         return {}
-    try:
-        first = completed_at(client, courseid, userids[0])
-    except MoodleError as exc:
-        if exc.errorcode in UNTRACKED_COURSE:
-            return {}
-        if exc.errorcode not in ("usernotenroled", "notenroled"):
-            raise
-        first = None
 
     def one(userid: int) -> datetime | None:
         try:
@@ -65,6 +57,12 @@ def course_completions(client: MoodleClient, courseid: int, userids: list[int]) 
             if exc.errorcode in ("usernotenroled", "notenroled"):  # left since the grades were read
                 return None
             raise
+    try:
+        first = one(userids[0])  # the first answer also tells a course that tracks no completion
+    except MoodleError as exc:
+        if exc.errorcode in UNTRACKED_COURSE:
+            return {}
+        raise
     found = {userids[0]: first} | dict(zip(userids[1:], client.parallel(userids[1:], one), strict=True))
     return {userid: moment for userid, moment in found.items() if moment is not None}
 
