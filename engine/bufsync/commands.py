@@ -127,7 +127,7 @@ def queue_dispatch(loaded: LoadedSettings, portal: str | None, forever: bool) ->
     import threading
 
     from bufsync.portals.runs import only_portal, run_dispatch
-    portal = portal or only_portal()
+    portal = portal or only_portal(loaded)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # finish the batch in hand, then stop
         signal.signal(sig, lambda *_: stop.set())

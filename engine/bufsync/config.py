@@ -125,7 +125,7 @@ class JobSettings(StrictModel):
         "sync", description="sync: bufsync run of the listed mappings; a portal's name: its scenario run fills its "
                             "queue; dispatch: deliver the portal's queue; import: load the files of a folder, then "
                             "run the listed mappings; export: write the listed mappings' tables to a folder")
-    portal: str | None = Field(None, description="the portal of a dispatch job (default: the only one there is)")
+    portal: str | None = Field(None, description="the portal of a dispatch job (default: the only one configured)")
     schedule: str = Field(description="every 15 minutes, daily at 02:00, weekdays at 07:30, mon,fri at 18:00")
     mappings: list[str] = Field(default_factory=list, description="empty: every runnable mapping")
     full: bool = False
@@ -175,16 +175,6 @@ class JobSettings(StrictModel):
         if self.kind == "export" and not self.mappings:
             raise ValueError("an export job needs mappings: the tables it writes, e.g. [grades]")
         return self
-
-    @model_validator(mode="before")
-    @classmethod
-    def _dispatch_portal(cls, data: Any) -> Any:
-        """Before validation: the model is frozen, so the default portal is filled into the input."""
-        if isinstance(data, dict) and data.get("kind") == "dispatch" and data.get("portal") is None:
-            if len(portals()) != 1:
-                raise ValueError(f"a dispatch job needs portal: one of {', '.join(portals())}")
-            data = {**data, "portal": next(iter(portals()))}
-        return data
 
 
 class Settings(StrictModel):

@@ -62,6 +62,10 @@ class Portal:
                               f"{self.title} needs {keys} (or {envs})")
         return settings
 
+    def is_configured(self, loaded: LoadedSettings) -> bool:
+        settings = self.settings(loaded)
+        return all(getattr(settings, key) is not None for key in self.required)
+
     def add_tables(self, metadata: sa.MetaData) -> dict[str, sa.Table]:
         """Its own state tables (migrations create them with the engine's)."""
         return {}

@@ -55,12 +55,17 @@ def recorded(loaded: LoadedSettings, kind: str, lock: str | None, needs: tuple[s
     return report
 
 
-def only_portal() -> str:
-    """The portal a command means when none is named: the only one there is."""
+def only_portal(loaded: LoadedSettings) -> str:
+    """The portal a command or a dispatch job means when none is named: the only one configured (or the only one
+    there is)."""
     known = list(portals())
-    if len(known) != 1:
-        raise ConfigError(f"name the portal (--portal): one of {', '.join(known)}")
-    return known[0]
+    if len(known) == 1:
+        return known[0]
+    configured = [name for name, each in portals().items() if each.is_configured(loaded)]
+    if len(configured) != 1:
+        raise ConfigError(f"name the portal (--portal, or portal: in the dispatch job): one of {', '.join(known)}"
+                          + (f"; configured: {', '.join(configured)}" if configured else "; none is configured"))
+    return configured[0]
 
 
 def run_portal(loaded: LoadedSettings, name: str, job: str | None = None, trigger: str = "manual",

@@ -33,7 +33,7 @@ def job_settings(loaded: LoadedSettings, name: str) -> tuple[JobSettings, Schedu
 
 def run_job(loaded: LoadedSettings, name: str, due: datetime | None = None, trigger: str = "manual") -> JobResult:
     """What `bufsync jobs run NAME` does; the daemon starts it as a child process for each due time."""
-    from bufsync.portals.runs import run_dispatch, run_portal
+    from bufsync.portals.runs import only_portal, run_dispatch, run_portal
     from bufsync.reconcile.context import Options
     from bufsync.runner import run as run_sync
     job, schedule = job_settings(loaded, name)
@@ -53,9 +53,8 @@ def run_job(loaded: LoadedSettings, name: str, due: datetime | None = None, trig
                         on_start = lambda run_id: heartbeat.set_run(engine, table, name, run_id)  # noqa: E731
                         report: Report
                         if job.kind == "dispatch":
-                            assert job.portal is not None  # the settings give a dispatch job its portal
-                            report = run_dispatch(loaded, job.portal, until_empty=True, stop=stop, job=name,
-                                                  trigger=trigger, on_start=on_start)
+                            report = run_dispatch(loaded, job.portal or only_portal(loaded), until_empty=True,
+                                                  stop=stop, job=name, trigger=trigger, on_start=on_start)
                         elif job.kind == "import":
                             from bufsync.files.folder import import_folder
                             report = import_folder(loaded, job, name, trigger, stop, on_start)

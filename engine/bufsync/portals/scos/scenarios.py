@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +23,7 @@ from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities.grades import course_grades
 from bufsync.adapters.moodle.errors import MoodleConfigError, MoodleError
 from bufsync.errors import ConfigError, Problem, UnavailableError
+from bufsync.portals.pending import chunks, queue_items, update_many
 from bufsync.portals.scos import passport as passports
 from bufsync.portals.scos.client import ScosClient, ScosKeyRefused, ScosRejected, ScosUnavailable
 from bufsync.portals.scos.settings import ScosSettings
@@ -36,9 +37,6 @@ PORTAL = "scos"
 WAITING = ("publishing", "updating", "archiving", "activating")
 
 
-def _chunks(values: list[Any], size: int = 500) -> Iterable[list[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
 
 
 class Scenarios:
@@ -130,18 +128,10 @@ class Scenarios:
                     if values:  # matched on the key it waited for: a row that moved on meanwhile is left alone
                         changes.append(values | {k: getattr(row, k) for k in keys}
                                        | {"pending_key_was": row.pending_key, "updated_at": now})
-                _update_many(conn, table, keys + ("pending_key_was",), changes)
+                update_many(conn, table, keys + ("pending_key_was",), changes)
 
-    def _queue_items(self, keys: list[str]) -> dict[str, sa.Row]:
-        found: dict[str, sa.Row] = {}
-        q = self.queue_t
-        with self.engine.connect() as conn:
-            for chunk in _chunks(keys):
-                for row in conn.execute(sa.select(q.c.idempotency_key, q.c.operation, q.c.status, q.c.response,
-                                                  q.c.last_error).where(q.c.portal == PORTAL,
-                                                                        q.c.idempotency_key.in_(chunk))):
-                    found[row.idempotency_key] = row
-        return found
+    def _queue_items(self, keys: list[str]) -> dict[str, sa.Row[Any]]:
+        return queue_items(self.engine, self.queue_t, PORTAL, keys)
 
     def _settle_course(self, row: sa.Row, item: sa.Row, now: datetime) -> dict[str, Any] | None:
         kind = row.pending_key.split(":", 1)[0]
@@ -381,7 +371,7 @@ class Scenarios:
                     (self.results_t, sent_new, sent_changed, ("course_id", "user_id", "item"))):
                 if new:
                     conn.execute(table.insert(), new)
-                _update_many(conn, table, keys, changed)
+                update_many(conn, table, keys, changed)
         counted = Counter(i.operation for i in items)
         for operation, name in (("participation_add", "enrol"), ("participation_remove", "unenrol"),
                                 ("result", "results"), ("progress", "progress"), ("certificate", "certificates")):
@@ -398,7 +388,7 @@ class Scenarios:
                 return out
             lms, esia = self.users.c.lms_id, self.users.c.esia_id
             with self.engine.connect() as conn:
-                for chunk in _chunks([u["id"] for u in todo]):
+                for chunk in chunks([u["id"] for u in todo]):
                     for user_id, esia_id in conn.execute(sa.select(lms, esia).where(
                             lms.in_(chunk), esia.is_not(None), esia != "")):
                         out[int(user_id)] = str(esia_id).strip()
@@ -506,18 +496,3 @@ def key_refused(exc: ScosRejected) -> str:
     return (f"the portal refused the key BUFSYNC_SCOS_KEY (scos.key): HTTP {exc.status} {exc.body[:200]}; "
             "the scenarios stopped at the first refused call (operations queued before it wait for a dispatcher, "
             "which refuses them alike without using their attempts): fix the key, then run `bufsync scos run` again")
-
-
-def _update_many(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    """UPDATEs of many rows as one executemany per shape of values (thousands of learners settle at once).
-
-    A key named `<column>_was` matches the column's current value (the row still waits for that item).
-    """
-    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        shapes.setdefault(tuple(sorted(k for k in row if k not in keys)), []).append(row)
-    for columns, group in shapes.items():
-        where = [table.c[k.removesuffix("_was")] == sa.bindparam(f"k_{k}") for k in keys]
-        statement = table.update().where(*where).values({c: sa.bindparam(f"v_{c}") for c in columns})
-        conn.execute(statement, [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}}
-                                 for r in group])
