@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -26,6 +26,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 log = logging.getLogger("bufsync.sferum")
 VERSION = "5.199"
 EXECUTE_MAX = 25            # calls VK runs in one `execute`
+CHAT_PEER = 2_000_000_000   # a chat's peer_id is this plus its chat_id
 NOT_EXECUTED = (6, 9, 29)   # VK refused before doing anything: any call may be sent again
 AMBIGUOUS = (10,)           # VK may have done it: only a call safe to repeat is sent again
 REASONS = {  # what a 1C developer or an operator reads in last_error (the code stays beside it)
@@ -99,6 +100,10 @@ class RateLimit:
                 self.sleep(1.0 - (now - self._sent[0]))
 
 
+class Limiter(Protocol):
+    def wait(self) -> None: ...
+
+
 class _Again(Exception):
     """A refusal worth another send (the error inside)."""
 
@@ -112,11 +117,12 @@ class VkClient:
 
     def __init__(self, url: str, token: str, *, version: str = VERSION, rate: int = 3, timeout: float = 30.0,
                  attempts: int = 4, backoff: float = 0.5, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, limit: Limiter | None = None) -> None:
         self.url = url.rstrip("/")
         self._token = token
         self.version = version
-        self.limit = RateLimit(rate, clock, sleep)
+        # `limit`: one shared with other processes using the token (bufsync.queue.limiter); else this client's own
+        self.limit: Limiter = limit if limit is not None else RateLimit(rate, clock, sleep)
         self.attempts, self.backoff, self.sleep = attempts, backoff, sleep
         self.http = httpx.Client(timeout=timeout)
         self.requests = 0

@@ -30,7 +30,6 @@ class Lessons(StrictModel):
     start_before: int = Field(10, ge=0, le=240, description="minutes before a lesson begins that its call starts")
     finish_after: int = Field(15, ge=0, le=240, description="minutes after a lesson ends that its call is finished")
     post_link: bool = Field(True, description="post the join link into the lesson's subject chat")
-    calendar: bool = Field(False, description="also add the join link to the Moodle course as a group calendar event")
 
 
 class SferumSettings(PortalSettings):
