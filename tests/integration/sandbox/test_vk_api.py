@@ -1,6 +1,7 @@
 """The sandbox VK API (Сферум) over real HTTP, as a client meets it: every method's answer and its documented
 errors, token kinds, the body formats VK reads and the one it does not, idempotency where VK has it and none
 where it has not, the lost answer, paging, execute, the rate limit on a clock the test moves, injected errors.
+The lookups (messages.getConversations, users.get, groups.getById) and the application's service token too.
 The clock is stopped in every test: nothing here depends on how fast the machine is."""
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ def sends(chat: int, random_ids: range) -> str:
 def config(**knobs: Any) -> SandboxConfig:
     people = [Person(1001, "Анна", "Петрова", "teacher"), Person(1002, "Борис", "Сидоров", "teacher")]
     people += [Person(i, f"Ученик{i}", "Иванов") for i in STUDENTS]
-    tokens = {"teacher": Token("user", 1001), "teacher2": Token("user", 1002), "school": Token("group", 501)}
-    knobs = {"rate_user": 0, "rate_group": 0} | knobs  # most tests make more than 3 calls a clock second
+    tokens = {"teacher": Token("user", 1001), "teacher2": Token("user", 1002), "school": Token("group", 501),
+              "app": Token("service", 51_000_001)}
+    # most tests make more than 3 calls a clock second
+    knobs = {"rate_user": 0, "rate_group": 0, "rate_service": 0} | knobs
     return SandboxConfig(tokens=tokens, people=people, clock=EPOCH, **knobs)
 
 
@@ -110,8 +113,8 @@ def vk() -> Iterator[Vk]:
 
 @pytest.fixture
 def limited() -> Iterator[Vk]:
-    """The real rate limits: 3 requests a second per user token, 20 per community token."""
-    yield from running(rate_user=3, rate_group=20)
+    """The real rate limits: 3 requests a second per user token, 20 per community token (3 per service token)."""
+    yield from running(rate_user=3, rate_group=20, rate_service=3)
 
 
 # -- transport ----------------------------------------------------------------------------------------
@@ -427,6 +430,188 @@ def test_execute_outside_the_subset(vk: Vk) -> None:
     vk.error("execute", 100)
 
 
+# -- lookups: conversations, users, communities ---------------------------------------------------------
+def conversations(vk: Vk, token: str = "teacher", **params: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = vk.ok("messages.getConversations", token, **params)
+    return answer
+
+
+def titles(answer: dict[str, Any]) -> list[str]:
+    return [item["conversation"]["chat_settings"]["title"] for item in answer["items"]]
+
+
+def test_get_conversations_shape_and_order(vk: Vk) -> None:
+    """Only the caller's chats, the latest activity first: a chat's creation, then a message in it moves it up."""
+    for title in ("7А", "7Б", "8В"):
+        vk.chat(STUDENTS[:2], title=title)
+    answer = conversations(vk)
+    assert answer["count"] == 3 and titles(answer) == ["8В", "7Б", "7А"]
+    newest = answer["items"][0]
+    assert "last_message" not in newest  # no message yet (the sandbox writes no chat_create service message)
+    conversation = newest["conversation"]
+    assert conversation["peer"] == {"id": 2_000_000_003, "type": "chat", "local_id": 3}
+    assert (conversation["last_message_id"], conversation["last_conversation_message_id"]) == (0, 0)
+    assert conversation["can_write"] == {"allowed": True}
+    settings = conversation["chat_settings"]
+    assert {k: settings[k] for k in ("title", "members_count", "owner_id", "admin_ids", "state")} == {
+        "title": "8В", "members_count": 3, "owner_id": 1001, "admin_ids": [1001], "state": "in"}
+    assert settings["acl"]["can_invite"] and settings["acl"]["can_promote_users"]
+    message_id = vk.ok("messages.send", peer_id=2_000_000_001, random_id=1, message="Урок в 10:00")
+    answer = conversations(vk)
+    assert titles(answer) == ["7А", "8В", "7Б"]
+    first = answer["items"][0]
+    assert first["conversation"]["last_message_id"] == message_id
+    assert first["conversation"]["last_conversation_message_id"] == 1
+    last = first["last_message"]
+    assert {k: last[k] for k in ("id", "from_id", "peer_id", "text", "out", "conversation_message_id", "date")} == {
+        "id": message_id, "from_id": 1001, "peer_id": 2_000_000_001, "text": "Урок в 10:00", "out": 1,
+        "conversation_message_id": 1, "date": int(EPOCH)}
+    assert "profiles" not in answer
+    assert conversations(vk, "teacher2") == {"count": 0, "items": []}  # in none of them
+    vk.ok("messages.addChatUser", chat_id=2, user_id=1002)
+    seen = conversations(vk, "teacher2")
+    assert titles(seen) == ["7Б"]
+    acl = seen["items"][0]["conversation"]["chat_settings"]["acl"]
+    assert not acl["can_invite"] and not acl["can_change_info"] and acl["can_see_invite_link"]
+    vk.ok("messages.editChat", chat_id=2, title="7Б (2024)")
+    assert titles(conversations(vk))[2] == "7Б (2024)"  # the title is today's; editing is no activity
+
+
+def test_get_conversations_paging_and_count_limit(vk: Vk) -> None:
+    for i in range(205):
+        vk.chat(STUDENTS[:1], title=f"Беседа {i}")
+    default = conversations(vk)
+    assert default["count"] == 205 and len(default["items"]) == 20 and titles(default)[0] == "Беседа 204"
+    page = conversations(vk, count=200)
+    assert len(page["items"]) == 200 and titles(page)[-1] == "Беседа 5"
+    rest = conversations(vk, count=200, offset=200)
+    assert titles(rest) == [f"Беседа {i}" for i in (4, 3, 2, 1, 0)]
+    assert len(conversations(vk, count=1000)["items"]) == 200  # clamped to the schema's maximum
+    assert conversations(vk, count=0) == {"count": 205, "items": []}
+    vk.admin("set", count_over_max="error")
+    vk.error("messages.getConversations", 100, count=201)
+    vk.error("messages.getConversations", 100, offset=-1)
+    vk.error("messages.getConversations", 100, filter="everything")
+    for kind in ("unread", "important", "unanswered"):  # no read, important or unanswered marks in the sandbox
+        assert conversations(vk, filter=kind) == {"count": 0, "items": []}
+    assert conversations(vk, filter="all", count=1)["count"] == 205
+
+
+def test_get_conversations_kicked_and_left(vk: Vk) -> None:
+    """A removed member still sees the chat, as `kicked`; one who went, as `left`; both as it was then."""
+    chat = vk.chat(STUDENTS[:1] + [1002], title="7А")
+    peer = 2_000_000_000 + chat
+    first = vk.ok("messages.send", peer_id=peer, random_id=1, message="до")
+    vk.ok("messages.removeChatUser", chat_id=chat, user_id=1002)
+    vk.chat(STUDENTS[:1], title="другая")
+    vk.ok("messages.send", peer_id=peer, random_id=2, message="после")
+    seen = conversations(vk, "teacher2")["items"]
+    assert [i["conversation"]["chat_settings"]["state"] for i in seen] == ["kicked"]
+    assert seen[0]["last_message"]["id"] == first and seen[0]["last_message"]["out"] == 0
+    assert seen[0]["conversation"]["can_write"] == {"allowed": False}
+    assert not any(seen[0]["conversation"]["chat_settings"]["acl"].values())
+    vk.ok("messages.addChatUser", chat_id=chat, user_id=1002)
+    assert conversations(vk, "teacher2")["items"][0]["conversation"]["chat_settings"]["state"] == "in"
+    vk.ok("messages.removeChatUser", "teacher2", chat_id=chat, member_id=1002)
+    assert conversations(vk, "teacher2")["items"][0]["conversation"]["chat_settings"]["state"] == "left"
+    assert titles(conversations(vk)) == ["7А", "другая"]  # the creator's own list is untouched
+
+
+def test_get_conversations_of_a_community_and_extended(vk: Vk) -> None:
+    vk.chat(STUDENTS[:2], title="7А")
+    school_chat = vk.chat(STUDENTS[:1], token="school", title="Родители 7А")
+    answer = conversations(vk, "school", extended=1)
+    assert titles(answer) == ["Родители 7А"]
+    assert answer["items"][0]["conversation"]["chat_settings"]["owner_id"] == -501
+    assert answer["profiles"] == [] and [g["id"] for g in answer["groups"]] == [501]
+    vk.ok("messages.send", "school", peer_id=2_000_000_000 + school_chat, random_id=1, message="x")
+    vk.error("messages.getConversations", 100, token="school", group_id=502)
+    vk.error("messages.getConversations", 15, group_id=501)
+    vk.ok("messages.send", peer_id=2_000_000_001, random_id=1, message="x")
+    mine = conversations(vk, extended=1, fields="educational_profile")
+    assert [(p["id"], p["educational_profile"]["edu_roles"]["main_roles"]) for p in mine["profiles"]] == [
+        (1001, "teacher")]
+    assert mine["groups"] == []
+
+
+def test_lost_create_answer_found_by_title(vk: Vk) -> None:
+    """createChat's answer lost: the chat is made; getConversations finds it by title and owner, newest first."""
+    vk.chat(title="7А")
+    vk.server.faults.add(FaultRule("drop_after_write", function="messages.createChat", count=1))
+    with pytest.raises(httpx.TransportError):
+        vk.call("messages.createChat", user_ids="2001,2002", title="8В")
+    found = [item["conversation"] for item in conversations(vk)["items"]
+             if item["conversation"]["chat_settings"]["title"] == "8В"
+             and item["conversation"]["chat_settings"]["owner_id"] == 1001]
+    assert len(found) == 1 and found[0]["peer"]["local_id"] == 2 and found[0]["chat_settings"]["members_count"] == 3
+    assert titles(conversations(vk, count=1)) == ["8В"]  # the newest
+    assert vk.members(found[0]["peer"]["local_id"]) == [1001, 2001, 2002]
+
+
+def test_users_get(vk: Vk) -> None:
+    me = vk.ok("users.get")
+    assert me == [{"id": 1001, "first_name": "Анна", "last_name": "Петрова", "can_access_closed": True,
+                   "is_closed": False}]
+    assert vk.ok("users.get", "school") == [] and vk.ok("users.get", "app") == []  # no "current user"
+    some = vk.ok("users.get", "app", user_ids="2001,id2002,999999,2001")
+    assert [u["id"] for u in some] == [2001, 2002, 999999]
+    assert some[2] == {"id": 999999, "first_name": "DELETED", "last_name": "", "deactivated": "deleted"}
+    profiled = vk.ok("users.get", "school", user_ids="1002", fields="educational_profile")
+    assert profiled[0]["educational_profile"]["edu_roles"]["main_roles"] == "teacher"
+    vk.admin("set", users_unknown="omit")
+    assert [u["id"] for u in vk.ok("users.get", user_ids="2001,999999")] == [2001]
+    for bad in ("durov", "0", "-5", "12abc"):
+        assert vk.error("users.get", 113, user_ids=bad)["error_msg"].startswith("Invalid user id"), bad
+    vk.error("users.get", 100, user_ids=",".join(str(i) for i in range(1, 1002)))
+    value = vk.admin("add_token", name="teacher3", kind="user", owner_id=3001)  # a staff profile the site never listed
+    answer = vk.http.post("/method/users.get", data={"v": V, "access_token": value}).json()
+    assert answer["response"][0]["id"] == 3001 and "deactivated" not in answer["response"][0]
+
+
+def test_groups_get_by_id(vk: Vk) -> None:
+    own = vk.ok("groups.getById", "school")
+    assert own["profiles"] == [] and [(g["id"], g["name"], g["screen_name"], g["type"], g["is_closed"])
+                                      for g in own["groups"]] == [(501, "Песочница: школа № 1", "club501", "group", 0)]
+    assert own["groups"][0]["photo_100"] == "https://vk.com/images/community_100.png"
+    assert vk.ok("groups.getById", group_id=501) == own
+    assert vk.ok("groups.getById", "app", group_ids="club501,999") == own  # an unknown one among them is skipped
+    vk.error("groups.getById", 100)  # a user token has no community of its own
+    vk.error("groups.getById", 100, token="app")
+    vk.error("groups.getById", 100, group_id=999)
+    vk.error("groups.getById", 100, group_ids="nosuchclub")
+    old = vk.call("groups.getById", "school")
+    assert isinstance(old["response"], dict)
+    token = vk.token("school")
+    legacy = vk.http.post("/method/groups.getById", data={"v": "5.131", "access_token": token}).json()
+    assert [g["id"] for g in legacy["response"]] == [501]  # the plain list of older versions
+    inner = vk.ok("execute", "school", code="return API.groups.getById({});")
+    assert inner == own  # an inner call answers in the request's version
+
+
+def test_service_token(vk: Vk) -> None:
+    """An application's service token may look people and communities up; messages.*, calls.* and execute: 28."""
+    refused = [m for m in vk.server.api.methods if m.startswith(("messages.", "calls."))] + ["execute"]
+    assert len(refused) == 11
+    for method in refused:
+        error = vk.error(method, 28, token="app")
+        assert error["error_msg"] == "Application authorization failed: method is unavailable with service token."
+    assert vk.ok("users.get", "app", user_ids="1001")[0]["id"] == 1001
+    assert vk.state()["tokens"]["app"]["kind"] == "service"
+    value = vk.admin("add_token", name="app2", kind="service", owner_id=51_000_002)
+    answer = vk.http.post("/method/calls.start", data={"v": V, "access_token": value}).json()
+    assert answer["error"]["error_code"] == 28
+    headers = {"X-Sandbox-Token": vk.server.api.config.admin_token}
+    bad = vk.http.post("/sandbox/admin", json={"action": "add_token", "args": {"name": "x", "kind": "app",
+                                                                                 "owner_id": 1}}, headers=headers)
+    assert bad.status_code == 400
+
+
+def test_default_config_has_a_service_token() -> None:
+    tokens = SandboxConfig().tokens
+    assert {name: token.kind for name, token in tokens.items()} == {"teacher": "user", "school": "group",
+                                                                    "app": "service"}
+
+
 # -- limits and injected errors -----------------------------------------------------------------------
 def test_rate_limit_on_the_test_clock(limited: Vk) -> None:
     vk = limited
@@ -441,6 +626,9 @@ def test_rate_limit_on_the_test_clock(limited: Vk) -> None:
     for _ in range(20):
         vk.ok("messages.createChat", "school", user_ids="2001")
     vk.error("messages.createChat", 6, token="school", user_ids="2001")
+    for _ in range(3):  # a service token: 3 a second as a user's ([inf], knob rate_service)
+        vk.ok("users.get", "app", user_ids="2001")
+    vk.error("users.get", 6, token="app", user_ids="2001")
 
 
 def test_execute_is_one_request_for_the_rate_limit(limited: Vk) -> None:
@@ -483,7 +671,7 @@ def test_admin_endpoint(vk: Vk) -> None:
     headers = {"X-Sandbox-Token": vk.server.api.config.admin_token}
     assert vk.http.post("/sandbox/admin", json={"action": "nope"}, headers=headers).status_code == 400
     for knobs in ({"nope": 1}, {"rate_user": "many"}, {"execute_partial": 1}, {"main_roles": "dict"},
-                  {"add_existing": "maybe"}):
+                  {"add_existing": "maybe"}, {"users_unknown": "maybe"}, {"groups_object_from": "latest"}):
         answer = vk.http.post("/sandbox/admin", json={"action": "set", "args": knobs}, headers=headers)
         assert answer.status_code == 400 and answer.json()["error"], knobs
     assert vk.admin("add_people", people=[{"id": 3001, "first_name": "Вера", "last_name": "Новая",

@@ -1,5 +1,6 @@
-"""The emulated VK API as Сферум uses it: staff tokens and community tokens, chats and their members,
-messages, calls, `execute`, the rate limit and the errors (docs/portals/sferum.md says what is real,
+"""The emulated VK API as Сферум uses it: staff tokens, community tokens and an application's service token,
+chats and their members, messages, calls, `execute`, the lookups (messages.getConversations, users.get,
+groups.getById), the rate limit and the errors (docs/portals/sferum.md says what is real,
 what is inferred, and which knob holds each inference).
 
 Everything the transport does not need lives here: `VkApi.request(method, params, token)` gives the
@@ -25,10 +26,14 @@ from bufsync.sandbox.faults import fires
 from bufsync.sandbox.vk import vkscript
 from bufsync.sandbox.vk.errors import ApiError, invalid, missing
 
-TokenKind = Literal["user", "group"]
+TokenKind = Literal["user", "group", "service"]
+TOKEN_KINDS: tuple[TokenKind, ...] = ("user", "group", "service")
 CHAT_PEER = 2_000_000_000  # peer_id = 2000000000 + chat_id
 MAX_CHAT_ID = 100_000_000  # the schema's maximum for chat_id
 JOIN_CALL = "https://sferum.ru/?p=join_call_page&callId="
+COMMUNITY_PHOTO = "https://vk.com/images/community_{size}.png"  # what VK gives a community without a photo
+MAX_CONVERSATIONS = 200  # messages.getConversations: the schema's maximum for count
+FILTERS = ("all", "unread", "important", "unanswered", "archive", "sorted_chats")  # the schema's enum
 
 
 def _secret() -> str:
@@ -37,8 +42,9 @@ def _secret() -> str:
 
 @dataclass
 class Token:
-    """An access token the sandbox knows: a staff Сферум profile's (`user`: owner_id is the VK user id) or a
-    community's (`group`: owner_id is the positive group id)."""
+    """An access token the sandbox knows: a staff Сферум profile's (`user`: owner_id is the VK user id), a
+    community's (`group`: owner_id is the positive group id) or an application's service token (`service`:
+    owner_id is the application id; it may call users.get and groups.getById, nothing of messages.* or calls.*)."""
     kind: TokenKind
     owner_id: int
     value: str = field(default_factory=_secret)
@@ -46,7 +52,10 @@ class Token:
 
     @property
     def peer(self) -> int:
-        """Who acts: the user id, or minus the group id (how VK writes a community as a chat member)."""
+        """Who acts: the user id, or minus the group id (how VK writes a community as a chat member); an
+        application's service token acts for nobody (0)."""
+        if self.kind == "service":
+            return 0
         return self.owner_id if self.kind == "user" else -self.owner_id
 
 
@@ -69,6 +78,27 @@ class Member:
 
 
 @dataclass
+class Message:
+    id: int
+    peer_id: int
+    from_id: int
+    text: str
+    random_id: int
+    date: int
+    conversation_message_id: int
+
+
+@dataclass
+class Former:
+    """Someone who was in a chat: removed by another (`kicked`) or gone by themself (`left`), and how the chat
+    looked to them at that moment (messages.getConversations shows them the chat as it was)."""
+    state: str
+    activity: int
+    last_message: Message | None
+    messages: int
+
+
+@dataclass
 class Chat:
     chat_id: int
     title: str
@@ -77,6 +107,9 @@ class Chat:
     disabled: bool = False
     invite: str = ""  # the current invite link's token ("" until someone asks for it)
     messages: int = 0  # conversation_message_id of the last message
+    activity: int = 0  # the sandbox-wide sequence number of its creation or of its last message (the order of lists)
+    last_message: Message | None = None
+    former: dict[int, Former] = field(default_factory=dict)  # members who were removed or left
 
     @property
     def peer_id(self) -> int:
@@ -98,17 +131,6 @@ class Call:
 
 
 @dataclass
-class Message:
-    id: int
-    peer_id: int
-    from_id: int
-    text: str
-    random_id: int
-    date: int
-    conversation_message_id: int
-
-
-@dataclass
 class ErrorRule:
     """An API error the sandbox answers instead of running the method (9 flood control, 10, 29, 14 captcha...):
     for `count` requests (or a `rate` share of them, seeded), after letting `skip` through; `method` narrows it."""
@@ -120,7 +142,11 @@ class ErrorRule:
 
 
 def _default_tokens() -> dict[str, Token]:
-    return {"teacher": Token("user", 1001), "school": Token("group", 501)}
+    return {"teacher": Token("user", 1001), "school": Token("group", 501), "app": Token("service", 51_000_001)}
+
+
+def _default_communities() -> dict[int, str]:
+    return {501: "Песочница: школа № 1"}
 
 
 def _default_people() -> list[Person]:
@@ -134,15 +160,20 @@ class SandboxConfig:
     admin_token: str = field(default_factory=_secret)      # X-Sandbox-Token of /sandbox/admin
     tokens: dict[str, Token] = field(default_factory=_default_tokens)
     people: list[Person] = field(default_factory=_default_people)
+    communities: dict[int, str] = field(default_factory=_default_communities)  # id -> name; group tokens' are added
     clock: float | None = None         # a stopped clock (epoch seconds) that the admin `clock` action moves; None: wall
     min_version: str = "5.0"           # a lower `v` is error 8
     rate_user: int = 3                 # requests per second per user token (0: no limit) ...
-    rate_group: int = 20               # ... and per community token; over it: error 6
+    rate_group: int = 20               # ... per community token ...
+    rate_service: int = 3              # ... and per application service token; over it: error 6
     max_members: int = 250             # a chat a user made holds this many members, its creator included ...
     max_members_community: int = 3000  # ... one a community made this many; over it: error 103
     add_existing: str | int = 15       # addChatUser of a member: "ok" (answer 1) or this error code
     finish_finished: str | int = 104   # calls.forceFinish of a finished call: "ok" (answer 1) or this error code
-    count_over_max: str = "clamp"      # getConversationMembers count > 1000: "clamp" to 1000 or "error" (100)
+    count_over_max: str = "clamp"      # count over the maximum (getConversationMembers 1000, getConversations 200):
+    #                                    "clamp" to it or "error" (100)
+    users_unknown: str = "deleted"     # users.get of an id the sandbox does not know: a "deleted" stub or "omit" it
+    groups_object_from: str = "5.199"  # groups.getById answers {groups, profiles} from this v on, a plain list below
     main_roles: str = "string"         # educational_profile.edu_roles.main_roles: "string" or "list"
     expired_code: int = 1117           # the answer to an expired token (older clients saw 5)
     execute_max_calls: int = 25        # API calls one execute may make; the next one is error 13 ...
@@ -153,7 +184,8 @@ class SandboxConfig:
 
     def knobs(self) -> dict[str, Any]:
         """The scalar knobs (what the admin `set` action may change)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("tokens", "people")}
+        lists = ("tokens", "people", "communities")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in lists}
 
 
 class Params:
@@ -240,6 +272,7 @@ class VkApi:
         self.errors: Counter[int] = Counter()
         self._next_chat = 1
         self._next_message = 1
+        self._activity = 0
         self.methods: dict[str, tuple[tuple[TokenKind, ...], Handler]] = {
             "messages.createChat": (("user", "group"), self._create_chat),
             "messages.addChatUser": (("user",), self._add_chat_user),
@@ -250,6 +283,9 @@ class VkApi:
             "messages.send": (("user", "group"), self._send),
             "calls.start": (("user",), self._start_call),
             "calls.forceFinish": (("user",), self._finish_call),
+            "messages.getConversations": (("user", "group"), self._conversations),
+            "users.get": (TOKEN_KINDS, self._users),
+            "groups.getById": (TOKEN_KINDS, self._groups_by_id),
         }
 
     # -- time ---------------------------------------------------------------------------------
@@ -309,7 +345,8 @@ class VkApi:
 
     def _rate(self, token: Token) -> None:
         """At most rate_user (rate_group) requests in any clock second per token; a refused one is not counted."""
-        limit = self.config.rate_user if token.kind == "user" else self.config.rate_group
+        limit = {"user": self.config.rate_user, "group": self.config.rate_group,
+                 "service": self.config.rate_service}[token.kind]
         if limit <= 0:
             return
         now = self.now()
@@ -342,12 +379,14 @@ class VkApi:
 
     def _run(self, method: str, token: Token, params: Params) -> Any:
         kinds, handler = self.methods[method]
-        if token.kind not in kinds:  # only community tokens are ever turned away (the user-only methods)
-            raise ApiError(27, "method is unavailable with group auth.")
+        if token.kind not in kinds:  # every method takes a user token; community and service tokens are turned away
+            raise _wrong_kind(token)
         return handler(token, params)
 
     # -- execute --------------------------------------------------------------------------------
     def _execute(self, token: Token, params: Params) -> dict[str, Any]:
+        if token.kind == "service":  # execute is a user or community method
+            raise _wrong_kind(token)
         program = vkscript.parse(params.text("code", required=True) or "")
         limit = self.config.execute_max_calls
         if len(program.calls) > limit and not self.config.execute_partial:
@@ -359,6 +398,7 @@ class VkApi:
                 raise ApiError(13, "Too many API calls")
             self.inner[call.method] += 1
             inner = {k: v for k, value in call.args.items() if (v := vkscript.param_value(value)) is not None}
+            inner.setdefault("v", params.values.get("v", ""))  # inner calls answer in the request's version
             try:
                 if call.method not in self.methods:
                     raise ApiError(3)
@@ -415,6 +455,7 @@ class VkApi:
         chat.members[token.peer] = Member(token.peer, token.peer, now, is_admin=True)
         for user_id in added:
             chat.members[user_id] = Member(user_id, token.peer, now)
+        chat.activity = self._touch()
         self.chats[chat.chat_id] = chat
         return {"chat_id": chat.chat_id, "peer_ids": added}
 
@@ -437,6 +478,7 @@ class VkApi:
         if len(chat.members) >= self._capacity(chat):
             raise ApiError(103, "the chat is full")
         chat.members[user_id] = Member(user_id, token.peer, int(self.now()))
+        chat.former.pop(user_id, None)
         return 1
 
     def _remove_chat_user(self, token: Token, params: Params) -> int:
@@ -459,6 +501,8 @@ class VkApi:
         if target == chat.owner_id and target != token.peer:
             raise ApiError(15, "the chat's creator cannot be removed")
         del chat.members[target]
+        chat.former[target] = Former("left" if target == token.peer else "kicked", chat.activity, chat.last_message,
+                                     chat.messages)
         return 1
 
     def _members(self, token: Token, params: Params) -> dict[str, Any]:
@@ -489,13 +533,20 @@ class VkApi:
         if params.flag("extended"):
             requested = {f.strip() for f in (params.text("fields") or "").split(",")}
             answer["profiles"] = [self._profile(m.member_id, requested) for m in page if m.member_id > 0]
-            answer["groups"] = [{"id": -m.member_id, "name": f"Сообщество {-m.member_id}",
-                                 "screen_name": f"club{-m.member_id}", "type": "group"}
-                                for m in page if m.member_id < 0]
+            answer["groups"] = [self._community(-m.member_id) for m in page if m.member_id < 0]
         return answer
 
+    def _person(self, user_id: int) -> Person | None:
+        """A person the sandbox knows, or the owner of one of its user tokens (a staff profile VK surely has)."""
+        person = self.people.get(user_id)
+        if person is None and any(t.kind == "user" and t.owner_id == user_id for t in self.config.tokens.values()):
+            person = Person(user_id, "Сотрудник", f"id{user_id}", "teacher")
+        return person
+
     def _profile(self, user_id: int, requested: set[str]) -> dict[str, Any]:
-        person = self.people[user_id]
+        person = self._person(user_id)
+        if person is None:  # VK's stub for a deleted page: no optional fields
+            return {"id": user_id, "first_name": "DELETED", "last_name": "", "deactivated": "deleted"}
         profile: dict[str, Any] = {"id": person.id, "first_name": person.first_name, "last_name": person.last_name,
                                    "can_access_closed": True, "is_closed": False}
         if "educational_profile" in requested:
@@ -573,8 +624,8 @@ class VkApi:
         return answer
 
     def _deliver(self, token: Token, peer: int, text: str, random_id: int) -> Message:
+        chat = self.chats.get(peer - CHAT_PEER) if peer > CHAT_PEER else None
         if peer > CHAT_PEER:
-            chat = self.chats.get(peer - CHAT_PEER)
             if chat is None or token.peer not in chat.members:
                 raise ApiError(917)
             if chat.disabled:
@@ -588,7 +639,15 @@ class VkApi:
         message = Message(self._next_message, peer, token.peer, text, random_id, int(self.now()), conversation_id)
         self._next_message += 1
         self.messages.append(message)
+        if chat is not None:
+            chat.last_message = message
+            chat.activity = self._touch()
         return message
+
+    def _touch(self) -> int:
+        """The next number of the sandbox-wide activity sequence (a chat's creation, a message in it)."""
+        self._activity += 1
+        return self._activity
 
     # -- calls ------------------------------------------------------------------------------------
     def _start_call(self, token: Token, params: Params) -> dict[str, Any]:
@@ -619,6 +678,134 @@ class VkApi:
         call.finished_at = self.now()
         return 1
 
+    # -- lookups: conversations, users, communities -------------------------------------------------
+    def _page_count(self, params: Params, maximum: int) -> int:
+        """`count` (default 20) over the method's maximum: clamped, or error 100 (knob count_over_max)."""
+        count = params.integer("count", minimum=0)
+        if count is None:
+            return 20
+        if count > maximum:
+            if self.config.count_over_max == "error":
+                raise invalid("count", f"should be less or equal to {maximum}")
+            return maximum
+        return count
+
+    def _conversations(self, token: Token, params: Params) -> dict[str, Any]:
+        """The chats the caller is in, was kicked from or left, the latest activity first (creation or message)."""
+        self._own_group(token, params)
+        offset = params.integer("offset", minimum=0) or 0
+        count = self._page_count(params, MAX_CONVERSATIONS)
+        kind = params.text("filter") or "all"
+        if kind not in FILTERS:
+            raise invalid("filter", f"should be one of {', '.join(FILTERS)}")
+        params.integer("start_message_id", minimum=0)  # accepted, not used (see docs/portals/sferum.md)
+        me = token.peer
+        views = [self._conversation(chat, me) for chat in self.chats.values()
+                 if me in chat.members or me in chat.former]
+        if kind != "all":  # no read marks, no important or unanswered marks, no archive in the sandbox
+            views = []
+        views.sort(key=lambda view: view[0], reverse=True)
+        page = [item for _, item in views[offset:offset + count]]
+        answer: dict[str, Any] = {"count": len(views), "items": page}
+        if params.flag("extended"):
+            requested = {f.strip() for f in (params.text("fields") or "").split(",")}
+            named: list[int] = []
+            for item in page:
+                settings = item["conversation"]["chat_settings"]
+                for peer in (settings["owner_id"], item.get("last_message", {}).get("from_id")):
+                    if peer and peer not in named:
+                        named.append(peer)
+            answer["profiles"] = [self._profile(peer, requested) for peer in named if peer > 0]
+            answer["groups"] = [self._community(-peer) for peer in named if peer < 0]
+        return answer
+
+    def _conversation(self, chat: Chat, me: int) -> tuple[int, dict[str, Any]]:
+        """One chat as `me` sees it (its sort key, its item): a former member sees it as it was when they went."""
+        former = chat.former.get(me) if me not in chat.members else None
+        state = former.state if former else "in"
+        activity = former.activity if former else chat.activity
+        last = former.last_message if former else chat.last_message
+        member = former is None
+        admin = member and chat.is_admin(me)
+        last_id = last.id if last else 0
+        conversation: dict[str, Any] = {
+            "peer": {"id": chat.peer_id, "type": "chat", "local_id": chat.chat_id},
+            "last_message_id": last_id,
+            "last_conversation_message_id": former.messages if former else chat.messages,
+            "in_read": last_id, "out_read": last_id,  # the sandbox keeps no read marks: all is read
+            "version": activity,
+            "important": False, "unanswered": False,
+            "can_write": {"allowed": member and not chat.disabled},
+            "chat_settings": {
+                "title": chat.title, "members_count": len(chat.members), "owner_id": chat.owner_id,
+                "admin_ids": [m for m in chat.members if chat.is_admin(m)], "active_ids": [],
+                "state": state, "is_group_channel": False, "is_disappearing": False, "is_service": False,
+                "acl": {"can_change_info": admin, "can_change_invite_link": admin, "can_change_pin": admin,
+                        "can_invite": admin, "can_promote_users": member and me == chat.owner_id,
+                        "can_see_invite_link": member, "can_moderate": admin, "can_copy_chat": admin,
+                        "can_call": member, "can_use_mass_mentions": member, "can_change_service_type": False},
+            },
+        }
+        item: dict[str, Any] = {"conversation": conversation}
+        if last is not None:
+            item["last_message"] = {
+                "id": last.id, "date": last.date, "peer_id": last.peer_id, "from_id": last.from_id,
+                "text": last.text, "out": int(last.from_id == me),
+                "conversation_message_id": last.conversation_message_id, "random_id": last.random_id,
+                "version": last.id, "attachments": [], "fwd_messages": [], "important": False, "is_hidden": False}
+        return activity, item
+
+    def _users(self, token: Token, params: Params) -> list[dict[str, Any]]:
+        """users.get: the caller's own profile without `user_ids` (a user token; others get []), else each id's."""
+        given = [item.strip() for item in (params.text("user_ids") or "").split(",") if item.strip()]
+        if len(given) > 1000:
+            raise invalid("user_ids", "should hold at most 1000 ids")
+        if not given:
+            ids = [token.owner_id] if token.kind == "user" else []
+        else:
+            ids = []
+            for item in given:
+                user_id = _user_id(item)
+                if user_id not in ids:
+                    ids.append(user_id)
+        requested = {f.strip() for f in (params.text("fields") or "").split(",")}
+        return [self._profile(user_id, requested) for user_id in ids
+                if self._person(user_id) is not None or self.config.users_unknown == "deleted"]
+
+    def _communities(self) -> dict[int, str]:
+        known = dict(self.config.communities)
+        for token in self.config.tokens.values():
+            if token.kind == "group":
+                known.setdefault(token.owner_id, f"Сообщество {token.owner_id}")
+        return known
+
+    def _community(self, group_id: int) -> dict[str, Any]:
+        name = self._communities().get(group_id, f"Сообщество {group_id}")
+        return {"id": group_id, "name": name, "screen_name": f"club{group_id}", "is_closed": 0, "type": "group",
+                **{f"photo_{size}": COMMUNITY_PHOTO.format(size=size) for size in (50, 100, 200)}}
+
+    def _groups_by_id(self, token: Token, params: Params) -> Any:
+        """groups.getById: the communities named (a community token's own without any), unknown ones skipped;
+        none known is error 100. From `groups_object_from` on the answer is {groups, profiles}, below a list."""
+        given = [item.strip() for name in ("group_ids", "group_id")
+                 for item in (params.text(name) or "").split(",") if item.strip()]
+        if not given:
+            if token.kind != "group":
+                raise missing("group_ids")
+            given = [str(token.owner_id)]
+        known = self._communities()
+        ids: list[int] = []
+        for item in given:
+            group_id = _group_id(item)
+            if group_id in known and group_id not in ids:
+                ids.append(group_id)
+        if not ids:
+            raise invalid("group_ids", "is undefined")
+        groups = [self._community(group_id) for group_id in ids]
+        if _version(params.text("v") or "") < _version(self.config.groups_object_from):
+            return groups
+        return {"groups": groups, "profiles": []}
+
     # -- what the admin does by hand ----------------------------------------------------------------
     def admin(self, action: str, args: dict[str, Any]) -> Any:
         """One admin action (ADMIN_ACTIONS), under the lock every request takes."""
@@ -634,8 +821,8 @@ class VkApi:
         return len(self.people)
 
     def add_token(self, name: str, kind: TokenKind, owner_id: int, value: str | None = None) -> str:
-        if kind not in ("user", "group"):
-            raise ValueError("kind must be user or group")
+        if kind not in TOKEN_KINDS:
+            raise ValueError("kind must be user, group or service")
         token = Token(kind, int(owner_id), value or _secret())
         self.config.tokens[name] = token
         return token.value
@@ -692,10 +879,12 @@ class VkApi:
             return {
                 "now": self.now(),
                 "people": [asdict(p) for p in self.people.values()],
+                "communities": {str(k): v for k, v in self._communities().items()},
                 "tokens": {name: {"kind": t.kind, "owner_id": t.owner_id, "expired": t.expired, "value": t.value}
                            for name, t in self.config.tokens.items()},
                 "chats": [{"chat_id": c.chat_id, "peer_id": c.peer_id, "title": c.title, "owner_id": c.owner_id,
-                           "disabled": c.disabled,
+                           "disabled": c.disabled, "activity": c.activity,
+                           "former": {str(m): f.state for m, f in c.former.items()},
                            "invite_link": f"https://vk.me/join/{c.invite}" if c.invite else None,
                            "admins": [m for m in c.members if c.is_admin(m)],
                            "members": [asdict(m) for m in c.members.values()]} for c in self.chats.values()],
@@ -709,7 +898,40 @@ class VkApi:
             }
 
 
-CHOICES = {"count_over_max": ("clamp", "error"), "main_roles": ("string", "list")}
+CHOICES = {"count_over_max": ("clamp", "error"), "main_roles": ("string", "list"), "users_unknown": ("deleted", "omit")}
+
+
+def _wrong_kind(token: Token) -> ApiError:
+    """A method the token's kind may not call: VK's own codes (errors.json) and the messages clients report."""
+    if token.kind == "service":
+        return ApiError(28, "method is unavailable with service token.")
+    return ApiError(27, "method is unavailable with group auth.")
+
+
+def _version(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in value.split("."))
+    except ValueError:
+        return ()
+
+
+def _user_id(item: str) -> int:
+    """One of users.get's `user_ids`: a number or `id<number>`; anything else (a screen name: the sandbox knows
+    none, a negative or zero id) is error 113."""
+    digits = item[2:] if item.startswith("id") else item
+    if digits.isdigit() and int(digits) > 0:
+        return int(digits)
+    raise ApiError(113, f"{item} is not a user id")
+
+
+def _group_id(item: str) -> int:
+    """One of groups.getById's ids: a number or `club<number>` (also public, event); anything else names no
+    community the sandbox knows (0)."""
+    for prefix in ("club", "public", "event"):
+        if item.startswith(prefix):
+            item = item[len(prefix):]
+            break
+    return int(item) if item.isdigit() else 0
 
 
 def _knob(name: str, current: Any, value: Any) -> Any:
@@ -720,6 +942,10 @@ def _knob(name: str, current: Any, value: Any) -> Any:
         return int(value)
     if name == "clock":
         return None if value is None else float(value)
+    if name in ("min_version", "groups_object_from"):
+        if len(_version(str(value))) != 2:
+            raise ValueError(f"{name} must be a version like 5.199")
+        return str(value)
     if isinstance(current, bool):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false")

@@ -22,6 +22,7 @@ DESCRIPTIONS: dict[int, str] = {
     14: "Captcha needed",
     15: "Access denied",
     27: "Group authorization failed",
+    28: "Application authorization failed",
     29: "Rate limit reached",
     100: "One of the parameters specified was missing or invalid",
     103: "Out of limits",
