@@ -55,6 +55,18 @@ execute sp_addextendedproperty 'MS_Description', N'Когда пакет нач�
 execute sp_addextendedproperty 'MS_Description', N'Когда пакет отмечен как ready', 'schema', dbo, 'table', buf_batches, 'column', ready_at;
 GO
 
+CREATE TABLE buf_chat_members (
+	chat_code NVARCHAR(100) NOT NULL, 
+	person_external_id NVARCHAR(64) NOT NULL, 
+	chat_title NVARCHAR(255) NOT NULL, 
+	CONSTRAINT pk_buf_chat_members PRIMARY KEY (chat_code, person_external_id)
+);
+execute sp_addextendedproperty 'MS_Description', N'Участники своих бесед Сферум (одна строка — один человек в одной беседе); беседу движок создаёт сам, состав держит по этой таблице', 'schema', dbo, 'table', buf_chat_members;
+execute sp_addextendedproperty 'MS_Description', N'Идентификатор беседы, который выбирает сайт', 'schema', dbo, 'table', buf_chat_members, 'column', chat_code;
+execute sp_addextendedproperty 'MS_Description', N'Человек (buf_users.external_id); в беседу попадает по его VK ID', 'schema', dbo, 'table', buf_chat_members, 'column', person_external_id;
+execute sp_addextendedproperty 'MS_Description', N'Название беседы (одинаковое во всех строках беседы; берётся первое по алфавиту)', 'schema', dbo, 'table', buf_chat_members, 'column', chat_title;
+GO
+
 CREATE TABLE buf_courses (
 	external_id NVARCHAR(100) NOT NULL, 
 	shortname NVARCHAR(255) NOT NULL, 
@@ -168,6 +180,31 @@ execute sp_addextendedproperty 'MS_Description', N'Движок: результ�
 execute sp_addextendedproperty 'MS_Description', N'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS', 'schema', dbo, 'table', buf_learning_processes, 'column', sync_error;
 execute sp_addextendedproperty 'MS_Description', N'Движок: когда строка последний раз применена или проверена', 'schema', dbo, 'table', buf_learning_processes, 'column', synced_at;
 execute sp_addextendedproperty 'MS_Description', N'Движок: идентификатор записи в LMS (id в Moodle)', 'schema', dbo, 'table', buf_learning_processes, 'column', lms_id;
+GO
+
+CREATE TABLE buf_lessons (
+	external_id NVARCHAR(100) NOT NULL, 
+	process_external_id NVARCHAR(100) NOT NULL, 
+	starts_at DATETIME2 NOT NULL, 
+	ends_at DATETIME2 NOT NULL, 
+	online BIT NOT NULL DEFAULT 0, 
+	topic NVARCHAR(255) NULL, 
+	call_state NVARCHAR(16) NULL, 
+	join_link NVARCHAR(500) NULL, 
+	sync_error NVARCHAR(2000) NULL, 
+	CONSTRAINT pk_buf_lessons PRIMARY KEY (external_id)
+);
+CREATE INDEX ix_buf_lessons_starts_at ON buf_lessons (starts_at);
+execute sp_addextendedproperty 'MS_Description', N'Занятия по расписанию (учебный процесс, время, онлайн); для онлайн-занятия дня движок запускает звонок VK Сферум заранее и завершает его после окончания', 'schema', dbo, 'table', buf_lessons;
+execute sp_addextendedproperty 'MS_Description', N'Идентификатор занятия в 1С', 'schema', dbo, 'table', buf_lessons, 'column', external_id;
+execute sp_addextendedproperty 'MS_Description', N'Учебный процесс (buf_learning_processes.external_id): его группа и преподаватель; ссылка на звонок уходит в беседу дисциплины', 'schema', dbo, 'table', buf_lessons, 'column', process_external_id;
+execute sp_addextendedproperty 'MS_Description', N'Начало занятия (местное время, часовой пояс из настроек timezone)', 'schema', dbo, 'table', buf_lessons, 'column', starts_at;
+execute sp_addextendedproperty 'MS_Description', N'Окончание занятия (местное время)', 'schema', dbo, 'table', buf_lessons, 'column', ends_at;
+execute sp_addextendedproperty 'MS_Description', N'Онлайн-занятие: движок запускает для него звонок Сферум', 'schema', dbo, 'table', buf_lessons, 'column', online;
+execute sp_addextendedproperty 'MS_Description', N'Тема занятия: текст сообщения со ссылкой', 'schema', dbo, 'table', buf_lessons, 'column', topic;
+execute sp_addextendedproperty 'MS_Description', N'Пишет движок: starting — запуск в очереди, started — звонок идёт, finishing — завершается, finished — завершён, error — не запущен (причина в sync_error)', 'schema', dbo, 'table', buf_lessons, 'column', call_state;
+execute sp_addextendedproperty 'MS_Description', N'Пишет движок: ссылка для подключения к звонку', 'schema', dbo, 'table', buf_lessons, 'column', join_link;
+execute sp_addextendedproperty 'MS_Description', N'Пишет движок: почему звонок не запущен или не завершён — текст и код ошибки VK', 'schema', dbo, 'table', buf_lessons, 'column', sync_error;
 GO
 
 CREATE TABLE buf_process_enrolments (
@@ -603,15 +640,105 @@ execute sp_addextendedproperty 'MS_Description', N'Сколько раз зна�
 execute sp_addextendedproperty 'MS_Description', N'Когда последнее значение поставлено в очередь (UTC)', 'schema', dbo, 'table', sync_scos_results, 'column', queued_at;
 GO
 
+CREATE TABLE sync_sferum_calls (
+	lesson_id NVARCHAR(100) NOT NULL, 
+	chat_key NVARCHAR(200) NULL, 
+	call_id NVARCHAR(64) NULL, 
+	join_link NVARCHAR(500) NULL, 
+	state NVARCHAR(16) NOT NULL, 
+	posted BIT NOT NULL DEFAULT 0, 
+	pending_key NVARCHAR(200) NULL, 
+	last_error NVARCHAR(2000) NULL, 
+	started_at DATETIME2 NULL, 
+	finished_at DATETIME2 NULL, 
+	updated_at DATETIME2 NOT NULL, 
+	CONSTRAINT pk_sync_sferum_calls PRIMARY KEY (lesson_id)
+);
+execute sp_addextendedproperty 'MS_Description', N'Звонки Сферум онлайн-занятий из buf_lessons', 'schema', dbo, 'table', sync_sferum_calls;
+execute sp_addextendedproperty 'MS_Description', N'Занятие (buf_lessons.external_id)', 'schema', dbo, 'table', sync_sferum_calls, 'column', lesson_id;
+execute sp_addextendedproperty 'MS_Description', N'Беседа дисциплины, куда отправлена ссылка', 'schema', dbo, 'table', sync_sferum_calls, 'column', chat_key;
+execute sp_addextendedproperty 'MS_Description', N'Звонок VK (call_id)', 'schema', dbo, 'table', sync_sferum_calls, 'column', call_id;
+execute sp_addextendedproperty 'MS_Description', N'Ссылка для подключения к звонку', 'schema', dbo, 'table', sync_sferum_calls, 'column', join_link;
+execute sp_addextendedproperty 'MS_Description', N'starting — запуск в очереди, started — звонок идёт, finishing — завершение в очереди, finished — завершён, error — не запущен (см. last_error)', 'schema', dbo, 'table', sync_sferum_calls, 'column', state;
+execute sp_addextendedproperty 'MS_Description', N'Ссылка отправлена в беседу дисциплины', 'schema', dbo, 'table', sync_sferum_calls, 'column', posted;
+execute sp_addextendedproperty 'MS_Description', N'Операция в очереди, которую ждёт звонок (sync_queue.idempotency_key)', 'schema', dbo, 'table', sync_sferum_calls, 'column', pending_key;
+execute sp_addextendedproperty 'MS_Description', N'Почему звонок не запущен или не завершён', 'schema', dbo, 'table', sync_sferum_calls, 'column', last_error;
+execute sp_addextendedproperty 'MS_Description', N'Когда VK запустил звонок (UTC)', 'schema', dbo, 'table', sync_sferum_calls, 'column', started_at;
+execute sp_addextendedproperty 'MS_Description', N'Когда звонок завершён (UTC)', 'schema', dbo, 'table', sync_sferum_calls, 'column', finished_at;
+execute sp_addextendedproperty 'MS_Description', N'Когда строка изменилась (UTC)', 'schema', dbo, 'table', sync_sferum_calls, 'column', updated_at;
+GO
+
+CREATE TABLE sync_sferum_chats (
+	chat_key NVARCHAR(200) NOT NULL, 
+	kind NVARCHAR(16) NOT NULL, 
+	title NVARCHAR(255) NOT NULL, 
+	owner_id BIGINT NULL, 
+	chat_id BIGINT NULL, 
+	state NVARCHAR(16) NOT NULL, 
+	members INTEGER NOT NULL DEFAULT 0, 
+	expected INTEGER NOT NULL DEFAULT 0, 
+	without_vk INTEGER NOT NULL DEFAULT 0, 
+	pending_key NVARCHAR(200) NULL, 
+	last_error NVARCHAR(2000) NULL, 
+	checked_at DATETIME2 NULL, 
+	updated_at DATETIME2 NOT NULL, 
+	CONSTRAINT pk_sync_sferum_chats PRIMARY KEY (chat_key)
+);
+execute sp_addextendedproperty 'MS_Description', N'Беседы Сферум, которые ведёт bufsync: группы, подразделения, дисциплины', 'schema', dbo, 'table', sync_sferum_chats;
+execute sp_addextendedproperty 'MS_Description', N'Беседа: group:<код группы>, department:<код подразделения>, process:<код учебного процесса>, adhoc:<код беседы из buf_chat_members>', 'schema', dbo, 'table', sync_sferum_chats, 'column', chat_key;
+execute sp_addextendedproperty 'MS_Description', N'groups — академическая группа, departments — подразделение, processes — учебный процесс (беседа дисциплины), adhoc — беседа из buf_chat_members', 'schema', dbo, 'table', sync_sferum_chats, 'column', kind;
+execute sp_addextendedproperty 'MS_Description', N'Название беседы (по шаблону из настроек)', 'schema', dbo, 'table', sync_sferum_chats, 'column', title;
+execute sp_addextendedproperty 'MS_Description', N'VK ID организатора, создавшего беседу: chat_id действует только для его токена', 'schema', dbo, 'table', sync_sferum_chats, 'column', owner_id;
+execute sp_addextendedproperty 'MS_Description', N'Идентификатор беседы в VK (chat_id)', 'schema', dbo, 'table', sync_sferum_chats, 'column', chat_id;
+execute sp_addextendedproperty 'MS_Description', N'creating — создание в очереди, active — беседа есть, renaming — переименование в очереди, retired — источник беседы исчез (участники больше не меняются), error — не создана (см. last_error)', 'schema', dbo, 'table', sync_sferum_chats, 'column', state;
+execute sp_addextendedproperty 'MS_Description', N'Участников в VK при последней сверке', 'schema', dbo, 'table', sync_sferum_chats, 'column', members;
+execute sp_addextendedproperty 'MS_Description', N'Сколько людей должно быть в беседе по контингенту', 'schema', dbo, 'table', sync_sferum_chats, 'column', expected;
+execute sp_addextendedproperty 'MS_Description', N'Сколько из них без VK ID (buf_users.vk_id): они не добавлены', 'schema', dbo, 'table', sync_sferum_chats, 'column', without_vk;
+execute sp_addextendedproperty 'MS_Description', N'Операция в очереди, которую ждёт беседа (sync_queue.idempotency_key)', 'schema', dbo, 'table', sync_sferum_chats, 'column', pending_key;
+execute sp_addextendedproperty 'MS_Description', N'Почему беседа не создана или не сверена', 'schema', dbo, 'table', sync_sferum_chats, 'column', last_error;
+execute sp_addextendedproperty 'MS_Description', N'Последняя сверка участников (UTC)', 'schema', dbo, 'table', sync_sferum_chats, 'column', checked_at;
+execute sp_addextendedproperty 'MS_Description', N'Когда строка изменилась (UTC)', 'schema', dbo, 'table', sync_sferum_chats, 'column', updated_at;
+GO
+
+CREATE TABLE sync_sferum_members (
+	chat_key NVARCHAR(200) NOT NULL, 
+	person_external_id NVARCHAR(64) NOT NULL, 
+	vk_id BIGINT NULL, 
+	origin NVARCHAR(8) NOT NULL, 
+	state NVARCHAR(16) NOT NULL, 
+	pending_key NVARCHAR(200) NULL, 
+	last_error NVARCHAR(2000) NULL, 
+	sends INTEGER NOT NULL DEFAULT 0, 
+	updated_at DATETIME2 NOT NULL, 
+	CONSTRAINT pk_sync_sferum_members PRIMARY KEY (chat_key, person_external_id)
+);
+execute sp_addextendedproperty 'MS_Description', N'Участники бесед Сферум: кто должен быть в беседе, кто добавлен и удалён bufsync', 'schema', dbo, 'table', sync_sferum_members;
+execute sp_addextendedproperty 'MS_Description', N'Беседа (sync_sferum_chats.chat_key)', 'schema', dbo, 'table', sync_sferum_members, 'column', chat_key;
+execute sp_addextendedproperty 'MS_Description', N'Человек (buf_users.external_id)', 'schema', dbo, 'table', sync_sferum_members, 'column', person_external_id;
+execute sp_addextendedproperty 'MS_Description', N'VK ID человека; пусто — 1С его не заполнила', 'schema', dbo, 'table', sync_sferum_members, 'column', vk_id;
+execute sp_addextendedproperty 'MS_Description', N'added — добавлен bufsync, found — уже был в беседе (bufsync удаляет его, только если так настроено: portals.sferum.remove)', 'schema', dbo, 'table', sync_sferum_members, 'column', origin;
+execute sp_addextendedproperty 'MS_Description', N'adding — добавление в очереди, member — в беседе, removing — удаление в очереди, removed — удалён, no_vk — нет VK ID, не добавлен, error — VK не принял (см. last_error)', 'schema', dbo, 'table', sync_sferum_members, 'column', state;
+execute sp_addextendedproperty 'MS_Description', N'Операция в очереди, которую ждёт строка (sync_queue.idempotency_key)', 'schema', dbo, 'table', sync_sferum_members, 'column', pending_key;
+execute sp_addextendedproperty 'MS_Description', N'Почему человек не добавлен или не удалён', 'schema', dbo, 'table', sync_sferum_members, 'column', last_error;
+execute sp_addextendedproperty 'MS_Description', N'Сколько раз человек добавлялся или удалялся (номер в ключе очереди)', 'schema', dbo, 'table', sync_sferum_members, 'column', sends;
+execute sp_addextendedproperty 'MS_Description', N'Когда строка изменилась (UTC)', 'schema', dbo, 'table', sync_sferum_members, 'column', updated_at;
+GO
+
 -- v_queue_scos: the queue of one portal, its JSON payload unpacked into columns
 CREATE VIEW v_queue_scos AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, JSON_VALUE(sync_queue.payload, '$._moodle_course_id') AS moodle_course_id, JSON_VALUE(sync_queue.payload, '$._moodle_user_id') AS moodle_user_id, JSON_VALUE(sync_queue.payload, '$.course_id') AS course_id, JSON_VALUE(sync_queue.payload, '$.user_id') AS user_id, JSON_VALUE(sync_queue.payload, '$.session_id') AS session_id, JSON_VALUE(sync_queue.payload, '$.checkpoint_id') AS checkpoint_id, JSON_VALUE(sync_queue.payload, '$.checkpoint_name') AS checkpoint_name, JSON_VALUE(sync_queue.payload, '$.rating') AS rating, JSON_VALUE(sync_queue.payload, '$.progress') AS progress, JSON_VALUE(sync_queue.payload, '$.title') AS title, JSON_VALUE(sync_queue.payload, '$.business_version') AS business_version, JSON_VALUE(sync_queue.payload, '$.status') AS new_status 
 FROM sync_queue 
 WHERE sync_queue.portal = 'scos';
 GO
 
+-- v_queue_sferum: the queue of one portal, its JSON payload unpacked into columns
+CREATE VIEW v_queue_sferum AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, JSON_VALUE(sync_queue.payload, '$.chat_key') AS chat_key, JSON_VALUE(sync_queue.payload, '$.title') AS title, JSON_VALUE(sync_queue.payload, '$.chat_id') AS chat_id, JSON_VALUE(sync_queue.payload, '$.user_id') AS vk_id, JSON_VALUE(sync_queue.payload, '$.person') AS person_external_id, JSON_VALUE(sync_queue.payload, '$.lesson_id') AS lesson_id, JSON_VALUE(sync_queue.payload, '$.call_id') AS call_id 
+FROM sync_queue 
+WHERE sync_queue.portal = 'sferum';
+GO
+
 CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0013');
+INSERT INTO sync_schema_version (version_num) VALUES ('0014');
 GO

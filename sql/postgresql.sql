@@ -53,6 +53,17 @@ COMMENT ON COLUMN buf_batches.rows_expected IS 'Сколько строк 1С з
 COMMENT ON COLUMN buf_batches.created_at IS 'Когда пакет начат';
 COMMENT ON COLUMN buf_batches.ready_at IS 'Когда пакет отмечен как ready';
 
+CREATE TABLE buf_chat_members (
+	chat_code VARCHAR(100) NOT NULL, 
+	person_external_id VARCHAR(64) NOT NULL, 
+	chat_title VARCHAR(255) NOT NULL, 
+	CONSTRAINT pk_buf_chat_members PRIMARY KEY (chat_code, person_external_id)
+);
+COMMENT ON TABLE buf_chat_members IS 'Участники своих бесед Сферум (одна строка — один человек в одной беседе); беседу движок создаёт сам, состав держит по этой таблице';
+COMMENT ON COLUMN buf_chat_members.chat_code IS 'Идентификатор беседы, который выбирает сайт';
+COMMENT ON COLUMN buf_chat_members.person_external_id IS 'Человек (buf_users.external_id); в беседу попадает по его VK ID';
+COMMENT ON COLUMN buf_chat_members.chat_title IS 'Название беседы (одинаковое во всех строках беседы; берётся первое по алфавиту)';
+
 CREATE TABLE buf_courses (
 	external_id VARCHAR(100) NOT NULL, 
 	shortname VARCHAR(255) NOT NULL, 
@@ -163,6 +174,30 @@ COMMENT ON COLUMN buf_learning_processes.sync_status IS 'Движок: резу�
 COMMENT ON COLUMN buf_learning_processes.sync_error IS 'Движок: почему строка не применена (error, skipped) или что LMS не сохранила (warning) — текст для разработчика 1С и код ошибки LMS';
 COMMENT ON COLUMN buf_learning_processes.synced_at IS 'Движок: когда строка последний раз применена или проверена';
 COMMENT ON COLUMN buf_learning_processes.lms_id IS 'Движок: идентификатор записи в LMS (id в Moodle)';
+
+CREATE TABLE buf_lessons (
+	external_id VARCHAR(100) NOT NULL, 
+	process_external_id VARCHAR(100) NOT NULL, 
+	starts_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	ends_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	online BOOLEAN DEFAULT false NOT NULL, 
+	topic VARCHAR(255), 
+	call_state VARCHAR(16), 
+	join_link VARCHAR(500), 
+	sync_error VARCHAR(2000), 
+	CONSTRAINT pk_buf_lessons PRIMARY KEY (external_id)
+);
+CREATE INDEX ix_buf_lessons_starts_at ON buf_lessons (starts_at);
+COMMENT ON TABLE buf_lessons IS 'Занятия по расписанию (учебный процесс, время, онлайн); для онлайн-занятия дня движок запускает звонок VK Сферум заранее и завершает его после окончания';
+COMMENT ON COLUMN buf_lessons.external_id IS 'Идентификатор занятия в 1С';
+COMMENT ON COLUMN buf_lessons.process_external_id IS 'Учебный процесс (buf_learning_processes.external_id): его группа и преподаватель; ссылка на звонок уходит в беседу дисциплины';
+COMMENT ON COLUMN buf_lessons.starts_at IS 'Начало занятия (местное время, часовой пояс из настроек timezone)';
+COMMENT ON COLUMN buf_lessons.ends_at IS 'Окончание занятия (местное время)';
+COMMENT ON COLUMN buf_lessons.online IS 'Онлайн-занятие: движок запускает для него звонок Сферум';
+COMMENT ON COLUMN buf_lessons.topic IS 'Тема занятия: текст сообщения со ссылкой';
+COMMENT ON COLUMN buf_lessons.call_state IS 'Пишет движок: starting — запуск в очереди, started — звонок идёт, finishing — завершается, finished — завершён, error — не запущен (причина в sync_error)';
+COMMENT ON COLUMN buf_lessons.join_link IS 'Пишет движок: ссылка для подключения к звонку';
+COMMENT ON COLUMN buf_lessons.sync_error IS 'Пишет движок: почему звонок не запущен или не завершён — текст и код ошибки VK';
 
 CREATE TABLE buf_process_enrolments (
 	user_external_id VARCHAR(64) NOT NULL, 
@@ -581,13 +616,99 @@ COMMENT ON COLUMN sync_scos_results.enrolment_no IS 'К какой записи 
 COMMENT ON COLUMN sync_scos_results.sends IS 'Сколько раз значение отправлялось (номер в ключе очереди)';
 COMMENT ON COLUMN sync_scos_results.queued_at IS 'Когда последнее значение поставлено в очередь (UTC)';
 
+CREATE TABLE sync_sferum_calls (
+	lesson_id VARCHAR(100) NOT NULL, 
+	chat_key VARCHAR(200), 
+	call_id VARCHAR(64), 
+	join_link VARCHAR(500), 
+	state VARCHAR(16) NOT NULL, 
+	posted BOOLEAN DEFAULT false NOT NULL, 
+	pending_key VARCHAR(200), 
+	last_error VARCHAR(2000), 
+	started_at TIMESTAMP WITHOUT TIME ZONE, 
+	finished_at TIMESTAMP WITHOUT TIME ZONE, 
+	updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	CONSTRAINT pk_sync_sferum_calls PRIMARY KEY (lesson_id)
+);
+COMMENT ON TABLE sync_sferum_calls IS 'Звонки Сферум онлайн-занятий из buf_lessons';
+COMMENT ON COLUMN sync_sferum_calls.lesson_id IS 'Занятие (buf_lessons.external_id)';
+COMMENT ON COLUMN sync_sferum_calls.chat_key IS 'Беседа дисциплины, куда отправлена ссылка';
+COMMENT ON COLUMN sync_sferum_calls.call_id IS 'Звонок VK (call_id)';
+COMMENT ON COLUMN sync_sferum_calls.join_link IS 'Ссылка для подключения к звонку';
+COMMENT ON COLUMN sync_sferum_calls.state IS 'starting — запуск в очереди, started — звонок идёт, finishing — завершение в очереди, finished — завершён, error — не запущен (см. last_error)';
+COMMENT ON COLUMN sync_sferum_calls.posted IS 'Ссылка отправлена в беседу дисциплины';
+COMMENT ON COLUMN sync_sferum_calls.pending_key IS 'Операция в очереди, которую ждёт звонок (sync_queue.idempotency_key)';
+COMMENT ON COLUMN sync_sferum_calls.last_error IS 'Почему звонок не запущен или не завершён';
+COMMENT ON COLUMN sync_sferum_calls.started_at IS 'Когда VK запустил звонок (UTC)';
+COMMENT ON COLUMN sync_sferum_calls.finished_at IS 'Когда звонок завершён (UTC)';
+COMMENT ON COLUMN sync_sferum_calls.updated_at IS 'Когда строка изменилась (UTC)';
+
+CREATE TABLE sync_sferum_chats (
+	chat_key VARCHAR(200) NOT NULL, 
+	kind VARCHAR(16) NOT NULL, 
+	title VARCHAR(255) NOT NULL, 
+	owner_id BIGINT, 
+	chat_id BIGINT, 
+	state VARCHAR(16) NOT NULL, 
+	members INTEGER DEFAULT 0 NOT NULL, 
+	expected INTEGER DEFAULT 0 NOT NULL, 
+	without_vk INTEGER DEFAULT 0 NOT NULL, 
+	pending_key VARCHAR(200), 
+	last_error VARCHAR(2000), 
+	checked_at TIMESTAMP WITHOUT TIME ZONE, 
+	updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	CONSTRAINT pk_sync_sferum_chats PRIMARY KEY (chat_key)
+);
+COMMENT ON TABLE sync_sferum_chats IS 'Беседы Сферум, которые ведёт bufsync: группы, подразделения, дисциплины';
+COMMENT ON COLUMN sync_sferum_chats.chat_key IS 'Беседа: group:<код группы>, department:<код подразделения>, process:<код учебного процесса>, adhoc:<код беседы из buf_chat_members>';
+COMMENT ON COLUMN sync_sferum_chats.kind IS 'groups — академическая группа, departments — подразделение, processes — учебный процесс (беседа дисциплины), adhoc — беседа из buf_chat_members';
+COMMENT ON COLUMN sync_sferum_chats.title IS 'Название беседы (по шаблону из настроек)';
+COMMENT ON COLUMN sync_sferum_chats.owner_id IS 'VK ID организатора, создавшего беседу: chat_id действует только для его токена';
+COMMENT ON COLUMN sync_sferum_chats.chat_id IS 'Идентификатор беседы в VK (chat_id)';
+COMMENT ON COLUMN sync_sferum_chats.state IS 'creating — создание в очереди, active — беседа есть, renaming — переименование в очереди, retired — источник беседы исчез (участники больше не меняются), error — не создана (см. last_error)';
+COMMENT ON COLUMN sync_sferum_chats.members IS 'Участников в VK при последней сверке';
+COMMENT ON COLUMN sync_sferum_chats.expected IS 'Сколько людей должно быть в беседе по контингенту';
+COMMENT ON COLUMN sync_sferum_chats.without_vk IS 'Сколько из них без VK ID (buf_users.vk_id): они не добавлены';
+COMMENT ON COLUMN sync_sferum_chats.pending_key IS 'Операция в очереди, которую ждёт беседа (sync_queue.idempotency_key)';
+COMMENT ON COLUMN sync_sferum_chats.last_error IS 'Почему беседа не создана или не сверена';
+COMMENT ON COLUMN sync_sferum_chats.checked_at IS 'Последняя сверка участников (UTC)';
+COMMENT ON COLUMN sync_sferum_chats.updated_at IS 'Когда строка изменилась (UTC)';
+
+CREATE TABLE sync_sferum_members (
+	chat_key VARCHAR(200) NOT NULL, 
+	person_external_id VARCHAR(64) NOT NULL, 
+	vk_id BIGINT, 
+	origin VARCHAR(8) NOT NULL, 
+	state VARCHAR(16) NOT NULL, 
+	pending_key VARCHAR(200), 
+	last_error VARCHAR(2000), 
+	sends INTEGER DEFAULT 0 NOT NULL, 
+	updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	CONSTRAINT pk_sync_sferum_members PRIMARY KEY (chat_key, person_external_id)
+);
+COMMENT ON TABLE sync_sferum_members IS 'Участники бесед Сферум: кто должен быть в беседе, кто добавлен и удалён bufsync';
+COMMENT ON COLUMN sync_sferum_members.chat_key IS 'Беседа (sync_sferum_chats.chat_key)';
+COMMENT ON COLUMN sync_sferum_members.person_external_id IS 'Человек (buf_users.external_id)';
+COMMENT ON COLUMN sync_sferum_members.vk_id IS 'VK ID человека; пусто — 1С его не заполнила';
+COMMENT ON COLUMN sync_sferum_members.origin IS 'added — добавлен bufsync, found — уже был в беседе (bufsync удаляет его, только если так настроено: portals.sferum.remove)';
+COMMENT ON COLUMN sync_sferum_members.state IS 'adding — добавление в очереди, member — в беседе, removing — удаление в очереди, removed — удалён, no_vk — нет VK ID, не добавлен, error — VK не принял (см. last_error)';
+COMMENT ON COLUMN sync_sferum_members.pending_key IS 'Операция в очереди, которую ждёт строка (sync_queue.idempotency_key)';
+COMMENT ON COLUMN sync_sferum_members.last_error IS 'Почему человек не добавлен или не удалён';
+COMMENT ON COLUMN sync_sferum_members.sends IS 'Сколько раз человек добавлялся или удалялся (номер в ключе очереди)';
+COMMENT ON COLUMN sync_sferum_members.updated_at IS 'Когда строка изменилась (UTC)';
+
 -- v_queue_scos: the queue of one portal, its JSON payload unpacked into columns
 CREATE VIEW v_queue_scos AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, CAST(sync_queue.payload AS JSONB) ->> '_moodle_course_id' AS moodle_course_id, CAST(sync_queue.payload AS JSONB) ->> '_moodle_user_id' AS moodle_user_id, CAST(sync_queue.payload AS JSONB) ->> 'course_id' AS course_id, CAST(sync_queue.payload AS JSONB) ->> 'user_id' AS user_id, CAST(sync_queue.payload AS JSONB) ->> 'session_id' AS session_id, CAST(sync_queue.payload AS JSONB) ->> 'checkpoint_id' AS checkpoint_id, CAST(sync_queue.payload AS JSONB) ->> 'checkpoint_name' AS checkpoint_name, CAST(sync_queue.payload AS JSONB) ->> 'rating' AS rating, CAST(sync_queue.payload AS JSONB) ->> 'progress' AS progress, CAST(sync_queue.payload AS JSONB) ->> 'title' AS title, CAST(sync_queue.payload AS JSONB) ->> 'business_version' AS business_version, CAST(sync_queue.payload AS JSONB) ->> 'status' AS new_status 
 FROM sync_queue 
 WHERE sync_queue.portal = 'scos';
 
+-- v_queue_sferum: the queue of one portal, its JSON payload unpacked into columns
+CREATE VIEW v_queue_sferum AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, CAST(sync_queue.payload AS JSONB) ->> 'chat_key' AS chat_key, CAST(sync_queue.payload AS JSONB) ->> 'title' AS title, CAST(sync_queue.payload AS JSONB) ->> 'chat_id' AS chat_id, CAST(sync_queue.payload AS JSONB) ->> 'user_id' AS vk_id, CAST(sync_queue.payload AS JSONB) ->> 'person' AS person_external_id, CAST(sync_queue.payload AS JSONB) ->> 'lesson_id' AS lesson_id, CAST(sync_queue.payload AS JSONB) ->> 'call_id' AS call_id 
+FROM sync_queue 
+WHERE sync_queue.portal = 'sferum';
+
 CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0013');
+INSERT INTO sync_schema_version (version_num) VALUES ('0014');

@@ -53,6 +53,17 @@ CREATE TABLE buf_batches (
 	CONSTRAINT pk_buf_batches PRIMARY KEY (entity, batch_id)
 );
 
+-- buf_chat_members: Участники своих бесед Сферум (одна строка — один человек в одной беседе); беседу движок создаёт сам, состав держит по этой таблице
+--   chat_code           Идентификатор беседы, который выбирает сайт
+--   person_external_id  Человек (buf_users.external_id); в беседу попадает по его VK ID
+--   chat_title          Название беседы (одинаковое во всех строках беседы; берётся первое по алфавиту)
+CREATE TABLE buf_chat_members (
+	chat_code VARCHAR(100) NOT NULL, 
+	person_external_id VARCHAR(64) NOT NULL, 
+	chat_title VARCHAR(255) NOT NULL, 
+	CONSTRAINT pk_buf_chat_members PRIMARY KEY (chat_code, person_external_id)
+);
+
 -- buf_courses: Курсы, которые должны быть в LMS (необязательная таблица)
 --   external_id           Идентификатор курса в 1С; становится idnumber курса Moodle
 --   shortname             Краткое название курса; в Moodle уникально
@@ -163,6 +174,30 @@ CREATE TABLE buf_learning_processes (
 	lms_id BIGINT, 
 	CONSTRAINT pk_buf_learning_processes PRIMARY KEY (external_id)
 );
+
+-- buf_lessons: Занятия по расписанию (учебный процесс, время, онлайн); для онлайн-занятия дня движок запускает звонок VK Сферум заранее и завершает его после окончания
+--   external_id          Идентификатор занятия в 1С
+--   process_external_id  Учебный процесс (buf_learning_processes.external_id): его группа и преподаватель; ссылка на звонок уходит в беседу дисциплины
+--   starts_at            Начало занятия (местное время, часовой пояс из настроек timezone)
+--   ends_at              Окончание занятия (местное время)
+--   online               Онлайн-занятие: движок запускает для него звонок Сферум
+--   topic                Тема занятия: текст сообщения со ссылкой
+--   call_state           Пишет движок: starting — запуск в очереди, started — звонок идёт, finishing — завершается, finished — завершён, error — не запущен (причина в sync_error)
+--   join_link            Пишет движок: ссылка для подключения к звонку
+--   sync_error           Пишет движок: почему звонок не запущен или не завершён — текст и код ошибки VK
+CREATE TABLE buf_lessons (
+	external_id VARCHAR(100) NOT NULL, 
+	process_external_id VARCHAR(100) NOT NULL, 
+	starts_at DATETIME NOT NULL, 
+	ends_at DATETIME NOT NULL, 
+	online BOOLEAN DEFAULT 0 NOT NULL, 
+	topic VARCHAR(255), 
+	call_state VARCHAR(16), 
+	join_link VARCHAR(500), 
+	sync_error VARCHAR(2000), 
+	CONSTRAINT pk_buf_lessons PRIMARY KEY (external_id)
+);
+CREATE INDEX ix_buf_lessons_starts_at ON buf_lessons (starts_at);
 
 -- buf_process_enrolments: Записи на курсы по учебным процессам (заполняет bufsync из buf_learning_processes и buf_students перед каждым запуском; 1С эту таблицу не пишет)
 --   user_external_id     Человек (buf_users.external_id): студент группы или преподаватель
@@ -581,13 +616,99 @@ CREATE TABLE sync_scos_results (
 	CONSTRAINT pk_sync_scos_results PRIMARY KEY (course_id, user_id, item)
 );
 
+-- sync_sferum_calls: Звонки Сферум онлайн-занятий из buf_lessons
+--   lesson_id    Занятие (buf_lessons.external_id)
+--   chat_key     Беседа дисциплины, куда отправлена ссылка
+--   call_id      Звонок VK (call_id)
+--   join_link    Ссылка для подключения к звонку
+--   state        starting — запуск в очереди, started — звонок идёт, finishing — завершение в очереди, finished — завершён, error — не запущен (см. last_error)
+--   posted       Ссылка отправлена в беседу дисциплины
+--   pending_key  Операция в очереди, которую ждёт звонок (sync_queue.idempotency_key)
+--   last_error   Почему звонок не запущен или не завершён
+--   started_at   Когда VK запустил звонок (UTC)
+--   finished_at  Когда звонок завершён (UTC)
+--   updated_at   Когда строка изменилась (UTC)
+CREATE TABLE sync_sferum_calls (
+	lesson_id VARCHAR(100) NOT NULL, 
+	chat_key VARCHAR(200), 
+	call_id VARCHAR(64), 
+	join_link VARCHAR(500), 
+	state VARCHAR(16) NOT NULL, 
+	posted BOOLEAN DEFAULT 0 NOT NULL, 
+	pending_key VARCHAR(200), 
+	last_error VARCHAR(2000), 
+	started_at DATETIME, 
+	finished_at DATETIME, 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_sync_sferum_calls PRIMARY KEY (lesson_id)
+);
+
+-- sync_sferum_chats: Беседы Сферум, которые ведёт bufsync: группы, подразделения, дисциплины
+--   chat_key     Беседа: group:<код группы>, department:<код подразделения>, process:<код учебного процесса>, adhoc:<код беседы из buf_chat_members>
+--   kind         groups — академическая группа, departments — подразделение, processes — учебный процесс (беседа дисциплины), adhoc — беседа из buf_chat_members
+--   title        Название беседы (по шаблону из настроек)
+--   owner_id     VK ID организатора, создавшего беседу: chat_id действует только для его токена
+--   chat_id      Идентификатор беседы в VK (chat_id)
+--   state        creating — создание в очереди, active — беседа есть, renaming — переименование в очереди, retired — источник беседы исчез (участники больше не меняются), error — не создана (см. last_error)
+--   members      Участников в VK при последней сверке
+--   expected     Сколько людей должно быть в беседе по контингенту
+--   without_vk   Сколько из них без VK ID (buf_users.vk_id): они не добавлены
+--   pending_key  Операция в очереди, которую ждёт беседа (sync_queue.idempotency_key)
+--   last_error   Почему беседа не создана или не сверена
+--   checked_at   Последняя сверка участников (UTC)
+--   updated_at   Когда строка изменилась (UTC)
+CREATE TABLE sync_sferum_chats (
+	chat_key VARCHAR(200) NOT NULL, 
+	kind VARCHAR(16) NOT NULL, 
+	title VARCHAR(255) NOT NULL, 
+	owner_id BIGINT, 
+	chat_id BIGINT, 
+	state VARCHAR(16) NOT NULL, 
+	members INTEGER DEFAULT 0 NOT NULL, 
+	expected INTEGER DEFAULT 0 NOT NULL, 
+	without_vk INTEGER DEFAULT 0 NOT NULL, 
+	pending_key VARCHAR(200), 
+	last_error VARCHAR(2000), 
+	checked_at DATETIME, 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_sync_sferum_chats PRIMARY KEY (chat_key)
+);
+
+-- sync_sferum_members: Участники бесед Сферум: кто должен быть в беседе, кто добавлен и удалён bufsync
+--   chat_key            Беседа (sync_sferum_chats.chat_key)
+--   person_external_id  Человек (buf_users.external_id)
+--   vk_id               VK ID человека; пусто — 1С его не заполнила
+--   origin              added — добавлен bufsync, found — уже был в беседе (bufsync удаляет его, только если так настроено: portals.sferum.remove)
+--   state               adding — добавление в очереди, member — в беседе, removing — удаление в очереди, removed — удалён, no_vk — нет VK ID, не добавлен, error — VK не принял (см. last_error)
+--   pending_key         Операция в очереди, которую ждёт строка (sync_queue.idempotency_key)
+--   last_error          Почему человек не добавлен или не удалён
+--   sends               Сколько раз человек добавлялся или удалялся (номер в ключе очереди)
+--   updated_at          Когда строка изменилась (UTC)
+CREATE TABLE sync_sferum_members (
+	chat_key VARCHAR(200) NOT NULL, 
+	person_external_id VARCHAR(64) NOT NULL, 
+	vk_id BIGINT, 
+	origin VARCHAR(8) NOT NULL, 
+	state VARCHAR(16) NOT NULL, 
+	pending_key VARCHAR(200), 
+	last_error VARCHAR(2000), 
+	sends INTEGER DEFAULT 0 NOT NULL, 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_sync_sferum_members PRIMARY KEY (chat_key, person_external_id)
+);
+
 -- v_queue_scos: the queue of one portal, its JSON payload unpacked into columns
 CREATE VIEW v_queue_scos AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, json_extract(sync_queue.payload, '$._moodle_course_id') AS moodle_course_id, json_extract(sync_queue.payload, '$._moodle_user_id') AS moodle_user_id, json_extract(sync_queue.payload, '$.course_id') AS course_id, json_extract(sync_queue.payload, '$.user_id') AS user_id, json_extract(sync_queue.payload, '$.session_id') AS session_id, json_extract(sync_queue.payload, '$.checkpoint_id') AS checkpoint_id, json_extract(sync_queue.payload, '$.checkpoint_name') AS checkpoint_name, json_extract(sync_queue.payload, '$.rating') AS rating, json_extract(sync_queue.payload, '$.progress') AS progress, json_extract(sync_queue.payload, '$.title') AS title, json_extract(sync_queue.payload, '$.business_version') AS business_version, json_extract(sync_queue.payload, '$.status') AS new_status 
 FROM sync_queue 
 WHERE sync_queue.portal = 'scos';
 
+-- v_queue_sferum: the queue of one portal, its JSON payload unpacked into columns
+CREATE VIEW v_queue_sferum AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, json_extract(sync_queue.payload, '$.chat_key') AS chat_key, json_extract(sync_queue.payload, '$.title') AS title, json_extract(sync_queue.payload, '$.chat_id') AS chat_id, json_extract(sync_queue.payload, '$.user_id') AS vk_id, json_extract(sync_queue.payload, '$.person') AS person_external_id, json_extract(sync_queue.payload, '$.lesson_id') AS lesson_id, json_extract(sync_queue.payload, '$.call_id') AS call_id 
+FROM sync_queue 
+WHERE sync_queue.portal = 'sferum';
+
 CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0013');
+INSERT INTO sync_schema_version (version_num) VALUES ('0014');

@@ -14,9 +14,9 @@ def chunks(values: list[Any], size: int = 500) -> Iterable[list[Any]]:
         yield values[start:start + size]
 
 
-def queue_items(engine: sa.Engine, queue: sa.Table, portal: str, keys: list[str]) -> dict[str, sa.Row[Any]]:
+def queue_items(engine: sa.Engine, queue: sa.Table, portal: str, keys: list[str]) -> dict[str, Any]:
     """The portal's queue items with these idempotency keys: operation, status, payload, response, last_error."""
-    found: dict[str, sa.Row[Any]] = {}
+    found: dict[str, Any] = {}
     q = queue
     with engine.connect() as conn:
         for chunk in chunks(sorted(set(keys))):

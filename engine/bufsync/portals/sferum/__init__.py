@@ -1,6 +1,7 @@
-"""VK Сферум (issue 17): the VK API client (client.py), tested against the sandbox VK API (bufsync/sandbox/vk).
+"""VK Сферум (docs/portals/sferum.md): chats of academic groups, departments and learning processes kept in step
+with the contingent, and online lessons as VK calls, all through the VK API with the organiser's token."""
 
-The portal registers itself here once its scenario run (chats and members from the contingent, online lessons)
-and its queue handler exist; until then this folder registers nothing, so no setting, job kind or command
-offers what is not built.
-"""
+from bufsync.portals import register
+from bufsync.portals.sferum.portal import SferumPortal
+
+register(SferumPortal())

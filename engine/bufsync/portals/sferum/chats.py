@@ -273,17 +273,17 @@ class Chats:
                 room -= 1
                 adds.append((chat, person, (row.sends if row else 0) + 1))
             wanted_vk = set(wanted.vk_ids)
-            for person_id, row in rows.items():
-                if row.pending_key is not None or person_id in wanted.members:
+            for person_id, kept in rows.items():
+                if kept.pending_key is not None or person_id in wanted.members:
                     continue
-                if row.vk_id is not None and row.vk_id in held.ids and row.vk_id not in wanted_vk:
-                    if row.origin == "added" or self.settings.remove != "added":
-                        removals[chat.kind].append((chat, person_id, row.vk_id, row))
+                if kept.vk_id is not None and kept.vk_id in held.ids and kept.vk_id not in wanted_vk:
+                    if kept.origin == "added" or self.settings.remove != "added":
+                        removals[chat.kind].append((chat, person_id, kept.vk_id, kept))
                         continue
                     continue  # found there, not bufsync's to remove: left as it is
-                if row.state != "removed":
-                    writes.append({"chat_key": chat.chat_key, "person_external_id": person_id, "vk_id": row.vk_id,
-                                   "origin": row.origin, "state": "removed", "pending_key": None, "last_error": None,
+                if kept.state != "removed":
+                    writes.append({"chat_key": chat.chat_key, "person_external_id": person_id, "vk_id": kept.vk_id,
+                                   "origin": kept.origin, "state": "removed", "pending_key": None, "last_error": None,
                                    "updated_at": now})
             tracked = {r.vk_id for r in rows.values() if r.vk_id is not None}
             for vk_id in sorted(held.ids - wanted_vk - tracked - held.admins - {self.organiser}):
@@ -295,8 +295,8 @@ class Chats:
             key = item_key("member", chat.chat_key, person.external_id, "add", sends)
             items.append(self._item("member_add", {"chat_key": chat.chat_key, "chat_id": chat.chat_id,
                                                    "user_id": person.vk_id, "person": person.external_id}, key))
-            row = rows_by_chat.get(chat.chat_key, {}).get(person.external_id)
-            writes.append(self._member(chat.chat_key, person, "adding", key, row.origin if row else "added", now)
+            prior = rows_by_chat.get(chat.chat_key, {}).get(person.external_id)
+            writes.append(self._member(chat.chat_key, person, "adding", key, prior.origin if prior else "added", now)
                           | {"sends": sends})
         self.report.add("queued.member_add", len(adds))
         for kind, planned in removals.items():

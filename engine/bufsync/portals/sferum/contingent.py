@@ -82,7 +82,7 @@ def read(engine: sa.Engine, metadata: sa.MetaData, mappings: MappingSet, setting
          today: date) -> Contingent:
     """Every wanted chat with its members; a kind whose tables the buffer lacks is left out."""
     present = set(sa.inspect(engine).get_table_names())
-    tables = {name: t for name in ("buf_users", "buf_students", "buf_staff", "buf_departments",
+    tables: dict[str, sa.Table] = {name: t for name in ("buf_users", "buf_students", "buf_staff", "buf_departments",
                                    "buf_learning_processes", "buf_courses", "buf_chat_members")
               if (t := _table(metadata, name)) is not None and name in present}
     chats: dict[str, Wanted] = {}

@@ -9,7 +9,8 @@ from pydantic import Field, SecretStr, field_validator
 from bufsync.portals.settings import PortalSettings
 from bufsync.validation import StrictModel, http_url
 
-CHAT_KINDS = ("groups", "departments", "processes", "adhoc")
+ChatKind = Literal["groups", "departments", "processes", "adhoc"]
+CHAT_KINDS: tuple[ChatKind, ...] = ("groups", "departments", "processes", "adhoc")
 
 
 class Titles(StrictModel):
@@ -51,7 +52,7 @@ class SferumSettings(PortalSettings):
     rate_user: int = Field(3, ge=0, le=100, description="requests a second on a user token (VK: 3; 0: no limit)")
     rate_group: int = Field(20, ge=0, le=100, description="requests a second on a community token (VK: 20)")
     execute: bool = Field(True, description="bundle up to 25 calls in one `execute` request")
-    chats: list[Literal["groups", "departments", "processes", "adhoc"]] = Field(
+    chats: list[ChatKind] = Field(
         default_factory=lambda: list(CHAT_KINDS), description="which chats bufsync keeps: groups (an academic "
         "group's studying students), departments (a department's working staff), processes (a learning process's "
         "students and teacher: the subject chat), adhoc (chats declared in buf_chat_members)")
