@@ -691,7 +691,7 @@ COMMENT ON COLUMN sync_sferum_members.chat_key IS 'Беседа (sync_sferum_cha
 COMMENT ON COLUMN sync_sferum_members.person_external_id IS 'Человек (buf_users.external_id)';
 COMMENT ON COLUMN sync_sferum_members.vk_id IS 'VK ID человека; пусто — 1С его не заполнила';
 COMMENT ON COLUMN sync_sferum_members.origin IS 'added — добавлен bufsync, found — уже был в беседе (bufsync удаляет его, только если так настроено: portals.sferum.remove)';
-COMMENT ON COLUMN sync_sferum_members.state IS 'adding — добавление в очереди, member — в беседе, removing — удаление в очереди, removed — удалён, no_vk — нет VK ID, не добавлен, error — VK не принял (см. last_error)';
+COMMENT ON COLUMN sync_sferum_members.state IS 'adding — добавление в очереди, member — в беседе, removing — удаление в очереди, removed — удалён, no_vk — нет VK ID, не добавлен, missing — VK не добавил его при создании беседы (добавится при следующем запуске), error — VK не принял (см. last_error; повтор через сутки или сразу после смены VK ID)';
 COMMENT ON COLUMN sync_sferum_members.pending_key IS 'Операция в очереди, которую ждёт строка (sync_queue.idempotency_key)';
 COMMENT ON COLUMN sync_sferum_members.last_error IS 'Почему человек не добавлен или не удалён';
 COMMENT ON COLUMN sync_sferum_members.sends IS 'Сколько раз человек добавлялся или удалялся (номер в ключе очереди)';

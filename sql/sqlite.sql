@@ -679,7 +679,7 @@ CREATE TABLE sync_sferum_chats (
 --   person_external_id  Человек (buf_users.external_id)
 --   vk_id               VK ID человека; пусто — 1С его не заполнила
 --   origin              added — добавлен bufsync, found — уже был в беседе (bufsync удаляет его, только если так настроено: portals.sferum.remove)
---   state               adding — добавление в очереди, member — в беседе, removing — удаление в очереди, removed — удалён, no_vk — нет VK ID, не добавлен, error — VK не принял (см. last_error)
+--   state               adding — добавление в очереди, member — в беседе, removing — удаление в очереди, removed — удалён, no_vk — нет VK ID, не добавлен, missing — VK не добавил его при создании беседы (добавится при следующем запуске), error — VK не принял (см. last_error; повтор через сутки или сразу после смены VK ID)
 --   pending_key         Операция в очереди, которую ждёт строка (sync_queue.idempotency_key)
 --   last_error          Почему человек не добавлен или не удалён
 --   sends               Сколько раз человек добавлялся или удалялся (номер в ключе очереди)

@@ -85,7 +85,7 @@ def upgrade() -> None:
     sa.Column('person_external_id', sa.String(length=64).with_variant(sa.NVARCHAR(length=64), 'mssql'), nullable=False, comment='Человек (buf_users.external_id)'),
     sa.Column('vk_id', sa.BigInteger(), nullable=True, comment='VK ID человека; пусто — 1С его не заполнила'),
     sa.Column('origin', sa.String(length=8).with_variant(sa.NVARCHAR(length=8), 'mssql'), nullable=False, comment='added — добавлен bufsync, found — уже был в беседе (bufsync удаляет его, только если так настроено: portals.sferum.remove)'),
-    sa.Column('state', sa.String(length=16).with_variant(sa.NVARCHAR(length=16), 'mssql'), nullable=False, comment='adding — добавление в очереди, member — в беседе, removing — удаление в очереди, removed — удалён, no_vk — нет VK ID, не добавлен, error — VK не принял (см. last_error)'),
+    sa.Column('state', sa.String(length=16).with_variant(sa.NVARCHAR(length=16), 'mssql'), nullable=False, comment='adding — добавление в очереди, member — в беседе, removing — удаление в очереди, removed — удалён, no_vk — нет VK ID, не добавлен, missing — VK не добавил его при создании беседы (добавится при следующем запуске), error — VK не принял (см. last_error; повтор через сутки или сразу после смены VK ID)'),
     sa.Column('pending_key', sa.String(length=200).with_variant(sa.NVARCHAR(length=200), 'mssql'), nullable=True, comment='Операция в очереди, которую ждёт строка (sync_queue.idempotency_key)'),
     sa.Column('last_error', sa.String(length=2000).with_variant(sa.NVARCHAR(length=2000), 'mssql'), nullable=True, comment='Почему человек не добавлен или не удалён'),
     sa.Column('sends', sa.Integer(), server_default=sa.text('0'), nullable=False, comment='Сколько раз человек добавлялся или удалялся (номер в ключе очереди)'),

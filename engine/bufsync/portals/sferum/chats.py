@@ -17,7 +17,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +40,7 @@ SOURCE_TABLE = {"groups": "buf_students", "processes": "buf_students", "departme
                 "adhoc": "buf_chat_members"}
 KIND_WORD = {"groups": "группы", "departments": "подразделения", "processes": "дисциплины", "adhoc": ""}
 MEMBERS_PAGE = 1000  # messages.getConversationMembers' largest page
+RETRY_AFTER = timedelta(days=1)  # an add or removal VK refused is tried again this much later
 
 
 def item_key(*parts: object) -> str:
@@ -145,9 +146,9 @@ class Chats:
             if item.status == outbox.DONE and row.vk_id in created.get(row.pending_key, set()):
                 return {"state": "member", "pending_key": None, "last_error": None}
             if item.status == outbox.DONE:
-                return {"state": "error", "pending_key": None,
+                return {"state": "missing", "pending_key": None,
                         "last_error": "VK не добавил человека при создании беседы; добавление повторится"}
-            return {"state": "error", "pending_key": None, "last_error": "беседа не создана (см. sync_sferum_chats)"}
+            return {"state": "missing", "pending_key": None, "last_error": "беседа не создана (см. sync_sferum_chats)"}
         if item.status == outbox.DONE:
             self.report.add(f"settled.{operation}")
             return {"state": "member" if operation == "member_add" else "removed", "pending_key": None,
@@ -263,6 +264,9 @@ class Chats:
                         writes.append(self._member(chat.chat_key, person, "member", None,
                                                    row.origin if row else "found", now))
                     continue
+                if row is not None and row.state == "error" and row.vk_id == person.vk_id and \
+                        row.updated_at > now - RETRY_AFTER:
+                    continue  # VK refused it lately: tried again a day later, or at once for a new VK ID
                 if room <= 0:
                     text = (f"беседа заполнена: в ней {held.count} участников, предел portals.sferum.max_members = "
                             f"{self.settings.max_members}")
@@ -275,6 +279,8 @@ class Chats:
             wanted_vk = set(wanted.vk_ids)
             for person_id, kept in rows.items():
                 if kept.pending_key is not None or person_id in wanted.members:
+                    continue
+                if kept.state == "error" and kept.updated_at > now - RETRY_AFTER:
                     continue
                 if kept.vk_id is not None and kept.vk_id in held.ids and kept.vk_id not in wanted_vk:
                     if kept.origin == "added" or self.settings.remove != "added":

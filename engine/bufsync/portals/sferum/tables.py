@@ -48,7 +48,9 @@ def add_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
                           "так настроено: portals.sferum.remove)"),
         sa.Column("state", _t("string(16)"), nullable=False,
                   comment="adding — добавление в очереди, member — в беседе, removing — удаление в очереди, "
-                          "removed — удалён, no_vk — нет VK ID, не добавлен, error — VK не принял (см. last_error)"),
+                          "removed — удалён, no_vk — нет VK ID, не добавлен, missing — VK не добавил его при "
+                          "создании беседы (добавится при следующем запуске), error — VK не принял (см. last_error; "
+                          "повтор через сутки или сразу после смены VK ID)"),
         sa.Column("pending_key", _t("string(200)"), nullable=True,
                   comment="Операция в очереди, которую ждёт строка (sync_queue.idempotency_key)"),
         sa.Column("last_error", _t("string(2000)"), nullable=True, comment="Почему человек не добавлен или не удалён"),

@@ -1,0 +1,352 @@
+"""VK Сферум end to end: the contingent in the buffer -> `bufsync sferum run` -> the queue -> the dispatcher -> the
+sandbox VK API over HTTP, and back. What a test asserts is what VK now holds, read through the VK API with the
+organiser's token, and what the buffer's rows say. Every test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from bufsync import migrations
+from bufsync.config import LoadedSettings, load_settings
+from bufsync.errors import ConfigError
+from bufsync.mapping import load_mappings
+from bufsync.portals import portal as portal_named
+from bufsync.portals import with_section
+from bufsync.portals.runs import PortalRun, run_dispatch
+from bufsync.portals.sferum.client import VkClient
+from bufsync.queue.dispatcher import DispatchRefused
+from bufsync.sandbox.faults import FaultRule
+from bufsync.sandbox.vk import Person, SandboxConfig, Token, VkServer, start
+from bufsync.schema import build_metadata
+from bufsync.state.tables import add_state_tables
+
+ORGANISER = 1001
+PEER = 2_000_000_000
+ZONE = ZoneInfo("Europe/Moscow")
+
+
+@dataclass
+class SferumWorld:
+    loaded: LoadedSettings
+    engine: sa.Engine
+    tables: dict[str, sa.Table]
+    vk: VkServer
+
+    def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self.tables[table].insert(), rows)
+
+    def update(self, table: str, where: Any, **values: Any) -> None:
+        t = self.tables[table]
+        with self.engine.begin() as conn:
+            conn.execute(t.update().where(where(t)).values(**values))
+
+    def delete(self, table: str, where: Any = None) -> None:
+        t = self.tables[table]
+        with self.engine.begin() as conn:
+            conn.execute(t.delete().where(where(t)) if where is not None else t.delete())
+
+    def rows(self, table: str, *where: Any) -> list[dict[str, Any]]:
+        t = self.tables[table]
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(t).where(*[w(t) for w in where]))]
+
+    def run(self, now: datetime | None = None) -> PortalRun:
+        return portal_named("sferum").run(self.loaded, now=now)
+
+    def dispatch(self) -> PortalRun:
+        return run_dispatch(self.loaded, "sferum", until_empty=True)
+
+    def cycle(self, rounds: int = 1, now: datetime | None = None) -> PortalRun:
+        report = None
+        for _ in range(rounds):
+            report = self.run(now)
+            self.dispatch()
+        assert report is not None
+        return report
+
+    def configure(self, **changes: Any) -> None:
+        settings = self.loaded.settings
+        self.loaded.settings = with_section(settings, "sferum", settings.portals.sferum.model_copy(update=changes))
+
+    def admin(self, action: str, **args: Any) -> Any:
+        answer = httpx.post(f"{self.vk.url}/sandbox/admin", json={"action": action, "args": args},
+                            headers={"X-Sandbox-Token": self.vk.api.config.admin_token}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["result"]
+
+    # -- VK read back through its API, with the organiser's token ------------------------------------------------
+    def vk_client(self) -> VkClient:
+        return VkClient(self.vk.url, self.vk.api.config.tokens["teacher"].value, rate=0)
+
+    def chats(self) -> dict[str, dict[str, Any]]:
+        """The bufsync state row of each chat, by key."""
+        return {r["chat_key"]: r for r in self.rows("sync_sferum_chats")}
+
+    def members(self, chat_key: str) -> set[int]:
+        """Who VK says is in the chat (the organiser left out)."""
+        chat_id = self.chats()[chat_key]["chat_id"]
+        with self.vk_client() as client:
+            answer = client.call("messages.getConversationMembers", {"peer_id": PEER + chat_id, "count": 1000})
+        return {m["member_id"] for m in answer["items"]} - {ORGANISER}
+
+    def title(self, chat_key: str) -> str:
+        chat_id = self.chats()[chat_key]["chat_id"]
+        with self.vk_client() as client:
+            found = client.call("messages.getConversations", {"count": 200})
+        return next(i["conversation"]["chat_settings"]["title"] for i in found["items"]
+                    if i["conversation"]["peer"]["local_id"] == chat_id)
+
+    def vk_titles(self) -> list[str]:
+        return [c["title"] for c in self.admin("state")["chats"]]
+
+    def writes(self) -> int:
+        """Write calls VK received, inside execute or not."""
+        requests = self.admin("state")["requests"]
+        written = ("messages.createChat", "messages.addChatUser", "messages.removeChatUser", "messages.editChat",
+                   "messages.send", "calls.start", "calls.forceFinish")
+        return sum(n for bucket in (requests["by_method"], requests["in_execute"]) for m, n in bucket.items()
+                   if m in written)
+
+    def queue(self, operation: str | None = None) -> list[dict[str, Any]]:
+        rows = self.rows("sync_queue", lambda t: t.c.portal == "sferum",
+                         *([lambda t: t.c.operation == operation] if operation else []))
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
+
+
+STUDENTS = {f"S{i}": 2000 + i for i in range(1, 7)}
+STAFF = {"T1": 3001, "T2": 3002}
+
+
+@pytest.fixture
+def world(_upgraded_buffer: None, buffer_url: str, tmp_path: Path) -> Iterator[SferumWorld]:
+    people = [Person(ORGANISER, "Анна", "Петрова", "teacher")]
+    people += [Person(vk, f"Ученик{vk}", "Иванов") for vk in STUDENTS.values()]
+    people += [Person(vk, f"Учитель{vk}", "Сидорова", "teacher") for vk in STAFF.values()]
+    vk = start(config=SandboxConfig(tokens={"teacher": Token("user", ORGANISER), "school": Token("group", 501)},
+                                    people=people, rate_user=0, rate_group=0, rate_service=0))
+    config = tmp_path / "bufsync.yaml"
+    config.write_text(json.dumps({"portals": {"sferum": {"rate_user": 0}}}), encoding="utf-8")
+    loaded = load_settings(config, {"BUFSYNC_BUFFER_URL": buffer_url, "BUFSYNC_SFERUM_URL": vk.url,
+                                    "BUFSYNC_SFERUM_USER_TOKEN": vk.api.config.tokens["teacher"].value})
+    mappings = load_mappings(loaded.mappings_dir)
+    migrations.upgrade(loaded, mappings)
+    engine = sa.create_engine(buffer_url)
+    tables = dict(build_metadata(mappings).tables) | add_state_tables(sa.MetaData())
+    yield SferumWorld(loaded, engine, tables, vk)
+    engine.dispose()
+    vk.shutdown()
+    vk.server_close()
+
+
+def _user(external_id: str, vk_id: int | None) -> dict[str, Any]:
+    return {"external_id": external_id, "username": external_id.lower(), "email": f"{external_id.lower()}@c.example",
+            "last_name": "Иванов", "first_name": external_id, "status": "active",
+            "vk_id": str(vk_id) if vk_id is not None else None}
+
+
+@pytest.fixture
+def seeded(world: SferumWorld) -> SferumWorld:
+    """Two academic groups (S6 without a VK ID), a department of two teachers, one learning process."""
+    w = world
+    w.insert("buf_users", [_user(p, None if p == "S6" else vk) for p, vk in STUDENTS.items()]
+             + [_user(p, vk) for p, vk in STAFF.items()])
+    w.insert("buf_students", [{"person_external_id": p, "record_book": f"RB-{p}", "group_code": g,
+                               "group_name": {"G1": "ИВТ-21", "G2": "ИВТ-22"}[g], "status": "studying"}
+                              for p, g in (("S1", "G1"), ("S2", "G1"), ("S3", "G1"), ("S4", "G2"), ("S5", "G2"),
+                                           ("S6", "G2"))])
+    w.insert("buf_departments", [{"external_id": "D1", "name": "Кафедра информатики", "status": "active"}])
+    w.insert("buf_staff", [{"person_external_id": p, "position": "Доцент", "department_external_id": "D1",
+                            "status": "working"} for p in STAFF])
+    w.insert("buf_courses", [{"external_id": "C1", "shortname": "math", "fullname": "Математика"}])
+    w.insert("buf_learning_processes", [{"external_id": "LP1", "group_code": "G1", "course_external_id": "C1",
+                                         "teacher_external_id": "T1", "semester": 1, "start_date": date(2026, 9, 1),
+                                         "end_date": date(2099, 6, 30)}])
+    return w
+
+
+def test_chats_created_once_and_members_follow_the_contingent(seeded: SferumWorld) -> None:
+    w = seeded
+    report = w.run()
+    assert report.outcome == "ok" and report.counts["queued.chat_create"] == 4
+    assert {k: r["state"] for k, r in w.chats().items()} == {
+        "group:G1": "creating", "group:G2": "creating", "department:D1": "creating", "process:LP1": "creating"}
+    assert w.dispatch().counts["done"] == 4
+    w.run()  # settles the creates: chat ids stored, the members they carried recorded
+    chats = w.chats()
+    assert all(r["state"] == "active" and r["chat_id"] and r["owner_id"] == ORGANISER for r in chats.values())
+    assert sorted(w.vk_titles()) == sorted(["ИВТ-21", "ИВТ-22", "Кафедра информатики", "ИВТ-21: Математика"])
+    assert w.members("group:G1") == {2001, 2002, 2003}
+    assert w.members("group:G2") == {2004, 2005}  # S6 has no VK ID
+    assert w.members("department:D1") == {3001, 3002}
+    assert w.members("process:LP1") == {2001, 2002, 2003, 3001}
+    assert chats["group:G2"]["expected"] == 3 and chats["group:G2"]["without_vk"] == 1
+    s6 = w.rows("buf_students", lambda t: t.c.person_external_id == "S6")[0]
+    assert s6["sync_error"].startswith("Сферум: нет VK ID (buf_users.vk_id)")
+    missing = w.rows("sync_sferum_members", lambda t: t.c.person_external_id == "S6")
+    assert [m["state"] for m in missing] == ["no_vk"]
+
+    # nothing changed: the run reads (who the organiser is, then one execute for all four chats), queues nothing
+    queued = len(w.queue())
+    w.admin("reset_counts")
+    report = w.cycle()
+    assert len(w.queue()) == queued and w.writes() == 0
+    assert w.admin("state")["requests"]["by_method"] == {"users.get": 1, "execute": 1}
+
+    # the contingent changes: S2 expelled, S3 moved to G2, S6's VK ID filled in
+    w.update("buf_students", lambda t: t.c.person_external_id == "S2", status="expelled")
+    w.update("buf_students", lambda t: t.c.person_external_id == "S3", group_code="G2")
+    w.update("buf_users", lambda t: t.c.external_id == "S6", vk_id="https://vk.com/id2006")
+    report = w.cycle()
+    # S3 into G2, S6 into G2; S2 and S3 out of G1 and out of its subject chat
+    assert report.counts["queued.member_add"] == 2 and report.counts["queued.member_remove"] == 4
+    w.run()
+    assert w.members("group:G1") == {2001}
+    assert w.members("group:G2") == {2003, 2004, 2005, 2006}
+    assert w.members("process:LP1") == {2001, 3001}
+    s6 = w.rows("buf_students", lambda t: t.c.person_external_id == "S6")[0]
+    assert s6["sync_error"] is None  # the note is gone with its reason
+    states = {(m["chat_key"], m["person_external_id"]): m["state"] for m in w.rows("sync_sferum_members")}
+    assert states[("group:G1", "S2")] == "removed" and states[("group:G2", "S3")] == "member"
+    assert len(w.queue("chat_create")) == 4  # created once
+
+
+def test_removal_never_touches_people_bufsync_did_not_add(seeded: SferumWorld) -> None:
+    w = seeded
+    w.cycle(2)
+    chat_id = w.chats()["group:G1"]["chat_id"]
+    with w.vk_client() as client:  # a teacher adds someone by hand (T2, a known person, but not in G1's list)
+        client.call("messages.addChatUser", {"chat_id": chat_id, "user_id": 3002})
+    w.cycle(2)
+    assert 3002 in w.members("group:G1")  # not bufsync's to remove
+    w.configure(remove="contingent")  # the site says: anyone the buffer knows who does not belong goes
+    w.cycle(2)
+    assert w.members("group:G1") == {2001, 2002, 2003}
+
+
+def test_a_lost_create_is_adopted_not_repeated(seeded: SferumWorld) -> None:
+    w = seeded
+    w.admin("faults", rules=[{"kind": "drop_after_write", "function": "messages.createChat", "count": 1}])
+    w.run()
+    stats = w.dispatch().counts
+    assert stats["done"] == 3 and stats["retried"] == 1
+    w.update("sync_queue", lambda t: t.c.status == "failed", available_at=datetime(2000, 1, 1))
+    stats = w.dispatch().counts
+    assert stats["done"] == 1 and stats["confirmed"] == 1  # found by title among the organiser's chats
+    w.run()
+    titles = w.vk_titles()
+    assert len(titles) == 4 and len(set(titles)) == 4  # no second chat
+    assert all(r["state"] == "active" for r in w.chats().values())
+    w.cycle()
+    assert w.members("group:G1") == {2001, 2002, 2003}
+
+
+def test_a_renamed_group_renames_its_chat(seeded: SferumWorld) -> None:
+    w = seeded
+    w.cycle(2)
+    w.update("buf_students", lambda t: t.c.group_code == "G1", group_name="ИВТ-21 (ускоренная)")
+    assert w.cycle().counts["queued.chat_title"] == 2  # the group's chat and its subject chat
+    w.run()
+    assert w.title("group:G1") == "ИВТ-21 (ускоренная)"
+    assert w.title("process:LP1") == "ИВТ-21 (ускоренная): Математика"
+    assert w.chats()["group:G1"]["title"] == "ИВТ-21 (ускоренная)"
+
+
+def test_a_half_written_contingent_never_empties_a_chat(seeded: SferumWorld) -> None:
+    w = seeded
+    w.insert("buf_students", [{"person_external_id": f"X{i}", "record_book": f"RB-X{i}", "group_code": "G3",
+                               "group_name": "ИВТ-23", "status": "studying"} for i in range(20)])
+    w.cycle(3)
+    before = w.members("group:G1")
+    w.delete("buf_students", lambda t: t.c.group_code != "G3")  # 1C is halfway through rewriting the table
+    report = w.cycle()
+    assert report.outcome == "rejected" and report.counts["guard_refused.member_remove"] >= 3
+    assert any("max_remove_ratio" in p for p in report.problems)
+    assert "queued.member_remove" not in report.counts
+    assert w.members("group:G1") == before
+
+
+def test_a_refused_token_stops_the_dispatcher_and_kills_nothing(seeded: SferumWorld) -> None:
+    w = seeded
+    w.run()
+    w.admin("expire_token", name="teacher")
+    with pytest.raises(DispatchRefused, match="portals.sferum.user_token"):
+        w.dispatch()
+    items = w.queue()
+    assert {i["status"] for i in items} == {"pending"} and {i["attempts"] for i in items} == {0}
+    with pytest.raises(ConfigError, match="user_token"):
+        w.run()
+    w.admin("expire_token", name="teacher", expired=False)
+    assert w.dispatch().counts["done"] == 4
+
+
+def test_an_error_fails_the_item_alone_with_vks_code(seeded: SferumWorld) -> None:
+    w = seeded
+    w.cycle(2)
+    w.admin("disable_chat", chat_id=w.chats()["group:G2"]["chat_id"])
+    w.update("buf_users", lambda t: t.c.external_id == "S6", vk_id="2006")
+    w.update("buf_students", lambda t: t.c.person_external_id == "S1", group_code="G2")
+    w.cycle()
+    w.run()
+    assert w.members("group:G1") == {2002, 2003}  # the others went ahead
+    assert w.members("group:G2") == {2004, 2005}
+    failed = {m["person_external_id"]: m for m in w.rows("sync_sferum_members", lambda t: t.c.chat_key == "group:G2")
+              if m["state"] == "error"}
+    assert set(failed) == {"S1", "S6"}
+    assert "(VK 945: " in failed["S1"]["last_error"] and "беседа отключена" in failed["S1"]["last_error"]
+    assert {i["status"] for i in w.queue("member_add")} == {"dead"}
+
+
+def test_lessons_start_post_and_finish_on_time(seeded: SferumWorld) -> None:
+    w = seeded
+    w.cycle(2)  # the subject chat exists
+    local = datetime(2026, 12, 2, 10, 0)
+    w.insert("buf_lessons", [
+        {"external_id": "L1", "process_external_id": "LP1", "starts_at": local, "ends_at": local + timedelta(hours=1),
+         "online": True, "topic": "Интегралы"},
+        {"external_id": "L2", "process_external_id": "LP1", "starts_at": local, "ends_at": local + timedelta(hours=1),
+         "online": False, "topic": "В аудитории"}])
+    utc = local.replace(tzinfo=ZONE).astimezone(UTC).replace(tzinfo=None)
+    assert "queued.call_start" not in w.cycle(now=utc - timedelta(minutes=11)).counts  # too early
+    report = w.cycle(now=utc - timedelta(minutes=9))
+    assert report.counts["queued.call_start"] == 1
+    w.cycle(now=utc - timedelta(minutes=8))  # started: the link written back and posted into the subject chat
+    w.run(now=utc - timedelta(minutes=7))
+    lesson = w.rows("buf_lessons", lambda t: t.c.external_id == "L1")[0]
+    assert lesson["call_state"] == "started" and lesson["join_link"].startswith("https://sferum.ru/")
+    state = w.admin("state")
+    call = state["calls"][0]
+    assert call["finished_at"] is None and call["started_by"] == ORGANISER
+    chat_id = w.chats()["process:LP1"]["chat_id"]
+    posted = [m for m in state["messages"] if m["peer_id"] == PEER + chat_id]
+    assert len(posted) == 1 and lesson["join_link"] in posted[0]["text"] and "Интегралы" in posted[0]["text"]
+    assert w.rows("buf_lessons", lambda t: t.c.external_id == "L2")[0]["call_state"] is None
+    w.cycle(now=utc + timedelta(minutes=70))  # within the grace period: still on
+    assert w.admin("state")["calls"][0]["finished_at"] is None
+    w.cycle(now=utc + timedelta(minutes=76))
+    w.run(now=utc + timedelta(minutes=77))
+    assert w.admin("state")["calls"][0]["finished_at"] is not None
+    assert w.rows("buf_lessons", lambda t: t.c.external_id == "L1")[0]["call_state"] == "finished"
+    assert len(w.queue("call_start")) == 1 and len(w.queue("lesson_post")) == 1
+
+
+def test_the_dba_view_shows_the_queue_unpacked(seeded: SferumWorld) -> None:
+    w = seeded
+    w.run()
+    with w.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.text(
+            "SELECT operation, status, chat_key, title FROM v_queue_sferum ORDER BY chat_key"))]
+    assert [r["chat_key"] for r in rows] == ["department:D1", "group:G1", "group:G2", "process:LP1"]
+    assert {r["operation"] for r in rows} == {"chat_create"} and rows[1]["title"] == "ИВТ-21"
