@@ -1,8 +1,8 @@
 """VK Сферум: sync_sferum_chats, sync_sferum_members, sync_sferum_calls and v_queue_sferum; the buffer tables
 buf_lessons (the timetable whose online lessons become VK calls) and buf_chat_members (a site's own chats)
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-02
 """
 from typing import Sequence, Union
@@ -14,8 +14,8 @@ from sqlalchemy.dialects import mssql
 from bufsync.state.views import DropView, queue_view, view_name
 
 # revision identifiers, used by Alembic.
-revision: str = '0014'
-down_revision: Union[str, Sequence[str], None] = '0013'
+revision: str = '0015'
+down_revision: Union[str, Sequence[str], None] = '0014'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
