@@ -526,6 +526,18 @@ execute sp_addextendedproperty 'MS_Description', N'Под сомнением: и
 execute sp_addextendedproperty 'MS_Description', N'Сколько раз операцию под сомнением отправили повторно (портал мог получить её дважды)', 'schema', dbo, 'table', sync_queue, 'column', resends;
 GO
 
+CREATE TABLE sync_rate_limits (
+	limit_key NVARCHAR(200) NOT NULL, 
+	sent NVARCHAR(max) NOT NULL, 
+	updated_at DATETIME2 NOT NULL, 
+	CONSTRAINT pk_sync_rate_limits PRIMARY KEY (limit_key)
+);
+execute sp_addextendedproperty 'MS_Description', N'Движок: общий лимит запросов к порталу на один токен для всех процессов и серверов (например, VK: 3 запроса в секунду на токен пользователя)', 'schema', dbo, 'table', sync_rate_limits;
+execute sp_addextendedproperty 'MS_Description', N'Чей лимит: метка или хеш токена портала (сам токен здесь не хранится)', 'schema', dbo, 'table', sync_rate_limits, 'column', limit_key;
+execute sp_addextendedproperty 'MS_Description', N'Времена последних отправок с этим токеном (JSON-список секунд Unix по часам отправителей), не больше числа отправок, разрешённых за окно', 'schema', dbo, 'table', sync_rate_limits, 'column', sent;
+execute sp_addextendedproperty 'MS_Description', N'Когда взята последняя отправка (UTC, по часам отправителя)', 'schema', dbo, 'table', sync_rate_limits, 'column', updated_at;
+GO
+
 CREATE TABLE sync_runs (
 	id BIGINT NOT NULL IDENTITY, 
 	job NVARCHAR(100) NULL, 

@@ -506,6 +506,17 @@ COMMENT ON COLUMN sync_queue.completed_at IS 'Когда выполнена ил
 COMMENT ON COLUMN sync_queue.in_doubt IS 'Под сомнением: исполнитель умер во время отправки или ответ портала потерян — портал мог операцию уже получить; перед повтором портал опрашивается, где это возможно';
 COMMENT ON COLUMN sync_queue.resends IS 'Сколько раз операцию под сомнением отправили повторно (портал мог получить её дважды)';
 
+CREATE TABLE sync_rate_limits (
+	limit_key VARCHAR(200) NOT NULL, 
+	sent TEXT NOT NULL, 
+	updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	CONSTRAINT pk_sync_rate_limits PRIMARY KEY (limit_key)
+);
+COMMENT ON TABLE sync_rate_limits IS 'Движок: общий лимит запросов к порталу на один токен для всех процессов и серверов (например, VK: 3 запроса в секунду на токен пользователя)';
+COMMENT ON COLUMN sync_rate_limits.limit_key IS 'Чей лимит: метка или хеш токена портала (сам токен здесь не хранится)';
+COMMENT ON COLUMN sync_rate_limits.sent IS 'Времена последних отправок с этим токеном (JSON-список секунд Unix по часам отправителей), не больше числа отправок, разрешённых за окно';
+COMMENT ON COLUMN sync_rate_limits.updated_at IS 'Когда взята последняя отправка (UTC, по часам отправителя)';
+
 CREATE TABLE sync_runs (
 	id BIGSERIAL NOT NULL, 
 	job VARCHAR(100), 

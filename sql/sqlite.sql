@@ -506,6 +506,17 @@ CREATE TABLE sync_queue (
 CREATE INDEX ix_sync_queue_claim ON sync_queue (portal, status, available_at);
 CREATE UNIQUE INDEX uq_sync_queue_idempotency ON sync_queue (portal, idempotency_key);
 
+-- sync_rate_limits: Движок: общий лимит запросов к порталу на один токен для всех процессов и серверов (например, VK: 3 запроса в секунду на токен пользователя)
+--   limit_key   Чей лимит: метка или хеш токена портала (сам токен здесь не хранится)
+--   sent        Времена последних отправок с этим токеном (JSON-список секунд Unix по часам отправителей), не больше числа отправок, разрешённых за окно
+--   updated_at  Когда взята последняя отправка (UTC, по часам отправителя)
+CREATE TABLE sync_rate_limits (
+	limit_key VARCHAR(200) NOT NULL, 
+	sent TEXT NOT NULL, 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_sync_rate_limits PRIMARY KEY (limit_key)
+);
+
 -- sync_runs: История прогонов движка
 --   id            Номер прогона
 --   job           Задача расписания (пусто для ручного запуска)

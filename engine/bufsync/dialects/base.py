@@ -81,6 +81,12 @@ class BufferDialect:
         """Take up to `limit` ready rows for this worker without waiting for rows others hold."""
         raise NotImplementedError
 
+    def read_for_update(self, conn: sa.Connection, statement: sa.Select[Any], table: sa.Table) -> sa.Result[Any]:
+        """Run `statement` (a read of `table`) as the first statement of the connection's transaction, holding the
+        rows it reads against other writers until that transaction ends: two processes doing read-then-update
+        of one row take turns instead of both acting on the same read."""
+        raise NotImplementedError
+
     def snapshot(self, conn: sa.Connection) -> sa.Connection:
         """The connection made to read one snapshot of the database until it ends: the scan's changed and
         vanished keys must agree (a row 1C deletes between the two reads is not both updated and removed)."""
@@ -91,6 +97,10 @@ class BufferDialect:
 
     def prepare_bulk(self, conn: sa.Connection) -> None:
         """Transaction settings for set-based statements over whole tables."""
+
+    def prepare_expendable(self, conn: sa.Connection) -> None:
+        """Transaction settings for a write that may be lost in a crash of the database server (a rate limit's
+        send stamps): COMMIT need not wait for the disk."""
 
     def md5(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """md5 of a text as 32 hex digits, computed by the database."""

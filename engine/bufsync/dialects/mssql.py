@@ -60,6 +60,11 @@ class MssqlDialect(BufferDialect):
         statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
         return list(conn.execute(statement.returning(*table.c)))
 
+    def read_for_update(self, conn: sa.Connection, statement: sa.Select[Any], table: sa.Table) -> sa.Result[Any]:
+        """SELECT ... FROM t WITH (UPDLOCK, ROWLOCK): an update lock on the row until the transaction ends, so
+        a second reader-to-update waits (a plain shared lock would let both read, then deadlock on the update)."""
+        return conn.execute(statement.with_hint(table, "WITH (UPDLOCK, ROWLOCK)", "mssql"))
+
     def md5(self, text: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """CONVERT(varchar(32), HASHBYTES('MD5', text), 2): lower-cased to match the other dialects."""
         return sa.func.lower(sa.func.convert(sa.literal_column("varchar(32)"),

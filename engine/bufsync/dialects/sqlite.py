@@ -87,6 +87,13 @@ class SqliteDialect(BufferDialect):
         statement = table.update().where(table.c.id.in_(chosen.scalar_subquery())).values(values)
         return list(conn.execute(statement.returning(*table.c)))
 
+    def read_for_update(self, conn: sa.Connection, statement: sa.Select[Any], table: sa.Table) -> sa.Result[Any]:
+        """BEGIN IMMEDIATE, then the read: SQLite has no row locks; the write lock taken at BEGIN serialises every
+        writer of the database until this transaction ends (pysqlite would open none for a SELECT, and a deferred
+        transaction that read first could not later write after another writer's commit)."""
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return conn.execute(statement)
+
     def snapshot(self, conn: sa.Connection) -> sa.Connection:
         """One read transaction: pysqlite opens none for a SELECT, so each would read the database anew."""
         conn.exec_driver_sql("BEGIN")

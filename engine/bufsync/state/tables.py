@@ -143,8 +143,21 @@ def add_state_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         comment="Движок: файлы, загруженные задачами import (в той же транзакции, что и их строки)",
     )
 
+    rate_limits = sa.Table(
+        "sync_rate_limits", metadata,
+        sa.Column("limit_key", _t("string(200)"), primary_key=True,
+                  comment="Чей лимит: метка или хеш токена портала (сам токен здесь не хранится)"),
+        sa.Column("sent", _t("text"), nullable=False,
+                  comment="Времена последних отправок с этим токеном (JSON-список секунд Unix по часам "
+                          "отправителей), не больше числа отправок, разрешённых за окно"),
+        sa.Column("updated_at", _t("datetime"), nullable=False,
+                  comment="Когда взята последняя отправка (UTC, по часам отправителя)"),
+        comment="Движок: общий лимит запросов к порталу на один токен для всех процессов и серверов "
+                "(например, VK: 3 запроса в секунду на токен пользователя)",
+    )
+
     tables = {"sync_ledger": ledger, "sync_runs": runs, "sync_heartbeat": heartbeat, "sync_queue": queue,
-              "sync_cursors": cursors, "sync_files": files}
+              "sync_cursors": cursors, "sync_files": files, "sync_rate_limits": rate_limits}
     from bufsync.portals import portals
     for portal in portals().values():  # each portal's own state tables, created by the same migrations
         tables.update(portal.add_tables(metadata))
