@@ -25,7 +25,6 @@ from bufsync.portals import with_section
 from bufsync.portals.runs import PortalRun, run_dispatch
 from bufsync.portals.sferum.client import VkClient
 from bufsync.queue.dispatcher import DispatchRefused
-from bufsync.sandbox.faults import FaultRule
 from bufsync.sandbox.vk import Person, SandboxConfig, Token, VkServer, start
 from bufsync.schema import build_metadata
 from bufsync.state.tables import add_state_tables

@@ -234,8 +234,8 @@ class Chats:
     def membership(self, ready: list[sa.Row[Any]]) -> None:
         present = self.read_members(ready)
         rows_by_chat: dict[str, dict[str, sa.Row[Any]]] = defaultdict(dict)
-        for row in self._rows(self.members_t):
-            rows_by_chat[row.chat_key][row.person_external_id] = row
+        for member in self._rows(self.members_t):
+            rows_by_chat[member.chat_key][member.person_external_id] = member
         now = now_utc()
         adds: list[tuple[sa.Row[Any], Person, int]] = []
         removals: dict[str, list[tuple[sa.Row[Any], str, int, sa.Row[Any] | None]]] = defaultdict(list)

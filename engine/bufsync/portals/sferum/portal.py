@@ -3,7 +3,6 @@ handler, the token check and the sandbox."""
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,11 +31,6 @@ MAY_CALL = {
 }
 
 
-def token_label(token: str) -> str:
-    """A token's name in the shared rate-limit table: a hash, never the token."""
-    return "vk:" + hashlib.sha256(token.encode()).hexdigest()[:24]
-
-
 def client_for(settings: SferumSettings, token: str, kind: str = "user", engine: sa.Engine | None = None) -> VkClient:
     """A VK client for one token; with an engine, its rate limit is shared through the buffer with every process
     using the token (dispatchers on other hosts, the scenario run)."""
@@ -44,11 +38,12 @@ def client_for(settings: SferumSettings, token: str, kind: str = "user", engine:
     rate = settings.rate_user if kind == "user" else settings.rate_group
     limit = None
     if engine is not None and rate > 0:
-        from bufsync.queue.limiter import SharedRateLimit
-        from bufsync.state.tables import add_state_tables
         import sqlalchemy as sa
-        table = add_state_tables(sa.MetaData())["sync_rate_slots"]
-        limit = SharedRateLimit(engine, table, token_label(token), rate)
+
+        from bufsync.queue.limiter import SharedRateLimit, token_key
+        from bufsync.state.tables import add_state_tables
+        table = add_state_tables(sa.MetaData())["sync_rate_limits"]
+        limit = SharedRateLimit(engine, table, token_key("vk", token), rate)
     return VkClient(settings.url, token, version=settings.version, rate=rate, timeout=settings.timeout, limit=limit)
 
 
