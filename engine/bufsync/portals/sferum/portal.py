@@ -31,6 +31,11 @@ MAY_CALL = {
 }
 
 
+# VK counts requests as they arrive: a send stamped a window after another may arrive a little sooner (the
+# commit, the network, the scheduler), so the shared window is kept this much longer than VK's second
+RATE_MARGIN = 0.1
+
+
 def client_for(settings: SferumSettings, token: str, kind: str = "user", engine: sa.Engine | None = None) -> VkClient:
     """A VK client for one token; with an engine, its rate limit is shared through the buffer with every process
     using the token (dispatchers on other hosts, the scenario run)."""
@@ -43,7 +48,7 @@ def client_for(settings: SferumSettings, token: str, kind: str = "user", engine:
         from bufsync.queue.limiter import SharedRateLimit, token_key
         from bufsync.state.tables import add_state_tables
         table = add_state_tables(sa.MetaData())["sync_rate_limits"]
-        limit = SharedRateLimit(engine, table, token_key("vk", token), rate)
+        limit = SharedRateLimit(engine, table, token_key("vk", token), rate, window=1.0 + RATE_MARGIN)
     return VkClient(settings.url, token, version=settings.version, rate=rate, timeout=settings.timeout, limit=limit)
 
 
