@@ -1,8 +1,8 @@
 """A request rate shared by every process that uses one remote token, kept in the buffer database.
 
 VK allows 3 requests a second per user token (20 per community token), and several dispatchers, possibly on
-different hosts, send with the same token: an in-process limiter (portals/sferum/client.py: RateLimit) keeps
-each of them under the rate, but not all of them together. This one keeps one row per token in
+different hosts, send with the same token: an in-process limiter (a portal client's own) keeps each of them
+under the rate, but not all of them together. This one keeps one row per token in
 sync_rate_limits holding the times of its last `rate` sends; a sender locks the row, takes a send if the oldest
 of them left the window, else commits nothing and sleeps until it will have.
 

@@ -13,6 +13,7 @@ from bufsync.paths import shipped_mappings_dir
 CONTRACT_TABLES = {
     "buf_users", "buf_user_fields", "buf_courses", "buf_subscriptions", "buf_departments", "buf_students",
     "buf_staff", "buf_programs", "buf_learning_processes", "buf_batches", "buf_grades", "buf_achievements",
+    "buf_lessons", "buf_chat_members",
 }
 DERIVED_TABLES = {"buf_process_enrolments"}  # filled by bufsync from the contract's tables, never by 1C
 
