@@ -17,12 +17,20 @@ from bufsync.sandbox.moodle.run import parse_env_line
 def test_sandbox_prints_both_and_serves_both() -> None:
     exe = Path(sys.executable).with_name("bufsync")
     proc = subprocess.Popen([str(exe), "sandbox", "--port", "0", "--scos-port", "0", "--scos-validation-status", "422",
-                             "--scos-fault", "latency:1:0.3", "--scos-moderation", "0"],
+                             "--scos-fault", "latency:1:0.3", "--scos-moderation", "0", "--vk-port", "0",
+                             "--vk-people", "50"],
                             stdout=subprocess.PIPE, text=True)
     try:
-        env = dict(parse_env_line(proc.stdout.readline()) for _ in range(6))
+        env = dict(parse_env_line(proc.stdout.readline()) for _ in range(9))
         assert set(env) == {"BUFSYNC_MOODLE_URL", "BUFSYNC_MOODLE_TOKEN", "BUFSYNC_SCOS_URL", "BUFSYNC_SCOS_KEY",
-                            "BUFSYNC_SCOS_PARTNER_ID", "BUFSYNC_SCOS_INSTITUTION"}
+                            "BUFSYNC_SCOS_PARTNER_ID", "BUFSYNC_SCOS_INSTITUTION", "BUFSYNC_SFERUM_URL",
+                            "BUFSYNC_SFERUM_USER_TOKEN", "BUFSYNC_SFERUM_ORGANISER_ID"}
+        vk = {"access_token": env["BUFSYNC_SFERUM_USER_TOKEN"], "v": "5.199"}
+        me = httpx.post(f"{env['BUFSYNC_SFERUM_URL']}/method/users.get", data=vk).json()["response"]
+        assert me[0]["id"] == int(env["BUFSYNC_SFERUM_ORGANISER_ID"])
+        chat = httpx.post(f"{env['BUFSYNC_SFERUM_URL']}/method/messages.createChat",
+                          data={**vk, "title": "ИВТ-21", "user_ids": "1,2,50,51"}).json()["response"]
+        assert sorted(chat["peer_ids"]) == [1, 2, 50]  # --vk-people 50: VK users 1..50 exist
         info = httpx.post(f"{env['BUFSYNC_MOODLE_URL']}/webservice/rest/server.php", data={
             "wstoken": env["BUFSYNC_MOODLE_TOKEN"], "wsfunction": "core_webservice_get_site_info",
             "moodlewsrestformat": "json"}).json()
@@ -43,8 +51,8 @@ def test_with_data_both_keep_their_state_across_restarts(tmp_path: Path) -> None
 
     def start() -> tuple[subprocess.Popen[str], dict[str, str]]:
         proc = subprocess.Popen([str(exe), "sandbox", "--port", "0", "--scos-port", "0", "--data", str(tmp_path),
-                                 "--scos-moderation-polls", "1"], stdout=subprocess.PIPE, text=True)
-        return proc, dict(parse_env_line(proc.stdout.readline()) for _ in range(6))
+                                 "--scos-moderation-polls", "1", "--vk-port", "0"], stdout=subprocess.PIPE, text=True)
+        return proc, dict(parse_env_line(proc.stdout.readline()) for _ in range(9))
 
     proc, env = start()
     try:
@@ -66,6 +74,9 @@ def test_with_data_both_keep_their_state_across_restarts(tmp_path: Path) -> None
     proc, again = start()
     try:
         assert again["BUFSYNC_SCOS_KEY"] == env["BUFSYNC_SCOS_KEY"]  # what the user pasted stays valid
+        assert again["BUFSYNC_SFERUM_USER_TOKEN"] == env["BUFSYNC_SFERUM_USER_TOKEN"]
+        assert httpx.post(f"{again['BUFSYNC_SFERUM_URL']}/method/users.get", data={
+            "access_token": again["BUFSYNC_SFERUM_USER_TOKEN"], "v": "5.199"}).json()["response"][0]["id"] == 1001
         scos, key = again["BUFSYNC_SCOS_URL"], {"X-CN-UUID": again["BUFSYNC_SCOS_KEY"]}
         assert httpx.get(f"{scos}/registry/courses/{course_id}", headers=key).json()["title"] == "T"
         # --scos-moderation-polls 1: the poll made before the restart counted, so this one has the verdict
@@ -81,17 +92,18 @@ def test_with_data_both_keep_their_state_across_restarts(tmp_path: Path) -> None
 def test_printed_lines_work_pasted_into_a_shell_and_env_file(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("bufsync")
     env_file = tmp_path / "sandbox.env"
-    proc = subprocess.Popen([str(exe), "sandbox", "--port", "0", "--scos-port", "0", "--token", "t0k'en $x",
-                             "--env-file", str(env_file)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([str(exe), "sandbox", "--port", "0", "--scos-port", "0", "--vk-port", "0", "--token",
+                             "t0k'en $x", "--env-file", str(env_file)], stdout=subprocess.PIPE, text=True)
     try:
-        pasted = "".join(proc.stdout.readline() for _ in range(7))  # six exports and the comment line
+        pasted = "".join(proc.stdout.readline() for _ in range(10))  # nine exports and the comment line
         assert pasted.startswith("export BUFSYNC_MOODLE_URL=http://127.0.0.1:")
         clean = {k: v for k, v in os.environ.items() if not k.startswith("BUFSYNC_")}
         shell = subprocess.run(["sh", "-c", pasted + "env"], capture_output=True, text=True, env=clean, check=True)
         got = dict(line.split("=", 1) for line in shell.stdout.splitlines() if line.startswith("BUFSYNC_"))
         assert got["BUFSYNC_MOODLE_TOKEN"] == "t0k'en $x"  # quoted for the shell, taken literally
         assert set(got) == {"BUFSYNC_MOODLE_URL", "BUFSYNC_MOODLE_TOKEN", "BUFSYNC_SCOS_URL", "BUFSYNC_SCOS_KEY",
-                            "BUFSYNC_SCOS_PARTNER_ID", "BUFSYNC_SCOS_INSTITUTION"}
+                            "BUFSYNC_SCOS_PARTNER_ID", "BUFSYNC_SCOS_INSTITUTION", "BUFSYNC_SFERUM_URL",
+                            "BUFSYNC_SFERUM_USER_TOKEN", "BUFSYNC_SFERUM_ORGANISER_ID"}
         # the env file: VAR=value, no export, no shell quoting (systemd EnvironmentFile=, docker --env-file)
         lines = env_file.read_text(encoding="utf-8").splitlines()
         assert dict(line.split("=", 1) for line in lines) == got
@@ -105,21 +117,23 @@ def test_printed_lines_work_pasted_into_a_shell_and_env_file(tmp_path: Path) -> 
         proc.wait(timeout=10)
 
 
-@pytest.mark.parametrize("busy", ["--port", "--scos-port"])
+@pytest.mark.parametrize("busy", ["--port", "--scos-port", "--vk-port"])
 def test_busy_port_is_one_line_and_exit_2(busy: str) -> None:
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen(1)
         port = held.getsockname()[1]
-        with socket.socket() as other:  # a free port for the other server (0 would not show the order)
-            other.bind(("127.0.0.1", 0))
-            free = other.getsockname()[1]
-        ports = {"--port": str(free), "--scos-port": str(free)} | {busy: str(port)}
+        free = []
+        for _ in range(3):  # free ports for the other servers (0 would not show the order)
+            with socket.socket() as other:
+                other.bind(("127.0.0.1", 0))
+                free.append(other.getsockname()[1])
+        ports = {"--port": str(free[0]), "--scos-port": str(free[1]), "--vk-port": str(free[2])} | {busy: str(port)}
         exe = Path(sys.executable).with_name("bufsync")
         result = subprocess.run([str(exe), "sandbox", *[x for kv in ports.items() for x in kv]],
                                 capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stdout == ""  # nothing to paste when a server could not start
-    what = "sandbox Moodle" if busy == "--port" else "sandbox СЦОС"
+    what = {"--port": "sandbox Moodle", "--scos-port": "sandbox СЦОС", "--vk-port": "sandbox VK API"}[busy]
     assert result.stderr == (f"bufsync: port {port} ({what}) on 127.0.0.1 is in use: pick another with {busy} N "
                              f"(0: any free port)\n")

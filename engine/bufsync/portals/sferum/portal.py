@@ -175,6 +175,15 @@ class SferumPortal(Portal):
         from bufsync.sandbox.vk import SandboxConfig, start
         from bufsync.sandbox.vk.api import Person
         config = SandboxConfig()
+        kept = data / "vk.json" if data is not None else None
+        if kept is not None:  # the tokens stay what the user pasted across restarts (the chats live in memory)
+            import json
+            values = json.loads(kept.read_text(encoding="utf-8")) if kept.is_file() else {}
+            for name, token in config.tokens.items():
+                token.value = values.get(name, token.value)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_text(json.dumps({n: t.value for n, t in config.tokens.items()}), encoding="utf-8")
+            kept.chmod(0o600)
         known = {p.id for p in config.people}
         config.people += [Person(n, f"Пользователь {n}", "Песочница") for n in range(1, int(options.get("vk_people")
                                                                                            or 0) + 1)
@@ -183,7 +192,8 @@ class SferumPortal(Portal):
                        faults=[parse_fault(f) for f in options.get("vk_faults") or ()])
         user = next(t for t in config.tokens.values() if t.kind == "user")
         return Emulator(server, "VK API", {"BUFSYNC_SFERUM_URL": server.url, "BUFSYNC_SFERUM_USER_TOKEN": user.value,
-                                           "BUFSYNC_SFERUM_ORGANISER_ID": str(user.owner_id)})
+                                           "BUFSYNC_SFERUM_ORGANISER_ID": str(user.owner_id)},
+                        f"in memory (tokens in {kept})" if kept is not None else "in memory")
 
     def cli_group(self) -> click.Group:
         import click
