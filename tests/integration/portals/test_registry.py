@@ -126,7 +126,8 @@ def test_a_new_portal_folder_is_known_to_config_jobs_tables_views_cli_and_check(
     result = _run(tmp_path, folder, "settings", BUFSYNC_ECHO_TOKEN="s3cret-echo")
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    assert seen["portals"] == ["echo", "scos", "sferum"] and seen["url"] == "https://echo.example" and seen["job"] == "echo"
+    assert seen["portals"] == ["echo", "scos", "sferum"]
+    assert seen["url"] == "https://echo.example" and seen["job"] == "echo"
     assert "sync_echo_said" in seen["tables"] and "sync_scos_courses" in seen["tables"]
     assert seen["views"] == ["v_queue_echo", "v_queue_scos", "v_queue_sferum"]
     # its own command, from its folder; listed in the help with the core's
