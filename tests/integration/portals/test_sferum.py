@@ -477,3 +477,27 @@ def test_the_jobs_run_under_bufsync_schedule(pg_world: SferumWorld) -> None:
     with w.engine.connect() as conn:
         jobs = {job for (job,) in conn.execute(sa.text("SELECT DISTINCT job FROM sync_runs WHERE outcome = 'ok'"))}
     assert {"chats", "chats-out"} <= jobs
+
+
+def test_a_call_vk_refuses_says_why_in_the_lesson_row(seeded: SferumWorld) -> None:
+    w = seeded
+    local = datetime(2026, 12, 2, 12, 0)
+    w.insert("buf_lessons", [{"external_id": "L9", "process_external_id": "LP1", "starts_at": local,
+                              "ends_at": local + timedelta(minutes=90), "online": True, "topic": None}])
+    w.admin("errors", rules=[{"code": 15, "method": "calls.start", "count": 1}])
+    utc = local.replace(tzinfo=ZONE).astimezone(UTC).replace(tzinfo=None)
+    w.cycle(now=utc - timedelta(minutes=5))
+    w.run(now=utc - timedelta(minutes=4))
+    lesson = w.rows("buf_lessons", lambda t: t.c.external_id == "L9")[0]
+    assert lesson["call_state"] == "error" and lesson["join_link"] is None
+    assert "(VK 15: " in lesson["sync_error"] and lesson["sync_error"].startswith("Сферум не принял запуск звонка")
+    assert w.admin("state")["calls"] == []
+    item = w.queue("call_start")[0]
+    assert item["status"] == "dead"
+    # the operator retries it: the call starts and the row follows
+    from bufsync.queue import outbox
+    outbox.retry(w.engine, w.tables["sync_queue"], [item["id"]])
+    w.dispatch()
+    w.run(now=utc - timedelta(minutes=3))
+    lesson = w.rows("buf_lessons", lambda t: t.c.external_id == "L9")[0]
+    assert lesson["call_state"] == "started" and lesson["sync_error"] is None and len(w.admin("state")["calls"]) == 1

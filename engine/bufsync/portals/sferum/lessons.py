@@ -77,12 +77,18 @@ class Lessons:
                 else:
                     values = {"posted": True, "last_error": None}
             else:
-                self.report.add(f"failed.{operation}")
                 text = f"Сферум не принял {WHAT[operation]}: {item.last_error or item.status}"[:2000]
-                values = {"last_error": text}
                 if operation == "call_start":
-                    values["state"] = "error"
-                elif operation == "call_finish":
+                    # the item stays referenced: an operator's `bufsync queue retry` that succeeds is picked up
+                    if row.state == "error" and row.last_error == text:
+                        continue
+                    self.report.add(f"failed.{operation}")
+                    changes.append({"lesson_id": row.lesson_id, "state": "error", "last_error": text,
+                                    "pending_key_was": row.pending_key, "updated_at": self.now})
+                    continue
+                self.report.add(f"failed.{operation}")
+                values = {"last_error": text}
+                if operation == "call_finish":
                     values["state"] = "started"  # still running as far as anyone knows; tried again next run
                 else:
                     values["posted"] = True  # a message VK refused is not sent again and again
