@@ -79,11 +79,18 @@ class Vk:
         self.now += seconds
         self.admin("clock", advance=seconds)
 
-    def client(self) -> Any:
-        """The organiser's client, VK's 3 a second kept by waits that move the clock (one client for every step,
-        as the limit shared through the buffer is one for the run and the dispatchers)."""
+    def client(self, engine: sa.Engine, shared: bool) -> Any:
+        """The organiser's client, VK's 3 a second kept by waits that move the clock: one client for every step,
+        as one limit holds the run and the dispatchers. `shared`: the limit `bufsync sferum run` and the
+        dispatchers use (portal.client_for: a row in the buffer, a window of 1 s + RATE_MARGIN)."""
         from bufsync.portals.sferum.client import VkClient
-        return VkClient(self.url, self.token, rate=3, clock=lambda: self.now, sleep=self.sleep)
+        from bufsync.portals.sferum.portal import RATE_MARGIN
+        from bufsync.queue.limiter import SharedRateLimit, token_key
+        from bufsync.state.tables import add_state_tables
+        table = add_state_tables(sa.MetaData())["sync_rate_limits"]
+        limit = SharedRateLimit(engine, table, token_key("vk", self.token), 3, window=1.0 + RATE_MARGIN,
+                                clock=lambda: self.now, sleep=self.sleep) if shared else None
+        return VkClient(self.url, self.token, rate=3, clock=lambda: self.now, sleep=self.sleep, limit=limit)
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -100,7 +107,7 @@ class Vk:
 class World:
     """The buffer, the sandbox and the pieces a Сферум run and a dispatcher are made of."""
 
-    def __init__(self, url: str, config: Path, vk: Vk) -> None:
+    def __init__(self, url: str, config: Path, vk: Vk, shared: bool) -> None:
         from bufsync import migrations
         from bufsync.config import load_settings
         from bufsync.mapping import load_mappings
@@ -116,7 +123,7 @@ class World:
         self.state = add_state_tables(sa.MetaData())
         self.engine = sa.create_engine(url)
         self.vk = vk
-        self.client = vk.client()
+        self.client = vk.client(self.engine, shared)
         self.settings = SferumSettings(url=vk.url, user_token=vk.token, rate_user=3)
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
@@ -192,9 +199,9 @@ def fill(w: World, groups: int, size: int, processes: int) -> None:
     w.insert("buf_courses", [{"external_id": f"C{p:04d}", "shortname": f"c{p:04d}", "fullname": f"Дисциплина {p}"}
                              for p in range(processes)])
     w.insert("buf_learning_processes", [
-        {"external_id": f"LP{p:04d}", "group_code": f"G{p * groups // processes:04d}", "course_external_id": f"C{p:04d}",
-         "teacher_external_id": f"T{p:04d}", "semester": 1, "start_date": date(2026, 9, 1),
-         "end_date": date(2099, 6, 30)} for p in range(processes)])
+        {"external_id": f"LP{p:04d}", "group_code": f"G{p * groups // processes:04d}",
+         "course_external_id": f"C{p:04d}", "teacher_external_id": f"T{p:04d}", "semester": 1,
+         "start_date": date(2026, 9, 1), "end_date": date(2099, 6, 30)} for p in range(processes)])
 
 
 def move(w: World, moves: dict[str, int]) -> None:
@@ -215,7 +222,7 @@ def phase(w: World, title: str, steps: list[tuple[str, Any]]) -> dict[str, Any]:
     print(title)
     w.vk.admin("reset_counts")
     seen: tuple[Counter[str], Counter[str], Counter[str]] = (Counter(), Counter(), Counter())
-    total = {"wall": 0.0, "vk": 0.0, "queued": Counter(), "steps": {}}
+    total: dict[str, Any] = {"wall": 0.0, "vk": 0.0, "queued": Counter(), "steps": {}}
     for name, work in steps:
         w.vk.sleep(1.0)  # steps start a VK second apart, as jobs do: each step's VK seconds are its own
         clock, started = w.vk.now, time.perf_counter()
@@ -266,6 +273,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=200, help="learning processes: subject chats")
     parser.add_argument("--moves", type=int, default=200, help="students moved between groups")
     parser.add_argument("--buffer-url", help="an empty database (e.g. PostgreSQL); default: SQLite in a temp dir")
+    parser.add_argument("--shared-limit", action="store_true",
+                        help="the rate limit kept in the buffer, as `bufsync sferum run` and the dispatchers keep it "
+                             "(default: the client's own, exactly VK's 3 a second)")
     parser.add_argument("--quick", action="store_true", help=f"a smoke check: {QUICK}")
     parser.add_argument("--serve-vk", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -279,14 +289,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             url = args.buffer_url or f"sqlite:///{tmp}/buffer.db"
             started = time.perf_counter()
-            w = World(url, Path(tmp) / "bufsync.yaml", vk)
+            w = World(url, Path(tmp) / "bufsync.yaml", vk, args.shared_limit)
             fill(w, args.groups, args.size, args.processes)
             students = args.groups * args.size
             chats = args.groups + args.processes
             print(f"buffer {sa.engine.make_url(url).get_backend_name()}: {args.groups} groups x {args.size} = "
                   f"{students} students, {args.processes} subject chats (a group + a teacher); setup "
                   f"{time.perf_counter() - started:.1f} s. VK's limit on: 3 requests/s on the organiser's token, "
-                  "the sandbox's clock stopped and moved by the client's waits\n")
+                  "the sandbox's clock stopped and moved by the client's waits; the client's limit: "
+                  + ("shared through the buffer (1.1 s windows)\n" if args.shared_limit else "its own (1 s windows)\n"))
 
             first = phase(w, f"1 first creation of {chats} chats", [("run", w.run), ("dispatch", w.dispatch),
                                                                    ("run", w.run)])
@@ -316,8 +327,8 @@ def main() -> None:
                   f"{single['requests']} vs {bundled['requests']} requests, VK {single['vk']:.0f} s vs "
                   f"{bundled['vk']:.0f} s); {writes:.1f}x in the dispatch alone "
                   f"({single['steps']['dispatch']} vs {bundled['steps']['dispatch']})")
-            print(f"peak RSS: this process (bufsync) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB, "
-                  f"the sandbox VK API {vk.peak_rss_mb():.0f} MB")
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"peak RSS: this process (bufsync) {rss:.0f} MB, the sandbox VK API {vk.peak_rss_mb():.0f} MB")
             w.client.close()
             w.engine.dispose()
     finally:

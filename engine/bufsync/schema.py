@@ -20,8 +20,14 @@ VERSION_TABLE = "sync_schema_version"
 
 
 def build_metadata(mappings: MappingSet) -> sa.MetaData:
+    """The tables of these mappings and the engine's; built once per MappingSet (load_mappings hands out the same
+    set while the files are unchanged), so the MetaData is shared and never changed by its users."""
+    cached: sa.MetaData | None = getattr(mappings, "_metadata", None)
+    if cached is not None:
+        return cached
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
     for mapping in mappings:
         table_for(mapping, metadata)
     add_state_tables(metadata)
+    mappings._metadata = metadata  # type: ignore[attr-defined]
     return metadata

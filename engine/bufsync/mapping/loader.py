@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
+from typing import Any
 
 from bufsync.buffer.derived import derivation_problems
 from bufsync.errors import ConfigError, Problem
@@ -222,13 +225,35 @@ def _order(ms: MappingSet, docs: dict[str, YamlDocument]) -> list[str]:
                                   docs[first].line_of(("sync", "depends_on")))) from None
 
 
+_loaded: dict[tuple[Any, ...], MappingSet] = {}
+_loaded_lock = threading.Lock()
+
+
 def load_mappings(directory: Path) -> MappingSet:
-    """Every *.yaml in the folder; all problems of all files reported together."""
+    """Every *.yaml in the folder; all problems of all files reported together.
+
+    A folder whose files hold the same bytes as at the last load is not parsed and validated again (a daemon and a
+    test suite load the same mappings for every run; parsing is what costs, reading a few small files does not).
+    The MappingSet returned is shared, so it is never changed by its users."""
     if not directory.is_dir():
         raise ConfigError(Problem(directory, "mappings_dir", "not a folder of mapping files"))
     files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
     if not files:
         raise ConfigError(Problem(directory, "mappings_dir", "no *.yaml mapping files in this folder"))
+    key = (str(directory.resolve()), *((f.name, hashlib.sha1(f.read_bytes()).digest()) for f in files))
+    with _loaded_lock:
+        cached = _loaded.get(key)
+    if cached is not None:
+        return cached
+    loaded = _load(files)
+    with _loaded_lock:
+        if len(_loaded) >= 32:
+            _loaded.clear()
+        _loaded[key] = loaded
+    return loaded
+
+
+def _load(files: list[Path]) -> MappingSet:
     problems: list[Problem] = []
     mappings: dict[str, Mapping] = {}
     docs: dict[str, YamlDocument] = {}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
+from bufsync import tls
 from bufsync.adapters.moodle.errors import (
     MoodleConfigError,
     MoodleError,
@@ -97,7 +98,8 @@ class Transport:
             if self._http is None:
                 import httpx
                 self._http = httpx.Client(
-                    timeout=httpx.Timeout(self._timeout, connect=min(10.0, self._timeout)), verify=self._verify,
+                    timeout=httpx.Timeout(self._timeout, connect=min(10.0, self._timeout)),
+                    verify=tls.verify(self._verify),
                     limits=httpx.Limits(max_keepalive_connections=8, max_connections=16),
                     headers={"User-Agent": "bufsync"})
             return self._http

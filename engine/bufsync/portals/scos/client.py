@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from bufsync import tls
 from bufsync.secrets import register
 
 
@@ -51,7 +52,8 @@ class ScosClient:
     def __init__(self, base_url: str, key: str, timeout: float = 30.0) -> None:
         register(key)
         self.base = base_url.rstrip("/")
-        self._client = httpx.Client(timeout=timeout, headers={"X-CN-UUID": key, "Accept": "application/json"})
+        self._client = httpx.Client(timeout=timeout, verify=tls.verify(),
+                                    headers={"X-CN-UUID": key, "Accept": "application/json"})
 
     def close(self) -> None:
         self._client.close()

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from bufsync import tls
+
 log = logging.getLogger("bufsync.sferum")
 VERSION = "5.199"
 EXECUTE_MAX = 25            # calls VK runs in one `execute`
@@ -124,7 +126,7 @@ class VkClient:
         # `limit`: one shared with other processes using the token (bufsync.queue.limiter); else this client's own
         self.limit: Limiter = limit if limit is not None else RateLimit(rate, clock, sleep)
         self.attempts, self.backoff, self.sleep = attempts, backoff, sleep
-        self.http = httpx.Client(timeout=timeout)
+        self.http = httpx.Client(timeout=timeout, verify=tls.verify())
         self.requests = 0
 
     def close(self) -> None:
