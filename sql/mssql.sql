@@ -748,6 +748,17 @@ FROM sync_queue
 WHERE sync_queue.portal = 'sferum';
 GO
 
+-- v_sferum_without_vk: people in no Сферум chat for want of a VK ID, chat by chat
+CREATE VIEW v_sferum_without_vk AS SELECT sync_sferum_members.chat_key, sync_sferum_chats.kind, sync_sferum_chats.title AS chat_title, sync_sferum_members.person_external_id, sync_sferum_members.last_error AS reason, sync_sferum_members.updated_at 
+FROM sync_sferum_members JOIN sync_sferum_chats ON sync_sferum_chats.chat_key = sync_sferum_members.chat_key 
+WHERE sync_sferum_members.state = 'no_vk';
+GO
+
+-- v_sferum_lessons: each online lesson's VK call and the chat its link was posted to
+CREATE VIEW v_sferum_lessons AS SELECT sync_sferum_calls.lesson_id, sync_sferum_calls.state, sync_sferum_calls.join_link, sync_sferum_calls.call_id, sync_sferum_calls.posted, sync_sferum_calls.chat_key, sync_sferum_chats.title AS chat_title, sync_sferum_chats.chat_id, sync_sferum_calls.started_at, sync_sferum_calls.finished_at, sync_sferum_calls.last_error, sync_sferum_calls.updated_at 
+FROM sync_sferum_calls LEFT OUTER JOIN sync_sferum_chats ON sync_sferum_chats.chat_key = sync_sferum_calls.chat_key;
+GO
+
 CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)

@@ -11,7 +11,7 @@ from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 
-from bufsync.state.views import DropView, queue_view, view_name
+from bufsync.state.views import CreateView, DropView, queue_view, view_name
 
 # revision identifiers, used by Alembic.
 revision: str = '0015'
@@ -98,9 +98,15 @@ def upgrade() -> None:
         'id', 'portal', 'operation', 'status', 'attempts', 'max_attempts', 'available_at', 'created_at',
         'completed_at', 'last_error', 'idempotency_key', 'payload')))
     op.execute(queue_view(queue, 'sferum', VIEW_FIELDS, op.get_context().dialect.name))
+    # the state views, over the tables as this revision creates them
+    from bufsync.portals.sferum.tables import add_tables, views
+    for name, select, _ in views(add_tables(sa.MetaData())):
+        op.execute(CreateView(name, select))
 
 
 def downgrade() -> None:
+    op.execute(DropView('v_sferum_lessons'))
+    op.execute(DropView('v_sferum_without_vk'))
     op.execute(DropView(view_name('sferum')))
     op.drop_table('sync_sferum_members')
     op.drop_table('sync_sferum_chats')

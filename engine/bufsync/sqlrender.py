@@ -16,7 +16,7 @@ from sqlalchemy.schema import CreateTable
 from bufsync.dialects import DIALECTS, BufferDialect
 from bufsync.mapping.model import reserved_in
 from bufsync.schema import VERSION_TABLE
-from bufsync.state.views import queue_views
+from bufsync.state.views import queue_views, state_views
 
 
 def _version_table(metadata: sa.MetaData) -> sa.Table:
@@ -57,6 +57,12 @@ def render(metadata: sa.MetaData, dialect: BufferDialect, heads: list[str]) -> s
             if dialect.batch_separator:  # MS SQL: CREATE VIEW must be alone in its batch
                 out.append(dialect.batch_separator)
             out.append("")
+    for view, what in state_views(metadata):
+        out.append(f"-- {view.name}: {what}")
+        out.append(_compile(view, dialect) + dialect.terminator)
+        if dialect.batch_separator:
+            out.append(dialect.batch_separator)
+        out.append("")
     version = _version_table(metadata)
     out.append(_compile(CreateTable(version), dialect) + dialect.terminator)
     for head in heads:

@@ -16,6 +16,7 @@ from bufsync.paths import shipped_mappings_dir
 from bufsync.portals import portals
 from bufsync.schema import build_metadata
 from bufsync.sqlrender import render
+from bufsync.state.views import state_views
 from tests.conftest import REPO
 
 SQL = REPO / "sql"
@@ -85,7 +86,7 @@ def test_mssql_script_uses_unicode_types_and_extended_properties() -> None:
             comment = column.comment.replace("'", "''")
             assert (f"execute sp_addextendedproperty 'MS_Description', N'{comment}', 'schema', dbo, "
                     f"'table', {table.name}, 'column', {name};") in text, (table.name, column.name)
-    views = len([p for p in portals().values() if p.view_fields])
+    views = len([p for p in portals().values() if p.view_fields]) + len(state_views(metadata()))
     assert text.count("\nGO\n") == len(metadata().tables) + views + 1  # a view is alone in its batch
     assert "INSERT INTO sync_schema_version (version_num) VALUES ('0001');" in text
 

@@ -70,6 +70,10 @@ class Portal:
         """Its own state tables (migrations create them with the engine's)."""
         return {}
 
+    def views(self, tables: dict[str, sa.Table]) -> list[tuple[str, sa.Select[Any], str]]:
+        """Its DBA views over its own state tables: (name, the SELECT, what it shows)."""
+        return []
+
     def pending_keys(self, tables: dict[str, sa.Table]) -> list[sa.Select[Any]]:
         """Queue idempotency keys its state rows still wait for: finished items with these are never purged."""
         return []

@@ -1,4 +1,5 @@
-"""Views over sync_queue for DBAs: one per portal, the JSON payload unpacked into columns.
+"""Views for DBAs: over sync_queue, one per portal, the JSON payload unpacked into columns; and a portal's own
+views over its state tables.
 
 CREATE VIEW is not in SQLAlchemy's DDL set; this is the compiler-extension recipe from the
 SQLAlchemy docs, so the SELECT is still a Core construct compiled by each dialect.
@@ -56,3 +57,14 @@ def queue_views(queue: sa.Table, dialect_name: str) -> list[CreateView]:
     from bufsync.portals import portals
     return [queue_view(queue, name, portal.view_fields, dialect_name) for name, portal in portals().items()
             if portal.view_fields]
+
+
+def state_views(metadata: sa.MetaData) -> list[tuple[CreateView, str]]:
+    """Each portal's views over its state tables (only those whose tables the metadata holds), with what each shows."""
+    from bufsync.portals import portals
+    tables = dict(metadata.tables)
+    out = []
+    for portal in portals().values():
+        for name, select, what in portal.views(tables):
+            out.append((CreateView(name, select), what))
+    return out

@@ -220,6 +220,9 @@ def test_chats_created_once_and_members_follow_the_contingent(seeded: SferumWorl
     assert s6["sync_error"].startswith("Сферум: нет VK ID (buf_users.vk_id)")
     missing = w.rows("sync_sferum_members", lambda t: t.c.person_external_id == "S6")
     assert [m["state"] for m in missing] == ["no_vk"]
+    with w.engine.connect() as conn:  # what 1C and the DBA read: who is in no chat, and why
+        listed = conn.execute(sa.text("SELECT chat_title, person_external_id, reason FROM v_sferum_without_vk")).all()
+    assert [tuple(r) for r in listed] == [("ИВТ-22", "S6", "нет VK ID (buf_users.vk_id)")]
 
     # nothing changed: the run reads (who the organiser is, then one execute for all four chats), queues nothing
     queued = len(w.queue())
@@ -363,6 +366,11 @@ def test_lessons_start_post_and_finish_on_time(seeded: SferumWorld) -> None:
     assert w.admin("state")["calls"][0]["finished_at"] is not None
     assert w.rows("buf_lessons", lambda t: t.c.external_id == "L1")[0]["call_state"] == "finished"
     assert len(w.queue("call_start")) == 1 and len(w.queue("lesson_post")) == 1
+    with w.engine.connect() as conn:
+        view = conn.execute(sa.text(
+            "SELECT lesson_id, state, posted, chat_title, join_link FROM v_sferum_lessons")).all()
+    assert [tuple(r)[:4] for r in view] == [("L1", "finished", True, "ИВТ-21: Математика")]
+    assert view[0][4] == lesson["join_link"]
 
 
 def test_the_dba_view_shows_the_queue_unpacked(seeded: SferumWorld) -> None:

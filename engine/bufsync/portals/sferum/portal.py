@@ -82,6 +82,10 @@ class SferumPortal(Portal):
         from bufsync.portals.sferum import tables
         return tables.add_tables(metadata)
 
+    def views(self, tables: dict[str, sa.Table]) -> list[tuple[str, sa.Select[Any], str]]:
+        from bufsync.portals.sferum.tables import views
+        return views(tables)
+
     def pending_keys(self, state: dict[str, sa.Table]) -> list[sa.Select[Any]]:
         import sqlalchemy as sa
         return [sa.select(state[name].c.pending_key).where(state[name].c.pending_key.is_not(None))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from bufsync.state.tables import column_type as _t
@@ -79,3 +81,21 @@ def add_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         comment="Звонки Сферум онлайн-занятий из buf_lessons",
     )
     return {"sync_sferum_chats": chats, "sync_sferum_members": members, "sync_sferum_calls": calls}
+
+
+def views(tables: dict[str, sa.Table]) -> list[tuple[str, sa.Select[Any], str]]:
+    """v_sferum_without_vk: who is in no chat for want of a VK ID, chat by chat; v_sferum_lessons: each online
+    lesson's call with the chat its link went to."""
+    if not {"sync_sferum_chats", "sync_sferum_members", "sync_sferum_calls"} <= set(tables):
+        return []
+    chats, members, calls = tables["sync_sferum_chats"], tables["sync_sferum_members"], tables["sync_sferum_calls"]
+    without = (sa.select(members.c.chat_key, chats.c.kind, chats.c.title.label("chat_title"),
+                         members.c.person_external_id, members.c.last_error.label("reason"), members.c.updated_at)
+               .join_from(members, chats, chats.c.chat_key == members.c.chat_key)
+               .where(members.c.state == sa.literal("no_vk")))
+    lessons = (sa.select(calls.c.lesson_id, calls.c.state, calls.c.join_link, calls.c.call_id, calls.c.posted,
+                         calls.c.chat_key, chats.c.title.label("chat_title"), chats.c.chat_id, calls.c.started_at,
+                         calls.c.finished_at, calls.c.last_error, calls.c.updated_at)
+               .join_from(calls, chats, chats.c.chat_key == calls.c.chat_key, isouter=True))
+    return [("v_sferum_without_vk", without, "people in no Сферум chat for want of a VK ID, chat by chat"),
+            ("v_sferum_lessons", lessons, "each online lesson's VK call and the chat its link was posted to")]
