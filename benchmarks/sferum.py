@@ -110,6 +110,7 @@ class World:
     def __init__(self, url: str, config: Path, vk: Vk, shared: bool) -> None:
         from bufsync import migrations
         from bufsync.config import load_settings
+        from bufsync.db import create_buffer_engine
         from bufsync.mapping import load_mappings
         from bufsync.portals.sferum.settings import SferumSettings
         from bufsync.schema import build_metadata
@@ -121,7 +122,7 @@ class World:
         self.metadata = build_metadata(self.mappings)
         self.tables = dict(self.metadata.tables)
         self.state = add_state_tables(sa.MetaData())
-        self.engine = sa.create_engine(url)
+        self.engine = create_buffer_engine(url)  # as the commands make it (SQLite in WAL, batched UPDATEs on PG)
         self.vk = vk
         self.client = vk.client(self.engine, shared)
         self.settings = SferumSettings(url=vk.url, user_token=vk.token, rate_user=3)

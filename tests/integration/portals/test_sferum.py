@@ -288,6 +288,10 @@ def test_a_renamed_group_renames_its_chat(seeded: SferumWorld) -> None:
     assert w.title("group:G1") == "ИВТ-21 (ускоренная)"
     assert w.title("process:LP1") == "ИВТ-21 (ускоренная): Математика"
     assert w.chats()["group:G1"]["title"] == "ИВТ-21 (ускоренная)"
+    w.update("buf_students", lambda t: t.c.group_code == "G1", group_name="ИВТ-21")  # and back again
+    w.cycle()
+    w.run()
+    assert w.title("group:G1") == "ИВТ-21" and w.chats()["group:G1"]["title"] == "ИВТ-21"
 
 
 def test_a_half_written_contingent_never_empties_a_chat(seeded: SferumWorld) -> None:

@@ -186,7 +186,8 @@ class Chats:
             if row.pending_key is not None or row.chat_id is None:
                 continue
             if row.title != wanted.title:
-                rename = item_key("chat", key, "title", hashlib.sha1(wanted.title.encode()).hexdigest()[:12])
+                # a key of its own for each rename (A -> B -> A must send the second A too)
+                rename = item_key("chat", key, "title", f"{now:%Y%m%d%H%M%S%f}")
                 items.append(self._item("chat_title", {"chat_key": key, "chat_id": row.chat_id,
                                                        "title": wanted.title}, rename))
                 changes.append({"chat_key": key, "state": "renaming", "pending_key": rename, "updated_at": now})
