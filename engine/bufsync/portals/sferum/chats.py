@@ -284,6 +284,8 @@ class Chats:
                 if kept.state == "error" and kept.updated_at > now - RETRY_AFTER:
                     continue
                 if kept.vk_id is not None and kept.vk_id in held.ids and kept.vk_id not in wanted_vk:
+                    if kept.vk_id == self.organiser or kept.vk_id in held.admins:
+                        continue  # the organiser and the chat's admins are never removed
                     if kept.origin == "added" or self.settings.remove != "added":
                         removals[chat.kind].append((chat, person_id, kept.vk_id, kept))
                         continue
