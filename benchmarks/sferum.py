@@ -1,7 +1,7 @@
 """Benchmark: VK Сферум chats against the sandbox VK API (in its own process) with VK's rate limit enforced.
 
     python benchmarks/sferum.py [--groups 600] [--size 30] [--processes 200] [--moves 200]
-                                [--buffer-url URL] [--quick]
+                                [--buffer-url URL] [--shared-limit] [--quick]
 
 A buffer of groups x size studying students (each with a VK ID) and learning processes (a group's students plus
 a teacher: the subject chats), on SQLite in a temporary directory (or --buffer-url: an empty database, e.g.
