@@ -36,7 +36,7 @@ def admin(server: VkServer, action: str, **args: object) -> object:
 
 def client(server: VkServer, token: str = "teacher", **options: object) -> VkClient:
     """A client whose waits move the sandbox's clock (and its own) instead of sleeping."""
-    now = [0.0]
+    now = [EPOCH]  # the sandbox's clock: both sides count the same seconds
 
     def sleep(seconds: float) -> None:
         now[0] += seconds
@@ -85,6 +85,20 @@ def test_a_refusal_vk_did_not_execute_is_sent_again(vk: VkServer) -> None:
         c.call("messages.createChat", {"user_ids": STUDENTS[:2], "title": "x"}, safe=False)
         assert c.requests == 3
     assert len(chats(vk)) == 1
+
+
+def test_an_execute_vk_refused_or_whose_answer_was_lost_is_sent_again(vk: VkServer) -> None:
+    """An execute bundle holds only calls safe to repeat: refused before running (6, 29) or its answer lost, the
+    whole bundle goes again and each call's answer comes back."""
+    with client(vk) as c:
+        made = c.call("messages.createChat", {"user_ids": STUDENTS[:2], "title": "x"}, safe=False)
+        admin(vk, "errors", rules=[{"code": 6, "method": "execute", "count": 1},
+                                   {"code": 29, "method": "execute", "count": 1}])
+        vk.faults.add(FaultRule("drop_after_write", function="execute", count=1, skip=2))  # the third send
+        before = c.requests
+        read = ("messages.getConversationMembers", {"peer_id": 2_000_000_000 + made["chat_id"], "count": 1000})
+        answers = c.execute([read, read])
+        assert c.requests - before == 4 and [a["count"] for a in answers] == [3, 3]
 
 
 def test_a_lost_create_is_not_sent_again(vk: VkServer) -> None:

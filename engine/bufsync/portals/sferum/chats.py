@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from bufsync.buffer import markers
 from bufsync.mapping.loader import MappingSet
-from bufsync.portals.pending import queue_items, update_many
+from bufsync.portals.pending import chunks, queue_items, update_many
 from bufsync.portals.sferum.client import CHAT_PEER, VkClient, VkError
 from bufsync.portals.sferum.contingent import Contingent, Person, Wanted
 from bufsync.portals.sferum.settings import SferumSettings
@@ -219,11 +219,10 @@ class Chats:
         if not rows:
             return
         m = self.members_t
-        keys = {(r["chat_key"], r["person_external_id"]) for r in rows}
         existing: set[tuple[str, str]] = set()
-        for chat_key in {k for k, _ in keys}:
-            existing |= {(chat_key, p) for (p,) in conn.execute(
-                sa.select(m.c.person_external_id).where(m.c.chat_key == chat_key))}
+        for chunk in chunks(sorted({r["chat_key"] for r in rows})):
+            existing |= {(c, p) for c, p in conn.execute(
+                sa.select(m.c.chat_key, m.c.person_external_id).where(m.c.chat_key.in_(chunk)))}
         update_many(conn, m, ("chat_key", "person_external_id"), [r for r in rows
                                                                   if (r["chat_key"], r["person_external_id"])
                                                                   in existing])

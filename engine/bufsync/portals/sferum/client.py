@@ -140,6 +140,11 @@ class VkClient:
 
     def call(self, method: str, params: dict[str, Any] | None = None, *, safe: bool = True) -> Any:
         """The method's `response`; `safe`: the call may be repeated when its answer is lost."""
+        return self._sent(method, params or {}, safe).get("response")
+
+    def _sent(self, method: str, params: dict[str, Any], safe: bool) -> dict[str, Any]:
+        """The whole answer of one request, sent again while VK did nothing (and, when safe, when the answer was
+        lost or VK failed inside)."""
         retrying = Retrying(stop=stop_after_attempt(self.attempts), reraise=True, sleep=self.sleep,
                             wait=wait_exponential(multiplier=self.backoff, max=30),
                             retry=retry_if_exception(lambda e: isinstance(e, _Again)),
@@ -149,19 +154,19 @@ class VkClient:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._send(method, params or {}, safe)
+                    return self._send(method, params, safe)
         except _Again as again:
             raise again.cause from None
         raise AssertionError("unreachable: tenacity returns or raises")
 
-    def _send(self, method: str, params: dict[str, Any], safe: bool) -> Any:
+    def _send(self, method: str, params: dict[str, Any], safe: bool) -> dict[str, Any]:
         self.limit.wait()
         form = {k: _form(v) for k, v in params.items() if v is not None}
         form.update(v=self.version, access_token=self._token)
         self.requests += 1
         try:
             answer = self.http.post(f"{self.url}/method/{method}", data=form)
-            body = answer.json()
+            body: dict[str, Any] = answer.json()
         except (httpx.TransportError, ValueError) as exc:
             cause = f"{type(exc).__name__}: {exc}".replace(self._token, "***")
             if safe:
@@ -174,16 +179,18 @@ class VkClient:
             if error.code in AMBIGUOUS:
                 raise AnswerLost(method, f"VK error {error.code}: {error.message}")
             raise error
-        return body.get("response")
+        return body
 
     def execute(self, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
         """Many calls in `execute` bundles of EXECUTE_MAX: each call's response, or its VkError, in order.
-        Only for calls safe to repeat (a bundle whose answer is lost is sent again whole)."""
+        Only for calls safe to repeat: a bundle VK refused before running it (6, 9, 29), or whose answer was lost,
+        is sent again whole, as `call` does for a safe call."""
         out: list[Any] = []
         for start in range(0, len(calls), EXECUTE_MAX):
             bundle = calls[start:start + EXECUTE_MAX]
             code = "return [" + ",".join(f"API.{m}({json.dumps(p, ensure_ascii=False)})" for m, p in bundle) + "];"
-            answer = self._bundle(code)
+            # `execute` keeps execute_errors beside the response: the whole answer is wanted
+            answer = self._sent("execute", {"code": code}, True)
             failures = iter(answer.get("execute_errors") or [])
             for (method, _), result in zip(bundle, answer.get("response") or [], strict=True):
                 if result is False:
@@ -192,20 +199,6 @@ class VkClient:
                 else:
                     out.append(result)
         return out
-
-    def _bundle(self, code: str) -> dict[str, Any]:
-        """`execute` keeps execute_errors beside the response: the whole body is wanted, not only `response`."""
-        self.limit.wait()
-        self.requests += 1
-        try:
-            answer = self.http.post(f"{self.url}/method/execute",
-                                    data={"code": code, "v": self.version, "access_token": self._token})
-            body: dict[str, Any] = answer.json()
-        except (httpx.TransportError, ValueError) as exc:
-            raise AnswerLost("execute", type(exc).__name__) from None
-        if "error" in body:
-            raise typed("execute", body["error"])
-        return body
 
 
 def _form(value: Any) -> str:

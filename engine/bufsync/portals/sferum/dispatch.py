@@ -64,20 +64,17 @@ class SferumHandler:
     def __call__(self, items: list[dict[str, Any]]) -> list[Result]:
         self._refused = None
         results: dict[int, Result] = {}
-        bundled: dict[str, list[dict[str, Any]]] = {}
-        for item in items:
-            if item["operation"] in BUNDLED:
-                bundled.setdefault(item["operation"], []).append(item)
+        bundled = [item for item in items if item["operation"] in BUNDLED]  # adds and removals share bundles
         for item in items:
             if item["operation"] not in BUNDLED:
                 results[item["id"]] = self._refused or self._guarded(self._single, item)
-        for operation, group in bundled.items():
-            for start in range(0, len(group), EXECUTE_MAX if self.execute else 1):
-                part = group[start:start + (EXECUTE_MAX if self.execute else 1)]
-                if self._refused is not None:
-                    results.update({item["id"]: self._refused for item in part})
-                    continue
-                results.update(self._members(operation, part))
+        size = EXECUTE_MAX if self.execute else 1
+        for start in range(0, len(bundled), size):
+            part = bundled[start:start + size]
+            if self._refused is not None:
+                results.update({item["id"]: self._refused for item in part})
+                continue
+            results.update(self._members(part))
         return [self._refused if self._refused is not None and not isinstance(results[i["id"]], Delivered)
                 else results[i["id"]] for i in items]
 
@@ -150,9 +147,9 @@ class SferumHandler:
                 return None
 
     # -- member adds and removals, bundled ---------------------------------------------------------------------------
-    def _members(self, operation: str, part: list[dict[str, Any]]) -> dict[int, Result]:
-        method = BUNDLED[operation]
-        calls = [(method, {"chat_id": i["payload"]["chat_id"], "user_id": i["payload"]["user_id"]}) for i in part]
+    def _members(self, part: list[dict[str, Any]]) -> dict[int, Result]:
+        calls = [(BUNDLED[i["operation"]], {"chat_id": i["payload"]["chat_id"], "user_id": i["payload"]["user_id"]})
+                 for i in part]
         try:
             if self.execute:
                 answers: list[Any] = self.client.execute(calls)
@@ -180,17 +177,17 @@ class SferumHandler:
             elif answer.code in (5, 1117, 14):
                 self._refused = refused(answer)
                 out[item["id"]] = self._refused
-            elif operation == "member_remove" and answer.code == 935:  # not in the chat: removed already
+            elif item["operation"] == "member_remove" and answer.code == 935:  # not in the chat: removed already
                 out[item["id"]] = Delivered({"done": True, "already": True})
             elif answer.code in NOT_EXECUTED:
                 out[item["id"]] = Transient(answer.reason, sent=False)
             else:
                 unsure.append((item, answer))
         if unsure:
-            out.update(self._read_back(operation, unsure))
+            out.update(self._read_back(unsure))
         return out
 
-    def _read_back(self, operation: str, failed: list[tuple[dict[str, Any], VkError]]) -> dict[int, Result]:
+    def _read_back(self, failed: list[tuple[dict[str, Any], VkError]]) -> dict[int, Result]:
         """An add or removal VK refused: the chat read back decides (someone already in is added, someone already
         gone is removed); otherwise the item fails with VK's reason."""
         chat_ids = sorted({int(item["payload"]["chat_id"]) for item, _ in failed})
@@ -207,7 +204,7 @@ class SferumHandler:
         for item, error in failed:
             held = members.get(int(item["payload"]["chat_id"]))
             user = int(item["payload"]["user_id"])
-            if held is not None and (user in held) == (operation == "member_add"):
+            if held is not None and (user in held) == (item["operation"] == "member_add"):
                 out[item["id"]] = Delivered({"done": True, "already": True})
             else:
                 out[item["id"]] = Permanent(error.reason)
