@@ -158,7 +158,8 @@ class World:
         from bufsync.portals.sferum.dispatch import SferumHandler, held_chats
         from bufsync.queue.dispatcher import dispatch
         handler = SferumHandler(self.client, lambda: ORGANISER,
-                                held_chats(self.engine, self.state["sync_sferum_chats"]), execute=self.settings.execute)
+                                held_chats(self.engine, self.state["sync_sferum_chats"], self.state["sync_queue"]),
+                                execute=self.settings.execute)
         stats = dispatch(self.engine, self.state["sync_queue"], "sferum", batch_handler=handler,
                          batch=self.settings.batch, lease_seconds=self.settings.lease_seconds, until_empty=True)
         return Counter({k: v for k, v in asdict(stats).items() if v})

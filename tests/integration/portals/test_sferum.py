@@ -513,3 +513,25 @@ def test_a_call_vk_refuses_says_why_in_the_lesson_row(seeded: SferumWorld) -> No
     w.run(now=utc - timedelta(minutes=3))
     lesson = w.rows("buf_lessons", lambda t: t.c.external_id == "L9")[0]
     assert lesson["call_state"] == "started" and lesson["sync_error"] is None and len(w.admin("state")["calls"]) == 1
+
+
+
+def test_a_lost_create_never_adopts_another_chats_unsettled_chat(seeded: SferumWorld) -> None:
+    """Two subject chats of one group and course (two semesters) share a title. LP1's create answer is lost, LP2's
+    create goes through; LP1's retry, before a run settled LP2, must not adopt LP2's chat."""
+    w = seeded
+    w.insert("buf_learning_processes", [{"external_id": "LP2", "group_code": "G1", "course_external_id": "C1",
+                                         "teacher_external_id": "T1", "semester": 2, "start_date": date(2027, 2, 1),
+                                         "end_date": date(2099, 6, 30)}])
+    w.run()
+    creates = [i["payload"]["chat_key"] for i in sorted(w.queue("chat_create"), key=lambda i: i["id"])]
+    w.admin("faults", rules=[{"kind": "drop_after_write", "function": "messages.createChat", "count": 1,
+                              "skip": creates.index("process:LP1")}])
+    stats = w.dispatch().counts
+    assert stats["done"] == 4 and stats["retried"] == 1
+    w.update("sync_queue", lambda t: t.c.status == "failed", available_at=datetime(2000, 1, 1))
+    assert w.dispatch().counts["done"] == 1
+    w.run()
+    chats = w.chats()
+    assert chats["process:LP1"]["chat_id"] != chats["process:LP2"]["chat_id"]
+    assert len(w.vk_titles()) == 5

@@ -12,6 +12,7 @@ one. What each operation does when its previous send may have reached VK (docs/p
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -211,8 +212,18 @@ class SferumHandler:
         return out
 
 
-def held_chats(engine: sa.Engine, chats: sa.Table) -> Callable[[], set[int]]:
+def held_chats(engine: sa.Engine, chats: sa.Table, queue: sa.Table) -> Callable[[], set[int]]:
+    """The chat ids of the chats' rows, and those of the creates done that no run has settled into a row yet (two
+    chats may share a title: a lookup must not adopt the other's chat while its chat_id is still in the queue)."""
     def read() -> set[int]:
         with engine.connect() as conn:
-            return {int(c) for (c,) in conn.execute(sa.select(chats.c.chat_id).where(chats.c.chat_id.is_not(None)))}
+            held = {int(c) for (c,) in conn.execute(sa.select(chats.c.chat_id).where(chats.c.chat_id.is_not(None)))}
+            for (response,) in conn.execute(sa.select(queue.c.response).where(
+                    queue.c.portal == "sferum", queue.c.operation == "chat_create", queue.c.status == "done",
+                    queue.c.idempotency_key.in_(sa.select(chats.c.pending_key)
+                                                .where(chats.c.pending_key.is_not(None))))):
+                chat_id = json.loads(response or "{}").get("chat_id")
+                if chat_id is not None:
+                    held.add(int(chat_id))
+            return held
     return read

@@ -105,8 +105,10 @@ class SferumPortal(Portal):
             if not known:
                 known.append(organiser_of(client, settings))
             return known[0]
+        from bufsync.state.tables import add_state_tables
         chats = add_tables(sa.MetaData())["sync_sferum_chats"]
-        handler = SferumHandler(client, organiser, held_chats(engine, chats), settings.execute)
+        queue = add_state_tables(sa.MetaData())["sync_queue"]
+        handler = SferumHandler(client, organiser, held_chats(engine, chats, queue), settings.execute)
 
         def close() -> None:
             handler.close()
