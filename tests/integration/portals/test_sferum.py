@@ -535,3 +535,20 @@ def test_a_lost_create_never_adopts_another_chats_unsettled_chat(seeded: SferumW
     chats = w.chats()
     assert chats["process:LP1"]["chat_id"] != chats["process:LP2"]["chat_id"]
     assert len(w.vk_titles()) == 5
+
+
+
+def test_remove_contingent_removes_people_of_the_buffer_who_are_in_no_chat(seeded: SferumWorld) -> None:
+    """remove: contingent takes anyone whose VK ID is in buf_users: a dismissed teacher, in no chat now, too."""
+    w = seeded
+    w.vk.api.add_people([{"id": 3003, "first_name": "Уволенный", "last_name": "Петров"}])
+    w.insert("buf_users", [_user("T3", 3003)])
+    w.insert("buf_staff", [{"person_external_id": "T3", "position": "Доцент", "department_external_id": "D1",
+                            "status": "dismissed"}])
+    w.cycle(2)
+    chat_id = w.chats()["group:G1"]["chat_id"]
+    with w.vk_client() as client:  # T3 joined G1's chat by a link
+        client.call("messages.addChatUser", {"chat_id": chat_id, "user_id": 3003})
+    w.configure(remove="contingent")
+    w.cycle(2)
+    assert w.members("group:G1") == {2001, 2002, 2003}

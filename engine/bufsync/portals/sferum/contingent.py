@@ -52,6 +52,7 @@ class Contingent:
     # kind -> the source table's row count, and whether each source may be trusted for removals
     source_rows: dict[str, int]
     tables: dict[str, sa.Table]
+    people: dict[str, Person] = field(default_factory=dict)  # everyone in buf_users, by external id
 
 
 def parse_vk_id(raw: Any) -> tuple[int | None, str | None]:
@@ -148,7 +149,7 @@ def read(engine: sa.Engine, metadata: sa.MetaData, mappings: MappingSet, setting
                 if key not in chats:
                     chats[key] = Wanted(key, "adhoc", _title(titles.adhoc, chat_code=code.strip(), title=title.strip()))
                 _add(chats[key], [person], people)
-    return Contingent(chats, rows, tables)
+    return Contingent(chats, rows, tables, people)
 
 
 def _people(conn: sa.Connection, users: sa.Table) -> dict[str, Person]:
