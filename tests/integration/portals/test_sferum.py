@@ -552,3 +552,20 @@ def test_remove_contingent_removes_people_of_the_buffer_who_are_in_no_chat(seede
     w.configure(remove="contingent")
     w.cycle(2)
     assert w.members("group:G1") == {2001, 2002, 2003}
+
+
+
+def test_a_changed_vk_id_takes_the_old_account_out(seeded: SferumWorld) -> None:
+    """1C fixes S1's VK ID (2001 was another person's): the new account is added, the one bufsync added by mistake
+    leaves the group's chat and its subject chat."""
+    w = seeded
+    w.cycle(2)
+    w.vk.api.add_people([{"id": 2901, "first_name": "Настоящий", "last_name": "Иванов"}])
+    w.update("buf_users", lambda t: t.c.external_id == "S1", vk_id="2901")
+    w.cycle()
+    w.cycle()
+    assert w.members("group:G1") == {2901, 2002, 2003}
+    assert w.members("process:LP1") == {2901, 2002, 2003, 3001}
+    states = {m["person_external_id"]: (m["state"], m["vk_id"])
+              for m in w.rows("sync_sferum_members", lambda t: t.c.chat_key == "group:G1")}
+    assert states["S1"] == ("member", 2901)

@@ -252,10 +252,18 @@ class Chats:
             chat_counts.append({"chat_key": chat.chat_key, "members": held.count, "checked_at": now,
                                 "last_error": None})
             room = self.settings.max_members - len(held.ids | {self.organiser})
+            wanted_vk = set(wanted.vk_ids)
             for person in wanted.members.values():
                 row = rows.get(person.external_id)
                 if row is not None and row.pending_key is not None:
                     continue
+                old = row.vk_id if row is not None else None
+                if row is not None and person.vk_id is not None and old not in (None, person.vk_id) and \
+                        old in held.ids - wanted_vk - held.admins - {self.organiser} and \
+                        (row.origin == "added" or self.settings.remove != "added"):
+                    # 1C changed the person's VK ID: the account their row held leaves, under a row of its own (the
+                    # person's row follows the new one)
+                    removals[chat.kind].append((chat, f"vk:{old}", old, row))
                 if person.vk_id is None:
                     if row is None or row.state != "no_vk" or row.last_error != person.vk_problem:
                         writes.append(self._member(chat.chat_key, person, "no_vk", None,
@@ -278,7 +286,6 @@ class Chats:
                     continue
                 room -= 1
                 adds.append((chat, person, (row.sends if row else 0) + 1))
-            wanted_vk = set(wanted.vk_ids)
             for person_id, kept in rows.items():
                 if kept.pending_key is not None or person_id in wanted.members:
                     continue
