@@ -569,3 +569,26 @@ def test_a_changed_vk_id_takes_the_old_account_out(seeded: SferumWorld) -> None:
     states = {m["person_external_id"]: (m["state"], m["vk_id"])
               for m in w.rows("sync_sferum_members", lambda t: t.c.chat_key == "group:G1")}
     assert states["S1"] == ("member", 2901)
+
+
+
+def test_a_finish_vk_refused_is_sent_again(seeded: SferumWorld) -> None:
+    """A call_finish that died (VK refused it, or failed longer than the dispatcher tried) is tried again on the next
+    run, under a key of its own: the call ends, the lesson row says finished."""
+    w = seeded
+    w.cycle(2)
+    local = datetime(2026, 12, 2, 10, 0)
+    w.insert("buf_lessons", [{"external_id": "L1", "process_external_id": "LP1", "starts_at": local,
+                              "ends_at": local + timedelta(hours=1), "online": True, "topic": "Интегралы"}])
+    utc = local.replace(tzinfo=ZONE).astimezone(UTC).replace(tzinfo=None)
+    w.cycle(now=utc - timedelta(minutes=5))
+    w.cycle(now=utc - timedelta(minutes=4))
+    w.admin("errors", rules=[{"code": 15, "method": "calls.forceFinish", "count": 1}])
+    w.cycle(now=utc + timedelta(minutes=76))
+    assert {i["status"] for i in w.queue("call_finish")} == {"dead"}
+    w.cycle(now=utc + timedelta(minutes=86))  # the refusal settled: the finish queued again
+    w.cycle(now=utc + timedelta(minutes=96))
+    w.run(now=utc + timedelta(minutes=97))
+    assert w.admin("state")["calls"][0]["finished_at"] is not None
+    lesson = w.rows("buf_lessons", lambda t: t.c.external_id == "L1")[0]
+    assert lesson["call_state"] == "finished" and lesson["sync_error"] is None

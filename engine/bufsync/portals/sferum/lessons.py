@@ -130,6 +130,8 @@ class Lessons:
             if call.pending_key is not None or call.state != "started":
                 continue
             if self.now >= ends + finish_after:
+                if self._gave_up(call):
+                    continue
                 items.append(self._finish(call))
                 changes.append({"lesson_id": lesson_id, "state": "finishing", "pending_key": items[-1].key,
                                 "updated_at": self.now})
@@ -144,7 +146,8 @@ class Lessons:
                 changes.append({"lesson_id": lesson_id, "pending_key": key, "updated_at": self.now})
                 self.report.add("queued.lesson_post")
         for lesson_id, call in calls.items():  # a started call whose lesson is gone or no longer online: finished
-            if lesson_id not in due and call.state == "started" and call.pending_key is None:
+            if lesson_id not in due and call.state == "started" and call.pending_key is None and \
+                    not self._gave_up(call):
                 items.append(self._finish(call))
                 changes.append({"lesson_id": lesson_id, "state": "finishing", "pending_key": items[-1].key,
                                 "updated_at": self.now})
@@ -157,8 +160,15 @@ class Lessons:
 
     def _finish(self, call: sa.Row[Any]) -> outbox.Item:
         self.report.add("queued.call_finish")
+        # a key of its own for each try: a finish that died is sent again by the next run, not settled dead again
         return self._item("call_finish", {"lesson_id": call.lesson_id, "call_id": call.call_id},
-                          item_key("call", call.lesson_id, "finish"))
+                          item_key("call", call.lesson_id, "finish", f"{self.now:%Y%m%d%H%M%S%f}"))
+
+    def _gave_up(self, call: sa.Row[Any]) -> bool:
+        """A finish VK kept refusing for a day after the call started: left as it is, the reason in last_error (VK
+        ends a call nobody is in)."""
+        return bool(call.last_error) and call.last_error.startswith(f"Сферум не принял {WHAT['call_finish']}") and \
+            self.now >= (call.started_at or self.now) + timedelta(days=1)
 
     def write_back(self) -> None:
         """The lesson rows told their call's state, link and error (only the rows that differ)."""
