@@ -592,3 +592,25 @@ def test_a_finish_vk_refused_is_sent_again(seeded: SferumWorld) -> None:
     assert w.admin("state")["calls"][0]["finished_at"] is not None
     lesson = w.rows("buf_lessons", lambda t: t.c.external_id == "L1")[0]
     assert lesson["call_state"] == "finished" and lesson["sync_error"] is None
+
+
+
+def test_vk_internal_error_is_retried_not_fatal(seeded: SferumWorld) -> None:
+    """VK's 10 (internal server error) on an add, longer than the client's own retries: the item waits for the next
+    dispatch, as 6, 9 and 29 do; it neither dies nor leaves the person waiting a day."""
+    w = seeded
+    w.cycle(2)
+    w.vk.api.add_people([{"id": 4001, "first_name": "Новый", "last_name": "Петров"}])
+    w.insert("buf_users", [_user("N1", 4001)])
+    w.insert("buf_students", [{"person_external_id": "N1", "record_book": "RB-N1", "group_code": "G2",
+                               "group_name": "ИВТ-22", "status": "studying"}])
+    w.configure(execute=False)
+    w.admin("errors", rules=[{"code": 10, "method": "messages.addChatUser", "count": 4}])
+    w.cycle()
+    assert {i["status"] for i in w.queue("member_add")} == {"failed"}
+    w.update("sync_queue", lambda t: t.c.status == "failed", available_at=datetime(2000, 1, 1))
+    w.dispatch()
+    w.run()
+    assert 4001 in w.members("group:G2")
+    row = w.rows("sync_sferum_members", lambda t: t.c.person_external_id == "N1")[0]
+    assert row["state"] == "member"

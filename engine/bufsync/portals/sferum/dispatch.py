@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bufsync.portals.sferum.client import (
+    AMBIGUOUS,
     CHAT_PEER,
     EXECUTE_MAX,
     AnswerLost,
@@ -90,6 +91,8 @@ class SferumHandler:
         except VkError as exc:
             if exc.code in NOT_EXECUTED:
                 return Transient(exc.reason, sent=False)
+            if exc.code in AMBIGUOUS:  # VK failed inside, maybe after doing it: the next dispatch checks
+                return Transient(exc.reason, in_doubt=True)
             return Permanent(exc.reason)
 
     # -- one by one ------------------------------------------------------------------------------------------------
@@ -207,6 +210,8 @@ class SferumHandler:
             user = int(item["payload"]["user_id"])
             if held is not None and (user in held) == (item["operation"] == "member_add"):
                 out[item["id"]] = Delivered({"done": True, "already": True})
+            elif error.code in AMBIGUOUS:  # VK's internal error, not a refusal: the next dispatch tries again
+                out[item["id"]] = Transient(error.reason, in_doubt=True)
             else:
                 out[item["id"]] = Permanent(error.reason)
         return out
