@@ -614,3 +614,19 @@ def test_vk_internal_error_is_retried_not_fatal(seeded: SferumWorld) -> None:
     assert 4001 in w.members("group:G2")
     row = w.rows("sync_sferum_members", lambda t: t.c.person_external_id == "N1")[0]
     assert row["state"] == "member"
+
+
+def test_a_title_changed_back_within_a_second_is_sent(seeded: SferumWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs in one second (an operator's run beside the scheduled one; the state clock keeps whole seconds):
+    A -> B -> A sends the second A too, and the row says what VK holds."""
+    from bufsync.portals.sferum import chats as chats_module
+    w = seeded
+    w.cycle(2)
+    monkeypatch.setattr(chats_module, "now_utc", lambda: datetime(2026, 12, 2, 10, 0, 0))
+    w.update("buf_students", lambda t: t.c.group_code == "G1", group_name="ИВТ-21 (ускоренная)")
+    w.cycle()
+    w.run()
+    w.update("buf_students", lambda t: t.c.group_code == "G1", group_name="ИВТ-21")
+    w.cycle()
+    w.run()
+    assert w.title("group:G1") == "ИВТ-21" and w.chats()["group:G1"]["title"] == "ИВТ-21"

@@ -17,7 +17,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -189,7 +189,8 @@ class Chats:
                 continue
             if row.title != wanted.title:
                 # a key of its own for each rename (A -> B -> A must send the second A too)
-                rename = item_key("chat", key, "title", f"{now:%Y%m%d%H%M%S%f}")
+                # (now_utc keeps whole seconds: two runs in one second would share the key, so the clock's own)
+                rename = item_key("chat", key, "title", f"{datetime.now(UTC):%Y%m%d%H%M%S%f}")
                 items.append(self._item("chat_title", {"chat_key": key, "chat_id": row.chat_id,
                                                        "title": wanted.title}, rename))
                 changes.append({"chat_key": key, "state": "renaming", "pending_key": rename, "updated_at": now})

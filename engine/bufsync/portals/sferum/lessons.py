@@ -162,7 +162,7 @@ class Lessons:
         self.report.add("queued.call_finish")
         # a key of its own for each try: a finish that died is sent again by the next run, not settled dead again
         return self._item("call_finish", {"lesson_id": call.lesson_id, "call_id": call.call_id},
-                          item_key("call", call.lesson_id, "finish", f"{self.now:%Y%m%d%H%M%S%f}"))
+                          item_key("call", call.lesson_id, "finish", f"{datetime.now(UTC):%Y%m%d%H%M%S%f}"))
 
     def _gave_up(self, call: sa.Row[Any]) -> bool:
         """A finish VK kept refusing for a day after the call started: left as it is, the reason in last_error (VK
