@@ -630,3 +630,19 @@ def test_a_title_changed_back_within_a_second_is_sent(seeded: SferumWorld, monke
     w.cycle()
     w.run()
     assert w.title("group:G1") == "ИВТ-21" and w.chats()["group:G1"]["title"] == "ИВТ-21"
+
+
+def test_a_rename_vk_refuses_says_why_and_waits_a_day(seeded: SferumWorld) -> None:
+    """A rename VK refuses (the chat disabled: 945): the chat's row keeps VK's reason for the DBA, and the rename is
+    not sent again on every run (a day later, as a refused add is)."""
+    w = seeded
+    w.cycle(2)
+    w.admin("disable_chat", chat_id=w.chats()["group:G1"]["chat_id"])
+    w.update("buf_students", lambda t: t.c.group_code == "G1", group_name="ИВТ-21 (ускоренная)")
+    w.cycle()
+    w.cycle()
+    w.cycle()
+    chat = w.chats()["group:G1"]
+    assert chat["last_error"] is not None and "(VK 945: " in chat["last_error"]
+    renames = [i for i in w.queue("chat_title") if i["payload"]["chat_key"] == "group:G1"]
+    assert len(renames) == 1 and renames[0]["status"] == "dead"

@@ -40,7 +40,8 @@ SOURCE_TABLE = {"groups": "buf_students", "processes": "buf_students", "departme
                 "adhoc": "buf_chat_members"}
 KIND_WORD = {"groups": "группы", "departments": "подразделения", "processes": "дисциплины", "adhoc": ""}
 MEMBERS_PAGE = 1000  # messages.getConversationMembers' largest page
-RETRY_AFTER = timedelta(days=1)  # an add or removal VK refused is tried again this much later
+RETRY_AFTER = timedelta(days=1)  # an add, removal or rename VK refused is tried again this much later
+UNREAD = "участники беседы не прочитаны"
 
 
 def item_key(*parts: object) -> str:
@@ -187,7 +188,9 @@ class Chats:
                 continue
             if row.pending_key is not None or row.chat_id is None:
                 continue
-            if row.title != wanted.title:
+            refused = (row.last_error or "").startswith("Сферум не принял переименование беседы") and \
+                row.updated_at > now - RETRY_AFTER  # VK refused the last rename: tried again a day later
+            if row.title != wanted.title and not refused:
                 # a key of its own for each rename (A -> B -> A must send the second A too)
                 # (now_utc keeps whole seconds: two runs in one second would share the key, so the clock's own)
                 rename = item_key("chat", key, "title", f"{datetime.now(UTC):%Y%m%d%H%M%S%f}")
@@ -250,8 +253,10 @@ class Chats:
                 continue
             wanted = self.contingent.chats[chat.chat_key]
             rows = rows_by_chat.get(chat.chat_key, {})
+            # read: an unreadable chat's note goes (a refused rename's reason stays until a rename goes through)
             chat_counts.append({"chat_key": chat.chat_key, "members": held.count, "checked_at": now,
-                                "last_error": None})
+                                "last_error": None if (chat.last_error or "").startswith(UNREAD) else
+                                chat.last_error})
             room = self.settings.max_members - len(held.ids | {self.organiser})
             wanted_vk = set(wanted.vk_ids)
             for person in wanted.members.values():
@@ -388,7 +393,7 @@ class Chats:
             if isinstance(answer, VkError):
                 if answer.code in (5, 1117, 14):
                     raise answer
-                text = f"участники беседы не прочитаны: {answer.reason}"[:2000]
+                text = f"{UNREAD}: {answer.reason}"[:2000]
                 self.report.add("chats.unreadable")
                 self.report.problems.append(f"{chat.title}: {text}")
                 if chat.last_error != text:
