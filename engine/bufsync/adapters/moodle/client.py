@@ -600,8 +600,12 @@ class MoodleClient:
                             ignorehidden: bool = True) -> dict[str, Any]:
         """core_calendar_get_calendar_events: {events: [...], warnings: [...]}.
 
-        Keep userevents on when asking for group events: Moodle 4.5 finds group events through the token
-        user's calendar filters, and without them it answers none."""
+        Besides the groups and courses asked for, Moodle adds the token user's own events (userevents), site
+        events (siteevents) and category events; a course's events are its course-wide ones (groupid 0), a
+        group's events come with groupids. For a user without moodle/calendar:manageentries at system level,
+        courses it cannot enter and groups it is not in come back as warnings. Events asked by eventids are
+        answered as stored (uuid, sequence); the others as Moodle's event mapper gives them (sequence 1,
+        absent links null)."""
         return self.call("core_calendar_get_calendar_events", {
             "events": {"eventids": [int(i) for i in eventids], "courseids": [int(i) for i in courseids],
                        "groupids": [int(i) for i in groupids], "categoryids": [int(i) for i in categoryids]},
