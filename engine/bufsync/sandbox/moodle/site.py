@@ -65,10 +65,13 @@ SERVICE_FUNCTIONS: list[tuple[str, str]] = [
     ("core_completion_get_activities_completion_status", VERSION),
     ("core_group_create_groupings", VERSION), ("core_group_get_course_groupings", VERSION),
     ("core_group_assign_grouping", VERSION), ("core_reportbuilder_retrieve_report", VERSION),
-    ("tool_mobile_get_config", "2024042200"),
+    ("tool_mobile_get_config", "2024042200"), ("core_calendar_create_calendar_events", VERSION),
+    ("core_calendar_delete_calendar_events", VERSION), ("core_calendar_get_calendar_events", VERSION),
 ]
 BEYOND_RECORDED = ["core_group_create_groupings", "core_group_get_course_groupings", "core_group_assign_grouping",
-                   "core_reportbuilder_retrieve_report", "tool_mobile_get_config"]
+                   "core_reportbuilder_retrieve_report", "tool_mobile_get_config",
+                   "core_calendar_create_calendar_events", "core_calendar_delete_calendar_events",
+                   "core_calendar_get_calendar_events"]
 _PAD = "\n" + " " * 21
 ACCESS_REASONS = _PAD.join([
     "", "There could be multiple reasons for this:",
@@ -93,7 +96,7 @@ USER_REFUSALS = {
 OTHER_MOODLE_FUNCTIONS = {
     "core_course_delete_modules", "core_user_view_user_list", "core_course_duplicate_course",
     "core_course_import_course", "core_message_send_instant_messages", "core_user_add_user_device",
-    "core_webservice_get_site_info_legacy", "enrol_self_enrol_user", "core_calendar_get_calendar_events",
+    "core_webservice_get_site_info_legacy", "enrol_self_enrol_user",
 }
 
 

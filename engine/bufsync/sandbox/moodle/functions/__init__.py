@@ -6,4 +6,5 @@ from bufsync.sandbox.moodle.functions import webservice, users, customfields, ca
 from bufsync.sandbox.moodle.functions import enrol  # noqa: F401  (roles, enrolments)
 from bufsync.sandbox.moodle.functions import cohorts, groups, grades, completion  # noqa: F401  (topics)
 from bufsync.sandbox.moodle.functions import reportbuilder, mobile  # noqa: F401  (report builder, site settings)
+from bufsync.sandbox.moodle.functions import calendar  # noqa: F401  (calendar events)
 # isort: on

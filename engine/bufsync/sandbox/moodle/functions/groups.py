@@ -7,6 +7,7 @@ user's last enrolment in the course is removed or the user is deleted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bufsync.adapters.moodle.rules import GROUP_COLUMNS
@@ -256,6 +257,10 @@ def _visibility_int(value: str) -> int:
                   "string given, called in /var/www/moodle/group/externallib.php on line 1647")
 
 
+# Called with (site, groupid) when groups_delete_group() removes a group (calendar events...).
+GROUP_DELETE_HOOKS: list[Callable[[Site, int], None]] = []
+
+
 @ws_function("core_group_delete_groups", {"groupids": Multiple(Value("int"))})
 def delete_groups(site: Site, params: dict[str, Any]) -> None:
     """Unknown group ids are silently ignored."""
@@ -266,6 +271,8 @@ def delete_groups(site: Site, params: dict[str, Any]) -> None:
         require_course_context(site, row["courseid"])
         site.store.x("DELETE FROM groups_members WHERE groupid = ?", (groupid,))
         site.store.x("DELETE FROM groups WHERE id = ?", (groupid,))
+        for hook in GROUP_DELETE_HOOKS:
+            hook(site, groupid)
     return None
 
 
