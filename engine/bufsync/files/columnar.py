@@ -64,7 +64,7 @@ class Clean:
 def read_clean(sheet: Sheet, rules: list[Rule | None], key: list[str]) -> Clean | str:
     """The file's rows when every one is good, else why this path does not take the file (a short English
     reason, for the log). `rules`: one per header cell (None: an empty heading, its cells not loaded); `key`: the
-    names whose values together must not repeat."""
+    names whose values together must not repeat (none: any may)."""
     if sheet.format != "csv" or sheet.encoding is None or sheet.delimiter is None:
         return "not a CSV"
     if len(rules) != len(sheet.header):
@@ -158,7 +158,7 @@ def _checked(table: Any, rules: list[Rule | None], key: list[str]) -> Clean | st
     keys = [i for i, rule in enumerate(rules) if rule is not None and rule.name in key]
     if len(keys) != len(key):
         return "a key column is not in the file"
-    if any(pc.any(pc.equal(trimmed[i], "")).as_py() for i in keys):
+    if not keys or any(pc.any(pc.equal(trimmed[i], "")).as_py() for i in keys):
         filled = pc.not_equal(trimmed[0], "")
         for column in trimmed[1:]:
             filled = pc.or_(filled, pc.not_equal(column, ""))
@@ -185,7 +185,9 @@ def _checked(table: Any, rules: list[Rule | None], key: list[str]) -> Clean | st
         names.append(rule.name)
         values.append(value)
     out = pa.table(values, names=names)
-    if len(key) == 1:
+    if not key:
+        distinct = rows
+    elif len(key) == 1:
         distinct = pc.count_distinct(out.column(key[0])).as_py()
     else:
         distinct = out.group_by(key).aggregate([]).num_rows

@@ -44,6 +44,9 @@ STAGE = "bufsync_import"
 KEEP = "bufsync_keep"  # a staged key whose file row was bad: its buffer row stays as it is
 ERROR_HEADER = ["Строка", "Колонка", "Значение", "Причина"]
 log = logging.getLogger("bufsync.files")
+# a clean CSV of text columns is taken whole on PostgreSQL (files/columnar.py); False: every file row by row (the
+# default of import_file's `fast`, for running the import tests the row path's way)
+FAST = True
 
 
 class FileRejected(BufsyncError):
@@ -276,11 +279,11 @@ def _writable(mapping: Mapping) -> bool:
 def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: Mode = "upsert",
                 dry_run: bool = False, encoding: str | None = None, allow_removals: int | None = None,
                 job: str | None = None, trigger: str = "manual",
-                on_commit: Callable[[sa.Connection, int], None] | None = None, fast: bool = True) -> FileRun:
+                on_commit: Callable[[sa.Connection, int], None] | None = None, fast: bool | None = None) -> FileRun:
     """What `bufsync import` and a folder job do with one file; recorded in sync_runs (kind import).
     `on_commit(conn, run_id)` runs inside the load's transaction (a folder job records the file's checksum
     there, so a file is loaded and recorded together or not at all). `fast=False`: the rows are read one by one
-    even where the whole file could be taken at once (the tests compare the two ways)."""
+    even where the whole file could be taken at once (the tests compare the two ways); None: FAST."""
     mappings = load_mappings(loaded.mappings_dir)
     mapping = importable(mappings, mapping_name)
     metadata = build_metadata(mappings)
@@ -299,7 +302,7 @@ def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: 
                 raise FileRejected(f"{exc}" + (f"; колонки {table.name}: {_accepted(mapping)}" if readable else "")
                                    ) from None
             try:
-                checked = _Checked(sheet, mapping, fast)
+                checked = _Checked(sheet, mapping, FAST if fast is None else fast)
                 hook = (lambda conn: on_commit(conn, report.run_id or 0)) if on_commit is not None else None
                 counts = _load(engine, mappings, metadata, mapping, table, checked, mode, dry_run, allow_removals,
                                hook, report.run_id or 0)
