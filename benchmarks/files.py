@@ -4,7 +4,9 @@
 
 The file is what Russian Excel saves: cp1251, ';', CRLF, Russian headings (Код;Фамилия;Имя;...). Prints, min and
 median of --rounds, each round on an emptied table:
-- `bufsync import users FILE` (upsert into an empty table): seconds, rows/s, peak RSS;
+- `bufsync import users FILE` (upsert into an empty table): seconds, rows/s, peak RSS; the file is clean, so it
+  is taken whole (files/columnar.py, pyarrow);
+- the same import row by row (import_file(fast=False): what a file with a bad row, or before the fast path, costs);
 - the same file again (nothing changed: every row checked, none written);
 - `--mode replace` of the file with 1% of the rows changed and 1% left out (--allow-removals);
 - the baseline, in the same run: `COPY buf_users (...) FROM STDIN (FORMAT csv, HEADER, DELIMITER ';', ENCODING
@@ -81,8 +83,13 @@ def main() -> None:
             path, changed = Path(tmp) / "users.csv", Path(tmp) / "users-next.csv"
             write_file(path, args.rows)
             write_file(changed, args.rows, changed=args.rows // 100, left_out=args.rows // 100)
-            first, again, replace, copy = [], [], [], []
+            first, by_row, again, replace, copy = [], [], [], [], []
             for _ in range(args.rounds):
+                empty(url)
+                t0 = time.perf_counter()
+                report = import_file(loaded, "users", path, fast=False)
+                by_row.append(time.perf_counter() - t0)
+                assert report.outcome == "ok" and report.counts["inserted"] == args.rows, report.render()
                 empty(url)
                 t0 = time.perf_counter()
                 report = import_file(loaded, "users", path)
@@ -105,6 +112,7 @@ def main() -> None:
                         f"{args.rows / median:9,.0f} rows/s")
             print(f"{args.rows:,} rows of buf_users from a cp1251 ';' CSV, PostgreSQL, {args.rounds} rounds:")
             print(line("import (empty table)", first))
+            print(line("import row by row (fast=False)", by_row))
             print(line("import again (nothing changed)", again))
             print(line("import --mode replace (1% changed, 1% gone)", replace))
             print(line("bare COPY of the same file", copy))
@@ -112,6 +120,7 @@ def main() -> None:
             rate = args.rows / statistics.median(first)
             print(f"  import / bare COPY: {ratio:.2f}x (goal <= 2x); import {rate:,.0f} rows/s (goal >= 50,000); "
                   f"peak RSS {peak:.0f} MB")
+            print(f"  row by row / bare COPY: {statistics.median(by_row) / statistics.median(copy):.2f}x")
     finally:
         _reconcile.drop_database(url)
 

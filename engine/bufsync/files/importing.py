@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 from bufsync.config import LoadedSettings
 from bufsync.db import connect_buffer
 from bufsync.errors import BufsyncError, ConfigError
+from bufsync.files import columnar
 from bufsync.files.read import FileProblem, Sheet, open_sheet
 from bufsync.files.values import BadCell, parse_cell
 from bufsync.files.write import write_sheet
@@ -41,6 +43,10 @@ Mode = Literal["replace", "upsert"]
 STAGE = "bufsync_import"
 KEEP = "bufsync_keep"  # a staged key whose file row was bad: its buffer row stays as it is
 ERROR_HEADER = ["Строка", "Колонка", "Значение", "Причина"]
+log = logging.getLogger("bufsync.files")
+# a clean CSV of text columns is taken whole on PostgreSQL (files/columnar.py); False: every file row by row (the
+# default of import_file's `fast`, for running the import tests the row path's way)
+FAST = True
 
 
 class FileRejected(BufsyncError):
@@ -60,11 +66,14 @@ class _Problem:
 class _Checked:
     """The file's rows checked one by one as they stream past (never all in memory): `rows()` yields the good
     ones as lists in `names` order, while the bad ones are collected as problems, with the keys of those whose key
-    is readable (`kept`: their buffer rows stay as they are). The counts are complete once `rows()` is exhausted."""
+    is readable (`kept`: their buffer rows stay as they are). The counts are complete once `rows()` is exhausted.
+    `clean()` is the fast path: the whole file at once when every row is good (see columnar), else None."""
 
-    def __init__(self, sheet: Sheet, mapping: Mapping) -> None:
+    def __init__(self, sheet: Sheet, mapping: Mapping, fast: bool = True) -> None:
         self.sheet = sheet
+        self.fast = fast
         columns = _columns(sheet, mapping)
+        self._headings = columns
         self.columns = [c for c in columns if c is not None]
         self.names = [c.name for c in self.columns]
         # a column as the file heads it, for the people who read the errors: «Фамилия (last_name)»
@@ -88,6 +97,7 @@ class _Checked:
         self.kept: dict[str, list[Any]] = {}
         self.lines = 0
         self.good = 0
+        self.way = "rows"   # how the rows were read: "rows" (one by one) or "columns" (clean(): pyarrow)
         self._apply_defaults = False
         self._first_line: dict[tuple[Any, ...], int] = {}
         picks = self._key
@@ -102,6 +112,40 @@ class _Checked:
     def every_row_new(self) -> None:
         """The table is empty: a column's default fills its empty cells here (the rows go straight in)."""
         self._apply_defaults = True
+
+    def clean(self) -> columnar.Clean | None:
+        """The whole file read, checked and held a column at a time (pyarrow) when it is a CSV of text columns
+        and every row is good, the counts set as rows() would set them. None, the reason logged, when any of
+        that is not so: then rows() reads it (and names each bad row)."""
+        why = self._not_fast()
+        clean = columnar.read_clean(self.sheet, self._column_rules(), self.key_names) if why is None else why
+        if isinstance(clean, str):
+            log.debug("%s: read row by row (%s)", self.sheet.path.name, clean)
+            return None
+        self.lines = self.good = clean.lines
+        self.way = "columns"
+        log.debug("%s: read column by column (pyarrow), %d rows", self.sheet.path.name, clean.lines)
+        return clean
+
+    def _not_fast(self) -> str | None:
+        if not self.fast:
+            return "asked for"
+        if self.sheet.format != "csv":
+            return "not a CSV"
+        if any(c.portable.name not in ("string", "text") for c in self.columns):
+            return "a column that is not text"
+        if self._apply_defaults and any(not isinstance(d, str) or d == "now" for _, d in self._defaults):
+            return "a default that is not text"
+        return None
+
+    def _column_rules(self) -> list[columnar.Rule | None]:
+        """What rows() checks, as columnar's rules: one per heading (None: an empty one)."""
+        required = {self.names[i] for i in self._required}
+        closed = {name: frozenset(allowed) for _, name, allowed in self._closed}
+        defaults = {name: str(d) for name, d in self.defaults.items()} if self._apply_defaults else {}
+        return [None if c is None else columnar.Rule(c.name, c.portable.length or None, c.name in required,
+                                                     closed.get(c.name), defaults.get(c.name))
+                for c in self._headings]
     def rows(self) -> Iterator[list[Any]]:
         cells_at, convert, names = self._cells, self._convert, self.names
         pairs = list(zip(cells_at, convert, strict=True))
@@ -235,10 +279,11 @@ def _writable(mapping: Mapping) -> bool:
 def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: Mode = "upsert",
                 dry_run: bool = False, encoding: str | None = None, allow_removals: int | None = None,
                 job: str | None = None, trigger: str = "manual",
-                on_commit: Callable[[sa.Connection, int], None] | None = None) -> FileRun:
+                on_commit: Callable[[sa.Connection, int], None] | None = None, fast: bool | None = None) -> FileRun:
     """What `bufsync import` and a folder job do with one file; recorded in sync_runs (kind import).
     `on_commit(conn, run_id)` runs inside the load's transaction (a folder job records the file's checksum
-    there, so a file is loaded and recorded together or not at all)."""
+    there, so a file is loaded and recorded together or not at all). `fast=False`: the rows are read one by one
+    even where the whole file could be taken at once (the tests compare the two ways); None: FAST."""
     mappings = load_mappings(loaded.mappings_dir)
     mapping = importable(mappings, mapping_name)
     metadata = build_metadata(mappings)
@@ -257,7 +302,7 @@ def import_file(loaded: LoadedSettings, mapping_name: str, path: Path, *, mode: 
                 raise FileRejected(f"{exc}" + (f"; колонки {table.name}: {_accepted(mapping)}" if readable else "")
                                    ) from None
             try:
-                checked = _Checked(sheet, mapping)
+                checked = _Checked(sheet, mapping, FAST if fast is None else fast)
                 hook = (lambda conn: on_commit(conn, report.run_id or 0)) if on_commit is not None else None
                 counts = _load(engine, mappings, metadata, mapping, table, checked, mode, dry_run, allow_removals,
                                hook, report.run_id or 0)
@@ -383,13 +428,13 @@ def _load(engine: sa.Engine, mappings: MappingSet, metadata: sa.MetaData, mappin
             deleted = updated = kept = 0
             if before == 0:  # nothing to update, keep or delete: every good row is new
                 checked.every_row_new()
-                _stream(conn, table, names, checked.rows(), None)
+                _stream(conn, table, checked, None)
                 inserted = checked.good
             else:
                 stage = stage_table(engine.dialect.name, table, checked.columns, key)
                 statements = Statements(table, stage, names, key, checked.defaults)
                 stage.create(conn)
-                _stream(conn, stage, names, checked.rows(), False)
+                _stream(conn, stage, checked, False)
                 if checked.kept:
                     conn.execute(stage.insert(), [{**dict(zip(names, row, strict=True)), KEEP: True}
                                                   for row in checked.kept.values()])
@@ -477,15 +522,22 @@ class Statements:
                 .values({n: self._kept(n) for n in others}))
 
 
-def _stream(conn: sa.Connection, target: sa.Table, names: list[str], rows: Iterator[list[Any]],
-            keep: bool | None) -> None:
-    """Rows into `target` as they come (with the stage's keep flag unless None): PostgreSQL by COPY, the others
-    by executemany in chunks."""
+def _stream(conn: sa.Connection, target: sa.Table, checked: _Checked, keep: bool | None) -> None:
+    """The good rows into `target` (with the stage's keep flag unless None): PostgreSQL by COPY, of the whole
+    file at once when it is clean (checked.clean()), else as they are read and checked; the others by
+    executemany in chunks."""
+    names = checked.names
     columns = [*names, KEEP] if keep is not None else names
     if conn.dialect.name == "postgresql":
+        clean = checked.clean()
+        if clean is not None:
+            raw: Any = conn.connection.dbapi_connection
+            _copy(conn, target, columns, columnar.copy_chunks(clean, keep, raw.encoding in ("UTF8", "UNICODE")))
+            return
         convert = [i for i, name in enumerate(names) if not isinstance(target.c[name].type, sa.String)]
-        _copy(conn, target, columns, _csv_chunks(rows, keep, convert))
+        _copy(conn, target, columns, _csv_chunks(checked.rows(), keep, convert))
         return
+    rows = checked.rows()
     chunk: list[dict[str, Any]] = []
     for row in rows:
         chunk.append(dict(zip(columns, [*row, keep] if keep is not None else row, strict=True)))
@@ -532,11 +584,11 @@ class _Chunks:
     generator (a FileProblem: a quote broken further down the file) is kept in `error`: psycopg2 only cancels the
     COPY with its own error, which must not stand in for the file's reason."""
 
-    def __init__(self, chunks: Iterator[str]) -> None:
+    def __init__(self, chunks: Iterator[str] | Iterator[str | bytes]) -> None:
         self._chunks = chunks
         self.error: BaseException | None = None
 
-    def read(self, size: int | None = -1) -> str:
+    def read(self, size: int | None = -1) -> str | bytes:
         try:
             for piece in self._chunks:
                 if piece:
@@ -547,7 +599,8 @@ class _Chunks:
         return ""
 
 
-def _copy(conn: sa.Connection, stage: sa.Table, names: list[str], chunks: Iterator[str]) -> None:
+def _copy(conn: sa.Connection, stage: sa.Table, names: list[str], chunks: Iterator[str] | Iterator[str | bytes]
+          ) -> None:
     """COPY FROM STDIN: SQLAlchemy has no COPY, so psycopg2's; the statement is composed by psycopg2.sql, which
     quotes the identifiers (no SQL is built from strings)."""
     from psycopg2 import sql  # type: ignore[import-untyped]
