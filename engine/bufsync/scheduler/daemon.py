@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,7 +50,8 @@ def _spawn(name: str, due: datetime, config: Path | None) -> subprocess.Popen:
 
 
 def serve(loaded: LoadedSettings, config: Path | None = None, tick: float = 1.0,
-          stop: threading.Event | None = None) -> int:
+          stop: threading.Event | None = None, clock: Callable[[], float] = time.monotonic) -> int:
+    """`clock` measures the jobs' time limits (the test's to drive)."""
     jobs = registry(loaded)
     if not jobs:
         raise ConfigError("no jobs to schedule: add a `jobs:` section to bufsync.yaml "
@@ -82,21 +84,22 @@ def serve(loaded: LoadedSettings, config: Path | None = None, tick: float = 1.0,
                 due = schedule.previous_due(now)
                 last = state.get(name, {}).get("last_due")
                 if last is None or last < heartbeat.naive(due):
-                    children[name] = Child(_spawn(name, due, config), due, time.monotonic() + job.time_limit)
+                    children[name] = Child(_spawn(name, due, config), due, clock() + job.time_limit)
                     log.info("job %s: due %s, started pid %d", name, due.isoformat(), children[name].process.pid)
-            _reap(engine, beats, runs, jobs, children)
+            _reap(engine, beats, runs, jobs, children, clock)
             stop.wait(tick)
         log.info("stopping: no new jobs; waiting for %d running job(s) to finish their batch", len(children))
         for child in children.values():
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
         while children:
-            _reap(engine, beats, runs, jobs, children)
+            _reap(engine, beats, runs, jobs, children, clock)
             time.sleep(0.2)
     return 0
 
 
-def _reap(engine: sa.Engine, beats: sa.Table, runs: sa.Table, jobs: dict, children: dict[str, Child]) -> None:
+def _reap(engine: sa.Engine, beats: sa.Table, runs: sa.Table, jobs: dict, children: dict[str, Child],
+          clock: Callable[[], float]) -> None:
     for name, child in list(children.items()):
         code = child.process.poll()
         if code is not None:
@@ -106,7 +109,7 @@ def _reap(engine: sa.Engine, beats: sa.Table, runs: sa.Table, jobs: dict, childr
             log.info("job %s: finished with exit code %d%s", name, code, " (stopped at its time limit)"
                      if child.overrun else "")
             continue
-        now = time.monotonic()
+        now = clock()
         if now > child.deadline and child.terminated_at is None:
             log.warning("job %s: over its time limit of %d s; asking it to stop", name, jobs[name][0].time_limit)
             child.overrun = True

@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from bufsync import tls
+
 # setup step name -> admin actions (name, args) that leave the sandbox in the same state
 SETUP_ACTIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "setup_custom_fields": [
@@ -42,7 +44,8 @@ class SandboxSetup:
 
     def admin(self, action: str, **args: Any) -> Any:
         response = httpx.post(f"{self.url}/sandbox/admin", json={"action": action, "args": args},
-                              headers={"X-Sandbox-Token": self.token}, timeout=30)
+                              headers={"X-Sandbox-Token": self.token}, timeout=30,
+                              verify=tls.verify())
         if response.status_code != 200:
             raise RuntimeError(f"sandbox admin {action}: {response.text}")
         return response.json()["result"]

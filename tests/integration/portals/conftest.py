@@ -12,7 +12,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from bufsync import commands, migrations
+from bufsync import commands, migrations, tls
 from bufsync.config import LoadedSettings, load_settings
 from bufsync.mapping import load_mappings
 from bufsync.portals.runs import PortalRun, run_dispatch, run_portal
@@ -105,7 +105,7 @@ class ScosWorld:
         return report
 
     def state(self) -> dict[str, Any]:
-        return httpx.get(f"{self.portal.url}/sandbox/state").json()
+        return httpx.get(f"{self.portal.url}/sandbox/state", verify=tls.verify()).json()
 
     def courses(self) -> dict[int, dict[str, Any]]:
         return {r["course_id"]: r for r in self.rows("sync_scos_courses")}

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from bufsync import tls
 from bufsync.portals.scos.client import ScosClient
 from bufsync.portals.scos.dispatch import NOT_RESENT
 from bufsync.queue import outbox
@@ -66,7 +67,7 @@ def wait_for(condition, what: str, seconds: float = 60.0) -> None:
 
 
 def state(portal: PortalServer) -> dict[str, Any]:
-    return httpx.get(f"{portal.url}/sandbox/state").json()
+    return httpx.get(f"{portal.url}/sandbox/state", verify=tls.verify()).json()
 
 
 def queue_rows(engine: sa.Engine, table: sa.Table) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bufsync import commands
+from bufsync import commands, tls
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.config import load_settings
 from bufsync.errors import ConfigError
@@ -36,7 +36,7 @@ def rows(world: World, table: str = "buf_users") -> dict[str, dict[str, Any]]:
 
 def admin(world: World, action: str, **args: Any) -> Any:
     response = httpx.post(f"{world.moodle.url}/sandbox/admin", json={"action": action, "args": args},
-                          headers={"X-Sandbox-Token": TOKEN})
+                          headers={"X-Sandbox-Token": TOKEN}, verify=tls.verify())
     assert response.status_code == 200, response.text
     return response.json()["result"]
 

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bufsync import tls
 from bufsync.sandbox.faults import FaultRule
 from bufsync.sandbox.vk import Person, SandboxConfig, Token, VkServer, start
 
@@ -49,7 +50,7 @@ class Vk:
 
     def __init__(self, server: VkServer) -> None:
         self.server = server
-        self.http = httpx.Client(base_url=server.url, timeout=10)
+        self.http = httpx.Client(base_url=server.url, timeout=10, verify=tls.verify())
 
     def token(self, name: str) -> str:
         return self.server.api.config.tokens[name].value

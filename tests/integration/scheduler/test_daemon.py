@@ -20,6 +20,7 @@ from bufsync.reconcile.context import CHUNK
 from bufsync.sandbox.faults import FaultRule
 from bufsync.sandbox.moodle.run import start
 from bufsync.schema import build_metadata
+from tests.integration.clirun import bufsync_in_process
 
 TOKEN = "5c4ed5c4ed5c4ed5c4ed5c4ed5c4ed00"
 
@@ -143,18 +144,37 @@ def test_sigkill_of_a_holder_frees_the_lock(site) -> None:
     assert len(site.server.site.store.q("SELECT id FROM user WHERE id > 2")) == 1500
 
 
-def test_an_overrunning_job_is_stopped_and_recorded(site) -> None:
-    site.people(2000)
+def test_an_overrunning_job_is_stopped_and_recorded(site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon in-process with its time-limit clock in the test's hand: the limit runs out once the job's run
+    has started (never while the job's process is still starting up, however slow the machine), and the job
+    stops at the end of its batch. The daemon as a process (signals, exit code) is the other tests' part."""
+    import threading
+
+    from bufsync.scheduler.daemon import serve
+    site.people(2000)  # two batches of 2 s each at least: the run cannot end before the test moves the clock
     site.server.faults.add(FaultRule(kind="latency", function="core_user_create_users", seconds=2.0))
-    site.config("jobs:\n  users:\n    schedule: every 1 second\n    mappings: [users]\n    time_limit: 1\n")
-    daemon = site.bufsync("schedule", "--tick", "0.2", wait=False)
-    wait_until(lambda: any(r["outcome"] == "timeout" for r in site.runs("users")), 40, 0.1)
-    daemon.send_signal(signal.SIGTERM)
-    assert daemon.wait(60) == 0  # SIGTERM: a clean stop
+    config = site.config("jobs:\n  users:\n    schedule: every 1 second\n    mappings: [users]\n    time_limit: 1\n")
+    for name in ("BUFSYNC_BUFFER_URL", "BUFSYNC_MOODLE_URL", "BUFSYNC_MOODLE_TOKEN"):  # the job processes' settings
+        monkeypatch.setenv(name, site.env[name])
+    now = [0.0]
+    stop = threading.Event()
+    exit_code: list[int] = []
+    daemon = threading.Thread(target=lambda: exit_code.append(serve(load_settings(config), config, 0.2, stop,
+                                                                    clock=lambda: now[0])))
+    daemon.start()
+    try:
+        wait_until(lambda: any(r["outcome"] == "running" for r in site.runs("users")), 60, 0.05)
+        assert [r["outcome"] for r in site.runs("users")] == ["running"]  # the job's run has started
+        now[0] += 1.5  # past the limit of 1 s
+        wait_until(lambda: any(r["outcome"] == "timeout" for r in site.runs("users")), 60, 0.1)
+    finally:
+        stop.set()
+        daemon.join(90)
+    assert exit_code == [0]  # stopped cleanly
     timed_out = [r for r in site.runs("users") if r["outcome"] == "timeout"]
     assert timed_out and "time limit of 1 s" in timed_out[0]["error"]
-    status = site.bufsync("status")
-    assert status.returncode == 1 and "users" in status.stdout_text
+    status = bufsync_in_process("--config", str(config), "status", env=site.env)
+    assert status.returncode == 1 and "users" in status.stdout
 
 
 def test_a_bad_schedule_fails_at_start(site) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from bufsync import tls
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.sandbox.faults import FaultRule
 from bufsync.sandbox.moodle.run import start
@@ -31,7 +32,7 @@ class Sandbox:
 
     def admin(self, action: str, **args):
         response = httpx.post(f"{self.url}/sandbox/admin", json={"action": action, "args": args},
-                              headers={"X-Sandbox-Token": TOKEN})
+                              headers={"X-Sandbox-Token": TOKEN}, verify=tls.verify())
         assert response.status_code == 200, response.text
         return response.json()["result"]
 
