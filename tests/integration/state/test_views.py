@@ -13,7 +13,7 @@ from bufsync.state.views import DropView, queue_views
 
 def compiled(dialect: str) -> str:
     queue = add_state_tables(sa.MetaData())["sync_queue"]
-    [view] = queue_views(queue, dialect)
+    [view] = [v for v in queue_views(queue, dialect) if v.name == "v_queue_scos"]
     return str(view.compile(dialect=DIALECTS[dialect].sqlalchemy_dialect()))
 
 
