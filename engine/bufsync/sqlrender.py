@@ -50,17 +50,13 @@ def render(metadata: sa.MetaData, dialect: BufferDialect, heads: list[str]) -> s
         if dialect.batch_separator:
             out.append(dialect.batch_separator)
         out.append("")
-    if "sync_queue" in metadata.tables:
-        for view in queue_views(metadata.tables["sync_queue"], dialect.name):
-            out.append(f"-- {view.name}: the queue of one portal, its JSON payload unpacked into columns")
-            out.append(_compile(view, dialect) + dialect.terminator)
-            if dialect.batch_separator:  # MS SQL: CREATE VIEW must be alone in its batch
-                out.append(dialect.batch_separator)
-            out.append("")
-    for view, what in state_views(metadata):
+    views = [(view, "the queue of one portal, its JSON payload unpacked into columns")
+             for view in queue_views(metadata.tables["sync_queue"], dialect.name)] \
+        if "sync_queue" in metadata.tables else []
+    for view, what in views + state_views(metadata):
         out.append(f"-- {view.name}: {what}")
         out.append(_compile(view, dialect) + dialect.terminator)
-        if dialect.batch_separator:
+        if dialect.batch_separator:  # MS SQL: CREATE VIEW must be alone in its batch
             out.append(dialect.batch_separator)
         out.append("")
     version = _version_table(metadata)

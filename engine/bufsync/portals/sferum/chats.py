@@ -75,8 +75,6 @@ class Chats:
         self.report = report
         # whom the buffer knows by VK ID (remove: contingent): everyone in buf_users, in a chat or not
         self.people_by_vk = {p.vk_id: p for p in contingent.people.values() if p.vk_id is not None}
-        self.people_by_vk |= {p.vk_id: p for chat in contingent.chats.values() for p in chat.members.values()
-                              if p.vk_id is not None}
 
     def run(self) -> None:
         self.settle()

@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bufsync.portals.sferum.chats import PORTAL
 from bufsync.portals.sferum.client import (
     AMBIGUOUS,
     CHAT_PEER,
@@ -224,7 +225,7 @@ def held_chats(engine: sa.Engine, chats: sa.Table, queue: sa.Table) -> Callable[
         with engine.connect() as conn:
             held = {int(c) for (c,) in conn.execute(sa.select(chats.c.chat_id).where(chats.c.chat_id.is_not(None)))}
             for (response,) in conn.execute(sa.select(queue.c.response).where(
-                    queue.c.portal == "sferum", queue.c.operation == "chat_create", queue.c.status == "done",
+                    queue.c.portal == PORTAL, queue.c.operation == "chat_create", queue.c.status == "done",
                     queue.c.idempotency_key.in_(sa.select(chats.c.pending_key)
                                                 .where(chats.c.pending_key.is_not(None))))):
                 chat_id = json.loads(response or "{}").get("chat_id")
