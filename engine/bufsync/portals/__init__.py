@@ -91,6 +91,10 @@ class Portal:
         """For `bufsync check`: (None: not configured | ok | not, what was found)."""
         return None, "no check"
 
+    def status_line(self, loaded: LoadedSettings) -> str | None:
+        """A line for `bufsync status` about the portal itself (a connection's state), or None."""
+        return None
+
     def sandbox_options(self) -> list[click.Option]:
         """Options of `bufsync sandbox` for its emulator, named after it (--<name>-port, --no-<name>, ...)."""
         return []
