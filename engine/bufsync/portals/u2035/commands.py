@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bufsync.portals.u2035.settings import STAGE_KEYS
+from bufsync.portals.u2035.stages import STAGE_KEYS
 
 if TYPE_CHECKING:
     from bufsync.portals.u2035.portal import U2035Portal

@@ -29,7 +29,8 @@ from pydantic import SecretStr
 
 from bufsync.config import DEFAULT_CONFIG_NAME, LoadedSettings, env_names, load_settings
 from bufsync.errors import ConfigError, Problem
-from bufsync.portals.u2035.settings import FROZEN, STAGE_KEYS, U2035Settings
+from bufsync.portals.u2035.settings import U2035Settings
+from bufsync.portals.u2035.stages import FROZEN, STAGE_KEYS
 from bufsync.state.ledger import now_utc
 
 NOT_STARTED, IN_PROGRESS, DATA_ERROR, ACTIVE = "not_started", "in_progress", "data_error", "active"

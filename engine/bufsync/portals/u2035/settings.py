@@ -18,14 +18,6 @@ Fact = Literal["enrolment", "activity", "grade", "completion", "submission"]
 TEST_LRS = "https://lrs-external.u2035test.ru/data/xAPI"
 HOME_PAGE = "https://my.2035.university"
 
-# the keys `connect` asks for at each stage (and freezes once active); secrets are SecretStr
-STAGE_KEYS: dict[int, tuple[str, ...]] = {
-    2: ("test_lrs_url", "test_key", "test_secret"),
-    4: ("lrs_url", "key", "secret", "s3_endpoint", "s3_bucket", "s3_access_key", "s3_secret_key", "s3_user_id"),
-}
-FROZEN = STAGE_KEYS[2] + STAGE_KEYS[4] + ("s3_public_base", "s3_acl", "s3_region")
-
-
 class Actor(StrictModel):
     """Whose footprint a statement is: the learner's UNTI id as an xAPI account."""
 
