@@ -1,0 +1,274 @@
+"""Университет 2035 end to end: the buffer (SQLite and PostgreSQL) synced into the sandbox Moodle, the learners'
+footprint read from it, the four-stage connection driven through the CLI, and delivery to the real peers — the
+xAPI LRS ralph-malph and moto's S3 server — each checked by reading back what the LRS and S3 now hold."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from subprocess import CompletedProcess
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bufsync import commands, migrations
+from bufsync.config import LoadedSettings, load_settings
+from bufsync.mapping import load_mappings
+from bufsync.portals.runs import PortalRun, run_dispatch, run_portal
+from bufsync.portals.u2035 import connection
+from bufsync.portals.u2035.lrs import LrsClient
+from bufsync.sandbox.moodle.run import start
+from bufsync.sandbox.moodle.server import SandboxServer
+from bufsync.schema import build_metadata
+from bufsync.state.tables import add_state_tables
+from tests.integration.clirun import bufsync_in_process
+from tests.peers import MotoS3, RalphLrs
+
+TOKEN = "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a"
+HOME = "https://my.2035.university"
+
+
+@dataclass
+class U2035World:
+    loaded: LoadedSettings
+    engine: sa.Engine
+    tables: dict[str, sa.Table]
+    moodle: SandboxServer
+    lrs: RalphLrs
+    s3: MotoS3
+    env: dict[str, str]
+    config: Path
+    ids: dict[str, Any]
+
+    def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self.tables[table].insert(), rows)
+
+    def rows(self, table: str, *where: Any) -> list[dict[str, Any]]:
+        t = self.tables[table]
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(t).where(*[w(t) for w in where]))]
+
+    def statements(self) -> dict[str, dict[str, Any]]:
+        return {r["fact_key"]: r for r in self.rows("sync_u2035_statements")}
+
+    def queue(self) -> list[dict[str, Any]]:
+        rows = self.rows("sync_queue", lambda t: t.c.portal == "u2035")
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows
+
+    def admin(self, action: str, **args: Any) -> Any:
+        return self.moodle.site.admin(action, args)
+
+    def cli(self, *args: str) -> CompletedProcess[str]:
+        return bufsync_in_process("--config", str(self.config), *args, env=self.env)
+
+    def reload(self) -> None:
+        self.loaded = load_settings(self.config, self.env)
+
+    def run(self) -> PortalRun:
+        self.reload()
+        return run_portal(self.loaded, "u2035")
+
+    def dispatch(self) -> PortalRun:
+        self.reload()
+        return run_dispatch(self.loaded, "u2035", until_empty=True)
+
+    def stored(self, statement_id: str) -> dict[str, Any] | None:
+        """The statement as the LRS holds it, read back by id."""
+        with LrsClient(self.lrs.base_url, self.lrs.key, self.lrs.secret) as lrs:
+            return lrs.get(statement_id)
+
+    def connect_flags(self) -> list[str]:
+        return ["--lrs-url", self.lrs.base_url, "--key", self.lrs.key, "--secret", self.lrs.secret,
+                "--s3-endpoint", self.s3.endpoint, "--s3-bucket", self.s3.bucket, "--s3-access-key",
+                self.s3.access_key, "--s3-secret-key", self.s3.secret_key, "--s3-user-id", "tenant-7"]
+
+    def activate(self) -> None:
+        """The four stages by flags, as a script would pass them."""
+        assert self.cli("u2035", "connect", "--received", "--test-lrs-url", self.lrs.base_url, "--test-key",
+                        self.lrs.key, "--test-secret", self.lrs.secret).returncode == 0
+        done = self.cli("u2035", "connect", "--received", *self.connect_flags())
+        assert done.returncode == 0 and "«Активен»" in done.stdout, done.stdout + done.stderr
+        self.reload()
+
+
+@pytest.fixture
+def world(_upgraded_buffer: None, buffer_url: str, tmp_path: Path, ralph_lrs: RalphLrs, moto_s3: MotoS3):
+    moodle = start(port=0, token=TOKEN)
+    config = tmp_path / "bufsync.yaml"
+    config.write_text("# the site's own settings\nportals:\n  u2035:\n    organisation: ГБПОУ «Колледж связи»\n"
+                      "    contact: Иванова А. А., it@college.example\n    project: Цифровой след\n"
+                      "    statements_per_post: 4\n", encoding="utf-8")
+    env = {"BUFSYNC_BUFFER_URL": buffer_url, "BUFSYNC_MOODLE_URL": moodle.url, "BUFSYNC_MOODLE_TOKEN": TOKEN}
+    loaded = load_settings(config, env)
+    mappings = load_mappings(loaded.mappings_dir)
+    migrations.upgrade(loaded, mappings)
+    engine = sa.create_engine(buffer_url)
+    tables = dict(build_metadata(mappings).tables) | add_state_tables(sa.MetaData())
+    w = U2035World(loaded, engine, tables, moodle, ralph_lrs, moto_s3, env, config, {})
+    yield w
+    engine.dispose()
+    moodle.shutdown()
+    moodle.server_close()
+    moodle.site.close()
+
+
+def seed(w: U2035World) -> U2035World:
+    """Four students (three with a UNTI id), a teacher, one course synced from the buffer; in Moodle an assignment
+    with completion tracking, a submission with two files, grades with a pass grade, one course completion."""
+    run_id = hashlib.sha256(str(w.config).encode()).hexdigest()[:8]  # ralph keeps statements across tests
+    unti = {f"S{i}": f"{run_id}-{1000 + i}" for i in range(3)}
+    w.insert("buf_users", [{"external_id": f"S{i}", "username": f"s{i}", "email": f"s{i}@college.example",
+                            "last_name": f"Студентов{i}", "first_name": "Иван", "status": "active",
+                            "unti_id": unti.get(f"S{i}")} for i in range(4)]
+             + [{"external_id": "T1", "username": "t1", "email": "t1@college.example", "last_name": "Учитель",
+                 "first_name": "Анна", "status": "active", "unti_id": None}])
+    w.insert("buf_courses", [{"external_id": "C1", "shortname": "net-101", "fullname": "Сети"}])
+    w.insert("buf_subscriptions", [{"user_external_id": f"S{i}", "course_external_id": "C1", "role": "student",
+                                    "status": "active"} for i in range(4)]
+             + [{"user_external_id": "T1", "course_external_id": "C1", "role": "editingteacher", "status": "active"}])
+    assert commands.run(w.loaded, []).outcome == "ok"
+    site = w.moodle.site.store
+    course = int(site.one("SELECT id FROM course WHERE shortname = ?", ("net-101",))["id"])
+    users = {f"S{i}": int(site.one("SELECT id FROM user WHERE username = ?", (f"s{i}",))["id"]) for i in range(4)}
+    assignment = w.admin("create_assignment", courseid=course, name="Лабораторная 1", grademax=10,
+                         idnumber="LAB1", completion=1)
+    w.admin("update_grade_item", itemid=assignment["itemid"], gradepass=6)
+    w.admin("set_activity_completion", cmid=assignment["cmid"], userid=users["S0"], state=1)
+    w.admin("set_grade", itemid=assignment["itemid"], userid=users["S0"], grade=8, dategraded=1_790_000_000)
+    w.admin("set_grade", itemid=assignment["itemid"], userid=users["S1"], grade=4, dategraded=1_790_000_100)
+    w.admin("set_grade", itemid=assignment["itemid"], userid=users["S3"], grade=9)  # no UNTI id: nothing sent
+    files = [{"filename": "отчёт.pdf", "filepath": "/", "text": "Отчёт по лабораторной №1", "timemodified": 1_790_000_000},
+             {"filename": "схема.png", "filepath": "/", "size": 70_000, "seed": "scheme", "timemodified": 1_790_000_000}]
+    submitted = w.admin("add_submission", assignmentid=assignment["assign_instance"], userid=users["S0"],
+                        status="submitted", timemodified=1_790_000_000, files=files)
+    w.admin("set_completion_criteria", courseid=course, criteria=[{"type": "self"}], enable=True)
+    w.admin("mark_completion", courseid=course, userid=users["S0"], complete_course=True, timecompleted=1_790_000_500)
+    w.ids.update(course=course, users=users, unti=unti, assignment=assignment, submission=submitted, files=files)
+    return w
+
+
+# -- the connection -------------------------------------------------------------------------------------------------
+
+def test_the_four_stages_with_bad_and_good_credentials_resume_disable_and_reset(world: U2035World) -> None:
+    w = world
+    assert "«Не выполнен»" in w.cli("u2035", "status").stdout
+    # stage 1: the letter, filled from the config; without "the data is with me" it stops there
+    first = w.cli("u2035", "connect")
+    assert first.returncode == 0 and "ГБПОУ «Колледж связи»" in first.stdout and "Цифровой след" in first.stdout
+    assert "«В процессе (1/4)»" in first.stdout
+    # stage 2 with a wrong secret: «Ошибка данных» with ralph's own answer; the secret is never printed
+    bad = w.cli("u2035", "connect", "--received", "--test-lrs-url", w.lrs.base_url, "--test-key", w.lrs.key,
+                "--test-secret", "wrong-secret-123")
+    assert bad.returncode == 1 and "«Ошибка данных»" in bad.stdout and "401" in bad.stdout
+    assert "wrong-secret-123" not in bad.stdout + bad.stderr
+    state = connection.status(w.loaded)
+    assert (state.status, state.stage, state.opened) == ("data_error", 2, 2) and "401" in (state.last_error or "")
+    # a restart resumes at stage 2: the right secret passes and stage 3's letter names the statement kept
+    good = w.cli("u2035", "connect", "--test-secret", w.lrs.secret)
+    assert good.returncode == 0 and "«В процессе (3/4)»" in good.stdout and w.lrs.secret not in good.stdout
+    state = connection.status(w.loaded)
+    assert state.test_statement_id and state.test_statement_id in good.stdout
+    probe = w.stored(state.test_statement_id)
+    assert probe is not None and probe["actor"]["account"]["name"] == "bufsync-connection-check"
+    # the answers are in the config file (its comments kept), readable by its owner only
+    text = w.config.read_text(encoding="utf-8")
+    assert "# the site's own settings" in text and w.lrs.secret in text
+    assert stat.S_IMODE(w.config.stat().st_mode) == 0o600
+    # back to stage 1 (opened) and on again; stage 4 opens only after 3
+    assert w.cli("u2035", "connect", "--stage", "4").returncode == 2
+    back = w.cli("u2035", "connect", "--stage", "1", "--received")  # 1 -> 2 (checked again) -> 3's letter
+    assert back.returncode == 0 and "«В процессе (3/4)»" in back.stdout, back.stdout + back.stderr
+    again = w.cli("u2035", "connect", "--stage", "3", "--received", *w.connect_flags())
+    assert again.returncode == 0 and "«Активен»" in again.stdout, again.stdout + again.stderr
+    assert w.s3.secret_key not in again.stdout + again.stderr
+    assert "portal Университет 2035: «Активен»" in w.cli("status").stdout
+    # active: nothing may change until disable
+    refused = w.cli("u2035", "connect", "--stage", "2")
+    assert refused.returncode == 2 and "disable" in refused.stderr
+    assert w.cli("u2035", "disable").returncode != 0  # no confirmation given: nothing done
+    assert connection.status(w.loaded).active
+    off = w.cli("u2035", "disable", "--yes")
+    assert off.returncode == 0 and "«Не выполнен»" in off.stdout
+    state = connection.status(w.loaded)
+    assert (state.status, state.stage, state.opened) == ("not_started", 1, 1)
+    assert w.cli("u2035", "connect", "--stage", "3").returncode == 2
+
+
+def test_a_bad_s3_at_stage_4_is_a_data_error_with_the_stores_answer(world: U2035World) -> None:
+    w = world
+    w.cli("u2035", "connect", "--received", "--test-lrs-url", w.lrs.base_url, "--test-key", w.lrs.key,
+          "--test-secret", w.lrs.secret)
+    flags = w.connect_flags()
+    flags[flags.index("--s3-bucket") + 1] = "no-such-bucket"
+    bad = w.cli("u2035", "connect", "--received", *flags)
+    assert bad.returncode == 1 and "«Ошибка данных»" in bad.stdout and "NoSuchBucket" in bad.stdout
+    assert connection.status(w.loaded).status == "data_error"
+
+
+# -- the footprint --------------------------------------------------------------------------------------------------
+
+def test_the_footprint_is_delivered_once_and_only_changes_go_again(world: U2035World) -> None:
+    w = seed(world)
+    # not active yet: the run records the facts, held, and queues nothing
+    held = w.run()
+    assert held.outcome == "ok" and any("не активно" in p for p in held.problems)
+    assert w.queue() == [] and {r["state"] for r in w.statements().values()} == {"held"}
+    ids_before = {k: r["statement_id"] for k, r in w.statements().items()}
+    w.activate()
+    report = w.run()
+    assert report.counts["learners.without_unti"] == 1 and report.problems == []
+    facts = w.statements()
+    assert {k: r["statement_id"] for k, r in facts.items()} == ids_before  # the ids minted first are kept
+    users = w.ids["users"]
+    assert Counter(r["kind"] for r in facts.values()) == {"enrolment": 3, "activity": 1, "grade": 4, "completion": 1,
+                                                         "submission": 1}  # grades: the item and the total each
+    assert {r["moodle_user_id"] for r in facts.values()} == {users["S0"], users["S1"], users["S2"]}
+    dispatched = w.dispatch()
+    assert dispatched.outcome == "ok" and dispatched.counts["done"] == len(facts)
+    facts = w.statements()
+    assert {r["state"] for r in facts.values()} == {"sent"}
+    # what the LRS holds, read back by id
+    for row in facts.values():
+        held_statement = w.stored(row["statement_id"])
+        assert held_statement is not None, row
+        assert held_statement["actor"]["account"] == {"homePage": HOME, "name": row["unti_id"]}
+        assert held_statement["verb"]["id"] == row["verb"]
+        assert w.lrs.copies(row["statement_id"]) == 1
+    grade = facts[f"grade:{w.ids['assignment']['itemid']}:{users['S0']}"]
+    stored = w.stored(grade["statement_id"])
+    assert stored is not None and stored["verb"]["id"].endswith("/passed") and stored["result"]["success"] is True
+    assert stored["result"]["score"]["raw"] == 8 and stored["result"]["score"]["max"] == 10
+    failed = w.stored(facts[f"grade:{w.ids['assignment']['itemid']}:{users['S1']}"]["statement_id"])
+    assert failed is not None and failed["verb"]["id"].endswith("/failed") and failed["result"]["success"] is False
+    # the submission's files: in S3 first, referenced by fileUrl, sha2 and length
+    submission = w.stored(facts[f"submission:{w.ids['submission']['id']}"]["statement_id"])
+    assert submission is not None and len(submission["attachments"]) == 2
+    s3 = w.s3.client()
+    for attachment in submission["attachments"]:
+        key = attachment["fileUrl"].split(f"/{w.s3.bucket}/", 1)[1]
+        body = s3.get_object(Bucket=w.s3.bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == attachment["sha2"] and len(body) == attachment["length"]
+        grants = s3.get_object_acl(Bucket=w.s3.bucket, Key=key)["Grants"]
+        assert any(g["Grantee"].get("URI", "").endswith("/AllUsers") and g["Permission"] == "READ" for g in grants)
+    assert len(w.rows("sync_u2035_files")) == 2
+    # a run with nothing new queues nothing; its dispatch posts nothing
+    again = w.run()
+    assert again.counts.get("queued", 0) == 0 and again.counts.get("statements.new", 0) == 0
+    assert w.dispatch().counts["claimed"] == 0
+    # a changed grade is a new statement under a new id; the old one stays in the LRS
+    w.admin("set_grade", itemid=w.ids["assignment"]["itemid"], userid=users["S1"], grade=7, dategraded=1_790_001_000)
+    changed = w.run()
+    assert changed.counts["statements.changed"] >= 1
+    w.dispatch()
+    row = w.statements()[f"grade:{w.ids['assignment']['itemid']}:{users['S1']}"]
+    assert row["statement_id"] != grade["statement_id"] and row["state"] == "sent" and row["sends"] == 2
+    now_passed = w.stored(row["statement_id"])
+    assert now_passed is not None and now_passed["result"]["success"] is True
