@@ -258,7 +258,8 @@ class S3Server(HttpServer):
     def _canned(self, request: Request) -> str:
         acl = request.headers.get("x-amz-acl", "private")
         if acl not in CANNED_ACLS:
-            raise S3Error(400, "InvalidArgument", "", ArgumentName="x-amz-acl", ArgumentValue=acl)
+            raise S3Error(400, "InvalidArgument", f"Invalid canned ACL {acl!r}", ArgumentName="x-amz-acl",
+                          ArgumentValue=acl)
         return acl
 
     def _create_bucket(self, request: Request, bucket: str) -> Reply:
