@@ -36,7 +36,9 @@ def _key() -> str:
 @dataclass
 class LrsConfig:
     """The knobs. Defaults are Learning Locker's behaviour where it is known; the limits U2035 sets are not
-    public (docs: open question 8), so the size limit is generous and the rate limit off unless asked for."""
+    public (docs: open question 8), so the size limit is generous and the rate limit off unless asked for.
+    The default credentials are one random key/secret pair per sandbox; with a data file they are saved on the
+    first write and read back on every later start, so what a user pasted into bufsync's settings stays valid."""
     credentials: dict[str, str] = field(default_factory=lambda: {_key(): _key()})  # Basic key -> secret
     read_only: set[str] = field(default_factory=set)   # keys with statements/read only: a write is 403
     authority_name: str = "New Client"                 # LL's default client name, in `authority`

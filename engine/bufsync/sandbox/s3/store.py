@@ -29,7 +29,9 @@ def _secret_key() -> str:
 
 @dataclass
 class S3Config:
-    """The knobs; AWS S3's behaviour unless said otherwise."""
+    """The knobs; AWS S3's behaviour unless said otherwise. The default credentials are one random access key
+    ("SANDBOX…", 20 characters) and secret (40) per sandbox; with a data folder they are saved with the first
+    change and read back on every later start, so what a user pasted into bufsync's settings stays valid."""
     credentials: dict[str, str] = field(default_factory=lambda: {_access_key(): _secret_key()})  # access -> secret
     region: str = "us-east-1"             # the region a signature's scope must name
     owner_id: str = field(default_factory=lambda: secrets.token_hex(32))
