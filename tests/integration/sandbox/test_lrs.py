@@ -359,3 +359,16 @@ def test_default_credentials_are_random_per_sandbox() -> None:
     assert len(first.credentials) == 1 and first.credentials != second.credentials
     key, secret = next(iter(first.credentials.items()))
     assert len(key) == len(secret) == 40
+
+
+def test_default_credentials_are_kept_from_the_first_start(tmp_path: Path) -> None:
+    path = str(tmp_path / "lrs.json")
+    first = start(data=path)
+    first.shutdown()
+    first.server_close()
+    second = start(data=path)
+    try:
+        assert second.lrs.config.credentials == first.lrs.config.credentials
+    finally:
+        second.shutdown()
+        second.server_close()

@@ -276,3 +276,16 @@ def test_default_credentials_are_random_per_sandbox() -> None:
     (access, secret), = first.credentials.items()
     assert access.startswith("SANDBOX") and len(access) == 20 and len(secret) == 40
     assert first.credentials != second.credentials
+
+
+def test_default_credentials_are_kept_from_the_first_start(tmp_path: Path) -> None:
+    folder = str(tmp_path / "s3")
+    first = start(data=folder)
+    first.shutdown()
+    first.server_close()
+    second = start(data=folder)
+    try:
+        assert second.store.config.credentials == first.store.config.credentials
+    finally:
+        second.shutdown()
+        second.server_close()

@@ -37,8 +37,8 @@ def _key() -> str:
 class LrsConfig:
     """The knobs. Defaults are Learning Locker's behaviour where it is known; the limits U2035 sets are not
     public (docs: open question 8), so the size limit is generous and the rate limit off unless asked for.
-    The default credentials are one random key/secret pair per sandbox; with a data file they are saved on the
-    first write and read back on every later start, so what a user pasted into bufsync's settings stays valid."""
+    The default credentials are one random key/secret pair per sandbox; with a data file they are saved at the
+    first start and read back on every later start, so what a user pasted into bufsync's settings stays valid."""
     credentials: dict[str, str] = field(default_factory=lambda: {_key(): _key()})  # Basic key -> secret
     read_only: set[str] = field(default_factory=set)   # keys with statements/read only: a write is 403
     authority_name: str = "New Client"                 # LL's default client name, in `authority`
@@ -105,6 +105,8 @@ class Lrs:
         self._seq = 0
         if path and os.path.exists(path):
             self._load()
+        elif path:
+            self._save()  # the credentials are kept from the first start on
 
     # -- time and persistence ---------------------------------------------------------------------
     def now(self) -> float:

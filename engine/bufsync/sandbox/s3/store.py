@@ -30,8 +30,8 @@ def _secret_key() -> str:
 @dataclass
 class S3Config:
     """The knobs; AWS S3's behaviour unless said otherwise. The default credentials are one random access key
-    ("SANDBOX…", 20 characters) and secret (40) per sandbox; with a data folder they are saved with the first
-    change and read back on every later start, so what a user pasted into bufsync's settings stays valid."""
+    ("SANDBOX…", 20 characters) and secret (40) per sandbox; with a data folder they are saved at the first
+    start and read back on every later start, so what a user pasted into bufsync's settings stays valid."""
     credentials: dict[str, str] = field(default_factory=lambda: {_access_key(): _secret_key()})  # access -> secret
     region: str = "us-east-1"             # the region a signature's scope must name
     owner_id: str = field(default_factory=lambda: secrets.token_hex(32))
@@ -74,6 +74,8 @@ class Store:
             os.makedirs(os.path.join(folder, "blobs"), exist_ok=True)
             if os.path.exists(self._index()):
                 self._load()
+            else:
+                self.save()  # the credentials are kept from the first start on
 
     def now(self) -> float:
         return time.time() if self.clock is None else self.clock
