@@ -294,6 +294,36 @@ def test_a_service_that_may_not_download_files_is_refused() -> None:
         server.site.close()
 
 
+def test_a_download_is_retried_from_the_start_and_its_token_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A 503, then a connection dropped without an answer: the download is sent again, the sink rewound, the bytes
+    whole; the token travels in the POST body, so no log line (httpx logs every request's URL) carries it."""
+    import logging
+
+    from bufsync.sandbox.faults import FaultRule
+    spec = world("f")
+    server = start(port=0, token=TOKEN, faults=[FaultRule("http_503", function="pluginfile", count=1),
+                                                FaultRule("drop", function="pluginfile", count=1, skip=1)])
+    try:
+        ids = server.site.admin("seed_assignments", {"world": spec})
+        server.site.admin("service", {"downloadfiles": True})
+        caplog.set_level(logging.DEBUG)
+        with MoodleClient(Transport(server.url, TOKEN, timeout=30, backoff=0.01)) as client:
+            essay = ids["assignments"]["Эссе f"]["id"]
+            files = {f["filename"]: f for f in server.site.admin("submission_files", {"assignmentid": essay})}
+            sink = io.BytesIO(b"left from before")
+            sink.seek(0, io.SEEK_END)
+            written, sha = client.download(files["data.bin"]["fileurl"], sink)
+            assert (written, sha) == (70000, files["data.bin"]["sha256"])
+            assert sink.getvalue()[:16] == b"left from before" and len(sink.getvalue()) == 16 + 70000
+            assert client.transport.stats.by_function["webservice/pluginfile.php"] == 3
+        assert "Service Unavailable" in caplog.text or "503" in caplog.text  # the retry was said
+        assert TOKEN not in caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.site.close()
+
+
 def test_a_thousand_files_cost_rows_not_bytes() -> None:
     """fill_submissions for benchmarks: 500 students x 2 files of 1 MB, stored as a few rows; each download is
     generated on the fly and hashes as submission_files says."""
