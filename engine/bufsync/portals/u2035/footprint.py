@@ -147,14 +147,13 @@ class Footprint:
                     names: dict[int, tuple[str, str]]) -> list[Fact]:
         def one(userid: int) -> list[Fact]:
             try:
-                answer = self.client.call("core_completion_get_activities_completion_status",
-                                          {"courseid": course["id"], "userid": userid})
+                statuses = self.client.activities_completion(course["id"], userid)
             except MoodleError as exc:
                 if exc.errorcode in completion.UNTRACKED_COURSE or exc.errorcode == "usernotenroled":
                     return []
                 raise
             facts = []
-            for status in answer.get("statuses") or []:
+            for status in statuses:
                 state = int(status.get("state") or 0)
                 if state not in COMPLETE_STATES:
                     continue

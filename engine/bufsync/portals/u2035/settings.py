@@ -13,8 +13,8 @@ from pydantic import Field, SecretStr, field_validator
 from bufsync.portals.settings import PortalSettings
 from bufsync.validation import StrictModel, http_url
 
-FACTS = ("enrolment", "activity", "grade", "completion", "submission")
 Fact = Literal["enrolment", "activity", "grade", "completion", "submission"]
+ALL_FACTS: tuple[Fact, ...] = ("enrolment", "activity", "grade", "completion", "submission")
 TEST_LRS = "https://lrs-external.u2035test.ru/data/xAPI"
 HOME_PAGE = "https://my.2035.university"
 
@@ -88,7 +88,7 @@ class U2035Settings(PortalSettings):
     # the footprint
     actor: Actor = Field(default_factory=Actor)
     profile: Profile = Field(default_factory=Profile)
-    facts: list[Fact] = Field(default_factory=lambda: ["enrolment", "activity", "grade", "completion", "submission"],
+    facts: list[Fact] = Field(default_factory=lambda: list(ALL_FACTS),
                               description="what becomes statements: enrolment, activity (completion of an activity), "
                                           "grade, completion (of the course), submission (with its files)")
     courses: Literal["managed", "idnumber"] = Field(
