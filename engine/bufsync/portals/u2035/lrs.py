@@ -1,5 +1,5 @@
 """The Университет 2035 LRS (an xAPI 1.0.3 Learning Record Store) over httpx: HTTP Basic key:secret, JSON, the
-`X-Experience-API-Version` header on every request (docs/portals/u2035.md, shared/portals/u2035.md B1-B3).
+`X-Experience-API-Version` header on every request (docs/portals/u2035.md).
 
 What a caller does with an answer is the dispatcher's business, so `post` hands back every answer that says
 something about the statements (200, 204, 400, 409, 413, 422, 429) as a `PostAnswer` and raises only for what is

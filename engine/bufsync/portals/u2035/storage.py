@@ -1,4 +1,4 @@
-"""The Университет 2035 file store: any S3-compatible storage over boto3 (shared/portals/u2035.md B5). A statement
+"""The Университет 2035 file store: any S3-compatible storage over boto3 (docs/portals/u2035.md). A statement
 refers to a file by its public `fileUrl` (`<public base>/<bucket>/<key>`) with the file's SHA-256 and length, so
 a file is put before the statement that names it goes out.
 
@@ -127,7 +127,8 @@ class S3Store:
 
     def head(self, key: str) -> dict[str, Any] | None:
         """`{length, sha256, etag, content_type}` of the object (sha256 from its metadata, None when it was put
-        by someone else); None when there is no such object."""
+        by someone else); None when there is no such object (a HEAD's answer has no body: a missing bucket looks
+        the same, and `check` or `put` tells it apart)."""
         try:
             found = self._call(f"HeadObject {key}", lambda: self._s3.head_object(Bucket=self.bucket, Key=key))
         except S3Failed as exc:
