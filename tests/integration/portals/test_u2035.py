@@ -31,6 +31,7 @@ from tests.peers import MotoS3, RalphLrs
 
 TOKEN = "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a"
 HOME = "https://my.2035.university"
+T0 = 1_790_000_000
 
 
 @dataclass
@@ -135,6 +136,7 @@ def seed(w: U2035World) -> U2035World:
                                     "status": "active"} for i in range(4)]
              + [{"user_external_id": "T1", "course_external_id": "C1", "role": "editingteacher", "status": "active"}])
     assert commands.run(w.loaded, []).outcome == "ok"
+    w.admin("service", downloadfiles=True)  # "Can download files": the submissions' files come through the token
     site = w.moodle.site.store
     course = int(site.one("SELECT id FROM course WHERE shortname = ?", ("net-101",))["id"])
     users = {f"S{i}": int(site.one("SELECT id FROM user WHERE username = ?", (f"s{i}",))["id"]) for i in range(4)}
@@ -145,8 +147,8 @@ def seed(w: U2035World) -> U2035World:
     w.admin("set_grade", itemid=assignment["itemid"], userid=users["S0"], grade=8, dategraded=1_790_000_000)
     w.admin("set_grade", itemid=assignment["itemid"], userid=users["S1"], grade=4, dategraded=1_790_000_100)
     w.admin("set_grade", itemid=assignment["itemid"], userid=users["S3"], grade=9)  # no UNTI id: nothing sent
-    files = [{"filename": "отчёт.pdf", "filepath": "/", "text": "Отчёт по лабораторной №1", "timemodified": 1_790_000_000},
-             {"filename": "схема.png", "filepath": "/", "size": 70_000, "seed": "scheme", "timemodified": 1_790_000_000}]
+    files = [{"filename": "отчёт.pdf", "filepath": "/", "text": "Отчёт по лабораторной №1", "timemodified": T0},
+             {"filename": "схема.png", "filepath": "/", "size": 70_000, "seed": "scheme", "timemodified": T0}]
     submitted = w.admin("add_submission", assignmentid=assignment["assign_instance"], userid=users["S0"],
                         status="submitted", timemodified=1_790_000_000, files=files)
     w.admin("set_completion_criteria", courseid=course, criteria=[{"type": "self"}], enable=True)
@@ -249,7 +251,7 @@ def test_the_footprint_is_delivered_once_and_only_changes_go_again(world: U2035W
     failed = w.stored(facts[f"grade:{w.ids['assignment']['itemid']}:{users['S1']}"]["statement_id"])
     assert failed is not None and failed["verb"]["id"].endswith("/failed") and failed["result"]["success"] is False
     # the submission's files: in S3 first, referenced by fileUrl, sha2 and length
-    submission = w.stored(facts[f"submission:{w.ids['submission']['id']}"]["statement_id"])
+    submission = w.stored(facts[f"submission:{w.ids['submission']['submissionid']}"]["statement_id"])
     assert submission is not None and len(submission["attachments"]) == 2
     s3 = w.s3.client()
     for attachment in submission["attachments"]:

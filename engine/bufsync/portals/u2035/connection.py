@@ -176,7 +176,7 @@ def probe_statement(loaded: LoadedSettings, settings: U2035Settings) -> dict[str
 def check_lrs(url: str, key: str, secret: str, statement: dict[str, Any], timeout: float,
               read_back: bool = False) -> tuple[str | None, str | None]:
     """(the id the LRS kept, None) or (None, what went wrong, in the LRS's own words)."""
-    from bufsync.portals.u2035.lrs import LrsClient, LrsRefused, LrsUnavailable
+    from bufsync.portals.u2035.lrs import LrsClient, LrsError, LrsRefused, LrsUnavailable
     with LrsClient(url, key, secret, timeout=timeout) as lrs:
         try:
             lrs.recent(limit=1)
@@ -191,6 +191,8 @@ def check_lrs(url: str, key: str, secret: str, statement: dict[str, Any], timeou
             return None, f"{url}: LRS не принял ключ и секрет: {exc}"
         except LrsUnavailable as exc:
             return None, f"{url}: LRS недоступен: {exc}"
+        except LrsError as exc:
+            return None, f"{url}: {exc}"
 
 
 def check_s3(settings: U2035Settings) -> str | None:

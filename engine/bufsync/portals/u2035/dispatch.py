@@ -47,6 +47,7 @@ class U2035Handler:
         self.settings = settings
         self.engine = engine
         self.files_t = tables["sync_u2035_files"]
+        self.statements_t = tables["sync_u2035_statements"]
         self.lrs = lrs
         self.store = store
         self._moodle = moodle      # a Moodle client, made when the first file needs one
@@ -86,7 +87,28 @@ class U2035Handler:
                 stop = next(r for r in last if isinstance(r, AccessRefused))
             elif any(isinstance(r, Transient) and not r.sent for r in last):  # 429: the rest waits too
                 stop = next(r for r in last if isinstance(r, Transient) and not r.sent)
-        return [results[item["id"]] for item in items]
+        out = [results[item["id"]] for item in items]
+        self._settle(items, out)
+        return out
+
+    def _settle(self, items: list[dict[str, Any]], results: list[Result]) -> None:
+        """The statements' rows follow at once (the next run would settle them too): sent, or error with the
+        LRS's words, so a DBA reading sync_u2035_statements right after a dispatch sees what happened."""
+        now = now_utc()
+        sent = [{"k": i["idempotency_key"], "at": now} for i, r in zip(items, results, strict=True)
+                if isinstance(r, Delivered)]
+        failed = [{"k": i["idempotency_key"], "why": r.error[:2000], "at": now}
+                  for i, r in zip(items, results, strict=True) if isinstance(r, Permanent)]
+        t = self.statements_t
+        with self.engine.begin() as conn:
+            if sent:
+                conn.execute(t.update().where(t.c.pending_key == sa.bindparam("k"))
+                             .values(state="sent", pending_key=None, last_error=None, sent_at=sa.bindparam("at"),
+                                     updated_at=sa.bindparam("at")), sent)
+            if failed:
+                conn.execute(t.update().where(t.c.pending_key == sa.bindparam("k"))
+                             .values(state="error", last_error=sa.bindparam("why"), updated_at=sa.bindparam("at")),
+                             failed)
 
     # -- statements ------------------------------------------------------------------------------------------------
     def _statement(self, item: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +120,7 @@ class U2035Handler:
         return statement
 
     def _post(self, part: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[int, Result]:
-        from bufsync.portals.u2035.lrs import LrsRefused, LrsUnavailable
+        from bufsync.portals.u2035.lrs import LrsFailed, LrsRefused, LrsUnavailable
         try:
             answer = self.lrs.post([s for _, s in part])
         except LrsRefused as exc:
@@ -107,8 +129,12 @@ class U2035Handler:
                 "ни одно высказывание не потеряло попытку: проверьте их и выполните dispatch снова")
                 for item, _ in part}
         except LrsUnavailable as exc:
-            return {item["id"]: Transient(f"LRS недоступен: {exc}", in_doubt=bool(getattr(exc, "sent", True)))
+            return {item["id"]: Transient(f"LRS недоступен: {exc}", in_doubt=exc.sent, sent=exc.sent)
                     for item, _ in part}
+        except LrsFailed as exc:  # the address leads to no LRS (404, 405): a setting, not the statements
+            return {item["id"]: AccessRefused(
+                f"portals.u2035.lrs_url не ведёт к LRS: {exc}; ни одно высказывание не потеряло попытку") for item, _ in
+                part}
         finally:
             self.posts += 1
         if answer.status in (200, 204):

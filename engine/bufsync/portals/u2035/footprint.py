@@ -1,9 +1,9 @@
 """The footprint read from Moodle: what each learner with a UNTI id did, as facts that become xAPI statements.
 
-Per course in scope (a few in flight): the enrolled learners (one call; their profile fields come with them), the
-course's activities (one call, for their names), each learner's activity completion (one call per learner: Moodle
-4.5 has no bulk function), every grade (the shared grade reader's one call), course completion (as the grade
-settings say: per learner or the custom report) and the assignments' submissions with their files.
+Per course in scope (a few in flight): the enrolled learners (one call; their profile fields come with them), every
+grade (the shared grade reader's one call; its items also name the activities), the assignments and their
+submissions with their files, each learner's activity completion and course completion (one call per learner each:
+Moodle 4.5 has no bulk function; or the custom completion report, as the grade settings say).
 """
 
 from __future__ import annotations
@@ -81,8 +81,11 @@ class Footprint:
     def module_object(self, cmid: int, modname: str, name: str | None) -> dict[str, Any]:
         kind = ("http://adlnet.gov/expapi/activities/assessment" if modname in ("quiz", "assign", "workshop")
                 else "http://adlnet.gov/expapi/activities/module")
+        definition: dict[str, Any] = {"type": kind}
+        if name:
+            definition["name"] = {self.settings.profile.language: name}
         return {"objectType": "Activity", "id": f"{self.base}/mod/{modname}/view.php?id={cmid}",
-                "definition": {"type": kind, "name": {self.settings.profile.language: name or f"{modname} {cmid}"}}}
+                "definition": definition}
 
     # -- the read -----------------------------------------------------------------------------------------------
     def read(self, courses: list[dict[str, Any]]) -> Iterator[Fact]:
@@ -124,11 +127,12 @@ class Footprint:
         if not learners:
             return []
         out: list[Fact] = []
-        names: dict[int, tuple[str, str]] = {}
-        if self.facts & {"activity", "grade", "submission"}:
-            for section in self.client.call("core_course_get_contents", {"courseid": course["id"]}):
-                for module in section.get("modules") or []:
-                    names[int(module["id"])] = (str(module.get("modname")), str(module.get("name") or ""))
+        # activity names as Moodle's gradebook and assignments give them (cmid -> (module, name)); an activity
+        # neither names is sent without a name (xAPI's definition.name is optional)
+        grades = course_grades(self.client, course["id"]) if self.facts & {"grade", "activity"} else []
+        assignments = self.client.assignments([course["id"]]) if "submission" in self.facts else []
+        names: dict[int, tuple[str, str]] = {g.cmid: (g.module or "mod", g.name or "") for g in grades if g.cmid}
+        names.update({int(a["cmid"]): ("assign", str(a.get("name") or "")) for a in assignments})
         if "enrolment" in self.facts:
             for userid, (_, unti) in learners.items():
                 out.append(Fact(f"enrolment:{course['id']}:{userid}", "enrolment", unti, userid, course,
@@ -136,11 +140,11 @@ class Footprint:
         if "activity" in self.facts:
             out += self._activities(course, learners, names)
         if "grade" in self.facts:
-            out += self._grades(course, learners, names)
+            out += self._grades(course, learners, names, grades)
         if "completion" in self.facts:
             out += self._completions(course, learners)
         if "submission" in self.facts:
-            out += self._submissions(course, learners, names)
+            out += self._submissions(course, learners, names, assignments)
         return out
 
     def _activities(self, course: dict[str, Any], learners: dict[int, tuple[dict[str, Any], str]],
@@ -170,10 +174,10 @@ class Footprint:
         return [f for facts in self.client.parallel(sorted(learners), one) for f in facts]
 
     def _grades(self, course: dict[str, Any], learners: dict[int, tuple[dict[str, Any], str]],
-                names: dict[int, tuple[str, str]]) -> list[Fact]:
+                names: dict[int, tuple[str, str]], grades: list[Grade]) -> list[Fact]:
         verbs = self.settings.profile.verbs
         out = []
-        for grade in course_grades(self.client, course["id"]):
+        for grade in grades:
             if grade.userid not in learners or grade.raw is None or grade.kind not in ("course", "mod", "manual"):
                 continue
             obj = self._graded_object(course, grade, names)
@@ -205,18 +209,36 @@ class Footprint:
             return []
         if how == "report":
             done = self.reported.get(str(course.get("idnumber") or ""), {})
-            found = {uid: done[str(u.get("idnumber"))] for uid, (u, _) in learners.items()
-                     if str(u.get("idnumber") or "") in done}
+            found: dict[int, datetime | None] = {uid: done[str(u.get("idnumber"))] for uid, (u, _) in
+                                                 learners.items() if str(u.get("idnumber") or "") in done}
         else:
-            found = completion.course_completions(self.client, course["id"], sorted(learners))
+            found = self._completed(course["id"], sorted(learners))
         return [Fact(f"completion:{course['id']}:{uid}", "completion", learners[uid][1], uid, course,
                      self.settings.profile.verbs.completion, self.course_object(course), {"completion": True},
-                     moment.replace(tzinfo=None) if moment.tzinfo else moment)
+                     moment.replace(tzinfo=None) if moment is not None and moment.tzinfo else moment)
                 for uid, moment in sorted(found.items())]
 
+    def _completed(self, courseid: int, userids: list[int]) -> dict[int, datetime | None]:
+        """userid -> when they completed the course (None: Moodle keeps no time: the run's time is taken); a
+        course tracking no completion is asked once."""
+        def one(userid: int) -> tuple[bool, datetime | None]:
+            try:
+                return completion.completion_status(self.client, courseid, userid)
+            except MoodleError as exc:
+                if exc.errorcode in ("usernotenroled", "notenroled"):
+                    return False, None
+                raise
+        try:
+            first = one(userids[0])
+        except MoodleError as exc:
+            if exc.errorcode in completion.UNTRACKED_COURSE:
+                return {}
+            raise
+        answers = [first] + self.client.parallel(userids[1:], one)
+        return {uid: moment for uid, (done, moment) in zip(userids, answers, strict=True) if done}
+
     def _submissions(self, course: dict[str, Any], learners: dict[int, tuple[dict[str, Any], str]],
-                     names: dict[int, tuple[str, str]]) -> list[Fact]:
-        assignments = self.client.assignments([course["id"]])
+                     names: dict[int, tuple[str, str]], assignments: list[dict[str, Any]]) -> list[Fact]:
         if not assignments:
             return []
         cmids = {int(a["id"]): int(a["cmid"]) for a in assignments}
