@@ -274,3 +274,176 @@ def test_the_footprint_is_delivered_once_and_only_changes_go_again(world: U2035W
     assert row["statement_id"] != grade["statement_id"] and row["state"] == "sent" and row["sends"] == 2
     now_passed = w.stored(row["statement_id"])
     assert now_passed is not None and now_passed["result"]["success"] is True
+
+
+# -- the sandbox LRS (as Learning Locker answers) and S3: every answer, lost answers, restarts ----------------------
+
+@dataclass
+class SandboxLrs:
+    base_url: str
+    key: str
+    secret: str
+    server: Any
+
+    def copies(self, statement_id: str) -> int:
+        return 1 if self.server.lrs.stored(statement_id) is not None else 0
+
+
+@dataclass
+class SandboxS3:
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    server: Any
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+
+
+@pytest.fixture
+def sandboxed(_upgraded_buffer: None, buffer_url: str, tmp_path: Path):
+    from bufsync.portals.u2035.sandbox import start_both
+    moodle = start(port=0, token=TOKEN)
+    emulator = start_both({"lrs_port": 0, "s3_port": 0}, None)
+    pair = emulator.server
+    variables = emulator.variables
+    config = tmp_path / "bufsync.yaml"
+    config.write_text("portals:\n  u2035:\n    organisation: Колледж\n    statements_per_post: 4\n"
+                      "    max_attempts: 3\n", encoding="utf-8")
+    env = {"BUFSYNC_BUFFER_URL": buffer_url, "BUFSYNC_MOODLE_URL": moodle.url, "BUFSYNC_MOODLE_TOKEN": TOKEN}
+    loaded = load_settings(config, env)
+    mappings = load_mappings(loaded.mappings_dir)
+    migrations.upgrade(loaded, mappings)
+    engine = sa.create_engine(buffer_url)
+    tables = dict(build_metadata(mappings).tables) | add_state_tables(sa.MetaData())
+    lrs = SandboxLrs(variables["BUFSYNC_U2035_LRS_URL"], variables["BUFSYNC_U2035_KEY"],
+                     variables["BUFSYNC_U2035_SECRET"], pair.lrs)
+    s3 = SandboxS3(variables["BUFSYNC_U2035_S3_ENDPOINT"], variables["BUFSYNC_U2035_S3_BUCKET"],
+                   variables["BUFSYNC_U2035_S3_ACCESS_KEY"], variables["BUFSYNC_U2035_S3_SECRET_KEY"], pair.s3)
+    w = U2035World(loaded, engine, tables, moodle, lrs, s3, env, config, {})  # type: ignore[arg-type]
+    yield w
+    engine.dispose()
+    for server in (moodle, pair):
+        server.shutdown()
+        server.server_close()
+    moodle.site.close()
+
+
+def test_lost_answers_and_a_dead_dispatcher_deliver_each_statement_and_file_once(sandboxed: U2035World) -> None:
+    from bufsync.queue import outbox
+    w = seed(sandboxed)
+    w.activate()
+    assert w.run().counts["queued"] == 10
+    lrs, s3 = w.lrs.server, w.s3.server  # type: ignore[attr-defined]
+    # a dispatcher claimed half and died: its lease ran out, so the next one takes them over, in doubt
+    claimed = outbox.claim(w.engine, w.tables["sync_queue"], "u2035", 5, lease_seconds=-1, worker="dead")
+    assert len(claimed) == 5
+    # the first POST is stored but its answer lost; the first file's PUT likewise
+    lrs.set_faults([{"kind": "drop_after_write", "function": "POST /statements", "count": 1}])
+    s3.set_faults([{"kind": "drop_after_write", "function": "PutObject", "count": 1}])
+    first = w.dispatch()
+    assert first.counts["in_doubt"] == 5 and first.counts["retried"] >= 1
+    assert lrs.lrs.answers["POST /statements lost"] == 1 and s3.store.calls["PutObject"] >= 2
+    # the items whose answer was lost come due again (the operator's retry stands for the backoff's end)
+    outbox.retry(w.engine, w.tables["sync_queue"], [i["id"] for i in w.queue() if i["status"] == "failed"])
+    second = w.dispatch()
+    assert second.counts["dead"] == 0 and second.counts["done"] >= 1
+    assert all(item["status"] == "done" for item in w.queue())
+    facts = w.statements()
+    assert {r["state"] for r in facts.values()} == {"sent"}
+    for row in facts.values():  # each stored once, under the id minted when it was queued
+        assert lrs.lrs.stored(row["statement_id"]) is not None
+    assert len(lrs.lrs.statements) == 10 + 2  # and the two connection checks' statements
+    assert sum(lrs.lrs.received.values()) > len(lrs.lrs.statements)  # some came twice: the LRS kept one each
+    objects = s3.store.buckets[w.s3.bucket].objects
+    assert len(objects) == 2 and len(w.rows("sync_u2035_files")) == 2
+    submission = lrs.lrs.stored(facts[f"submission:{w.ids['submission']['submissionid']}"]["statement_id"])
+    assert sorted(a["sha2"] for a in submission["attachments"]) == sorted(o.sha256 for o in objects.values())
+
+
+def test_each_lrs_answer_is_taken_as_the_notes_say(sandboxed: U2035World) -> None:
+    """409 and 400 fail the statement at fault alone (the rest of its batch goes); 413 splits the batch; 429 waits
+    and sends later; 401 stops the dispatcher with no attempt lost."""
+    w = seed(sandboxed)
+    w.activate()
+    w.run()
+    lrs = w.lrs.server.lrs  # type: ignore[attr-defined]
+    items = {i["payload"]["fact_key"]: i for i in w.queue()}
+    users, itemid = w.ids["users"], w.ids["assignment"]["itemid"]
+    # 409: the LRS holds another statement under one of our ids
+    taken = items[f"enrolment:{w.ids['course']}:{users['S2']}"]["payload"]["statement"]
+    lrs.post([{**taken, "verb": {"id": "http://adlnet.gov/expapi/verbs/voided"}}], w.lrs.key)
+    # 429: one POST a window; the clock is stopped, so the window ends when the test says
+    lrs.config.rate_limit, lrs.config.rate_window = 1, 60.0
+    lrs.move_clock(at=2_000_000_000.0)
+    first = w.dispatch()
+    assert lrs.answers["POST /statements 429"] >= 1 and first.counts["dead"] == 0
+    pending = [i for i in w.queue() if i["status"] != "done"]
+    assert pending and all(i["attempts"] <= 1 for i in pending)
+    # 413: a body of more than two statements is too large; the batch is split until each part fits
+    lrs.config.rate_limit = 0
+    lrs.config.max_body = 2 * max(len(json.dumps(i["payload"]["statement"])) for i in items.values()) + 600
+    from bufsync.queue import outbox
+    outbox.retry(w.engine, w.tables["sync_queue"], [i["id"] for i in w.queue() if i["status"] == "failed"])
+    w.dispatch()
+    assert lrs.answers["POST /statements 413"] >= 1
+    rows = w.statements()
+    conflict = rows[f"enrolment:{w.ids['course']}:{users['S2']}"]
+    assert conflict["state"] == "error" and "другое высказывание" in conflict["last_error"]
+    assert "409" in conflict["last_error"]
+    assert {r["state"] for k, r in rows.items() if k != conflict["fact_key"]} == {"sent"}
+    assert lrs.stored(rows[f"grade:{itemid}:{users['S1']}"]["statement_id"]) is not None
+    # 401: the LRS no longer knows the key: the dispatcher stops, exit 2, no item loses an attempt
+    w.admin("set_grade", itemid=itemid, userid=users["S1"], grade=5, dategraded=T0 + 7)
+    assert w.run().counts["queued"] >= 1
+    lrs.config.credentials.clear()
+    refused = w.cli("queue", "dispatch", "--portal", "u2035")
+    assert refused.returncode == 2 and "ключ и секрет" in refused.stderr and w.lrs.secret not in refused.stderr
+    waiting = [i for i in w.queue() if i["status"] == "pending"]
+    assert waiting and all(i["attempts"] == 0 for i in waiting)
+
+
+def test_a_bad_statement_fails_alone_with_the_lrs_words(sandboxed: U2035World) -> None:
+    """A usageType the LRS refuses (400): the submission's statement is rejected alone; the others are stored."""
+    w = seed(sandboxed)
+    w.config.write_text(w.config.read_text(encoding="utf-8") + "    profile:\n      usage_type: not an iri\n",
+                        encoding="utf-8")
+    w.activate()
+    w.run()
+    w.dispatch()
+    rows = w.statements()
+    bad = rows[f"submission:{w.ids['submission']['submissionid']}"]
+    assert bad["state"] == "error" and "HTTP 400" in bad["last_error"] and "usageType" in bad["last_error"]
+    assert {r["state"] for k, r in rows.items() if k != bad["fact_key"]} == {"sent"}
+
+
+def test_nothing_is_sent_while_not_active_or_with_changed_settings(sandboxed: U2035World) -> None:
+    w = seed(sandboxed)
+    w.activate()
+    assert w.run().counts["queued"] == 10
+    minted = {k: r["statement_id"] for k, r in w.statements().items()}
+    lrs = w.lrs.server.lrs  # type: ignore[attr-defined]
+    # the settings changed after activation: the dispatcher sends nothing and says why
+    text = w.config.read_text(encoding="utf-8")
+    w.config.write_text(text.replace("statements_per_post: 4", "statements_per_post: 4\n    s3_acl: private"),
+                        encoding="utf-8")
+    changed = w.cli("queue", "dispatch", "--portal", "u2035")
+    assert changed.returncode == 2 and "изменены после активации" in changed.stderr
+    assert lrs.calls["POST /statements"] == 2  # the connection's own checks only
+    w.config.write_text(text, encoding="utf-8")
+    # disabled: the queued statements are cancelled, their facts held under the same ids
+    assert "отменено в очереди: 10" in w.cli("u2035", "disable", "--yes").stdout
+    assert w.dispatch().counts["claimed"] == 0 and {r["state"] for r in w.statements().values()} == {"held"}
+    assert w.run().counts.get("queued", 0) == 0
+    # connected again: the held facts go, under the ids minted first
+    w.activate()
+    assert w.run().counts["statements.released"] == 10
+    w.dispatch()
+    rows = w.statements()
+    assert {k: r["statement_id"] for k, r in rows.items()} == minted and {r["state"] for r in rows.values()} == {"sent"}
+    assert all(lrs.stored(i) is not None for i in minted.values())

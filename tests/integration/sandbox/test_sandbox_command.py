@@ -25,7 +25,8 @@ def test_sandbox_prints_both_and_serves_both() -> None:
         env = dict(parse_env_line(proc.stdout.readline()) for _ in range(19))
         assert set(env) == {"BUFSYNC_MOODLE_URL", "BUFSYNC_MOODLE_TOKEN", "BUFSYNC_SCOS_URL", "BUFSYNC_SCOS_KEY",
                             "BUFSYNC_SCOS_PARTNER_ID", "BUFSYNC_SCOS_INSTITUTION", "BUFSYNC_SFERUM_URL",
-                            "BUFSYNC_SFERUM_USER_TOKEN", "BUFSYNC_SFERUM_ORGANISER_ID", "BUFSYNC_U2035_TEST_LRS_URL", "BUFSYNC_U2035_TEST_KEY", "BUFSYNC_U2035_TEST_SECRET",
+                            "BUFSYNC_SFERUM_USER_TOKEN", "BUFSYNC_SFERUM_ORGANISER_ID",
+                            "BUFSYNC_U2035_TEST_LRS_URL", "BUFSYNC_U2035_TEST_KEY", "BUFSYNC_U2035_TEST_SECRET",
                             "BUFSYNC_U2035_LRS_URL", "BUFSYNC_U2035_KEY", "BUFSYNC_U2035_SECRET",
                             "BUFSYNC_U2035_S3_ENDPOINT", "BUFSYNC_U2035_S3_BUCKET", "BUFSYNC_U2035_S3_ACCESS_KEY",
                             "BUFSYNC_U2035_S3_SECRET_KEY"}
@@ -127,7 +128,8 @@ def test_printed_lines_work_pasted_into_a_shell_and_env_file(tmp_path: Path) -> 
         assert got["BUFSYNC_MOODLE_TOKEN"] == "t0k'en $x"  # quoted for the shell, taken literally
         assert set(got) == {"BUFSYNC_MOODLE_URL", "BUFSYNC_MOODLE_TOKEN", "BUFSYNC_SCOS_URL", "BUFSYNC_SCOS_KEY",
                             "BUFSYNC_SCOS_PARTNER_ID", "BUFSYNC_SCOS_INSTITUTION", "BUFSYNC_SFERUM_URL",
-                            "BUFSYNC_SFERUM_USER_TOKEN", "BUFSYNC_SFERUM_ORGANISER_ID", "BUFSYNC_U2035_TEST_LRS_URL", "BUFSYNC_U2035_TEST_KEY", "BUFSYNC_U2035_TEST_SECRET",
+                            "BUFSYNC_SFERUM_USER_TOKEN", "BUFSYNC_SFERUM_ORGANISER_ID",
+                            "BUFSYNC_U2035_TEST_LRS_URL", "BUFSYNC_U2035_TEST_KEY", "BUFSYNC_U2035_TEST_SECRET",
                             "BUFSYNC_U2035_LRS_URL", "BUFSYNC_U2035_KEY", "BUFSYNC_U2035_SECRET",
                             "BUFSYNC_U2035_S3_ENDPOINT", "BUFSYNC_U2035_S3_BUCKET", "BUFSYNC_U2035_S3_ACCESS_KEY",
                             "BUFSYNC_U2035_S3_SECRET_KEY"}

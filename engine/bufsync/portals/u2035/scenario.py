@@ -120,6 +120,12 @@ def _write(engine: sa.Engine, table: sa.Table, queue: sa.Table, settings: U2035S
             conn.execute(table.insert(), inserts)
         update_many(conn, table, ("fact_key",), updates)
         report.add("queued", outbox.enqueue(conn, queue, items))
+        # a held fact whose item `disable` cancelled: that item comes back, with the body it was queued with
+        revived = [r.id for part in chunks([i.key for i in items]) for r in conn.execute(
+            sa.select(queue.c.id).where(queue.c.portal == PORTAL, queue.c.status == outbox.CANCELLED,
+                                        queue.c.idempotency_key.in_(part)))]
+    if revived:
+        report.add("queued", outbox.retry(engine, queue, revived))
 
 
 def settle(engine: sa.Engine, table: sa.Table, queue: sa.Table, report: Tally) -> None:
