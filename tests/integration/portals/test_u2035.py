@@ -447,3 +447,39 @@ def test_nothing_is_sent_while_not_active_or_with_changed_settings(sandboxed: U2
     rows = w.statements()
     assert {k: r["statement_id"] for k, r in rows.items()} == minted and {r["state"] for r in rows.values()} == {"sent"}
     assert all(lrs.stored(i) is not None for i in minted.values())
+
+
+@pytest.mark.parametrize("buffer_url", ["postgresql"], indirect=True)
+def test_the_jobs_run_under_bufsync_schedule(sandboxed: U2035World) -> None:
+    """The footprint job and its dispatch job in a real daemon process: every statement ends in the LRS."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    w = seed(sandboxed)
+    w.activate()
+    with w.config.open("a", encoding="utf-8") as config:
+        config.write("jobs:\n  footprint:\n    kind: u2035\n    schedule: every 1 second\n  footprint-out:\n"
+                     "    kind: dispatch\n    portal: u2035\n    schedule: every 1 second\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUFSYNC_") or k.startswith("BUFSYNC_TEST")}
+    daemon = subprocess.Popen([str(Path(sys.executable).with_name("bufsync")), "--config", str(w.config), "schedule",
+                               "--tick", "0.2"], env=env | w.env, cwd=w.config.parent, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            rows = w.statements()
+            if len(rows) == 10 and {r["state"] for r in rows.values()} == {"sent"}:
+                break
+            time.sleep(0.2)  # polling a separate process's progress, with a deadline
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0, daemon.stderr.read() if daemon.stderr else ""
+    rows = w.statements()
+    assert len(rows) == 10 and {r["state"] for r in rows.values()} == {"sent"}
+    lrs = w.lrs.server.lrs  # type: ignore[attr-defined]
+    assert all(lrs.stored(r["statement_id"]) is not None for r in rows.values())
+    with w.engine.connect() as conn:
+        jobs = {job for (job,) in conn.execute(sa.text("SELECT DISTINCT job FROM sync_runs WHERE outcome = 'ok'"))}
+    assert {"footprint", "footprint-out"} <= jobs
