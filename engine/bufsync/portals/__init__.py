@@ -150,6 +150,25 @@ def portal(name: str) -> Portal:
     return known[name]
 
 
+def run_command(portal: Portal, help: str) -> click.Command:
+    """`bufsync <portal> run`: the portal's scenario run once, its report printed, its exit code."""
+    import sys
+
+    import click
+
+    from bufsync.cli import pass_state
+
+    @click.command("run", help=help)
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_state
+    def run(state: Any, as_json: bool) -> None:
+        from bufsync import commands
+        report = commands.portal_run(state.loaded, portal.name)
+        click.echo(report.to_json() if as_json else report.render())
+        sys.exit(report.exit_code)
+    return run
+
+
 def with_section(settings: Any, name: str, section: Any) -> Any:
     """These settings with portal `name`'s section replaced (the demo and tests configure a sandbox portal)."""
     return settings.model_copy(update={"portals": settings.portals.model_copy(update={name: section})})

@@ -54,6 +54,7 @@ def _answer_options(func: Any) -> Any:
 
 def group(portal: U2035Portal) -> click.Group:
     from bufsync.cli import pass_state
+    from bufsync.portals import run_command
 
     @click.group(portal.name)
     def u2035() -> None:
@@ -110,14 +111,7 @@ def group(portal: U2035Portal) -> click.Group:
         before, cancelled = connection.disable(state.loaded)
         click.echo(f"Университет 2035: было «{before.text}», теперь «Не выполнен»; отменено в очереди: {cancelled}")
 
-    @u2035.command("run")
-    @click.option("--json", "as_json", is_flag=True)
-    @pass_state
-    def run(state: Any, as_json: bool) -> None:
-        """Read the footprint from Moodle and queue the new and changed statements (sent only once active)."""
-        from bufsync import commands
-        report = commands.portal_run(state.loaded, portal.name)
-        click.echo(report.to_json() if as_json else report.render())
-        sys.exit(report.exit_code)
+    u2035.add_command(run_command(portal, "Read the footprint from Moodle and queue the new and changed statements "
+                                          "(sent only once active)."))
 
     return u2035
