@@ -483,3 +483,35 @@ def test_the_jobs_run_under_bufsync_schedule(sandboxed: U2035World) -> None:
     with w.engine.connect() as conn:
         jobs = {job for (job,) in conn.execute(sa.text("SELECT DISTINCT job FROM sync_runs WHERE outcome = 'ok'"))}
     assert {"footprint", "footprint-out"} <= jobs
+
+
+def test_the_unti_id_from_a_profile_field_and_the_projects_extensions(sandboxed: U2035World) -> None:
+    """actor.source profile_field: the UNTI id is a Moodle custom profile field; the project's context extensions
+    go into every statement, their text formatted with the fact's fields; `bufsync check` tries LRS and S3."""
+    from bufsync.adapters.moodle.client import MoodleClient
+    w = seed(sandboxed)
+    w.admin("create_profile_field", shortname="untiid", name="UNTI ID")
+    users = w.ids["users"]
+    with MoodleClient.connect(w.moodle.url, TOKEN) as client:
+        client.call("core_user_update_users", {"users": [
+            {"id": users["S1"], "customfields": [{"type": "untiid", "value": "unti-from-moodle-1"}]},
+            {"id": users["S3"], "customfields": [{"type": "untiid", "value": "unti-from-moodle-3"}]}]}, write=True)
+    w.config.write_text(w.config.read_text(encoding="utf-8") + (
+        "    project: БАС\n    actor:\n      source: profile_field\n      field: untiid\n    profile:\n      extensions:\n"
+        "        https://api.2035.university/project: '{project}'\n"
+        "        https://api.2035.university/parent_course_id: '{course_idnumber}'\n"
+        "        https://api.2035.university/flow_id: 7\n"), encoding="utf-8")
+    w.activate()
+    checked = w.cli("check")
+    assert "u2035" in checked.stdout and "«Активен»: LRS" in checked.stdout, checked.stdout
+    report = w.run()
+    assert report.counts["learners.without_unti"] == 2  # S0 and S2 have no profile value
+    w.dispatch()
+    rows = w.statements()
+    assert {r["unti_id"] for r in rows.values()} == {"unti-from-moodle-1", "unti-from-moodle-3"}
+    lrs = w.lrs.server.lrs  # type: ignore[attr-defined]
+    for row in rows.values():
+        statement = lrs.stored(row["statement_id"])
+        assert statement["context"]["extensions"] == {"https://api.2035.university/project": "БАС",
+                                                      "https://api.2035.university/parent_course_id": "C1",
+                                                      "https://api.2035.university/flow_id": 7}
