@@ -497,7 +497,8 @@ def test_the_unti_id_from_a_profile_field_and_the_projects_extensions(sandboxed:
             {"id": users["S1"], "customfields": [{"type": "untiid", "value": "unti-from-moodle-1"}]},
             {"id": users["S3"], "customfields": [{"type": "untiid", "value": "unti-from-moodle-3"}]}]}, write=True)
     w.config.write_text(w.config.read_text(encoding="utf-8") + (
-        "    project: БАС\n    actor:\n      source: profile_field\n      field: untiid\n    profile:\n      extensions:\n"
+        "    project: БАС\n    actor:\n      source: profile_field\n      field: untiid\n"
+        "    profile:\n      extensions:\n"
         "        https://api.2035.university/project: '{project}'\n"
         "        https://api.2035.university/parent_course_id: '{course_idnumber}'\n"
         "        https://api.2035.university/flow_id: 7\n"), encoding="utf-8")
