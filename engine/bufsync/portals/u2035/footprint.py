@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from bufsync.adapters.moodle import completion
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities.grades import Grade, course_grades
@@ -276,8 +274,7 @@ def _score(grade: Grade) -> dict[str, Any]:
     return score
 
 
-def courses_in_scope(client: MoodleClient, engine: sa.Engine, settings: U2035Settings, managed: set[int]
-                     ) -> list[dict[str, Any]]:
+def courses_in_scope(client: MoodleClient, settings: U2035Settings, managed: set[int]) -> list[dict[str, Any]]:
     """The Moodle courses whose footprint is sent: managed by bufsync, or every course with an idnumber."""
     found = [c for c in client.get_courses_by_field() if c.get("format") != "site" and int(c["id"]) != 1]
     if settings.courses == "managed":

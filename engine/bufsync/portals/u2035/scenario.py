@@ -50,7 +50,7 @@ def run_footprint(engine: sa.Engine, state: dict[str, sa.Table], loaded: LoadedS
         report.problems.append(blocked)
     known = _known(engine, statements)
     footprint = Footprint(client, settings, loaded.moodle.url or "", loaded.moodle.grades, unti_of)
-    courses = courses_in_scope(client, engine, settings, managed)
+    courses = courses_in_scope(client, settings, managed)
     report.add("courses", len(courses))
     seen: set[str] = set()
     batch: list[tuple[Fact, Known | None]] = []
