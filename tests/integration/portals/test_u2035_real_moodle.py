@@ -108,10 +108,13 @@ def test_the_footprint_of_a_real_moodle_in_the_lrs_and_s3(real_world: U2035World
     assert report["counts"]["learners.without_unti"] >= 1  # gleb (and any other course's learners without one)
     # each fact of the course, once: the teacher's UNTI id and gleb (none) give nothing; bob's draft is no submission
     facts = {k: r for k, r in w.statements().items() if r["moodle_course_id"] == course}
+    # and bob's fail of «Тест А», which asks for the pass grade, completes nothing (Moodle: not overall complete)
+    test_a, test_b = made["tests"]["A"], made["tests"]["B"]
     expected = {f"enrolment:{course}:{users[n]}": n for n in ("ann", "bob", "vera")} | {
-        f"activity:{cmid}:{ann}": "ann", f"grade:{item}:{ann}": "ann", f"grade:{item}:{bob}": "bob",
-        f"grade:{total}:{ann}": "ann", f"grade:{total}:{bob}": "bob", f"completion:{course}:{ann}": "ann",
-        f"submission:{made['submissions']['ann']}": "ann"}
+        f"activity:{cmid}:{ann}": "ann", f"activity:{test_a['cmid']}:{ann}": "ann",
+        f"activity:{test_b['cmid']}:{ann}": "ann", f"activity:{test_b['cmid']}:{bob}": "bob",
+        f"completion:{course}:{ann}": "ann", f"submission:{made['submissions']['ann']}": "ann"} | {
+        f"grade:{i}:{users[n]}": n for i in (item, test_a["itemid"], test_b["itemid"], total) for n in ("ann", "bob")}
     assert {k: r["unti_id"] for k, r in facts.items()} == {k: unti[n] for k, n in expected.items()}
     assert {r["state"] for r in facts.values()} == {"queued"}
 
@@ -145,21 +148,38 @@ def test_the_footprint_of_a_real_moodle_in_the_lrs_and_s3(real_world: U2035World
         assert enrolment["object"]["definition"]["name"] == {"ru-RU": made["course_fullname"]}
         seen = datetime.strptime(enrolment["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
         assert before <= seen <= after
+        assert "contextActivities" not in enrolment["context"]  # the course is the object: no parent of itself
     # the assignment completed on submission, at the time Moodle recorded
     activity = stored[f"activity:{cmid}:{ann}"]
     assert activity["verb"]["id"] == VERBS + "completed" and activity["object"]["id"] == assign_url
     assert activity["object"]["definition"]["name"] == {"ru-RU": "Лабораторная работа №1"}
-    assert activity["context"]["contextActivities"]["parent"][0]["id"] == course_url
+    assert [p["id"] for p in activity["context"]["contextActivities"]["parent"]] == [course_url]
     assert activity["result"] == {"completion": True}
     assert activity["timestamp"] == moment(made["activity_completed"])
-    # grades against the pass grade of 6: ann passed with 8, bob failed with 4, at their grading times
-    for name, verb, success in (("ann", "passed", True), ("bob", "failed", False)):
-        grade = stored[f"grade:{item}:{users[name]}"]
-        raw = made["grades"]["item"][name]
-        assert grade["verb"]["id"] == VERBS + verb and grade["object"]["id"] == assign_url
-        assert grade["result"] == {"score": {"raw": raw, "min": 0, "max": made["grademax"],
-                                             "scaled": round(raw / made["grademax"], 4)}, "success": success}
-        assert grade["timestamp"] == moment(made["dategraded"]["item"][name])
+    # the tests, completed by their grade: a pass completes both (success), a fail only the one asking any grade
+    for test, name, success in ((test_a, "ann", True), (test_b, "ann", True), (test_b, "bob", False)):
+        done_test = stored[f"activity:{test['cmid']}:{users[name]}"]
+        assert done_test["verb"]["id"] == VERBS + "completed"
+        assert done_test["object"]["id"] == f"{site}/mod/assign/view.php?id={test['cmid']}"
+        assert done_test["object"]["definition"]["name"] == {"ru-RU": test["name"]}
+        assert done_test["result"] == {"completion": True, "success": success}
+        assert done_test["timestamp"] == moment(test["completion"][name]["time"])
+    assert made["tests"]["A"]["completion"]["bob"]["state"] == 3  # failed: complete to Moodle's table, not overall
+    # grades against the pass grade of 6: ann passed the lab with 8, bob failed with 4; the tests 7 and 3; each at
+    # its grading time
+    graded = [(item, assign_url, made["grademax"], made["grades"]["item"], made["dategraded"]["item"])] + [
+        (t["itemid"], f"{site}/mod/assign/view.php?id={t['cmid']}", 10.0, {"ann": 7.0, "bob": 3.0}, t["dategraded"])
+        for t in (test_a, test_b)]
+    for itemid, url, grademax, grades, times in graded:
+        for name, verb, success in (("ann", "passed", True), ("bob", "failed", False)):
+            grade = stored[f"grade:{itemid}:{users[name]}"]
+            raw = grades[name]
+            assert grade["verb"]["id"] == VERBS + verb and grade["object"]["id"] == url
+            assert grade["result"] == {"score": {"raw": raw, "min": 0, "max": grademax,
+                                                 "scaled": round(raw / grademax, 4)}, "success": success}
+            assert grade["timestamp"] == moment(times[name])
+            assert [p["id"] for p in grade["context"]["contextActivities"]["parent"]] == [course_url]
+    for name in ("ann", "bob"):
         # the course total: no pass grade, so scored; the course is its object
         course_total = stored[f"grade:{total}:{users[name]}"]
         total_raw = made["grades"]["total"][name]
@@ -173,11 +193,13 @@ def test_the_footprint_of_a_real_moodle_in_the_lrs_and_s3(real_world: U2035World
     assert completed["verb"]["id"] == VERBS + "completed" and completed["object"]["id"] == course_url
     assert completed["result"] == {"completion": True}
     assert completed["timestamp"] == moment(made["course_completed"])
+    assert "contextActivities" not in completed["context"]
     # the submission, at its time, its files in S3 with the bytes Moodle holds, referenced by URL, hash and length
     submission = stored[f"submission:{made['submissions']['ann']}"]
     assert submission["verb"]["id"] == "http://activitystrea.ms/schema/1.0/submit"
     assert submission["object"]["id"] == assign_url and submission["result"] == {"completion": True}
     assert submission["timestamp"] == moment(made["submitted"])
+    assert [p["id"] for p in submission["context"]["contextActivities"]["parent"]] == [course_url]
     attachments = {a["display"]["ru-RU"]: a for a in submission["attachments"]}
     assert set(attachments) == set(made["files"]) and "отчёт по лабораторной №1.pdf" in attachments
     s3 = w.s3.client()
