@@ -516,3 +516,32 @@ def test_the_unti_id_from_a_profile_field_and_the_projects_extensions(sandboxed:
         assert statement["context"]["extensions"] == {"https://api.2035.university/project": "БАС",
                                                       "https://api.2035.university/parent_course_id": "C1",
                                                       "https://api.2035.university/flow_id": 7}
+
+
+def test_a_fail_completes_only_an_activity_that_asks_for_any_grade(sandboxed: U2035World) -> None:
+    """As Moodle 4.5 answers (test_u2035_real_moodle.py holds the real one to it): a fail (state 3) of an activity
+    completed by its pass grade is not complete (isoverallcomplete false), of one completed by any grade it is; and a
+    course's own statements (enrolment, course total, completion) name no parent, an activity's names its course."""
+    w = seed(sandboxed)
+    users, course = w.ids["users"], w.ids["course"]
+    tests = {}
+    for key, passgrade in (("A", 1), ("B", 0)):
+        made = w.admin("create_assignment", courseid=course, name=f"Тест {key}", grademax=10, completion=2)
+        w.admin("set_activity_tracking", cmid=made["cmid"], completion=2, completiongradeitemnumber=0,
+                completionpassgrade=passgrade)
+        w.admin("set_activity_completion", cmid=made["cmid"], userid=users["S1"], state=3)
+        tests[key] = made["cmid"]
+    w.activate()
+    w.run()
+    facts = w.statements()
+    assert f"activity:{tests['A']}:{users['S1']}" not in facts
+    failed = facts[f"activity:{tests['B']}:{users['S1']}"]
+    w.dispatch()
+    lrs = w.lrs.server.lrs  # type: ignore[attr-defined]
+    stored = lrs.stored(failed["statement_id"])
+    course_url = f"{w.moodle.url.rstrip('/')}/course/view.php?id={course}"
+    assert stored["result"] == {"completion": True, "success": False}
+    assert [p["id"] for p in stored["context"]["contextActivities"]["parent"]] == [course_url]
+    for key in (f"enrolment:{course}:{users['S0']}", f"completion:{course}:{users['S0']}"):
+        own = lrs.stored(facts[key]["statement_id"])
+        assert own["object"]["id"] == course_url and "contextActivities" not in own["context"]

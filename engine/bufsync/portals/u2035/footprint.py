@@ -23,7 +23,8 @@ from bufsync.adapters.moodle.errors import MoodleError
 from bufsync.portals.u2035.settings import U2035Settings
 
 log = logging.getLogger("bufsync.u2035")
-COMPLETE_STATES = {1: None, 2: True, 3: False}  # Moodle's completion state -> success (None: no pass/fail)
+# Moodle's completion state -> success (None: no pass/fail); 4 (a fail of a hidden grade item) never completes
+COMPLETE_STATES = {1: None, 2: True, 3: False}
 
 
 @dataclass
@@ -157,7 +158,9 @@ class Footprint:
             facts = []
             for status in statuses:
                 state = int(status.get("state") or 0)
-                if state not in COMPLETE_STATES:
+                # a fail (3) completes an activity that asks for any grade, not one that asks for the pass grade
+                # (completionpassgrade): Moodle 4.x says which in isoverallcomplete (absent before 4.0)
+                if state not in COMPLETE_STATES or status.get("isoverallcomplete") is False:
                     continue
                 cmid = int(status["cmid"])
                 modname, name = names.get(cmid, (str(status.get("modname")), ""))

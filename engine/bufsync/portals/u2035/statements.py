@@ -69,8 +69,12 @@ def build(settings: U2035Settings, fact: Fact, statement_id: str, occurred_at: d
 
 
 def _course_ref(fact: Fact) -> dict[str, Any]:
-    """The course as the parent activity of an activity's statement (its id as the course's own statements use)."""
-    base = fact.object["id"].split("/mod/", 1)[0].split("/grade/", 1)[0]
+    """The course as the parent activity of an activity's statement (its id as the course's own statements use).
+    The base is what precedes the object's own path (the last one: a base may hold /mod/ itself); a course's own
+    object id is its parent's id, so its statement names no parent."""
+    object_id = str(fact.object["id"])
+    base = next((object_id.rsplit(path, 1)[0] for path in ("/mod/", "/grade/report/", "/course/view.php?")
+                 if path in object_id), object_id)
     return {"objectType": "Activity", "id": f"{base}/course/view.php?id={fact.course['id']}",
             "definition": {"type": "http://adlnet.gov/expapi/activities/course"}}
 
