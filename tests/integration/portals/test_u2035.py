@@ -100,25 +100,34 @@ class U2035World:
         self.reload()
 
 
-@pytest.fixture
-def world(_upgraded_buffer: None, buffer_url: str, tmp_path: Path, ralph_lrs: RalphLrs, moto_s3: MotoS3):
+def make_world(buffer_url: str, config: Path, text: str, lrs: Any, s3: Any) -> U2035World:
+    """The buffer upgraded, a sandbox Moodle, the config file with `text`; the LRS and S3 given."""
     moodle = start(port=0, token=TOKEN)
-    config = tmp_path / "bufsync.yaml"
-    config.write_text("# the site's own settings\nportals:\n  u2035:\n    organisation: ГБПОУ «Колледж связи»\n"
-                      "    contact: Иванова А. А., it@college.example\n    project: Цифровой след\n"
-                      "    statements_per_post: 4\n", encoding="utf-8")
+    config.write_text(text, encoding="utf-8")
     env = {"BUFSYNC_BUFFER_URL": buffer_url, "BUFSYNC_MOODLE_URL": moodle.url, "BUFSYNC_MOODLE_TOKEN": TOKEN}
     loaded = load_settings(config, env)
     mappings = load_mappings(loaded.mappings_dir)
     migrations.upgrade(loaded, mappings)
     engine = sa.create_engine(buffer_url)
     tables = dict(build_metadata(mappings).tables) | add_state_tables(sa.MetaData())
-    w = U2035World(loaded, engine, tables, moodle, ralph_lrs, moto_s3, env, config, {})
+    return U2035World(loaded, engine, tables, moodle, lrs, s3, env, config, {})
+
+
+def close_world(w: U2035World) -> None:
+    w.engine.dispose()
+    w.moodle.shutdown()
+    w.moodle.server_close()
+    w.moodle.site.close()
+
+
+@pytest.fixture
+def world(_upgraded_buffer: None, buffer_url: str, tmp_path: Path, ralph_lrs: RalphLrs, moto_s3: MotoS3):
+    w = make_world(buffer_url, tmp_path / "bufsync.yaml",
+                   "# the site's own settings\nportals:\n  u2035:\n    organisation: ГБПОУ «Колледж связи»\n"
+                   "    contact: Иванова А. А., it@college.example\n    project: Цифровой след\n"
+                   "    statements_per_post: 4\n", ralph_lrs, moto_s3)
     yield w
-    engine.dispose()
-    moodle.shutdown()
-    moodle.server_close()
-    moodle.site.close()
+    close_world(w)
 
 
 def seed(w: U2035World) -> U2035World:
@@ -308,30 +317,18 @@ class SandboxS3:
 @pytest.fixture
 def sandboxed(_upgraded_buffer: None, buffer_url: str, tmp_path: Path):
     from bufsync.portals.u2035.sandbox import start_both
-    moodle = start(port=0, token=TOKEN)
     emulator = start_both({"lrs_port": 0, "s3_port": 0}, None)
-    pair = emulator.server
-    variables = emulator.variables
-    config = tmp_path / "bufsync.yaml"
-    config.write_text("portals:\n  u2035:\n    organisation: Колледж\n    statements_per_post: 4\n"
-                      "    max_attempts: 3\n", encoding="utf-8")
-    env = {"BUFSYNC_BUFFER_URL": buffer_url, "BUFSYNC_MOODLE_URL": moodle.url, "BUFSYNC_MOODLE_TOKEN": TOKEN}
-    loaded = load_settings(config, env)
-    mappings = load_mappings(loaded.mappings_dir)
-    migrations.upgrade(loaded, mappings)
-    engine = sa.create_engine(buffer_url)
-    tables = dict(build_metadata(mappings).tables) | add_state_tables(sa.MetaData())
+    pair, variables = emulator.server, emulator.variables
     lrs = SandboxLrs(variables["BUFSYNC_U2035_LRS_URL"], variables["BUFSYNC_U2035_KEY"],
                      variables["BUFSYNC_U2035_SECRET"], pair.lrs)
     s3 = SandboxS3(variables["BUFSYNC_U2035_S3_ENDPOINT"], variables["BUFSYNC_U2035_S3_BUCKET"],
                    variables["BUFSYNC_U2035_S3_ACCESS_KEY"], variables["BUFSYNC_U2035_S3_SECRET_KEY"], pair.s3)
-    w = U2035World(loaded, engine, tables, moodle, lrs, s3, env, config, {})  # type: ignore[arg-type]
+    w = make_world(buffer_url, tmp_path / "bufsync.yaml", "portals:\n  u2035:\n    organisation: Колледж\n"
+                   "    statements_per_post: 4\n    max_attempts: 3\n", lrs, s3)
     yield w
-    engine.dispose()
-    for server in (moodle, pair):
-        server.shutdown()
-        server.server_close()
-    moodle.site.close()
+    close_world(w)
+    pair.shutdown()
+    pair.server_close()
 
 
 def test_lost_answers_and_a_dead_dispatcher_deliver_each_statement_and_file_once(sandboxed: U2035World) -> None:

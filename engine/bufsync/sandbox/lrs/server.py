@@ -134,11 +134,7 @@ class LrsServer(HttpServer):
 
     def set_faults(self, rules: list[dict[str, Any]] | None = None, clear: bool = False) -> int:
         """Transport faults (faults.py's FaultRule, `function` = "METHOD /resource")."""
-        if clear:
-            self.faults.clear()
-        for rule in rules or []:
-            self.faults.add(FaultRule(**rule))
-        return len(self.faults.rules)
+        return self.faults.set(rules, clear)
 
 
 def _basic(header: str) -> tuple[str | None, str | None]:

@@ -354,11 +354,7 @@ class S3Server(HttpServer):
 
     def set_faults(self, rules: list[dict[str, Any]] | None = None, clear: bool = False) -> int:
         """Transport faults (faults.py's FaultRule, `function` = an S3 operation name such as "PutObject")."""
-        if clear:
-            self.faults.clear()
-        for rule in rules or []:
-            self.faults.add(FaultRule(**rule))
-        return len(self.faults.rules)
+        return self.faults.set(rules, clear)
 
 
 def start(port: int = 0, config: S3Config | None = None, faults: list[FaultRule] | None = None,
