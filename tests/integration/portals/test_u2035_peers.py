@@ -47,7 +47,7 @@ import pytest
 
 from bufsync.portals.u2035.lrs import LrsClient, LrsRefused, LrsUnavailable
 from bufsync.portals.u2035.storage import S3Failed, S3Store
-from tests.peers import MotoS3, RalphLrs, free_port
+from tests.peers import RALPH_USER, MotoS3, RalphLrs, free_port
 
 VERBS = "http://adlnet.gov/expapi/verbs/"
 
@@ -148,7 +148,7 @@ def test_get_by_id_and_an_unknown_id(lrs: LrsClient, learner: str) -> None:
     assert found is not None
     assert {k: found[k] for k in ("id", "actor", "verb", "object", "result", "timestamp")} == \
         {k: sent[k] for k in ("id", "actor", "verb", "object", "result", "timestamp")}
-    assert found["authority"] == {"objectType": "Agent", "mbox": "mailto:bufsync@example.org"}
+    assert found["authority"] == {"objectType": "Agent", "mbox": f"mailto:{RALPH_USER}@example.org"}
     assert lrs.get(str(uuid.uuid4())) is None
 
 

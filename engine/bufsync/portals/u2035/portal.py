@@ -139,13 +139,15 @@ class U2035Portal(Portal):
         return True, f"«{state.text}»: LRS {settings.lrs_url} and S3 {settings.s3_endpoint}/{settings.s3_bucket} answer"
 
     def status_line(self, loaded: LoadedSettings) -> str | None:
-        """What `bufsync status` says of it: the connection's status."""
+        """What `bufsync status` says of it: the connection's status, once a connection was begun (a site that never
+        began one hears nothing of this portal)."""
         from bufsync.errors import BufsyncError
         from bufsync.portals.u2035 import connection
         try:
-            return f"«{connection.status(loaded).text}»"
+            state = connection.status(loaded)
         except BufsyncError:
             return None
+        return None if state.status == connection.NOT_STARTED else f"«{state.text}»"
 
     def sandbox_options(self) -> list[click.Option]:
         import click
