@@ -145,17 +145,26 @@ def _shape(url: str) -> tuple[frozenset[str], frozenset[str], str | None]:
 
 
 def _empty(admin: sa.Engine, name: str, tables: frozenset[str]) -> None:
-    """Every row of every table but the migrations' version table gone, sequences back at 1; whatever a test
-    left connected (a daemon it started, an engine it did not dispose) is disconnected first, as DROP DATABASE
-    ... FORCE does."""
+    """Every row of every table but the migrations' version table gone, sequences back at their start: what
+    TRUNCATE ... RESTART IDENTITY of them all leaves. Whatever a test left connected (a daemon it started, an
+    engine it did not dispose) is disconnected first, as DROP DATABASE ... FORCE does.
+
+    Only the tables holding a row are truncated (a test fills a handful of them): TRUNCATE makes new files for
+    each table it names, 40-100 ms for all of them on the 2-core CI machine, about a quarter of that for the few
+    a test wrote. A sequence a test moved without leaving a row (an insert rolled back) is set back too."""
     with admin.connect() as conn:
         conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                              "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
     engine = sa.create_engine(_pg_database_url(name), poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
-            names = ", ".join(f'"{t}"' for t in sorted(tables - {VERSION_TABLE}))
-            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            held = sorted(tables - {VERSION_TABLE})
+            written = [f'"{t}"' for (t,) in conn.execute(sa.text(" UNION ALL ".join(
+                f"SELECT '{t}' WHERE EXISTS (SELECT FROM \"{t}\")" for t in held)))]
+            if written:
+                conn.execute(sa.text(f"TRUNCATE {', '.join(written)} RESTART IDENTITY CASCADE"))
+            conn.execute(sa.text("SELECT setval(format('%I.%I', schemaname, sequencename), start_value, false) "
+                                 "FROM pg_sequences WHERE last_value IS NOT NULL"))
     finally:
         engine.dispose()
 
