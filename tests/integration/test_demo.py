@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -10,11 +9,8 @@ import sqlalchemy as sa
 
 def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("bufsync")
-    started = time.perf_counter()
     result = subprocess.run([str(exe), "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
-    assert seconds < 60
     out = result.stdout
     assert "Логин «соколова» недопустим" in out
     assert "Адрес почты «petrov@college» недопустим" in out

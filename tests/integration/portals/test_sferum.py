@@ -158,7 +158,7 @@ def _world(buffer_url: str, tmp_path: Path) -> Iterator[SferumWorld]:
 
 
 @pytest.fixture
-def world(_upgraded_buffer: None, buffer_url: str, tmp_path: Path) -> Iterator[SferumWorld]:
+def world(_upgraded_buffer: None, buffer_url: str, tmp_path: Path, quick_retries: None) -> Iterator[SferumWorld]:
     with _world(buffer_url, tmp_path) as made:
         yield made
 

@@ -94,7 +94,7 @@ class World(Buffer):
 
 
 @pytest.fixture
-def world(_upgraded_buffer: None, buffer_url: str) -> World:
+def world(_upgraded_buffer: None, buffer_url: str, quick_retries: None) -> World:
     server = start(port=0, token=TOKEN)
     loaded = load_settings(None, {"BUFSYNC_BUFFER_URL": buffer_url, "BUFSYNC_MOODLE_URL": server.url,
                                   "BUFSYNC_MOODLE_TOKEN": TOKEN})
