@@ -87,6 +87,11 @@ def serve_moodle(learners: int, per_course: int, files: int) -> None:
     site.close()
 
 
+def rss() -> float:
+    """This process's peak RSS, MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -197,7 +202,7 @@ def bench(args: argparse.Namespace, work: Path, moodle_url: str, lrs: Any, s3: s
     queued = run.counts.get("queued", 0)
     kinds = ", ".join(f"{k[6:]} {v}" for k, v in sorted(run.counts.items()) if k.startswith("facts."))
     print(f"\n1. footprint run: {facts} facts ({kinds}) in {run_s:.1f} s = {facts / run_s:,.0f} facts/s; "
-          f"{run.counts.get('moodle_calls')} Moodle calls; {queued} statements queued")
+          f"{run.counts.get('moodle_calls')} Moodle calls; {queued} statements queued; peak RSS so far {rss():.0f} MB")
 
     # 2. delivery: a baseline one statement per POST, then the rest batched
     handler_class = __import__("bufsync.portals.u2035.dispatch", fromlist=["U2035Handler"]).U2035Handler
@@ -256,8 +261,12 @@ def bench(args: argparse.Namespace, work: Path, moodle_url: str, lrs: Any, s3: s
         rows = conn.execute(sa.text("SELECT state, count(*) FROM sync_u2035_statements GROUP BY state")).all()
         stored_files = conn.execute(sa.text("SELECT count(*) FROM sync_u2035_files")).scalar_one()
     states = dict(rows)
-    lines = [json.loads(line)["id"] for line in ralph.directory.joinpath("fs_lrs.jsonl").read_text().splitlines()
-             if line.strip()]
+    delivered_rss = rss()  # before the check below, which reads ralph's whole store
+    lines = []
+    with ralph.directory.joinpath("fs_lrs.jsonl").open(encoding="utf-8") as store:
+        for line in store:
+            if line.strip():
+                lines.append(json.loads(line)["id"])
     objects = sum(page.get("KeyCount", 0) for page in s3_client.get_paginator("list_objects_v2").paginate(
         Bucket="footprint"))
     assert states == {"sent": queued}, states
@@ -271,10 +280,11 @@ def bench(args: argparse.Namespace, work: Path, moodle_url: str, lrs: Any, s3: s
     started = time.perf_counter()
     again = run_portal(loaded, "u2035")
     third = run_dispatch(loaded, "u2035", until_empty=True)
+    print(f"   peak RSS after the delivery {delivered_rss:.0f} MB")
     print(f"3. nothing new: run {time.perf_counter() - started:.1f} s, queued {again.counts.get('queued', 0)}, "
           f"dispatch claimed {third.counts['claimed']}, POSTs {len(posts)}")
     assert again.counts.get("queued", 0) == 0 and not posts
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own = rss()
     print(f"peak RSS: bufsync {own:.0f} MB, sandbox Moodle {peak_rss_mb(moodle.pid):.0f} MB, "
           f"ralph {children_rss(ralph.process.pid):.0f} MB, moto {peak_rss_mb(moto.pid):.0f} MB")
     engine.dispose()
