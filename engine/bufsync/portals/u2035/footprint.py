@@ -27,7 +27,7 @@ log = logging.getLogger("bufsync.u2035")
 COMPLETE_STATES = {1: None, 2: True, 3: False}
 
 
-@dataclass
+@dataclass(slots=True)  # one per fact of the site: kept small
 class Fact:
     """One thing a learner did, before it has a statement id."""
 

@@ -29,7 +29,7 @@ QUEUED, SENT, ERROR, HELD = "queued", "sent", "error", "held"
 WRITE_CHUNK = 1000  # facts written (rows and queue items) in one transaction
 
 
-@dataclass
+@dataclass(slots=True)  # one per fact of the site: kept small
 class Known:
     statement_id: str
     fingerprint: str
