@@ -542,3 +542,54 @@ def test_a_fail_completes_only_an_activity_that_asks_for_any_grade(sandboxed: U2
     for key in (f"enrolment:{course}:{users['S0']}", f"completion:{course}:{users['S0']}"):
         own = lrs.stored(facts[key]["statement_id"])
         assert own["object"]["id"] == course_url and "contextActivities" not in own["context"]
+
+
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
+def test_connect_on_a_terminal_asks_hides_the_secrets_and_stops_at_a_letter(sandboxed: U2035World) -> None:
+    """`bufsync u2035 connect` on a real terminal (a pseudo-terminal): the letter, the question, the answers typed
+    (the secret without echo), the check, the next letter; "no" there keeps the progress for the next time."""
+    import os
+    import select
+    import subprocess
+    import sys
+    import time
+    w = sandboxed
+    main, child = os.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUFSYNC_") or k.startswith("BUFSYNC_TEST")}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("bufsync")), "--config", str(w.config), "u2035",
+                             "connect"], stdin=child, stdout=child, stderr=child, env=env | w.env, cwd=w.config.parent)
+    os.close(child)
+    seen = b""
+
+    def until(text: str) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while text.encode() not in seen:
+            assert time.monotonic() < deadline and proc.poll() is None, seen.decode(errors="replace")
+            ready, _, _ = select.select([main], [], [], 0.5)  # waiting for the process's output, not for time
+            if ready:
+                seen += os.read(main, 65536)
+
+    try:
+        until("[y/N]")
+        os.write(main, b"y\n")
+        until("Адрес тестового lrs")
+        os.write(main, w.lrs.base_url.encode() + b"\n")
+        until("Ключ (key) тестового lrs")
+        os.write(main, w.lrs.key.encode() + b"\n")
+        until("Секрет (secret) тестового lrs")
+        os.write(main, w.lrs.secret.encode() + b"\n")
+        until("Заявка на подключение к продуктивному контуру")
+        until("[y/N]")
+        os.write(main, b"n\n")
+        until("«В процессе (3/4)»")
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)
+    text = seen.decode(errors="replace")
+    assert "ГБПОУ" not in text and "Организация: Колледж" in text  # the letter, filled from this config
+    assert w.lrs.secret not in text and w.lrs.key not in text  # typed without echo, never printed
+    state = connection.status(w.loaded)
+    assert (state.status, state.stage) == ("in_progress", 3) and state.test_statement_id in text
