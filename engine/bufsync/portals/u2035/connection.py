@@ -119,6 +119,17 @@ def frozen_problem(settings: U2035Settings, connection: Connection) -> str | Non
     return None
 
 
+def describe(settings: U2035Settings, connection: Connection) -> str:
+    """The status as `bufsync status`, `bufsync u2035 status` and `bufsync check` say it: «Активен» only while the
+    footprint is sent; an active connection whose settings changed since says that nothing is sent."""
+    text = f"«{connection.text}»"
+    if connection.active:
+        problem = frozen_problem(settings, connection)
+        if problem is not None:
+            return f"{text}, но {problem}"
+    return text
+
+
 # -- letters -------------------------------------------------------------------------------------------------------
 def request_letter(loaded: LoadedSettings, settings: U2035Settings) -> str:
     """Stage 1: what the university asks Университет 2035 for (the test contour)."""
