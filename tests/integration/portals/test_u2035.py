@@ -492,7 +492,11 @@ def test_the_unti_id_from_a_profile_field_and_the_projects_extensions(sandboxed:
     with MoodleClient.connect(w.moodle.url, TOKEN) as client:
         client.call("core_user_update_users", {"users": [
             {"id": users["S1"], "customfields": [{"type": "untiid", "value": "unti-from-moodle-1"}]},
-            {"id": users["S3"], "customfields": [{"type": "untiid", "value": "unti-from-moodle-3"}]}]}, write=True)
+            {"id": users["S3"], "customfields": [{"type": "untiid", "value": "unti-from-moodle-3"}]},
+            # longer than any UNTI id (and than sync_u2035_statements.unti_id): this learner alone is left out
+            {"id": users["S2"], "customfields": [{"type": "untiid",
+                                                  "value": "https://my.2035.university/" + "9" * 60}]},
+        ]}, write=True)
     w.config.write_text(w.config.read_text(encoding="utf-8") + (
         "    project: БАС\n    actor:\n      source: profile_field\n      field: untiid\n"
         "    profile:\n      extensions:\n"
@@ -503,7 +507,8 @@ def test_the_unti_id_from_a_profile_field_and_the_projects_extensions(sandboxed:
     checked = w.cli("check")
     assert "u2035" in checked.stdout and "«Активен»: LRS" in checked.stdout, checked.stdout
     report = w.run()
-    assert report.counts["learners.without_unti"] == 2  # S0 and S2 have no profile value
+    assert report.outcome == "ok" and report.counts["learners.without_unti"] == 2  # S0 none, S2 too long
+    assert any("длиннее 64" in p and str(users["S2"]) in p for p in report.problems), report.problems
     w.dispatch()
     rows = w.statements()
     assert {r["unti_id"] for r in rows.values()} == {"unti-from-moodle-1", "unti-from-moodle-3"}
