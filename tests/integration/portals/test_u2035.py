@@ -677,3 +677,15 @@ def test_a_moodle_in_maintenance_delays_a_submission_and_kills_none(sandboxed: U
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_key_the_environment_sets_is_neither_asked_for_nor_written(sandboxed: U2035World) -> None:
+    """BUFSYNC_U2035_TEST_SECRET (the name the sandbox prints) wins over the file: connect takes it from there and
+    writes no other value into the file."""
+    w = sandboxed
+    w.env["BUFSYNC_U2035_TEST_SECRET"] = w.lrs.secret
+    done = w.cli("u2035", "connect", "--received", "--test-lrs-url", w.lrs.base_url, "--test-key", w.lrs.key,
+                 "--test-secret", "a-value-nobody-uses")
+    assert done.returncode == 0 and "«В процессе (3/4)»" in done.stdout, done.stdout + done.stderr
+    text = w.config.read_text(encoding="utf-8")
+    assert "a-value-nobody-uses" not in text and w.lrs.secret not in text and w.lrs.key in text
