@@ -492,7 +492,11 @@ def test_the_unti_id_from_a_profile_field_and_the_projects_extensions(sandboxed:
     with MoodleClient.connect(w.moodle.url, TOKEN) as client:
         client.call("core_user_update_users", {"users": [
             {"id": users["S1"], "customfields": [{"type": "untiid", "value": "unti-from-moodle-1"}]},
-            {"id": users["S3"], "customfields": [{"type": "untiid", "value": "unti-from-moodle-3"}]}]}, write=True)
+            {"id": users["S3"], "customfields": [{"type": "untiid", "value": "unti-from-moodle-3"}]},
+            # longer than any UNTI id (and than sync_u2035_statements.unti_id): this learner alone is left out
+            {"id": users["S2"], "customfields": [{"type": "untiid",
+                                                  "value": "https://my.2035.university/" + "9" * 60}]},
+        ]}, write=True)
     w.config.write_text(w.config.read_text(encoding="utf-8") + (
         "    project: БАС\n    actor:\n      source: profile_field\n      field: untiid\n"
         "    profile:\n      extensions:\n"
@@ -503,7 +507,8 @@ def test_the_unti_id_from_a_profile_field_and_the_projects_extensions(sandboxed:
     checked = w.cli("check")
     assert "u2035" in checked.stdout and "«Активен»: LRS" in checked.stdout, checked.stdout
     report = w.run()
-    assert report.counts["learners.without_unti"] == 2  # S0 and S2 have no profile value
+    assert report.outcome == "ok" and report.counts["learners.without_unti"] == 2  # S0 none, S2 too long
+    assert any("длиннее 64" in p and str(users["S2"]) in p for p in report.problems), report.problems
     w.dispatch()
     rows = w.statements()
     assert {r["unti_id"] for r in rows.values()} == {"unti-from-moodle-1", "unti-from-moodle-3"}
@@ -593,3 +598,145 @@ def test_connect_on_a_terminal_asks_hides_the_secrets_and_stops_at_a_letter(sand
     assert w.lrs.secret not in text and w.lrs.key not in text  # typed without echo, never printed
     state = connection.status(w.loaded)
     assert (state.status, state.stage) == ("in_progress", 3) and state.test_statement_id in text
+
+
+# -- what status and check say; one item the handler cannot build ---------------------------------------------------
+
+def queue_statements(w: U2035World, count: int, files: dict[int, list[dict[str, Any]]] | None = None
+                     ) -> list[str]:
+    """`count` statements queued as a footprint run queues them (a state row and its queue item each), without
+    reading Moodle; `files` gives some of them (by index) submitted files. Returns the fact keys."""
+    import uuid
+
+    from bufsync.portals.u2035.statements import timestamp
+    from bufsync.queue import outbox
+    from bufsync.state.ledger import now_utc
+    now, keys, rows, items = now_utc(), [], [], []
+    run_id = uuid.uuid4().hex[:8]
+    for n in range(count):
+        sid, key = str(uuid.uuid4()), f"submission:{run_id}{n}"
+        statement = {"id": sid, "actor": {"objectType": "Agent", "account": {"homePage": HOME, "name": f"u-{run_id}"}},
+                     "verb": {"id": "http://activitystrea.ms/schema/1.0/submit"},
+                     "object": {"objectType": "Activity", "id": f"https://moodle.example/mod/assign/view.php?id={n}"},
+                     "timestamp": timestamp(now), "version": "1.0.3"}
+        attached = (files or {}).get(n, [])
+        rows.append({"fact_key": key, "kind": "submission", "unti_id": f"u-{run_id}", "moodle_user_id": 1,
+                     "moodle_course_id": 2, "statement_id": sid, "verb": statement["verb"]["id"], "fingerprint": "f",
+                     "occurred_at": now, "files": len(attached), "state": "queued", "sends": 1,
+                     "pending_key": f"stmt:{sid}", "updated_at": now})
+        items.append(outbox.Item("u2035", "statement", {"fact_key": key, "statement_id": sid, "unti_id": f"u-{run_id}",
+                                                         "course_id": 2, "statement": statement, "files": attached},
+                                 f"stmt:{sid}", 3))
+        keys.append(key)
+    w.insert("sync_u2035_statements", rows)
+    outbox.enqueue(w.engine, w.tables["sync_queue"], items)
+    return keys
+
+
+def freeze(w: U2035World, extra: str = "") -> None:
+    """An active connection with the sandbox LRS and S3 as its settings (what stage 4 leaves), the config written
+    as `connect` writes it; `extra` lines appended to portals.u2035 after the activation."""
+    text = w.config.read_text(encoding="utf-8") + "".join(
+        f"    {k}: '{v}'\n" for k, v in (("lrs_url", w.lrs.base_url), ("key", w.lrs.key), ("secret", w.lrs.secret),
+                                        ("s3_endpoint", w.s3.endpoint), ("s3_bucket", w.s3.bucket),
+                                        ("s3_access_key", w.s3.access_key), ("s3_secret_key", w.s3.secret_key)))
+    w.config.write_text(text, encoding="utf-8")
+    w.reload()
+    state = connection.Connection(status=connection.ACTIVE, stage=4, opened=4,
+                                  settings_hash=connection.settings_hash(connection.section(w.loaded)))
+    connection.write(w.engine, w.tables["sync_u2035_connection"], state)
+    if extra:
+        w.config.write_text(text + extra, encoding="utf-8")
+        w.reload()
+
+
+def test_status_and_check_say_that_nothing_is_sent_when_the_settings_changed_after_activation(
+        sandboxed: U2035World) -> None:
+    """«Активен» alone would be a status the LRS does not back: the dispatcher sends nothing."""
+    w = sandboxed
+    freeze(w, "    s3_acl: private\n")
+    said = w.cli("status").stdout
+    line = next(line for line in said.splitlines() if "Университет 2035" in line)
+    assert "«Активен», но" in line and "изменены после активации: след не отправляется" in line, said
+    own = w.cli("u2035", "status")
+    assert "изменены после активации" in own.stdout, own.stdout
+    checked = w.cli("check")
+    line = next(line for line in checked.stdout.splitlines() if "u2035" in line)
+    assert "изменены после активации" in line, checked.stdout
+
+
+def test_check_says_what_a_url_that_leads_to_no_lrs_answers(sandboxed: U2035World) -> None:
+    w = sandboxed
+    w.lrs = SandboxLrs(w.lrs.base_url.rstrip("/") + "/no-lrs-here", w.lrs.key, w.lrs.secret, w.lrs.server)
+    freeze(w)
+    checked = w.cli("check")
+    assert "Traceback" not in checked.stderr and "404" in checked.stdout, checked.stdout + checked.stderr
+    assert w.lrs.secret not in checked.stdout + checked.stderr
+
+
+def test_a_file_of_another_site_fails_its_statement_alone(sandboxed: U2035World) -> None:
+    """A fileurl that is not the configured Moodle's (the site moved while it was queued): the token is not sent
+    there, the statement fails alone with the reason, the rest of its batch is delivered."""
+    w = sandboxed
+    freeze(w)
+    foreign = {"fileurl": "https://old-moodle.example/webservice/pluginfile.php/5/assignsubmission_file/"
+                          "submission_files/7/work.pdf", "filename": "work.pdf", "filesize": 10, "timemodified": T0}
+    keys = queue_statements(w, 5, {2: [foreign]})
+    done = w.dispatch()
+    assert done.counts["done"] == 4 and done.counts["dead"] == 1, done.counts
+    rows = w.statements()
+    bad = rows[keys[2]]
+    assert bad["state"] == "error" and "old-moodle.example" in bad["last_error"], bad
+    assert {rows[k]["state"] for k in keys if k != keys[2]} == {"sent"}
+    assert all(w.lrs.server.lrs.stored(rows[k]["statement_id"]) for k in keys if k != keys[2])  # type: ignore
+
+
+def test_a_moodle_in_maintenance_delays_a_submission_and_kills_none(sandboxed: U2035World) -> None:
+    """Moodle closed for maintenance answers the file's download with sitemaintenance: the statement waits for a
+    later try (as after no answer at all); it does not die."""
+    import http.server
+    import threading
+
+    class Maintenance(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"error": "Site is under maintenance", "errorcode": "sitemaintenance"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Maintenance)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        w = sandboxed
+        site = f"http://127.0.0.1:{server.server_address[1]}"
+        w.env["BUFSYNC_MOODLE_URL"] = site
+        freeze(w)
+        file = {"fileurl": f"{site}/webservice/pluginfile.php/5/assignsubmission_file/submission_files/7/work.pdf",
+                "filename": "work.pdf", "filesize": 10, "timemodified": T0}
+        keys = queue_statements(w, 3, {1: [file]})
+        done = w.dispatch()
+        assert done.counts["done"] == 2 and done.counts["dead"] == 0 and done.counts["retried"] == 1, done.counts
+        waiting = next(i for i in w.queue() if i["payload"]["fact_key"] == keys[1])
+        assert waiting["status"] == "failed" and "sitemaintenance" in waiting["last_error"]
+        assert w.statements()[keys[1]]["state"] == "queued"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_key_the_environment_sets_is_neither_asked_for_nor_written(sandboxed: U2035World) -> None:
+    """BUFSYNC_U2035_TEST_SECRET (the name the sandbox prints) wins over the file: connect takes it from there and
+    writes no other value into the file."""
+    w = sandboxed
+    w.env["BUFSYNC_U2035_TEST_SECRET"] = w.lrs.secret
+    done = w.cli("u2035", "connect", "--received", "--test-lrs-url", w.lrs.base_url, "--test-key", w.lrs.key,
+                 "--test-secret", "a-value-nobody-uses")
+    assert done.returncode == 0 and "«В процессе (3/4)»" in done.stdout, done.stdout + done.stderr
+    text = w.config.read_text(encoding="utf-8")
+    assert "a-value-nobody-uses" not in text and w.lrs.secret not in text and w.lrs.key in text

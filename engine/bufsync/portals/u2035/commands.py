@@ -88,10 +88,12 @@ def group(portal: U2035Portal) -> click.Group:
         found = connection.status(state.loaded)
         counts = connection.statement_counts(state.loaded)
         if as_json:
-            click.echo(json.dumps({**found.as_dict(), "statements": counts}, ensure_ascii=False, indent=2,
+            click.echo(json.dumps({**found.as_dict(), "sending": connection.frozen_problem(
+                connection.section(state.loaded), found) is None, "statements": counts}, ensure_ascii=False, indent=2,
                                   default=str))
             return
-        click.echo(f"Университет 2035: «{found.text}»; этап {found.stage} из 4, открыто до {found.opened}")
+        click.echo(f"Университет 2035: {connection.describe(connection.section(state.loaded), found)}; этап "
+                   f"{found.stage} из 4, открыто до {found.opened}")
         if found.test_statement_id:
             click.echo(f"  пробное высказывание тестового LRS: {found.test_statement_id}")
         if found.last_error:

@@ -119,6 +119,17 @@ def frozen_problem(settings: U2035Settings, connection: Connection) -> str | Non
     return None
 
 
+def describe(settings: U2035Settings, connection: Connection) -> str:
+    """The status as `bufsync status`, `bufsync u2035 status` and `bufsync check` say it: «Активен» only while the
+    footprint is sent; an active connection whose settings changed since says that nothing is sent."""
+    text = f"«{connection.text}»"
+    if connection.active:
+        problem = frozen_problem(settings, connection)
+        if problem is not None:
+            return f"{text}, но {problem}"
+    return text
+
+
 # -- letters -------------------------------------------------------------------------------------------------------
 def request_letter(loaded: LoadedSettings, settings: U2035Settings) -> str:
     """Stage 1: what the university asks Университет 2035 for (the test contour)."""
@@ -351,7 +362,9 @@ def _answers(loaded: LoadedSettings, settings: U2035Settings, prompter: Prompter
              ) -> tuple[LoadedSettings, U2035Settings]:
     """Each key of the stage asked for (the current value offered); the new ones written into the config file,
     except those the environment sets (the environment wins over the file, so writing them would change nothing)."""
-    from_env = {path[-1]: env for env, path in env_names().items() if path[:-1] == SECTION and env in os.environ}
+    # BUFSYNC_PORTALS_U2035_<KEY> and BUFSYNC_U2035_<KEY> (the name the sandbox prints) alike
+    named = env_names() | {env: ("portals",) + path for env, path in env_names(type(settings), ("u2035",)).items()}
+    from_env = {path[-1]: env for env, path in named.items() if path[:-1] == SECTION and os.environ.get(env)}
     changed: dict[str, str] = {}
     missing = []
     for key in keys:

@@ -189,8 +189,14 @@ class U2035Handler:
         except MoodleUnavailable as exc:
             raise _Later(f"Moodle недоступен, файл «{file.get('filename')}» не скачан: {exc}", False) from None
         except MoodleError as exc:
+            if exc.is_unavailable:  # closed for maintenance, a failed read of its database: later, not dead
+                raise _Later(f"Moodle недоступен, файл «{file.get('filename')}» не скачан: {exc.message} "
+                             f"({exc.code})", False) from None
             raise FileProblem(f"файл «{file.get('filename')}» не скачан из Moodle: {exc.message} ({exc.code}); "
                               "высказывание не отправлено") from None
+        except ValueError as exc:  # a file of another site (moodle.url changed since it was queued): no token there
+            raise FileProblem(f"файл «{file.get('filename')}» не с сайта Moodle из настроек (moodle.url), токен туда "
+                              f"не отправляется: {exc}; высказывание не отправлено") from None
         sink.seek(0)
         return int(length), str(sha)
 

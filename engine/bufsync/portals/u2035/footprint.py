@@ -25,6 +25,7 @@ from bufsync.portals.u2035.settings import U2035Settings
 log = logging.getLogger("bufsync.u2035")
 # Moodle's completion state -> success (None: no pass/fail); 4 (a fail of a hidden grade item) never completes
 COMPLETE_STATES = {1: None, 2: True, 3: False}
+UNTI_ID_MAX = 64  # sync_u2035_statements.unti_id (as buf_users.unti_id): a longer value is no UNTI id
 
 
 @dataclass(slots=True)  # one per fact of the site: kept small
@@ -68,6 +69,7 @@ class Footprint:
         self.unti_of = unti_of          # Moodle idnumber -> UNTI id (source: buffer)
         self.facts = set(settings.facts)
         self.without_unti: set[int] = set()
+        self.too_long: dict[int, str] = {}   # Moodle user id -> a UNTI id longer than UNTI_ID_MAX (left out)
         self.reported: dict[str, dict[str, datetime]] = {}
 
     # -- objects -------------------------------------------------------------------------------------------------
@@ -105,6 +107,9 @@ class Footprint:
             if not wanted & {r.get("shortname") for r in user.get("roles") or []}:
                 continue
             unti = self.unti(user)
+            if unti and len(unti) > UNTI_ID_MAX:  # no UNTI id is this long: a wrong value, left out alone
+                self.too_long[int(user["id"])] = unti
+                unti = None
             if unti:
                 out[int(user["id"])] = (user, unti)
             else:

@@ -121,17 +121,18 @@ class U2035Portal(Portal):
             return False, str(exc)
         if state.status == connection.NOT_STARTED:
             return None, "not connected (bufsync u2035 connect)"
-        problem = connection.frozen_problem(settings, state)
-        if problem is not None:
-            return (None if not state.active and state.status != connection.DATA_ERROR else False), \
+        if state.active and connection.frozen_problem(settings, state) is not None:
+            return False, connection.describe(settings, state)
+        if not state.active:
+            return (None if state.status != connection.DATA_ERROR else False), \
                 f"«{state.text}»" + (f": {state.last_error}" if state.last_error else "")
-        from bufsync.portals.u2035.lrs import LrsClient, LrsRefused, LrsUnavailable
+        from bufsync.portals.u2035.lrs import LrsClient, LrsError
         assert settings.lrs_url and settings.key is not None and settings.secret is not None
         with LrsClient(settings.lrs_url, settings.key.get_secret_value(), settings.secret.get_secret_value(),
                        timeout=settings.timeout) as lrs:
             try:
                 lrs.recent(limit=1)
-            except (LrsRefused, LrsUnavailable) as exc:
+            except LrsError as exc:  # refused, unavailable, or an address that leads to no LRS (404)
                 return False, f"«{state.text}», but the LRS {settings.lrs_url}: {exc}"
         s3 = connection.check_s3(settings)
         if s3 is not None:
@@ -147,7 +148,8 @@ class U2035Portal(Portal):
             state = connection.status(loaded)
         except BufsyncError:
             return None
-        return None if state.status == connection.NOT_STARTED else f"«{state.text}»"
+        return None if state.status == connection.NOT_STARTED else connection.describe(connection.section(loaded),
+                                                                                         state)
 
     def sandbox_options(self) -> list[click.Option]:
         import click

@@ -17,7 +17,7 @@ from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.config import LoadedSettings
 from bufsync.portals.pending import chunks, queue_items, update_many
 from bufsync.portals.u2035 import connection as connections
-from bufsync.portals.u2035.footprint import Fact, Footprint, courses_in_scope
+from bufsync.portals.u2035.footprint import UNTI_ID_MAX, Fact, Footprint, courses_in_scope
 from bufsync.portals.u2035.settings import U2035Settings
 from bufsync.portals.u2035.statements import PORTAL, build
 from bufsync.queue import outbox
@@ -68,6 +68,9 @@ def run_footprint(engine: sa.Engine, state: dict[str, sa.Table], loaded: LoadedS
             batch = []
     _write(engine, statements, queue, settings, batch, blocked is None, report)
     report.add("learners.without_unti", len(footprint.without_unti))
+    for userid, value in sorted(footprint.too_long.items()):
+        report.problems.append(f"UNTI ID пользователя Moodle {userid} длиннее {UNTI_ID_MAX} символов "
+                               f"({value[:80]!r}…): это не UNTI ID, его след не отправляется; исправьте значение")
     # held while the connection was not active and not met again by this read (the course left the scope): they
     # stay held, counted here, until their fact is read again
     report.add("statements.held", sum(1 for k, v in known.items() if v.state == HELD and k not in seen))
