@@ -740,3 +740,22 @@ def test_a_key_the_environment_sets_is_neither_asked_for_nor_written(sandboxed: 
     assert done.returncode == 0 and "«В процессе (3/4)»" in done.stdout, done.stdout + done.stderr
     text = w.config.read_text(encoding="utf-8")
     assert "a-value-nobody-uses" not in text and w.lrs.secret not in text and w.lrs.key in text
+
+
+def test_a_submissions_attachments_are_decided_when_it_is_queued(sandboxed: U2035World) -> None:
+    """The profile may change between the queueing and a (re)send: the attachments keep what was decided then, so
+    a resend under the same id is the same statement."""
+    w = seed(sandboxed)
+    w.activate()
+    w.run()
+    w.config.write_text(w.config.read_text(encoding="utf-8") + "    profile:\n      usage_type: "
+                        "https://id.2035.university/xapi/attachments/practice-diary\n      language: en-US\n",
+                        encoding="utf-8")
+    w.dispatch()
+    row = w.statements()[f"submission:{w.ids['submission']['submissionid']}"]
+    stored = w.lrs.server.lrs.stored(row["statement_id"])  # type: ignore[attr-defined]
+    assert row["state"] == "sent" and {a["usageType"] for a in stored["attachments"]} == {
+        "http://id.tincanapi.com/attachment/supporting_media"}
+    assert all(set(a["display"]) == {"ru-RU"} for a in stored["attachments"])
+    assert {a["fileUrl"].rsplit("/", 1)[1] for a in stored["attachments"]} == {
+        f"{a['sha2']}{Path(a['display']['ru-RU']).suffix}" for a in stored["attachments"]}

@@ -416,9 +416,10 @@ def store_answers(loaded: LoadedSettings, values: dict[str, str]) -> Path:
     except ConfigError as exc:
         raise ConfigError([Problem(file, p.key, p.message) for p in exc.problems]) from None
     tmp = file.with_name(file.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
+    # made readable by its owner only from the start: it holds secrets before it replaces the file
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
         yaml.dump(data, out)
-    tmp.chmod(0o600)
+    tmp.chmod(0o600)  # a temporary file left by a crashed write keeps its older mode
     tmp.replace(file)
     return file
 

@@ -116,7 +116,9 @@ class U2035Handler:
         statement = dict(payload["statement"])
         files = payload.get("files") or []
         if files:
-            statement["attachments"] = [attachment(self.settings, f, self._stored(f, payload)) for f in files]
+            usage = payload.get("usage_type") or self.settings.profile.usage_type
+            language = payload.get("language") or self.settings.profile.language
+            statement["attachments"] = [attachment(f, self._stored(f, payload), usage, language) for f in files]
         return statement
 
     def _post(self, part: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[int, Result]:
@@ -177,9 +179,15 @@ class U2035Handler:
             self._put(key, sink, content_type, sha, length)
         values = {"sha256": sha, "length": length, "object_key": key, "url": self.store.url(key),
                   "content_type": content_type, "source": source, "uploaded_at": now_utc()}
-        with self.engine.begin() as conn:
-            if conn.execute(sa.select(t.c.sha256).where(t.c.sha256 == sha)).first() is None:
+        try:
+            with self.engine.begin() as conn:
                 conn.execute(t.insert().values(values))
+        except sa.exc.IntegrityError:  # another dispatcher stored the same content meanwhile: its row is the one
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(t).where(t.c.sha256 == sha)).first()
+            if row is not None:
+                return dict(row._mapping)
+            raise
         return values
 
     def _download(self, file: dict[str, Any], sink: Any) -> tuple[int, str]:

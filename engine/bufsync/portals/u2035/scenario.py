@@ -89,6 +89,8 @@ def _item(settings: U2035Settings, fact: Fact, statement_id: str, occurred_at: d
     payload = {"fact_key": fact.key, "statement_id": statement_id, "unti_id": fact.unti_id,
                "verb": fact.verb, "course_id": fact.course["id"], "user_id": fact.user_id,
                "statement": build(settings, fact, statement_id, occurred_at), "files": fact.files}
+    if fact.files:  # the attachments are made when the files are in S3, from what is decided now
+        payload |= {"usage_type": settings.profile.usage_type, "language": settings.profile.language}
     return outbox.Item(PORTAL, "statement", payload, f"stmt:{statement_id}", settings.max_attempts)
 
 

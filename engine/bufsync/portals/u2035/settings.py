@@ -82,9 +82,10 @@ class U2035Settings(PortalSettings):
                                                          "fileUrl = <base>/<bucket>/<key>")
     s3_acl: str | None = Field("public-read", description="the ACL of uploaded files (empty: none sent)")
     s3_key_layout: str = Field(
-        "footprint/{unti_id}/{sha256}{ext}", description="the object key of a file (str.format: {project}, "
-        "{unti_id}, {course_id}, {sha256}, {ext}, {filename}); a file already stored with the same hash is not "
-        "uploaded again")
+        "footprint/{sha256}{ext}", description="the object key of a file (str.format: {project}, {unti_id}, "
+        "{course_id}, {sha256}, {ext}, {filename}); a file already stored with the same hash is not uploaded again "
+        "and is referenced where it is, so a layout naming a learner would show that learner's UNTI id in another's "
+        "statement when both submitted the same bytes: the default names the content only")
     # the footprint
     actor: Actor = Field(default_factory=Actor)
     profile: Profile = Field(default_factory=Profile)

@@ -79,10 +79,10 @@ def _course_ref(fact: Fact) -> dict[str, Any]:
             "definition": {"type": "http://adlnet.gov/expapi/activities/course"}}
 
 
-def attachment(settings: U2035Settings, file: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
-    """A submitted file referenced by its S3 URL: xAPI needs sha2 and length even with a fileUrl."""
+def attachment(file: dict[str, Any], stored: dict[str, Any], usage_type: str, language: str) -> dict[str, Any]:
+    """A submitted file referenced by its S3 URL: xAPI needs sha2 and length even with a fileUrl. usage_type and
+    language are those the statement was queued with, so a resend is the same body whatever the settings say now."""
     name = str(file.get("filename") or "file")
-    return {"usageType": settings.profile.usage_type,
-            "display": {settings.profile.language: name},
+    return {"usageType": usage_type, "display": {language: name},
             "contentType": str(file.get("mimetype") or stored.get("content_type") or "application/octet-stream"),
             "length": int(stored["length"]), "sha2": stored["sha256"], "fileUrl": stored["url"]}
