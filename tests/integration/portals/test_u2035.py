@@ -759,3 +759,44 @@ def test_a_submissions_attachments_are_decided_when_it_is_queued(sandboxed: U203
     assert all(set(a["display"]) == {"ru-RU"} for a in stored["attachments"])
     assert {a["fileUrl"].rsplit("/", 1)[1] for a in stored["attachments"]} == {
         f"{a['sha2']}{Path(a['display']['ru-RU']).suffix}" for a in stored["attachments"]}
+
+
+def test_moodle_refusing_the_download_stops_the_dispatcher_and_kills_nothing(sandboxed: U2035World) -> None:
+    """«Can download files» off on the service: no statement's fault, so the dispatcher stops (exit 2) with Moodle's
+    reason and no attempt is lost; ticked again, everything goes."""
+    w = seed(sandboxed)
+    w.activate()
+    w.run()
+    w.admin("service", downloadfiles=False)
+    refused = w.cli("queue", "dispatch", "--portal", "u2035")
+    assert refused.returncode == 2 and "Moodle не отдал файл ответа" in refused.stderr, refused.stderr
+    assert all(i["status"] == "pending" and i["attempts"] == 0 for i in w.queue()
+               if i["payload"]["fact_key"].startswith("submission:"))
+    w.admin("service", downloadfiles=True)
+    w.dispatch()
+    assert {r["state"] for r in w.statements().values()} == {"sent"}
+
+
+def test_reconnected_to_another_store_a_file_is_stored_there_again(sandboxed: U2035World) -> None:
+    from dataclasses import replace
+
+    from bufsync.sandbox.s3.store import Bucket
+    w = seed(sandboxed)
+    w.activate()
+    w.run()
+    w.dispatch()
+    store = w.s3.server.store  # type: ignore[attr-defined]
+    assert len(store.buckets["footprint"].objects) == 2
+    assert w.cli("u2035", "disable", "--yes").returncode == 0
+    store.buckets["footprint-2"] = Bucket(store.now(), "private")
+    w.s3 = replace(w.s3, bucket="footprint-2")  # type: ignore[type-var]
+    w.activate()
+    # another learner hands in the same two files: the content is known, but not to the new store
+    w.admin("add_submission", assignmentid=w.ids["assignment"]["assign_instance"], userid=w.ids["users"]["S1"],
+            status="submitted", timemodified=T0 + 50, files=w.ids["files"])
+    w.run()
+    w.dispatch()
+    rows = w.statements()
+    assert {r["state"] for r in rows.values()} == {"sent"}
+    assert len(store.buckets["footprint-2"].objects) == 2
+    assert all("/footprint-2/" in r["url"] for r in w.rows("sync_u2035_files"))

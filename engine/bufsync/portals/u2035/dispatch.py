@@ -159,9 +159,10 @@ class U2035Handler:
         content, else put into S3."""
         source = _source(file)
         t = self.files_t
-        with self.engine.connect() as conn:
+        here = self.store.url("")  # rows of a store this connection no longer uses (reconnected elsewhere) are not
+        with self.engine.connect() as conn:  # the file's: it is stored again here
             row = conn.execute(sa.select(t).where(t.c.source == source)).first()
-        if row is not None:
+        if row is not None and str(row.url).startswith(here):
             return dict(row._mapping)
         limit = self.settings.max_file_mb * 1024 * 1024
         if int(file.get("filesize") or 0) > limit:
@@ -171,8 +172,9 @@ class U2035Handler:
             length, sha = self._download(file, sink)
             with self.engine.connect() as conn:
                 row = conn.execute(sa.select(t).where(t.c.sha256 == sha)).first()
-            if row is not None:
+            if row is not None and str(row.url).startswith(here):
                 return dict(row._mapping)
+            stale = row is not None
             content_type = str(file.get("mimetype") or mimetypes.guess_type(str(file.get("filename")))[0]
                                or "application/octet-stream")
             key = self._key(file, payload, sha)
@@ -181,7 +183,10 @@ class U2035Handler:
                   "content_type": content_type, "source": source, "uploaded_at": now_utc()}
         try:
             with self.engine.begin() as conn:
-                conn.execute(t.insert().values(values))
+                if stale:
+                    conn.execute(t.update().where(t.c.sha256 == sha).values(values))
+                else:
+                    conn.execute(t.insert().values(values))
         except sa.exc.IntegrityError:  # another dispatcher stored the same content meanwhile: its row is the one
             with self.engine.connect() as conn:
                 row = conn.execute(sa.select(t).where(t.c.sha256 == sha)).first()
@@ -200,6 +205,10 @@ class U2035Handler:
             if exc.is_unavailable:  # closed for maintenance, a failed read of its database: later, not dead
                 raise _Later(f"Moodle недоступен, файл «{file.get('filename')}» не скачан: {exc.message} "
                              f"({exc.code})", False) from None
+            if exc.is_config_error or exc.errorcode in ("invalidtoken", "accessexception"):
+                # the token or the service (no «Can download files»): every file alike, no statement's fault
+                raise _Refused(f"Moodle не отдал файл ответа: {exc.fix()}; ни одно высказывание не потеряло "
+                               "попытку: исправьте и выполните dispatch снова") from None
             raise FileProblem(f"файл «{file.get('filename')}» не скачан из Moodle: {exc.message} ({exc.code}); "
                               "высказывание не отправлено") from None
         except ValueError as exc:  # a file of another site (moodle.url changed since it was queued): no token there
