@@ -193,7 +193,8 @@ def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo:
 
 def _u2035(directory: Path, env: dict[str, str], server: Any, data: dict[str, list[dict[str, Any]]],
            echo: Callable[[str], None]) -> None:
-    """Step 8: py-101's learners' footprint to the sandbox LRS and S3 of Университет 2035, after the four stages."""
+    """Step 8: the learners' footprint (py-101's submissions with their files) to the sandbox LRS and S3 of
+    Университет 2035, after the four stages."""
     from collections import Counter
 
     from bufsync.adapters.moodle.client import MoodleClient
