@@ -363,6 +363,7 @@ CREATE TABLE buf_users (
 	snils NVARCHAR(14) NULL, 
 	esia_id NVARCHAR(64) NULL, 
 	vk_id NVARCHAR(32) NULL, 
+	unti_id NVARCHAR(64) NULL, 
 	auth NVARCHAR(20) NULL, 
 	password NVARCHAR(255) NULL, 
 	status NVARCHAR(16) NOT NULL DEFAULT 'active', 
@@ -385,6 +386,7 @@ execute sp_addextendedproperty 'MS_Description', N'Телефон (поле phon
 execute sp_addextendedproperty 'MS_Description', N'СНИЛС; пишется в дополнительное поле профиля snils, которое должно быть создано в Moodle (иначе Moodle молча пропускает значение; об этом скажут bufsync check и sync_error строки)', 'schema', dbo, 'table', buf_users, 'column', snils;
 execute sp_addextendedproperty 'MS_Description', N'Идентификатор ЕСИА / пользователя СЦОС; нужен для сценариев ГИС СЦОС', 'schema', dbo, 'table', buf_users, 'column', esia_id;
 execute sp_addextendedproperty 'MS_Description', N'VK ID профиля Сферум; нужен для чатов Сферум', 'schema', dbo, 'table', buf_users, 'column', vk_id;
+execute sp_addextendedproperty 'MS_Description', N'Идентификатор человека в Университете 2035 (UNTI ID); нужен для передачи цифрового следа', 'schema', dbo, 'table', buf_users, 'column', unti_id;
 execute sp_addextendedproperty 'MS_Description', N'Способ входа в Moodle: имя установленного в Moodle плагина аутентификации (manual, ldap, db, cas, oauth2, ...); пусто — manual', 'schema', dbo, 'table', buf_users, 'column', auth;
 execute sp_addextendedproperty 'MS_Description', N'Начальный пароль; используется только при создании; пусто — Moodle сам создаст пароль и отправит его письмом', 'schema', dbo, 'table', buf_users, 'column', password;
 execute sp_addextendedproperty 'MS_Description', N'active — действует, suspended — заблокирован', 'schema', dbo, 'table', buf_users, 'column', status;
@@ -736,6 +738,91 @@ execute sp_addextendedproperty 'MS_Description', N'Сколько раз чел�
 execute sp_addextendedproperty 'MS_Description', N'Когда строка изменилась (UTC)', 'schema', dbo, 'table', sync_sferum_members, 'column', updated_at;
 GO
 
+CREATE TABLE sync_u2035_connection (
+	id INTEGER NOT NULL, 
+	status NVARCHAR(16) NOT NULL, 
+	stage INTEGER NOT NULL DEFAULT 1, 
+	opened INTEGER NOT NULL DEFAULT 1, 
+	test_statement_id NVARCHAR(36) NULL, 
+	settings_hash NVARCHAR(64) NULL, 
+	last_error NVARCHAR(2000) NULL, 
+	checked_at DATETIME2 NULL, 
+	activated_at DATETIME2 NULL, 
+	updated_at DATETIME2 NOT NULL, 
+	CONSTRAINT pk_sync_u2035_connection PRIMARY KEY (id)
+);
+execute sp_addextendedproperty 'MS_Description', N'Подключение к Университету 2035: этапы и статус; без статуса active след не отправляется', 'schema', dbo, 'table', sync_u2035_connection;
+execute sp_addextendedproperty 'MS_Description', N'Всегда 1: одно подключение', 'schema', dbo, 'table', sync_u2035_connection, 'column', id;
+execute sp_addextendedproperty 'MS_Description', N'not_started — «Не выполнен», in_progress — «В процессе (k/4)», data_error — «Ошибка данных» (проверка этапа 2 или 4 не прошла), active — «Активен»: след отправляется', 'schema', dbo, 'table', sync_u2035_connection, 'column', status;
+execute sp_addextendedproperty 'MS_Description', N'Текущий этап подключения (1–4)', 'schema', dbo, 'table', sync_u2035_connection, 'column', stage;
+execute sp_addextendedproperty 'MS_Description', N'Самый дальний открытый этап: к любому этапу до него можно вернуться', 'schema', dbo, 'table', sync_u2035_connection, 'column', opened;
+execute sp_addextendedproperty 'MS_Description', N'Идентификатор пробного высказывания в тестовом LRS (этап 2): нужен для письма этапа 3', 'schema', dbo, 'table', sync_u2035_connection, 'column', test_statement_id;
+execute sp_addextendedproperty 'MS_Description', N'Отпечаток настроек подключения на момент активации: их нельзя менять до отключения', 'schema', dbo, 'table', sync_u2035_connection, 'column', settings_hash;
+execute sp_addextendedproperty 'MS_Description', N'Ответ LRS или S3 на последнюю неудачную проверку', 'schema', dbo, 'table', sync_u2035_connection, 'column', last_error;
+execute sp_addextendedproperty 'MS_Description', N'Последняя проверка (UTC)', 'schema', dbo, 'table', sync_u2035_connection, 'column', checked_at;
+execute sp_addextendedproperty 'MS_Description', N'Когда подключение стало активным (UTC)', 'schema', dbo, 'table', sync_u2035_connection, 'column', activated_at;
+execute sp_addextendedproperty 'MS_Description', N'Когда строка изменилась (UTC)', 'schema', dbo, 'table', sync_u2035_connection, 'column', updated_at;
+GO
+
+CREATE TABLE sync_u2035_files (
+	sha256 NVARCHAR(64) NOT NULL, 
+	length BIGINT NOT NULL, 
+	object_key NVARCHAR(1000) NOT NULL, 
+	url NVARCHAR(2000) NOT NULL, 
+	content_type NVARCHAR(255) NULL, 
+	source NVARCHAR(1000) NULL, 
+	uploaded_at DATETIME2 NOT NULL, 
+	CONSTRAINT pk_sync_u2035_files PRIMARY KEY (sha256)
+);
+execute sp_addextendedproperty 'MS_Description', N'Файлы цифрового следа в S3 Университета 2035: один объект на содержимое (по SHA-256)', 'schema', dbo, 'table', sync_u2035_files;
+execute sp_addextendedproperty 'MS_Description', N'SHA-256 содержимого (sha2 вложения)', 'schema', dbo, 'table', sync_u2035_files, 'column', sha256;
+execute sp_addextendedproperty 'MS_Description', N'Размер в байтах (length вложения)', 'schema', dbo, 'table', sync_u2035_files, 'column', length;
+execute sp_addextendedproperty 'MS_Description', N'Ключ объекта в бакете', 'schema', dbo, 'table', sync_u2035_files, 'column', object_key;
+execute sp_addextendedproperty 'MS_Description', N'Публичная ссылка (fileUrl вложения)', 'schema', dbo, 'table', sync_u2035_files, 'column', url;
+execute sp_addextendedproperty 'MS_Description', N'Тип содержимого', 'schema', dbo, 'table', sync_u2035_files, 'column', content_type;
+execute sp_addextendedproperty 'MS_Description', N'Откуда файл взят в Moodle (без токена)', 'schema', dbo, 'table', sync_u2035_files, 'column', source;
+execute sp_addextendedproperty 'MS_Description', N'Когда файл записан в S3 (UTC)', 'schema', dbo, 'table', sync_u2035_files, 'column', uploaded_at;
+GO
+
+CREATE TABLE sync_u2035_statements (
+	fact_key NVARCHAR(200) NOT NULL, 
+	kind NVARCHAR(16) NOT NULL, 
+	unti_id NVARCHAR(64) NOT NULL, 
+	moodle_user_id BIGINT NOT NULL, 
+	moodle_course_id BIGINT NOT NULL, 
+	statement_id NVARCHAR(36) NOT NULL, 
+	verb NVARCHAR(255) NOT NULL, 
+	fingerprint NVARCHAR(64) NOT NULL, 
+	occurred_at DATETIME2 NOT NULL, 
+	files INTEGER NOT NULL DEFAULT 0, 
+	state NVARCHAR(16) NOT NULL, 
+	sends INTEGER NOT NULL DEFAULT 1, 
+	pending_key NVARCHAR(200) NULL, 
+	last_error NVARCHAR(2000) NULL, 
+	sent_at DATETIME2 NULL, 
+	updated_at DATETIME2 NOT NULL, 
+	CONSTRAINT pk_sync_u2035_statements PRIMARY KEY (fact_key)
+);
+CREATE INDEX ix_sync_u2035_statements_pending ON sync_u2035_statements (pending_key);
+execute sp_addextendedproperty 'MS_Description', N'Цифровой след для Университета 2035: каждое высказывание xAPI, его UUID и судьба', 'schema', dbo, 'table', sync_u2035_statements;
+execute sp_addextendedproperty 'MS_Description', N'Факт: enrolment:<курс>:<пользователь>, activity:<cmid>:<пользователь>, grade:<элемент оценивания>:<пользователь>, completion:<курс>:<пользователь>, submission:<ответ>', 'schema', dbo, 'table', sync_u2035_statements, 'column', fact_key;
+execute sp_addextendedproperty 'MS_Description', N'enrolment — запись на курс, activity — выполнен элемент курса, grade — оценка, completion — курс завершён, submission — ответ на задание с файлами', 'schema', dbo, 'table', sync_u2035_statements, 'column', kind;
+execute sp_addextendedproperty 'MS_Description', N'UNTI ID учащегося (actor высказывания)', 'schema', dbo, 'table', sync_u2035_statements, 'column', unti_id;
+execute sp_addextendedproperty 'MS_Description', N'Пользователь Moodle (user.id)', 'schema', dbo, 'table', sync_u2035_statements, 'column', moodle_user_id;
+execute sp_addextendedproperty 'MS_Description', N'Курс Moodle (course.id)', 'schema', dbo, 'table', sync_u2035_statements, 'column', moodle_course_id;
+execute sp_addextendedproperty 'MS_Description', N'UUID высказывания: назначается при первой постановке в очередь и не меняется при повторной отправке; новое содержание факта — новое высказывание', 'schema', dbo, 'table', sync_u2035_statements, 'column', statement_id;
+execute sp_addextendedproperty 'MS_Description', N'Глагол (verb.id)', 'schema', dbo, 'table', sync_u2035_statements, 'column', verb;
+execute sp_addextendedproperty 'MS_Description', N'Отпечаток содержания факта: изменилось ли что-то с прошлой отправки', 'schema', dbo, 'table', sync_u2035_statements, 'column', fingerprint;
+execute sp_addextendedproperty 'MS_Description', N'Когда это произошло (timestamp, UTC)', 'schema', dbo, 'table', sync_u2035_statements, 'column', occurred_at;
+execute sp_addextendedproperty 'MS_Description', N'Файлов во вложениях (ответ на задание)', 'schema', dbo, 'table', sync_u2035_statements, 'column', files;
+execute sp_addextendedproperty 'MS_Description', N'queued — в очереди, sent — LRS принял, error — LRS отверг (см. last_error), held — ждёт активного подключения', 'schema', dbo, 'table', sync_u2035_statements, 'column', state;
+execute sp_addextendedproperty 'MS_Description', N'Сколько версий факта отправлено (номер в ключе очереди)', 'schema', dbo, 'table', sync_u2035_statements, 'column', sends;
+execute sp_addextendedproperty 'MS_Description', N'Операция в очереди, которую ждёт строка (sync_queue.idempotency_key)', 'schema', dbo, 'table', sync_u2035_statements, 'column', pending_key;
+execute sp_addextendedproperty 'MS_Description', N'Почему LRS не принял высказывание', 'schema', dbo, 'table', sync_u2035_statements, 'column', last_error;
+execute sp_addextendedproperty 'MS_Description', N'Когда LRS принял высказывание (UTC)', 'schema', dbo, 'table', sync_u2035_statements, 'column', sent_at;
+execute sp_addextendedproperty 'MS_Description', N'Когда строка изменилась (UTC)', 'schema', dbo, 'table', sync_u2035_statements, 'column', updated_at;
+GO
+
 -- v_queue_scos: the queue of one portal, its JSON payload unpacked into columns
 CREATE VIEW v_queue_scos AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, JSON_VALUE(sync_queue.payload, '$._moodle_course_id') AS moodle_course_id, JSON_VALUE(sync_queue.payload, '$._moodle_user_id') AS moodle_user_id, JSON_VALUE(sync_queue.payload, '$.course_id') AS course_id, JSON_VALUE(sync_queue.payload, '$.user_id') AS user_id, JSON_VALUE(sync_queue.payload, '$.session_id') AS session_id, JSON_VALUE(sync_queue.payload, '$.checkpoint_id') AS checkpoint_id, JSON_VALUE(sync_queue.payload, '$.checkpoint_name') AS checkpoint_name, JSON_VALUE(sync_queue.payload, '$.rating') AS rating, JSON_VALUE(sync_queue.payload, '$.progress') AS progress, JSON_VALUE(sync_queue.payload, '$.title') AS title, JSON_VALUE(sync_queue.payload, '$.business_version') AS business_version, JSON_VALUE(sync_queue.payload, '$.status') AS new_status 
 FROM sync_queue 
@@ -746,6 +833,12 @@ GO
 CREATE VIEW v_queue_sferum AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, JSON_VALUE(sync_queue.payload, '$.chat_key') AS chat_key, JSON_VALUE(sync_queue.payload, '$.title') AS title, JSON_VALUE(sync_queue.payload, '$.chat_id') AS chat_id, JSON_VALUE(sync_queue.payload, '$.user_id') AS vk_id, JSON_VALUE(sync_queue.payload, '$.person') AS person_external_id, JSON_VALUE(sync_queue.payload, '$.lesson_id') AS lesson_id, JSON_VALUE(sync_queue.payload, '$.call_id') AS call_id 
 FROM sync_queue 
 WHERE sync_queue.portal = 'sferum';
+GO
+
+-- v_queue_u2035: the queue of one portal, its JSON payload unpacked into columns
+CREATE VIEW v_queue_u2035 AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, JSON_VALUE(sync_queue.payload, '$.fact_key') AS fact_key, JSON_VALUE(sync_queue.payload, '$.statement_id') AS statement_id, JSON_VALUE(sync_queue.payload, '$.unti_id') AS unti_id, JSON_VALUE(sync_queue.payload, '$.verb') AS verb, JSON_VALUE(sync_queue.payload, '$.course_id') AS moodle_course_id, JSON_VALUE(sync_queue.payload, '$.user_id') AS moodle_user_id 
+FROM sync_queue 
+WHERE sync_queue.portal = 'u2035';
 GO
 
 -- v_sferum_without_vk: people in no Сферум chat for want of a VK ID, chat by chat
@@ -763,5 +856,5 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0015');
+INSERT INTO sync_schema_version (version_num) VALUES ('0016');
 GO

@@ -349,6 +349,7 @@ CREATE TABLE buf_users (
 	snils VARCHAR(14), 
 	esia_id VARCHAR(64), 
 	vk_id VARCHAR(32), 
+	unti_id VARCHAR(64), 
 	auth VARCHAR(20), 
 	password VARCHAR(255), 
 	status VARCHAR(16) DEFAULT 'active' NOT NULL, 
@@ -371,6 +372,7 @@ COMMENT ON COLUMN buf_users.phone IS 'Телефон (поле phone1 в Moodle)
 COMMENT ON COLUMN buf_users.snils IS 'СНИЛС; пишется в дополнительное поле профиля snils, которое должно быть создано в Moodle (иначе Moodle молча пропускает значение; об этом скажут bufsync check и sync_error строки)';
 COMMENT ON COLUMN buf_users.esia_id IS 'Идентификатор ЕСИА / пользователя СЦОС; нужен для сценариев ГИС СЦОС';
 COMMENT ON COLUMN buf_users.vk_id IS 'VK ID профиля Сферум; нужен для чатов Сферум';
+COMMENT ON COLUMN buf_users.unti_id IS 'Идентификатор человека в Университете 2035 (UNTI ID); нужен для передачи цифрового следа';
 COMMENT ON COLUMN buf_users.auth IS 'Способ входа в Moodle: имя установленного в Moodle плагина аутентификации (manual, ldap, db, cas, oauth2, ...); пусто — manual';
 COMMENT ON COLUMN buf_users.password IS 'Начальный пароль; используется только при создании; пусто — Moodle сам создаст пароль и отправит его письмом';
 COMMENT ON COLUMN buf_users.status IS 'active — действует, suspended — заблокирован';
@@ -708,6 +710,88 @@ COMMENT ON COLUMN sync_sferum_members.last_error IS 'Почему человек
 COMMENT ON COLUMN sync_sferum_members.sends IS 'Сколько раз человек добавлялся или удалялся (номер в ключе очереди)';
 COMMENT ON COLUMN sync_sferum_members.updated_at IS 'Когда строка изменилась (UTC)';
 
+CREATE TABLE sync_u2035_connection (
+	id INTEGER NOT NULL, 
+	status VARCHAR(16) NOT NULL, 
+	stage INTEGER DEFAULT 1 NOT NULL, 
+	opened INTEGER DEFAULT 1 NOT NULL, 
+	test_statement_id VARCHAR(36), 
+	settings_hash VARCHAR(64), 
+	last_error VARCHAR(2000), 
+	checked_at TIMESTAMP WITHOUT TIME ZONE, 
+	activated_at TIMESTAMP WITHOUT TIME ZONE, 
+	updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	CONSTRAINT pk_sync_u2035_connection PRIMARY KEY (id)
+);
+COMMENT ON TABLE sync_u2035_connection IS 'Подключение к Университету 2035: этапы и статус; без статуса active след не отправляется';
+COMMENT ON COLUMN sync_u2035_connection.id IS 'Всегда 1: одно подключение';
+COMMENT ON COLUMN sync_u2035_connection.status IS 'not_started — «Не выполнен», in_progress — «В процессе (k/4)», data_error — «Ошибка данных» (проверка этапа 2 или 4 не прошла), active — «Активен»: след отправляется';
+COMMENT ON COLUMN sync_u2035_connection.stage IS 'Текущий этап подключения (1–4)';
+COMMENT ON COLUMN sync_u2035_connection.opened IS 'Самый дальний открытый этап: к любому этапу до него можно вернуться';
+COMMENT ON COLUMN sync_u2035_connection.test_statement_id IS 'Идентификатор пробного высказывания в тестовом LRS (этап 2): нужен для письма этапа 3';
+COMMENT ON COLUMN sync_u2035_connection.settings_hash IS 'Отпечаток настроек подключения на момент активации: их нельзя менять до отключения';
+COMMENT ON COLUMN sync_u2035_connection.last_error IS 'Ответ LRS или S3 на последнюю неудачную проверку';
+COMMENT ON COLUMN sync_u2035_connection.checked_at IS 'Последняя проверка (UTC)';
+COMMENT ON COLUMN sync_u2035_connection.activated_at IS 'Когда подключение стало активным (UTC)';
+COMMENT ON COLUMN sync_u2035_connection.updated_at IS 'Когда строка изменилась (UTC)';
+
+CREATE TABLE sync_u2035_files (
+	sha256 VARCHAR(64) NOT NULL, 
+	length BIGINT NOT NULL, 
+	object_key VARCHAR(1000) NOT NULL, 
+	url VARCHAR(2000) NOT NULL, 
+	content_type VARCHAR(255), 
+	source VARCHAR(1000), 
+	uploaded_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	CONSTRAINT pk_sync_u2035_files PRIMARY KEY (sha256)
+);
+COMMENT ON TABLE sync_u2035_files IS 'Файлы цифрового следа в S3 Университета 2035: один объект на содержимое (по SHA-256)';
+COMMENT ON COLUMN sync_u2035_files.sha256 IS 'SHA-256 содержимого (sha2 вложения)';
+COMMENT ON COLUMN sync_u2035_files.length IS 'Размер в байтах (length вложения)';
+COMMENT ON COLUMN sync_u2035_files.object_key IS 'Ключ объекта в бакете';
+COMMENT ON COLUMN sync_u2035_files.url IS 'Публичная ссылка (fileUrl вложения)';
+COMMENT ON COLUMN sync_u2035_files.content_type IS 'Тип содержимого';
+COMMENT ON COLUMN sync_u2035_files.source IS 'Откуда файл взят в Moodle (без токена)';
+COMMENT ON COLUMN sync_u2035_files.uploaded_at IS 'Когда файл записан в S3 (UTC)';
+
+CREATE TABLE sync_u2035_statements (
+	fact_key VARCHAR(200) NOT NULL, 
+	kind VARCHAR(16) NOT NULL, 
+	unti_id VARCHAR(64) NOT NULL, 
+	moodle_user_id BIGINT NOT NULL, 
+	moodle_course_id BIGINT NOT NULL, 
+	statement_id VARCHAR(36) NOT NULL, 
+	verb VARCHAR(255) NOT NULL, 
+	fingerprint VARCHAR(64) NOT NULL, 
+	occurred_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	files INTEGER DEFAULT 0 NOT NULL, 
+	state VARCHAR(16) NOT NULL, 
+	sends INTEGER DEFAULT 1 NOT NULL, 
+	pending_key VARCHAR(200), 
+	last_error VARCHAR(2000), 
+	sent_at TIMESTAMP WITHOUT TIME ZONE, 
+	updated_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
+	CONSTRAINT pk_sync_u2035_statements PRIMARY KEY (fact_key)
+);
+CREATE INDEX ix_sync_u2035_statements_pending ON sync_u2035_statements (pending_key);
+COMMENT ON TABLE sync_u2035_statements IS 'Цифровой след для Университета 2035: каждое высказывание xAPI, его UUID и судьба';
+COMMENT ON COLUMN sync_u2035_statements.fact_key IS 'Факт: enrolment:<курс>:<пользователь>, activity:<cmid>:<пользователь>, grade:<элемент оценивания>:<пользователь>, completion:<курс>:<пользователь>, submission:<ответ>';
+COMMENT ON COLUMN sync_u2035_statements.kind IS 'enrolment — запись на курс, activity — выполнен элемент курса, grade — оценка, completion — курс завершён, submission — ответ на задание с файлами';
+COMMENT ON COLUMN sync_u2035_statements.unti_id IS 'UNTI ID учащегося (actor высказывания)';
+COMMENT ON COLUMN sync_u2035_statements.moodle_user_id IS 'Пользователь Moodle (user.id)';
+COMMENT ON COLUMN sync_u2035_statements.moodle_course_id IS 'Курс Moodle (course.id)';
+COMMENT ON COLUMN sync_u2035_statements.statement_id IS 'UUID высказывания: назначается при первой постановке в очередь и не меняется при повторной отправке; новое содержание факта — новое высказывание';
+COMMENT ON COLUMN sync_u2035_statements.verb IS 'Глагол (verb.id)';
+COMMENT ON COLUMN sync_u2035_statements.fingerprint IS 'Отпечаток содержания факта: изменилось ли что-то с прошлой отправки';
+COMMENT ON COLUMN sync_u2035_statements.occurred_at IS 'Когда это произошло (timestamp, UTC)';
+COMMENT ON COLUMN sync_u2035_statements.files IS 'Файлов во вложениях (ответ на задание)';
+COMMENT ON COLUMN sync_u2035_statements.state IS 'queued — в очереди, sent — LRS принял, error — LRS отверг (см. last_error), held — ждёт активного подключения';
+COMMENT ON COLUMN sync_u2035_statements.sends IS 'Сколько версий факта отправлено (номер в ключе очереди)';
+COMMENT ON COLUMN sync_u2035_statements.pending_key IS 'Операция в очереди, которую ждёт строка (sync_queue.idempotency_key)';
+COMMENT ON COLUMN sync_u2035_statements.last_error IS 'Почему LRS не принял высказывание';
+COMMENT ON COLUMN sync_u2035_statements.sent_at IS 'Когда LRS принял высказывание (UTC)';
+COMMENT ON COLUMN sync_u2035_statements.updated_at IS 'Когда строка изменилась (UTC)';
+
 -- v_queue_scos: the queue of one portal, its JSON payload unpacked into columns
 CREATE VIEW v_queue_scos AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, CAST(sync_queue.payload AS JSONB) ->> '_moodle_course_id' AS moodle_course_id, CAST(sync_queue.payload AS JSONB) ->> '_moodle_user_id' AS moodle_user_id, CAST(sync_queue.payload AS JSONB) ->> 'course_id' AS course_id, CAST(sync_queue.payload AS JSONB) ->> 'user_id' AS user_id, CAST(sync_queue.payload AS JSONB) ->> 'session_id' AS session_id, CAST(sync_queue.payload AS JSONB) ->> 'checkpoint_id' AS checkpoint_id, CAST(sync_queue.payload AS JSONB) ->> 'checkpoint_name' AS checkpoint_name, CAST(sync_queue.payload AS JSONB) ->> 'rating' AS rating, CAST(sync_queue.payload AS JSONB) ->> 'progress' AS progress, CAST(sync_queue.payload AS JSONB) ->> 'title' AS title, CAST(sync_queue.payload AS JSONB) ->> 'business_version' AS business_version, CAST(sync_queue.payload AS JSONB) ->> 'status' AS new_status 
 FROM sync_queue 
@@ -717,6 +801,11 @@ WHERE sync_queue.portal = 'scos';
 CREATE VIEW v_queue_sferum AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, CAST(sync_queue.payload AS JSONB) ->> 'chat_key' AS chat_key, CAST(sync_queue.payload AS JSONB) ->> 'title' AS title, CAST(sync_queue.payload AS JSONB) ->> 'chat_id' AS chat_id, CAST(sync_queue.payload AS JSONB) ->> 'user_id' AS vk_id, CAST(sync_queue.payload AS JSONB) ->> 'person' AS person_external_id, CAST(sync_queue.payload AS JSONB) ->> 'lesson_id' AS lesson_id, CAST(sync_queue.payload AS JSONB) ->> 'call_id' AS call_id 
 FROM sync_queue 
 WHERE sync_queue.portal = 'sferum';
+
+-- v_queue_u2035: the queue of one portal, its JSON payload unpacked into columns
+CREATE VIEW v_queue_u2035 AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, CAST(sync_queue.payload AS JSONB) ->> 'fact_key' AS fact_key, CAST(sync_queue.payload AS JSONB) ->> 'statement_id' AS statement_id, CAST(sync_queue.payload AS JSONB) ->> 'unti_id' AS unti_id, CAST(sync_queue.payload AS JSONB) ->> 'verb' AS verb, CAST(sync_queue.payload AS JSONB) ->> 'course_id' AS moodle_course_id, CAST(sync_queue.payload AS JSONB) ->> 'user_id' AS moodle_user_id 
+FROM sync_queue 
+WHERE sync_queue.portal = 'u2035';
 
 -- v_sferum_without_vk: people in no Сферум chat for want of a VK ID, chat by chat
 CREATE VIEW v_sferum_without_vk AS SELECT sync_sferum_members.chat_key, sync_sferum_chats.kind, sync_sferum_chats.title AS chat_title, sync_sferum_members.person_external_id, sync_sferum_members.last_error AS reason, sync_sferum_members.updated_at 
@@ -731,4 +820,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0015');
+INSERT INTO sync_schema_version (version_num) VALUES ('0016');

@@ -349,6 +349,7 @@ CREATE TABLE buf_user_fields (
 --   snils        СНИЛС; пишется в дополнительное поле профиля snils, которое должно быть создано в Moodle (иначе Moodle молча пропускает значение; об этом скажут bufsync check и sync_error строки)
 --   esia_id      Идентификатор ЕСИА / пользователя СЦОС; нужен для сценариев ГИС СЦОС
 --   vk_id        VK ID профиля Сферум; нужен для чатов Сферум
+--   unti_id      Идентификатор человека в Университете 2035 (UNTI ID); нужен для передачи цифрового следа
 --   auth         Способ входа в Moodle: имя установленного в Moodle плагина аутентификации (manual, ldap, db, cas, oauth2, ...); пусто — manual
 --   password     Начальный пароль; используется только при создании; пусто — Moodle сам создаст пароль и отправит его письмом
 --   status       active — действует, suspended — заблокирован
@@ -368,6 +369,7 @@ CREATE TABLE buf_users (
 	snils VARCHAR(14), 
 	esia_id VARCHAR(64), 
 	vk_id VARCHAR(32), 
+	unti_id VARCHAR(64), 
 	auth VARCHAR(20), 
 	password VARCHAR(255), 
 	status VARCHAR(16) DEFAULT 'active' NOT NULL, 
@@ -708,6 +710,88 @@ CREATE TABLE sync_sferum_members (
 	CONSTRAINT pk_sync_sferum_members PRIMARY KEY (chat_key, person_external_id)
 );
 
+-- sync_u2035_connection: Подключение к Университету 2035: этапы и статус; без статуса active след не отправляется
+--   id                 Всегда 1: одно подключение
+--   status             not_started — «Не выполнен», in_progress — «В процессе (k/4)», data_error — «Ошибка данных» (проверка этапа 2 или 4 не прошла), active — «Активен»: след отправляется
+--   stage              Текущий этап подключения (1–4)
+--   opened             Самый дальний открытый этап: к любому этапу до него можно вернуться
+--   test_statement_id  Идентификатор пробного высказывания в тестовом LRS (этап 2): нужен для письма этапа 3
+--   settings_hash      Отпечаток настроек подключения на момент активации: их нельзя менять до отключения
+--   last_error         Ответ LRS или S3 на последнюю неудачную проверку
+--   checked_at         Последняя проверка (UTC)
+--   activated_at       Когда подключение стало активным (UTC)
+--   updated_at         Когда строка изменилась (UTC)
+CREATE TABLE sync_u2035_connection (
+	id INTEGER NOT NULL, 
+	status VARCHAR(16) NOT NULL, 
+	stage INTEGER DEFAULT 1 NOT NULL, 
+	opened INTEGER DEFAULT 1 NOT NULL, 
+	test_statement_id VARCHAR(36), 
+	settings_hash VARCHAR(64), 
+	last_error VARCHAR(2000), 
+	checked_at DATETIME, 
+	activated_at DATETIME, 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_sync_u2035_connection PRIMARY KEY (id)
+);
+
+-- sync_u2035_files: Файлы цифрового следа в S3 Университета 2035: один объект на содержимое (по SHA-256)
+--   sha256        SHA-256 содержимого (sha2 вложения)
+--   length        Размер в байтах (length вложения)
+--   object_key    Ключ объекта в бакете
+--   url           Публичная ссылка (fileUrl вложения)
+--   content_type  Тип содержимого
+--   source        Откуда файл взят в Moodle (без токена)
+--   uploaded_at   Когда файл записан в S3 (UTC)
+CREATE TABLE sync_u2035_files (
+	sha256 VARCHAR(64) NOT NULL, 
+	length BIGINT NOT NULL, 
+	object_key VARCHAR(1000) NOT NULL, 
+	url VARCHAR(2000) NOT NULL, 
+	content_type VARCHAR(255), 
+	source VARCHAR(1000), 
+	uploaded_at DATETIME NOT NULL, 
+	CONSTRAINT pk_sync_u2035_files PRIMARY KEY (sha256)
+);
+
+-- sync_u2035_statements: Цифровой след для Университета 2035: каждое высказывание xAPI, его UUID и судьба
+--   fact_key          Факт: enrolment:<курс>:<пользователь>, activity:<cmid>:<пользователь>, grade:<элемент оценивания>:<пользователь>, completion:<курс>:<пользователь>, submission:<ответ>
+--   kind              enrolment — запись на курс, activity — выполнен элемент курса, grade — оценка, completion — курс завершён, submission — ответ на задание с файлами
+--   unti_id           UNTI ID учащегося (actor высказывания)
+--   moodle_user_id    Пользователь Moodle (user.id)
+--   moodle_course_id  Курс Moodle (course.id)
+--   statement_id      UUID высказывания: назначается при первой постановке в очередь и не меняется при повторной отправке; новое содержание факта — новое высказывание
+--   verb              Глагол (verb.id)
+--   fingerprint       Отпечаток содержания факта: изменилось ли что-то с прошлой отправки
+--   occurred_at       Когда это произошло (timestamp, UTC)
+--   files             Файлов во вложениях (ответ на задание)
+--   state             queued — в очереди, sent — LRS принял, error — LRS отверг (см. last_error), held — ждёт активного подключения
+--   sends             Сколько версий факта отправлено (номер в ключе очереди)
+--   pending_key       Операция в очереди, которую ждёт строка (sync_queue.idempotency_key)
+--   last_error        Почему LRS не принял высказывание
+--   sent_at           Когда LRS принял высказывание (UTC)
+--   updated_at        Когда строка изменилась (UTC)
+CREATE TABLE sync_u2035_statements (
+	fact_key VARCHAR(200) NOT NULL, 
+	kind VARCHAR(16) NOT NULL, 
+	unti_id VARCHAR(64) NOT NULL, 
+	moodle_user_id BIGINT NOT NULL, 
+	moodle_course_id BIGINT NOT NULL, 
+	statement_id VARCHAR(36) NOT NULL, 
+	verb VARCHAR(255) NOT NULL, 
+	fingerprint VARCHAR(64) NOT NULL, 
+	occurred_at DATETIME NOT NULL, 
+	files INTEGER DEFAULT 0 NOT NULL, 
+	state VARCHAR(16) NOT NULL, 
+	sends INTEGER DEFAULT 1 NOT NULL, 
+	pending_key VARCHAR(200), 
+	last_error VARCHAR(2000), 
+	sent_at DATETIME, 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_sync_u2035_statements PRIMARY KEY (fact_key)
+);
+CREATE INDEX ix_sync_u2035_statements_pending ON sync_u2035_statements (pending_key);
+
 -- v_queue_scos: the queue of one portal, its JSON payload unpacked into columns
 CREATE VIEW v_queue_scos AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, json_extract(sync_queue.payload, '$._moodle_course_id') AS moodle_course_id, json_extract(sync_queue.payload, '$._moodle_user_id') AS moodle_user_id, json_extract(sync_queue.payload, '$.course_id') AS course_id, json_extract(sync_queue.payload, '$.user_id') AS user_id, json_extract(sync_queue.payload, '$.session_id') AS session_id, json_extract(sync_queue.payload, '$.checkpoint_id') AS checkpoint_id, json_extract(sync_queue.payload, '$.checkpoint_name') AS checkpoint_name, json_extract(sync_queue.payload, '$.rating') AS rating, json_extract(sync_queue.payload, '$.progress') AS progress, json_extract(sync_queue.payload, '$.title') AS title, json_extract(sync_queue.payload, '$.business_version') AS business_version, json_extract(sync_queue.payload, '$.status') AS new_status 
 FROM sync_queue 
@@ -717,6 +801,11 @@ WHERE sync_queue.portal = 'scos';
 CREATE VIEW v_queue_sferum AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, json_extract(sync_queue.payload, '$.chat_key') AS chat_key, json_extract(sync_queue.payload, '$.title') AS title, json_extract(sync_queue.payload, '$.chat_id') AS chat_id, json_extract(sync_queue.payload, '$.user_id') AS vk_id, json_extract(sync_queue.payload, '$.person') AS person_external_id, json_extract(sync_queue.payload, '$.lesson_id') AS lesson_id, json_extract(sync_queue.payload, '$.call_id') AS call_id 
 FROM sync_queue 
 WHERE sync_queue.portal = 'sferum';
+
+-- v_queue_u2035: the queue of one portal, its JSON payload unpacked into columns
+CREATE VIEW v_queue_u2035 AS SELECT sync_queue.id, sync_queue.operation, sync_queue.status, sync_queue.attempts, sync_queue.max_attempts, sync_queue.available_at, sync_queue.created_at, sync_queue.completed_at, sync_queue.last_error, sync_queue.idempotency_key, json_extract(sync_queue.payload, '$.fact_key') AS fact_key, json_extract(sync_queue.payload, '$.statement_id') AS statement_id, json_extract(sync_queue.payload, '$.unti_id') AS unti_id, json_extract(sync_queue.payload, '$.verb') AS verb, json_extract(sync_queue.payload, '$.course_id') AS moodle_course_id, json_extract(sync_queue.payload, '$.user_id') AS moodle_user_id 
+FROM sync_queue 
+WHERE sync_queue.portal = 'u2035';
 
 -- v_sferum_without_vk: people in no Сферум chat for want of a VK ID, chat by chat
 CREATE VIEW v_sferum_without_vk AS SELECT sync_sferum_members.chat_key, sync_sferum_chats.kind, sync_sferum_chats.title AS chat_title, sync_sferum_members.person_external_id, sync_sferum_members.last_error AS reason, sync_sferum_members.updated_at 
@@ -731,4 +820,4 @@ CREATE TABLE sync_schema_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT pk_sync_schema_version PRIMARY KEY (version_num)
 );
-INSERT INTO sync_schema_version (version_num) VALUES ('0015');
+INSERT INTO sync_schema_version (version_num) VALUES ('0016');

@@ -20,6 +20,8 @@ from bufsync.config import LoadedSettings, load_settings
 from bufsync.migrations import VERSION_TABLE
 
 REPO = Path(__file__).resolve().parent.parent
+# the real peers of the Университет 2035 clients (ralph's LRS, moto's S3) as fixtures: ralph_lrs, moto_s3
+pytest_plugins = ("tests.peers",)
 PG_ADMIN_URL = os.environ.get("BUFSYNC_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 MSSQL_URL = os.environ.get("BUFSYNC_TEST_MSSQL_URL")
 

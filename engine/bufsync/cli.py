@@ -397,6 +397,9 @@ def status(state: _State, as_json: bool) -> None:
             click.echo(f"{mark}  {i.job:<20} {i.state:<11} {lag} last={i.last_outcome or '-'} "
                        f"next={i.next_run:%H:%M:%S}Z" + (f"  {i.problem}" if i.problem else "")
                        + (f" — {i.last_error}" if i.problem and i.last_error else ""))
+    if not as_json:
+        for line in commands.portal_status_lines(state.loaded):
+            click.echo(line)
     sys.exit(1 if any(i.problem for i in items) else 0)
 
 

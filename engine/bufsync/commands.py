@@ -117,6 +117,13 @@ def status(loaded: LoadedSettings) -> list[JobStatus]:
     return collect(loaded)
 
 
+def portal_status_lines(loaded: LoadedSettings) -> list[str]:
+    """What each portal says of itself in `bufsync status` (a connection's state)."""
+    from bufsync.portals import portals
+    return [f"portal {portal.title}: {line}" for portal in portals().values()
+            if (line := portal.status_line(loaded)) is not None]
+
+
 def portal_run(loaded: LoadedSettings, name: str) -> PortalRun:
     from bufsync.portals.runs import run_portal
     return run_portal(loaded, name)

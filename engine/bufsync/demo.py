@@ -191,6 +191,56 @@ def _scos(loaded: Any, server: Any, data: dict[str, list[dict[str, Any]]], echo:
         portal.server_close()
 
 
+def _u2035(directory: Path, env: dict[str, str], server: Any, data: dict[str, list[dict[str, Any]]],
+           echo: Callable[[str], None]) -> None:
+    """Step 8: the learners' footprint (py-101's submissions with their files) to the sandbox LRS and S3 of
+    Университет 2035, after the four stages."""
+    from collections import Counter
+
+    from bufsync.adapters.moodle.client import MoodleClient
+    from bufsync.portals.runs import run_dispatch, run_portal
+    from bufsync.portals.u2035 import connection
+    from bufsync.portals.u2035.sandbox import start_both
+    emulator = start_both({"lrs_port": 0, "s3_port": 0}, None)
+    try:
+        found = {k.removeprefix("BUFSYNC_U2035_").lower(): v for k, v in emulator.variables.items()}
+        config = directory / "u2035.yaml"  # the wizard writes the answers here, as into a site's bufsync.yaml
+        config.write_text("portals:\n  u2035:\n    organisation: ГБПОУ «Колледж связи»\n"
+                          "    contact: Иванова А. А., it@college.example\n    project: Цифровой след\n",
+                          encoding="utf-8")
+        loaded = load_settings(config, env)
+        engine = sa.create_engine(loaded.buffer_url)
+        users = build_metadata(load_mappings(loaded.mappings_dir)).tables["buf_users"]
+        with engine.begin() as conn:  # 1C fills in the UNTI ids it has (one person in two)
+            for index, user in enumerate(data["buf_users"]):
+                if index % 2 == 0:
+                    conn.execute(users.update().where(users.c.external_id == user["external_id"])
+                                 .values(unti_id=str(1_000_000 + index)))
+        engine.dispose()
+        server.site.admin("service", {"downloadfiles": True})  # «Can download files»: submissions' files
+        with MoodleClient.connect(server.url, server.site.config.token) as client:
+            course = client.get_courses_by_field("shortname", "py-101")[0]
+            lab = client.assignments([int(course["id"])])[0]
+        server.site.admin("fill_submissions", {"assignmentid": int(lab["id"]), "files": 1, "size": 20_000})
+        for _ in range(2):  # stages 1-2, then 3-4: each call moves on from one letter
+            state = connection.connect(loaded, connection.Scripted(found, True, out=lambda _: None))
+            loaded = load_settings(config, env)
+        echo(f"\n8. Университет 2035 (sandbox LRS and S3): the four stages of `bufsync u2035 connect`: «{state.text}»")
+        run_portal(loaded, "u2035")
+        delivered = run_dispatch(loaded, "u2035")
+        again = run_portal(loaded, "u2035")
+        lrs, s3 = emulator.server.lrs.lrs, emulator.server.s3.store
+        verbs = Counter(s["verb"]["id"].rsplit("/", 1)[1] for s in lrs.all()
+                        if s["actor"]["account"]["name"] != "bufsync-connection-check")
+        echo(f"   statements in the LRS, each once: {sum(verbs.values())} ("
+             + ", ".join(f"{verb} {n}" for verb, n in sorted(verbs.items())) + f"); files in S3: "
+             f"{len(s3.buckets['footprint'].objects)}; queue items delivered: {delivered.counts['done']}; a run with "
+             f"nothing new queued {again.counts.get('queued', 0)}")
+    finally:
+        emulator.shutdown()
+        emulator.server_close()
+
+
 def _grades(loaded: Any, server: Any, echo: Callable[[str], None]) -> None:
     """Step 6: a teacher grades in Moodle; buf_grades gets what Moodle's gradebook says, and after one grade is
     changed, only the rows that changed are written again (their updated_at moves; 1C reads by it)."""
@@ -350,6 +400,7 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
         echo(_achievements(server, laureate))
         _grades(loaded, server, echo)
         _scos(loaded, server, data, echo)
+        _u2035(directory, env, server, data, echo)
         echo("\nThe buffer keeps what happened to every row (sqlite3 bufsync.db):\n"
              "  SELECT external_id, sync_status, sync_error, lms_id FROM buf_users WHERE sync_status <> 'ok';\n"
              "  SELECT id, outcome, counts FROM sync_runs;\n"
@@ -358,6 +409,7 @@ def demo(directory: Path, people: int = 300, echo: Callable[[str], None] = print
              "  SELECT person_external_id, achievement_id, status, sync_status FROM buf_achievements;\n"
              "  SELECT course_id, shortname, state, scos_id FROM sync_scos_courses;\n"
              "  SELECT operation, status, user_id, last_error FROM v_queue_scos;\n"
+             "  SELECT kind, state, count(*) FROM sync_u2035_statements GROUP BY kind, state;\n"
              "Try it yourself: `bufsync sandbox` in one shell; in another, paste the export lines it prints, then\n"
              "  bufsync db upgrade && bufsync run")
         return first, second

@@ -15,8 +15,8 @@ MASK = "***"
 
 # user:password@ in URLs, for URLs that were never registered (e.g. typed on the command line).
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):(?P<pw>[^@\s]+)@")
-# wstoken=... in Moodle request URLs or bodies.
-_WSTOKEN = re.compile(r"(wstoken=)[^&\s\"']+")
+# wstoken=... in Moodle request URLs or bodies; token=... in webservice/pluginfile.php URLs.
+_WSTOKEN = re.compile(r"((?:\bws|[?&])token=)[^&\s\"']+")
 
 
 def register(value: str | None) -> None:

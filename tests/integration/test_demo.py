@@ -23,6 +23,10 @@ def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
     assert "`bufsync run grades` again: 2 updated, " in out
     assert " EXAM   67.00 of 100" in out
     assert "(moderation ok)" in out
+    # Университет 2035: the four stages, then the footprint in the sandbox LRS and S3, each statement once
+    assert "the four stages of `bufsync u2035 connect`: «Активен»" in out and "nothing new queued 0" in out
+    footprint = out.split("8. Университет 2035", 1)[1]
+    assert "submit " in footprint and "files in S3: 0;" not in footprint
     # the contingent: groups and departments as cohorts, before and after 1C's changes
     first, second = out.split("5. second sync:")
     assert "1c-ИС-21     Информационные системы-21" in first
@@ -51,6 +55,8 @@ def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
                                     )).one()
         enrolled = conn.execute(sa.text("SELECT count(*) FROM v_queue_scos WHERE operation = 'participation_add' "
                                         "AND status = 'done'")).scalar_one()
+        footprint = dict(conn.execute(sa.text("SELECT state, count(*) FROM sync_u2035_statements GROUP BY state")
+                                      ).all())
     engine.dispose()
     assert runs == ["rejected", "rejected", "ok", "ok"]  # the two syncs, then the two grade reads of step 6
     assert students == [("ok", 270)]
@@ -60,3 +66,4 @@ def test_demo_in_an_empty_directory(tmp_path: Path) -> None:
     assert scos.state == "published" and scos.scos_id
     assert exam.removed_at is None
     assert enrolled > 20 and f"learners enrolled on the portal: {enrolled};" in out
+    assert set(footprint) == {"sent"} and f"each once: {footprint['sent']} (" in out

@@ -91,6 +91,10 @@ class Portal:
         """For `bufsync check`: (None: not configured | ok | not, what was found)."""
         return None, "no check"
 
+    def status_line(self, loaded: LoadedSettings) -> str | None:
+        """A line for `bufsync status` about the portal itself (a connection's state), or None."""
+        return None
+
     def sandbox_options(self) -> list[click.Option]:
         """Options of `bufsync sandbox` for its emulator, named after it (--<name>-port, --no-<name>, ...)."""
         return []
@@ -144,6 +148,25 @@ def portal(name: str) -> Portal:
     if name not in known:
         raise ConfigError(f"unknown portal '{name}'; known: {', '.join(known) or 'none'}")
     return known[name]
+
+
+def run_command(portal: Portal, help: str) -> click.Command:
+    """`bufsync <portal> run`: the portal's scenario run once, its report printed, its exit code."""
+    import sys
+
+    import click
+
+    from bufsync.cli import pass_state
+
+    @click.command("run", help=help)
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_state
+    def run(state: Any, as_json: bool) -> None:
+        from bufsync import commands
+        report = commands.portal_run(state.loaded, portal.name)
+        click.echo(report.to_json() if as_json else report.render())
+        sys.exit(report.exit_code)
+    return run
 
 
 def with_section(settings: Any, name: str, section: Any) -> Any:

@@ -48,6 +48,15 @@ class Faults:
         with self._lock:
             self.rules.append(rule)
 
+    def set(self, rules: list[dict[str, Any]] | None = None, clear: bool = False) -> int:
+        """What an emulator's set_faults (its admin endpoint, tests) does: rules as FaultRule fields, added to those
+        in force (or instead of them, with clear); how many are in force."""
+        if clear:
+            self.clear()
+        for rule in rules or []:
+            self.add(FaultRule(**rule))
+        return len(self.rules)
+
     def clear(self) -> None:
         with self._lock:
             self.rules.clear()

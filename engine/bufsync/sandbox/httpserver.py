@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 
 import h11
 
-REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-           411: "Length Required", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
-           500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+REASONS = {100: "Continue", 200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+           404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+           412: "Precondition Failed", 413: "Payload Too Large", 429: "Too Many Requests",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+           503: "Service Unavailable"}
 _REASONS = {status: reason.encode("ascii") for status, reason in REASONS.items()}
 MAX_BODY = 64 * 1024 * 1024   # a larger request body is answered 413
 MAX_HEAD = 64 * 1024          # a longer request line and headers are answered 431

@@ -126,10 +126,10 @@ def test_a_new_portal_folder_is_known_to_config_jobs_tables_views_cli_and_check(
     result = _run(tmp_path, folder, "settings", BUFSYNC_ECHO_TOKEN="s3cret-echo")
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
-    assert seen["portals"] == ["echo", "scos", "sferum"]
+    assert seen["portals"] == ["echo", "scos", "sferum", "u2035"]
     assert seen["url"] == "https://echo.example" and seen["job"] == "echo"
     assert "sync_echo_said" in seen["tables"] and "sync_scos_courses" in seen["tables"]
-    assert seen["views"] == ["v_queue_echo", "v_queue_scos", "v_queue_sferum"]
+    assert seen["views"] == ["v_queue_echo", "v_queue_scos", "v_queue_sferum", "v_queue_u2035"]
     # its own command, from its folder; listed in the help with the core's
     hello = _run(tmp_path, folder, "cli", "echo", "hello", BUFSYNC_ECHO_TOKEN="s3cret-echo")
     assert hello.returncode == 0 and hello.stdout.strip() == "hello from https://echo.example", hello.stderr
@@ -150,12 +150,12 @@ def test_a_job_kind_or_dispatch_portal_that_no_folder_provides_is_a_config_error
 
     from bufsync.errors import ConfigError
     config = tmp_path / "bufsync.yaml"
-    config.write_text("jobs:\n  x:\n    kind: u2035\n    schedule: every 5 minutes\n", encoding="utf-8")
+    config.write_text("jobs:\n  x:\n    kind: gisnone\n    schedule: every 5 minutes\n", encoding="utf-8")
     with pytest.raises(ConfigError) as err:
         load_settings(config, {})
-    assert "jobs.x.kind" in str(err.value) and "expected one of sync, dispatch, import, export, scos, sferum" \
+    assert "jobs.x.kind" in str(err.value) and "expected one of sync, dispatch, import, export, scos, sferum, u2035" \
         in str(err.value)
-    config.write_text("jobs:\n  x:\n    kind: dispatch\n    portal: u2035\n    schedule: every 5 minutes\n",
+    config.write_text("jobs:\n  x:\n    kind: dispatch\n    portal: gisnone\n    schedule: every 5 minutes\n",
                       encoding="utf-8")
     with pytest.raises(ConfigError) as err:
         load_settings(config, {})

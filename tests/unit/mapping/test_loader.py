@@ -42,7 +42,8 @@ def test_shipped_columns_match_the_contract_text() -> None:
     expected = {"external_id": "string(64)", "username": "string(100)", "email": "string(100)",
                 "last_name": "string(100)", "first_name": "string(100)", "middle_name": "string(100)",
                 "phone": "string(30)", "snils": "string(14)", "esia_id": "string(64)", "vk_id": "string(32)",
-                "auth": "string(20)", "password": "string(255)", "status": "string(16)", "updated_at": "datetime"}
+                "unti_id": "string(64)", "auth": "string(20)", "password": "string(255)", "status": "string(16)",
+                "updated_at": "datetime"}
     assert {c.name: str(c.portable) for c in users.columns} == expected
     assert users.writeback.columns() == {"status": "sync_status", "error": "sync_error",
                                          "synced_at": "synced_at", "remote_id": "lms_id"}

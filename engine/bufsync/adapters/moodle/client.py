@@ -7,7 +7,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.errors import MoodleError
@@ -618,12 +618,79 @@ class MoodleClient:
                                           ignorehidden=False)
         return [e for e in answer.get("events", []) if e.get("groupid") == groupid]
 
+    # -- assignments, their submissions and files (a portal collecting learners' work) ---------------
+    def assignments(self, courseids: Sequence[int]) -> list[dict[str, Any]]:
+        """mod_assign_get_assignments for these courses, flattened: every assignment (id, cmid, course: its course
+        id, name, duedate, allowsubmissionsfromdate, grade, timemodified, completionsubmit, intro, configs, ...)
+        in the courses' order.
+
+        Sent with includenotenrolledcourses=1: without it Moodle answers only courses the token's user is
+        enrolled in (a service account is in none). Courses go in batches within max_input_vars. A course Moodle
+        cannot open (deleted, hidden from the token's user) comes back as a warning, logged and skipped."""
+        ids = [int(i) for i in dict.fromkeys(courseids)]
+        out: list[dict[str, Any]] = []
+        step = max(1, self.budget - 1)
+        for start in range(0, len(ids), step):
+            answer = self.call("mod_assign_get_assignments", {"courseids": ids[start:start + step],
+                                                              "includenotenrolledcourses": 1})
+            _log_warnings("mod_assign_get_assignments", answer)
+            out += [dict(a) for course in answer.get("courses", []) for a in course.get("assignments", [])]
+        return out
+
+    def submissions(self, assignmentids: Sequence[int], since: int = 0) -> list[dict[str, Any]]:
+        """mod_assign_get_submissions: per assignment {assignmentid, submissions: [{id, userid, attemptnumber,
+        timecreated, timemodified, status (new, draft, submitted, reopened), groupid, plugins: [{type, name,
+        fileareas: [{area, files: [{filename, filepath, filesize, fileurl, timemodified, mimetype, ...}]}],
+        editorfields}], gradingstatus}]}, each user's latest attempt modified at or after `since`.
+
+        Moodle leaves out an assignment id it does not know without a warning, and an assignment whose
+        submissions are all older than `since` comes back with an empty list (its "No submissions found"
+        warning is not logged: it is the usual answer of an incremental read)."""
+        ids = [int(i) for i in dict.fromkeys(assignmentids)]
+        out: list[dict[str, Any]] = []
+        step = max(1, self.budget - 2)
+        for start in range(0, len(ids), step):
+            answer = self.call("mod_assign_get_submissions", {"assignmentids": ids[start:start + step],
+                                                              "since": int(since)})
+            _log_warnings("mod_assign_get_submissions", answer, quiet={"3"})
+            out += [dict(a) for a in answer.get("assignments", [])]
+        return out
+
+    def download(self, fileurl: str, sink: BinaryIO) -> tuple[int, str]:
+        """Stream a file Moodle listed (a submission file's fileurl) into sink: (bytes written, SHA-256 hex).
+
+        The token is sent as webservice/pluginfile.php expects it (a `token` field, in the POST body: never in a
+        URL) and only to this client's own site (ValueError for another site's URL). The service needs "Can
+        download files". Retried like a read; Moodle's refusals are MoodleError (filenotfound, invalidtoken,
+        accessexception, invalidrecord), see Transport.download."""
+        return self.transport.download(fileurl, sink)
+
+    def activities_completion(self, courseid: int, userid: int) -> list[dict[str, Any]]:
+        """core_completion_get_activities_completion_status: the user's state of each activity with completion
+        tracking [{cmid, modname, instance, state (0 incomplete, 1 complete, 2 pass, 3 fail), timecompleted,
+        tracking, overrideby, hascompletion, isautomatic, istrackeduser, uservisible, details: [{rulename,
+        rulevalue: {status, description}}], isoverallcomplete}]; activities without tracking are not listed.
+        A rule's status in details is checked live (assign's completionsubmit: submitted now), `state` is what
+        Moodle stored."""
+        answer = self.call("core_completion_get_activities_completion_status",
+                           {"courseid": int(courseid), "userid": int(userid)})
+        _log_warnings("core_completion_get_activities_completion_status", answer)
+        return [dict(s) for s in answer.get("statuses", [])]
+
     def grade_items(self, courseid: int, userid: int = 0) -> list[dict[str, Any]]:
         return self.call("gradereport_user_get_grade_items", {"courseid": courseid, "userid": userid}
                          ).get("usergrades", [])
 
     def course_completion(self, courseid: int, userid: int) -> dict[str, Any]:
         return self.call("core_completion_get_course_completion_status", {"courseid": courseid, "userid": userid})
+
+
+def _log_warnings(function: str, answer: dict[str, Any], quiet: frozenset[str] | set[str] = frozenset()) -> None:
+    """A read's warnings (what Moodle skipped and why) go to the log; none stops the read."""
+    for warning in answer.get("warnings") or ():
+        if str(warning.get("warningcode")) not in quiet:
+            log.warning("%s: %s %s skipped: %s (%s)", function, warning.get("item"), warning.get("itemid"),
+                        warning.get("message"), warning.get("warningcode"))
 
 
 def _field_check(record: dict[str, Any], text_types: dict[str, str], columns: dict[str, int]) -> Outcome | None:

@@ -82,6 +82,10 @@ class MoodleError(Exception):
             return f"{said}: the site is in maintenance mode; run again when it is open"
         if self.errorcode != "accessexception":
             return said
+        if self.function == "webservice/pluginfile.php":
+            return (f"{said} on a file download: the external service of {TOKEN_SETTING} may not download files "
+                    f"(or the token has expired). Tick \"Can download files\" of the bufsync service under "
+                    f"{SERVICES_PAGE} > Edit, and check the token under {TOKENS_PAGE}")
         if "token expired" in debug:
             return (f"{said}: {TOKEN_SETTING} has expired ({debug}). Create a new token for the bufsync service "
                     f"under {TOKENS_PAGE}")

@@ -12,12 +12,12 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     import httpx
 
-from bufsync import tls
+from bufsync import secrets, tls
 from bufsync.adapters.moodle.errors import (
     MoodleConfigError,
     MoodleError,
@@ -30,6 +30,9 @@ from bufsync.adapters.moodle.retry import Transient as _Transient
 
 log = logging.getLogger("bufsync.moodle")
 REST_PATH = "/webservice/rest/server.php"
+PLUGINFILE_PATH = "/webservice/pluginfile.php/"
+PLUGINFILE = "webservice/pluginfile.php"  # the `function` of a download in stats, errors and logs
+CHUNK = 256 * 1024  # bytes read from a download at a time
 CONTROL_FIELDS = 3  # wstoken, wsfunction, moodlewsrestformat
 
 
@@ -84,6 +87,7 @@ class Transport:
                  attempts: int = ATTEMPTS, backoff: float = BACKOFF, client: httpx.Client | None = None) -> None:
         self.endpoint = url.rstrip("/") + REST_PATH
         self._token = token
+        secrets.register(token)  # whoever made this transport, no log line or error text carries its token
         self.attempts = attempts
         self.backoff = backoff
         self.stats = CallStats()
@@ -172,5 +176,90 @@ class Transport:
                               result.get("debuginfo"), function)
         return result
 
+    def download(self, fileurl: str, sink: BinaryIO) -> tuple[int, str]:
+        """A file Moodle listed (a submission's fileurl), streamed into sink: (bytes written, SHA-256 hex).
+
+        The token goes in the POST body (webservice/pluginfile.php reads `token` from GET or POST), so it is in
+        no URL that httpx or a proxy logs; it is only ever sent to this transport's own site. A failure before
+        Moodle answers, or a 5xx, is retried like a read, from the start (the sink is rewound: it must be
+        seekable, else the first failure after bytes were written is final). Moodle's refusals raise MoodleError
+        (function webservice/pluginfile.php): invalidtoken, accessexception (the service may not download files),
+        invalidrecord (no such submission or context), filenotfound (HTTP 404)."""
+        url = self.pluginfile_url(fileurl)
+        start = sink.tell() if sink.seekable() else None
+
+        def once() -> tuple[int, str]:
+            if start is not None:
+                sink.seek(start)
+                sink.truncate()
+            return self._download_once(url, sink, start is not None)
+
+        return self.policy.transient(PLUGINFILE, once, self.stats.retried)
+
+    def pluginfile_url(self, fileurl: str) -> str:
+        """fileurl as webservice/pluginfile.php on this transport's site; ValueError for another site's URL
+        (the token must never leave for it). A /pluginfile.php/ URL (as the web pages give) is mapped to the
+        web-service one, which takes a token instead of a session."""
+        from urllib.parse import urlsplit
+        site = self._host()
+        if fileurl.startswith(site + "/pluginfile.php/"):
+            fileurl = site + "/webservice" + fileurl[len(site):]
+        if not fileurl.startswith(site + PLUGINFILE_PATH):
+            where = urlsplit(fileurl)
+            raise ValueError(f"not a file of {site}: {where.scheme}://{where.netloc}{where.path}")
+        return fileurl
+
+    def _download_once(self, url: str, sink: BinaryIO, rewindable: bool) -> tuple[int, str]:
+        import hashlib
+
+        import httpx
+        started = time.perf_counter()
+        self.stats.called(PLUGINFILE)
+        written = 0
+        digest = hashlib.sha256()
+        try:
+            with self._client.stream("POST", url, data={"token": self._token}) as response:
+                status = response.status_code
+                if status >= 500:
+                    raise _Transient(f"{self._host()} answered {http_status_text(status)}", status)
+                if "content-disposition" not in response.headers:
+                    # Moodle's AJAX error body: {error, errorcode, stacktrace, debuginfo, reproductionlink}
+                    response.read()
+                    raise _pluginfile_error(response.status_code, response.text, self._host())
+                for chunk in response.iter_bytes(CHUNK):
+                    sink.write(chunk)
+                    digest.update(chunk)
+                    written += len(chunk)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise _Transient(f"cannot connect to {self._host()}: {type(exc).__name__}") from None
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            if written and not rewindable:
+                raise MoodleUnavailable(f"{PLUGINFILE}: the download broke off after {written} bytes "
+                                        f"({type(exc).__name__}) and the sink cannot be rewound") from None
+            raise _Transient(f"no whole answer from {self._host()}: {type(exc).__name__}") from None
+        finally:
+            self.stats.spent(time.perf_counter() - started)
+        return written, digest.hexdigest()
+
     def _host(self) -> str:
         return self.endpoint.rsplit(REST_PATH, 1)[0]
+
+
+def _pluginfile_error(status: int, text: str, host: str) -> Exception:
+    """Moodle's answer to a download it refused, as MoodleError; anything else (a proxy's page) MoodleUnavailable."""
+    import json
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "error" not in body:
+        snippet = text[:120].replace("\n", " ")
+        return MoodleUnavailable(f"{PLUGINFILE}: {host} answered {http_status_text(status)} without the file: "
+                                 f"{snippet!r}", status=status)
+    exception = "core\\exception\\moodle_exception"
+    if body.get("errorcode") == "accessexception":
+        exception = "webservice_access_exception"
+    elif body.get("errorcode") == "invalidrecord":
+        exception = "dml_missing_record_exception"
+    return MoodleError(exception, body.get("errorcode"), str(body.get("error") or ""), body.get("debuginfo"),
+                       PLUGINFILE)

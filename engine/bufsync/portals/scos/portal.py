@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -189,20 +188,14 @@ class ScosPortal(Portal):
         import click
 
         from bufsync.cli import pass_state
+        from bufsync.portals import run_command
 
         @click.group(self.name)
         def group() -> None:
             """ГИС СЦОС: the nine scenarios that fill the portal's queue."""
 
-        @group.command("run")
-        @click.option("--json", "as_json", is_flag=True)
-        @pass_state
-        def run(state: Any, as_json: bool) -> None:
-            """Publish, poll moderation, update, archive; enrol, unenrol; results, progress, certificates."""
-            from bufsync import commands
-            report = commands.portal_run(state.loaded, self.name)
-            click.echo(report.to_json() if as_json else report.render())
-            sys.exit(report.exit_code)
+        group.add_command(run_command(self, "Publish, poll moderation, update, archive; enrol, unenrol; results, "
+                                            "progress, certificates."))
 
         @group.command("courses")
         @click.option("--json", "as_json", is_flag=True)

@@ -3,7 +3,6 @@ handler, the token check and the sandbox."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -205,20 +204,14 @@ class SferumPortal(Portal):
         import click
 
         from bufsync.cli import pass_state
+        from bufsync.portals import run_command
 
         @click.group(self.name)
         def group() -> None:
             """VK Сферум: chats kept in step with the contingent, online lessons as calls."""
 
-        @group.command("run")
-        @click.option("--json", "as_json", is_flag=True)
-        @pass_state
-        def run(state: Any, as_json: bool) -> None:
-            """Create and rename chats, queue members to add and remove, start and finish lesson calls."""
-            from bufsync import commands
-            report = commands.portal_run(state.loaded, self.name)
-            click.echo(report.to_json() if as_json else report.render())
-            sys.exit(report.exit_code)
+        group.add_command(run_command(self, "Create and rename chats, queue members to add and remove, start and "
+                                            "finish lesson calls."))
 
         @group.command("chats")
         @click.option("--json", "as_json", is_flag=True)

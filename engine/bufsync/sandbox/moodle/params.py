@@ -187,6 +187,8 @@ def clean_param(value: Any, kind: str) -> Any:
         return text if text in THEMES else ""
     if kind == "timezone":
         return text if _TIMEZONE.match(text.strip()) else "99"
+    if kind == "capability":  # PARAM_CAPABILITY: a capability the site defines (here: one shaped like one)
+        return text if re.fullmatch(r"[a-z0-9_]+/[a-z0-9_]+:[a-z0-9_]+", text) else ""
     if kind == "url":
         return text if re.match(r"^(https?://[^\s]+|/[^\s]*|)$", text) else ""
     raise ValueError(f"unknown PARAM type {kind}")

@@ -126,7 +126,7 @@ def serve(port: int, data: Path | None, token: str | None, debug: bool, max_inpu
 def spawn(token: str, port: int = 0) -> tuple[subprocess.Popen[str], str]:
     """`bufsync sandbox` in its own process (as users run it, and as benchmarks measure it); its URL."""
     exe = os.path.join(os.path.dirname(sys.executable), "bufsync")
-    proc = subprocess.Popen([exe, "sandbox", "--port", str(port), "--token", token, "--no-scos"],
+    proc = subprocess.Popen([exe, "sandbox", "--port", str(port), "--token", token, "--no-scos", "--no-u2035"],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None  # stdout=PIPE
     url = parse_env_line(proc.stdout.readline())[1]  # export BUFSYNC_MOODLE_URL=...

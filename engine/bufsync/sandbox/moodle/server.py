@@ -14,9 +14,11 @@ from urllib.parse import parse_qsl
 
 from bufsync.sandbox.faults import FaultRule, Faults, serve
 from bufsync.sandbox.httpserver import HttpServer, Reply, Request
+from bufsync.sandbox.moodle import pluginfile
 from bufsync.sandbox.moodle.site import Site
 
 REST_PATH = "/webservice/rest/server.php"
+PLUGINFILE_PATH = pluginfile.PATH
 UNAVAILABLE = b"<html><body><h1>Service Unavailable</h1></body></html>"
 
 
@@ -41,6 +43,12 @@ class SandboxServer(HttpServer):
             if request.method == "POST" and content_type in ("application/x-www-form-urlencoded", ""):
                 pairs += parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
             return self._rest(pairs)
+        if request.path.startswith(PLUGINFILE_PATH) and request.method in ("GET", "POST"):
+            pairs = parse_qsl(request.query, keep_blank_values=True)
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if request.method == "POST" and content_type in ("application/x-www-form-urlencoded", ""):
+                pairs += parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+            return self._pluginfile(request.path, pairs)
         if request.path == "/sandbox/stats" and request.method == "GET":
             return Reply(body=json.dumps(self.stats()).encode())
         if request.path in ("/sandbox/admin", "/sandbox/faults") and request.method == "POST":
@@ -56,6 +64,17 @@ class SandboxServer(HttpServer):
             except Exception as exc:  # the admin API reports any mistake to its caller
                 return Reply(400, body=json.dumps({"error": str(exc)}, ensure_ascii=False).encode())
         return Reply(404, "text/plain", b"not found")
+
+    def _pluginfile(self, path: str, pairs: list[tuple[str, str]]) -> Reply:
+        """webservice/pluginfile.php (pluginfile.py); faults aimed at the function `pluginfile` hit downloads."""
+        def handle() -> Reply:
+            response = pluginfile.serve(self.site, path, pairs)
+            self.count("pluginfile")
+            return Reply(response.status, response.content_type, response.body, headers=response.headers)
+
+        def failed(kind: str) -> Reply:
+            return Reply(500 if kind == "http_500" else 503, "text/html; charset=utf-8", UNAVAILABLE)
+        return serve(self.faults, "pluginfile", handle, failed)
 
     def _rest(self, pairs: list[tuple[str, str]]) -> Reply:
         function = next((v for k, v in pairs if k == "wsfunction"), None)

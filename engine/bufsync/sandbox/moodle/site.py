@@ -67,11 +67,12 @@ SERVICE_FUNCTIONS: list[tuple[str, str]] = [
     ("core_group_assign_grouping", VERSION), ("core_reportbuilder_retrieve_report", VERSION),
     ("tool_mobile_get_config", "2024042200"), ("core_calendar_create_calendar_events", VERSION),
     ("core_calendar_delete_calendar_events", VERSION), ("core_calendar_get_calendar_events", VERSION),
+    ("mod_assign_get_assignments", VERSION), ("mod_assign_get_submissions", VERSION),
 ]
 BEYOND_RECORDED = ["core_group_create_groupings", "core_group_get_course_groupings", "core_group_assign_grouping",
                    "core_reportbuilder_retrieve_report", "tool_mobile_get_config",
                    "core_calendar_create_calendar_events", "core_calendar_delete_calendar_events",
-                   "core_calendar_get_calendar_events"]
+                   "core_calendar_get_calendar_events", "mod_assign_get_assignments", "mod_assign_get_submissions"]
 _PAD = "\n" + " " * 21
 ACCESS_REASONS = _PAD.join([
     "", "There could be multiple reasons for this:",
@@ -138,6 +139,7 @@ class Response:
     status: int
     content_type: str
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Site:
@@ -189,6 +191,32 @@ class Site:
         removed = set(state.get("removed", ()))
         return [(name, version) for name, version in SERVICE_FUNCTIONS if name not in removed]
 
+    def download_files(self) -> bool:
+        """The service's "Can download files" (off, as on the recorded site, until admin action `service` with
+        downloadfiles=True): webservice/pluginfile.php refuses the token without it."""
+        row = self.store.one("SELECT value FROM sandbox_config WHERE name = 'service'")
+        return bool(json.loads(row["value"]).get("downloadfiles", False)) if row else False
+
+    def authenticate(self, token: Any) -> int:
+        """webservice::authenticate_user(): the token's user id (also set as self.userid), or Moodle's refusal."""
+        row = self.store.one("SELECT userid, validuntil FROM ws_token WHERE token = ?", (str(token),)) \
+            if isinstance(token, str) else None
+        if row is None:
+            raise WsError("core\\exception\\moodle_exception", "invalidtoken", "Invalid token - token not found")
+        if row["validuntil"] and row["validuntil"] < self.now():
+            self.store.x("DELETE FROM ws_token WHERE token = ?", (token,))  # as Moodle does: next time invalidtoken
+            raise WsError("webservice_access_exception", "accessexception", "Access control exception",
+                          "Invalid token - token expired - check validuntil time for the token")
+        user = self.store.row("SELECT username, deleted, confirmed, suspended, auth FROM user WHERE id = ?",
+                              (row["userid"],))
+        refusals = (("wsaccessuserdeleted", user["deleted"]), ("wsaccessuserunconfirmed", not user["confirmed"]),
+                    ("wsaccessusersuspended", user["suspended"]), ("wsaccessusernologin", user["auth"] == "nologin"))
+        for code, refused in refusals:
+            if refused:  # webservice_server::authenticate_user(), in this order
+                raise WsError("core\\exception\\moodle_exception", code, USER_REFUSALS[code] + user["username"])
+        self.userid = int(row["userid"])
+        return self.userid
+
     # -- the REST endpoint -----------------------------------------------------------------
     def call(self, pairs: list[tuple[str, str]]) -> Response:
         """Form fields in request order (query string then body), as PHP receives them."""
@@ -207,22 +235,8 @@ class Site:
         return Response(200, XML_TYPE, php_xml(result, function.returns))
 
     def _dispatch(self, form: dict[Any, Any]) -> tuple[Any, WsFunction]:
-        token = form.get("wstoken")
-        row = self.store.one("SELECT userid, validuntil FROM ws_token WHERE token = ?", (str(token),)) \
-            if isinstance(token, str) else None
-        if row is None:
-            raise WsError("core\\exception\\moodle_exception", "invalidtoken", "Invalid token - token not found")
-        if row["validuntil"] and row["validuntil"] < self.now():
-            self.store.x("DELETE FROM ws_token WHERE token = ?", (token,))  # as Moodle does: next time invalidtoken
-            raise WsError("webservice_access_exception", "accessexception", "Access control exception",
-                          "Invalid token - token expired - check validuntil time for the token")
-        user = self.store.row("SELECT username, deleted, confirmed, suspended, auth FROM user WHERE id = ?",
-                              (row["userid"],))
-        refusals = (("wsaccessuserdeleted", user["deleted"]), ("wsaccessuserunconfirmed", not user["confirmed"]),
-                    ("wsaccessusersuspended", user["suspended"]), ("wsaccessusernologin", user["auth"] == "nologin"))
-        for code, refused in refusals:
-            if refused:  # webservice_server::authenticate_user(), in this order
-                raise WsError("core\\exception\\moodle_exception", code, USER_REFUSALS[code] + user["username"])
+        with self.lock:
+            userid = self.authenticate(form.get("wstoken"))
         name = form.get("wsfunction")
         if not isinstance(name, str):
             raise invalid_parameter("Missing function name")
@@ -242,7 +256,7 @@ class Site:
         params = {k: v for k, v in form.items() if k not in ("wstoken", "wsfunction", "moodlewsrestformat")}
         with self.lock:
             self.calls[name] = self.calls.get(name, 0) + 1
-            self.userid = row["userid"]
+            self.userid = userid
             if function.transactional:
                 with self.store.transaction():
                     cleaned = validate_parameters(function.params, params)

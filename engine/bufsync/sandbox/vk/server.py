@@ -118,11 +118,7 @@ class VkServer(HttpServer):
 
     def set_faults(self, rules: list[dict[str, Any]] | None = None, clear: bool = False) -> int:
         """Transport faults (faults.py's FaultRule, `function` = a VK method name)."""
-        if clear:
-            self.faults.clear()
-        for rule in rules or []:
-            self.faults.add(FaultRule(**rule))
-        return len(self.faults.rules)
+        return self.faults.set(rules, clear)
 
 
 def start(port: int = 0, config: SandboxConfig | None = None, faults: list[FaultRule] | None = None,

@@ -65,6 +65,8 @@ class Grade:
     grademax: float | None
     formatted: Any            # as the course shows it: a number, a scale's word, a letter
     graded: int | None        # when graded (Unix time)
+    cmid: int | None = None   # the activity a module's item grades
+    module: str | None = None  # its module: assign, quiz, ...
 
     @property
     def total(self) -> bool:
@@ -111,7 +113,8 @@ def course_grades(client: MoodleClient, courseid: int) -> list[Grade]:
                              usergrade.get("courseidnumber") or None, int(item["id"]), str(item.get("itemtype")),
                              item.get("idnumber") or None, item.get("itemname"), item.get("graderaw"),
                              item.get("grademin") or 0, item.get("grademax"), item.get("gradeformatted"),
-                             item.get("gradedategraded") or None))
+                             item.get("gradedategraded") or None, int(item["cmid"]) if item.get("cmid") else None,
+                             item.get("itemmodule") or None))
     return out
 
 

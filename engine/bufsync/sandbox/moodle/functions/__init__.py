@@ -7,4 +7,5 @@ from bufsync.sandbox.moodle.functions import enrol  # noqa: F401  (roles, enrolm
 from bufsync.sandbox.moodle.functions import cohorts, groups, grades, completion  # noqa: F401  (topics)
 from bufsync.sandbox.moodle.functions import reportbuilder, mobile  # noqa: F401  (report builder, site settings)
 from bufsync.sandbox.moodle.functions import calendar  # noqa: F401  (calendar events)
+from bufsync.sandbox.moodle.functions import assign  # noqa: F401  (assignments, submissions, their files)
 # isort: on

@@ -262,6 +262,22 @@ def activities(site: Site, courseid: int) -> list[Any]:
         (courseid,)))
 
 
+def _custom_rules(site: Site, cm: Any, userid: int, overridden: int | None) -> list[dict[str, Any]]:
+    """The activity's own completion rules (cm_completion_details, after the core ones), each checked live as
+    its custom_completion class does: assign's completionsubmit is met while the latest submission is submitted,
+    whatever the stored state says (an override reports the overridden state)."""
+    if cm["modname"] != "assign":
+        return []
+    assign = site.store.one("SELECT id, completionsubmit FROM assign WHERE id = ?", (cm["instance"],))
+    if assign is None or not assign["completionsubmit"]:
+        return []
+    from bufsync.sandbox.moodle.functions.assign import submission_status
+    live = COMPLETION_COMPLETE if submission_status(site, assign["id"], userid) == "submitted" else \
+        COMPLETION_INCOMPLETE
+    return [{"rulename": "completionsubmit", "rulevalue": {
+        "status": overridden if overridden is not None else live, "description": "Make a submission"}}]
+
+
 def activity_status(site: Site, cm: Any, userid: int, tracked: bool) -> dict[str, Any]:
     """completion_info_exporter for one activity and user."""
     data = site.store.one("SELECT * FROM course_modules_completion WHERE coursemoduleid = ? AND userid = ?",
@@ -282,6 +298,7 @@ def activity_status(site: Site, cm: Any, userid: int, tracked: bool) -> dict[str
                 details.append({"rulename": "completionpassgrade", "rulevalue": {
                     "status": COMPLETION_COMPLETE if state == COMPLETION_COMPLETE_PASS else COMPLETION_INCOMPLETE,
                     "description": "Receive a passing grade"}})
+        details += _custom_rules(site, cm, userid, state if overrideby else None)
     if cm["completion"] == COMPLETION_TRACKING_MANUAL:
         overall = state == COMPLETION_COMPLETE
     elif cm["completion"] == COMPLETION_TRACKING_AUTOMATIC:

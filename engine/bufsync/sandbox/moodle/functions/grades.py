@@ -81,7 +81,13 @@ CREATE TABLE IF NOT EXISTS grade_letters (
 CREATE TABLE IF NOT EXISTS assign (
     id INTEGER PRIMARY KEY, course INTEGER NOT NULL, name TEXT NOT NULL, intro TEXT NOT NULL DEFAULT '',
     introformat INTEGER NOT NULL DEFAULT 1, grade INTEGER NOT NULL DEFAULT 100,
-    timemodified INTEGER NOT NULL DEFAULT 0);
+    timemodified INTEGER NOT NULL DEFAULT 0, duedate INTEGER NOT NULL DEFAULT 0,
+    allowsubmissionsfromdate INTEGER NOT NULL DEFAULT 0, cutoffdate INTEGER NOT NULL DEFAULT 0,
+    gradingduedate INTEGER NOT NULL DEFAULT 0, submissiondrafts INTEGER NOT NULL DEFAULT 0,
+    completionsubmit INTEGER NOT NULL DEFAULT 0, markingworkflow INTEGER NOT NULL DEFAULT 0,
+    teamsubmission INTEGER NOT NULL DEFAULT 0,
+    -- the submission plugins' settings (assign_plugin_config in Moodle): online text on/off, the file limit
+    onlinetext INTEGER NOT NULL DEFAULT 0, maxfiles INTEGER NOT NULL DEFAULT 20);
 """)
 
 GRADE_TYPE_NONE, GRADE_TYPE_VALUE, GRADE_TYPE_SCALE, GRADE_TYPE_TEXT = 0, 1, 2, 3
@@ -922,15 +928,32 @@ def create_activity(site: Site, courseid: int, modname: str, instance: int, idnu
     return cmid
 
 
+ASSIGN_SETTINGS = ("intro", "duedate", "allowsubmissionsfromdate", "cutoffdate", "gradingduedate",
+                   "submissiondrafts", "markingworkflow", "onlinetext", "maxfiles", "timemodified")
+
+
 @admin_action("create_assignment")
 def admin_create_assignment(site: Site, courseid: int, name: str, grademax: float = 100, idnumber: str = "",
-                            cmid: int | None = None, completion: int = 0, visible: int = 1) -> dict[str, Any]:
+                            cmid: int | None = None, completion: int = 0, visible: int = 1,
+                            completionsubmit: int = 0, **settings: Any) -> dict[str, Any]:
     """An assignment activity with its grade item (itemtype mod, itemmodule assign), as the generator makes it:
-    add_moduleinfo() regrades the course at once (edit_module_post_actions), so the new item is up to date."""
+    add_moduleinfo() regrades the course at once (edit_module_post_actions), so the new item is up to date.
+
+    settings: the assign row's intro, duedate, allowsubmissionsfromdate, cutoffdate, gradingduedate,
+    submissiondrafts, markingworkflow, timemodified (default now), and its submission plugins: file submissions
+    (always on, `maxfiles` of them) and online text (`onlinetext`). completionsubmit=1 makes completion
+    automatic on "Make a submission"."""
     get_course(site, courseid)
+    unknown = set(settings) - set(ASSIGN_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown assignment settings {sorted(unknown)}; known: {', '.join(ASSIGN_SETTINGS)}")
+    row = {k: (int(v) if k not in ("intro",) else str(v)) for k, v in settings.items()}
+    row.setdefault("timemodified", site.now())
     instance = site.store.next_id("assign")
     site.store.insert("assign", {"id": instance, "course": courseid, "name": name, "grade": int(grademax),
-                                 "timemodified": site.now()})
+                                 "completionsubmit": int(bool(completionsubmit)), **row})
+    if completionsubmit:
+        completion = 2  # COMPLETION_TRACKING_AUTOMATIC
     cmid = create_activity(site, courseid, "assign", instance, idnumber, cmid, completion, visible)
     itemid = _insert_item(site, {"courseid": courseid, "itemtype": "mod", "itemmodule": "assign",
                                  "iteminstance": instance, "itemnumber": 0, "itemname": name,

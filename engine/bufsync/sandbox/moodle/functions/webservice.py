@@ -35,13 +35,18 @@ def add_token(site: Site, token: str, userid: int = 2, validuntil: int = 0) -> d
 
 @admin_action("service")
 def set_service(site: Site, enabled: bool | None = None, remove: list[str] | None = None,
-                add: list[str] | None = None, rest: bool | None = None) -> dict[str, Any]:
+                add: list[str] | None = None, rest: bool | None = None,
+                downloadfiles: bool | None = None) -> dict[str, Any]:
     """What an admin does under Site administration > Server > Web services: disable the service, take functions
-    out of it (and put them back), turn web services / the REST protocol off (rest=False: every call gets 403)."""
+    out of it (and put them back), turn web services / the REST protocol off (rest=False: every call gets 403),
+    let the service download files (downloadfiles=True: webservice/pluginfile.php serves its tokens)."""
     row = site.store.one("SELECT value FROM sandbox_config WHERE name = 'service'")
-    state = {"enabled": True, "removed": [], "rest": True} | (json.loads(row["value"]) if row else {})
+    state = {"enabled": True, "removed": [], "rest": True, "downloadfiles": False} | (
+        json.loads(row["value"]) if row else {})
     if enabled is not None:
         state["enabled"] = bool(enabled)
+    if downloadfiles is not None:
+        state["downloadfiles"] = bool(downloadfiles)
     if rest is not None:
         state["rest"] = bool(rest)
     known = dict(SERVICE_FUNCTIONS)
@@ -68,7 +73,7 @@ def get_site_info(site: Site, params: dict[str, Any]) -> dict[str, Any]:
         "siteurl": site.config.site_url,
         "userpictureurl": theme_url(site, "u/f1"),
         "functions": [{"name": name, "version": version} for name, version in site.service_functions()],
-        "downloadfiles": 0,
+        "downloadfiles": int(site.download_files()),
         "uploadfiles": 0,
         "release": RELEASE,
         "version": VERSION,
