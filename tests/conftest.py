@@ -332,30 +332,47 @@ def settings_for(tmp_path: Path):
     return make
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` (pyproject.toml): one worker more than the cores. A worker spends much of a test waiting (on
+    PostgreSQL, on a sandbox's answer, on a `bufsync` process it started, on a daemon's next due time): with one
+    worker per core, the 2-core CI machine's cores stood idle about half of the suite's time.
+    PYTEST_XDIST_AUTO_NUM_WORKERS still sets the number (xdist's own reading of it)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return len(os.sched_getaffinity(0)) + 1
+
+
 # The tests that take the longest (measured with --durations), started first: with --maxschedchunk=1
 # (pyproject.toml) xdist gives each worker the next test in this order when it frees up, so the long ones run
 # side by side from the start and the short ones fill in at the end, instead of one long test being picked up
 # last and keeping a single worker busy while the other is done. Only the order changes.
 SLOW_FIRST = (
-    "tests/integration/reconcile/test_model.py",
-    "tests/integration/files/test_streaming.py",   # rows under tracemalloc: ~10 s
-    "tests/integration/portals/test_scos_cli.py::test_the_daemon_runs_scenarios_and_dispatch_unattended",
-    "tests/integration/scheduler/test_daemon.py::test_two_daemons",
-    "tests/integration/queue/test_outbox.py::test_concurrent_dispatchers",
     "tests/integration/reconcile/test_full.py::test_full_reads_each_course_once_not_once_per_chunk",
     "tests/integration/portals/test_scos_dispatch.py::test_four_dispatchers",
-    "tests/integration/state/test_runs_died.py::test_a_killed_scheduled_sync",
-    "tests/integration/scheduler/test_daemon.py",
+    "tests/integration/reconcile/test_model.py",
+    "tests/integration/portals/test_scos_cli.py::test_the_daemon_runs_scenarios_and_dispatch_unattended",
     "tests/integration/test_demo.py",
+    "tests/integration/files/test_streaming.py",   # rows under tracemalloc
+    "tests/integration/scheduler/test_daemon.py::test_sigterm_lets_the_batch_finish",
+    "tests/integration/scheduler/test_daemon.py::test_two_daemons",
+    "tests/integration/portals/test_sferum.py::test_the_rate_limit_is_shared_by_two_dispatchers",
+    "tests/integration/state/test_runs_died.py::test_a_killed_scheduled_sync",
+    "tests/integration/queue/test_outbox.py::test_concurrent_dispatchers",
+    "tests/integration/portals/test_sferum.py::test_the_jobs_run_under_bufsync_schedule",
+    "tests/integration/scheduler/test_daemon.py",
     "tests/integration/test_cli.py::test_check_against_the_sandbox",
-    "tests/integration/reconcile/test_cli_run.py::test_exit_codes_and_outputs",
-    "tests/integration/portals/test_scos_scenarios.py::test_enrol_those_with_an_esia_id",
-    "tests/integration/portals/test_scos_scenarios.py::test_a_moodle_error_on_one_course",
-    "tests/integration/reconcile/test_lock_files.py",
-    "tests/integration/state/test_runs_died.py::test_a_run_on_another_host",
     "tests/integration/portals/test_registry.py::test_a_new_portal_folder",
+    "tests/integration/reconcile/test_cli_run.py",
+    "tests/unit/files/test_columnar.py::test_any_file_the_fast_path_takes",
     "tests/integration/portals/test_scos_refusals.py",
+    "tests/integration/reconcile/test_full.py::test_full_finds_drift_after_a_quiet_full",
+    "tests/integration/reconcile/test_lock_files.py",
+    "tests/integration/portals/test_scos_scenarios.py::test_enrol_those_with_an_esia_id",
+    "tests/integration/portals/test_scos_scenarios.py::test_results_per_grade_item",
+    "tests/integration/portals/test_scos_dispatch_safety.py",
     "tests/integration/portals/test_scos_cli.py::test_commands_and_jobs",
+    "tests/integration/state/test_runs_died.py",
 )
 
 

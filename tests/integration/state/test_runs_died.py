@@ -27,6 +27,7 @@ from bufsync.sandbox.moodle.run import start
 from bufsync.state import runs
 from bufsync.state.ledger import now_utc
 from bufsync.state.tables import add_state_tables
+from tests.integration.clirun import bufsync_in_process
 
 TOKEN = "9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d"
 HOST = socket.gethostname()
@@ -54,9 +55,9 @@ class Cli:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        process = self.start(*args)
-        out, err = process.communicate(timeout=120)
-        return subprocess.CompletedProcess(args, process.returncode, out, err)
+        """`bufsync ARGS` run in the test's process (tests/clirun.py): what is checked is the command's output and
+        its judgement of another process's run, not a process of its own (the victims are real processes)."""
+        return bufsync_in_process(*args, env=self.env)
 
     def runs(self) -> dict[int, dict]:
         result = self("runs", "--json")
@@ -114,7 +115,7 @@ def test_a_killed_scheduled_sync_is_died_for_runs_and_status_and_the_next_run_fi
         run_id = wait_for(lambda: running_run(engine, tables["sync_runs"], victim.pid), "the job's run to start")
         assert cli.runs()[run_id]["outcome"] == "running"  # alive: left alone
         kill(victim)
-        def died_run() -> dict | None:  # one `bufsync runs` process per poll
+        def died_run() -> dict | None:  # one `bufsync runs` per poll
             run = cli.runs()[run_id]
             return run if run["outcome"] == "died" else None
         died = wait_for(died_run, "`bufsync runs` to mark the killed run died")
