@@ -78,6 +78,11 @@ def running_run(engine: sa.Engine, table: sa.Table, pid: int) -> int | None:
         return conn.execute(sa.select(table.c.id).where(table.c.pid == pid, table.c.outcome == "running")).scalar()
 
 
+def beat_names(engine: sa.Engine, table: sa.Table, job: str, run_id: int) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(table.c.run_id).where(table.c.job == job)).scalar() == run_id
+
+
 def lock_free(engine: sa.Engine, run_id: int) -> bool:
     """Whether the database has let go of the killed run's lock (the server notices a dead client by itself)."""
     if engine.dialect.name == "sqlite":
@@ -113,6 +118,9 @@ def test_a_killed_scheduled_sync_is_died_for_runs_and_status_and_the_next_run_fi
         due = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")  # as the daemon starts it: not late, so died shows
         victim = cli.start("jobs", "run", "users", "--due", due, "--trigger", "schedule")
         run_id = wait_for(lambda: running_run(engine, tables["sync_runs"], victim.pid), "the job's run to start")
+        # the job names its run in its heartbeat just after the run's row is made: killed before that, the
+        # heartbeat could not say which run died
+        wait_for(lambda: beat_names(engine, tables["sync_heartbeat"], "users", run_id), "the heartbeat to name the run")
         assert cli.runs()[run_id]["outcome"] == "running"  # alive: left alone
         kill(victim)
         def died_run() -> dict | None:  # one `bufsync runs` per poll
