@@ -1,6 +1,9 @@
 """Университет 2035 end to end: the buffer (SQLite and PostgreSQL) synced into the sandbox Moodle, the learners'
 footprint read from it, the four-stage connection driven through the CLI, and delivery to the real peers — the
-xAPI LRS ralph-malph and moto's S3 server — each checked by reading back what the LRS and S3 now hold."""
+xAPI LRS ralph-malph and moto's S3 server — each checked by reading back what the LRS and S3 now hold.
+
+The connection, the delivery, lost answers and the not-active paths run on both databases; the tests of one answer
+or one refusal, whose SQL is the same, on SQLite (the suite's time)."""
 
 from __future__ import annotations
 
@@ -213,6 +216,7 @@ def test_the_four_stages_with_bad_and_good_credentials_resume_disable_and_reset(
     assert w.cli("u2035", "connect", "--stage", "3").returncode == 2
 
 
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
 def test_a_bad_s3_at_stage_4_is_a_data_error_with_the_stores_answer(world: U2035World) -> None:
     w = world
     w.cli("u2035", "connect", "--received", "--test-lrs-url", w.lrs.base_url, "--test-key", w.lrs.key,
@@ -363,6 +367,7 @@ def test_lost_answers_and_a_dead_dispatcher_deliver_each_statement_and_file_once
     assert sorted(a["sha2"] for a in submission["attachments"]) == sorted(o.sha256 for o in objects.values())
 
 
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
 def test_each_lrs_answer_is_taken_as_the_notes_say(sandboxed: U2035World) -> None:
     """409 and 400 fail the statement at fault alone (the rest of its batch goes); 413 splits the batch; 429 waits
     and sends later; 401 stops the dispatcher with no attempt lost."""
@@ -405,6 +410,7 @@ def test_each_lrs_answer_is_taken_as_the_notes_say(sandboxed: U2035World) -> Non
     assert waiting and all(i["attempts"] == 0 for i in waiting)
 
 
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
 def test_a_bad_statement_fails_alone_with_the_lrs_words(sandboxed: U2035World) -> None:
     """A usageType the LRS refuses (400): the submission's statement is rejected alone; the others are stored."""
     w = seed(sandboxed)
@@ -520,6 +526,7 @@ def test_the_unti_id_from_a_profile_field_and_the_projects_extensions(sandboxed:
                                                       "https://api.2035.university/flow_id": 7}
 
 
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
 def test_a_fail_completes_only_an_activity_that_asks_for_any_grade(sandboxed: U2035World) -> None:
     """As Moodle 4.5 answers (test_u2035_real_moodle.py holds the real one to it): a fail (state 3) of an activity
     completed by its pass grade is not complete (isoverallcomplete false), of one completed by any grade it is; and a
@@ -650,6 +657,7 @@ def freeze(w: U2035World, extra: str = "") -> None:
         w.reload()
 
 
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
 def test_status_and_check_say_that_nothing_is_sent_when_the_settings_changed_after_activation(
         sandboxed: U2035World) -> None:
     """«Активен» alone would be a status the LRS does not back: the dispatcher sends nothing."""
@@ -665,6 +673,7 @@ def test_status_and_check_say_that_nothing_is_sent_when_the_settings_changed_aft
     assert "изменены после активации" in line, checked.stdout
 
 
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
 def test_check_says_what_a_url_that_leads_to_no_lrs_answers(sandboxed: U2035World) -> None:
     w = sandboxed
     w.lrs = SandboxLrs(w.lrs.base_url.rstrip("/") + "/no-lrs-here", w.lrs.key, w.lrs.secret, w.lrs.server)
@@ -674,6 +683,7 @@ def test_check_says_what_a_url_that_leads_to_no_lrs_answers(sandboxed: U2035Worl
     assert w.lrs.secret not in checked.stdout + checked.stderr
 
 
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
 def test_a_file_of_another_site_fails_its_statement_alone(sandboxed: U2035World) -> None:
     """A fileurl that is not the configured Moodle's (the site moved while it was queued): the token is not sent
     there, the statement fails alone with the reason, the rest of its batch is delivered."""
@@ -691,6 +701,7 @@ def test_a_file_of_another_site_fails_its_statement_alone(sandboxed: U2035World)
     assert all(w.lrs.server.lrs.stored(rows[k]["statement_id"]) for k in keys if k != keys[2])  # type: ignore
 
 
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
 def test_a_moodle_in_maintenance_delays_a_submission_and_kills_none(sandboxed: U2035World) -> None:
     """Moodle closed for maintenance answers the file's download with sitemaintenance: the statement waits for a
     later try (as after no answer at all); it does not die."""
@@ -730,6 +741,7 @@ def test_a_moodle_in_maintenance_delays_a_submission_and_kills_none(sandboxed: U
         server.server_close()
 
 
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
 def test_a_key_the_environment_sets_is_neither_asked_for_nor_written(sandboxed: U2035World) -> None:
     """BUFSYNC_U2035_TEST_SECRET (the name the sandbox prints) wins over the file: connect takes it from there and
     writes no other value into the file."""
@@ -742,6 +754,7 @@ def test_a_key_the_environment_sets_is_neither_asked_for_nor_written(sandboxed: 
     assert "a-value-nobody-uses" not in text and w.lrs.secret not in text and w.lrs.key in text
 
 
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
 def test_a_submissions_attachments_are_decided_when_it_is_queued(sandboxed: U2035World) -> None:
     """The profile may change between the queueing and a (re)send: the attachments keep what was decided then, so
     a resend under the same id is the same statement."""
@@ -761,6 +774,7 @@ def test_a_submissions_attachments_are_decided_when_it_is_queued(sandboxed: U203
         f"{a['sha2']}{Path(a['display']['ru-RU']).suffix}" for a in stored["attachments"]}
 
 
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
 def test_moodle_refusing_the_download_stops_the_dispatcher_and_kills_nothing(sandboxed: U2035World) -> None:
     """«Can download files» off on the service: no statement's fault, so the dispatcher stops (exit 2) with Moodle's
     reason and no attempt is lost; ticked again, everything goes."""
@@ -777,6 +791,7 @@ def test_moodle_refusing_the_download_stops_the_dispatcher_and_kills_nothing(san
     assert {r["state"] for r in w.statements().values()} == {"sent"}
 
 
+@pytest.mark.parametrize("buffer_url", ["sqlite"], indirect=True)
 def test_reconnected_to_another_store_a_file_is_stored_there_again(sandboxed: U2035World) -> None:
     from dataclasses import replace
 
