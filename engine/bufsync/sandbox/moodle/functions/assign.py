@@ -31,7 +31,7 @@ from bufsync.sandbox.moodle.errors import WsError, missing_record
 from bufsync.sandbox.moodle.filetypes import mimetype_and_icon
 from bufsync.sandbox.moodle.functions import cohorts, enrol
 from bufsync.sandbox.moodle.functions.categories import format_string, format_text
-from bufsync.sandbox.moodle.functions.grades import admin_create_assignment, get_course
+from bufsync.sandbox.moodle.functions.grades import _user_by_ref, admin_create_assignment, get_course
 from bufsync.sandbox.moodle.params import VALUE_DEFAULT, VALUE_OPTIONAL, Multiple, Single, Value, validate_parameters
 from bufsync.sandbox.moodle.site import FUNCTIONS, Site, admin_action, ws_function
 from bufsync.sandbox.moodle.store import schema
@@ -417,15 +417,6 @@ pluginfile.CONTENT[COMPONENT] = stored_content
 
 # --- seeding (what teachers and students leave in a course) -----------------------------------------------------
 
-def _user_id(site: Site, userid: int | None, username: str | None) -> int:
-    if userid is not None:
-        return int(userid)
-    row = site.store.one("SELECT id FROM user WHERE username = ? AND deleted = 0", (username,))
-    if row is None:
-        raise ValueError(f"no such user {username!r}")
-    return int(row["id"])
-
-
 @admin_action("add_submission")
 def admin_add_submission(site: Site, assignmentid: int, userid: int | None = None, username: str | None = None,
                          status: str = "submitted", timecreated: int | None = None, timemodified: int | None = None,
@@ -440,7 +431,7 @@ def admin_add_submission(site: Site, assignmentid: int, userid: int | None = Non
     a = _assign_cm(site, assignmentid)
     if a is None:
         raise ValueError(f"no assignment {assignmentid}")
-    uid = _user_id(site, userid, username)
+    uid = _user_by_ref(site, userid, username)
     created = int(timecreated if timecreated is not None else site.now())
     modified = int(timemodified if timemodified is not None else created)
     site.store.x("UPDATE assign_submission SET latest = 0 WHERE assignment = ? AND userid = ?", (assignmentid, uid))
