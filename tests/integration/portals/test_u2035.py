@@ -174,6 +174,7 @@ def seed(w: U2035World) -> U2035World:
 def test_the_four_stages_with_bad_and_good_credentials_resume_disable_and_reset(world: U2035World) -> None:
     w = world
     assert "«Не выполнен»" in w.cli("u2035", "status").stdout
+    assert "portal Университет 2035: «Не выполнен»" in w.cli("status").stdout  # the site configured the portal
     # stage 1: the letter, filled from the config; without "the data is with me" it stops there
     first = w.cli("u2035", "connect")
     assert first.returncode == 0 and "ГБПОУ «Колледж связи»" in first.stdout and "Цифровой след" in first.stdout

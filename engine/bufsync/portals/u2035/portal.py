@@ -140,16 +140,18 @@ class U2035Portal(Portal):
         return True, f"«{state.text}»: LRS {settings.lrs_url} and S3 {settings.s3_endpoint}/{settings.s3_bucket} answer"
 
     def status_line(self, loaded: LoadedSettings) -> str | None:
-        """What `bufsync status` says of it: the connection's status, once a connection was begun (a site that never
-        began one hears nothing of this portal)."""
+        """What `bufsync status` says of it: the connection's status, «Не выполнен» included, for a site that has a
+        `portals.u2035` section or began a connection (a site that never touched the portal hears nothing of it)."""
         from bufsync.errors import BufsyncError
         from bufsync.portals.u2035 import connection
+        settings = connection.section(loaded)
         try:
             state = connection.status(loaded)
         except BufsyncError:
             return None
-        return None if state.status == connection.NOT_STARTED else connection.describe(connection.section(loaded),
-                                                                                         state)
+        if state.status == connection.NOT_STARTED and not settings.model_fields_set:
+            return None
+        return connection.describe(settings, state)
 
     def sandbox_options(self) -> list[click.Option]:
         import click
