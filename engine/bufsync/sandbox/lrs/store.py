@@ -16,7 +16,6 @@ import math
 import os
 import secrets
 import threading
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from bufsync.sandbox.clock import StoppableClock
 from bufsync.sandbox.lrs.validate import check, fingerprint, prepare, with_object_types
 
 VERSION = "1.0.3"
@@ -91,7 +91,7 @@ class Stored:
     statement: dict[str, Any]
 
 
-class Lrs:
+class Lrs(StoppableClock):
     def __init__(self, config: LrsConfig | None = None, path: str | None = None) -> None:
         self.config = config or LrsConfig()
         self.path = path  # the JSON file kept between runs (rewritten after each change)
@@ -109,16 +109,6 @@ class Lrs:
             self._save()  # the credentials are kept from the first start on
 
     # -- time and persistence ---------------------------------------------------------------------
-    def now(self) -> float:
-        return time.time() if self.clock is None else self.clock
-
-    def move_clock(self, at: float | None = None, advance: float = 0.0, wall: bool = False) -> float:
-        """Stop the clock at `at` (default: now) and move it on by `advance` seconds; `wall` goes back to the
-        wall clock."""
-        with self.lock:
-            self.clock = None if wall else (self.now() if at is None else float(at)) + float(advance)
-            return self.now()
-
     def _load(self) -> None:
         assert self.path is not None
         with open(self.path, encoding="utf-8") as handle:

@@ -11,9 +11,10 @@ import os
 import secrets
 import string
 import threading
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from bufsync.sandbox.clock import StoppableClock
 
 CANNED_ACLS = ("private", "public-read", "public-read-write", "authenticated-read", "bucket-owner-read",
                "bucket-owner-full-control", "aws-exec-read")
@@ -61,7 +62,7 @@ class Bucket:
     objects: dict[str, Obj] = field(default_factory=dict)
 
 
-class Store:
+class Store(StoppableClock):
     def __init__(self, config: S3Config | None = None, folder: str | None = None) -> None:
         self.config = config or S3Config()
         self.folder = folder
@@ -76,14 +77,6 @@ class Store:
                 self._load()
             else:
                 self.save()  # the credentials are kept from the first start on
-
-    def now(self) -> float:
-        return time.time() if self.clock is None else self.clock
-
-    def move_clock(self, at: float | None = None, advance: float = 0.0, wall: bool = False) -> float:
-        with self.lock:
-            self.clock = None if wall else (self.now() if at is None else float(at)) + float(advance)
-            return self.now()
 
     # -- bodies and persistence --------------------------------------------------------------------
     def _index(self) -> str:

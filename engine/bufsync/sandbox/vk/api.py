@@ -15,13 +15,13 @@ from __future__ import annotations
 import random
 import secrets
 import threading
-import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from bufsync.sandbox.clock import StoppableClock
 from bufsync.sandbox.faults import fires
 from bufsync.sandbox.vk import vkscript
 from bufsync.sandbox.vk.errors import ApiError, invalid, missing
@@ -251,7 +251,7 @@ class _Rules:
 Handler = Callable[[Token, Params], Any]
 
 
-class VkApi:
+class VkApi(StoppableClock):
     """One emulated VK API: its state, its methods, its limits."""
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
@@ -287,10 +287,6 @@ class VkApi:
             "users.get": (TOKEN_KINDS, self._users),
             "groups.getById": (TOKEN_KINDS, self._groups_by_id),
         }
-
-    # -- time ---------------------------------------------------------------------------------
-    def now(self) -> float:
-        return time.time() if self.clock is None else self.clock
 
     # -- one request ----------------------------------------------------------------------------
     def request(self, method: str, values: dict[str, str], token_value: str | None) -> dict[str, Any]:
@@ -830,12 +826,6 @@ class VkApi:
     def expire_token(self, name: str, expired: bool = True) -> bool:
         self.config.tokens[name].expired = expired
         return expired
-
-    def move_clock(self, at: float | None = None, advance: float = 0.0, wall: bool = False) -> float:
-        """Stop the clock at `at` (default: now) and move it on by `advance` seconds; `wall` goes back to the
-        wall clock."""
-        self.clock = None if wall else (self.now() if at is None else float(at)) + float(advance)
-        return self.now()
 
     def set_knobs(self, **knobs: Any) -> dict[str, Any]:
         """Change knobs at run time (all of them checked before any is set)."""
