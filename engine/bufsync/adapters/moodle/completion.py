@@ -39,23 +39,18 @@ def completion_status(client: MoodleClient, courseid: int, userid: int) -> tuple
     return True, datetime.fromtimestamp(latest, UTC) if latest else None
 
 
-def completed_at(client: MoodleClient, courseid: int, userid: int) -> datetime | None:
-    """When the student completed the course (UTC), None while they have not (or Moodle keeps no time)."""
-    return completion_status(client, courseid, userid)[1]
-
-
-def course_completions(client: MoodleClient, courseid: int, userids: list[int]) -> dict[int, datetime]:
-    """Per student: userid -> when each completed (those who did not are absent); nothing for a course that
-    tracks no completion (one call tells). Several students in flight."""
+def completed_students(client: MoodleClient, courseid: int, userids: list[int]) -> dict[int, datetime | None]:
+    """Per student: userid -> when each completed (None: Moodle keeps no time for it; those who did not are
+    absent); nothing for a course that tracks no completion (one call tells). Several students in flight."""
     if not userids:
         return {}
 
-    def one(userid: int) -> datetime | None:
+    def one(userid: int) -> tuple[bool, datetime | None]:
         try:
-            return completed_at(client, courseid, userid)
+            return completion_status(client, courseid, userid)
         except MoodleError as exc:
             if exc.errorcode in ("usernotenroled", "notenroled"):  # left since the grades were read
-                return None
+                return False, None
             raise
     try:
         first = one(userids[0])  # the first answer also tells a course that tracks no completion
@@ -63,8 +58,14 @@ def course_completions(client: MoodleClient, courseid: int, userids: list[int]) 
         if exc.errorcode in UNTRACKED_COURSE:
             return {}
         raise
-    found = {userids[0]: first} | dict(zip(userids[1:], client.parallel(userids[1:], one), strict=True))
-    return {userid: moment for userid, moment in found.items() if moment is not None}
+    answers = [first] + client.parallel(userids[1:], one)
+    return {userid: moment for userid, (done, moment) in zip(userids, answers, strict=True) if done}
+
+
+def course_completions(client: MoodleClient, courseid: int, userids: list[int]) -> dict[int, datetime]:
+    """Per student: userid -> when each completed, for those Moodle keeps a time for (what buf_grades records)."""
+    return {userid: moment for userid, moment in completed_students(client, courseid, userids).items()
+            if moment is not None}
 
 
 def reader_zone(client: MoodleClient, info: dict[str, Any]) -> ZoneInfo:

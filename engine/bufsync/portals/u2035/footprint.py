@@ -218,30 +218,11 @@ class Footprint:
             found: dict[int, datetime | None] = {uid: done[str(u.get("idnumber"))] for uid, (u, _) in
                                                  learners.items() if str(u.get("idnumber") or "") in done}
         else:
-            found = self._completed(course["id"], sorted(learners))
+            found = completion.completed_students(self.client, course["id"], sorted(learners))
         return [Fact(f"completion:{course['id']}:{uid}", "completion", learners[uid][1], uid, course,
                      self.settings.profile.verbs.completion, self.course_object(course), {"completion": True},
                      moment.replace(tzinfo=None) if moment is not None and moment.tzinfo else moment)
                 for uid, moment in sorted(found.items())]
-
-    def _completed(self, courseid: int, userids: list[int]) -> dict[int, datetime | None]:
-        """userid -> when they completed the course (None: Moodle keeps no time: the run's time is taken); a
-        course tracking no completion is asked once."""
-        def one(userid: int) -> tuple[bool, datetime | None]:
-            try:
-                return completion.completion_status(self.client, courseid, userid)
-            except MoodleError as exc:
-                if exc.errorcode in ("usernotenroled", "notenroled"):
-                    return False, None
-                raise
-        try:
-            first = one(userids[0])
-        except MoodleError as exc:
-            if exc.errorcode in completion.UNTRACKED_COURSE:
-                return {}
-            raise
-        answers = [first] + self.client.parallel(userids[1:], one)
-        return {uid: moment for uid, (done, moment) in zip(userids, answers, strict=True) if done}
 
     def _submissions(self, course: dict[str, Any], learners: dict[int, tuple[dict[str, Any], str]],
                      names: dict[int, tuple[str, str]], assignments: list[dict[str, Any]]) -> list[Fact]:
