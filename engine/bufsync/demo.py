@@ -231,7 +231,7 @@ def _u2035(directory: Path, env: dict[str, str], server: Any, data: dict[str, li
         again = run_portal(loaded, "u2035")
         lrs, s3 = emulator.server.lrs.lrs, emulator.server.s3.store
         verbs = Counter(s["verb"]["id"].rsplit("/", 1)[1] for s in lrs.all()
-                        if s["actor"]["account"]["name"] != "bufsync-connection-check")
+                        if s["actor"]["account"]["name"] != connection.PROBE_ACTOR)
         echo(f"   statements in the LRS, each once: {sum(verbs.values())} ("
              + ", ".join(f"{verb} {n}" for verb, n in sorted(verbs.items())) + f"); files in S3: "
              f"{len(s3.buckets['footprint'].objects)}; queue items delivered: {delivered.counts['done']}; a run with "

@@ -45,6 +45,7 @@ LABELS = {
 }
 SECRET_KEYS = ("test_key", "test_secret", "key", "secret", "s3_access_key", "s3_secret_key")
 SECTION = ("portals", "u2035")
+PROBE_ACTOR = "bufsync-connection-check"  # the account name of the connection checks' statements: no learner
 
 
 @dataclass
@@ -169,19 +170,13 @@ def production_letter(loaded: LoadedSettings, settings: U2035Settings, connectio
 # -- checks --------------------------------------------------------------------------------------------------------
 def probe_statement(loaded: LoadedSettings, settings: U2035Settings) -> dict[str, Any]:
     """A harmless statement: the bufsync service itself experienced the site (no learner's data)."""
+    from bufsync.portals.u2035.statements import actor, timestamp, verb
     site = settings.profile.object_base or loaded.moodle.url or "https://bufsync.invalid"
-    statement: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "actor": {"objectType": "Agent", "account": {"homePage": settings.actor.home_page,
-                                                     "name": "bufsync-connection-check"}},
-        "verb": {"id": "http://adlnet.gov/expapi/verbs/experienced",
-                 "display": {settings.profile.language: "проверка подключения"}},
-        "object": {"objectType": "Activity", "id": site,
-                   "definition": {"name": {settings.profile.language: "bufsync: проверка подключения"}}},
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "version": "1.0.3",
-    }
-    return statement
+    return {"id": str(uuid.uuid4()), "actor": actor(settings, PROBE_ACTOR),
+            "verb": verb(settings, "http://adlnet.gov/expapi/verbs/experienced"),
+            "object": {"objectType": "Activity", "id": site,
+                       "definition": {"name": {settings.profile.language: "bufsync: проверка подключения"}}},
+            "timestamp": timestamp(datetime.now(UTC)), "version": "1.0.3"}
 
 
 def check_lrs(url: str, key: str, secret: str, statement: dict[str, Any], timeout: float,

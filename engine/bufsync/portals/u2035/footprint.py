@@ -43,6 +43,7 @@ class Fact:
     occurred_at: datetime | None = None   # None: Moodle keeps no time for it (an enrolment): first seen
     files: list[dict[str, Any]] = field(default_factory=list)  # submitted files: fileurl, filename, filesize, ...
     cmid: int | None = None
+    parent: dict[str, Any] | None = None  # the course, for an activity's statement (a course's own names none)
 
     @property
     def fingerprint(self) -> str:
@@ -175,7 +176,8 @@ class Footprint:
                     result["success"] = success
                 facts.append(Fact(f"activity:{cmid}:{userid}", "activity", learners[userid][1], userid, course,
                                   self.settings.profile.verbs.activity, self.module_object(cmid, modname, name),
-                                  result, _moment(status.get("timecompleted")), cmid=cmid))
+                                  result, _moment(status.get("timecompleted")), cmid=cmid,
+                                  parent=self.course_object(course)))
             return facts
         return [f for facts in self.client.parallel(sorted(learners), one) for f in facts]
 
@@ -194,7 +196,8 @@ class Footprint:
                 result["success"] = grade.passed
             verb = verbs.scored if grade.passed is None else verbs.passed if grade.passed else verbs.failed
             out.append(Fact(f"grade:{grade.itemid}:{grade.userid}", "grade", learners[grade.userid][1], grade.userid,
-                            course, verb, obj, result, _moment(grade.graded), cmid=grade.cmid))
+                            course, verb, obj, result, _moment(grade.graded), cmid=grade.cmid,
+                            parent=None if grade.total else self.course_object(course)))
         return out
 
     def _graded_object(self, course: dict[str, Any], grade: Grade, names: dict[int, tuple[str, str]]
@@ -246,7 +249,8 @@ class Footprint:
                                 {"completion": True}, _moment(submission.get("timemodified")),
                                 [{"fileurl": f["fileurl"], "filename": f.get("filename"),
                                   "filesize": int(f.get("filesize") or 0), "mimetype": f.get("mimetype"),
-                                  "timemodified": f.get("timemodified")} for f in files], cmid=cmid))
+                                  "timemodified": f.get("timemodified")} for f in files], cmid=cmid,
+                                parent=self.course_object(course)))
         return out
 
 

@@ -48,9 +48,8 @@ def build(settings: U2035Settings, fact: Fact, statement_id: str, occurred_at: d
     """The statement without attachments: a submission's files are referenced (fileUrl, sha2, length) when the
     dispatcher has them in S3."""
     context: dict[str, Any] = {"platform": "Moodle", "language": settings.profile.language}
-    parent = _course_ref(fact)
-    if parent["id"] != fact.object["id"]:  # an activity's statement names its course; the course's own does not
-        context["contextActivities"] = {"parent": [parent]}
+    if fact.parent is not None:  # an activity's statement names its course; the course's own does not
+        context["contextActivities"] = {"parent": [fact.parent]}
     found = extensions(settings, fact)
     if found:
         context["extensions"] = found
@@ -66,17 +65,6 @@ def build(settings: U2035Settings, fact: Fact, statement_id: str, occurred_at: d
     if fact.result:
         statement["result"] = fact.result
     return statement
-
-
-def _course_ref(fact: Fact) -> dict[str, Any]:
-    """The course as the parent activity of an activity's statement (its id as the course's own statements use).
-    The base is what precedes the object's own path (the last one: a base may hold /mod/ itself); a course's own
-    object id is its parent's id, so its statement names no parent."""
-    object_id = str(fact.object["id"])
-    base = next((object_id.rsplit(path, 1)[0] for path in ("/mod/", "/grade/report/", "/course/view.php?")
-                 if path in object_id), object_id)
-    return {"objectType": "Activity", "id": f"{base}/course/view.php?id={fact.course['id']}",
-            "definition": {"type": "http://adlnet.gov/expapi/activities/course"}}
 
 
 def attachment(file: dict[str, Any], stored: dict[str, Any], usage_type: str, language: str) -> dict[str, Any]:
