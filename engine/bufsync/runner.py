@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import SecretStr
 
 from bufsync.adapters.moodle.client import MoodleClient
 from bufsync.adapters.moodle.entities import entity_adapters
@@ -74,7 +73,6 @@ def run(loaded: LoadedSettings, names: list[str], options: Options, progress: An
     moodle = loaded.moodle
     if not moodle.url or moodle.token is None:
         raise ConfigError("BUFSYNC_MOODLE_URL and BUFSYNC_MOODLE_TOKEN (moodle.url, moodle.token) must be set to run")
-    url, token = moodle.url, moodle.token
     with connect_buffer(loaded) as engine:
         inspector = sa.inspect(engine)
         missing_tables = [t for t in ("sync_ledger", "sync_runs") if not inspector.has_table(t)]
@@ -83,17 +81,17 @@ def run(loaded: LoadedSettings, names: list[str], options: Options, progress: An
         dialect = dialect_named(engine.dialect.name)
         try:
             with dialect.lock(engine, LOCK_NAME):
-                return _locked(loaded, url, token, engine, mappings, metadata, chosen, skipped, options, report,
+                return _locked(loaded, engine, mappings, metadata, chosen, skipped, options, report,
                                started, progress)
         except LockHeld:
             raise RunBusy("another bufsync run holds this buffer's lock; it runs one at a time — try again "
                           "when it has finished") from None
 
 
-def _locked(loaded: LoadedSettings, url: str, token: SecretStr, engine: sa.Engine, mappings: MappingSet,
+def _locked(loaded: LoadedSettings, engine: sa.Engine, mappings: MappingSet,
             metadata: sa.MetaData, chosen: list[Mapping], skipped: dict[str, str], options: Options,
             report: RunReport, started: float, progress: Any) -> RunReport:
-    """url, token: loaded.moodle's, checked by run()."""
+    """loaded.moodle's URL and token: checked by run()."""
     runs_table = metadata.tables["sync_runs"]
     run_id = report.run_id = runs.start(engine, runs_table, "sync",
                                         options.record() | {"mappings": [m.name for m in chosen]},
@@ -101,10 +99,7 @@ def _locked(loaded: LoadedSettings, url: str, token: SecretStr, engine: sa.Engin
     if options.on_start is not None:
         options.on_start(run_id)
     moodle = loaded.moodle
-    client = MoodleClient.connect(url, token.get_secret_value(), timeout=moodle.timeout,
-                                  verify=moodle.verify_tls, max_input_vars=moodle.max_input_vars,
-                                  concurrency=moodle.concurrency, batch_items=moodle.batch_items,
-                                  password_policy=PasswordPolicy() if moodle.password_policy else None)
+    client = MoodleClient.configured(moodle, password_policy=PasswordPolicy() if moodle.password_policy else None)
     adapters: dict[str, Any] = {}
     classes = entity_adapters()
 

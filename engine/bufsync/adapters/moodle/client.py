@@ -7,7 +7,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from bufsync.adapters.moodle import messages
 from bufsync.adapters.moodle.errors import MoodleError
@@ -29,6 +29,9 @@ from bufsync.adapters.moodle.rules import (
 )
 from bufsync.adapters.moodle.transport import Transport
 from bufsync.reconcile.adapter import Outcome
+
+if TYPE_CHECKING:
+    from bufsync.config import MoodleSettings
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -83,6 +86,17 @@ class MoodleClient:
         transport_keys = {"timeout", "verify", "attempts", "backoff"}
         transport = Transport(url, token, **{k: v for k, v in kwargs.items() if k in transport_keys})
         return cls(transport, **{k: v for k, v in kwargs.items() if k not in transport_keys})
+
+    @classmethod
+    def configured(cls, moodle: MoodleSettings, **kwargs: Any) -> MoodleClient:
+        """A client as the `moodle:` settings make it (a sync, a portal's run, a dispatcher's downloads);
+        ConfigError when the URL or the token is not set."""
+        from bufsync.errors import ConfigError
+        if not moodle.url or moodle.token is None:
+            raise ConfigError("BUFSYNC_MOODLE_URL and BUFSYNC_MOODLE_TOKEN (moodle.url, moodle.token) must be set")
+        return cls.connect(moodle.url, moodle.token.get_secret_value(), timeout=moodle.timeout,
+                           verify=moodle.verify_tls, max_input_vars=moodle.max_input_vars,
+                           concurrency=moodle.concurrency, batch_items=moodle.batch_items, **kwargs)
 
     def close(self) -> None:
         if self._pool is not None:

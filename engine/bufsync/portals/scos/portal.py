@@ -75,12 +75,10 @@ class ScosPortal(Portal):
             raise ConfigError("portals.scos.identity is esia_id, but the mappings have no buf_users table with lms_id "
                               "and esia_id columns; add them or set portals.scos.identity: email")
 
-        url, token = moodle.url, moodle.token.get_secret_value()
+        url = moodle.url
 
         def work(engine: sa.Engine, state: dict[str, sa.Table], report: PortalRun) -> None:
-            client = MoodleClient.connect(url, token, timeout=moodle.timeout,
-                                          verify=moodle.verify_tls, max_input_vars=moodle.max_input_vars,
-                                          concurrency=moodle.concurrency, batch_items=moodle.batch_items)
+            client = MoodleClient.configured(moodle)
             portal = client_for(settings)
             try:
                 result = Scenarios(engine, state, client, portal, settings, url,

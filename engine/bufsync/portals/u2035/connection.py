@@ -204,12 +204,20 @@ def check_lrs(url: str, key: str, secret: str, statement: dict[str, Any], timeou
 def check_s3(settings: U2035Settings) -> str | None:
     """None, or what the S3 storage answered a write, read back and delete of a small object."""
     from bufsync.portals.u2035.storage import S3Failed
-    store = store_for(settings)
-    try:
-        store.check()
-    except S3Failed as exc:
-        return f"S3 {settings.s3_endpoint}, бакет {settings.s3_bucket}: {exc}"
+    with store_for(settings) as store:
+        try:
+            store.check()
+        except S3Failed as exc:
+            return f"S3 {settings.s3_endpoint}, бакет {settings.s3_bucket}: {exc}"
     return None
+
+
+def lrs_for(settings: U2035Settings) -> Any:
+    """The production LRS's client (stage 4's address, key and secret)."""
+    from bufsync.portals.u2035.lrs import LrsClient
+    assert settings.lrs_url and settings.key is not None and settings.secret is not None
+    return LrsClient(settings.lrs_url, settings.key.get_secret_value(), settings.secret.get_secret_value(),
+                     timeout=settings.timeout)
 
 
 def store_for(settings: U2035Settings) -> Any:

@@ -16,7 +16,6 @@ Nothing is sent unless the connection is active with the settings it was checked
 
 from __future__ import annotations
 
-import logging
 import mimetypes
 import posixpath
 import tempfile
@@ -30,9 +29,6 @@ from bufsync.portals.u2035.settings import U2035Settings
 from bufsync.portals.u2035.statements import attachment
 from bufsync.queue.dispatcher import AccessRefused, Delivered, Permanent, Result, Transient
 from bufsync.state.ledger import now_utc
-
-log = logging.getLogger("bufsync.u2035")
-BISECTED = (400, 409, 413)
 
 
 class FileProblem(Exception):
@@ -52,11 +48,11 @@ class U2035Handler:
         self.store = store
         self._moodle = moodle      # a Moodle client, made when the first file needs one
         self._blocked = blocked    # why nothing may be sent now (the connection), or None
-        self.posts = 0
-        self.uploads = 0
 
     def close(self) -> None:
         self.lrs.close()
+        if self.store is not None:
+            self.store.close()
 
     def __call__(self, items: list[dict[str, Any]]) -> list[Result]:
         blocked = self._blocked()
@@ -137,15 +133,13 @@ class U2035Handler:
             return {item["id"]: AccessRefused(
                 f"portals.u2035.lrs_url не ведёт к LRS: {exc}; ни одно высказывание не потеряло попытку") for item, _ in
                 part}
-        finally:
-            self.posts += 1
         if answer.status in (200, 204):
             return {item["id"]: Delivered({"statement_id": s["id"], "status": answer.status}) for item, s in part}
         if answer.status == 429:
             wait = f" (Retry-After {answer.retry_after:g} с)" if answer.retry_after else ""
             return {item["id"]: Transient(f"LRS ограничил частоту запросов: HTTP 429{wait}", sent=False)
                     for item, _ in part}
-        if answer.status in BISECTED or 400 <= answer.status < 500:
+        if 400 <= answer.status < 500:  # 400, 409, 413, ...: the statement at fault fails alone
             if len(part) == 1:
                 return {part[0][0]["id"]: Permanent(_rejected(answer))}
             half = len(part) // 2
@@ -205,7 +199,7 @@ class U2035Handler:
             if exc.is_unavailable:  # closed for maintenance, a failed read of its database: later, not dead
                 raise _Later(f"Moodle недоступен, файл «{file.get('filename')}» не скачан: {exc.message} "
                              f"({exc.code})", False) from None
-            if exc.is_config_error or exc.errorcode in ("invalidtoken", "accessexception"):
+            if exc.is_config_error:
                 # the token or the service (no «Can download files»): every file alike, no statement's fault
                 raise _Refused(f"Moodle не отдал файл ответа: {exc.fix()}; ни одно высказывание не потеряло "
                                "попытку: исправьте и выполните dispatch снова") from None
@@ -232,7 +226,6 @@ class U2035Handler:
                 return  # a put whose answer was lost: the object is there
             sink.seek(0)
             self.store.put(key, sink, content_type=content_type, sha256_hex=sha, length=length)
-            self.uploads += 1
         except S3Failed as exc:
             if exc.transient:
                 raise _Later(f"S3 недоступно: {exc}", True) from None

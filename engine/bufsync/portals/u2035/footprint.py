@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +21,6 @@ from bufsync.adapters.moodle.entities.grades import Grade, course_grades
 from bufsync.adapters.moodle.errors import MoodleError
 from bufsync.portals.u2035.settings import U2035Settings
 
-log = logging.getLogger("bufsync.u2035")
 # Moodle's completion state -> success (None: no pass/fail); 4 (a fail of a hidden grade item) never completes
 COMPLETE_STATES = {1: None, 2: True, 3: False}
 UNTI_ID_MAX = 64  # sync_u2035_statements.unti_id (as buf_users.unti_id): a longer value is no UNTI id

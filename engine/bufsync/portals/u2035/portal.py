@@ -45,22 +45,20 @@ class U2035Portal(Portal):
     def handler(self, loaded: LoadedSettings) -> tuple[Any, Callable[[], None]]:
         import sqlalchemy as sa
 
+        from bufsync.adapters.moodle.client import MoodleClient
         from bufsync.db import create_buffer_engine
         from bufsync.portals.u2035 import connection
         from bufsync.portals.u2035.dispatch import U2035Handler
-        from bufsync.portals.u2035.lrs import LrsClient
         from bufsync.state.tables import add_state_tables
         settings = self.configured(loaded)
         engine = create_buffer_engine(loaded.buffer_url)
         tables = add_state_tables(sa.MetaData())
-        assert settings.lrs_url and settings.key is not None and settings.secret is not None
-        lrs = LrsClient(settings.lrs_url, settings.key.get_secret_value(), settings.secret.get_secret_value(),
-                        timeout=settings.timeout)
+        lrs = connection.lrs_for(settings)
         clients: list[Any] = []
 
         def moodle() -> Any:
             if not clients:
-                clients.append(moodle_client(loaded))
+                clients.append(MoodleClient.configured(loaded.moodle))
             return clients[0]
 
         def blocked() -> str | None:
@@ -79,6 +77,7 @@ class U2035Portal(Portal):
     def run(self, loaded: LoadedSettings, job: str | None = None, trigger: str = "manual",
             on_start: Callable[[int], None] | None = None) -> PortalRun:
         """The footprint once: facts read from Moodle, new and changed ones queued as statements."""
+        from bufsync.adapters.moodle.client import MoodleClient
         from bufsync.adapters.moodle.errors import MoodleError, MoodleUnavailable
         from bufsync.errors import ConfigError, Problem, UnavailableError
         from bufsync.portals.runs import recorded
@@ -87,7 +86,7 @@ class U2035Portal(Portal):
 
         def work(engine: sa.Engine, state: dict[str, sa.Table], report: PortalRun) -> None:
             from bufsync.portals.u2035.scenario import run_footprint
-            client = moodle_client(loaded)
+            client = MoodleClient.configured(loaded.moodle)
             try:
                 result = run_footprint(engine, state, loaded, settings, client, unti_ids(loaded, engine, settings),
                                        managed_courses(loaded, engine))
@@ -126,10 +125,8 @@ class U2035Portal(Portal):
         if not state.active:
             return (None if state.status != connection.DATA_ERROR else False), \
                 f"«{state.text}»" + (f": {state.last_error}" if state.last_error else "")
-        from bufsync.portals.u2035.lrs import LrsClient, LrsError
-        assert settings.lrs_url and settings.key is not None and settings.secret is not None
-        with LrsClient(settings.lrs_url, settings.key.get_secret_value(), settings.secret.get_secret_value(),
-                       timeout=settings.timeout) as lrs:
+        from bufsync.portals.u2035.lrs import LrsError
+        with connection.lrs_for(settings) as lrs:
             try:
                 lrs.recent(limit=1)
             except LrsError as exc:  # refused, unavailable, or an address that leads to no LRS (404)
@@ -177,17 +174,6 @@ class U2035Portal(Portal):
         return group(self)
 
 
-def moodle_client(loaded: LoadedSettings) -> Any:
-    from bufsync.adapters.moodle.client import MoodleClient
-    from bufsync.errors import ConfigError
-    moodle = loaded.moodle
-    if not moodle.url or moodle.token is None:
-        raise ConfigError("BUFSYNC_MOODLE_URL and BUFSYNC_MOODLE_TOKEN (moodle.url, moodle.token) must be set")
-    return MoodleClient.connect(moodle.url, moodle.token.get_secret_value(), timeout=moodle.timeout,
-                                verify=moodle.verify_tls, max_input_vars=moodle.max_input_vars,
-                                concurrency=moodle.concurrency, batch_items=moodle.batch_items)
-
-
 def unti_ids(loaded: LoadedSettings, engine: sa.Engine, settings: U2035Settings) -> dict[str, str]:
     """buf_users: external_id (the Moodle idnumber) -> unti_id, for actor.source: buffer."""
     import sqlalchemy as sa
@@ -207,19 +193,17 @@ def unti_ids(loaded: LoadedSettings, engine: sa.Engine, settings: U2035Settings)
 
 
 def managed_courses(loaded: LoadedSettings, engine: sa.Engine) -> set[int]:
-    """The Moodle ids of the courses the inbound course mappings linked (the ledger)."""
+    """The Moodle ids of the courses the inbound course mappings linked (the ledger, as a grade reader's scope)."""
     import sqlalchemy as sa
 
     from bufsync.mapping.loader import load_mappings
-    from bufsync.state.ledger import LINKED, SUSPENDED
+    from bufsync.state.ledger import Ledger
     from bufsync.state.tables import add_state_tables
     names = [m.name for m in load_mappings(loaded.mappings_dir).synced()
              if m.flow.inbound and m.flow.target.entity == "course"]
-    ledger = add_state_tables(sa.MetaData())["sync_ledger"]
-    if not names or not sa.inspect(engine).has_table(ledger.name):
+    table = add_state_tables(sa.MetaData())["sync_ledger"]
+    if not names or not sa.inspect(engine).has_table(table.name):
         return set()
+    ledger = Ledger(table)
     with engine.connect() as conn:
-        return {int(r) for (r,) in conn.execute(sa.select(ledger.c.remote_id).where(
-            ledger.c.mapping_name.in_(names), ledger.c.remote_id.is_not(None),
-            ledger.c.state.in_([LINKED, SUSPENDED])))}
-
+        return {int(remote) for name in names for remote in ledger.remote_ids(conn, name).values()}

@@ -5,7 +5,6 @@ are queued by the first run after the connection is active."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +23,6 @@ from bufsync.queue import outbox
 from bufsync.report import Tally
 from bufsync.state.ledger import now_utc
 
-log = logging.getLogger("bufsync.u2035")
 QUEUED, SENT, ERROR, HELD = "queued", "sent", "error", "held"
 WRITE_CHUNK = 1000  # facts written (rows and queue items) in one transaction
 
@@ -36,7 +34,6 @@ class Known:
     state: str
     sends: int
     occurred_at: datetime
-    pending_key: str | None
 
 
 def run_footprint(engine: sa.Engine, state: dict[str, sa.Table], loaded: LoadedSettings, settings: U2035Settings,
@@ -80,9 +77,9 @@ def run_footprint(engine: sa.Engine, state: dict[str, sa.Table], loaded: LoadedS
 def _known(engine: sa.Engine, table: sa.Table) -> dict[str, Known]:
     t = table
     with engine.connect() as conn:
-        return {r.fact_key: Known(r.statement_id, r.fingerprint, r.state, r.sends, r.occurred_at, r.pending_key)
+        return {r.fact_key: Known(r.statement_id, r.fingerprint, r.state, r.sends, r.occurred_at)
                 for r in conn.execute(sa.select(t.c.fact_key, t.c.statement_id, t.c.fingerprint, t.c.state, t.c.sends,
-                                                t.c.occurred_at, t.c.pending_key))}
+                                                t.c.occurred_at))}
 
 
 def _item(settings: U2035Settings, fact: Fact, statement_id: str, occurred_at: datetime) -> outbox.Item:
