@@ -770,17 +770,18 @@ CREATE TABLE sync_u2035_files (
 	object_key NVARCHAR(1000) NOT NULL, 
 	url NVARCHAR(2000) NOT NULL, 
 	content_type NVARCHAR(255) NULL, 
-	source NVARCHAR(1000) NULL, 
+	source NVARCHAR(800) NULL, 
 	uploaded_at DATETIME2 NOT NULL, 
 	CONSTRAINT pk_sync_u2035_files PRIMARY KEY (sha256)
 );
+CREATE INDEX ix_sync_u2035_files_source ON sync_u2035_files (source);
 execute sp_addextendedproperty 'MS_Description', N'Файлы цифрового следа в S3 Университета 2035: один объект на содержимое (по SHA-256)', 'schema', dbo, 'table', sync_u2035_files;
 execute sp_addextendedproperty 'MS_Description', N'SHA-256 содержимого (sha2 вложения)', 'schema', dbo, 'table', sync_u2035_files, 'column', sha256;
 execute sp_addextendedproperty 'MS_Description', N'Размер в байтах (length вложения)', 'schema', dbo, 'table', sync_u2035_files, 'column', length;
 execute sp_addextendedproperty 'MS_Description', N'Ключ объекта в бакете', 'schema', dbo, 'table', sync_u2035_files, 'column', object_key;
 execute sp_addextendedproperty 'MS_Description', N'Публичная ссылка (fileUrl вложения)', 'schema', dbo, 'table', sync_u2035_files, 'column', url;
 execute sp_addextendedproperty 'MS_Description', N'Тип содержимого', 'schema', dbo, 'table', sync_u2035_files, 'column', content_type;
-execute sp_addextendedproperty 'MS_Description', N'Откуда файл взят в Moodle (без токена)', 'schema', dbo, 'table', sync_u2035_files, 'column', source;
+execute sp_addextendedproperty 'MS_Description', N'Откуда файл взят в Moodle: время изменения, размер и путь (без токена); по нему файл, уже записанный в S3, находится без повторного скачивания', 'schema', dbo, 'table', sync_u2035_files, 'column', source;
 execute sp_addextendedproperty 'MS_Description', N'Когда файл записан в S3 (UTC)', 'schema', dbo, 'table', sync_u2035_files, 'column', uploaded_at;
 GO
 

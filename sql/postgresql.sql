@@ -741,17 +741,18 @@ CREATE TABLE sync_u2035_files (
 	object_key VARCHAR(1000) NOT NULL, 
 	url VARCHAR(2000) NOT NULL, 
 	content_type VARCHAR(255), 
-	source VARCHAR(1000), 
+	source VARCHAR(800), 
 	uploaded_at TIMESTAMP WITHOUT TIME ZONE NOT NULL, 
 	CONSTRAINT pk_sync_u2035_files PRIMARY KEY (sha256)
 );
+CREATE INDEX ix_sync_u2035_files_source ON sync_u2035_files (source);
 COMMENT ON TABLE sync_u2035_files IS 'Файлы цифрового следа в S3 Университета 2035: один объект на содержимое (по SHA-256)';
 COMMENT ON COLUMN sync_u2035_files.sha256 IS 'SHA-256 содержимого (sha2 вложения)';
 COMMENT ON COLUMN sync_u2035_files.length IS 'Размер в байтах (length вложения)';
 COMMENT ON COLUMN sync_u2035_files.object_key IS 'Ключ объекта в бакете';
 COMMENT ON COLUMN sync_u2035_files.url IS 'Публичная ссылка (fileUrl вложения)';
 COMMENT ON COLUMN sync_u2035_files.content_type IS 'Тип содержимого';
-COMMENT ON COLUMN sync_u2035_files.source IS 'Откуда файл взят в Moodle (без токена)';
+COMMENT ON COLUMN sync_u2035_files.source IS 'Откуда файл взят в Moodle: время изменения, размер и путь (без токена); по нему файл, уже записанный в S3, находится без повторного скачивания';
 COMMENT ON COLUMN sync_u2035_files.uploaded_at IS 'Когда файл записан в S3 (UTC)';
 
 CREATE TABLE sync_u2035_statements (

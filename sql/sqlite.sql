@@ -741,7 +741,7 @@ CREATE TABLE sync_u2035_connection (
 --   object_key    Ключ объекта в бакете
 --   url           Публичная ссылка (fileUrl вложения)
 --   content_type  Тип содержимого
---   source        Откуда файл взят в Moodle (без токена)
+--   source        Откуда файл взят в Moodle: время изменения, размер и путь (без токена); по нему файл, уже записанный в S3, находится без повторного скачивания
 --   uploaded_at   Когда файл записан в S3 (UTC)
 CREATE TABLE sync_u2035_files (
 	sha256 VARCHAR(64) NOT NULL, 
@@ -749,10 +749,11 @@ CREATE TABLE sync_u2035_files (
 	object_key VARCHAR(1000) NOT NULL, 
 	url VARCHAR(2000) NOT NULL, 
 	content_type VARCHAR(255), 
-	source VARCHAR(1000), 
+	source VARCHAR(800), 
 	uploaded_at DATETIME NOT NULL, 
 	CONSTRAINT pk_sync_u2035_files PRIMARY KEY (sha256)
 );
+CREATE INDEX ix_sync_u2035_files_source ON sync_u2035_files (source);
 
 -- sync_u2035_statements: Цифровой след для Университета 2035: каждое высказывание xAPI, его UUID и судьба
 --   fact_key          Факт: enrolment:<курс>:<пользователь>, activity:<cmid>:<пользователь>, grade:<элемент оценивания>:<пользователь>, completion:<курс>:<пользователь>, submission:<ответ>

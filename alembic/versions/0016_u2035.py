@@ -46,7 +46,7 @@ def upgrade() -> None:
     sa.Column('object_key', sa.String(length=1000).with_variant(sa.NVARCHAR(length=1000), 'mssql'), nullable=False, comment='Ключ объекта в бакете'),
     sa.Column('url', sa.String(length=2000).with_variant(sa.NVARCHAR(length=2000), 'mssql'), nullable=False, comment='Публичная ссылка (fileUrl вложения)'),
     sa.Column('content_type', sa.String(length=255).with_variant(sa.NVARCHAR(length=255), 'mssql'), nullable=True, comment='Тип содержимого'),
-    sa.Column('source', sa.String(length=1000).with_variant(sa.NVARCHAR(length=1000), 'mssql'), nullable=True, comment='Откуда файл взят в Moodle (без токена)'),
+    sa.Column('source', sa.String(length=800).with_variant(sa.NVARCHAR(length=800), 'mssql'), nullable=True, comment='Откуда файл взят в Moodle: время изменения, размер и путь (без токена); по нему файл, уже записанный в S3, находится без повторного скачивания'),
     sa.Column('uploaded_at', sa.DateTime().with_variant(mssql.DATETIME2(), 'mssql'), nullable=False, comment='Когда файл записан в S3 (UTC)'),
     sa.PrimaryKeyConstraint('sha256', name=op.f('pk_sync_u2035_files')),
     comment='Файлы цифрового следа в S3 Университета 2035: один объект на содержимое (по SHA-256)'
@@ -73,6 +73,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('sync_u2035_statements', schema=None) as batch_op:
         batch_op.create_index('ix_sync_u2035_statements_pending', ['pending_key'], unique=False)
+    with op.batch_alter_table('sync_u2035_files', schema=None) as batch_op:
+        batch_op.create_index('ix_sync_u2035_files_source', ['source'], unique=False)
 
     with op.batch_alter_table('buf_users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('unti_id', sa.String(length=64).with_variant(sa.NVARCHAR(length=64), 'mssql'), nullable=True, comment='Идентификатор человека в Университете 2035 (UNTI ID); нужен для передачи цифрового следа'))
@@ -87,6 +89,9 @@ def downgrade() -> None:
     op.execute(DropView(view_name('u2035')))
     with op.batch_alter_table('buf_users', schema=None) as batch_op:
         batch_op.drop_column('unti_id')
+
+    with op.batch_alter_table('sync_u2035_files', schema=None) as batch_op:
+        batch_op.drop_index('ix_sync_u2035_files_source')
 
     with op.batch_alter_table('sync_u2035_statements', schema=None) as batch_op:
         batch_op.drop_index('ix_sync_u2035_statements_pending')

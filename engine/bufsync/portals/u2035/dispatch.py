@@ -30,6 +30,8 @@ from bufsync.portals.u2035.statements import attachment
 from bufsync.queue.dispatcher import AccessRefused, Delivered, Permanent, Result, Transient
 from bufsync.state.ledger import now_utc
 
+SOURCE_MAX = 800  # sync_u2035_files.source: indexed, within SQL Server's 1,700-byte index key (nvarchar)
+
 
 class FileProblem(Exception):
     """A submitted file that cannot be referenced (deleted in Moodle, too large): its statement fails alone."""
@@ -245,10 +247,10 @@ class _Refused(Exception):
 
 
 def _source(file: dict[str, Any]) -> str:
-    """Where a file came from in Moodle, without the token and with its modification time (a replaced file with
-    the same name is another file)."""
+    """Where a file came from in Moodle, without the token, after its modification time and size (a replaced file
+    with the same name is another file): a path too long for the column loses its tail, never those."""
     parts = urlsplit(str(file.get("fileurl") or ""))
-    return f"{unquote(parts.path)}@{file.get('timemodified') or ''}:{file.get('filesize') or ''}"[:1000]
+    return f"{file.get('timemodified') or ''}:{file.get('filesize') or ''}@{unquote(parts.path)}"[:SOURCE_MAX]
 
 
 def _rejected(answer: Any) -> str:

@@ -69,10 +69,13 @@ def add_tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("object_key", _t("string(1000)"), nullable=False, comment="Ключ объекта в бакете"),
         sa.Column("url", _t("string(2000)"), nullable=False, comment="Публичная ссылка (fileUrl вложения)"),
         sa.Column("content_type", _t("string(255)"), nullable=True, comment="Тип содержимого"),
-        sa.Column("source", _t("string(1000)"), nullable=True, comment="Откуда файл взят в Moodle (без токена)"),
+        sa.Column("source", _t("string(800)"), nullable=True,
+                  comment="Откуда файл взят в Moodle: время изменения, размер и путь (без токена); по нему файл, уже "
+                          "записанный в S3, находится без повторного скачивания"),
         sa.Column("uploaded_at", _t("datetime"), nullable=False, comment="Когда файл записан в S3 (UTC)"),
         comment="Файлы цифрового следа в S3 Университета 2035: один объект на содержимое (по SHA-256)",
     )
     sa.Index("ix_sync_u2035_statements_pending", statements.c.pending_key)
+    sa.Index("ix_sync_u2035_files_source", files.c.source)  # looked up once per file a dispatcher meets
     return {"sync_u2035_connection": connection, "sync_u2035_statements": statements, "sync_u2035_files": files}
 
