@@ -316,12 +316,10 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     their first retry instead of 0.5 s, growing as before: tests against the sandboxes count retries and check
     what they leave, and a wait of seconds for a sandbox that answers at once is time nobody uses. How long the
     waits are is test_retry's and test_sferum_client's part (with their own backoff)."""
-    from bufsync.adapters.moodle.transport import Transport
-    from bufsync.portals.sferum.client import VkClient
-    for init in (Transport.__init__, VkClient.__init__):
-        defaults = init.__kwdefaults__
-        assert defaults is not None and "backoff" in defaults
-        monkeypatch.setitem(defaults, "backoff", QUICK_BACKOFF)
+    from bufsync.adapters.moodle import retry
+    from bufsync.portals.sferum import client
+    monkeypatch.setattr(retry, "BACKOFF", QUICK_BACKOFF)
+    monkeypatch.setattr(client, "BACKOFF", QUICK_BACKOFF)
 
 
 @pytest.fixture

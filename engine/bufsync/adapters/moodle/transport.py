@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import httpx
 
 from bufsync import secrets, tls
+from bufsync.adapters.moodle import retry
 from bufsync.adapters.moodle.errors import (
     MoodleConfigError,
     MoodleError,
@@ -25,7 +26,7 @@ from bufsync.adapters.moodle.errors import (
     OutcomeUnknown,
     http_status_text,
 )
-from bufsync.adapters.moodle.retry import ATTEMPTS, BACKOFF, RetryPolicy
+from bufsync.adapters.moodle.retry import ATTEMPTS, RetryPolicy
 from bufsync.adapters.moodle.retry import Transient as _Transient
 
 log = logging.getLogger("bufsync.moodle")
@@ -84,12 +85,12 @@ class CallStats:
 
 class Transport:
     def __init__(self, url: str, token: str, *, timeout: float = 30.0, verify: bool = True,
-                 attempts: int = ATTEMPTS, backoff: float = BACKOFF, client: httpx.Client | None = None) -> None:
+                 attempts: int = ATTEMPTS, backoff: float | None = None, client: httpx.Client | None = None) -> None:
         self.endpoint = url.rstrip("/") + REST_PATH
         self._token = token
         secrets.register(token)  # whoever made this transport, no log line or error text carries its token
         self.attempts = attempts
-        self.backoff = backoff
+        self.backoff = retry.BACKOFF if backoff is None else backoff  # read now: a test's sandbox may shorten it
         self.stats = CallStats()
         self._timeout, self._verify = timeout, verify
         self._http = client

@@ -38,17 +38,9 @@ class SandboxServer(HttpServer):
     # -- routing ----------------------------------------------------------------------------
     def _handle(self, request: Request) -> Reply:
         if request.path == REST_PATH and request.method in ("GET", "POST"):
-            pairs = parse_qsl(request.query, keep_blank_values=True)
-            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if request.method == "POST" and content_type in ("application/x-www-form-urlencoded", ""):
-                pairs += parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
-            return self._rest(pairs)
+            return self._rest(_form(request))
         if request.path.startswith(PLUGINFILE_PATH) and request.method in ("GET", "POST"):
-            pairs = parse_qsl(request.query, keep_blank_values=True)
-            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if request.method == "POST" and content_type in ("application/x-www-form-urlencoded", ""):
-                pairs += parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
-            return self._pluginfile(request.path, pairs)
+            return self._pluginfile(request.path, _form(request))
         if request.path == "/sandbox/stats" and request.method == "GET":
             return Reply(body=json.dumps(self.stats()).encode())
         if request.path in ("/sandbox/admin", "/sandbox/faults") and request.method == "POST":
@@ -114,3 +106,12 @@ class SandboxServer(HttpServer):
             self.faults.fired.clear()
             self.peak_open_requests = self.open_requests
         return {"rules": len(self.faults.rules)}
+
+
+def _form(request: Request) -> list[tuple[str, str]]:
+    """The fields PHP reads, in its order: the query string, then a form-encoded POST body."""
+    pairs = parse_qsl(request.query, keep_blank_values=True)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method == "POST" and content_type in ("application/x-www-form-urlencoded", ""):
+        pairs += parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+    return pairs
