@@ -241,18 +241,20 @@ class Prompter(Protocol):
 
 @dataclass
 class Scripted:
-    """Every answer given as a flag: `received` moves on from the stage connect started at (1 or 3) only."""
+    """Every answer given as a flag: `received` moves on from the stage connect started at (1 or 3) only; with
+    `every`, from both letters (a demo or a benchmark that has every answer walks the four stages at once)."""
 
     values: dict[str, str] = field(default_factory=dict)
     confirm: bool = False
     out: Callable[[str], None] = print
+    every: bool = False
     _used: bool = False
 
     def show(self, text: str) -> None:
         self.out(text)
 
     def received(self, stage: int) -> bool:
-        if self.confirm and not self._used:
+        if self.confirm and (self.every or not self._used):
             self._used = True
             return True
         return False
