@@ -99,9 +99,9 @@ class Portal:
         """Options of `bufsync sandbox` for its emulator, named after it (--<name>-port, --no-<name>, ...)."""
         return []
 
-    def sandbox_port(self, options: dict[str, Any]) -> tuple[int, str, str] | None:
-        """(port, what, option) its emulator will bind with these options; None: not started."""
-        return None
+    def sandbox_ports(self, options: dict[str, Any]) -> list[tuple[int, str, str]]:
+        """(port, what, option) of each server its emulator will bind with these options; none: not started."""
+        return []
 
     def start_sandbox(self, options: dict[str, Any], data: Path | None) -> Emulator:
         """Start its emulator in a background thread (OSError when the port is taken)."""

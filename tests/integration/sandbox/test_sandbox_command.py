@@ -146,7 +146,7 @@ def test_printed_lines_work_pasted_into_a_shell_and_env_file(tmp_path: Path) -> 
         proc.wait(timeout=10)
 
 
-@pytest.mark.parametrize("busy", ["--port", "--scos-port", "--vk-port", "--lrs-port"])
+@pytest.mark.parametrize("busy", ["--port", "--scos-port", "--vk-port", "--lrs-port", "--s3-port"])
 def test_busy_port_is_one_line_and_exit_2(busy: str) -> None:
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
@@ -165,7 +165,7 @@ def test_busy_port_is_one_line_and_exit_2(busy: str) -> None:
     assert result.returncode == 2
     assert result.stdout == ""  # nothing to paste when a server could not start
     what = {"--port": "sandbox Moodle", "--scos-port": "sandbox СЦОС", "--vk-port": "sandbox VK API",
-            "--lrs-port": "sandbox LRS"}[busy]
+            "--lrs-port": "sandbox LRS", "--s3-port": "sandbox S3"}[busy]
     assert result.stderr == (f"bufsync: port {port} ({what}) on 127.0.0.1 is in use: pick another with {busy} N "
                              f"(0: any free port)\n")
 

@@ -158,10 +158,10 @@ class ScosPortal(Portal):
             click.Option(["--scos-duplicates-unsaved"], is_flag=True,
                          help="Answer a repeated enrolment with saved:false instead of saved:true.")]
 
-    def sandbox_port(self, options: dict[str, Any]) -> tuple[int, str, str] | None:
+    def sandbox_ports(self, options: dict[str, Any]) -> list[tuple[int, str, str]]:
         if "scos_port" not in options or options.get("no_scos"):
-            return None
-        return int(options["scos_port"]), "sandbox СЦОС", "--scos-port"
+            return []
+        return [(int(options["scos_port"]), "sandbox СЦОС", "--scos-port")]
 
     def start_sandbox(self, options: dict[str, Any], data: Path | None) -> Emulator:
         """The СЦОС beside the sandbox Moodle, as `bufsync scos run` expects to find it."""

@@ -169,10 +169,10 @@ class SferumPortal(Portal):
                          help="VK users the sandbox knows: ids 1..N (each a person who may be added to chats)."),
         ]
 
-    def sandbox_port(self, options: dict[str, Any]) -> tuple[int, str, str] | None:
+    def sandbox_ports(self, options: dict[str, Any]) -> list[tuple[int, str, str]]:
         if "vk_port" not in options or options.get("no_vk"):
-            return None
-        return int(options["vk_port"]), "sandbox VK API", "--vk-port"
+            return []
+        return [(int(options["vk_port"]), "sandbox VK API", "--vk-port")]
 
     def start_sandbox(self, options: dict[str, Any], data: Path | None) -> Emulator:
         """The VK API beside the sandbox Moodle; its organiser token is what `bufsync sferum run` uses."""

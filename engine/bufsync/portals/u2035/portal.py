@@ -160,10 +160,11 @@ class U2035Portal(Portal):
             click.Option(["--no-u2035"], is_flag=True, help="No sandbox LRS and S3."),
         ]
 
-    def sandbox_port(self, options: dict[str, Any]) -> tuple[int, str, str] | None:
+    def sandbox_ports(self, options: dict[str, Any]) -> list[tuple[int, str, str]]:
         if "lrs_port" not in options or options.get("no_u2035"):
-            return None
-        return int(options["lrs_port"]), "sandbox LRS", "--lrs-port"
+            return []
+        return [(int(options["lrs_port"]), "sandbox LRS", "--lrs-port"),
+                (int(options.get("s3_port") or 0), "sandbox S3", "--s3-port")]
 
     def start_sandbox(self, options: dict[str, Any], data: Path | None) -> Emulator:
         from bufsync.portals.u2035.sandbox import start_both

@@ -82,9 +82,9 @@ def serve(port: int, data: Path | None, token: str | None, debug: bool, max_inpu
     Each portal's emulator starts beside the Moodle one when its options (from `bufsync sandbox`) ask for it."""
     from bufsync.portals import portals
     options = portal_options or {}
-    chosen = {name: portal for name, portal in portals().items() if portal.sandbox_port(options) is not None}
+    chosen = {name: portal for name, portal in portals().items() if portal.sandbox_ports(options)}
     check_ports([(port, "sandbox Moodle", "--port")]
-                + [bound for p in chosen.values() if (bound := p.sandbox_port(options)) is not None])
+                + [bound for p in chosen.values() for bound in p.sandbox_ports(options)])
     try:
         server = start(port, data, token, debug, max_input_vars, faults)
     except OSError:  # taken between the check and the start
@@ -99,9 +99,9 @@ def serve(port: int, data: Path | None, token: str | None, debug: bool, max_inpu
                 running.shutdown()
                 running.server_close()
             server.site.close()
-            bound = portal.sandbox_port(options)
-            assert bound is not None  # chosen: it has a port
-            raise _port_error(*bound) from None
+            ports = portal.sandbox_ports(options)
+            check_ports(ports)  # the one taken between the check and the start, when it is still taken
+            raise _port_error(*ports[0]) from None
         emulators.append(emulator)
         variables.update(emulator.variables)
     if env_file is not None:  # systemd EnvironmentFile= and docker --env-file take VAR=value, no export
