@@ -74,17 +74,13 @@ class Connection:
                 "checked_at": self.checked_at, "activated_at": self.activated_at}
 
 
-def read(engine: sa.Engine | sa.Connection, table: sa.Table) -> Connection:
-    def one(conn: sa.Connection) -> Connection:
-        row = conn.execute(sa.select(table).where(table.c.id == 1)).first()
-        if row is None:
-            return Connection()
-        return Connection(row.status, row.stage, row.opened, row.test_statement_id, row.settings_hash,
-                          row.last_error, row.checked_at, row.activated_at)
-    if isinstance(engine, sa.Connection):
-        return one(engine)
+def read(engine: sa.Engine, table: sa.Table) -> Connection:
     with engine.connect() as conn:
-        return one(conn)
+        row = conn.execute(sa.select(table).where(table.c.id == 1)).first()
+    if row is None:
+        return Connection()
+    return Connection(row.status, row.stage, row.opened, row.test_statement_id, row.settings_hash, row.last_error,
+                      row.checked_at, row.activated_at)
 
 
 def write(engine: sa.Engine, table: sa.Table, connection: Connection) -> None:
